@@ -1,0 +1,76 @@
+//! Build script: compiles the C glue around libperl and generates its Rust
+//! declarations.
+//!
+//! The Perl API is mostly macros that depend on how the system perl was
+//! configured (threads, multiplicity), so we ask that perl for its own
+//! compiler and linker flags (`ExtUtils::Embed`) instead of hard-coding them,
+//! compile `src/perl/glue/glue.c` with them, and let bindgen read the small
+//! glue header (which exposes plain C functions only, never Perl structs).
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn perl_output(args: &[&str]) -> String {
+    let out = Command::new("perl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `perl` to learn how to embed it: {e}; install perl")
+        });
+    if !out.status.success() {
+        panic!(
+            "`perl {}` failed: {}\nInstall the Perl development files: apt-get install libperl-dev",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8(out.stdout).expect("perl printed non-UTF-8 flags")
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=src/perl/glue/glue.c");
+    println!("cargo:rerun-if-changed=src/perl/glue/glue.h");
+
+    let ccopts = perl_output(&["-MExtUtils::Embed", "-e", "ccopts"]);
+    let ldopts = perl_output(&["-MExtUtils::Embed", "-e", "ldopts"]);
+    let archlib = perl_output(&["-MConfig", "-e", "print $Config{archlibexp}"]);
+    let core = PathBuf::from(archlib.trim()).join("CORE");
+    if !core.join("perl.h").exists() {
+        panic!(
+            "{} not found: the Perl headers are missing. Install them with: apt-get install libperl-dev",
+            core.join("perl.h").display()
+        );
+    }
+
+    let mut build = cc::Build::new();
+    build.file("src/perl/glue/glue.c").warnings(false);
+    for flag in ccopts.split_whitespace() {
+        build.flag(flag);
+    }
+    build.compile("fcgi_spawn_glue");
+
+    // Link flags: keep the -L/-l parts; `-Wl,-E` exports our symbols so XS
+    // modules loaded by DynaLoader can resolve the Perl API from the binary.
+    for flag in ldopts.split_whitespace() {
+        if let Some(dir) = flag.strip_prefix("-L") {
+            println!("cargo:rustc-link-search=native={dir}");
+        } else if let Some(lib) = flag.strip_prefix("-l") {
+            println!("cargo:rustc-link-lib={lib}");
+        } else if flag.starts_with("-Wl,") {
+            println!("cargo:rustc-link-arg={flag}");
+        }
+    }
+
+    let bindings = bindgen::Builder::default()
+        .header("src/perl/glue/glue.h")
+        .allowlist_function("fs_.*")
+        .allowlist_type("fs_.*")
+        .allowlist_var("FS_.*")
+        .generate()
+        .expect("bindgen could not read src/perl/glue/glue.h (is libclang-dev installed?)");
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("glue_bindings.rs");
+    bindings
+        .write_to_file(out)
+        .expect("cannot write glue bindings");
+}

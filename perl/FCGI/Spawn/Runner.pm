@@ -1,0 +1,320 @@
+package FCGI::Spawn::Runner;
+
+# The Perl half of the request runner. The Rust worker calls the entry points
+# at the bottom, in order, once per request; each is a short sequence of the
+# named steps above it (after ModPerl::RegistryCooker), so the isolation modes
+# recombine steps instead of branching inside one long sub.
+#
+# Rust has already made file descriptors 0/1/2 the request's body, the
+# response pipe and the log pipe before begin_request runs; the steps here only
+# bind Perl's handles to them and put back what a script may change.
+
+use strict;
+use warnings;
+
+use Symbol ();
+
+our $VERSION = '0.1.0';
+
+# Name the script is loaded under through our @INC hook. Not absolute, so
+# `do` consults @INC; never a real file.
+my $VIRTUAL_FILE = 'FCGI-Spawn-script.pl';
+
+my %BASE_ENV;          # the daemon's clean environment, captured at start
+my %BASE_SIG;          # %SIG as the worker starts, restored after each request
+my %BASE_MAIN;         # top-level symbols of %main:: before any request
+my $BASE_MAIN_COUNT;
+my $BASE_UMASK;
+my $BASE_CWD = '/';
+my %TAINT_WARNED;
+
+# Per-request state, reset by end_request.
+my %req;
+
+our $SCRIPT_STARTED;   # set by the script's generated prologue
+
+# --- steps ----------------------------------------------------------------
+
+sub capture_base_state {
+    %BASE_ENV = %ENV;
+    $BASE_UMASK = umask;
+    %BASE_SIG = map { $_ => $SIG{$_} } keys %SIG;
+    %BASE_MAIN = map { $_ => 1 } keys %main::;
+    $BASE_MAIN_COUNT = keys %main::;
+    return;
+}
+
+sub set_environment {
+    my ($script, $params) = @_;
+    %ENV = (%BASE_ENV, @$params);
+    $0 = $script;
+    my $qs = $ENV{QUERY_STRING};
+    # An isindex query (no '=') becomes @ARGV, as a CGI server does.
+    if (defined $qs && length $qs && index($qs, '=') < 0) {
+        @ARGV = map { my $w = $_; $w =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge; $w }
+            split /\+/, $qs;
+    }
+    else {
+        @ARGV = ();
+    }
+    FindBin::again() if defined &FindBin::again;
+    return;
+}
+
+sub change_directory {
+    my ($script) = @_;
+    my $dir = $script =~ m{^(.*)/[^/]*\z}s ? ($1 eq '' ? '/' : $1) : '.';
+    chdir $dir or warn "fcgi-spawn: cannot chdir to $dir: $!\n";
+    return;
+}
+
+sub bind_std_handles {
+    # Fresh PerlIO handles on the descriptors Rust prepared: no buffered input
+    # or layers survive from the previous request.
+    open STDIN, '<&=', 0 or die "fcgi-spawn: cannot bind STDIN to fd 0: $!\n";
+    open STDOUT, '>&=', 1 or die "fcgi-spawn: cannot bind STDOUT to fd 1: $!\n";
+    select STDOUT;
+    return;
+}
+
+sub reset_module_globals {
+    CGI::_reset_globals() if defined &CGI::_reset_globals;
+    CGI::Simple::_reset_globals() if defined &CGI::Simple::_reset_globals;
+    return;
+}
+
+# Package a script is compiled into: unique per path, valid as a name.
+sub make_namespace {
+    my ($script) = @_;
+    my $name = $script;
+    $name =~ s{([^A-Za-z0-9_/])}{sprintf '_%02x', ord $1}ge;
+    $name =~ s{/+}{::}g;
+    $name =~ s{::(?=\d)}{::_}g;
+    $name =~ s{^::}{};
+    return "FCGI::Spawn::Sandbox::$name";
+}
+
+# Opens the script and returns what our @INC hook hands to `do`: a prologue
+# that switches package and resets $^S, then the file itself, so __FILE__,
+# line numbers, __DATA__, BEGIN/END and file-scoped lexicals behave as when
+# perl runs the file directly.
+sub read_script {
+    my ($script, $package) = @_;
+    open my $fh, '<', $script or die "fcgi-spawn: cannot open $script: $!\n";
+    my $first = <$fh>;
+    seek $fh, 0, 0;
+    my $switches = '';
+    if (defined $first && $first =~ /^#!\S*perl\S*\s+(-\S+(?:\s+-\S+)*)/) {
+        my $flags = $1;
+        $switches .= 'BEGIN { $^W = 1 } ' if $flags =~ /^-\w*w/ || $flags =~ /\s-\w*w/;
+        if ($flags =~ /-\w*[Tt]/ && !$TAINT_WARNED{$script}++) {
+            warn "fcgi-spawn: $script asks for taint mode (-T), which cannot be "
+                . "switched on in a running interpreter; running it without\n";
+        }
+    }
+    # __END__ only opens DATA in a main program; scripts rely on it, so the
+    # filter turns it into __DATA__ (identical for the parser otherwise).
+    my $in_data;
+    my $filter = sub {
+        return length $_ ? 1 : 0 if $in_data;
+        $in_data = 1 if s/^__END__\b/__DATA__/;
+        $in_data = 1 if /^__DATA__\b/;
+        return length $_ ? 1 : 0;
+    };
+    my $prologue = "package $package; FCGI::Spawn::Native::clear_in_eval(); "
+        . "\$FCGI::Spawn::Runner::SCRIPT_STARTED = 1; $switches\n#line 1 \"$script\"\n";
+    return (\$prologue, $fh, $filter);
+}
+
+sub compile_and_run {
+    my ($script, $package) = @_;
+    my $hook = sub {
+        return unless $_[1] eq $VIRTUAL_FILE;
+        return read_script($script, $package);
+    };
+    local @INC = ($hook, @INC);
+    local $SCRIPT_STARTED = 0;
+    $@ = '';
+    do $VIRTUAL_FILE;
+    # Reached when the script fell off its end. A compile error never ran
+    # the prologue: report it as perl would, by dying at the top level.
+    die $@ if !$SCRIPT_STARTED && $@ ne '';
+    return;
+}
+
+sub flush_namespace {
+    my ($package) = @_;
+    Symbol::delete_package($package);
+    delete $INC{$VIRTUAL_FILE};
+    return;
+}
+
+# Packages and main:: globals a script declared itself are removed, so they
+# do not leak into the next request; packages brought in by `require` of a
+# module (recorded in %INC) stay loaded.
+sub flush_script_globals {
+    return if keys %main:: == $BASE_MAIN_COUNT;
+    my %from_inc;
+    for my $file (keys %INC) {
+        next unless $file =~ m{^([^/]+?)(?:/|\.pm\z)};
+        $from_inc{"$1::"} = 1;
+    }
+    for my $name (keys %main::) {
+        next if $BASE_MAIN{$name} || $from_inc{$name};
+        if ($name =~ /::\z/) {
+            Symbol::delete_package(substr $name, 0, -2);
+        }
+        else {
+            delete $main::{$name};
+        }
+    }
+    $BASE_MAIN_COUNT = keys %main::;
+    %BASE_MAIN = map { $_ => 1 } keys %main:: if $BASE_MAIN_COUNT != keys %BASE_MAIN;
+    return;
+}
+
+# %INC entries for files of the script's own site (legacy `require
+# "lib.pl"`), so the next request loads them again into its own namespace.
+sub flush_inc {
+    my ($before, $roots) = @_;
+    for my $file (keys %INC) {
+        next if $before->{$file};
+        my $path = $INC{$file};
+        next unless defined $path && !ref $path;
+        if ($file !~ /\.pm\z/ || grep { index($path, $_) == 0 } @$roots) {
+            delete $INC{$file};
+        }
+    }
+    return;
+}
+
+sub restore_interpreter_state {
+    close STDIN;
+    close STDOUT;
+    binmode STDERR;
+    select STDERR;
+    $/ = "\n";
+    $\ = undef;
+    $, = undef;
+    $" = ' ';
+    $; = "\034";
+    $^W = 0;
+    $_ = undef;
+    @ARGV = ();
+    umask $BASE_UMASK if umask != $BASE_UMASK;
+    my $restored = 0;
+    for my $sig (keys %SIG) {
+        my $now = $SIG{$sig};
+        my $was = $BASE_SIG{$sig};
+        next if !defined $now && !defined $was;
+        next if defined $now && defined $was && $now eq $was;
+        $SIG{$sig} = $was;
+        $restored++;
+    }
+    %ENV = %BASE_ENV;
+    chdir $BASE_CWD;
+    return $restored;
+}
+
+sub client_gone {
+    exit 0;
+}
+
+# --- entry points called from Rust ----------------------------------------
+
+# In the master, before fork: like mod_perl's startup.pl.
+sub preload_script {
+    my ($file) = @_;
+    package main;
+    local $@;
+    my $ok = do $file;
+    die $@ if $@;
+    die "cannot read $file: $!\n" if !defined $ok && $!;
+    return 1;
+}
+
+# Once in each worker, after fork.
+sub init_worker {
+    srand();
+    close STDIN;
+    close STDOUT;
+    # A vanished client closes the response pipe; the script's next write
+    # then ends it (children it execs get the default disposition back).
+    $SIG{PIPE} = \&client_gone;
+    capture_base_state();
+    return 1;
+}
+
+# Before the script: ($script, NAME, VALUE, NAME, VALUE, ...).
+sub begin_request {
+    my ($script, @params) = @_;
+    my $package = make_namespace($script);
+    %req = (
+        script  => $script,
+        package => $package,
+        inc     => { map { $_ => 1 } keys %INC },
+        ends    => FCGI::Spawn::Native::end_block_count(),
+    );
+    set_environment($script, \@params);
+    change_directory($script);
+    bind_std_handles();
+    reset_module_globals();
+    $| = 0;
+    return 1;
+}
+
+# The script itself. Called with die untrapped: it ends like a perl program.
+sub run_script {
+    compile_and_run($req{script}, $req{package});
+    return 0;
+}
+
+# END blocks the script compiled, in perl's order. Called with exit trapped.
+sub run_end_blocks {
+    my $count = FCGI::Spawn::Native::end_block_count() - ($req{ends} // 0);
+    $req{ends} = FCGI::Spawn::Native::end_block_count() - $count;
+    for my $block (FCGI::Spawn::Native::take_end_blocks($count)) {
+        eval { $block->(); 1 } or warn $@;
+    }
+    return 1;
+}
+
+# After the script: flushes its output and puts everything back.
+sub end_request {
+    my (@roots) = @_;
+    # Blocks left over if an END block exited.
+    my $left = FCGI::Spawn::Native::end_block_count() - ($req{ends} // 0);
+    FCGI::Spawn::Native::take_end_blocks($left) if $left > 0;
+    STDOUT->flush if defined fileno STDOUT;
+    flush_namespace($req{package}) if defined $req{package};
+    flush_script_globals();
+    flush_inc($req{inc} || {}, \@roots);
+    my $signals_restored = restore_interpreter_state();
+    %req = ();
+    # Tells the worker to re-install its own signal handlers.
+    return $signals_restored;
+}
+
+1;
+
+__END__
+
+=head1 NAME
+
+FCGI::Spawn::Runner - runs one CGI script per request inside an fcgi-spawn worker
+
+=head1 DESCRIPTION
+
+Loaded by the fcgi-spawn daemon into its embedded interpreter; not meant to
+be used from scripts. The worker calls C<begin_request>, C<run_script>,
+C<run_end_blocks> and C<end_request> for every request.
+
+C<run_script> compiles the file at file scope into the package returned by
+C<make_namespace> (C<perlrun> isolation): through an C<@INC> hook, C<do>
+reads the real file after a one-line prologue, so C<__FILE__>, line numbers,
+C<__DATA__>/C<__END__>, C<BEGIN> and C<END> blocks and file-scoped lexicals
+behave as in a fresh perl. The prologue clears the interpreter's
+"inside eval" flag, so C<$^S> is 0 and an uncaught C<die> ends the script the
+way it ends a perl program (message on STDERR, exit status 255).
+
+=cut

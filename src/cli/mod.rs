@@ -1,0 +1,105 @@
+//! The command line: one binary, one subcommand per job.
+
+mod request;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "fcgi-spawn",
+    version,
+    about = "Run Perl CGI scripts persistently over FastCGI with an embedded perl",
+    long_about = "Run Perl CGI scripts persistently over FastCGI with an embedded perl.\n\n\
+        The master loads Perl and the --preload modules once and forks workers that \
+        share the compiled code; each request runs the file named by SCRIPT_FILENAME \
+        in a fresh package, with CGI semantics. Put it behind nginx with \
+        `fastcgi_pass unix:/run/fcgi-spawn.sock;`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (in the foreground; logs go to stderr or --log).
+    Run {
+        #[command(flatten)]
+        settings: Settings,
+        /// Log debug messages too.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Send one request to a FastCGI server and print the raw CGI response.
+    Request(request::RequestArgs),
+    /// Print the effective configuration (config file + flags) as TOML.
+    Config {
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { settings, verbose } => run(settings, verbose),
+        Command::Request(args) => request::main(args),
+        Command::Config { settings } => print_config(settings),
+    }
+}
+
+fn run(settings: Settings, verbose: bool) -> i32 {
+    let log_path = settings.log.clone();
+    let cfg = match Config::load(settings) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fcgi-spawn: {e}");
+            return 2;
+        }
+    };
+    if let Err(e) = crate::log::init(log_path.as_deref(), verbose) {
+        eprintln!("fcgi-spawn: {e}");
+        return 2;
+    }
+    match crate::master::run(cfg) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("{e:#}");
+            if log_path.is_some() {
+                eprintln!("fcgi-spawn: {e:#}");
+            }
+            1
+        }
+    }
+}
+
+fn print_config(settings: Settings) -> i32 {
+    let file = settings.config.clone();
+    let merged = match &file {
+        Some(path) => match Settings::from_file(path) {
+            Ok(f) => f.overridden_by(settings),
+            Err(e) => {
+                eprintln!("fcgi-spawn: {e}");
+                return 2;
+            }
+        },
+        None => settings,
+    };
+    if let Err(e) = Config::resolve(merged.clone(), file) {
+        eprintln!("fcgi-spawn: {e}");
+        return 2;
+    }
+    match toml::to_string(&merged) {
+        Ok(text) => {
+            print!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("fcgi-spawn: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! One model of the daemon's configuration.
+//!
+//! `Settings` is both the `run` command line (clap) and the TOML config file
+//! (serde), so the two cannot drift apart: every key is a flag and every flag
+//! is a key (`--max-requests` ⇔ `max_requests`). The file is read first, then
+//! flags override it, then `Config::resolve` fills defaults and validates,
+//! naming the key (and file) of anything wrong.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::listen::SocketOptions;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Compile the script into a fresh package every request (default).
+    Perlrun,
+    /// Compile once per worker and reuse (not implemented yet: issue #3).
+    Registry,
+    /// Fork a child per request (not implemented yet).
+    Fork,
+}
+
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Socket to listen on: a path (contains '/') or HOST:PORT. Without it, an
+    /// inherited socket is used (systemd LISTEN_FDS, or a socket on fd 0).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Mode of the UNIX socket file, octal [default: 0660].
+    #[arg(long, value_name = "MODE")]
+    pub socket_mode: Option<String>,
+    /// Owner of the UNIX socket file.
+    #[arg(long, value_name = "USER")]
+    pub socket_owner: Option<String>,
+    /// Group of the UNIX socket file.
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+    /// listen(2) backlog [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub backlog: Option<i32>,
+    /// Number of worker processes [default: 4].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Directory scripts may run from (repeatable). None: any directory.
+    #[arg(long = "root", value_name = "DIR")]
+    #[serde(default)]
+    pub root: Vec<PathBuf>,
+    /// Comma-separated extensions scripts may have [default: .pl,.cgi].
+    #[arg(long, value_name = "LIST")]
+    pub ext: Option<String>,
+    /// Module to load in the master before forking (repeatable).
+    #[arg(long, value_name = "MODULE")]
+    #[serde(default)]
+    pub preload: Vec<String>,
+    /// Perl file to run in the master before forking (repeatable).
+    #[arg(long, value_name = "FILE")]
+    #[serde(default)]
+    pub preload_script: Vec<PathBuf>,
+    /// How requests are isolated [default: perlrun].
+    #[arg(long, value_enum)]
+    pub isolation: Option<Isolation>,
+    /// Recycle a worker after this many requests (0 = never) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub max_requests: Option<u64>,
+    /// Largest request body accepted, bytes; 413 past it [default: 104857600].
+    #[arg(long, value_name = "BYTES")]
+    pub max_body: Option<u64>,
+    /// Bodies larger than this go to a temp file, bytes [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    pub body_spill: Option<usize>,
+    /// Seconds a graceful stop waits for requests in flight [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub grace_time: Option<u64>,
+    /// Also send script STDERR to the web server as FCGI_STDERR.
+    #[arg(long)]
+    #[serde(default)]
+    pub stderr_to_client: bool,
+    /// Write the master's pid here.
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Log file (appended; reopened on USR1) [default: stderr].
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// TOML configuration file; flags override its keys.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+}
+
+/// The validated, complete configuration of a daemon.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Option<String>,
+    pub socket: SocketOptions,
+    pub workers: usize,
+    pub roots: Vec<PathBuf>,
+    pub extensions: Vec<String>,
+    pub preload: Vec<String>,
+    pub preload_scripts: Vec<PathBuf>,
+    pub isolation: Isolation,
+    pub max_requests: u64,
+    pub max_body: u64,
+    pub body_spill: usize,
+    pub grace_time: u64,
+    pub stderr_to_client: bool,
+    pub pid_file: Option<PathBuf>,
+    pub log: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {file}: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("{key}: {message}{}", .file.as_ref().map(|f| format!(" (in {} or on the command line)", f.display())).unwrap_or_default())]
+    Invalid {
+        key: &'static str,
+        message: String,
+        file: Option<PathBuf>,
+    },
+}
+
+impl Settings {
+    /// Reads a TOML config file; unknown keys are errors naming key and line.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            file: path.to_path_buf(),
+            message,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Settings, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
+    }
+
+    /// `self` (from the file) overridden by `flags`.
+    pub fn overridden_by(self, flags: Settings) -> Settings {
+        fn pick<T>(flag: Option<T>, file: Option<T>) -> Option<T> {
+            flag.or(file)
+        }
+        fn list<T>(flag: Vec<T>, file: Vec<T>) -> Vec<T> {
+            if flag.is_empty() {
+                file
+            } else {
+                flag
+            }
+        }
+        Settings {
+            listen: pick(flags.listen, self.listen),
+            socket_mode: pick(flags.socket_mode, self.socket_mode),
+            socket_owner: pick(flags.socket_owner, self.socket_owner),
+            socket_group: pick(flags.socket_group, self.socket_group),
+            backlog: pick(flags.backlog, self.backlog),
+            workers: pick(flags.workers, self.workers),
+            root: list(flags.root, self.root),
+            ext: pick(flags.ext, self.ext),
+            preload: list(flags.preload, self.preload),
+            preload_script: list(flags.preload_script, self.preload_script),
+            isolation: pick(flags.isolation, self.isolation),
+            max_requests: pick(flags.max_requests, self.max_requests),
+            max_body: pick(flags.max_body, self.max_body),
+            body_spill: pick(flags.body_spill, self.body_spill),
+            grace_time: pick(flags.grace_time, self.grace_time),
+            stderr_to_client: flags.stderr_to_client || self.stderr_to_client,
+            pid_file: pick(flags.pid_file, self.pid_file),
+            log: pick(flags.log, self.log),
+            config: flags.config,
+        }
+    }
+}
+
+impl Config {
+    /// Loads `--config` if given, applies the flags, validates.
+    pub fn load(flags: Settings) -> Result<Config, ConfigError> {
+        let file = flags.config.clone();
+        let merged = match &file {
+            Some(path) => Settings::from_file(path)?.overridden_by(flags),
+            None => flags,
+        };
+        Self::resolve(merged, file)
+    }
+
+    pub fn resolve(s: Settings, file: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            key,
+            message,
+            file: file.clone(),
+        };
+        let mode = match &s.socket_mode {
+            None => 0o660,
+            Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| {
+                    invalid(
+                        "socket_mode",
+                        format!("{m:?} is not an octal mode like 0660"),
+                    )
+                })?,
+        };
+        let workers = s.workers.unwrap_or(4);
+        if workers > 4096 {
+            return Err(invalid("workers", format!("{workers} is more than 4096")));
+        }
+        let isolation = s.isolation.unwrap_or(Isolation::Perlrun);
+        if isolation != Isolation::Perlrun {
+            return Err(invalid(
+                "isolation",
+                format!("{isolation:?} is not available yet in this version; use perlrun"),
+            ));
+        }
+        let mut roots = Vec::new();
+        for r in &s.root {
+            let resolved = std::fs::canonicalize(r)
+                .map_err(|e| invalid("root", format!("{}: {e}", r.display())))?;
+            if !resolved.is_dir() {
+                return Err(invalid(
+                    "root",
+                    format!("{} is not a directory", r.display()),
+                ));
+            }
+            roots.push(resolved);
+        }
+        let extensions: Vec<String> = s
+            .ext
+            .as_deref()
+            .unwrap_or(".pl,.cgi")
+            .split(',')
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        for e in &extensions {
+            if e.trim_start_matches('.').contains(['/', '.']) {
+                return Err(invalid("ext", format!("{e:?} is not a file extension")));
+            }
+        }
+        for m in &s.preload {
+            if m.is_empty()
+                || !m
+                    .split("::")
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'))
+            {
+                return Err(invalid(
+                    "preload",
+                    format!("{m:?} is not a Perl module name"),
+                ));
+            }
+        }
+        Ok(Config {
+            listen: s.listen,
+            socket: SocketOptions {
+                mode,
+                owner: s.socket_owner,
+                group: s.socket_group,
+                backlog: s.backlog.unwrap_or(1024),
+            },
+            workers,
+            roots,
+            extensions,
+            preload: s.preload,
+            preload_scripts: s.preload_script,
+            isolation,
+            max_requests: s.max_requests.unwrap_or(0),
+            max_body: s.max_body.unwrap_or(100 << 20),
+            body_spill: s.body_spill.unwrap_or(64 << 10),
+            grace_time: s.grace_time.unwrap_or(30),
+            stderr_to_client: s.stderr_to_client,
+            pid_file: s.pid_file,
+            log: s.log,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Settings::from_toml("workers = 2\nmax_request = 5\n").unwrap_err();
+        assert!(err.contains("max_request"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_file_and_defaults_fill_in() {
+        let file =
+            Settings::from_toml("workers = 2\nmax_requests = 10\npreload = [\"CGI\"]\n").unwrap();
+        let flags = Settings {
+            workers: Some(3),
+            ..Default::default()
+        };
+        let c = Config::resolve(file.overridden_by(flags), None).unwrap();
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.max_requests, 10);
+        assert_eq!(c.preload, vec!["CGI".to_string()]);
+        assert_eq!(c.socket.mode, 0o660);
+        assert_eq!(c.extensions, vec![".pl".to_string(), ".cgi".to_string()]);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let bad_mode = Settings {
+            socket_mode: Some("rw-rw".into()),
+            ..Default::default()
+        };
+        let e = Config::resolve(bad_mode, Some("/etc/x.toml".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("socket_mode:") && e.contains("/etc/x.toml"),
+            "{e}"
+        );
+        let bad_module = Settings {
+            preload: vec!["CGI; system('x')".into()],
+            ..Default::default()
+        };
+        assert!(Config::resolve(bad_module, None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("preload:"));
+        let bad_root = Settings {
+            root: vec!["/nonexistent/dir".into()],
+            ..Default::default()
+        };
+        assert!(Config::resolve(bad_root, None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("root:"));
+    }
+}

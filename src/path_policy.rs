@@ -1,0 +1,237 @@
+//! Which file a request may run (SPEC §7).
+//!
+//! The web server names the script in `SCRIPT_FILENAME`; before any Perl
+//! runs, the name is normalised (Apache's `proxy:fcgi://host:port/` prefix),
+//! resolved (symlinks, `..`) and only then checked against the allowed roots
+//! and extensions, so a link or a `../` cannot lead outside them.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// What to do with a request's script.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ScriptCheck {
+    /// Run this (resolved) file; `path_info` is set when the requested name
+    /// continued past the file (`/app.pl/extra` → `/extra`).
+    Run {
+        script: PathBuf,
+        path_info: Option<Vec<u8>>,
+    },
+    /// 404: nothing there.
+    NotFound,
+    /// 403, with the reason for the log.
+    Forbidden(String),
+}
+
+/// The allowed roots (resolved at start-up) and extensions.
+#[derive(Debug, Clone)]
+pub struct PathPolicy {
+    roots: Vec<PathBuf>,
+    extensions: Vec<String>,
+}
+
+impl PathPolicy {
+    /// `roots` empty means any directory. Extensions are given with or
+    /// without the dot; an empty list allows any extension.
+    pub fn new(roots: Vec<PathBuf>, extensions: &[String]) -> PathPolicy {
+        let extensions = extensions
+            .iter()
+            .map(|e| e.trim().trim_start_matches('.').to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        PathPolicy { roots, extensions }
+    }
+
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    /// Checks the `SCRIPT_FILENAME` param of a request.
+    pub fn check(&self, script_filename: &[u8]) -> ScriptCheck {
+        let requested = normalize_script_filename(script_filename);
+        if requested.as_os_str().is_empty() || !requested.is_absolute() {
+            return ScriptCheck::Forbidden(format!(
+                "SCRIPT_FILENAME {:?} is not an absolute path (set fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name)",
+                requested
+            ));
+        }
+        let (file, path_info) = match split_existing_prefix(&requested) {
+            Some(split) => split,
+            None => return ScriptCheck::NotFound,
+        };
+        let resolved = match std::fs::canonicalize(&file) {
+            Ok(p) => p,
+            Err(_) => return ScriptCheck::NotFound,
+        };
+        self.check_resolved(resolved, path_info)
+    }
+
+    /// The pure part of the check, on an already resolved path.
+    fn check_resolved(&self, resolved: PathBuf, path_info: Option<Vec<u8>>) -> ScriptCheck {
+        if !self.roots.is_empty() && !self.roots.iter().any(|r| resolved.starts_with(r)) {
+            return ScriptCheck::Forbidden(format!(
+                "{} is outside the allowed roots ({})",
+                resolved.display(),
+                self.roots
+                    .iter()
+                    .map(|r| r.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if !self.extension_allowed(&resolved) {
+            return ScriptCheck::Forbidden(format!(
+                "{} does not have an allowed extension (.{})",
+                resolved.display(),
+                self.extensions.join(", .")
+            ));
+        }
+        ScriptCheck::Run {
+            script: resolved,
+            path_info,
+        }
+    }
+
+    fn extension_allowed(&self, path: &Path) -> bool {
+        if self.extensions.is_empty() {
+            return true;
+        }
+        match path.extension().and_then(OsStr::to_str) {
+            Some(ext) => self.extensions.iter().any(|e| e == ext),
+            None => false,
+        }
+    }
+}
+
+/// Strips Apache mod_proxy_fcgi's `proxy:fcgi://host:port` prefix (and a
+/// query string it may leave on the name).
+pub fn normalize_script_filename(raw: &[u8]) -> PathBuf {
+    let mut name = raw;
+    if let Some(rest) = name.strip_prefix(b"proxy:fcgi://") {
+        name = match rest.iter().position(|&b| b == b'/') {
+            Some(slash) => &rest[slash..],
+            None => b"",
+        };
+        if let Some(q) = name.iter().position(|&b| b == b'?') {
+            name = &name[..q];
+        }
+    }
+    PathBuf::from(OsStr::from_bytes(name))
+}
+
+/// Finds the longest existing regular-file prefix of `requested`; the rest
+/// becomes PATH_INFO. `None` when no prefix is a file.
+fn split_existing_prefix(requested: &Path) -> Option<(PathBuf, Option<Vec<u8>>)> {
+    match std::fs::metadata(requested) {
+        Ok(m) if m.is_file() => return Some((requested.to_path_buf(), None)),
+        Ok(_) => return None,
+        Err(_) => {}
+    }
+    let mut candidate = requested.to_path_buf();
+    while candidate.pop() {
+        if candidate.as_os_str().len() <= 1 {
+            break;
+        }
+        if let Ok(m) = std::fs::metadata(&candidate) {
+            if !m.is_file() {
+                return None;
+            }
+            let rest = &requested.as_os_str().as_bytes()[candidate.as_os_str().len()..];
+            return Some((candidate, Some(rest.to_vec())));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(roots: &[&str], exts: &[&str]) -> PathPolicy {
+        PathPolicy::new(
+            roots.iter().map(PathBuf::from).collect(),
+            &exts.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn apache_proxy_prefix_is_stripped() {
+        assert_eq!(
+            normalize_script_filename(b"proxy:fcgi://127.0.0.1:9000/var/www/a.pl"),
+            PathBuf::from("/var/www/a.pl")
+        );
+        assert_eq!(
+            normalize_script_filename(b"proxy:fcgi://localhost/srv/x.cgi?a=1"),
+            PathBuf::from("/srv/x.cgi")
+        );
+        assert_eq!(
+            normalize_script_filename(b"/plain/b.pl"),
+            PathBuf::from("/plain/b.pl")
+        );
+    }
+
+    #[test]
+    fn roots_and_extensions_are_enforced_on_resolved_paths() {
+        let p = policy(&["/srv/www"], &[".pl", "cgi"]);
+        assert!(matches!(
+            p.check_resolved(PathBuf::from("/srv/www/a.pl"), None),
+            ScriptCheck::Run { .. }
+        ));
+        assert!(matches!(
+            p.check_resolved(PathBuf::from("/srv/www/sub/b.cgi"), None),
+            ScriptCheck::Run { .. }
+        ));
+        assert!(matches!(
+            p.check_resolved(PathBuf::from("/srv/wwwx/a.pl"), None),
+            ScriptCheck::Forbidden(_)
+        ));
+        assert!(matches!(
+            p.check_resolved(PathBuf::from("/srv/www/a.txt"), None),
+            ScriptCheck::Forbidden(_)
+        ));
+        assert!(matches!(
+            p.check_resolved(PathBuf::from("/srv/www/noext"), None),
+            ScriptCheck::Forbidden(_)
+        ));
+    }
+
+    #[test]
+    fn symlink_and_dotdot_escape_is_forbidden() {
+        let dir = std::env::temp_dir().join(format!("fs-policy-{}", std::process::id()));
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(dir.join("secret.pl"), "1;").unwrap();
+        std::fs::write(root.join("ok.pl"), "1;").unwrap();
+        let _ = std::fs::remove_file(root.join("link.pl"));
+        std::os::unix::fs::symlink(dir.join("secret.pl"), root.join("link.pl")).unwrap();
+        let root = std::fs::canonicalize(&root).unwrap();
+        let p = PathPolicy::new(vec![root.clone()], &[".pl".to_string()]);
+        let bytes = |p: PathBuf| p.as_os_str().as_bytes().to_vec();
+        assert!(matches!(
+            p.check(&bytes(root.join("ok.pl"))),
+            ScriptCheck::Run { .. }
+        ));
+        assert!(matches!(
+            p.check(&bytes(root.join("link.pl"))),
+            ScriptCheck::Forbidden(_)
+        ));
+        assert!(matches!(
+            p.check(&bytes(root.join("../secret.pl"))),
+            ScriptCheck::Forbidden(_)
+        ));
+        assert_eq!(
+            p.check(&bytes(root.join("missing.pl"))),
+            ScriptCheck::NotFound
+        );
+        match p.check(&bytes(root.join("ok.pl/extra/info"))) {
+            ScriptCheck::Run { script, path_info } => {
+                assert_eq!(script, root.join("ok.pl"));
+                assert_eq!(path_info.as_deref(), Some(&b"/extra/info"[..]));
+            }
+            other => panic!("expected Run, got {other:?}"),
+        }
+        assert!(matches!(p.check(b"relative.pl"), ScriptCheck::Forbidden(_)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,242 @@
+/*
+ * Glue between Rust and libperl. See glue.h for the contract.
+ *
+ * Why C: interpreter set-up (PERL_SYS_INIT3, perl_construct…), the stack
+ * macros (dSP, PUSHMARK, XPUSHs) and JMPENV (Perl's setjmp frames, which is
+ * how `exit` unwinds) only exist as macros whose expansion depends on how
+ * perl was configured. Rust calls the few functions below; the XSUBs
+ * registered in xs_init give the Perl runner (perl/FCGI/Spawn/Runner.pm) the
+ * handful of interpreter internals it cannot reach from Perl.
+ */
+#include <EXTERN.h>
+#include <perl.h>
+#include <XSUB.h>
+#include <unistd.h>
+
+#include "glue.h"
+
+static PerlInterpreter *fs_interp;
+static pid_t fs_owner_pid;
+
+EXTERN_C void boot_DynaLoader(pTHX_ CV *cv);
+
+/* FCGI::Spawn::Native::clear_in_eval() — called first thing by a script's
+ * generated prologue. `do FILE` marks the interpreter as "inside an eval",
+ * which would make $^S true and trap die; a CGI script must see $^S == 0 and
+ * a die must end it (CGI::Carp's fatalsToBrowser depends on this). The eval
+ * frame restores the flag when it is popped. */
+XS(fs_xs_clear_in_eval)
+{
+    dXSARGS;
+    PERL_UNUSED_VAR(items);
+    PL_in_eval = 0;
+    XSRETURN_EMPTY;
+}
+
+/* FCGI::Spawn::Native::end_block_count() — length of PL_endav. */
+XS(fs_xs_end_block_count)
+{
+    dXSARGS;
+    PERL_UNUSED_VAR(items);
+    XSRETURN_IV(PL_endav ? (IV)(av_count(PL_endav)) : 0);
+}
+
+/* FCGI::Spawn::Native::take_end_blocks(N) — removes the N END blocks most
+ * recently compiled (perl unshifts them, so they are at the front, already in
+ * run order) and returns them as code refs for the runner to call. */
+XS(fs_xs_take_end_blocks)
+{
+    dXSARGS;
+    IV n, i;
+    if (items != 1)
+        croak_xs_usage(cv, "count");
+    n = SvIV(ST(0));
+    SP -= items;
+    if (!PL_endav || n <= 0)
+        XSRETURN_EMPTY;
+    if (n > (IV)av_count(PL_endav))
+        n = (IV)av_count(PL_endav);
+    EXTEND(SP, n);
+    for (i = 0; i < n; i++) {
+        SV *block = av_shift(PL_endav);
+        PUSHs(sv_2mortal(newRV_noinc(block)));
+    }
+    PUTBACK;
+    XSRETURN(n);
+}
+
+static void xs_init(pTHX)
+{
+    newXS("DynaLoader::boot_DynaLoader", boot_DynaLoader, __FILE__);
+    newXS("FCGI::Spawn::Native::clear_in_eval", fs_xs_clear_in_eval, __FILE__);
+    newXS("FCGI::Spawn::Native::end_block_count", fs_xs_end_block_count, __FILE__);
+    newXS("FCGI::Spawn::Native::take_end_blocks", fs_xs_take_end_blocks, __FILE__);
+}
+
+int fs_interp_start(int argc, char **argv, char **env)
+{
+    int rc;
+    PERL_SYS_INIT3(&argc, &argv, &env);
+    fs_interp = perl_alloc();
+    if (!fs_interp)
+        return -1;
+    PERL_SET_CONTEXT(fs_interp);
+    perl_construct(fs_interp);
+    {
+        dTHX;
+        PL_exit_flags |= PERL_EXIT_DESTRUCT_END;
+    }
+    rc = perl_parse(fs_interp, xs_init, argc, argv, env);
+    if (rc != 0)
+        return rc;
+    return perl_run(fs_interp);
+}
+
+void fs_interp_stop(void)
+{
+    if (!fs_interp)
+        return;
+    perl_destruct(fs_interp);
+    perl_free(fs_interp);
+    fs_interp = NULL;
+    PERL_SYS_TERM();
+}
+
+void fs_set_owner_pid(int pid)
+{
+    fs_owner_pid = (pid_t)pid;
+}
+
+/* A child the script fork()ed must never return into the request loop: it
+ * ends here, as it would have ended in a plain CGI process (minus global
+ * destruction, which would run the parent's DESTROYs a second time). */
+static void end_foreign_child(pTHX_ int status)
+{
+    if (fs_owner_pid && getpid() != fs_owner_pid) {
+        PerlIO_flush((PerlIO *)NULL);
+        _exit(status & 0xff);
+    }
+}
+
+const char *fs_error(size_t *len)
+{
+    dTHX;
+    STRLEN l = 0;
+    const char *p = SvPV_const(ERRSV, l);
+    *len = (size_t)l;
+    return p;
+}
+
+/* Runs `body` inside a JMPENV frame so that my_exit() (exit, or die with no
+ * eval) lands here instead of unwinding out of the interpreter. This mirrors
+ * the `case 2` of perl_run(). */
+typedef void (*fs_body)(pTHX_ void *ctx, fs_outcome *out);
+
+static fs_outcome run_trapping_exit(pTHX_ fs_body body, void *ctx)
+{
+    fs_outcome out = { FS_RETURNED, 0, 0 };
+    volatile I32 oldscope = PL_scopestack_ix;
+    volatile SSize_t oldsp = PL_stack_sp - PL_stack_base;
+    volatile U8 old_in_eval = PL_in_eval;
+    int ret;
+    dJMPENV;
+
+    JMPENV_PUSH(ret);
+    switch (ret) {
+    case 0:
+        body(aTHX_ ctx, &out);
+        break;
+    case 2: /* my_exit() */
+        while (PL_scopestack_ix > oldscope)
+            LEAVE;
+        FREETMPS;
+        PL_curstash = PL_defstash;
+        PL_stack_sp = PL_stack_base + oldsp;
+        PL_in_eval = old_in_eval;
+        out.kind = FS_EXITED;
+        out.exit_status = STATUS_EXIT;
+        STATUS_ALL_SUCCESS;
+        break;
+    default: /* 3: die with PL_restartop, should not reach us; 1: unused */
+        PL_stack_sp = PL_stack_base + oldsp;
+        PL_in_eval = old_in_eval;
+        out.kind = FS_EXITED;
+        out.exit_status = 255;
+        break;
+    }
+    JMPENV_POP;
+    end_foreign_child(aTHX_ out.kind == FS_RETURNED ? 0 : out.exit_status);
+    return out;
+}
+
+struct call_ctx {
+    const char *sub;
+    const char *const *args;
+    const size_t *lens;
+    size_t nargs;
+    int trap_die;
+};
+
+static void call_body(pTHX_ void *vctx, fs_outcome *out)
+{
+    struct call_ctx *c = (struct call_ctx *)vctx;
+    size_t i;
+    I32 count;
+    dSP;
+
+    ENTER;
+    SAVETMPS;
+    PUSHMARK(SP);
+    EXTEND(SP, (SSize_t)c->nargs);
+    for (i = 0; i < c->nargs; i++)
+        PUSHs(sv_2mortal(newSVpvn(c->args[i], c->lens[i])));
+    PUTBACK;
+    count = call_pv(c->sub, G_SCALAR | (c->trap_die ? G_EVAL : 0));
+    SPAGAIN;
+    if (c->trap_die && SvTRUE(ERRSV)) {
+        out->kind = FS_DIED;
+    } else if (count == 1) {
+        SV *rv = POPs;
+        out->value = SvOK(rv) ? (long long)SvIV(rv) : 0;
+    }
+    PUTBACK;
+    FREETMPS;
+    LEAVE;
+}
+
+fs_outcome fs_call(const char *sub, const char *const *args, const size_t *lens,
+                   size_t nargs, int trap_die)
+{
+    dTHX;
+    struct call_ctx c = { sub, args, lens, nargs, trap_die };
+    return run_trapping_exit(aTHX_ call_body, &c);
+}
+
+struct eval_ctx {
+    const char *code;
+    size_t len;
+};
+
+static void eval_body(pTHX_ void *vctx, fs_outcome *out)
+{
+    struct eval_ctx *c = (struct eval_ctx *)vctx;
+    SV *src = sv_2mortal(newSVpvn(c->code, c->len));
+    SV *rv;
+    dSP;
+    PUSHMARK(SP);
+    eval_sv(src, G_SCALAR);
+    SPAGAIN;
+    rv = POPs;
+    PUTBACK;
+    if (SvTRUE(ERRSV))
+        out->kind = FS_DIED;
+    else
+        out->value = SvOK(rv) ? (long long)SvIV(rv) : 0;
+}
+
+fs_outcome fs_eval(const char *code, size_t len)
+{
+    dTHX;
+    struct eval_ctx c = { code, len };
+    return run_trapping_exit(aTHX_ eval_body, &c);
+}

@@ -1,0 +1,149 @@
+//! Safe wrapper around the embedded interpreter.
+//!
+//! A process has at most one interpreter; after `fork` the child simply keeps
+//! using its copy-on-write image, which is the point of the design. The
+//! interpreter is not thread-safe, so `Interpreter` is neither `Send` nor
+//! `Sync`: only the thread that created it (the main thread of the master,
+//! and of each worker after fork) can call into Perl.
+
+use std::ffi::{CString, NulError};
+use std::marker::PhantomData;
+use std::os::raw::c_char;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::ffi;
+
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// How a call into Perl ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The sub returned; its scalar result as an integer (0 when undef).
+    Returned(i64),
+    /// `die` was trapped; the message (`$@`).
+    Died(String),
+    /// `exit(status)`, or an untrapped `die` (whose message perl has already
+    /// written to STDERR, as a plain perl program does).
+    Exited(i32),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PerlError {
+    #[error("the Perl interpreter is already running in this process")]
+    AlreadyStarted,
+    #[error("libperl failed to start (perl_parse/perl_run returned {0})")]
+    StartFailed(i32),
+    #[error("a name passed to Perl contains a NUL byte: {0}")]
+    Nul(#[from] NulError),
+}
+
+/// The process's Perl interpreter. Dropping it runs END blocks and frees it.
+pub struct Interpreter {
+    // Raw-pointer marker: keeps the type !Send and !Sync.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Interpreter {
+    /// Constructs the interpreter as `perl -e0` with DynaLoader booted, so
+    /// XS modules load.
+    pub fn start() -> Result<Interpreter, PerlError> {
+        if STARTED.swap(true, Ordering::SeqCst) {
+            return Err(PerlError::AlreadyStarted);
+        }
+        // perl keeps argv for the life of the interpreter (assigning to $0
+        // writes into argv[0]), so these strings are never freed.
+        let args: &'static [CString] = Box::leak(Box::new([
+            CString::new("fcgi-spawn").expect("static arg"),
+            CString::new("-e0").expect("static arg"),
+        ]));
+        let argv: &'static mut [*mut c_char] = Box::leak(
+            args.iter()
+                .map(|a| a.as_ptr() as *mut c_char)
+                .chain(std::iter::once(std::ptr::null_mut()))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
+        let envp: &'static mut [*mut c_char] = Box::leak(Box::new([std::ptr::null_mut()]));
+        // SAFETY: argv/envp are NULL-terminated arrays of NUL-terminated
+        // strings that live for the rest of the process. This is the first
+        // and only interpreter in the process (STARTED guard).
+        let rc = unsafe {
+            ffi::fs_interp_start(args.len() as i32, argv.as_mut_ptr(), envp.as_mut_ptr())
+        };
+        if rc != 0 {
+            return Err(PerlError::StartFailed(rc));
+        }
+        Ok(Interpreter {
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Marks the current process as the one running the request loop. A
+    /// child forked by a script that leaves Perl through exit, die or by
+    /// returning is then ended inside the glue instead of coming back here.
+    pub fn set_owner_pid(&self, pid: i32) {
+        // SAFETY: plain store of an int in the glue's static.
+        unsafe { ffi::fs_set_owner_pid(pid) }
+    }
+
+    /// Evaluates Perl source at file scope; `die` is trapped.
+    pub fn eval(&self, code: &str) -> Outcome {
+        // SAFETY: `code` is valid for `len` bytes during the call; perl copies
+        // it into an SV before compiling.
+        let out = unsafe { ffi::fs_eval(code.as_ptr() as *const c_char, code.len()) };
+        self.outcome(out)
+    }
+
+    /// Calls the Perl sub `name` (fully qualified) with byte-string
+    /// arguments in scalar context. With `trap_die` false a `die` behaves as
+    /// at the top level of a perl program: message to STDERR, exit 255.
+    pub fn call(&self, name: &str, args: &[&[u8]], trap_die: bool) -> Result<Outcome, PerlError> {
+        let name = CString::new(name)?;
+        let ptrs: Vec<*const c_char> = args.iter().map(|a| a.as_ptr() as *const c_char).collect();
+        let lens: Vec<usize> = args.iter().map(|a| a.len()).collect();
+        // SAFETY: `ptrs[i]` is valid for `lens[i]` bytes for the whole call
+        // (borrowed from `args`); the glue copies each into a mortal SV. The
+        // interpreter was started by `start` on this thread (!Send type).
+        let out = unsafe {
+            ffi::fs_call(
+                name.as_ptr(),
+                ptrs.as_ptr(),
+                lens.as_ptr(),
+                args.len(),
+                trap_die as i32,
+            )
+        };
+        Ok(self.outcome(out))
+    }
+
+    fn outcome(&self, out: ffi::fs_outcome) -> Outcome {
+        match out.kind as u32 {
+            x if x == ffi::fs_outcome_kind_FS_RETURNED => Outcome::Returned(out.value),
+            x if x == ffi::fs_outcome_kind_FS_DIED => Outcome::Died(self.error_message()),
+            _ => Outcome::Exited(out.exit_status),
+        }
+    }
+
+    fn error_message(&self) -> String {
+        let mut len = 0usize;
+        // SAFETY: the glue returns a pointer into $@'s buffer valid for `len`
+        // bytes until the next call into Perl; we copy it at once.
+        let bytes = unsafe {
+            let p = ffi::fs_error(&mut len);
+            if p.is_null() {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(p as *const u8, len)
+            }
+        };
+        String::from_utf8_lossy(bytes).trim_end().to_string()
+    }
+}
+
+impl Drop for Interpreter {
+    fn drop(&mut self) {
+        // SAFETY: the interpreter was started by this value and no Perl call
+        // can be in progress (calls borrow &self).
+        unsafe { ffi::fs_interp_stop() }
+    }
+}
