@@ -109,14 +109,21 @@ impl Listener {
         }
     }
 
+    /// Accepts one connection. Unlike std's `accept`, an interrupting
+    /// signal is returned as `ErrorKind::Interrupted`, so a worker blocked
+    /// here notices a stop request.
     pub fn accept(&self) -> io::Result<Stream> {
-        match self {
-            Listener::Unix { listener, .. } => listener.accept().map(|(s, _)| Stream::Unix(s)),
-            Listener::Tcp(l) => l.accept().map(|(s, _)| {
+        let fd = socket::accept4(self.as_raw_fd(), SockFlag::SOCK_CLOEXEC)?;
+        // SAFETY: accept4 returned a fresh connected socket that we own.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(match self {
+            Listener::Unix { .. } => Stream::Unix(UnixStream::from(owned)),
+            Listener::Tcp(_) => {
+                let s = TcpStream::from(owned);
                 let _ = s.set_nodelay(true);
                 Stream::Tcp(s)
-            }),
-        }
+            }
+        })
     }
 
     /// Human-readable address, for the log.

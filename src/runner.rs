@@ -22,6 +22,9 @@ use crate::listen::Stream;
 use crate::path_policy::{PathPolicy, ScriptCheck};
 use crate::perl::{Interpreter, Outcome};
 
+/// Peer closed its end (Linux); nix has no name for it.
+const POLLRDHUP: PollFlags = PollFlags::from_bits_retain(libc::POLLRDHUP);
+
 const RUNNER: &str = "FCGI::Spawn::Runner";
 
 /// Per-worker request runner.
@@ -111,6 +114,16 @@ impl<'p> Runner<'p> {
             return Ok(untouched);
         }
 
+        if peer_closed(conn) {
+            log::info!(
+                "{}: the client went away before the script started; skipped",
+                script.display()
+            );
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "client went away",
+            ));
+        }
         let stdin = self.stdin_for(std::mem::replace(&mut req.body, Body::Empty))?;
         let (stdout_r, stdout_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         let (stderr_r, stderr_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
@@ -154,7 +167,6 @@ impl<'p> Runner<'p> {
             let parked = self.park_std_fds();
             let pumped = pump.join().unwrap_or(PumpResult {
                 bytes_sent: 0,
-                client_gone: true,
                 error: Some(io::Error::other("output pump panicked")),
                 writer_failed: true,
             });
@@ -270,84 +282,115 @@ struct StepsResult {
 
 struct PumpResult {
     bytes_sent: u64,
-    client_gone: bool,
     error: Option<io::Error>,
+    /// The connection is unusable: no END_REQUEST can be sent.
     writer_failed: bool,
 }
 
 /// Moves the script's output to the client and its stderr to the log until
-/// both pipes reach EOF. If the client goes away, the stdout pipe is closed,
-/// so the script's next write ends it (SIGPIPE), and stderr is still logged.
+/// both pipes reach EOF, watching the connection meanwhile. If the client
+/// goes away or sends FCGI_ABORT_REQUEST, the script is stopped: the stdout
+/// pipe is closed (its next write raises SIGPIPE) and SIGPIPE is sent at
+/// once, which interrupts a sleep; the runner's handler then exits the
+/// script. Stderr is still logged to the end.
 fn pump_output(
     stdout_r: OwnedFd,
     stderr_r: OwnedFd,
-    writer: &mut Stream,
+    conn: &mut Stream,
     request_id: u16,
     tag: &str,
     stderr_to_client: bool,
 ) -> PumpResult {
     block_all_signals();
-    let mut out = ResponseWriter::new(&mut *writer, request_id);
+    let mut out = ResponseWriter::new(&mut *conn, request_id);
     let mut result = PumpResult {
         bytes_sent: 0,
-        client_gone: false,
         error: None,
         writer_failed: false,
     };
     let mut stdout = Some(std::fs::File::from(stdout_r));
     let mut stderr = Some(std::fs::File::from(stderr_r));
+    let mut watching_client = true;
     let mut line_buf: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 65536];
     let pid = std::process::id();
     while stdout.is_some() || stderr.is_some() {
-        let mut fds = Vec::with_capacity(2);
-        if let Some(f) = &stdout {
-            fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-        }
-        if let Some(f) = &stderr {
-            fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-        }
-        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                result.error = Some(e.into());
-                break;
+        let (out_ready, err_ready, client_event) = {
+            let mut fds = Vec::with_capacity(3);
+            let mut slots = [None; 3];
+            if let Some(f) = &stdout {
+                slots[0] = Some(fds.len());
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(f) = &stderr {
+                slots[1] = Some(fds.len());
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+            }
+            let conn_fd = out.get_ref().as_fd();
+            if watching_client {
+                slots[2] = Some(fds.len());
+                fds.push(PollFd::new(conn_fd, PollFlags::POLLIN | POLLRDHUP));
+            }
+            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    result.error = Some(e.into());
+                    break;
+                }
+            }
+            let fired = |slot: Option<usize>| {
+                slot.map(|i| !fds[i].revents().unwrap_or(PollFlags::empty()).is_empty())
+                    .unwrap_or(false)
+            };
+            (fired(slots[0]), fired(slots[1]), fired(slots[2]))
+        };
+        if client_event {
+            let why = match client_message(out.get_mut(), request_id) {
+                ClientMessage::Gone => {
+                    result.writer_failed = true;
+                    Some("client went away")
+                }
+                ClientMessage::Abort => Some("FCGI_ABORT_REQUEST received"),
+                ClientMessage::Nothing => None,
+            };
+            if let Some(why) = why {
+                log::info!("{tag}: {why}; stopping the script");
+                watching_client = false;
+                stdout = None;
+                stop_script();
             }
         }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|p| !p.revents().unwrap_or(PollFlags::empty()).is_empty())
-            .collect();
-        drop(fds);
-        let mut idx = 0;
-        if stdout.is_some() {
-            if ready[idx] {
-                let n = read_retry(stdout.as_mut().expect("checked"), &mut buf);
+        if out_ready {
+            if let Some(f) = stdout.as_mut() {
+                let n = read_retry(f, &mut buf);
                 if n == 0 {
                     stdout = None;
-                } else if let Err(e) = out.write_stdout(&buf[..n]) {
-                    log::info!("{tag}: client went away ({e}); the script stops at its next write");
-                    result.client_gone = true;
-                    result.writer_failed = true;
-                    result.error = None;
+                } else if result.writer_failed {
                     stdout = None;
+                } else if let Err(e) = out.write_stdout(&buf[..n]) {
+                    log::info!("{tag}: client went away ({e}); stopping the script");
+                    result.writer_failed = true;
+                    watching_client = false;
+                    stdout = None;
+                    stop_script();
                 } else {
                     result.bytes_sent += n as u64;
                 }
             }
-            idx += 1;
         }
-        if stderr.is_some() && ready[idx] {
-            let n = read_retry(stderr.as_mut().expect("checked"), &mut buf);
-            if n == 0 {
-                stderr = None;
-            } else {
-                if stderr_to_client && !result.writer_failed {
-                    let _ = out.write_stderr(&buf[..n]);
+        if err_ready {
+            if let Some(f) = stderr.as_mut() {
+                let n = read_retry(f, &mut buf);
+                if n == 0 {
+                    stderr = None;
+                } else {
+                    if stderr_to_client && !result.writer_failed {
+                        let _ = out.write_stderr(&buf[..n]);
+                    }
+                    line_buf.extend_from_slice(&buf[..n]);
+                    log_complete_lines(&mut line_buf, pid, tag);
                 }
-                line_buf.extend_from_slice(&buf[..n]);
-                log_complete_lines(&mut line_buf, pid, tag);
             }
         }
     }
@@ -356,6 +399,47 @@ fn pump_output(
         log_complete_lines(&mut line_buf, pid, tag);
     }
     result
+}
+
+enum ClientMessage {
+    Gone,
+    Abort,
+    Nothing,
+}
+
+/// What the web server sent while the script runs: only FCGI_ABORT_REQUEST
+/// is meaningful (no multiplexing); EOF or an error means it went away.
+fn client_message(conn: &mut Stream, request_id: u16) -> ClientMessage {
+    let mut buf = [0u8; 512];
+    match conn.read(&mut buf) {
+        Ok(0) | Err(_) => ClientMessage::Gone,
+        Ok(n) => {
+            let mut rest = &buf[..n];
+            while let Ok(header) = crate::fastcgi::record::Header::parse(rest) {
+                if header.record_type == crate::fastcgi::record::RecordType::AbortRequest
+                    && header.request_id == request_id
+                {
+                    return ClientMessage::Abort;
+                }
+                let len = header.record_len().min(rest.len());
+                rest = &rest[len..];
+            }
+            log::warn!("ignoring {n} unexpected bytes from the web server while a script runs");
+            ClientMessage::Nothing
+        }
+    }
+}
+
+/// Interrupts the script: the runner's SIGPIPE handler exits it.
+fn stop_script() {
+    let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGPIPE);
+}
+
+/// True when the web server already closed the connection (a request
+/// queued while every worker was busy, whose client gave up).
+fn peer_closed(conn: &Stream) -> bool {
+    let mut fds = [PollFd::new(conn.as_fd(), POLLRDHUP)];
+    matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
 fn read_retry(f: &mut std::fs::File, buf: &mut [u8]) -> usize {

@@ -4,10 +4,13 @@
 //! `--max-requests`.
 
 use std::io;
+use std::os::fd::AsFd;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::config::Config;
 use crate::fastcgi::connection::{Limits, ServerConnection};
-use crate::listen::Listener;
+use crate::listen::{Listener, Stream};
 use crate::path_policy::PathPolicy;
 use crate::perl::{Interpreter, Outcome};
 use crate::runner::Runner;
@@ -59,6 +62,9 @@ pub fn run(perl: &Interpreter, listener: &Listener, cfg: &Config) -> io::Result<
         };
         let mut conn = ServerConnection::new(stream, limits.clone(), max_conns, max_conns);
         loop {
+            if !conn.has_buffered_input() && !wait_readable(conn.get_ref()) {
+                break;
+            }
             let req = match conn.read_request() {
                 Ok(Some(req)) => req,
                 Ok(None) => break,
@@ -89,4 +95,18 @@ pub fn run(perl: &Interpreter, listener: &Listener, cfg: &Config) -> io::Result<
         log::info!("worker recycled after {served} requests (--max-requests)");
     }
     Ok(())
+}
+
+/// Waits for the next request on a connection; false when the worker was
+/// asked to stop meanwhile (an idle kept-alive connection must not hold up a
+/// graceful stop) or the connection failed.
+fn wait_readable(stream: &Stream) -> bool {
+    loop {
+        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) if !signals::stop_requested() => continue,
+            Err(_) => return false,
+        }
+    }
 }

@@ -502,6 +502,9 @@ struct PendingRequest {
     role: u16,
     keep_conn: bool,
     params: Vec<u8>,
+    /// Parsed as soon as the PARAMS stream ends, so a malformed pair is
+    /// reported then, not after a body that may never come.
+    parsed_params: Vec<NameValue>,
     params_done: bool,
     body: BodyBuilder,
     stdin_done: bool,
@@ -514,6 +517,7 @@ impl PendingRequest {
             role: begin.role,
             keep_conn: begin.keep_conn(),
             params: Vec::new(),
+            parsed_params: Vec::new(),
             params_done: false,
             body: BodyBuilder::new(limits),
             stdin_done: false,
@@ -525,6 +529,7 @@ impl PendingRequest {
             return Err(self.unexpected(RecordType::Params));
         }
         if content.is_empty() {
+            self.parsed_params = parse_name_values(&std::mem::take(&mut self.params))?;
             self.params_done = true;
         } else if self.params.len() + content.len() > max_params {
             return Err(ProtocolError::ParamsTooLarge {
@@ -571,13 +576,12 @@ impl PendingRequest {
     }
 
     fn into_request(self) -> Result<Request, ConnectionError> {
-        let params = parse_name_values(&self.params)?;
         let (body, body_too_large) = self.body.finish()?;
         Ok(Request {
             id: self.id,
             role: self.role,
             keep_conn: self.keep_conn,
-            params,
+            params: self.parsed_params,
             body,
             body_too_large,
         })
@@ -731,6 +735,12 @@ impl<W: Write> ResponseWriter<W> {
 
     pub fn get_ref(&self) -> &W {
         &self.out
+    }
+
+    /// The underlying stream, e.g. to read an FCGI_ABORT_REQUEST while the
+    /// response is being written.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
     }
 
     fn check_open(&self) -> io::Result<()> {

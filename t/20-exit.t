@@ -1,0 +1,40 @@
+# exit ends the script, not the worker; the code is the FastCGI app status.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use FcgiSpawn::Test;
+
+my $d = start_daemon(workers => 1);
+my ($pid0) = fcgi_request($d, 'pid.pl') =~ /(\d+)/;
+ok $pid0, "worker pid $pid0";
+
+for my $code (0, 3) {
+    my ($out, $err, $rc) = fcgi_request($d, 'exit.pl', query => "code=$code");
+    my $r = parse_cgi($out);
+    is $r->{status}, 200, "exit $code: status 200";
+    is $r->{body}, "before exit\n", "exit $code: page complete, nothing after exit ran";
+}
+
+# The app status travels in END_REQUEST; read it from the raw record.
+for my $code (0, 5) {
+    my $s = raw_connect($d);
+    print {$s} fcgi_request_bytes(1, 'exit.pl', query => "code=$code");
+    my ($recs, $why) = read_records($s);
+    my $res = collect_response($recs, 1);
+    ok $res->{ended}, "END_REQUEST received (exit $code)";
+    is $res->{app_status}, $code, "app status is $code";
+    is $res->{protocol_status}, FCGI_REQUEST_COMPLETE, 'protocol status REQUEST_COMPLETE';
+}
+
+my ($out) = fcgi_request($d, 'exit-in-eval.pl');
+is parse_cgi($out)->{body}, "start\n", 'exit inside eval {} is not caught by the eval';
+
+($out, undef, my $rc) = fcgi_request($d, 'exit-before-output.pl');
+ok defined $out, 'exit before output: request completes';
+
+my ($pid1) = fcgi_request($d, 'pid.pl') =~ /(\d+)/;
+is $pid1, $pid0, 'the same worker served every request (exit did not end it)';
+$d->stop;
+done_testing;

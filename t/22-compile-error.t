@@ -1,0 +1,30 @@
+# Compile errors (syntax, strict) give a 500 and a log line with file and
+# line; the next request to a good script is served by the same worker.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use FcgiSpawn::Test;
+
+my $d = start_daemon(workers => 1);
+my ($pid0) = fcgi_request($d, 'pid.pl') =~ /(\d+)/;
+
+my ($out) = fcgi_request($d, 'compile-error.pl');
+is parse_cgi($out)->{status}, 500, 'syntax error: 500';
+unlike $out, qr/not reached/, 'nothing of the script ran';
+my $f = script_path('compile-error.pl');
+ok wait_for(sub { $d->log_text =~ /syntax error at \Q$f\E line 6/ }, 5), 'log: syntax error with file and line'
+    or diag $d->log_text;
+
+($out) = fcgi_request($d, 'strict-error.pl');
+is parse_cgi($out)->{status}, 500, 'strict vars error: 500';
+$f = script_path('strict-error.pl');
+ok wait_for(sub { $d->log_text =~ /undeclared_variable_marker.*\Q$f\E line 6/ }, 5), 'log: strict error with file and line';
+
+($out) = fcgi_request($d, 'hello.pl');
+is parse_cgi($out)->{status}, 200, 'a good script still works';
+my ($pid1) = fcgi_request($d, 'pid.pl') =~ /(\d+)/;
+is $pid1, $pid0, 'same worker';
+$d->stop;
+done_testing;

@@ -1,0 +1,54 @@
+# Missing script: 404. Outside --root, bad extension, symlink or ".." out of
+# the root: 403, and the file never runs.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use File::Temp qw(tempdir);
+use FcgiSpawn::Test;
+
+my $top = tempdir(CLEANUP => 1);
+mkdir "$top/www";
+mkdir "$top/www/sub";
+my $ok_script = "#!/usr/bin/perl\nprint qq{Content-Type: text/plain\\n\\nallowed\\n};\n";
+my $bad_script = "#!/usr/bin/perl\nprint STDERR qq{forbidden-script-ran\\n}; print qq{Content-Type: text/plain\\n\\nmust not run\\n};\n";
+spew("$top/www/ok.pl", $ok_script, 0755);
+spew("$top/www/ok.cgi", $ok_script, 0755);
+spew("$top/www/bad.sh", $bad_script, 0755);
+spew("$top/www/bad.txt", $bad_script, 0755);
+spew("$top/outside.pl", $bad_script, 0755);
+symlink "$top/outside.pl", "$top/www/link-out.pl" or die "symlink: $!";
+symlink "$top/www/ok.pl", "$top/www/link-in.pl" or die "symlink: $!";
+
+my $d = start_daemon(workers => 1, root => ["$top/www"], ext => '.pl,.cgi');
+
+my ($out) = fcgi_request($d, "$top/www/ok.pl");
+is parse_cgi($out)->{body}, "allowed\n", '.pl under the root runs';
+($out) = fcgi_request($d, "$top/www/ok.cgi");
+is parse_cgi($out)->{body}, "allowed\n", '.cgi under the root runs';
+($out) = fcgi_request($d, "$top/www/link-in.pl");
+is parse_cgi($out)->{body}, "allowed\n", 'symlink to a file inside the root runs';
+
+($out) = fcgi_request($d, "$top/www/missing.pl");
+is parse_cgi($out)->{status}, 404, 'missing script: 404';
+($out) = fcgi_request($d, "$top/www/sub/missing.pl");
+is parse_cgi($out)->{status}, 404, 'missing script in a sub dir: 404';
+
+for my $case (
+    [ "$top/outside.pl",              'outside the root' ],
+    [ "$top/www/bad.sh",              'extension .sh' ],
+    [ "$top/www/bad.txt",             'extension .txt' ],
+    [ "$top/www/link-out.pl",         'symlink pointing out of the root' ],
+    [ "$top/www/sub/../../outside.pl", '.. out of the root' ],
+    [ script_path('hello.pl'),        'another dir entirely' ],
+) {
+    my ($path, $what) = @$case;
+    ($out) = fcgi_request($d, $path);
+    is parse_cgi($out)->{status}, 403, "$what: 403";
+    unlike $out, qr/must not run/, "$what: script did not run";
+}
+sleep 0.3;
+unlike $d->log_text, qr/forbidden-script-ran/, 'no forbidden script ran';
+$d->stop;
+done_testing;

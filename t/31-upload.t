@@ -1,0 +1,32 @@
+# multipart/form-data upload through CGI.pm: size and MD5 intact, other
+# fields parsed, CGI.pm's temp file removed after the request.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Digest::MD5 qw(md5_hex);
+use FcgiSpawn::Test;
+
+my $d = start_daemon(workers => 1, preload => ['CGI']);
+
+for my $size (0, 1, 70_000, 3 * 1024 * 1024 + 17) {
+    my $content = join '', map { chr(int rand 256) } 1 .. $size;
+    my ($body, $type) = multipart_body(note => "size $size", file => [ 'data.bin', $content ]);
+    my ($out, $err, $rc) = fcgi_request($d, 'upload.pl', method => 'POST', data => $body,
+        params => { CONTENT_TYPE => $type });
+    is $rc, 0, "$size bytes: request ok";
+    my $r = parse_cgi($out);
+    is $r->{status}, 200, "$size bytes: 200";
+    like $r->{body}, qr/^filename=data\.bin$/m, "$size bytes: file name";
+    like $r->{body}, qr/^size=$size$/m, "$size bytes: size";
+    like $r->{body}, qr/^md5=${\ md5_hex($content)}$/m, "$size bytes: MD5";
+    like $r->{body}, qr/^note=size $size$/m, "$size bytes: other field";
+    my ($tmp) = $r->{body} =~ /^tmpfile=(.+)$/m;
+    ok !defined $tmp || wait_for(sub { !-e $tmp }, 3), "$size bytes: CGI.pm temp file removed" or diag "left: $tmp";
+}
+
+my ($out) = fcgi_request($d, 'upload.pl');
+is parse_cgi($out)->{body}, "no upload\n", 'no upload leaks into the next request';
+$d->stop;
+done_testing;

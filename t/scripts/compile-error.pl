@@ -1,0 +1,7 @@
+#!/usr/bin/perl
+use strict;
+use warnings;
+
+print "Content-Type: text/plain\n\n";
+my $x = ;
+print "not reached\n";

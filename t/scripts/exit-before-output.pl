@@ -1,0 +1,6 @@
+#!/usr/bin/perl
+# exit before any output: the request ends, the worker lives on.
+use strict;
+use warnings;
+
+exit 0;
