@@ -15,6 +15,7 @@ mod log;
 mod master;
 mod path_policy;
 mod perl;
+mod pump;
 mod runner;
 mod signals;
 mod worker;

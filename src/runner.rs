@@ -10,20 +10,18 @@
 //! (streaming) and turns stderr lines into tagged log lines. The response
 //! ends when every holder of the stdout pipe has closed it, as with CGI.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollTimeout};
 
 use crate::fastcgi::connection::{Body, Request, ResponseWriter};
 use crate::listen::Stream;
 use crate::path_policy::{PathPolicy, ScriptCheck};
 use crate::perl::{Interpreter, Outcome};
-
-/// Peer closed its end (Linux); nix has no name for it.
-const POLLRDHUP: PollFlags = PollFlags::from_bits_retain(libc::POLLRDHUP);
+use crate::pump::{Job, Pump, POLLRDHUP};
 
 const RUNNER: &str = "FCGI::Spawn::Runner";
 
@@ -33,6 +31,7 @@ pub struct Runner<'p> {
     policy: PathPolicy,
     stderr_to_client: bool,
     dev_null: OwnedFd,
+    pump: Pump,
     /// The roots, as arguments for the Perl side's %INC policy.
     root_args: Vec<Vec<u8>>,
 }
@@ -70,6 +69,7 @@ impl<'p> Runner<'p> {
             policy,
             stderr_to_client,
             dev_null,
+            pump: Pump::start()?,
             root_args,
         })
     }
@@ -148,32 +148,20 @@ impl<'p> Runner<'p> {
             }
         }
 
-        let tag = format!("{}", script.display());
-        let stderr_to_client = self.stderr_to_client;
-        let outcome = std::thread::scope(|scope| -> io::Result<_> {
-            let pump = scope.spawn(|| {
-                pump_output(
-                    stdout_r,
-                    stderr_r,
-                    &mut *conn,
-                    req.id,
-                    &tag,
-                    stderr_to_client,
-                )
-            });
-            let outcome = self.run_steps(&args);
-            // Our own holds on the pipes go; the pump ends when the script's
-            // children have let go too.
-            let parked = self.park_std_fds();
-            let pumped = pump.join().unwrap_or(PumpResult {
-                bytes_sent: 0,
-                error: Some(io::Error::other("output pump panicked")),
-                writer_failed: true,
-            });
-            parked?;
-            Ok((outcome, pumped))
+        self.pump.begin(Job {
+            stdout: Some(stdout_r),
+            stderr: Some(stderr_r),
+            conn: conn.try_clone()?,
+            request_id: req.id,
+            tag: script.display().to_string(),
+            stderr_to_client: self.stderr_to_client,
         })?;
-        let (steps, pumped) = outcome;
+        let steps = self.run_steps(&args);
+        // Our own holds on the pipes go; the pump finishes when the script's
+        // children have let go too.
+        let parked = self.park_std_fds();
+        let (_dup, pumped) = self.pump.finish()?;
+        parked?;
         untouched.signals_touched = steps.signals_touched;
 
         if let Some(e) = &pumped.error {
@@ -280,200 +268,11 @@ struct StepsResult {
     signals_touched: bool,
 }
 
-struct PumpResult {
-    bytes_sent: u64,
-    error: Option<io::Error>,
-    /// The connection is unusable: no END_REQUEST can be sent.
-    writer_failed: bool,
-}
-
-/// Moves the script's output to the client and its stderr to the log until
-/// both pipes reach EOF, watching the connection meanwhile. If the client
-/// goes away or sends FCGI_ABORT_REQUEST, the script is stopped: the stdout
-/// pipe is closed (its next write raises SIGPIPE) and SIGPIPE is sent at
-/// once, which interrupts a sleep; the runner's handler then exits the
-/// script. Stderr is still logged to the end.
-fn pump_output(
-    stdout_r: OwnedFd,
-    stderr_r: OwnedFd,
-    conn: &mut Stream,
-    request_id: u16,
-    tag: &str,
-    stderr_to_client: bool,
-) -> PumpResult {
-    block_all_signals();
-    let mut out = ResponseWriter::new(&mut *conn, request_id);
-    let mut result = PumpResult {
-        bytes_sent: 0,
-        error: None,
-        writer_failed: false,
-    };
-    let mut stdout = Some(std::fs::File::from(stdout_r));
-    let mut stderr = Some(std::fs::File::from(stderr_r));
-    let mut watching_client = true;
-    let mut line_buf: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    let pid = std::process::id();
-    while stdout.is_some() || stderr.is_some() {
-        let (out_ready, err_ready, client_event) = {
-            let mut fds = Vec::with_capacity(3);
-            let mut slots = [None; 3];
-            if let Some(f) = &stdout {
-                slots[0] = Some(fds.len());
-                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-            }
-            if let Some(f) = &stderr {
-                slots[1] = Some(fds.len());
-                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-            }
-            let conn_fd = out.get_ref().as_fd();
-            if watching_client {
-                slots[2] = Some(fds.len());
-                fds.push(PollFd::new(conn_fd, PollFlags::POLLIN | POLLRDHUP));
-            }
-            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    result.error = Some(e.into());
-                    break;
-                }
-            }
-            let fired = |slot: Option<usize>| {
-                slot.map(|i| !fds[i].revents().unwrap_or(PollFlags::empty()).is_empty())
-                    .unwrap_or(false)
-            };
-            (fired(slots[0]), fired(slots[1]), fired(slots[2]))
-        };
-        if client_event {
-            let why = match client_message(out.get_mut(), request_id) {
-                ClientMessage::Gone => {
-                    result.writer_failed = true;
-                    Some("client went away")
-                }
-                ClientMessage::Abort => Some("FCGI_ABORT_REQUEST received"),
-                ClientMessage::Nothing => None,
-            };
-            if let Some(why) = why {
-                log::info!("{tag}: {why}; stopping the script");
-                watching_client = false;
-                stdout = None;
-                stop_script();
-            }
-        }
-        if out_ready {
-            if let Some(f) = stdout.as_mut() {
-                let n = read_retry(f, &mut buf);
-                if n == 0 {
-                    stdout = None;
-                } else if result.writer_failed {
-                    stdout = None;
-                } else if let Err(e) = out.write_stdout(&buf[..n]) {
-                    log::info!("{tag}: client went away ({e}); stopping the script");
-                    result.writer_failed = true;
-                    watching_client = false;
-                    stdout = None;
-                    stop_script();
-                } else {
-                    result.bytes_sent += n as u64;
-                }
-            }
-        }
-        if err_ready {
-            if let Some(f) = stderr.as_mut() {
-                let n = read_retry(f, &mut buf);
-                if n == 0 {
-                    stderr = None;
-                } else {
-                    if stderr_to_client && !result.writer_failed {
-                        let _ = out.write_stderr(&buf[..n]);
-                    }
-                    line_buf.extend_from_slice(&buf[..n]);
-                    log_complete_lines(&mut line_buf, pid, tag);
-                }
-            }
-        }
-    }
-    if !line_buf.is_empty() {
-        line_buf.push(b'\n');
-        log_complete_lines(&mut line_buf, pid, tag);
-    }
-    result
-}
-
-enum ClientMessage {
-    Gone,
-    Abort,
-    Nothing,
-}
-
-/// What the web server sent while the script runs: only FCGI_ABORT_REQUEST
-/// is meaningful (no multiplexing); EOF or an error means it went away.
-fn client_message(conn: &mut Stream, request_id: u16) -> ClientMessage {
-    let mut buf = [0u8; 512];
-    match conn.read(&mut buf) {
-        Ok(0) | Err(_) => ClientMessage::Gone,
-        Ok(n) => {
-            let mut rest = &buf[..n];
-            while let Ok(header) = crate::fastcgi::record::Header::parse(rest) {
-                if header.record_type == crate::fastcgi::record::RecordType::AbortRequest
-                    && header.request_id == request_id
-                {
-                    return ClientMessage::Abort;
-                }
-                let len = header.record_len().min(rest.len());
-                rest = &rest[len..];
-            }
-            log::warn!("ignoring {n} unexpected bytes from the web server while a script runs");
-            ClientMessage::Nothing
-        }
-    }
-}
-
-/// Interrupts the script: the runner's SIGPIPE handler exits it.
-fn stop_script() {
-    let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGPIPE);
-}
-
 /// True when the web server already closed the connection (a request
 /// queued while every worker was busy, whose client gave up).
 fn peer_closed(conn: &Stream) -> bool {
     let mut fds = [PollFd::new(conn.as_fd(), POLLRDHUP)];
     matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
-}
-
-fn read_retry(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
-    loop {
-        match f.read(buf) {
-            Ok(n) => return n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return 0,
-        }
-    }
-}
-
-/// Logs each complete line of script stderr as one log line, tagged.
-fn log_complete_lines(buf: &mut Vec<u8>, pid: u32, tag: &str) {
-    let mut start = 0;
-    while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
-        let line = &buf[start..start + pos];
-        let mut msg = format!("[worker {pid}] {tag}: ").into_bytes();
-        msg.extend_from_slice(line);
-        log::warn!("{}", String::from_utf8_lossy(&msg));
-        start += pos + 1;
-    }
-    buf.drain(..start);
-}
-
-/// The pump thread takes no signals: SIGPIPE from a vanished client becomes
-/// EPIPE, and TERM/CHLD go to the main thread, which runs Perl.
-fn block_all_signals() {
-    let all = nix::sys::signal::SigSet::all();
-    let _ = nix::sys::signal::pthread_sigmask(
-        nix::sys::signal::SigmaskHow::SIG_BLOCK,
-        Some(&all),
-        None,
-    );
 }
 
 /// Moves `fd` to a number ≥ 3 (close-on-exec), so no dup2 onto 0/1/2 can

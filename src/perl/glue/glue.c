@@ -65,18 +65,32 @@ XS(fs_xs_take_end_blocks)
     XSRETURN(n);
 }
 
+/* FCGI::Spawn::Native::sv_count() — live SVs in this interpreter, for
+ * leak checks in tests. */
+XS(fs_xs_sv_count)
+{
+    dXSARGS;
+    PERL_UNUSED_VAR(items);
+    XSRETURN_IV((IV)PL_sv_count);
+}
+
 static void xs_init(pTHX)
 {
     newXS("DynaLoader::boot_DynaLoader", boot_DynaLoader, __FILE__);
     newXS("FCGI::Spawn::Native::clear_in_eval", fs_xs_clear_in_eval, __FILE__);
     newXS("FCGI::Spawn::Native::end_block_count", fs_xs_end_block_count, __FILE__);
     newXS("FCGI::Spawn::Native::take_end_blocks", fs_xs_take_end_blocks, __FILE__);
+    newXS("FCGI::Spawn::Native::sv_count", fs_xs_sv_count, __FILE__);
 }
 
 int fs_interp_start(int argc, char **argv, char **env)
 {
     int rc;
     PERL_SYS_INIT3(&argc, &argv, &env);
+    /* As perlmain.c does: perl manages environ itself, freeing what it
+     * replaces. The embedder default (setenv) leaks every distinct
+     * NAME=VALUE inside glibc, i.e. some bytes per request via %ENV. */
+    PL_use_safe_putenv = FALSE;
     fs_interp = perl_alloc();
     if (!fs_interp)
         return -1;
