@@ -114,11 +114,14 @@ sub read_script {
     }
     # __END__ only opens DATA in a main program; scripts rely on it, so the
     # filter turns it into __DATA__ (identical for the parser otherwise).
+    # A script that switches back with `package main;` means its own file
+    # scope, which is the sandbox package here.
     my $in_data;
     my $filter = sub {
         return length $_ ? 1 : 0 if $in_data;
         $in_data = 1 if s/^__END__\b/__DATA__/;
         $in_data = 1 if /^__DATA__\b/;
+        s/^(\s*package\s+)main(?=\s*[;{])/$1$package/ unless $in_data;
         return length $_ ? 1 : 0;
     };
     my $prologue = "package $package; FCGI::Spawn::Native::clear_in_eval(); "
@@ -173,16 +176,25 @@ sub flush_script_globals {
     return;
 }
 
-# %INC entries for files of the script's own site (legacy `require
-# "lib.pl"`), so the next request loads them again into its own namespace.
+# What a script loaded from its own site is loaded again by the next
+# request, as under CGI: files without .pm (legacy `require "lib.pl"`, whose
+# code went into the wiped sandbox) and modules under the --root dirs, whose
+# package is removed too (no "Subroutine redefined" on the next load).
+# Modules from the system @INC stay compiled in the worker.
 sub flush_inc {
     my ($before, $roots) = @_;
     for my $file (keys %INC) {
         next if $before->{$file};
         my $path = $INC{$file};
         next unless defined $path && !ref $path;
-        if ($file !~ /\.pm\z/ || grep { index($path, $_) == 0 } @$roots) {
+        if ($file !~ /\.pm\z/) {
             delete $INC{$file};
+        }
+        elsif (grep { index($path, $_) == 0 } @$roots) {
+            delete $INC{$file};
+            (my $package = $file) =~ s{\.pm\z}{};
+            $package =~ s{/}{::}g;
+            Symbol::delete_package($package);
         }
     }
     return;
@@ -258,7 +270,6 @@ sub begin_request {
     set_environment($script, \@params);
     change_directory($script);
     bind_std_handles();
-    reset_module_globals();
     $| = 0;
     return 1;
 }
@@ -289,6 +300,8 @@ sub end_request {
     flush_namespace($req{package}) if defined $req{package};
     flush_script_globals();
     flush_inc($req{inc} || {}, \@roots);
+    # Releases what CGI.pm keeps per request (upload temp files among it).
+    reset_module_globals();
     my $signals_restored = restore_interpreter_state();
     %req = ();
     # Tells the worker to re-install its own signal handlers.
