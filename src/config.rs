@@ -73,6 +73,17 @@ pub struct Settings {
     /// Bodies larger than this go to a temp file, bytes [default: 65536].
     #[arg(long, value_name = "BYTES")]
     pub body_spill: Option<usize>,
+    /// Seconds a request may run: then the client gets a 504 (if nothing was
+    /// sent yet), the script is stopped with a backtrace in the log, and a
+    /// worker whose script does not stop is replaced (0 = no limit) [default: 0].
+    #[arg(long, value_name = "SECS")]
+    pub request_timeout: Option<u64>,
+    /// Run the workers as this user (the master binds the socket first).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Run the workers with this group [default: the user's group].
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
     /// Seconds a graceful stop waits for requests in flight [default: 30].
     #[arg(long, value_name = "SECS")]
     pub grace_time: Option<u64>,
@@ -102,11 +113,13 @@ pub struct Config {
     pub extensions: Vec<String>,
     pub preload: Vec<String>,
     pub preload_scripts: Vec<PathBuf>,
-    pub isolation: Isolation,
     pub max_requests: u64,
     pub max_body: u64,
     pub body_spill: usize,
     pub grace_time: u64,
+    pub request_timeout: u64,
+    pub user: Option<String>,
+    pub group: Option<String>,
     pub stderr_to_client: bool,
     pub pid_file: Option<PathBuf>,
     pub log: Option<PathBuf>,
@@ -174,6 +187,9 @@ impl Settings {
             max_body: pick(flags.max_body, self.max_body),
             body_spill: pick(flags.body_spill, self.body_spill),
             grace_time: pick(flags.grace_time, self.grace_time),
+            request_timeout: pick(flags.request_timeout, self.request_timeout),
+            user: pick(flags.user, self.user),
+            group: pick(flags.group, self.group),
             stderr_to_client: flags.stderr_to_client || self.stderr_to_client,
             pid_file: pick(flags.pid_file, self.pid_file),
             log: pick(flags.log, self.log),
@@ -272,11 +288,13 @@ impl Config {
             extensions,
             preload: s.preload,
             preload_scripts: s.preload_script,
-            isolation,
             max_requests: s.max_requests.unwrap_or(0),
             max_body: s.max_body.unwrap_or(100 << 20),
             body_spill: s.body_spill.unwrap_or(64 << 10),
             grace_time: s.grace_time.unwrap_or(30),
+            request_timeout: s.request_timeout.unwrap_or(0),
+            user: s.user,
+            group: s.group,
             stderr_to_client: s.stderr_to_client,
             pid_file: s.pid_file,
             log: s.log,

@@ -312,13 +312,6 @@ impl Stream {
             Stream::Unix(_) => None,
         }
     }
-
-    pub fn set_read_timeout(&self, t: Option<std::time::Duration>) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => s.set_read_timeout(t),
-            Stream::Tcp(s) => s.set_read_timeout(t),
-        }
-    }
 }
 
 impl AsFd for Stream {

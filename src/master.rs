@@ -35,6 +35,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         Some(addr) => Listener::bind(addr, &cfg.socket)?,
         None => Listener::inherited()?,
     };
+    drop_privileges(&cfg)?;
     if cfg.roots.is_empty() {
         log::warn!("no --root given: scripts may run from any directory");
     }
@@ -78,6 +79,43 @@ fn ensure_std_fds_open() -> anyhow::Result<()> {
             std::mem::forget(null);
         }
     }
+    Ok(())
+}
+
+/// `--user`/`--group`: after the socket exists (and got its owner and
+/// mode), before any Perl runs. Supplementary groups are the user's.
+fn drop_privileges(cfg: &Config) -> anyhow::Result<()> {
+    use nix::unistd::{Group, User};
+    let Some(name) = &cfg.user else {
+        if nix::unistd::geteuid().is_root() {
+            log::warn!("running scripts as root; give --user to run them as an unprivileged user");
+        }
+        if cfg.group.is_some() {
+            bail!("--group needs --user");
+        }
+        return Ok(());
+    };
+    let user = User::from_name(name)
+        .ok()
+        .flatten()
+        .with_context(|| format!("--user {name}: no such user"))?;
+    let gid = match &cfg.group {
+        Some(g) => {
+            Group::from_name(g)
+                .ok()
+                .flatten()
+                .with_context(|| format!("--group {g}: no such group"))?
+                .gid
+        }
+        None => user.gid,
+    };
+    let cname = std::ffi::CString::new(name.as_str())?;
+    nix::unistd::initgroups(&cname, gid)
+        .with_context(|| format!("--user {name}: cannot set its groups (run as root)"))?;
+    nix::unistd::setgid(gid).with_context(|| format!("cannot switch to group {gid}"))?;
+    nix::unistd::setuid(user.uid)
+        .with_context(|| format!("--user {name}: cannot switch to uid {}", user.uid))?;
+    log::info!("running as user {name} (uid {}, gid {gid})", user.uid);
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
@@ -30,7 +31,12 @@ pub struct Job {
     /// Script path, for log lines.
     pub tag: String,
     pub stderr_to_client: bool,
+    /// `--request-timeout`.
+    pub timeout: Option<Duration>,
 }
+
+/// How long a timed-out script gets to stop before its worker is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Pump {
     jobs: Sender<Job>,
@@ -74,11 +80,17 @@ impl Pump {
     }
 }
 
+const GATEWAY_TIMEOUT: &[u8] = b"Status: 504 Gateway Timeout\r\nContent-Type: text/html\r\n\r\n\
+<!DOCTYPE html>\n<html><head><title>504 Gateway Timeout</title></head>\
+<body><h1>Gateway Timeout</h1></body></html>\n";
+
 pub struct PumpResult {
     pub bytes_sent: u64,
     pub error: Option<io::Error>,
     /// The connection is unusable: no END_REQUEST can be sent.
     pub writer_failed: bool,
+    /// `--request-timeout` struck.
+    pub timed_out: bool,
 }
 
 /// Moves the script's output to the client and its stderr to the log until
@@ -86,7 +98,10 @@ pub struct PumpResult {
 /// goes away or sends FCGI_ABORT_REQUEST, the script is stopped: the stdout
 /// pipe is closed (its next write raises SIGPIPE) and SIGPIPE is sent at
 /// once, which interrupts a sleep; the runner's handler then exits the
-/// script. Stderr is still logged to the end.
+/// script. Stderr is still logged to the end. Past `--request-timeout` the
+/// client gets a 504 (when nothing was sent yet) and the script is stopped
+/// the same way; if it ignores that for STOP_GRACE, the worker kills itself
+/// and the master replaces it.
 fn pump_output(job: &mut Job, buf: &mut [u8]) -> PumpResult {
     let (request_id, stderr_to_client) = (job.request_id, job.stderr_to_client);
     let tag = job.tag.as_str();
@@ -95,10 +110,13 @@ fn pump_output(job: &mut Job, buf: &mut [u8]) -> PumpResult {
         bytes_sent: 0,
         error: None,
         writer_failed: false,
+        timed_out: false,
     };
     let mut stdout = job.stdout.take().map(std::fs::File::from);
     let mut stderr = job.stderr.take().map(std::fs::File::from);
     let mut watching_client = true;
+    let mut deadline = job.timeout.map(|t| Instant::now() + t);
+    let mut stopping_since: Option<Instant> = None;
     let mut line_buf: Vec<u8> = Vec::new();
     let pid = std::process::id();
     while stdout.is_some() || stderr.is_some() {
@@ -118,7 +136,14 @@ fn pump_output(job: &mut Job, buf: &mut [u8]) -> PumpResult {
                 slots[2] = Some(fds.len());
                 fds.push(PollFd::new(conn_fd, PollFlags::POLLIN | POLLRDHUP));
             }
-            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            let wait = match deadline {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    let ms = d.saturating_duration_since(Instant::now()).as_millis();
+                    PollTimeout::from(ms.min(60_000) as u16)
+                }
+            };
+            match nix::poll::poll(&mut fds, wait) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
@@ -132,6 +157,34 @@ fn pump_output(job: &mut Job, buf: &mut [u8]) -> PumpResult {
             };
             (fired(slots[0]), fired(slots[1]), fired(slots[2]))
         };
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            if let Some(since) = stopping_since {
+                log::error!(
+                    "{tag}: the script did not stop within {} s of its timeout; replacing this worker",
+                    since.elapsed().as_secs()
+                );
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::getpid(),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            log::warn!(
+                "{tag}: request timeout after {} s; stopping the script",
+                job.timeout.unwrap_or_default().as_secs()
+            );
+            if result.bytes_sent == 0
+                && !result.writer_failed
+                && out.write_stdout(GATEWAY_TIMEOUT).is_ok()
+            {
+                result.bytes_sent = GATEWAY_TIMEOUT.len() as u64;
+            }
+            result.timed_out = true;
+            stdout = None;
+            stopping_since = Some(Instant::now());
+            deadline = Some(Instant::now() + STOP_GRACE);
+            stop_script();
+            continue;
+        }
         if client_event {
             let why = match client_message(out.get_mut(), request_id) {
                 ClientMessage::Gone => {
@@ -151,9 +204,7 @@ fn pump_output(job: &mut Job, buf: &mut [u8]) -> PumpResult {
         if out_ready {
             if let Some(f) = stdout.as_mut() {
                 let n = read_retry(f, buf);
-                if n == 0 {
-                    stdout = None;
-                } else if result.writer_failed {
+                if n == 0 || result.writer_failed {
                     stdout = None;
                 } else if let Err(e) = out.write_stdout(&buf[..n]) {
                     log::info!("{tag}: client went away ({e}); stopping the script");
@@ -255,4 +306,3 @@ fn block_all_signals() {
         None,
     );
 }
-

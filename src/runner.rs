@@ -32,6 +32,7 @@ pub struct Runner<'p> {
     stderr_to_client: bool,
     dev_null: OwnedFd,
     pump: Pump,
+    request_timeout: Option<std::time::Duration>,
     /// The roots, as arguments for the Perl side's %INC policy.
     root_args: Vec<Vec<u8>>,
 }
@@ -48,6 +49,7 @@ impl<'p> Runner<'p> {
         perl: &'p Interpreter,
         policy: PathPolicy,
         stderr_to_client: bool,
+        request_timeout: Option<std::time::Duration>,
     ) -> io::Result<Runner<'p>> {
         let opened = std::fs::OpenOptions::new()
             .read(true)
@@ -70,6 +72,7 @@ impl<'p> Runner<'p> {
             stderr_to_client,
             dev_null,
             pump: Pump::start()?,
+            request_timeout,
             root_args,
         })
     }
@@ -155,6 +158,7 @@ impl<'p> Runner<'p> {
             request_id: req.id,
             tag: script.display().to_string(),
             stderr_to_client: self.stderr_to_client,
+            timeout: self.request_timeout,
         })?;
         let steps = self.run_steps(&args);
         // Our own holds on the pipes go; the pump finishes when the script's

@@ -24,6 +24,7 @@ pub fn run(perl: &Interpreter, listener: &Listener, cfg: &Config) -> io::Result<
         perl,
         PathPolicy::new(cfg.roots.clone(), &cfg.extensions),
         cfg.stderr_to_client,
+        (cfg.request_timeout > 0).then(|| std::time::Duration::from_secs(cfg.request_timeout)),
     )?;
     match perl.call("FCGI::Spawn::Runner::init_worker", &[], true) {
         Ok(Outcome::Returned(_)) => {}
@@ -40,6 +41,7 @@ pub fn run(perl: &Interpreter, listener: &Listener, cfg: &Config) -> io::Result<
         ..Limits::default()
     };
     let max_conns = cfg.workers.max(1);
+    let allowed_peers = web_server_addrs();
     let mut served: u64 = 0;
     let recycle = |served: u64| cfg.max_requests > 0 && served >= cfg.max_requests;
 
@@ -53,6 +55,12 @@ pub fn run(perl: &Interpreter, listener: &Listener, cfg: &Config) -> io::Result<
                 continue;
             }
         };
+        if let (Some(allowed), Some(ip)) = (&allowed_peers, stream.peer_ip()) {
+            if !allowed.contains(&ip) {
+                log::warn!("refused connection from {ip}: not in FCGI_WEB_SERVER_ADDRS");
+                continue;
+            }
+        }
         let mut writer = match stream.try_clone() {
             Ok(w) => w,
             Err(e) => {
@@ -109,4 +117,22 @@ fn wait_readable(stream: &Stream) -> bool {
             Err(_) => return false,
         }
     }
+}
+
+/// `FCGI_WEB_SERVER_ADDRS`: the web servers allowed to connect over TCP
+/// (comma-separated IPs), as in the FastCGI spec. None: anyone.
+fn web_server_addrs() -> Option<Vec<std::net::IpAddr>> {
+    let list = std::env::var("FCGI_WEB_SERVER_ADDRS").ok()?;
+    let addrs: Vec<std::net::IpAddr> = list
+        .split(',')
+        .filter_map(|a| {
+            let a = a.trim();
+            let parsed = a.parse().ok();
+            if parsed.is_none() && !a.is_empty() {
+                log::warn!("FCGI_WEB_SERVER_ADDRS: ignoring {a:?}, not an IP address");
+            }
+            parsed
+        })
+        .collect();
+    Some(addrs)
 }

@@ -12,6 +12,7 @@ package FCGI::Spawn::Runner;
 use strict;
 use warnings;
 
+use Carp ();
 use Symbol ();
 
 our $VERSION = '0.1.0';
@@ -228,7 +229,11 @@ sub restore_interpreter_state {
     return $restored;
 }
 
+# SIGPIPE: the client went away, sent FCGI_ABORT_REQUEST, or the request
+# timed out. Logs where the script was (the slow spot, for a timeout).
 sub client_gone {
+    print STDERR 'fcgi-spawn: script stopped (client gone, aborted or timed out)'
+        . Carp::longmess('');
     exit 0;
 }
 
