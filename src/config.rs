@@ -18,7 +18,8 @@ use crate::listen::SocketOptions;
 pub enum Isolation {
     /// Compile the script into a fresh package every request (default).
     Perlrun,
-    /// Compile once per worker and reuse (not implemented yet: issue #3).
+    /// Compile each script once per worker and reuse it (recompiled when the
+    /// file changes).
     Registry,
     /// Fork a child per request (not implemented yet).
     Fork,
@@ -113,6 +114,7 @@ pub struct Config {
     pub extensions: Vec<String>,
     pub preload: Vec<String>,
     pub preload_scripts: Vec<PathBuf>,
+    pub isolation: Isolation,
     pub max_requests: u64,
     pub max_body: u64,
     pub body_spill: usize,
@@ -140,6 +142,17 @@ pub enum ConfigError {
         message: String,
         file: Option<PathBuf>,
     },
+}
+
+impl Isolation {
+    /// The name the Perl runner knows the mode by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Perlrun => "perlrun",
+            Isolation::Registry => "registry",
+            Isolation::Fork => "fork",
+        }
+    }
 }
 
 impl Settings {
@@ -232,10 +245,10 @@ impl Config {
             return Err(invalid("workers", format!("{workers} is more than 4096")));
         }
         let isolation = s.isolation.unwrap_or(Isolation::Perlrun);
-        if isolation != Isolation::Perlrun {
+        if isolation == Isolation::Fork {
             return Err(invalid(
                 "isolation",
-                format!("{isolation:?} is not available yet in this version; use perlrun"),
+                "fork is not available yet in this version; use perlrun or registry".to_string(),
             ));
         }
         let mut roots = Vec::new();
@@ -288,6 +301,7 @@ impl Config {
             extensions,
             preload: s.preload,
             preload_scripts: s.preload_script,
+            isolation,
             max_requests: s.max_requests.unwrap_or(0),
             max_body: s.max_body.unwrap_or(100 << 20),
             body_spill: s.body_spill.unwrap_or(64 << 10),

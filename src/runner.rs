@@ -17,6 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollTimeout};
 
+use crate::config::Isolation;
 use crate::fastcgi::connection::{Body, Request, ResponseWriter};
 use crate::listen::Stream;
 use crate::path_policy::{PathPolicy, ScriptCheck};
@@ -33,6 +34,7 @@ pub struct Runner<'p> {
     dev_null: OwnedFd,
     pump: Pump,
     request_timeout: Option<std::time::Duration>,
+    isolation: Isolation,
     /// The roots, as arguments for the Perl side's %INC policy.
     root_args: Vec<Vec<u8>>,
 }
@@ -50,6 +52,7 @@ impl<'p> Runner<'p> {
         policy: PathPolicy,
         stderr_to_client: bool,
         request_timeout: Option<std::time::Duration>,
+        isolation: Isolation,
     ) -> io::Result<Runner<'p>> {
         let opened = std::fs::OpenOptions::new()
             .read(true)
@@ -73,6 +76,7 @@ impl<'p> Runner<'p> {
             dev_null,
             pump: Pump::start()?,
             request_timeout,
+            isolation,
             root_args,
         })
     }
@@ -140,6 +144,7 @@ impl<'p> Runner<'p> {
         let script_bytes = script.as_os_str().as_bytes();
         let mut args: Vec<&[u8]> = Vec::with_capacity(2 + req.params.len() * 2);
         args.push(script_bytes);
+        args.push(self.isolation.as_str().as_bytes());
         for (name, value) in &req.params {
             args.push(name);
             args.push(value);

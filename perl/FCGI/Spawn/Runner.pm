@@ -21,6 +21,11 @@ our $VERSION = '0.1.0';
 # `do` consults @INC; never a real file.
 my $VIRTUAL_FILE = 'FCGI-Spawn-script.pl';
 
+# Name of the sub a script becomes in registry mode.
+my $HANDLER = '__fcgi_spawn_handler';
+
+my %REGISTRY;          # registry: script path => compiled entry
+
 my %BASE_ENV;          # the daemon's clean environment, captured at start
 my %BASE_SIG;          # %SIG as the worker starts, restored after each request
 my %BASE_MAIN;         # top-level symbols of %main:: before any request
@@ -95,54 +100,129 @@ sub make_namespace {
     return "FCGI::Spawn::Sandbox::$name";
 }
 
-# Opens the script and returns what our @INC hook hands to `do`: a prologue
-# that switches package and resets $^S, then the file itself, so __FILE__,
-# line numbers, __DATA__, BEGIN/END and file-scoped lexicals behave as when
-# perl runs the file directly.
+# Opens the script and returns what our @INC hook hands to `do`: a prologue,
+# then the file itself, so __FILE__, line numbers, __DATA__, BEGIN/END and
+# use/require behave as when perl runs the file directly.
+#   perlrun:  the file at file scope in the sandbox package; the prologue
+#             clears the "inside eval" flag `do` sets, so $^S is 0 and an
+#             uncaught die ends the script like a perl program.
+#   registry: the file becomes the body of one sub, compiled once per
+#             worker; the filter closes the sub at EOF or before __DATA__.
 sub read_script {
-    my ($script, $package) = @_;
+    my ($script, $package, $mode) = @_;
     open my $fh, '<', $script or die "fcgi-spawn: cannot open $script: $!\n";
     my $first = <$fh>;
     seek $fh, 0, 0;
-    my $switches = '';
+    my $warnings = 0;
     if (defined $first && $first =~ /^#!\S*perl\S*\s+(-\S+(?:\s+-\S+)*)/) {
         my $flags = $1;
-        $switches .= 'BEGIN { $^W = 1 } ' if $flags =~ /^-\w*w/ || $flags =~ /\s-\w*w/;
+        $warnings = 1 if $flags =~ /^-\w*w/ || $flags =~ /\s-\w*w/;
         if ($flags =~ /-\w*[Tt]/ && !$TAINT_WARNED{$script}++) {
             warn "fcgi-spawn: $script asks for taint mode (-T), which cannot be "
                 . "switched on in a running interpreter; running it without\n";
         }
     }
+    my $switches = $warnings ? 'BEGIN { $^W = 1 } ' : '';
+    my $registry = $mode eq 'registry';
     # __END__ only opens DATA in a main program; scripts rely on it, so the
     # filter turns it into __DATA__ (identical for the parser otherwise).
     # A script that switches back with `package main;` means its own file
     # scope, which is the sandbox package here.
-    my $in_data;
+    my ($in_data, $closed);
     my $filter = sub {
+        return 0 if $closed;
         return length $_ ? 1 : 0 if $in_data;
-        $in_data = 1 if s/^__END__\b/__DATA__/;
-        $in_data = 1 if /^__DATA__\b/;
-        s/^(\s*package\s+)main(?=\s*[;{])/$1$package/ unless $in_data;
-        return length $_ ? 1 : 0;
+        if (!length $_) {
+            return 0 unless $registry;
+            $_ = "\n}\n";
+            $closed = 1;
+            return 1;
+        }
+        if (/^__(?:END|DATA)__\b/) {
+            $_ = ($registry ? "}\n" : '') . "__DATA__\n";
+            $in_data = 1;
+            return 1;
+        }
+        s/^(\s*package\s+)main(?=\s*[;{])/$1$package/;
+        return 1;
     };
-    my $prologue = "package $package; FCGI::Spawn::Native::clear_in_eval(); "
-        . "\$FCGI::Spawn::Runner::SCRIPT_STARTED = 1; $switches\n#line 1 \"$script\"\n";
-    return (\$prologue, $fh, $filter);
+    my $prologue = $registry
+        ? "package $package; sub $HANDLER { $switches\n#line 1 \"$script\"\n"
+        : "package $package; FCGI::Spawn::Native::clear_in_eval(); "
+            . "\$FCGI::Spawn::Runner::SCRIPT_STARTED = 1; $switches\n#line 1 \"$script\"\n";
+    return (\$prologue, $fh, $filter, $warnings);
 }
 
-sub compile_and_run {
-    my ($script, $package) = @_;
+# `do` of the script through our @INC hook; returns what read_script said
+# about the shebang switches.
+sub load_script {
+    my ($script, $package, $mode) = @_;
+    my $warnings;
     my $hook = sub {
         return unless $_[1] eq $VIRTUAL_FILE;
-        return read_script($script, $package);
+        my @source = read_script($script, $package, $mode);
+        $warnings = pop @source;
+        return @source;
     };
     local @INC = ($hook, @INC);
-    local $SCRIPT_STARTED = 0;
     $@ = '';
     do $VIRTUAL_FILE;
+    delete $INC{$VIRTUAL_FILE};
+    return $warnings;
+}
+
+# perlrun: compile and run in one go, every request.
+sub compile_and_run {
+    my ($script, $package) = @_;
+    local $SCRIPT_STARTED = 0;
+    load_script($script, $package, 'perlrun');
     # Reached when the script fell off its end. A compile error never ran
     # the prologue: report it as perl would, by dying at the top level.
     die $@ if !$SCRIPT_STARTED && $@ ne '';
+    return;
+}
+
+# registry: the compiled handler of a script, compiled again when the file
+# changed (mtime, size or inode).
+sub cached_handler {
+    my ($script, $package) = @_;
+    my @st = stat $script or die "fcgi-spawn: cannot stat $script: $!\n";
+    my $stamp = "$st[9]:$st[7]:$st[1]";
+    my $entry = $REGISTRY{$script};
+    return $entry if $entry && $entry->{stamp} eq $stamp;
+    if ($entry) {
+        delete $REGISTRY{$script};
+        flush_namespace($package);
+    }
+    my $ends_before = FCGI::Spawn::Native::end_block_count();
+    my $warnings = load_script($script, $package, 'registry');
+    die $@ if $@ ne '';
+    my $handler = $package->can($HANDLER)
+        or die "fcgi-spawn: $script did not compile into a handler\n";
+    my @ends = FCGI::Spawn::Native::take_end_blocks(
+        FCGI::Spawn::Native::end_block_count() - $ends_before, $script);
+    my $data = do { no strict 'refs'; \*{"${package}::DATA"} };
+    $entry = $REGISTRY{$script} = {
+        stamp    => $stamp,
+        handler  => $handler,
+        ends     => \@ends,
+        warnings => $warnings,
+        data     => $data,
+        data_pos => (defined fileno($data) ? tell($data) : -1),
+    };
+    # What compiling added (modules it used, packages it declared) is part of
+    # the cached script now, not request state to flush.
+    $req{inc} = { map { $_ => 1 } keys %INC };
+    absorb_new_globals();
+    return $entry;
+}
+
+sub run_registry {
+    my ($script, $package) = @_;
+    my $entry = cached_handler($script, $package);
+    seek $entry->{data}, $entry->{data_pos}, 0 if $entry->{data_pos} >= 0;
+    local $^W = 1 if $entry->{warnings};
+    $entry->{handler}->();
     return;
 }
 
@@ -172,6 +252,12 @@ sub flush_script_globals {
             delete $main::{$name};
         }
     }
+    absorb_new_globals();
+    return;
+}
+
+# Takes the current top-level symbols as the base state.
+sub absorb_new_globals {
     $BASE_MAIN_COUNT = keys %main::;
     %BASE_MAIN = map { $_ => 1 } keys %main:: if $BASE_MAIN_COUNT != keys %BASE_MAIN;
     return;
@@ -262,12 +348,13 @@ sub init_worker {
     return 1;
 }
 
-# Before the script: ($script, NAME, VALUE, NAME, VALUE, ...).
+# Before the script: ($script, $isolation, NAME, VALUE, NAME, VALUE, ...).
 sub begin_request {
-    my ($script, @params) = @_;
+    my ($script, $isolation, @params) = @_;
     my $package = make_namespace($script);
     %req = (
         script  => $script,
+        mode    => $isolation,
         package => $package,
         inc     => { map { $_ => 1 } keys %INC },
         ends    => FCGI::Spawn::Native::end_block_count(),
@@ -281,15 +368,28 @@ sub begin_request {
 
 # The script itself. Called with die untrapped: it ends like a perl program.
 sub run_script {
-    compile_and_run($req{script}, $req{package});
+    if ($req{mode} eq 'registry') {
+        run_registry($req{script}, $req{package});
+    }
+    else {
+        compile_and_run($req{script}, $req{package});
+    }
     return 0;
 }
 
 # END blocks the script compiled, in perl's order. Called with exit trapped.
 sub run_end_blocks {
-    my $count = FCGI::Spawn::Native::end_block_count() - ($req{ends} // 0);
-    $req{ends} = FCGI::Spawn::Native::end_block_count() - $count;
-    for my $block (FCGI::Spawn::Native::take_end_blocks($count)) {
+    my @blocks;
+    if ($req{mode} eq 'registry') {
+        my $entry = $REGISTRY{ $req{script} };
+        @blocks = $entry ? @{ $entry->{ends} } : ();
+    }
+    else {
+        my $count = FCGI::Spawn::Native::end_block_count() - ($req{ends} // 0);
+        @blocks = FCGI::Spawn::Native::take_end_blocks($count, $req{script});
+    }
+    $req{ends} = FCGI::Spawn::Native::end_block_count();
+    for my $block (@blocks) {
         eval { $block->(); 1 } or warn $@;
     }
     return 1;
@@ -298,11 +398,11 @@ sub run_end_blocks {
 # After the script: flushes its output and puts everything back.
 sub end_request {
     my (@roots) = @_;
-    # Blocks left over if an END block exited.
+    # Blocks left over if the script exited inside one.
     my $left = FCGI::Spawn::Native::end_block_count() - ($req{ends} // 0);
-    FCGI::Spawn::Native::take_end_blocks($left) if $left > 0;
+    FCGI::Spawn::Native::take_end_blocks($left, $req{script}) if $left > 0 && defined $req{script};
     STDOUT->flush if defined fileno STDOUT;
-    flush_namespace($req{package}) if defined $req{package};
+    flush_namespace($req{package}) if defined $req{package} && ($req{mode} // '') ne 'registry';
     flush_script_globals();
     flush_inc($req{inc} || {}, \@roots);
     # Releases what CGI.pm keeps per request (upload temp files among it).

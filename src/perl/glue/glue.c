@@ -41,28 +41,44 @@ XS(fs_xs_end_block_count)
     XSRETURN_IV(PL_endav ? (IV)(av_count(PL_endav)) : 0);
 }
 
-/* FCGI::Spawn::Native::take_end_blocks(N) — removes the N END blocks most
- * recently compiled (perl unshifts them, so they are at the front, already in
- * run order) and returns them as code refs for the runner to call. */
+/* FCGI::Spawn::Native::take_end_blocks(N, FILE) — removes, among the N END
+ * blocks most recently compiled (perl unshifts them, so they are at the
+ * front, already in run order), those compiled from FILE, and returns them as
+ * code refs for the runner to call. END blocks of modules the script loaded
+ * stay where they are: they belong to the module, not to the request. */
 XS(fs_xs_take_end_blocks)
 {
     dXSARGS;
-    IV n, i;
-    if (items != 1)
-        croak_xs_usage(cv, "count");
+    IV n, i, total, kept = 0, taken = 0;
+    const char *file;
+    SV **blocks;
+    if (items != 2)
+        croak_xs_usage(cv, "count, file");
     n = SvIV(ST(0));
+    file = SvPV_nolen(ST(1));
     SP -= items;
     if (!PL_endav || n <= 0)
         XSRETURN_EMPTY;
-    if (n > (IV)av_count(PL_endav))
-        n = (IV)av_count(PL_endav);
+    total = (IV)av_count(PL_endav);
+    if (n > total)
+        n = total;
+    blocks = AvARRAY(PL_endav);
     EXTEND(SP, n);
-    for (i = 0; i < n; i++) {
-        SV *block = av_shift(PL_endav);
-        PUSHs(sv_2mortal(newRV_noinc(block)));
+    for (i = 0; i < total; i++) {
+        SV *block = blocks[i];
+        const char *from = (block && SvTYPE(block) == SVt_PVCV) ? CvFILE((CV *)block) : NULL;
+        if (i < n && from && strEQ(from, file)) {
+            PUSHs(sv_2mortal(newRV_noinc(block)));
+            taken++;
+        } else {
+            blocks[kept++] = block;
+        }
     }
+    for (i = kept; i < total; i++)
+        blocks[i] = NULL;
+    AvFILLp(PL_endav) = kept - 1;
     PUTBACK;
-    XSRETURN(n);
+    XSRETURN(taken);
 }
 
 /* FCGI::Spawn::Native::sv_count() — live SVs in this interpreter, for

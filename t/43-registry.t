@@ -1,0 +1,68 @@
+# --isolation registry: each script is compiled once per worker and reused;
+# a changed file is compiled again; per-request state (%ENV, cwd, CGI.pm
+# params, __DATA__, END blocks, exit/die) still behaves per request. Globals
+# the script keeps are the documented trade-off of this mode.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use File::Temp qw(tempdir);
+use FcgiSpawn::Test;
+
+my $dir = tempdir('fcgi-spawn-registry-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my $script = "$dir/reg.pl";
+my $source = <<'PERL';
+#!/usr/bin/perl
+use strict;
+use warnings;
+use CGI;
+our $compiles;
+BEGIN { $compiles++ }
+our $runs;
+$runs++;
+my $q = CGI->new;
+print $q->header('text/plain');
+print "version=VERSION\n";
+print "compiles=$compiles runs=$runs\n";
+print 'name=', ($q->param('name') // ''), "\n";
+print 'env=', ($ENV{REG_LEAK} // 'clean'), "\n";
+$ENV{REG_LEAK} = 'leaked';
+print "data=", scalar(<DATA>);
+END { print STDERR "registry END block ran\n" }
+exit 3 if $q->param('exit');
+die "registry-die-marker\n" if $q->param('die');
+__DATA__
+first data line
+PERL
+(my $v1 = $source) =~ s/VERSION/one/;
+spew($script, $v1);
+
+my $d = start_daemon(workers => 1, root => [$dir], isolation => 'registry', preload => ['CGI']);
+my @runs;
+for my $n (1 .. 3) {
+    my ($out) = fcgi_request($d, $script, query => "name=n$n");
+    push @runs, $out;
+    like $out, qr/^compiles=1 runs=$n$/m, "request $n: compiled once, run $n times";
+    like $out, qr/^name=n$n$/m, "request $n: CGI.pm sees this request's params";
+    like $out, qr/^env=clean$/m, "request $n: %ENV starts clean";
+    like $out, qr/^data=first data line$/m, "request $n: __DATA__ readable again";
+}
+my $ends = () = $d->log_text =~ /registry END block ran/g;
+is $ends, 3, 'the END block ran after each request';
+
+my ($out, undef, $rc) = fcgi_request($d, $script, query => 'exit=1');
+like $out, qr/^version=one$/m, 'exit: page delivered';
+($out) = fcgi_request($d, $script, query => 'die=1');
+like $d->log_text, qr/registry-die-marker/, 'die: message logged';
+
+# Same size, new mtime: compiled again.
+(my $v2 = $source) =~ s/VERSION/two/;
+sleep 1;
+spew($script, $v2);
+($out) = fcgi_request($d, $script);
+like $out, qr/^version=two$/m, 'a changed file is compiled again';
+like $out, qr/^compiles=\d+ runs=1$/m, 'in a fresh package';
+
+$d->stop;
+done_testing;
