@@ -226,6 +226,71 @@ sub run_registry {
     return;
 }
 
+# Legacy sites keep shared code in plain files (`require "config.pl"`,
+# `do "lib/common.pl"`) without a package line: under CGI that code lands in
+# main, next to the script. Here the script's main is its sandbox package, so
+# such a file, required or done from the script's own package, is compiled
+# into that package. Modules (.pm) and calls from other packages go to perl.
+my $LIB_SEQ = 0;
+
+sub find_file {
+    my ($file) = @_;
+    return -f $file ? $file : undef if $file =~ m{^(?:/|\.\.?/)};
+    for my $dir (grep { !ref } @INC) {
+        return "$dir/$file" if -f "$dir/$file";
+    }
+    return undef;
+}
+
+sub load_into_package {
+    my ($file, $package, $path) = @_;
+    my $virtual = 'FCGI-Spawn-lib-' . ++$LIB_SEQ . '.pl';
+    my $hook = sub {
+        return unless $_[1] eq $virtual;
+        open my $fh, '<', $path or return;
+        return (\"package $package;\n#line 1 \"$path\"\n", $fh);
+    };
+    local @INC = ($hook, @INC);
+    my @result = CORE::do($virtual);
+    delete $INC{$virtual};
+    return wantarray ? @result : $result[-1];
+}
+
+sub script_require {
+    my ($file) = @_;
+    my $package = caller;
+    return CORE::require($file)
+        if !defined $req{package} || $package ne $req{package}
+        || $file =~ /\.pm\z/ || $file =~ /^v?[\d._]+\z/;
+    return 1 if $INC{$file};
+    my $path = find_file($file)
+        // die "Can't locate $file in \@INC (\@INC contains: @INC) at "
+        . join(' line ', (caller)[1, 2]) . ".\n";
+    $INC{$file} = $path;
+    my $ok = load_into_package($file, $package, $path);
+    if ($@) {
+        delete $INC{$file};
+        die $@;
+    }
+    die "$file did not return a true value at " . join(' line ', (caller)[1, 2]) . ".\n"
+        unless $ok;
+    return $ok;
+}
+
+sub script_do {
+    my ($file) = @_;
+    my $package = caller;
+    return CORE::do($file)
+        if !defined $req{package} || $package ne $req{package} || $file =~ /\.pm\z/;
+    my $path = find_file($file);
+    if (!defined $path) {
+        $! = 2;    # ENOENT, as do FILE reports it
+        return;
+    }
+    $INC{$file} = $path;
+    return load_into_package($file, $package, $path);
+}
+
 sub flush_namespace {
     my ($package) = @_;
     Symbol::delete_package($package);
@@ -275,7 +340,9 @@ sub flush_inc {
         my $path = $INC{$file};
         next unless defined $path && !ref $path;
         if ($file !~ /\.pm\z/) {
-            delete $INC{$file};
+            # Its code went into the wiped sandbox (perlrun); in registry
+            # mode it lives on in the script's package.
+            delete $INC{$file} unless $req{mode} eq 'registry';
         }
         elsif (grep { index($path, $_) == 0 } @$roots) {
             delete $INC{$file};
@@ -339,6 +406,10 @@ sub preload_script {
 # Once in each worker, after fork.
 sub init_worker {
     srand();
+    # After the preload, so only script code (compiled from now on) sees it.
+    no warnings 'once';
+    *CORE::GLOBAL::require = \&script_require;
+    *CORE::GLOBAL::do = \&script_do;
     close STDIN;
     close STDOUT;
     # A vanished client closes the response pipe; the script's next write

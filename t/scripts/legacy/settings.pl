@@ -1,0 +1,2 @@
+# Configuration read with do FILE, returning a hash ref.
+{ colour => 'blue', items => 3 };
