@@ -65,6 +65,12 @@ pub struct Settings {
     /// How requests are isolated [default: perlrun].
     #[arg(long, value_enum)]
     pub isolation: Option<Isolation>,
+    /// Isolation for scripts matching a glob, GLOB=MODE (repeatable; first
+    /// match wins; `*` stays within a directory, `**` crosses them), e.g.
+    /// `/srv/www/app/**=registry`.
+    #[arg(long = "isolation-for", value_name = "GLOB=MODE")]
+    #[serde(default)]
+    pub isolation_for: Vec<String>,
     /// Recycle a worker after this many requests (0 = never) [default: 0].
     #[arg(long, value_name = "N")]
     pub max_requests: Option<u64>,
@@ -115,6 +121,8 @@ pub struct Config {
     pub preload: Vec<String>,
     pub preload_scripts: Vec<PathBuf>,
     pub isolation: Isolation,
+    /// Per-path overrides of `isolation`, in order.
+    pub isolation_for: Vec<(glob::Pattern, Isolation)>,
     pub max_requests: u64,
     pub max_body: u64,
     pub body_spill: usize,
@@ -145,6 +153,24 @@ pub enum ConfigError {
 }
 
 impl Isolation {
+    /// The mode for `script`: the first matching `isolation_for` rule, else
+    /// the daemon's default.
+    pub fn for_script(
+        default: Isolation,
+        rules: &[(glob::Pattern, Isolation)],
+        script: &Path,
+    ) -> Isolation {
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..Default::default()
+        };
+        rules
+            .iter()
+            .find(|(pattern, _)| pattern.matches_path_with(script, options))
+            .map(|(_, mode)| *mode)
+            .unwrap_or(default)
+    }
+
     /// The name the Perl runner knows the mode by.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -196,6 +222,7 @@ impl Settings {
             preload: list(flags.preload, self.preload),
             preload_script: list(flags.preload_script, self.preload_script),
             isolation: pick(flags.isolation, self.isolation),
+            isolation_for: list(flags.isolation_for, self.isolation_for),
             max_requests: pick(flags.max_requests, self.max_requests),
             max_body: pick(flags.max_body, self.max_body),
             body_spill: pick(flags.body_spill, self.body_spill),
@@ -251,6 +278,27 @@ impl Config {
                 "fork is not available yet in this version; use perlrun or registry".to_string(),
             ));
         }
+        let mut isolation_for = Vec::new();
+        for rule in &s.isolation_for {
+            let (pattern, mode) = rule
+                .rsplit_once('=')
+                .ok_or_else(|| invalid("isolation_for", format!("{rule:?} is not GLOB=MODE")))?;
+            let pattern = glob::Pattern::new(pattern)
+                .map_err(|e| invalid("isolation_for", format!("{pattern:?}: {e}")))?;
+            let mode = Isolation::from_str(mode, true).map_err(|_| {
+                invalid(
+                    "isolation_for",
+                    format!("{mode:?} is not perlrun or registry"),
+                )
+            })?;
+            if mode == Isolation::Fork {
+                return Err(invalid(
+                    "isolation_for",
+                    "fork is not available yet in this version".into(),
+                ));
+            }
+            isolation_for.push((pattern, mode));
+        }
         let mut roots = Vec::new();
         for r in &s.root {
             let resolved = std::fs::canonicalize(r)
@@ -302,6 +350,7 @@ impl Config {
             preload: s.preload,
             preload_scripts: s.preload_script,
             isolation,
+            isolation_for,
             max_requests: s.max_requests.unwrap_or(0),
             max_body: s.max_body.unwrap_or(100 << 20),
             body_spill: s.body_spill.unwrap_or(64 << 10),
@@ -341,6 +390,27 @@ mod tests {
         assert_eq!(c.preload, vec!["CGI".to_string()]);
         assert_eq!(c.socket.mode, 0o660);
         assert_eq!(c.extensions, vec![".pl".to_string(), ".cgi".to_string()]);
+    }
+
+    #[test]
+    fn isolation_rules_first_match_wins() {
+        let s = Settings {
+            isolation_for: vec!["/srv/app/**=registry".into(), "/srv/*.pl=registry".into()],
+            ..Default::default()
+        };
+        let c = Config::resolve(s, None).unwrap();
+        let mode = |p: &str| Isolation::for_script(c.isolation, &c.isolation_for, Path::new(p));
+        assert_eq!(mode("/srv/app/a/b.pl"), Isolation::Registry);
+        assert_eq!(mode("/srv/x.pl"), Isolation::Registry);
+        assert_eq!(mode("/srv/sub/x.pl"), Isolation::Perlrun);
+        let bad = Settings {
+            isolation_for: vec!["/srv/*.pl".into()],
+            ..Default::default()
+        };
+        assert!(Config::resolve(bad, None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("isolation_for:"));
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub struct Runner<'p> {
     pump: Pump,
     request_timeout: Option<std::time::Duration>,
     isolation: Isolation,
+    isolation_for: Vec<(glob::Pattern, Isolation)>,
     /// The roots, as arguments for the Perl side's %INC policy.
     root_args: Vec<Vec<u8>>,
 }
@@ -53,6 +54,7 @@ impl<'p> Runner<'p> {
         stderr_to_client: bool,
         request_timeout: Option<std::time::Duration>,
         isolation: Isolation,
+        isolation_for: Vec<(glob::Pattern, Isolation)>,
     ) -> io::Result<Runner<'p>> {
         let opened = std::fs::OpenOptions::new()
             .read(true)
@@ -77,6 +79,7 @@ impl<'p> Runner<'p> {
             pump: Pump::start()?,
             request_timeout,
             isolation,
+            isolation_for,
             root_args,
         })
     }
@@ -144,7 +147,8 @@ impl<'p> Runner<'p> {
         let script_bytes = script.as_os_str().as_bytes();
         let mut args: Vec<&[u8]> = Vec::with_capacity(2 + req.params.len() * 2);
         args.push(script_bytes);
-        args.push(self.isolation.as_str().as_bytes());
+        let isolation = Isolation::for_script(self.isolation, &self.isolation_for, &script);
+        args.push(isolation.as_str().as_bytes());
         for (name, value) in &req.params {
             args.push(name);
             args.push(value);

@@ -26,6 +26,7 @@ pub fn run(perl: &Interpreter, listener: &Listener, cfg: &Config) -> io::Result<
         cfg.stderr_to_client,
         (cfg.request_timeout > 0).then(|| std::time::Duration::from_secs(cfg.request_timeout)),
         cfg.isolation,
+        cfg.isolation_for.clone(),
     )?;
     match perl.call("FCGI::Spawn::Runner::init_worker", &[], true) {
         Ok(Outcome::Returned(_)) => {}
