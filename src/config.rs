@@ -249,6 +249,40 @@ impl Config {
         Self::resolve(merged, file)
     }
 
+    /// Every setting with its effective value (defaults filled in), as
+    /// `fcgi-spawn config --print` shows it.
+    pub fn effective_settings(&self) -> Settings {
+        Settings {
+            listen: self.listen.clone(),
+            socket_mode: Some(format!("{:04o}", self.socket.mode)),
+            socket_owner: self.socket.owner.clone(),
+            socket_group: self.socket.group.clone(),
+            backlog: Some(self.socket.backlog),
+            workers: Some(self.workers),
+            root: self.roots.clone(),
+            ext: Some(self.extensions.join(",")),
+            preload: self.preload.clone(),
+            preload_script: self.preload_scripts.clone(),
+            isolation: Some(self.isolation),
+            isolation_for: self
+                .isolation_for
+                .iter()
+                .map(|(pattern, mode)| format!("{}={}", pattern.as_str(), mode.as_str()))
+                .collect(),
+            max_requests: Some(self.max_requests),
+            max_body: Some(self.max_body),
+            body_spill: Some(self.body_spill),
+            request_timeout: Some(self.request_timeout),
+            user: self.user.clone(),
+            group: self.group.clone(),
+            grace_time: Some(self.grace_time),
+            stderr_to_client: self.stderr_to_client,
+            pid_file: self.pid_file.clone(),
+            log: self.log.clone(),
+            config: None,
+        }
+    }
+
     pub fn resolve(s: Settings, file: Option<PathBuf>) -> Result<Config, ConfigError> {
         let invalid = |key: &'static str, message: String| ConfigError::Invalid {
             key,

@@ -37,10 +37,15 @@ like $out, qr/max_request/, 'and the key';
 like $out, qr/line 2/, 'and the line';
 
 spew("$dir/good.toml", "workers = 3\npreload = [\"CGI\"]\n");
-($rc, $out) = run_cmd($bin, 'config', '--config', "$dir/good.toml", '--workers', 5);
-is $rc, 0, 'config --print style output succeeds';
+($rc, $out) = run_cmd($bin, 'config', '--config', "$dir/good.toml");
+is $rc, 0, 'config checks a good file';
+like $out, qr/good\.toml: configuration OK/, 'and says so';
+($rc, $out) = run_cmd($bin, 'config', '--print', '--config', "$dir/good.toml", '--workers', 5);
+is $rc, 0, 'config --print succeeds';
 like $out, qr/^workers = 5$/m, 'flags override the file';
 like $out, qr/^preload = \["CGI"\]$/m, 'file keys are kept';
+like $out, qr/^max_requests = 0$/m, 'defaults are filled in';
+like $out, qr/^isolation = "perlrun"$/m, 'including the isolation mode';
 
 ($rc, $out) = run_cmd($bin, 'run', '--listen', "$dir/y.sock", '--socket-mode', 'rw-rw----');
 isnt $rc, 0, 'a bad socket mode fails';

@@ -34,10 +34,14 @@ enum Command {
     },
     /// Send one request to a FastCGI server and print the raw CGI response.
     Request(request::RequestArgs),
-    /// Print the effective configuration (config file + flags) as TOML.
+    /// Check the configuration (config file + flags); with --print, show
+    /// every setting with its effective value as TOML.
     Config {
         #[command(flatten)]
         settings: Settings,
+        /// Print the effective configuration, defaults included.
+        #[arg(long)]
+        print: bool,
     },
 }
 
@@ -47,7 +51,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run { settings, verbose } => run(settings, verbose),
         Command::Request(args) => request::main(args),
-        Command::Config { settings } => print_config(settings),
+        Command::Config { settings, print } => check_config(settings, print),
     }
 }
 
@@ -76,23 +80,23 @@ fn run(settings: Settings, verbose: bool) -> i32 {
     }
 }
 
-fn print_config(settings: Settings) -> i32 {
+fn check_config(settings: Settings, print: bool) -> i32 {
     let file = settings.config.clone();
-    let merged = match &file {
-        Some(path) => match Settings::from_file(path) {
-            Ok(f) => f.overridden_by(settings),
-            Err(e) => {
-                eprintln!("fcgi-spawn: {e}");
-                return 2;
-            }
-        },
-        None => settings,
+    let cfg = match Config::load(settings) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fcgi-spawn: {e}");
+            return 2;
+        }
     };
-    if let Err(e) = Config::resolve(merged.clone(), file) {
-        eprintln!("fcgi-spawn: {e}");
-        return 2;
+    if !print {
+        match &file {
+            Some(f) => println!("{}: configuration OK", f.display()),
+            None => println!("configuration OK"),
+        }
+        return 0;
     }
-    match toml::to_string(&merged) {
+    match toml::to_string(&cfg.effective_settings()) {
         Ok(text) => {
             print!("{text}");
             0

@@ -32,6 +32,7 @@ my %BASE_MAIN;         # top-level symbols of %main:: before any request
 my $BASE_MAIN_COUNT;
 my $BASE_UMASK;
 my $BASE_CWD = '/';
+my $BASE_PROGRAM_NAME;  # $0 between requests
 my %TAINT_WARNED;
 
 # Per-request state, reset by end_request.
@@ -43,6 +44,7 @@ our $SCRIPT_STARTED;   # set by the script's generated prologue
 
 sub capture_base_state {
     %BASE_ENV = %ENV;
+    $BASE_PROGRAM_NAME = $0;
     $BASE_UMASK = umask;
     %BASE_SIG = map { $_ => $SIG{$_} } keys %SIG;
     %BASE_MAIN = map { $_ => 1 } keys %main::;
@@ -378,6 +380,7 @@ sub restore_interpreter_state {
         $restored++;
     }
     %ENV = %BASE_ENV;
+    $0 = $BASE_PROGRAM_NAME;
     chdir $BASE_CWD;
     return $restored;
 }
