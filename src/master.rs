@@ -35,6 +35,13 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         Some(addr) => Listener::bind(addr, &cfg.socket)?,
         None => Listener::inherited()?,
     };
+    // Workers poll the listener beside their kept connections; whoever
+    // loses the race for a connection gets EAGAIN instead of blocking.
+    nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&listener),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .context("cannot make the listening socket non-blocking")?;
     drop_privileges(&cfg)?;
     if cfg.roots.is_empty() {
         log::warn!("no --root given: scripts may run from any directory");

@@ -10,6 +10,7 @@
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::{Duration, Instant};
 
@@ -268,9 +269,17 @@ fn client_message(conn: &mut Stream, request_id: u16) -> ClientMessage {
     }
 }
 
-/// Interrupts the script: the runner's SIGPIPE handler exits it.
+/// Set by the main thread while the script itself runs (not the runner's
+/// set-up and clean-up steps around it).
+pub static SCRIPT_RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// Interrupts the script: the runner's SIGPIPE handler exits it. Only while
+/// it runs; the handler itself also ignores a signal that arrives late, so
+/// a stop meant for one request never ends the next one.
 fn stop_script() {
-    let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGPIPE);
+    if SCRIPT_RUNNING.load(Ordering::SeqCst) {
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGPIPE);
+    }
 }
 
 fn read_retry(f: &mut std::fs::File, buf: &mut [u8]) -> usize {

@@ -13,6 +13,7 @@
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::Ordering;
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollTimeout};
@@ -22,7 +23,7 @@ use crate::fastcgi::connection::{Body, Request, ResponseWriter};
 use crate::listen::Stream;
 use crate::path_policy::{PathPolicy, ScriptCheck};
 use crate::perl::{Interpreter, Outcome};
-use crate::pump::{Job, Pump, POLLRDHUP};
+use crate::pump::{Job, Pump, POLLRDHUP, SCRIPT_RUNNING};
 
 const RUNNER: &str = "FCGI::Spawn::Runner";
 
@@ -212,7 +213,10 @@ impl<'p> Runner<'p> {
         if let Some(status) = self.step("begin_request", args, true) {
             result.exit_status = status;
         } else {
-            match self.perl.call(&format!("{RUNNER}::run_script"), &[], false) {
+            SCRIPT_RUNNING.store(true, Ordering::SeqCst);
+            let outcome = self.perl.call(&format!("{RUNNER}::run_script"), &[], false);
+            SCRIPT_RUNNING.store(false, Ordering::SeqCst);
+            match outcome {
                 Ok(Outcome::Exited(code)) => result.exit_status = code,
                 Ok(Outcome::Died(msg)) => {
                     log::error!("{msg}");

@@ -1,5 +1,5 @@
 //! A worker process: accepts connections on the shared socket and serves
-//! their requests one at a time with the interpreter it inherited from the
+//! their requests one at a time (on any of its open connections) with the interpreter it inherited from the
 //! master (copy-on-write), until told to stop or recycled by
 //! `--max-requests`.
 
@@ -46,60 +46,49 @@ pub fn run(perl: &Interpreter, listener: &Listener, cfg: &Config) -> io::Result<
     let allowed_peers = web_server_addrs();
     let mut served: u64 = 0;
     let recycle = |served: u64| cfg.max_requests > 0 && served >= cfg.max_requests;
+    let mut conns: Vec<Connection> = Vec::new();
 
     while !signals::stop_requested() && !recycle(served) {
-        let stream = match listener.accept() {
-            Ok(s) => s,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                log::error!("accept failed: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                continue;
-            }
+        let Some(ready) = wait_for_work(listener, &conns) else {
+            continue;
         };
-        if let (Some(allowed), Some(ip)) = (&allowed_peers, stream.peer_ip()) {
-            if !allowed.contains(&ip) {
-                log::warn!("refused connection from {ip}: not in FCGI_WEB_SERVER_ADDRS");
-                continue;
-            }
-        }
-        let mut writer = match stream.try_clone() {
-            Ok(w) => w,
-            Err(e) => {
-                log::error!("cannot duplicate connection: {e}");
-                continue;
-            }
-        };
-        let mut conn = ServerConnection::new(stream, limits.clone(), max_conns, max_conns);
-        loop {
-            if !conn.has_buffered_input() && !wait_readable(conn.get_ref()) {
-                break;
-            }
-            let req = match conn.read_request() {
-                Ok(Some(req)) => req,
-                Ok(None) => break,
-                Err(e) => {
-                    log::warn!("closing connection: {e}");
-                    break;
-                }
-            };
-            let keep_conn = req.keep_conn;
-            match runner.handle(req, &mut writer) {
-                Ok(result) => {
-                    if result.signals_touched {
-                        signals::install_worker_handlers();
+        if ready.listener {
+            match listener.accept() {
+                Ok(stream) => {
+                    if let Some(conn) = admit(stream, &allowed_peers, &limits, max_conns) {
+                        if conns.len() >= MAX_KEPT_CONNECTIONS {
+                            // The web server reopens what it still needs.
+                            conns.remove(0);
+                        }
+                        conns.push(conn);
                     }
                 }
+                // Another worker took it, or a signal came.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => {
-                    log::info!("connection ended: {e}");
-                    break;
+                    log::error!("accept failed: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
                 }
             }
-            served += 1;
-            if !keep_conn || signals::stop_requested() || recycle(served) {
+        }
+        let mut closed = vec![false; conns.len()];
+        for i in ready.connections {
+            if signals::stop_requested() || recycle(served) {
                 break;
             }
+            let (keep, answered) = serve_one(&runner, &mut conns[i]);
+            served += u64::from(answered);
+            closed[i] = !keep;
         }
+        let mut index = 0;
+        conns.retain(|_| {
+            index += 1;
+            !closed[index - 1]
+        });
     }
     if recycle(served) {
         log::info!("worker recycled after {served} requests (--max-requests)");
@@ -107,16 +96,99 @@ pub fn run(perl: &Interpreter, listener: &Listener, cfg: &Config) -> io::Result<
     Ok(())
 }
 
-/// Waits for the next request on a connection; false when the worker was
-/// asked to stop meanwhile (an idle kept-alive connection must not hold up a
-/// graceful stop) or the connection failed.
-fn wait_readable(stream: &Stream) -> bool {
-    loop {
-        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
-        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => return true,
-            Err(nix::errno::Errno::EINTR) if !signals::stop_requested() => continue,
-            Err(_) => return false,
+/// An open connection from the web server, kept between requests when it
+/// asked for FCGI_KEEP_CONN.
+struct Connection {
+    reader: ServerConnection<Stream>,
+    writer: Stream,
+}
+
+/// Kept-alive connections one worker holds at most; the oldest goes first.
+const MAX_KEPT_CONNECTIONS: usize = 64;
+
+struct Ready {
+    listener: bool,
+    connections: Vec<usize>,
+}
+
+/// Waits until the listener or a kept connection has something. A worker
+/// watches both, so an idle kept-alive connection never keeps it from new
+/// connections (which would starve them when the web server keeps more
+/// connections open than there are workers). None when interrupted (the
+/// caller then checks for a stop request).
+fn wait_for_work(listener: &Listener, conns: &[Connection]) -> Option<Ready> {
+    let buffered: Vec<usize> = (0..conns.len())
+        .filter(|&i| conns[i].reader.has_buffered_input())
+        .collect();
+    if !buffered.is_empty() {
+        return Some(Ready {
+            listener: false,
+            connections: buffered,
+        });
+    }
+    let mut fds = Vec::with_capacity(conns.len() + 1);
+    fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+    for c in conns {
+        fds.push(PollFd::new(c.reader.get_ref().as_fd(), PollFlags::POLLIN));
+    }
+    nix::poll::poll(&mut fds, PollTimeout::NONE).ok()?;
+    let fired = |p: &PollFd| !p.revents().unwrap_or(PollFlags::empty()).is_empty();
+    Some(Ready {
+        listener: fired(&fds[0]),
+        connections: (1..fds.len())
+            .filter(|&i| fired(&fds[i]))
+            .map(|i| i - 1)
+            .collect(),
+    })
+}
+
+fn admit(
+    stream: Stream,
+    allowed_peers: &Option<Vec<std::net::IpAddr>>,
+    limits: &Limits,
+    max_conns: usize,
+) -> Option<Connection> {
+    if let (Some(allowed), Some(ip)) = (allowed_peers, stream.peer_ip()) {
+        if !allowed.contains(&ip) {
+            log::warn!("refused connection from {ip}: not in FCGI_WEB_SERVER_ADDRS");
+            return None;
+        }
+    }
+    let writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(e) => {
+            log::error!("cannot duplicate connection: {e}");
+            return None;
+        }
+    };
+    Some(Connection {
+        reader: ServerConnection::new(stream, limits.clone(), max_conns, max_conns),
+        writer,
+    })
+}
+
+/// Reads and answers one request on a readable connection. Returns (keep
+/// the connection open, a request was answered).
+fn serve_one(runner: &Runner, conn: &mut Connection) -> (bool, bool) {
+    let req = match conn.reader.read_request() {
+        Ok(Some(req)) => req,
+        Ok(None) => return (false, false),
+        Err(e) => {
+            log::warn!("closing connection: {e}");
+            return (false, false);
+        }
+    };
+    let keep_conn = req.keep_conn;
+    match runner.handle(req, &mut conn.writer) {
+        Ok(result) => {
+            if result.signals_touched {
+                signals::install_worker_handlers();
+            }
+            (keep_conn, true)
+        }
+        Err(e) => {
+            log::info!("connection ended: {e}");
+            (false, true)
         }
     }
 }

@@ -39,6 +39,7 @@ my %TAINT_WARNED;
 my %req;
 
 our $SCRIPT_STARTED;   # set by the script's generated prologue
+our $IN_SCRIPT = 0;    # true while the script itself runs
 
 # --- steps ----------------------------------------------------------------
 
@@ -388,6 +389,8 @@ sub restore_interpreter_state {
 # SIGPIPE: the client went away, sent FCGI_ABORT_REQUEST, or the request
 # timed out. Logs where the script was (the slow spot, for a timeout).
 sub client_gone {
+    # A stop that arrives after the script ended is not for anyone.
+    return unless $IN_SCRIPT;
     print STDERR 'fcgi-spawn: script stopped (client gone, aborted or timed out)'
         . Carp::longmess('');
     exit 0;
@@ -442,6 +445,7 @@ sub begin_request {
 
 # The script itself. Called with die untrapped: it ends like a perl program.
 sub run_script {
+    local $IN_SCRIPT = 1;
     if ($req{mode} eq 'registry') {
         run_registry($req{script}, $req{package});
     }
