@@ -28,6 +28,7 @@ my %REGISTRY;          # registry: script path => compiled entry
 
 my %BASE_ENV;          # the daemon's clean environment, captured at start
 my %BASE_SIG;          # %SIG as the worker starts, restored after each request
+my %KNOWN_INC;         # %INC entries that stay (checked only when it grew)
 my %BASE_MAIN;         # top-level symbols of %main:: before any request
 my $BASE_MAIN_COUNT;
 my $BASE_UMASK;
@@ -45,9 +46,11 @@ our $IN_SCRIPT = 0;    # true while the script itself runs
 
 sub capture_base_state {
     %BASE_ENV = %ENV;
+    %KNOWN_INC = map { $_ => 1 } keys %INC;
     $BASE_PROGRAM_NAME = $0;
     $BASE_UMASK = umask;
     %BASE_SIG = map { $_ => $SIG{$_} } keys %SIG;
+    FCGI::Spawn::Native::snapshot_signals();
     %BASE_MAIN = map { $_ => 1 } keys %main::;
     $BASE_MAIN_COUNT = keys %main::;
     return;
@@ -215,7 +218,7 @@ sub cached_handler {
     };
     # What compiling added (modules it used, packages it declared) is part of
     # the cached script now, not request state to flush.
-    $req{inc} = { map { $_ => 1 } keys %INC };
+    %KNOWN_INC = map { $_ => 1 } keys %INC;
     absorb_new_globals();
     return $entry;
 }
@@ -337,9 +340,9 @@ sub absorb_new_globals {
 # package is removed too (no "Subroutine redefined" on the next load).
 # Modules from the system @INC stay compiled in the worker.
 sub flush_inc {
-    my ($before, $roots) = @_;
+    my ($roots) = @_;
     for my $file (keys %INC) {
-        next if $before->{$file};
+        next if $KNOWN_INC{$file};
         my $path = $INC{$file};
         next unless defined $path && !ref $path;
         if ($file !~ /\.pm\z/) {
@@ -354,6 +357,7 @@ sub flush_inc {
             Symbol::delete_package($package);
         }
     }
+    %KNOWN_INC = map { $_ => 1 } keys %INC;
     return;
 }
 
@@ -372,7 +376,7 @@ sub restore_interpreter_state {
     @ARGV = ();
     umask $BASE_UMASK if umask != $BASE_UMASK;
     my $restored = 0;
-    for my $sig (keys %SIG) {
+    for my $sig (FCGI::Spawn::Native::changed_signals(), '__WARN__', '__DIE__') {
         my $now = $SIG{$sig};
         my $was = $BASE_SIG{$sig};
         next if !defined $now && !defined $was;
@@ -380,7 +384,7 @@ sub restore_interpreter_state {
         $SIG{$sig} = $was;
         $restored++;
     }
-    %ENV = %BASE_ENV;
+    FCGI::Spawn::Native::snapshot_signals() if $restored;
     $0 = $BASE_PROGRAM_NAME;
     chdir $BASE_CWD;
     return $restored;
@@ -433,7 +437,6 @@ sub begin_request {
         script  => $script,
         mode    => $isolation,
         package => $package,
-        inc     => { map { $_ => 1 } keys %INC },
         ends    => FCGI::Spawn::Native::end_block_count(),
     );
     set_environment($script, \@params);
@@ -482,7 +485,7 @@ sub end_request {
     STDOUT->flush if defined fileno STDOUT;
     flush_namespace($req{package}) if defined $req{package} && ($req{mode} // '') ne 'registry';
     flush_script_globals();
-    flush_inc($req{inc} || {}, \@roots);
+    flush_inc(\@roots) if keys %INC != keys %KNOWN_INC;
     # Releases what CGI.pm keeps per request (upload temp files among it).
     reset_module_globals();
     my $signals_restored = restore_interpreter_state();

@@ -81,6 +81,53 @@ XS(fs_xs_take_end_blocks)
     XSRETURN(taken);
 }
 
+/* Signal handlers as the worker starts: FCGI::Spawn::Native::snapshot_signals()
+ * copies the value behind each PL_psig_ptr slot (what %SIG holds), and
+ * changed_signals() returns the names of those whose value differs now — a
+ * C loop instead of a magic %SIG fetch (each a linear search of the signal
+ * names) for every signal on every request. */
+static SV *fs_signal_snapshot[SIG_SIZE];
+
+static int fs_same_handler(pTHX_ SV *a, SV *b)
+{
+    int a_set = a && SvOK(a), b_set = b && SvOK(b);
+    if (!a_set || !b_set)
+        return a_set == b_set;
+    if (SvROK(a) || SvROK(b))
+        return SvROK(a) && SvROK(b) && SvRV(a) == SvRV(b);
+    return sv_eq(a, b);
+}
+
+XS(fs_xs_snapshot_signals)
+{
+    dXSARGS;
+    int i;
+    PERL_UNUSED_VAR(items);
+    for (i = 1; i < SIG_SIZE; i++) {
+        SV *now = PL_psig_ptr ? PL_psig_ptr[i] : NULL;
+        SvREFCNT_dec(fs_signal_snapshot[i]);
+        fs_signal_snapshot[i] = now ? newSVsv(now) : NULL;
+    }
+    XSRETURN_EMPTY;
+}
+
+XS(fs_xs_changed_signals)
+{
+    dXSARGS;
+    int i, changed = 0;
+    PERL_UNUSED_VAR(items);
+    SP -= items;
+    for (i = 1; i < SIG_SIZE; i++) {
+        SV *now = PL_psig_ptr ? PL_psig_ptr[i] : NULL;
+        if (!fs_same_handler(aTHX_ now, fs_signal_snapshot[i])) {
+            XPUSHs(sv_2mortal(newSVpv(PL_sig_name[i], 0)));
+            changed++;
+        }
+    }
+    PUTBACK;
+    XSRETURN(changed);
+}
+
 /* FCGI::Spawn::Native::sv_count() — live SVs in this interpreter, for
  * leak checks in tests. */
 XS(fs_xs_sv_count)
@@ -97,6 +144,8 @@ static void xs_init(pTHX)
     newXS("FCGI::Spawn::Native::end_block_count", fs_xs_end_block_count, __FILE__);
     newXS("FCGI::Spawn::Native::take_end_blocks", fs_xs_take_end_blocks, __FILE__);
     newXS("FCGI::Spawn::Native::sv_count", fs_xs_sv_count, __FILE__);
+    newXS("FCGI::Spawn::Native::snapshot_signals", fs_xs_snapshot_signals, __FILE__);
+    newXS("FCGI::Spawn::Native::changed_signals", fs_xs_changed_signals, __FILE__);
 }
 
 int fs_interp_start(int argc, char **argv, char **env)
