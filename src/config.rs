@@ -71,6 +71,15 @@ pub struct Settings {
     #[arg(long = "isolation-for", value_name = "GLOB=MODE")]
     #[serde(default)]
     pub isolation_for: Vec<String>,
+    /// Daemon environment variable scripts see (repeatable; `*` = all)
+    /// [default: PATH LANG LC_ALL LC_CTYPE TZ TMPDIR PERL5LIB].
+    #[arg(long = "pass-env", value_name = "NAME")]
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+    /// Environment variable set for every script (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    #[serde(default)]
+    pub env: Vec<String>,
     /// Recycle a worker after this many requests (0 = never) [default: 0].
     #[arg(long, value_name = "N")]
     pub max_requests: Option<u64>,
@@ -110,6 +119,13 @@ pub struct Settings {
     pub config: Option<PathBuf>,
 }
 
+/// The daemon's environment variables scripts see unless `pass_env` says
+/// otherwise; the rest (credentials of the service manager, a sysadmin's
+/// shell) stays out of %ENV, as php-fpm's `clear_env`.
+const DEFAULT_PASS_ENV: &[&str] = &[
+    "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PERL5LIB",
+];
+
 /// The validated, complete configuration of a daemon.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -123,6 +139,10 @@ pub struct Config {
     pub isolation: Isolation,
     /// Per-path overrides of `isolation`, in order.
     pub isolation_for: Vec<(glob::Pattern, Isolation)>,
+    /// Names of the daemon's environment variables scripts see.
+    pub pass_env: Vec<String>,
+    /// Variables set for every script.
+    pub env: Vec<(String, String)>,
     pub max_requests: u64,
     pub max_body: u64,
     pub body_spill: usize,
@@ -223,6 +243,8 @@ impl Settings {
             preload_script: list(flags.preload_script, self.preload_script),
             isolation: pick(flags.isolation, self.isolation),
             isolation_for: list(flags.isolation_for, self.isolation_for),
+            pass_env: list(flags.pass_env, self.pass_env),
+            env: list(flags.env, self.env),
             max_requests: pick(flags.max_requests, self.max_requests),
             max_body: pick(flags.max_body, self.max_body),
             body_spill: pick(flags.body_spill, self.body_spill),
@@ -269,6 +291,8 @@ impl Config {
                 .iter()
                 .map(|(pattern, mode)| format!("{}={}", pattern.as_str(), mode.as_str()))
                 .collect(),
+            pass_env: self.pass_env.clone(),
+            env: self.env.iter().map(|(n, v)| format!("{n}={v}")).collect(),
             max_requests: Some(self.max_requests),
             max_body: Some(self.max_body),
             body_spill: Some(self.body_spill),
@@ -333,6 +357,24 @@ impl Config {
             }
             isolation_for.push((pattern, mode));
         }
+        let pass_env = if s.pass_env.iter().any(|n| n == "*") {
+            std::env::vars_os()
+                .filter_map(|(name, _)| name.into_string().ok())
+                .collect()
+        } else if s.pass_env.is_empty() {
+            DEFAULT_PASS_ENV.iter().map(|n| n.to_string()).collect()
+        } else {
+            s.pass_env.clone()
+        };
+        let mut env = Vec::new();
+        for pair in &s.env {
+            match pair.split_once('=') {
+                Some((name, value)) if !name.is_empty() => {
+                    env.push((name.to_string(), value.to_string()))
+                }
+                _ => return Err(invalid("env", format!("{pair:?} is not NAME=VALUE"))),
+            }
+        }
         let mut roots = Vec::new();
         for r in &s.root {
             let resolved = std::fs::canonicalize(r)
@@ -385,6 +427,8 @@ impl Config {
             preload_scripts: s.preload_script,
             isolation,
             isolation_for,
+            pass_env,
+            env,
             max_requests: s.max_requests.unwrap_or(0),
             max_body: s.max_body.unwrap_or(100 << 20),
             body_spill: s.body_spill.unwrap_or(64 << 10),

@@ -28,7 +28,13 @@ pub fn run(perl: &Interpreter, listener: &Listener, cfg: &Config) -> io::Result<
         cfg.isolation,
         cfg.isolation_for.clone(),
     )?;
-    match perl.call("FCGI::Spawn::Runner::init_worker", &[], true) {
+    let mut init_args: Vec<&[u8]> = cfg.pass_env.iter().map(|n| n.as_bytes()).collect();
+    init_args.push(b"--");
+    for (name, value) in &cfg.env {
+        init_args.push(name.as_bytes());
+        init_args.push(value.as_bytes());
+    }
+    match perl.call("FCGI::Spawn::Runner::init_worker", &init_args, true) {
         Ok(Outcome::Returned(_)) => {}
         other => {
             return Err(io::Error::other(format!(

@@ -63,13 +63,17 @@ impl Interpreter {
                 .collect::<Vec<_>>()
                 .into_boxed_slice(),
         );
-        let envp: &'static mut [*mut c_char] = Box::leak(Box::new([std::ptr::null_mut()]));
-        // SAFETY: argv/envp are NULL-terminated arrays of NUL-terminated
-        // strings that live for the rest of the process. This is the first
-        // and only interpreter in the process (STARTED guard).
-        let rc = unsafe {
-            ffi::fs_interp_start(args.len() as i32, argv.as_mut_ptr(), envp.as_mut_ptr())
-        };
+        extern "C" {
+            static mut environ: *mut *mut c_char;
+        }
+        // SAFETY: reading the process's environ pointer; nothing else in this
+        // single-threaded start-up modifies it concurrently.
+        let envp = unsafe { environ };
+        // SAFETY: argv is a NULL-terminated array of NUL-terminated strings
+        // that lives for the rest of the process, envp is the process's own
+        // environment (perl builds %ENV from it). This is the first and only
+        // interpreter in the process (STARTED guard).
+        let rc = unsafe { ffi::fs_interp_start(args.len() as i32, argv.as_mut_ptr(), envp) };
         if rc != 0 {
             return Err(PerlError::StartFailed(rc));
         }

@@ -45,7 +45,11 @@ our $IN_SCRIPT = 0;    # true while the script itself runs
 # --- steps ----------------------------------------------------------------
 
 sub capture_base_state {
-    %BASE_ENV = %ENV;
+    my ($keep_env, $set_env) = @_;
+    %BASE_ENV = (
+        (map { exists $ENV{$_} ? ($_ => $ENV{$_}) : () } @$keep_env),
+        @$set_env,
+    );
     %KNOWN_INC = map { $_ => 1 } keys %INC;
     $BASE_PROGRAM_NAME = $0;
     $BASE_UMASK = umask;
@@ -96,14 +100,18 @@ sub reset_module_globals {
 }
 
 # Package a script is compiled into: unique per path, valid as a name.
+my %NAMESPACE_OF;
+
 sub make_namespace {
     my ($script) = @_;
-    my $name = $script;
-    $name =~ s{([^A-Za-z0-9_/])}{sprintf '_%02x', ord $1}ge;
-    $name =~ s{/+}{::}g;
-    $name =~ s{::(?=\d)}{::_}g;
-    $name =~ s{^::}{};
-    return "FCGI::Spawn::Sandbox::$name";
+    return $NAMESPACE_OF{$script} //= do {
+        my $name = $script;
+        $name =~ s{([^A-Za-z0-9_/])}{sprintf '_%02x', ord $1}ge;
+        $name =~ s{/+}{::}g;
+        $name =~ s{::(?=\d)}{::_}g;
+        $name =~ s{^::}{};
+        "FCGI::Spawn::Sandbox::$name";
+    };
 }
 
 # Opens the script and returns what our @INC hook hands to `do`: a prologue,
@@ -413,8 +421,15 @@ sub preload_script {
     return 1;
 }
 
-# Once in each worker, after fork.
+# Once in each worker, after fork: (KEEP, NAME, ..., '--', NAME, VALUE, ...)
+# KEEP names the daemon's environment variables scripts see; NAME/VALUE
+# pairs are set for every script. Everything else of the daemon's
+# environment is not passed on (as php-fpm's clear_env).
 sub init_worker {
+    my @keep;
+    push @keep, shift @_ while @_ && $_[0] ne '--';
+    shift @_;
+    my @set = @_;
     srand();
     # After the preload, so only script code (compiled from now on) sees it.
     no warnings 'once';
@@ -425,7 +440,7 @@ sub init_worker {
     # A vanished client closes the response pipe; the script's next write
     # then ends it (children it execs get the default disposition back).
     $SIG{PIPE} = \&client_gone;
-    capture_base_state();
+    capture_base_state(\@keep, \@set);
     return 1;
 }
 

@@ -1,0 +1,36 @@
+# The scripts' base environment is clean: only PATH and a few locale/time
+# variables of the daemon's environment pass (--pass-env adds names, `*`
+# keeps all), --env sets variables for every script; request params on top.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use FcgiSpawn::Test;
+
+local $ENV{FCGI_SPAWN_TEST_SECRET} = 'from-the-daemon-environment';
+
+my $d = start_daemon(workers => 1, args => ['--env', 'SITE_MODE=production']);
+my ($out) = fcgi_request($d, 'env-base.pl', query => 'a=1');
+like $out, qr/^PATH=\Q$ENV{PATH}\E$/m, 'PATH passes';
+like $out, qr/^FCGI_SPAWN_TEST_SECRET=unset$/m, "other daemon variables don't";
+like $out, qr/^SITE_MODE=production$/m, '--env sets a variable';
+like $out, qr/^QUERY_STRING=a=1$/m, 'request params on top';
+$d->stop;
+
+$d = start_daemon(workers => 1, args => ['--pass-env', 'FCGI_SPAWN_TEST_SECRET']);
+($out) = fcgi_request($d, 'env-base.pl');
+like $out, qr/^FCGI_SPAWN_TEST_SECRET=from-the-daemon-environment$/m, '--pass-env NAME passes it';
+like $out, qr/^PATH=unset$/m, 'an explicit list replaces the default one';
+$d->stop;
+
+$d = start_daemon(workers => 1, args => ['--pass-env', '*']);
+($out) = fcgi_request($d, 'env-base.pl');
+like $out, qr/^FCGI_SPAWN_TEST_SECRET=from-the-daemon-environment$/m, "--pass-env '*' keeps everything";
+like $out, qr/^PATH=\Q$ENV{PATH}\E$/m, 'PATH too';
+$d->stop;
+
+my $bad = eval { start_daemon(workers => 1, args => ['--env', 'NOVALUE'], timeout => 3); 1 };
+ok !$bad, '--env without = is refused';
+like $@, qr/env: "NOVALUE" is not NAME=VALUE/, 'naming the setting';
+done_testing;
