@@ -4,13 +4,20 @@
 //! runs, the name is normalised (Apache's `proxy:fcgi://host:port/` prefix),
 //! resolved (symlinks, `..`) and only then checked against the allowed roots
 //! and extensions, so a link or a `../` cannot lead outside them.
+//!
+//! Resolving a path costs a system call per component, every request; like
+//! php-fpm's realpath cache, answers are kept for `CACHE_TTL`, so a changed
+//! symlink or a new file is seen within that time.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// What to do with a request's script.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScriptCheck {
     /// Run this (resolved) file; `path_info` is set when the requested name
     /// continued past the file (`/app.pl/extra` → `/extra`).
@@ -25,10 +32,16 @@ pub enum ScriptCheck {
 }
 
 /// The allowed roots (resolved at start-up) and extensions.
+/// How long a resolved SCRIPT_FILENAME is trusted.
+const CACHE_TTL: Duration = Duration::from_secs(2);
+/// Entries kept at most; the cache starts over when full.
+const CACHE_SIZE: usize = 4096;
+
 #[derive(Debug, Clone)]
 pub struct PathPolicy {
     roots: Vec<PathBuf>,
     extensions: Vec<String>,
+    cache: RefCell<HashMap<Vec<u8>, (Instant, ScriptCheck)>>,
 }
 
 impl PathPolicy {
@@ -40,15 +53,36 @@ impl PathPolicy {
             .map(|e| e.trim().trim_start_matches('.').to_string())
             .filter(|e| !e.is_empty())
             .collect();
-        PathPolicy { roots, extensions }
+        PathPolicy {
+            roots,
+            extensions,
+            cache: RefCell::new(HashMap::new()),
+        }
     }
 
     pub fn roots(&self) -> &[PathBuf] {
         &self.roots
     }
 
-    /// Checks the `SCRIPT_FILENAME` param of a request.
+    /// Checks the `SCRIPT_FILENAME` param of a request (cached for
+    /// `CACHE_TTL`).
     pub fn check(&self, script_filename: &[u8]) -> ScriptCheck {
+        let now = Instant::now();
+        if let Some((at, answer)) = self.cache.borrow().get(script_filename) {
+            if now.duration_since(*at) < CACHE_TTL {
+                return answer.clone();
+            }
+        }
+        let answer = self.check_uncached(script_filename);
+        let mut cache = self.cache.borrow_mut();
+        if cache.len() >= CACHE_SIZE {
+            cache.clear();
+        }
+        cache.insert(script_filename.to_vec(), (now, answer.clone()));
+        answer
+    }
+
+    fn check_uncached(&self, script_filename: &[u8]) -> ScriptCheck {
         let requested = normalize_script_filename(script_filename);
         if requested.as_os_str().is_empty() || !requested.is_absolute() {
             return ScriptCheck::Forbidden(format!(
@@ -194,6 +228,25 @@ mod tests {
             p.check_resolved(PathBuf::from("/srv/www/noext"), None),
             ScriptCheck::Forbidden(_)
         ));
+    }
+
+    #[test]
+    fn answers_are_cached_for_the_ttl() {
+        let dir = std::env::temp_dir().join(format!("fs-policy-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir = std::fs::canonicalize(&dir).unwrap();
+        let script = dir.join("c.pl");
+        std::fs::write(&script, "1;").unwrap();
+        let p = PathPolicy::new(vec![dir.clone()], &[".pl".to_string()]);
+        let name = script.as_os_str().as_bytes().to_vec();
+        assert!(matches!(p.check(&name), ScriptCheck::Run { .. }));
+        std::fs::remove_file(&script).unwrap();
+        assert!(
+            matches!(p.check(&name), ScriptCheck::Run { .. }),
+            "cached within the TTL"
+        );
+        assert_eq!(p.check_uncached(&name), ScriptCheck::NotFound);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -54,9 +54,10 @@ impl Pump {
             .name("output-pump".into())
             .spawn(move || {
                 block_all_signals();
+                let pid = std::process::id();
                 let mut buf = vec![0u8; 65536];
                 for mut job in job_rx {
-                    let result = pump_output(&mut job, &mut buf);
+                    let result = pump_output(&mut job, &mut buf, pid);
                     if done_tx.send((job.conn, result)).is_err() {
                         return;
                     }
@@ -103,7 +104,7 @@ pub struct PumpResult {
 /// client gets a 504 (when nothing was sent yet) and the script is stopped
 /// the same way; if it ignores that for STOP_GRACE, the worker kills itself
 /// and the master replaces it.
-fn pump_output(job: &mut Job, buf: &mut [u8]) -> PumpResult {
+fn pump_output(job: &mut Job, buf: &mut [u8], pid: u32) -> PumpResult {
     let (request_id, stderr_to_client) = (job.request_id, job.stderr_to_client);
     let tag = job.tag.as_str();
     let mut out = ResponseWriter::new(&mut job.conn, request_id);
@@ -119,7 +120,6 @@ fn pump_output(job: &mut Job, buf: &mut [u8]) -> PumpResult {
     let mut deadline = job.timeout.map(|t| Instant::now() + t);
     let mut stopping_since: Option<Instant> = None;
     let mut line_buf: Vec<u8> = Vec::new();
-    let pid = std::process::id();
     while stdout.is_some() || stderr.is_some() {
         let (out_ready, err_ready, client_event) = {
             let mut fds = Vec::with_capacity(3);

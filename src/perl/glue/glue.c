@@ -12,11 +12,20 @@
 #include <perl.h>
 #include <XSUB.h>
 #include <unistd.h>
+#include <pthread.h>
 
 #include "glue.h"
 
 static PerlInterpreter *fs_interp;
 static pid_t fs_owner_pid;
+/* Set in the child of any fork() after fs_set_owner_pid: cheaper than a
+ * getpid() system call after every call into Perl. */
+static volatile int fs_forked;
+
+static void fs_mark_forked(void)
+{
+    fs_forked = 1;
+}
 
 EXTERN_C void boot_DynaLoader(pTHX_ CV *cv);
 
@@ -183,7 +192,13 @@ void fs_interp_stop(void)
 
 void fs_set_owner_pid(int pid)
 {
+    static int registered;
     fs_owner_pid = (pid_t)pid;
+    fs_forked = 0;
+    if (!registered) {
+        pthread_atfork(NULL, NULL, fs_mark_forked);
+        registered = 1;
+    }
 }
 
 /* A child the script fork()ed must never return into the request loop: it
@@ -191,7 +206,7 @@ void fs_set_owner_pid(int pid)
  * destruction, which would run the parent's DESTROYs a second time). */
 static void end_foreign_child(pTHX_ int status)
 {
-    if (fs_owner_pid && getpid() != fs_owner_pid) {
+    if (fs_owner_pid && fs_forked && getpid() != fs_owner_pid) {
         PerlIO_flush((PerlIO *)NULL);
         _exit(status & 0xff);
     }
