@@ -96,7 +96,7 @@ impl<'p> Runner<'p> {
 
     /// Answers one request on `conn`.
     pub fn handle(&self, mut req: Request, conn: &mut Stream) -> io::Result<RequestResult> {
-        let mut untouched = RequestResult {
+        let mut result = RequestResult {
             signals_touched: false,
         };
         let script_filename = req.param(b"SCRIPT_FILENAME").unwrap_or_default().to_vec();
@@ -108,12 +108,12 @@ impl<'p> Runner<'p> {
                     String::from_utf8_lossy(&script_filename)
                 );
                 simple_response(conn, req.id, 404, "Not Found")?;
-                return Ok(untouched);
+                return Ok(result);
             }
             ScriptCheck::Forbidden(why) => {
                 log::warn!("403: {why}");
                 simple_response(conn, req.id, 403, "Forbidden")?;
-                return Ok(untouched);
+                return Ok(result);
             }
         };
         if req.body_too_large {
@@ -122,7 +122,7 @@ impl<'p> Runner<'p> {
                 script.display()
             );
             simple_response(conn, req.id, 413, "Request Entity Too Large")?;
-            return Ok(untouched);
+            return Ok(result);
         }
 
         if peer_closed(conn) {
@@ -176,7 +176,7 @@ impl<'p> Runner<'p> {
         let parked = self.park_std_fds();
         let (_dup, pumped) = self.pump.finish()?;
         parked?;
-        untouched.signals_touched = steps.signals_touched;
+        result.signals_touched = steps.signals_touched;
 
         if let Some(e) = &pumped.error {
             log::warn!(
@@ -200,7 +200,7 @@ impl<'p> Runner<'p> {
             response.write_stdout(&error_page(500, "Internal Server Error"))?;
         }
         response.finish(steps.exit_status as u32, 0)?;
-        Ok(untouched)
+        Ok(result)
     }
 
     /// The Perl steps of a request, in order. Any of them may end with
