@@ -33,4 +33,17 @@ $d->stop;
 my $bad = eval { start_daemon(workers => 1, args => ['--env', 'NOVALUE'], timeout => 3); 1 };
 ok !$bad, '--env without = is refused';
 like $@, qr/env: "NOVALUE" is not NAME=VALUE/, 'naming the setting';
+
+# Child processes see the request's environment, also after earlier requests
+# changed it.
+{
+    my $d = start_daemon(workers => 1);
+    for my $n (1 .. 3) {
+        my ($out) = fcgi_request($d, 'child-env.pl', query => "n=$n");
+        like $out, qr/^child QUERY_STRING=n=$n$/m, "request $n: a child sees this request's QUERY_STRING";
+        like $out, qr/^child SET_BY_SCRIPT=yes-n=$n$/m, "request $n: and the script's own %ENV change";
+        like $out, qr/^child LEFT_OVER=unset$/m, "request $n: but nothing an earlier request set";
+    }
+    $d->stop;
+}
 done_testing;

@@ -62,7 +62,7 @@ sub capture_base_state {
 
 sub set_environment {
     my ($script, $params) = @_;
-    %ENV = (%BASE_ENV, @$params);
+    FCGI::Spawn::Native::sync_env(%BASE_ENV, @$params);
     $0 = $script;
     my $qs = $ENV{QUERY_STRING};
     # An isindex query (no '=') becomes @ARGV, as a CGI server does.

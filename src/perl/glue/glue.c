@@ -137,6 +137,52 @@ XS(fs_xs_changed_signals)
     XSRETURN(changed);
 }
 
+/* FCGI::Spawn::Native::sync_env(NAME, VALUE, ...) — makes %ENV (and so
+ * environ) exactly these pairs (a later pair wins), touching only what
+ * differs from what is there: `%ENV = (...)` would clear the environment
+ * and setenv every variable again on every request. Stores go through the
+ * %ENV element magic, so environ follows and a later `$ENV{X} = ...` of the
+ * script still reaches it. */
+XS(fs_xs_sync_env)
+{
+    dXSARGS;
+    HV *env = GvHVn(PL_envgv);
+    HV *want = newHV();
+    AV *gone = newAV();
+    HE *entry;
+    I32 i;
+    SSize_t k;
+
+    sv_2mortal((SV *)want);
+    sv_2mortal((SV *)gone);
+    if (items % 2)
+        croak_xs_usage(cv, "NAME, VALUE, ...");
+    for (i = 0; i < items; i += 2)
+        (void)hv_store_ent(want, ST(i), SvREFCNT_inc_simple_NN(ST(i + 1)), 0);
+
+    hv_iterinit(env);
+    while ((entry = hv_iternext(env))) {
+        SV *name = hv_iterkeysv(entry);
+        if (!hv_exists_ent(want, name, 0))
+            av_push(gone, SvREFCNT_inc_simple_NN(name));
+    }
+    for (k = 0; k <= av_top_index(gone); k++)
+        (void)hv_delete_ent(env, *av_fetch(gone, k, 0), G_DISCARD, 0);
+
+    hv_iterinit(want);
+    while ((entry = hv_iternext(want))) {
+        SV *name = hv_iterkeysv(entry);
+        SV *value = hv_iterval(want, entry);
+        HE *now = hv_fetch_ent(env, name, 0, 0);
+        if (now && SvOK(HeVAL(now)) && sv_eq(HeVAL(now), value))
+            continue;
+        now = hv_fetch_ent(env, name, 1, 0);
+        sv_setsv(HeVAL(now), value);
+        SvSETMAGIC(HeVAL(now));
+    }
+    XSRETURN_EMPTY;
+}
+
 /* FCGI::Spawn::Native::sv_count() — live SVs in this interpreter, for
  * leak checks in tests. */
 XS(fs_xs_sv_count)
@@ -153,6 +199,7 @@ static void xs_init(pTHX)
     newXS("FCGI::Spawn::Native::end_block_count", fs_xs_end_block_count, __FILE__);
     newXS("FCGI::Spawn::Native::take_end_blocks", fs_xs_take_end_blocks, __FILE__);
     newXS("FCGI::Spawn::Native::sv_count", fs_xs_sv_count, __FILE__);
+    newXS("FCGI::Spawn::Native::sync_env", fs_xs_sync_env, __FILE__);
     newXS("FCGI::Spawn::Native::snapshot_signals", fs_xs_snapshot_signals, __FILE__);
     newXS("FCGI::Spawn::Native::changed_signals", fs_xs_changed_signals, __FILE__);
 }
