@@ -125,10 +125,9 @@ sub make_namespace {
 sub read_script {
     my ($script, $package, $mode) = @_;
     open my $fh, '<', $script or die "fcgi-spawn: cannot open $script: $!\n";
-    my $first = <$fh>;
-    seek $fh, 0, 0;
+    my $source = do { local $/; <$fh> } // '';
     my $warnings = 0;
-    if (defined $first && $first =~ /^#!\S*perl\S*\s+(-\S+(?:\s+-\S+)*)/) {
+    if ($source =~ /\A#!\S*perl\S*[ \t]+(-\S+(?:[ \t]+-\S+)*)/) {
         my $flags = $1;
         $warnings = 1 if $flags =~ /^-\w*w/ || $flags =~ /\s-\w*w/;
         if ($flags =~ /-\w*[Tt]/ && !$TAINT_WARNED{$script}++) {
@@ -138,10 +137,26 @@ sub read_script {
     }
     my $switches = $warnings ? 'BEGIN { $^W = 1 } ' : '';
     my $registry = $mode eq 'registry';
-    # __END__ only opens DATA in a main program; scripts rely on it, so the
-    # filter turns it into __DATA__ (identical for the parser otherwise).
+    my $prologue = $registry
+        ? "package $package; sub $HANDLER { $switches\n#line 1 \"$script\"\n"
+        : "package $package; FCGI::Spawn::Native::clear_in_eval(); "
+            . "\$FCGI::Spawn::Runner::SCRIPT_STARTED = 1; $switches\n#line 1 \"$script\"\n";
     # A script that switches back with `package main;` means its own file
     # scope, which is the sandbox package here.
+    my $rewrite = sub { $_[0] =~ s/^(\s*package\s+)main(?=\s*[;{])/$1$package/mg };
+
+    # Usual case, no data section: the whole text in one string.
+    if ($source !~ /^__(?:END|DATA)__\b/m) {
+        $rewrite->($source);
+        my $text = $prologue . $source . ($registry ? "\n}\n" : '');
+        return (\$text, $warnings);
+    }
+
+    # With a data section, perl must read the file itself so that DATA is a
+    # handle on it; a line filter closes the handler sub before the marker
+    # and turns __END__ (which opens DATA only in a main program) into
+    # __DATA__.
+    seek $fh, 0, 0;
     my ($in_data, $closed);
     my $filter = sub {
         return 0 if $closed;
@@ -157,13 +172,9 @@ sub read_script {
             $in_data = 1;
             return 1;
         }
-        s/^(\s*package\s+)main(?=\s*[;{])/$1$package/;
+        $rewrite->($_);
         return 1;
     };
-    my $prologue = $registry
-        ? "package $package; sub $HANDLER { $switches\n#line 1 \"$script\"\n"
-        : "package $package; FCGI::Spawn::Native::clear_in_eval(); "
-            . "\$FCGI::Spawn::Runner::SCRIPT_STARTED = 1; $switches\n#line 1 \"$script\"\n";
     return (\$prologue, $fh, $filter, $warnings);
 }
 
@@ -271,6 +282,8 @@ sub load_into_package {
 }
 
 sub script_require {
+    # Hot: every `use` of compiled script code comes here first.
+    return 1 if $INC{ $_[0] };
     my ($file) = @_;
     my $package = caller;
     return CORE::require($file)
