@@ -25,7 +25,11 @@ use crate::path_policy::{PathPolicy, ScriptCheck};
 use crate::perl::{Interpreter, Outcome};
 use crate::pump::{Job, Pump, POLLRDHUP, SCRIPT_RUNNING};
 
-const RUNNER: &str = "FCGI::Spawn::Runner";
+/// The Perl runner's entry points (perl/FCGI/Spawn/Runner.pm), in call order.
+const BEGIN_REQUEST: &str = "FCGI::Spawn::Runner::begin_request";
+const RUN_SCRIPT: &str = "FCGI::Spawn::Runner::run_script";
+const RUN_END_BLOCKS: &str = "FCGI::Spawn::Runner::run_end_blocks";
+const END_REQUEST: &str = "FCGI::Spawn::Runner::end_request";
 
 /// Per-worker request runner.
 pub struct Runner<'p> {
@@ -210,11 +214,11 @@ impl<'p> Runner<'p> {
             exit_status: 0,
             signals_touched: false,
         };
-        if let Some(status) = self.step("begin_request", args, true) {
+        if let Some(status) = self.step(BEGIN_REQUEST, args, true) {
             result.exit_status = status;
         } else {
             SCRIPT_RUNNING.store(true, Ordering::SeqCst);
-            let outcome = self.perl.call(&format!("{RUNNER}::run_script"), &[], false);
+            let outcome = self.perl.call(RUN_SCRIPT, &[], false);
             SCRIPT_RUNNING.store(false, Ordering::SeqCst);
             match outcome {
                 Ok(Outcome::Exited(code)) => result.exit_status = code,
@@ -225,13 +229,10 @@ impl<'p> Runner<'p> {
                 Ok(Outcome::Returned(_)) => {}
                 Err(e) => log::error!("{e}"),
             }
-            self.step("run_end_blocks", &[], true);
+            self.step(RUN_END_BLOCKS, &[], true);
         }
         let roots: Vec<&[u8]> = self.root_args.iter().map(Vec::as_slice).collect();
-        match self
-            .perl
-            .call(&format!("{RUNNER}::end_request"), &roots, true)
-        {
+        match self.perl.call(END_REQUEST, &roots, true) {
             Ok(Outcome::Returned(restored)) => result.signals_touched = restored > 0,
             Ok(other) => {
                 log::error!("restoring interpreter state after a request failed: {other:?}")
@@ -243,7 +244,7 @@ impl<'p> Runner<'p> {
 
     /// Calls one internal step; Some(status) when it did not return normally.
     fn step(&self, name: &str, args: &[&[u8]], trap_die: bool) -> Option<i32> {
-        match self.perl.call(&format!("{RUNNER}::{name}"), args, trap_die) {
+        match self.perl.call(name, args, trap_die) {
             Ok(Outcome::Returned(_)) => None,
             Ok(Outcome::Exited(code)) => Some(code),
             Ok(Outcome::Died(msg)) => {
