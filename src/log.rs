@@ -100,11 +100,6 @@ pub fn init(path: Option<&Path>, verbose: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// The log descriptor, for handing to fd 2 between requests.
-pub fn fd() -> RawFd {
-    LOG_FD.load(Ordering::Relaxed)
-}
-
 /// `YYYY-MM-DDTHH:MM:SSZ`, UTC, without pulling in a date crate.
 fn timestamp() -> String {
     let secs = std::time::SystemTime::now()

@@ -13,6 +13,7 @@ mod fastcgi;
 mod listen;
 mod log;
 mod master;
+mod output;
 mod path_policy;
 mod perl;
 mod pump;

@@ -2,16 +2,15 @@
 //! request runner; the Perl half is `perl/FCGI/Spawn/Runner.pm`).
 //!
 //! While a script runs, descriptors 0/1/2 *are* the request: 0 reads the body
-//! (a pipe holding it, or its spilled temp file), 1 and 2 are pipes. That is
-//! what makes `system`, `exec`, `fileno`, IPC::Run and Capture::Tiny behave
-//! as under plain CGI: a child inherits the same descriptors and its output
-//! reaches the client in order with the script's own. A pump thread frames
-//! what arrives on the stdout pipe into FCGI_STDOUT records as it comes
-//! (streaming) and turns stderr lines into tagged log lines. The response
-//! ends when every holder of the stdout pipe has closed it, as with CGI.
+//! (a pipe holding it, or its spilled temp file), 1 and 2 are the worker's
+//! std pipes, drained to the client and the log (`output.rs`). That is what
+//! makes `system`, `exec`, `fileno`, IPC::Run and Capture::Tiny behave as
+//! under plain CGI: a child inherits the same descriptors and its output
+//! reaches the client in order with the script's own, which a PerlIO layer
+//! on STDOUT keeps in memory until a flush or the end of the request.
 
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering;
 
@@ -21,9 +20,10 @@ use nix::poll::{PollFd, PollTimeout};
 use crate::config::Isolation;
 use crate::fastcgi::connection::{Body, Request, ResponseWriter};
 use crate::listen::Stream;
+use crate::output::{dup2, Output, SCRIPT_RUNNING};
 use crate::path_policy::{PathPolicy, ScriptCheck};
 use crate::perl::{Interpreter, Outcome};
-use crate::pump::{Job, Pump, POLLRDHUP, SCRIPT_RUNNING};
+use crate::pump::POLLRDHUP;
 
 /// The Perl runner's entry points (perl/FCGI/Spawn/Runner.pm), in call order.
 const BEGIN_REQUEST: &str = "FCGI::Spawn::Runner::begin_request";
@@ -37,7 +37,7 @@ pub struct Runner<'p> {
     policy: PathPolicy,
     stderr_to_client: bool,
     dev_null: OwnedFd,
-    pump: Pump,
+    output: Output,
     request_timeout: Option<std::time::Duration>,
     isolation: Isolation,
     isolation_for: Vec<(glob::Pattern, Isolation)>,
@@ -67,6 +67,7 @@ impl<'p> Runner<'p> {
             .open("/dev/null")?;
         // Kept above the std descriptors, which the runner dup2()s over.
         let dev_null = above_std_fds(opened.into())?;
+        perl.capture_output(crate::output::send_flushed_output);
         let root_args = policy
             .roots()
             .iter()
@@ -81,7 +82,7 @@ impl<'p> Runner<'p> {
             policy,
             stderr_to_client,
             dev_null,
-            pump: Pump::start()?,
+            output: Output::start()?,
             request_timeout,
             isolation,
             isolation_for,
@@ -89,13 +90,11 @@ impl<'p> Runner<'p> {
         })
     }
 
-    /// Points descriptors 0 and 1 at /dev/null and 2 at the log, the state
-    /// between requests (so a stray write never reaches an old client).
+    /// Descriptor 0 on /dev/null, 1 and 2 on the worker's std pipes: the
+    /// state between requests (a request with a body points 0 at it).
     pub fn park_std_fds(&self) -> io::Result<()> {
         dup2(self.dev_null.as_raw_fd(), 0)?;
-        dup2(self.dev_null.as_raw_fd(), 1)?;
-        dup2(crate::log::fd(), 2)?;
-        Ok(())
+        self.output.install_std_fds()
     }
 
     /// Answers one request on `conn`.
@@ -139,15 +138,10 @@ impl<'p> Runner<'p> {
                 "client went away",
             ));
         }
-        let stdin = self.stdin_for(std::mem::replace(&mut req.body, Body::Empty))?;
-        let (stdout_r, stdout_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        let (stderr_r, stderr_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        dup2(stdin.as_raw_fd(), 0)?;
-        dup2(stdout_w.as_raw_fd(), 1)?;
-        dup2(stderr_w.as_raw_fd(), 2)?;
-        // From here the only write ends are fds 1 and 2 (and whatever the
-        // script's children inherit), so EOF on the pipes means "all closed".
-        drop((stdin, stdout_w, stderr_w));
+        if !matches!(req.body, Body::Empty) {
+            let stdin = self.stdin_for(std::mem::replace(&mut req.body, Body::Empty))?;
+            dup2(stdin.as_raw_fd(), 0)?;
+        }
 
         let script_bytes = script.as_os_str().as_bytes();
         let mut args: Vec<&[u8]> = Vec::with_capacity(2 + req.params.len() * 2);
@@ -165,45 +159,42 @@ impl<'p> Runner<'p> {
             }
         }
 
-        self.pump.begin(Job {
-            stdout: Some(stdout_r),
-            stderr: Some(stderr_r),
-            conn: conn.try_clone()?,
-            request_id: req.id,
-            tag: script.display().to_string(),
-            stderr_to_client: self.stderr_to_client,
-            timeout: self.request_timeout,
-        })?;
+        self.output.begin(
+            conn,
+            req.id,
+            &script,
+            self.stderr_to_client,
+            self.request_timeout,
+        );
+        let forks_before = self.perl.fork_count();
         let steps = self.run_steps(&args);
-        // Our own holds on the pipes go; the pump finishes when the script's
-        // children have let go too.
+        let forked = self.perl.fork_count() != forks_before;
+        let finished = self.perl.take_pending_output(|pending| {
+            self.output.finish(
+                pending,
+                forked,
+                steps.exit_status,
+                self.dev_null.as_raw_fd(),
+            )
+        });
+        // Perl closed STDIN and STDOUT (fds 0 and 1) with the request.
         let parked = self.park_std_fds();
-        let (_dup, pumped) = self.pump.finish()?;
+        let finished = finished?;
         parked?;
         result.signals_touched = steps.signals_touched;
-
-        if let Some(e) = &pumped.error {
-            log::warn!(
-                "{}: client connection failed while sending the response: {e}",
-                script.display()
-            );
-        }
-        if pumped.writer_failed {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "client went away",
-            ));
-        }
-        let mut response = ResponseWriter::new(&mut *conn, req.id);
-        if pumped.bytes_sent == 0 {
+        if finished.empty {
             log::warn!(
                 "500: {} produced no output (exit status {})",
                 script.display(),
                 steps.exit_status
             );
-            response.write_stdout(&error_page(500, "Internal Server Error"))?;
         }
-        response.finish(steps.exit_status as u32, 0)?;
+        if finished.client_gone {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "client went away",
+            ));
+        }
         Ok(result)
     }
 
@@ -217,6 +208,7 @@ impl<'p> Runner<'p> {
         if let Some(status) = self.step(BEGIN_REQUEST, args, true) {
             result.exit_status = status;
         } else {
+            self.perl.set_output_streaming(true);
             SCRIPT_RUNNING.store(true, Ordering::SeqCst);
             let outcome = self.perl.call(RUN_SCRIPT, &[], false);
             SCRIPT_RUNNING.store(false, Ordering::SeqCst);
@@ -230,6 +222,7 @@ impl<'p> Runner<'p> {
                 Err(e) => log::error!("{e}"),
             }
             self.step(RUN_END_BLOCKS, &[], true);
+            self.perl.set_output_streaming(false);
         }
         let roots: Vec<&[u8]> = self.root_args.iter().map(Vec::as_slice).collect();
         match self.perl.call(END_REQUEST, &roots, true) {
@@ -304,20 +297,7 @@ pub fn above_std_fds(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(moved) })
 }
 
-fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
-    if from == to {
-        return Ok(());
-    }
-    // SAFETY: both are descriptor numbers; dup2 atomically replaces `to`.
-    // fds 0/1/2 are owned by the runner, never by Rust objects.
-    let rc = unsafe { libc::dup2(from, to) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn error_page(status: u16, reason: &str) -> Vec<u8> {
+pub fn error_page(status: u16, reason: &str) -> Vec<u8> {
     format!(
         "Status: {status} {reason}\r\nContent-Type: text/html; charset=ISO-8859-1\r\n\r\n\
          <!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\

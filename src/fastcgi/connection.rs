@@ -711,6 +711,23 @@ impl<W: Write> ResponseWriter<W> {
     /// Ends `FCGI_STDOUT` (and `FCGI_STDERR` if anything was sent on it) and
     /// the request, in one write. Further writes fail.
     pub fn finish(&mut self, app_status: u32, protocol_status: u8) -> io::Result<()> {
+        self.finish_with(&[], app_status, protocol_status)
+    }
+
+    /// Sends the last of the output and ends the request: for up to
+    /// [`MAX_CONTENT`] bytes of `data`, record, stream ends and
+    /// `FCGI_END_REQUEST` go out in one `writev` (the whole of a small
+    /// response, in one system call).
+    pub fn finish_with(
+        &mut self,
+        data: &[u8],
+        app_status: u32,
+        protocol_status: u8,
+    ) -> io::Result<()> {
+        if data.len() > MAX_CONTENT {
+            self.write_stdout(data)?;
+            return self.finish(app_status, protocol_status);
+        }
         self.check_open()?;
         let mut end = Vec::with_capacity(3 * HEADER_LEN + 8);
         encode_stream_end(&mut end, RecordType::Stdout, self.request_id);
@@ -719,7 +736,22 @@ impl<W: Write> ResponseWriter<W> {
         }
         encode_end_request(&mut end, self.request_id, app_status, protocol_status);
         self.finished = true;
-        self.out.write_all(&end)?;
+        if data.is_empty() {
+            self.out.write_all(&end)?;
+            return self.out.flush();
+        }
+        // `data.len() <= MAX_CONTENT` keeps the length within a u16.
+        let header = Header::new(RecordType::Stdout, self.request_id, data.len() as u16);
+        let encoded = header.encode();
+        let padding = &ZERO_PADDING[..usize::from(header.padding_length)];
+        let mut slices = [
+            IoSlice::new(&encoded),
+            IoSlice::new(data),
+            IoSlice::new(padding),
+            IoSlice::new(&end),
+        ];
+        write_all_vectored(&mut self.out, &mut slices)?;
+        self.stdout_bytes += data.len() as u64;
         self.out.flush()
     }
 
@@ -1661,6 +1693,49 @@ mod tests {
             ]
         );
         assert_eq!(writer.bytes_sent(), 7);
+    }
+
+    #[test]
+    fn finish_with_sends_a_small_response_whole_in_one_write() {
+        let mut separate = ResponseWriter::new(CountingWriter::new(usize::MAX), 9);
+        separate.write_stdout(b"Status: 200\r\n\r\nhello").unwrap();
+        separate.finish(3, REQUEST_COMPLETE).unwrap();
+
+        let mut whole = ResponseWriter::new(CountingWriter::new(usize::MAX), 9);
+        whole
+            .finish_with(b"Status: 200\r\n\r\nhello", 3, REQUEST_COMPLETE)
+            .unwrap();
+        assert_eq!(whole.get_ref().calls, 1);
+        assert_eq!(whole.get_ref().data, separate.get_ref().data);
+        assert_eq!(whole.bytes_sent(), 20);
+        assert!(whole.is_finished());
+        assert!(whole.write_stdout(b"late").is_err());
+    }
+
+    #[test]
+    fn finish_with_large_or_empty_data_frames_as_usual() {
+        let big = vec![b'b'; MAX_CONTENT + 10];
+        let mut writer = ResponseWriter::new(CountingWriter::new(7), 2);
+        writer.finish_with(&big, 0, REQUEST_COMPLETE).unwrap();
+        let out = &writer.get_ref().data;
+        let types: Vec<(RecordType, u16)> = records(out)
+            .iter()
+            .map(|(h, _)| (h.record_type, h.content_length))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                (RecordType::Stdout, MAX_CONTENT as u16),
+                (RecordType::Stdout, 10),
+                (RecordType::Stdout, 0),
+                (RecordType::EndRequest, 8),
+            ]
+        );
+
+        let mut empty = ResponseWriter::new(CountingWriter::new(3), 2);
+        empty.finish_with(b"", 0, REQUEST_COMPLETE).unwrap();
+        assert_eq!(records(&empty.get_ref().data).len(), 2);
+        assert_eq!(empty.bytes_sent(), 0);
     }
 
     #[test]

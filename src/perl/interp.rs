@@ -8,12 +8,34 @@
 
 use std::ffi::{CString, NulError};
 use std::marker::PhantomData;
-use std::os::raw::c_char;
+use std::os::raw::{c_char, c_int};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use super::ffi;
 
 static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Where the STDOUT layer's flushes go (see [`Interpreter::capture_output`]).
+static OUTPUT_SINK: OnceLock<fn(&[u8]) -> bool> = OnceLock::new();
+
+extern "C" fn output_sink_trampoline(data: *const c_char, len: usize) -> c_int {
+    let Some(sink) = OUTPUT_SINK.get() else {
+        return -1;
+    };
+    let bytes = if data.is_null() || len == 0 {
+        &[][..]
+    } else {
+        // SAFETY: the glue passes its own buffer, valid for `len` bytes for
+        // the duration of this call.
+        unsafe { std::slice::from_raw_parts(data as *const u8, len) }
+    };
+    if sink(bytes) {
+        0
+    } else {
+        -1
+    }
+}
 
 /// How a call into Perl ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +110,49 @@ impl Interpreter {
     pub fn set_owner_pid(&self, pid: i32) {
         // SAFETY: plain store of an int in the glue's static.
         unsafe { ffi::fs_set_owner_pid(pid) }
+    }
+
+    /// Makes `FCGI::Spawn::Native::capture_stdout()` available: the layer it
+    /// pushes on STDOUT keeps the script's output in this process until
+    /// [`Self::take_pending_output`], except that while streaming is on a
+    /// flush hands it to `sink` (which returns false when the client is
+    /// gone: the script's print then fails with EPIPE).
+    pub fn capture_output(&self, sink: fn(&[u8]) -> bool) {
+        let _ = OUTPUT_SINK.set(sink);
+        // SAFETY: registers a C-ABI function that only reads the bytes it is
+        // given; the interpreter runs on this thread (!Send type).
+        unsafe { ffi::fs_output_init(Some(output_sink_trampoline)) }
+    }
+
+    /// While on, the script's flushes of STDOUT reach the sink at once.
+    pub fn set_output_streaming(&self, on: bool) {
+        // SAFETY: plain store of an int in the glue's static.
+        unsafe { ffi::fs_output_set_streaming(on as i32) }
+    }
+
+    /// Hands the output printed but not yet sent to `f`, then forgets it.
+    pub fn take_pending_output<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let mut len = 0usize;
+        // SAFETY: the glue's buffer is valid for `len` bytes until the next
+        // call into Perl; no Perl code runs while `f` looks at it.
+        let result = unsafe {
+            let p = ffi::fs_output_pending(&mut len);
+            if p.is_null() || len == 0 {
+                f(&[])
+            } else {
+                f(std::slice::from_raw_parts(p as *const u8, len))
+            }
+        };
+        // SAFETY: resets the glue's buffer; nothing borrows it any more.
+        unsafe { ffi::fs_output_clear() };
+        result
+    }
+
+    /// How many times this process has forked (any fork(): the script's,
+    /// system, backticks, piped open…).
+    pub fn fork_count(&self) -> u64 {
+        // SAFETY: plain read of the glue's counter.
+        unsafe { ffi::fs_fork_count() as u64 }
     }
 
     /// Evaluates Perl source at file scope; `die` is trapped.

@@ -5,9 +5,10 @@ package FCGI::Spawn::Runner;
 # named steps above it (after ModPerl::RegistryCooker), so the isolation modes
 # recombine steps instead of branching inside one long sub.
 #
-# Rust has already made file descriptors 0/1/2 the request's body, the
-# response pipe and the log pipe before begin_request runs; the steps here only
-# bind Perl's handles to them and put back what a script may change.
+# Rust has already made file descriptors 0/1/2 the request's body and the
+# worker's stdout and stderr pipes before begin_request runs; the steps here
+# bind Perl's handles to them (STDOUT with the layer that keeps the script's
+# prints in memory) and put back what a script may change.
 
 use strict;
 use warnings;
@@ -39,6 +40,14 @@ my %TAINT_WARNED;
 # Per-request state, reset by end_request.
 my %req;
 
+# $^X names the embedding daemon; scripts that start another perl with it
+# (`system $^X, ...`, Capture::Tiny's tee) need the perl a CGI server runs.
+{
+    require Config;
+    my $perl = $Config::Config{perlpath};
+    $^X = $perl if defined $perl && -x $perl;
+}
+
 our $SCRIPT_STARTED;   # set by the script's generated prologue
 our $IN_SCRIPT = 0;    # true while the script itself runs
 
@@ -51,7 +60,9 @@ sub capture_base_state {
         @$set_env,
     );
     %KNOWN_INC = map { $_ => 1 } keys %INC;
-    $BASE_PROGRAM_NAME = $0;
+    # Perl calls an embedded interpreter "-e"; ps and top should say what
+    # the process is.
+    $0 = $BASE_PROGRAM_NAME = "fcgi-spawn";
     $BASE_UMASK = umask;
     %BASE_SIG = map { $_ => $SIG{$_} } keys %SIG;
     FCGI::Spawn::Native::snapshot_signals();
@@ -89,6 +100,9 @@ sub bind_std_handles {
     # or layers survive from the previous request.
     open STDIN, '<&=', 0 or die "fcgi-spawn: cannot bind STDIN to fd 0: $!\n";
     open STDOUT, '>&=', 1 or die "fcgi-spawn: cannot bind STDOUT to fd 1: $!\n";
+    # What the script prints stays in the worker until a flush or the end
+    # of the request; fd 1 underneath is still the real thing.
+    FCGI::Spawn::Native::capture_stdout();
     select STDOUT;
     return;
 }

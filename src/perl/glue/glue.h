@@ -38,4 +38,17 @@ fs_outcome fs_call(const char *sub, const char *const *args, const size_t *lens,
 /* The current $@ as bytes; valid until the next call into Perl. */
 const char *fs_error(size_t *len);
 
+/* The script's STDOUT (see glue.c): the sink sends bytes to the client and
+ * returns 0, or -1 when the client is gone. */
+typedef int (*fs_output_sink)(const char *data, size_t len);
+/* Once per worker, after the interpreter started. */
+void fs_output_init(fs_output_sink sink);
+/* 1 while the script runs: flushes go to the sink. 0: output stays pending. */
+void fs_output_set_streaming(int on);
+/* Output printed but not yet sent; valid until the next Perl call. */
+const char *fs_output_pending(size_t *len);
+void fs_output_clear(void);
+/* fork() calls made by this process so far. */
+unsigned long fs_fork_count(void);
+
 #endif

@@ -1,0 +1,484 @@
+//! Where a running script's output goes.
+//!
+//! Descriptors 1 and 2 are always real: two pipes per worker, made once,
+//! whose read ends the pump thread (`pump.rs`) watches. What the script
+//! prints through Perl's STDOUT does not take that road: a PerlIO layer keeps
+//! it in the worker's memory and the runner sends it with FCGI_END_REQUEST in
+//! one write, so a usual request wakes no other thread. What reaches fd 1
+//! directly (children, `system`, `syswrite`) is moved to the client by
+//! whichever thread gets there first, always under one lock and after
+//! draining the pipe, so bytes reach the client in the order they were
+//! written. Stderr lines are logged, tagged with the worker and script.
+//!
+//! A request that forked gets CGI's rule for the end of a response: it ends
+//! when every holder of the stdout pipe has closed it (a child left running
+//! in the background keeps the response open). Those pipes are then retired
+//! and the worker makes new ones.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, OFlag};
+
+use crate::fastcgi::connection::ResponseWriter;
+use crate::listen::Stream;
+use crate::pump::{self, Pump};
+
+/// Set while the script is being stopped (client gone, aborted, timed out):
+/// a write to the client that a signal interrupts then gives up instead of
+/// retrying, so the script gets to its SIGPIPE handler.
+pub static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Set by the runner while the script itself runs (not the set-up and
+/// clean-up steps around it): only then may it be stopped.
+pub static SCRIPT_RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// The worker's output state, for the STDOUT layer's sink (a plain function
+/// pointer handed to C, so it cannot carry it).
+static SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
+
+/// A connection's descriptor, written without owning it: the worker owns
+/// the connection and ends the request under the lock before closing it.
+pub struct ConnFd(RawFd);
+
+impl Write for ConnFd {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for its length; the descriptor stays open
+        // while a request is active (see ConnFd).
+        let n = unsafe { libc::write(self.0, buf.as_ptr().cast(), buf.len()) };
+        io_result(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let count = bufs.len().min(1024) as libc::c_int;
+        // SAFETY: IoSlice is ABI-compatible with struct iovec; each slice is
+        // valid for its length.
+        let n = unsafe { libc::writev(self.0, bufs.as_ptr().cast(), count) };
+        io_result(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn io_result(n: isize) -> io::Result<usize> {
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::Interrupted && STOPPING.load(Ordering::SeqCst) {
+        return Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the script is being stopped",
+        ));
+    }
+    Err(e)
+}
+
+/// The request being answered.
+pub struct Active {
+    pub response: ResponseWriter<ConnFd>,
+    pub request_id: u16,
+    pub conn_fd: RawFd,
+    pub stderr_to_client: bool,
+    /// The connection failed: nothing more can be sent.
+    pub failed: bool,
+    /// `--request-timeout` struck: what the script still writes is dropped.
+    pub timed_out: bool,
+    pub started: Instant,
+    pub timeout: Option<Duration>,
+}
+
+impl Active {
+    fn can_send(&self) -> bool {
+        !self.failed && !self.timed_out && !self.response.is_finished()
+    }
+}
+
+pub struct State {
+    pub active: Option<Active>,
+    /// Bumped at the end of every request: the pump's watch of a connection
+    /// belongs to one generation.
+    pub generation: u64,
+    /// The pump watches the current request's connection (holds a dup).
+    pub watched: bool,
+    /// Read ends of the std pipes (non-blocking); None once at EOF.
+    pub stdout: Option<File>,
+    pub stderr: Option<File>,
+    /// Script path, for stderr log lines.
+    tag: String,
+    partial_line: Vec<u8>,
+    buf: Box<[u8]>,
+}
+
+pub struct Shared {
+    pub state: Mutex<State>,
+    /// Signalled when a pipe reaches EOF.
+    pub pipe_closed: Condvar,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the worker unable to answer;
+        // the state itself is still consistent enough to finish with.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    /// The script of the current (or last) request.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// Moves what waits in the stdout pipe to the client (or drops it when
+    /// there is no request to send it to).
+    pub fn drain_stdout(&mut self, shared: &Shared) {
+        loop {
+            match read_pipe(&mut self.stdout, &mut self.buf) {
+                PipeRead::Data(n) => self.send_stdout_chunk(n),
+                PipeRead::Closed => {
+                    shared.pipe_closed.notify_all();
+                    return;
+                }
+                PipeRead::Drained => return,
+            }
+        }
+    }
+
+    fn send_stdout_chunk(&mut self, n: usize) {
+        let data = &self.buf[..n];
+        match self.active.as_mut() {
+            Some(active) if active.can_send() => {
+                if let Err(e) = active.response.write_stdout(data) {
+                    log::info!("{}: client went away ({e}); stopping the script", self.tag);
+                    active.failed = true;
+                    stop_script();
+                }
+            }
+            Some(_) => {}
+            None => log::warn!(
+                "[worker {}] {n} bytes written to stdout between requests dropped",
+                std::process::id()
+            ),
+        }
+    }
+
+    /// Logs the complete lines waiting in the stderr pipe.
+    pub fn drain_stderr(&mut self, shared: &Shared) {
+        loop {
+            match read_pipe(&mut self.stderr, &mut self.buf) {
+                PipeRead::Data(n) => {
+                    if let Some(active) = self.active.as_mut() {
+                        if active.stderr_to_client && active.can_send() {
+                            let _ = active.response.write_stderr(&self.buf[..n]);
+                        }
+                    }
+                    self.partial_line.extend_from_slice(&self.buf[..n]);
+                    log_complete_lines(&mut self.partial_line, &self.tag);
+                }
+                PipeRead::Closed => {
+                    self.log_partial_line();
+                    shared.pipe_closed.notify_all();
+                    return;
+                }
+                PipeRead::Drained => return,
+            }
+        }
+    }
+
+    fn log_partial_line(&mut self) {
+        if !self.partial_line.is_empty() {
+            self.partial_line.push(b'\n');
+            log_complete_lines(&mut self.partial_line, &self.tag);
+        }
+    }
+}
+
+enum PipeRead {
+    Data(usize),
+    /// EOF: every write end is closed; the pipe is gone from the state.
+    Closed,
+    /// Nothing waiting (EAGAIN), or no pipe.
+    Drained,
+}
+
+fn read_pipe(pipe: &mut Option<File>, buf: &mut [u8]) -> PipeRead {
+    loop {
+        let Some(file) = pipe.as_mut() else {
+            return PipeRead::Drained;
+        };
+        match file.read(buf) {
+            Ok(0) => {
+                *pipe = None;
+                return PipeRead::Closed;
+            }
+            Ok(n) => return PipeRead::Data(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return PipeRead::Drained,
+        }
+    }
+}
+
+/// Logs each complete line of script stderr as one log line, tagged.
+fn log_complete_lines(buf: &mut Vec<u8>, tag: &str) {
+    let pid = std::process::id();
+    let mut start = 0;
+    while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
+        let line = String::from_utf8_lossy(&buf[start..start + pos]);
+        log::warn!("[worker {pid}] {tag}: {line}");
+        start += pos + 1;
+    }
+    buf.drain(..start);
+}
+
+/// Interrupts the script: the runner's SIGPIPE handler exits it. Only while
+/// it runs; the handler itself also ignores a signal that arrives late, so
+/// a stop meant for one request never ends the next one.
+pub fn stop_script() {
+    STOPPING.store(true, Ordering::SeqCst);
+    if SCRIPT_RUNNING.load(Ordering::SeqCst) {
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGPIPE);
+    }
+}
+
+/// The sink of the STDOUT layer: sends what the script flushed, after what
+/// was written to fd 1 before it. False when it cannot be sent.
+pub fn send_flushed_output(data: &[u8]) -> bool {
+    let Some(shared) = SHARED.get() else {
+        return false;
+    };
+    let mut guard = shared.lock();
+    guard.drain_stdout(shared);
+    let state = &mut *guard;
+    let tag = &state.tag;
+    match state.active.as_mut() {
+        Some(active) if active.can_send() => match active.response.write_stdout(data) {
+            Ok(()) => true,
+            Err(e) => {
+                log::info!("{tag}: client went away ({e}); stopping the script");
+                active.failed = true;
+                stop_script();
+                false
+            }
+        },
+        _ => false,
+    }
+}
+
+/// The write ends this worker holds, for fd 1 and fd 2.
+struct StdPipes {
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// One worker's output channel: the std pipes, the shared state and the
+/// pump thread.
+pub struct Output {
+    shared: Arc<Shared>,
+    /// Replaced after a request that forked.
+    pipes: RefCell<StdPipes>,
+    pump: Pump,
+}
+
+/// How the response ended.
+pub struct Finished {
+    /// Nothing at all was sent: the client got a 500 page.
+    pub empty: bool,
+    /// The connection failed; it cannot be used again.
+    pub client_gone: bool,
+}
+
+impl Output {
+    /// Makes the pipes and starts the pump. In a worker only: the master
+    /// must have no threads when it forks.
+    pub fn start() -> io::Result<Output> {
+        let (pipes, stdout, stderr) = make_pipes()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                active: None,
+                generation: 0,
+                watched: false,
+                stdout: Some(stdout),
+                stderr: Some(stderr),
+                tag: "fcgi-spawn".into(),
+                partial_line: Vec::new(),
+                buf: vec![0u8; 65536].into_boxed_slice(),
+            }),
+            pipe_closed: Condvar::new(),
+        });
+        if SHARED.set(Arc::clone(&shared)).is_err() {
+            return Err(io::Error::other(
+                "the worker's output channel exists already",
+            ));
+        }
+        let pump = pump::start(Arc::clone(&shared))?;
+        Ok(Output {
+            shared,
+            pipes: RefCell::new(pipes),
+            pump,
+        })
+    }
+
+    /// Points fds 1 and 2 at the pipes (Perl closes fd 1 with STDOUT after
+    /// each request; a script may have reopened either).
+    pub fn install_std_fds(&self) -> io::Result<()> {
+        let pipes = self.pipes.borrow();
+        dup2(pipes.stdout.as_raw_fd(), 1)?;
+        dup2(pipes.stderr.as_raw_fd(), 2)
+    }
+
+    /// A request starts: output goes to `conn` from now on.
+    pub fn begin(
+        &self,
+        conn: &Stream,
+        request_id: u16,
+        script: &Path,
+        stderr_to_client: bool,
+        timeout: Option<Duration>,
+    ) {
+        STOPPING.store(false, Ordering::SeqCst);
+        let conn_fd = conn.as_fd().as_raw_fd();
+        {
+            let mut state = self.shared.lock();
+            state.tag.clear();
+            state.tag.push_str(&script.to_string_lossy());
+            state.active = Some(Active {
+                response: ResponseWriter::new(ConnFd(conn_fd), request_id),
+                request_id,
+                conn_fd,
+                stderr_to_client,
+                failed: false,
+                timed_out: false,
+                started: Instant::now(),
+                timeout,
+            });
+        }
+        self.pump.watch_soon();
+    }
+
+    /// The script is done: sends `pending` (what it printed and did not
+    /// flush) after everything written to fd 1, waits for the children of
+    /// a request that forked to close their stdout, and ends the request.
+    pub fn finish(
+        &self,
+        pending: &[u8],
+        forked: bool,
+        exit_status: i32,
+        dev_null: RawFd,
+    ) -> io::Result<Finished> {
+        if forked {
+            self.wait_for_children(pending, dev_null)?;
+        }
+        let shared = &*self.shared;
+        let mut state = shared.lock();
+        state.drain_stdout(shared);
+        state.drain_stderr(shared);
+        state.log_partial_line();
+        let Some(mut active) = state.active.take() else {
+            return Err(io::Error::other("no request to finish"));
+        };
+        state.generation += 1;
+        let watched = std::mem::take(&mut state.watched);
+        let pending = if forked { &[][..] } else { pending };
+        let empty = active.response.bytes_sent() == 0 && pending.is_empty();
+        let mut client_gone = active.failed;
+        if !active.failed {
+            let body = if empty {
+                crate::runner::error_page(500, "Internal Server Error")
+            } else {
+                Vec::new()
+            };
+            let data = if empty { &body[..] } else { pending };
+            let data = if active.timed_out { &[][..] } else { data };
+            if let Err(e) = active.response.finish_with(data, exit_status as u32, 0) {
+                log::info!(
+                    "{}: client went away while the response was sent: {e}",
+                    state.tag
+                );
+                client_gone = true;
+            }
+        }
+        drop(state);
+        if watched {
+            self.pump.unwatch();
+        }
+        Ok(Finished { empty, client_gone })
+    }
+
+    /// CGI's end of a response for a request that forked: once our own
+    /// write ends are gone, EOF on the pipes means every child closed them.
+    fn wait_for_children(&self, pending: &[u8], dev_null: RawFd) -> io::Result<()> {
+        dup2(dev_null, 1)?;
+        dup2(dev_null, 2)?;
+        let (fresh, stdout, stderr) = make_pipes()?;
+        drop(self.pipes.replace(fresh));
+        let shared = &*self.shared;
+        let mut state = shared.lock();
+        // What the finished children wrote comes before what the script
+        // printed after them.
+        state.drain_stdout(shared);
+        if !pending.is_empty() {
+            if let Some(active) = state.active.as_mut().filter(|a| a.can_send()) {
+                if active.response.write_stdout(pending).is_err() {
+                    active.failed = true;
+                }
+            }
+        }
+        while state.stdout.is_some() || state.stderr.is_some() {
+            state.drain_stdout(shared);
+            state.drain_stderr(shared);
+            if state.stdout.is_none() && state.stderr.is_none() {
+                break;
+            }
+            state = shared
+                .pipe_closed
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        state.stdout = Some(stdout);
+        state.stderr = Some(stderr);
+        drop(state);
+        self.pump.pipes_changed();
+        self.install_std_fds()
+    }
+}
+
+/// A new pair of std pipes: the write ends (kept by the worker, above the
+/// std fds, close-on-exec) and the non-blocking read ends.
+fn make_pipes() -> io::Result<(StdPipes, File, File)> {
+    let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    for r in [&out_r, &err_r] {
+        nix::fcntl::fcntl(r.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    }
+    let pipes = StdPipes {
+        stdout: crate::runner::above_std_fds(out_w)?,
+        stderr: crate::runner::above_std_fds(err_w)?,
+    };
+    Ok((
+        pipes,
+        File::from(crate::runner::above_std_fds(out_r)?),
+        File::from(crate::runner::above_std_fds(err_r)?),
+    ))
+}
+
+pub fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
+    if from == to {
+        return Ok(());
+    }
+    // SAFETY: both are descriptor numbers; dup2 atomically replaces `to`.
+    // fds 0/1/2 are owned by the runner, never by Rust objects.
+    let rc = unsafe { libc::dup2(from, to) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+# The bytes a script writes reach the client exactly as a plain CGI perl
+# would put them on its stdout: Perl's buffered prints (kept in the worker
+# until a flush), syswrite and POSIX::write on fd 1, children, autoflush,
+# Capture::Tiny and IPC::Run swapping descriptors, a background child
+# holding stdout, STDOUT reopened and restored. The oracle is the same
+# script run by perl as a CGI program, its stdout a pipe.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time);
+use FcgiSpawn::Test;
+
+my @scripts = qw(order-mixed.pl order-tools.pl order-background.pl order-reopen.pl);
+
+# The script run as plain CGI: what perl writes to its stdout.
+sub plain_cgi_output {
+    my ($script) = @_;
+    my $path = script_path($script);
+    (my $dir = $path) =~ s{/[^/]+\z}{};
+    local %ENV = (
+        PATH            => $ENV{PATH},
+        GATEWAY_INTERFACE => 'CGI/1.1',
+        REQUEST_METHOD  => 'GET',
+        QUERY_STRING    => '',
+        SCRIPT_FILENAME => $path,
+    );
+    open my $from, '-|', 'sh', '-c', 'cd "$1" && exec perl "$2" 2>/dev/null', 'sh', $dir, $path
+        or die "perl $path: $!";
+    local $/;
+    my $out = <$from>;
+    close $from;
+    return $out;
+}
+
+for my $isolation (qw(perlrun registry)) {
+    my $d = start_daemon(workers => 1, isolation => $isolation);
+    my ($worker) = worker_pids($d);
+    for my $script (@scripts) {
+        my $expected = plain_cgi_output($script);
+        like $expected, qr/\n\n./, "$script: plain perl produced a page (oracle sane)";
+        for my $round (1 .. 2) {
+            my $t0 = time;
+            my ($out, $err, $rc) = fcgi_request($d, $script);
+            my $took = time - $t0;
+            is $rc, 0, "$isolation $script round $round: request ok";
+            is $out, $expected, "$isolation $script round $round: same bytes, same order as plain CGI";
+            if ($script eq 'order-background.pl') {
+                cmp_ok $took, '>=', 0.5, "$isolation round $round: response ended only when the background child closed stdout";
+            }
+        }
+    }
+    my ($pid) = fcgi_request($d, 'pid.pl') =~ /(\d+)/;
+    is $pid, $worker, "$isolation: the same worker served every request";
+    unlike $d->log_text, qr/between requests dropped/, "$isolation: no output was written outside a request";
+    $d->stop;
+}
+done_testing;
