@@ -1,5 +1,6 @@
 # POST bodies reach STDIN whole, however the script reads them; CGI.pm
-# urlencoded forms; a body shorter than CONTENT_LENGTH gives EOF, not a hang.
+# urlencoded forms; a body shorter than CONTENT_LENGTH gives EOF, not a hang;
+# no body leaks into the next request.
 use strict;
 use warnings;
 use FindBin;
@@ -48,6 +49,20 @@ print {$s} fcgi_request_bytes(2, 'pid.pl', keep_conn => 1);
 ($recs) = read_records($s, timeout => 10);
 $res = collect_response($recs, 2);
 like $res->{stdout}, qr/^\d+$/m, 'next request on the same connection served';
+
+# STDIN is kept between requests without a body; nothing of one request's
+# body (or EOF state) reaches the next.
+my @stdin_rounds = (
+    ['POST', 'abcdefghij', 'abcde', 'a body, partly read'],
+    ['GET',  undef,        '',      'no leftover of the last body'],
+    ['GET',  undef,        '',      'again, on the kept handle'],
+    ['POST', 'xyz',        'xyz',   'a body after EOF on the empty one'],
+);
+for my $round (@stdin_rounds) {
+    my ($method, $data, $want, $what) = @$round;
+    my ($o) = fcgi_request($d, 'stdin-peek.pl', method => $method, defined $data ? (data => $data) : ());
+    is parse_cgi($o)->{body}, "read=[$want]\n", "STDIN: $what";
+}
 
 $d->stop;
 done_testing;

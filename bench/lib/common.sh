@@ -69,7 +69,7 @@ wait_for() {
 
 alive() { kill -0 "$1" 2>/dev/null; }
 
-# memory PID...: "count avg_pss_kb avg_private_kb" over the given PIDs
+# memory PID...: "count avg_pss_kb avg_private_kb max_private_kb" over the given PIDs
 # (from /proc/PID/smaps_rollup; Private = Private_Clean + Private_Dirty).
 memory() {
     local pid
@@ -79,8 +79,8 @@ memory() {
         $2 == "Pss:" { pss[$1] = $3 }
         $2 == "Private_Clean:" || $2 == "Private_Dirty:" { priv[$1] += $3 }
         END {
-            n = 0; for (p in pss) { n++; a += pss[p]; b += priv[p] }
-            if (n) printf "%d %.0f %.0f\n", n, a / n, b / n; else print "0 0 0"
+            n = 0; for (p in pss) { n++; a += pss[p]; b += priv[p]; if (priv[p] > m) m = priv[p] }
+            if (n) printf "%d %.0f %.0f %.0f\n", n, a / n, b / n, m; else print "0 0 0 0"
         }'
 }
 

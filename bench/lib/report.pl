@@ -11,6 +11,8 @@
 #   N script contender reason
 #   S script contender seconds-to-first-good-response
 #   L script contender conns load-average
+#   G page contender requests workers pss_kb private_kb max_private_kb bad
+#   T startup fcgi-spawn first_response_ms all_workers_ms
 use strict;
 use warnings;
 use Getopt::Long qw(GetOptions);
@@ -28,13 +30,15 @@ my @peers      = grep { !/^spawn-/ } @contenders;
 
 my %meta = read_tsv_pairs($opt{meta});
 my %label = map { $_ => $meta{"label $_"} // $_ } @contenders;
-my (%run, %mem, %na, %ready, %load, %lost, @loads);
+my (%run, %mem, %na, %ready, %load, %lost, @loads, %long, @startup);
 for my $r (read_records($opt{results})) {
     my ($kind, $s, $c, @v) = @$r;
     if    ($kind eq 'R') { $run{$s}{$c}{ $v[0] } = { req => $v[1], rps => $v[2], p50 => $v[3], p99 => $v[4], bad => $v[5], err => $v[6] } }
     elsif ($kind eq 'M') { $mem{$s}{$c} = { n => $v[0], pss => $v[1], priv => $v[2] } }
     elsif ($kind eq 'N') { $na{$s}{$c} = $v[0] }
     elsif ($kind eq 'S') { $ready{$s}{$c} = $v[0] }
+    elsif ($kind eq 'G') { $long{$c}{ $v[0] } = { n => $v[1], pss => $v[2], priv => $v[3], max => $v[4], bad => $v[5] } }
+    elsif ($kind eq 'T') { @startup = @v }
     elsif ($kind eq 'L') {
         push @loads, $v[1] =~ s/%//r if $v[1] =~ /\d/;
         $load{$s}{$c}{ $v[0] } = $v[1];
@@ -55,7 +59,9 @@ open my $md, '>', $opt{md} or die "$opt{md}: $!\n";
 select $md;
 print_header();
 print_summary();
+print_targets() if @spawn;
 print_script($_) for @scripts;
+print_long() if %long;
 print_notes();
 close $md;
 select STDOUT;
@@ -87,6 +93,105 @@ sub print_summary {
         }
         print "\n";
     }
+}
+
+# The targets of issue #3, each computed from this run's records.
+sub print_targets {
+    my $n = $conns[-1];
+    my @rows;
+    my $rps = sub { my $r = result(@_); $r && !failed($r) ? $r->{rps} : undef };
+    my $ratio_row = sub {
+        my ($what, $s, $mine, $peer, $want) = @_;
+        return unless grep { $_ eq $s } @scripts and grep { $_ eq $peer } @contenders
+            and grep { $_ eq $mine } @contenders;
+        my ($a, $b) = ($rps->($s, $mine, $n), $rps->($s, $peer, $n));
+        my $got = defined $a && defined $b && $b > 0 ? $a / $b : undef;
+        push @rows, [$what, sprintf('≥ %.1f×', $want),
+            defined $got ? sprintf('%.2f× (%s vs %s req/s)', $got, rps($a), rps($b)) : 'n/a',
+            verdict(defined $got && $got >= $want)];
+    };
+    $ratio_row->('hello: registry ÷ ModPerl::Registry', 'hello', 'spawn-registry', 'modperl-registry', 1.5);
+    $ratio_row->('hello: registry ÷ compile-once FCGI loop', 'hello', 'spawn-registry', 'compile-once', 2);
+    $ratio_row->('hello: perlrun ÷ ModPerl::PerlRun', 'hello', 'spawn-perlrun', 'modperl-perlrun', 2);
+    $ratio_row->('hello: perlrun ÷ FCGI::Spawn-style `do`', 'hello', 'spawn-perlrun', 'fcgi-spawn-style', 6);
+    $ratio_row->('hello: perlrun ÷ fcgiwrap', 'hello', 'spawn-perlrun', 'fcgiwrap', 100);
+    if (defined(my $mine = $rps->('page', 'spawn-registry', $n)) && defined(my $loop = $rps->('page', 'perl-loop', $n))) {
+        my $share = $mine / ($loop * $workers);
+        push @rows, ['page: registry ÷ (perl loop × workers)', '≥ 80 %',
+            sprintf('%.0f %% (%s vs %d × %s req/s)', 100 * $share, rps($mine), $workers, rps($loop)), verdict($share >= 0.8)];
+    }
+    # Overhead per request: a worker's time per request beyond the script
+    # body's own (the perl loop's time per request).
+    my $overhead = sub {
+        my ($s) = @_;
+        my ($mine, $loop) = ($rps->($s, 'spawn-registry', $n), $rps->($s, 'perl-loop', $n));
+        return defined $mine && defined $loop && $mine > 0 && $loop > 0 ? $workers / $mine - 1 / $loop : undef;
+    };
+    if (defined(my $big = $overhead->('big')) && defined(my $hello = $overhead->('hello'))) {
+        push @rows, ['big: registry overhead per request vs hello\'s', 'within 10 %',
+            sprintf('%.0f µs vs %.0f µs (%+.0f %%)', $big * 1e6, $hello * 1e6, 100 * ($big / $hello - 1)),
+            verdict($big <= $hello * 1.1)];
+    }
+    for my $sp (@spawn) {
+        my @slow = grep { my $r = $run{$_}{$sp}{$n}; $r && $r->{p50} > 0 && $r->{p99} > 2 * $r->{p50} } @scripts;
+        my @have = grep { $run{$_}{$sp}{$n} } @scripts;
+        next unless @have;
+        my $worst = max(map { my $r = $run{$_}{$sp}{$n}; $r->{p50} > 0 ? $r->{p99} / $r->{p50} : 0 } @have);
+        push @rows, ["p99 ÷ p50 at $n connections, $label{$sp}, every script", '≤ 2',
+            sprintf('worst %.2f%s', $worst, @slow ? " (over: @slow)" : ''), verdict(!@slow)];
+    }
+    for my $sp (@spawn) {
+        my $g = $long{$sp} or next;
+        my ($first, $last) = sort { $a <=> $b } keys %$g;
+        next unless defined $last && $first != $last;
+        push @rows, ["private memory per worker after $first page requests, $label{$sp}", '≤ 1.5 MB',
+            sprintf('%s average, %s largest', mib($g->{$first}{priv}), mib($g->{$first}{max})),
+            verdict($g->{$first}{max} * 1024 <= 1.5e6)];
+        my $growth = $g->{$last}{max} - $g->{$first}{max};
+        push @rows, ["growth from $first to $last requests, $label{$sp}", '< 256 kB',
+            sprintf('%+d kB (largest worker: %s → %s)', $growth, mib($g->{$first}{max}), mib($g->{$last}{max})),
+            verdict($growth < 256)];
+    }
+    if (@startup) {
+        push @rows, ['start-up, 8 workers with the preloads: exec to first answered request', '< 300 ms',
+            "$startup[0] ms (whole pool up: $startup[1] ms)", verdict($startup[0] < 300)];
+    }
+    print "## Targets (issue #3), from this run
+
+";
+    print "| target | wanted | got | |
+|---|---|---|---|
+";
+    print "| $_->[0] | $_->[1] | $_->[2] | $_->[3] |
+" for @rows;
+    print "
+";
+}
+
+sub verdict { $_[0] ? 'met' : '**missed**' }
+
+# Memory of fcgi-spawn's workers over a long run of typical pages.
+sub print_long {
+    print "## Memory over requests: typical page, fcgi-spawn
+
+";
+    print "Requests straight to the daemon's socket (8 clients, a connection per request); per-worker figures from smaps_rollup right after.
+
+";
+    print "| mode | requests | workers | PSS (average) | Private (average) | Private (largest) | bad |
+";
+    print "|---|---:|---:|---:|---:|---:|---:|
+";
+    for my $c (grep { $long{$_} } @spawn) {
+        for my $k (sort { $a <=> $b } keys %{ $long{$c} }) {
+            my $g = $long{$c}{$k};
+            printf "| %s | %d | %d | %s | %s | %s | %s |
+", $label{$c}, $k, $g->{n},
+                mib($g->{pss}), mib($g->{priv}), mib($g->{max}), $g->{bad} ? "**$g->{bad}** ⚠" : 0;
+        }
+    }
+    print "
+";
 }
 
 sub summary_cell {

@@ -96,15 +96,27 @@ sub change_directory {
 }
 
 sub bind_std_handles {
-    # Fresh PerlIO handles on the descriptors Rust prepared: no buffered input
-    # or layers survive from the previous request.
-    open STDIN, '<&=', 0 or die "fcgi-spawn: cannot bind STDIN to fd 0: $!\n";
-    open STDOUT, '>&=', 1 or die "fcgi-spawn: cannot bind STDOUT to fd 1: $!\n";
+    # Fresh PerlIO handles on the descriptors Rust prepared (for a body,
+    # always), unless the last request left them exactly as bound: no
+    # buffered input, EOF state or layers survive from the previous request.
+    if ($req{has_body} || !std_handles_pristine()) {
+        open STDIN, '<&=', 0 or die "fcgi-spawn: cannot bind STDIN to fd 0: $!\n";
+        open STDOUT, '>&=', 1 or die "fcgi-spawn: cannot bind STDOUT to fd 1: $!\n";
+    }
     # What the script prints stays in the worker until a flush or the end
     # of the request; fd 1 underneath is still the real thing.
     FCGI::Spawn::Native::capture_stdout();
     select STDOUT;
     return;
+}
+
+# STDIN and STDOUT as bind_std_handles leaves them: on fds 0 and 1, perl's
+# default layers (and ours on STDOUT), nothing else.
+sub std_handles_pristine {
+    my ($in, $out) = (fileno STDIN, fileno STDOUT);
+    return 0 unless defined $in && $in == 0 && defined $out && $out == 1;
+    return join(' ', PerlIO::get_layers(*STDIN)) eq 'unix perlio'
+        && join(' ', PerlIO::get_layers(*STDOUT)) eq 'unix perlio fcgi_spawn_stdout';
 }
 
 sub reset_module_globals {
@@ -397,8 +409,11 @@ sub flush_inc {
 }
 
 sub restore_interpreter_state {
-    close STDIN;
-    close STDOUT;
+    # A body may have left bytes in STDIN's buffer; changed layers go too.
+    if ($req{has_body} || !std_handles_pristine()) {
+        close STDIN;
+        close STDOUT;
+    }
     binmode STDERR;
     select STDERR;
     $/ = "\n";
@@ -482,6 +497,7 @@ sub begin_request {
         ends    => FCGI::Spawn::Native::end_block_count(),
     );
     set_environment($script, \@params);
+    $req{has_body} = ($ENV{CONTENT_LENGTH} // '') =~ /[1-9]/;
     change_directory($script);
     bind_std_handles();
     $| = 0;

@@ -220,9 +220,14 @@ XS(fs_xs_capture_stdout)
     PerlIO *f = io ? IoOFP(io) : NULL;
     Stat_t st;
     PERL_UNUSED_VAR(items);
-    if (!f || PerlLIO_fstat(PerlIO_fileno(f), &st) != 0
-        || !PerlIO_push(aTHX_ f, PERLIO_FUNCS_CAST(&fs_out_funcs), "w", NULL))
+    if (!f || PerlLIO_fstat(PerlIO_fileno(f), &st) != 0)
+        croak("fcgi-spawn: STDOUT is not open: %s", Strerror(errno));
+    /* Kept from the last request (the runner found it untouched), or new. */
+    if (PerlIOBase(f)->tab != PERLIO_FUNCS_CAST(&fs_out_funcs)
+        && !PerlIO_push(aTHX_ f, PERLIO_FUNCS_CAST(&fs_out_funcs), "w", NULL))
         croak("fcgi-spawn: cannot push the output layer on STDOUT: %s", Strerror(errno));
+    /* A client that went away last time left the handle marked failed. */
+    PerlIO_clearerr(f);
     fs_out_dev = st.st_dev;
     fs_out_ino = st.st_ino;
     PerlIOSelf(f, fs_out_layer)->state = FS_OUT_CAPTURE;
