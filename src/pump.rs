@@ -19,7 +19,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-use crate::output::{stop_script, Shared, STOPPING};
+use crate::output::{stop_script, Shared};
 
 /// Peer closed its end (Linux); nix has no name for it.
 pub const POLLRDHUP: PollFlags = PollFlags::from_bits_retain(libc::POLLRDHUP);
@@ -293,8 +293,7 @@ impl PumpThread {
                 nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
         }
         // Stop first: a worker blocked writing to a slow client holds the
-        // lock, and the stop is what makes that write give up.
-        STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+        // lock, and the stop (STOPPING, then SIGPIPE) makes that write give up.
         stop_script();
         let mut state = self.shared.lock();
         if state.generation != watch.generation {
