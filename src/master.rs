@@ -50,6 +50,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let perl = Interpreter::start()?;
     load_embedded_modules(&perl)?;
     preload(&perl, &cfg)?;
+    if let Err(e) = crate::runner::warm_up(&perl) {
+        log::warn!("warm-up request before forking the workers failed (workers will do that work themselves): {e}");
+    }
     if let Some(pid_file) = &cfg.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("cannot write pid file {}", pid_file.display()))?;
@@ -243,6 +246,7 @@ impl<'a> Pool<'a> {
     /// Forks one worker. The child never returns from here.
     fn spawn(&mut self) -> anyhow::Result<()> {
         let master = nix::unistd::getpid();
+        self.perl.prepare_to_fork_workers();
         // SAFETY: the master is single-threaded (it never starts threads),
         // so the child may run arbitrary code after fork.
         match unsafe { fork() }.context("fork failed")? {

@@ -5,6 +5,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use File::Spec;
 use FcgiSpawn::Test;
 
 my $d = start_daemon(workers => 2, preload => ['CGI']);
@@ -56,6 +57,12 @@ ok wait_for(sub { $d->log_text =~ /uninitialized value.*perl-w\.pl/ }, 5), '#!pe
     or diag $d->log_text;
 
 is scalar(worker_pids($d)), 2, '--workers 2 gives two workers';
+
+# The master ran its warm-up requests (perlrun and registry, CGI.pm loaded
+# or not) before forking, and they left nothing behind.
+unlike $d->log_text, qr/warm-up request before forking the workers failed/, 'master warm-up ran cleanly';
+opendir my $tmp, File::Spec->tmpdir or die;
+is_deeply [grep { /^fcgi-spawn-warm-up-$d->{pid}$/ } readdir $tmp], [], 'warm-up script removed';
 
 $d->stop;
 done_testing;

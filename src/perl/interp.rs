@@ -148,6 +148,15 @@ impl Interpreter {
         result
     }
 
+    /// In the master, right before forking workers: the workers' new
+    /// values go to fresh arenas, not into free slots of the pages they
+    /// share copy-on-write with the master.
+    pub fn prepare_to_fork_workers(&self) {
+        // SAFETY: resets two interpreter free-list heads on this thread;
+        // the slots they held are simply never reused.
+        unsafe { ffi::fs_before_fork_workers() }
+    }
+
     /// How many times this process has forked (any fork(): the script's,
     /// system, backticks, piped open…).
     pub fn fork_count(&self) -> u64 {

@@ -265,6 +265,19 @@ void fs_output_clear(void)
     }
 }
 
+void fs_before_fork_workers(void)
+{
+    dTHX;
+    /* Perl reuses freed SV heads and bodies from free lists threaded
+     * through the arenas the preload filled. A worker taking a slot from
+     * them writes to a page it shares with the master and its siblings,
+     * and the kernel copies the page. Leaving the master's free slots
+     * unused makes workers allocate from fresh arenas instead: a few kB of
+     * slots forgone for pages that stay shared. */
+    PL_sv_root = NULL;
+    Zero(PL_body_roots, PERL_ARENA_ROOTS_SIZE, void *);
+}
+
 unsigned long fs_fork_count(void)
 {
     return fs_forks;

@@ -48,6 +48,8 @@ void fs_output_set_streaming(int on);
 /* Output printed but not yet sent; valid until the next Perl call. */
 const char *fs_output_pending(size_t *len);
 void fs_output_clear(void);
+/* In the master, before forking workers: keep the preload's pages shared. */
+void fs_before_fork_workers(void);
 /* fork() calls made by this process so far. */
 unsigned long fs_fork_count(void);
 
