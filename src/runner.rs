@@ -177,7 +177,8 @@ impl<'p> Runner<'p> {
                 self.dev_null.as_raw_fd(),
             )
         });
-        // Perl closed STDIN and STDOUT (fds 0 and 1) with the request.
+        // Back to the between-requests state: Perl may have closed fds 0 and
+        // 1 (with STDIN/STDOUT), a script may have reopened any of 0/1/2.
         let parked = self.park_std_fds();
         let finished = finished?;
         parked?;
