@@ -85,8 +85,6 @@ fn io_result(n: isize) -> io::Result<usize> {
 /// The request being answered.
 pub struct Active {
     pub response: ResponseWriter<ConnFd>,
-    pub request_id: u16,
-    pub conn_fd: RawFd,
     pub stderr_to_client: bool,
     /// The connection failed: nothing more can be sent.
     pub failed: bool,
@@ -99,6 +97,28 @@ pub struct Active {
 impl Active {
     fn can_send(&self) -> bool {
         !self.failed && !self.timed_out && !self.response.is_finished()
+    }
+
+    /// The connection's descriptor (owned by the worker).
+    pub fn conn_fd(&self) -> RawFd {
+        self.response.get_ref().0
+    }
+
+    /// Sends `data` on FCGI_STDOUT unless the response can take no more;
+    /// a failed write marks the connection failed and stops the script.
+    fn send_stdout(&mut self, data: &[u8], tag: &str) -> bool {
+        if !self.can_send() {
+            return false;
+        }
+        match self.response.write_stdout(data) {
+            Ok(()) => true,
+            Err(e) => {
+                log::info!("{tag}: client went away ({e}); stopping the script");
+                self.failed = true;
+                stop_script();
+                false
+            }
+        }
     }
 }
 
@@ -130,6 +150,15 @@ impl Shared {
         // the state itself is still consistent enough to finish with.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The state, unless another thread holds it now.
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, State>> {
+        match self.state.try_lock() {
+            Ok(state) => Some(state),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
 }
 
 impl State {
@@ -154,16 +183,10 @@ impl State {
     }
 
     fn send_stdout_chunk(&mut self, n: usize) {
-        let data = &self.buf[..n];
         match self.active.as_mut() {
-            Some(active) if active.can_send() => {
-                if let Err(e) = active.response.write_stdout(data) {
-                    log::info!("{}: client went away ({e}); stopping the script", self.tag);
-                    active.failed = true;
-                    stop_script();
-                }
+            Some(active) => {
+                active.send_stdout(&self.buf[..n], &self.tag);
             }
-            Some(_) => {}
             None => log::warn!(
                 "[worker {}] {n} bytes written to stdout between requests dropped",
                 std::process::id()
@@ -258,18 +281,9 @@ pub fn send_flushed_output(data: &[u8]) -> bool {
     let mut guard = shared.lock();
     guard.drain_stdout(shared);
     let state = &mut *guard;
-    let tag = &state.tag;
     match state.active.as_mut() {
-        Some(active) if active.can_send() => match active.response.write_stdout(data) {
-            Ok(()) => true,
-            Err(e) => {
-                log::info!("{tag}: client went away ({e}); stopping the script");
-                active.failed = true;
-                stop_script();
-                false
-            }
-        },
-        _ => false,
+        Some(active) => active.send_stdout(data, &state.tag),
+        None => false,
     }
 }
 
@@ -352,8 +366,6 @@ impl Output {
             state.tag.push_str(&script.to_string_lossy());
             state.active = Some(Active {
                 response: ResponseWriter::new(ConnFd(conn_fd), request_id),
-                request_id,
-                conn_fd,
                 stderr_to_client,
                 failed: false,
                 timed_out: false,
@@ -426,13 +438,12 @@ impl Output {
         // printed after them.
         state.drain_stdout(shared);
         if !pending.is_empty() {
-            if let Some(active) = state.active.as_mut().filter(|a| a.can_send()) {
-                if active.response.write_stdout(pending).is_err() {
-                    active.failed = true;
-                }
+            let state = &mut *state;
+            if let Some(active) = state.active.as_mut() {
+                active.send_stdout(pending, &state.tag);
             }
         }
-        while state.stdout.is_some() || state.stderr.is_some() {
+        loop {
             state.drain_stdout(shared);
             state.drain_stderr(shared);
             if state.stdout.is_none() && state.stderr.is_none() {

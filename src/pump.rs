@@ -216,7 +216,7 @@ impl PumpThread {
         }
         // SAFETY: the worker keeps the connection open while the request is
         // active, and we hold the lock it must take to end the request.
-        let conn = unsafe { BorrowedFd::borrow_raw(active.conn_fd) };
+        let conn = unsafe { BorrowedFd::borrow_raw(active.conn_fd()) };
         let Ok(conn) = conn.try_clone_to_owned() else {
             return;
         };
@@ -253,7 +253,7 @@ impl PumpThread {
                 "client went away"
             }
             Ok(n) => {
-                if is_abort(&buf[..n], active.request_id) {
+                if is_abort(&buf[..n], active.response.request_id()) {
                     "FCGI_ABORT_REQUEST received"
                 } else {
                     log::warn!(
@@ -292,10 +292,17 @@ impl PumpThread {
             let _ =
                 nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
         }
-        // Stop first: a worker blocked writing to a slow client holds the
-        // lock, and the stop (STOPPING, then SIGPIPE) makes that write give up.
-        stop_script();
-        let mut state = self.shared.lock();
+        // The 504 goes out before the stop, or the stopped script could end
+        // the request first. A worker holding the lock is writing to the
+        // client (so no 504 is due): stop it first, which makes that write
+        // give up (STOPPING, then SIGPIPE), then take the lock.
+        let mut state = match self.shared.try_lock() {
+            Some(state) => state,
+            None => {
+                stop_script();
+                self.shared.lock()
+            }
+        };
         if state.generation != watch.generation {
             return;
         }
@@ -310,6 +317,8 @@ impl PumpThread {
             }
             active.timed_out = true;
         }
+        drop(state);
+        stop_script();
         watch.stopping_since = Some(Instant::now());
         watch.deadline = Some(Instant::now() + STOP_GRACE);
     }

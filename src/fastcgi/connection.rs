@@ -765,6 +765,10 @@ impl<W: Write> ResponseWriter<W> {
         self.finished
     }
 
+    pub fn request_id(&self) -> u16 {
+        self.request_id
+    }
+
     pub fn get_ref(&self) -> &W {
         &self.out
     }
