@@ -4,12 +4,15 @@
 //! The Perl API is mostly macros that depend on how the system perl was
 //! configured (threads, multiplicity), so we ask that perl for its own
 //! compiler and linker flags (`ExtUtils::Embed`) instead of hard-coding them,
-//! compile `src/perl/glue/glue.c` with them, and let bindgen read the small
+//! compile `src/perl/glue/*.c` with them, and let bindgen read the small
 //! glue header (which exposes plain C functions only, never Perl structs).
 
 use std::env;
 use std::path::PathBuf;
 use std::process::Command;
+
+/// The C glue, one job per file (see the comment at the top of glue.c).
+const GLUE_SOURCES: &[&str] = &["glue.c", "output.c", "state.c", "packages.c", "process.c"];
 
 fn perl_output(args: &[&str]) -> String {
     let out = Command::new("perl")
@@ -29,8 +32,7 @@ fn perl_output(args: &[&str]) -> String {
 }
 
 fn main() {
-    println!("cargo:rerun-if-changed=src/perl/glue/glue.c");
-    println!("cargo:rerun-if-changed=src/perl/glue/glue.h");
+    println!("cargo:rerun-if-changed=src/perl/glue");
 
     let ccopts = perl_output(&["-MExtUtils::Embed", "-e", "ccopts"]);
     let ldopts = perl_output(&["-MExtUtils::Embed", "-e", "ldopts"]);
@@ -44,7 +46,10 @@ fn main() {
     }
 
     let mut build = cc::Build::new();
-    build.file("src/perl/glue/glue.c").warnings(false);
+    for file in GLUE_SOURCES {
+        build.file(format!("src/perl/glue/{file}"));
+    }
+    build.warnings(false);
     for flag in ccopts.split_whitespace() {
         build.flag(flag);
     }

@@ -79,7 +79,7 @@ pub fn init(path: Option<&Path>, verbose: bool) -> io::Result<()> {
                         format!("cannot open log file {}: {e}", p.display()),
                     )
                 })?;
-            crate::runner::above_std_fds(file.into())?.into_raw_fd()
+            crate::fds::above_std_fds(file.into())?.into_raw_fd()
         }
         None => nix::fcntl::fcntl(
             io::stderr().as_raw_fd(),

@@ -10,6 +10,7 @@
 mod cli;
 mod config;
 mod fastcgi;
+mod fds;
 mod listen;
 mod log;
 mod master;

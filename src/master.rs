@@ -23,6 +23,14 @@ use crate::{signals, worker};
 /// itself: (path under perl/ — also its %INC key —, source).
 const PERL_MODULES: &[(&str, &str)] = &[
     (
+        "FCGI/Spawn/Symbols.pm",
+        include_str!("../perl/FCGI/Spawn/Symbols.pm"),
+    ),
+    (
+        "FCGI/Spawn/Loader.pm",
+        include_str!("../perl/FCGI/Spawn/Loader.pm"),
+    ),
+    (
         "FCGI/Spawn/Runner.pm",
         include_str!("../perl/FCGI/Spawn/Runner.pm"),
     ),
@@ -149,16 +157,11 @@ fn preload(perl: &Interpreter, cfg: &Config) -> anyhow::Result<()> {
             bail!("--preload {module}: {msg}");
         }
     }
+    let steps = crate::runner::PerlSteps::new(perl);
     for script in &cfg.preload_scripts {
         let path = script.display().to_string();
-        match perl.call(
-            "FCGI::Spawn::Runner::preload_script",
-            &[path.as_bytes()],
-            true,
-        )? {
-            Outcome::Returned(_) => {}
-            Outcome::Died(msg) => bail!("--preload-script {path}: {msg}"),
-            Outcome::Exited(code) => bail!("--preload-script {path} called exit({code})"),
+        if let Err(why) = steps.preload_script(&path) {
+            bail!("--preload-script {path}: {why}");
         }
     }
     Ok(())

@@ -20,24 +20,27 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, OFlag};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{getpid, Pid};
 
 use crate::fastcgi::connection::ResponseWriter;
+use crate::fds::{above_std_fds, dup2};
 use crate::listen::Stream;
+use crate::perl::Stage;
 use crate::pump::{self, Pump};
 
-/// Set while the script is being stopped (client gone, aborted, timed out):
-/// a write to the client that a signal interrupts then gives up instead of
-/// retrying, so the script gets to its SIGPIPE handler.
-pub static STOPPING: AtomicBool = AtomicBool::new(false);
+/// The child of a `fork` isolation request, while it runs: a stop goes to
+/// it instead of to this process. 0: none.
+static REQUEST_CHILD: AtomicI32 = AtomicI32::new(0);
 
-/// Set by the runner while the script itself runs (not the set-up and
-/// clean-up steps around it): only then may it be stopped.
-pub static SCRIPT_RUNNING: AtomicBool = AtomicBool::new(false);
+pub fn set_request_child(child: Option<Pid>) {
+    REQUEST_CHILD.store(child.map_or(0, Pid::as_raw), Ordering::SeqCst);
+}
 
 /// The worker's output state, for the STDOUT layer's sink (a plain function
 /// pointer handed to C, so it cannot carry it).
@@ -73,7 +76,7 @@ fn io_result(n: isize) -> io::Result<usize> {
         return Ok(n as usize);
     }
     let e = io::Error::last_os_error();
-    if e.kind() == io::ErrorKind::Interrupted && STOPPING.load(Ordering::SeqCst) {
+    if e.kind() == io::ErrorKind::Interrupted && Stage::now() == Stage::Stopping {
         return Err(io::Error::new(
             io::ErrorKind::BrokenPipe,
             "the script is being stopped",
@@ -262,14 +265,34 @@ fn log_complete_lines(buf: &mut Vec<u8>, tag: &str) {
     buf.drain(..start);
 }
 
-/// Interrupts the script: the runner's SIGPIPE handler exits it. Only while
-/// it runs; the handler itself also ignores a signal that arrives late, so
-/// a stop meant for one request never ends the next one.
+/// Stops the running script: the request's child in `fork` mode gets
+/// SIGTERM (as a CGI server stops a CGI process); a script in this process
+/// is interrupted and the runner's SIGPIPE handler exits it. Only while it
+/// runs: a stop meant for one request never ends the next one.
 pub fn stop_script() {
-    STOPPING.store(true, Ordering::SeqCst);
-    if SCRIPT_RUNNING.load(Ordering::SeqCst) {
-        let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGPIPE);
+    if !Stage::request_stop() {
+        return;
     }
+    let child = REQUEST_CHILD.load(Ordering::SeqCst);
+    if child != 0 {
+        let _ = kill(Pid::from_raw(child), Signal::SIGTERM);
+    } else {
+        let _ = kill(getpid(), Signal::SIGPIPE);
+    }
+}
+
+/// The script ignored its stop: the request's child is killed, or, for a
+/// script in this process, the worker itself (the master replaces it).
+/// `log` is told which first (a worker that kills itself says it before).
+pub fn kill_stubborn_script(log: impl FnOnce(&str)) {
+    let child = REQUEST_CHILD.load(Ordering::SeqCst);
+    let (target, what) = if child != 0 {
+        (Pid::from_raw(child), "killing the request's process")
+    } else {
+        (getpid(), "replacing this worker")
+    };
+    log(what);
+    let _ = kill(target, Signal::SIGKILL);
 }
 
 /// The sink of the STDOUT layer: sends what the script flushed, after what
@@ -358,7 +381,6 @@ impl Output {
         stderr_to_client: bool,
         timeout: Option<Duration>,
     ) {
-        STOPPING.store(false, Ordering::SeqCst);
         let conn_fd = conn.as_fd().as_raw_fd();
         {
             let mut state = self.shared.lock();
@@ -471,25 +493,12 @@ fn make_pipes() -> io::Result<(StdPipes, File, File)> {
         nix::fcntl::fcntl(r.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
     }
     let pipes = StdPipes {
-        stdout: crate::runner::above_std_fds(out_w)?,
-        stderr: crate::runner::above_std_fds(err_w)?,
+        stdout: above_std_fds(out_w)?,
+        stderr: above_std_fds(err_w)?,
     };
     Ok((
         pipes,
-        File::from(crate::runner::above_std_fds(out_r)?),
-        File::from(crate::runner::above_std_fds(err_r)?),
+        File::from(above_std_fds(out_r)?),
+        File::from(above_std_fds(err_r)?),
     ))
-}
-
-pub fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
-    if from == to {
-        return Ok(());
-    }
-    // SAFETY: both are descriptor numbers; dup2 atomically replaces `to`.
-    // fds 0/1/2 are owned by the runner, never by Rust objects.
-    let rc = unsafe { libc::dup2(from, to) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }

@@ -19,7 +19,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-use crate::output::{stop_script, Shared};
+use crate::output::{kill_stubborn_script, stop_script, Shared};
 
 /// Peer closed its end (Linux); nix has no name for it.
 pub const POLLRDHUP: PollFlags = PollFlags::from_bits_retain(libc::POLLRDHUP);
@@ -285,17 +285,15 @@ impl PumpThread {
             return;
         }
         if let Some(since) = watch.stopping_since {
-            log::error!(
-                "the script did not stop within {} s of its timeout; replacing this worker",
-                since.elapsed().as_secs()
-            );
-            let _ =
-                nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::Signal::SIGKILL);
+            let secs = since.elapsed().as_secs();
+            kill_stubborn_script(|what| {
+                log::error!("the script did not stop within {secs} s of its timeout; {what}")
+            });
         }
         // The 504 goes out before the stop, or the stopped script could end
         // the request first. A worker holding the lock is writing to the
         // client (so no 504 is due): stop it first, which makes that write
-        // give up (STOPPING, then SIGPIPE), then take the lock.
+        // give up (stage Stopping, then SIGPIPE), then take the lock.
         let mut state = match self.shared.try_lock() {
             Some(state) => state,
             None => {

@@ -87,3 +87,13 @@ pub fn install_worker_handlers() {
 pub fn stop_requested() -> bool {
     STOP_REQUESTED.load(Ordering::SeqCst)
 }
+
+/// In the child of a `fork` isolation request, a plain CGI process: the
+/// worker's handlers go, TERM and INT end it as they end a CGI script.
+pub fn reset_for_request_child() {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for s in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: restoring the default disposition.
+        let _ = unsafe { signal::sigaction(s, &default) };
+    }
+}

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::fastcgi::connection::{Limits, ServerConnection};
 use crate::listen::{Listener, Stream};
 use crate::path_policy::PathPolicy;
-use crate::perl::{Interpreter, Outcome};
+use crate::perl::Interpreter;
 use crate::runner::Runner;
 use crate::signals;
 
@@ -28,20 +28,7 @@ pub fn run(perl: &Interpreter, listener: &Listener, cfg: &Config) -> io::Result<
         cfg.isolation,
         cfg.isolation_for.clone(),
     )?;
-    let mut init_args: Vec<&[u8]> = cfg.pass_env.iter().map(|n| n.as_bytes()).collect();
-    init_args.push(b"--");
-    for (name, value) in &cfg.env {
-        init_args.push(name.as_bytes());
-        init_args.push(value.as_bytes());
-    }
-    match perl.call("FCGI::Spawn::Runner::init_worker", &init_args, true) {
-        Ok(Outcome::Returned(_)) => {}
-        other => {
-            return Err(io::Error::other(format!(
-                "worker initialisation failed: {other:?}"
-            )))
-        }
-    }
+    runner.init_worker(&cfg.pass_env, &cfg.env)?;
     runner.park_std_fds()?;
     let limits = Limits {
         max_body: cfg.max_body,
@@ -86,9 +73,13 @@ pub fn run(perl: &Interpreter, listener: &Listener, cfg: &Config) -> io::Result<
             if signals::stop_requested() || recycle(served) {
                 break;
             }
-            let (keep, answered) = serve_one(&runner, &mut conns[i]);
-            served += u64::from(answered);
-            closed[i] = !keep;
+            let served_one = serve_one(&runner, &mut conns[i]);
+            served += u64::from(served_one.answered);
+            closed[i] = !served_one.keep;
+            if served_one.retire {
+                // Its state cannot be trusted: the master starts a fresh one.
+                return Ok(());
+            }
         }
         let mut index = 0;
         conns.retain(|_| {
@@ -173,15 +164,29 @@ fn admit(
     })
 }
 
-/// Reads and answers one request on a readable connection. Returns (keep
-/// the connection open, a request was answered).
-fn serve_one(runner: &Runner, conn: &mut Connection) -> (bool, bool) {
+/// What serving one request left to do.
+struct Served {
+    /// Keep the connection open.
+    keep: bool,
+    /// A request was answered.
+    answered: bool,
+    /// The worker must exit after this request.
+    retire: bool,
+}
+
+/// Reads and answers one request on a readable connection.
+fn serve_one(runner: &Runner, conn: &mut Connection) -> Served {
+    let closed = Served {
+        keep: false,
+        answered: false,
+        retire: false,
+    };
     let req = match conn.reader.read_request() {
         Ok(Some(req)) => req,
-        Ok(None) => return (false, false),
+        Ok(None) => return closed,
         Err(e) => {
             log::warn!("closing connection: {e}");
-            return (false, false);
+            return closed;
         }
     };
     let keep_conn = req.keep_conn;
@@ -190,11 +195,18 @@ fn serve_one(runner: &Runner, conn: &mut Connection) -> (bool, bool) {
             if result.signals_touched {
                 signals::install_worker_handlers();
             }
-            (keep_conn, true)
+            Served {
+                keep: keep_conn && result.retire.is_none(),
+                answered: true,
+                retire: result.retire.is_some(),
+            }
         }
         Err(e) => {
             log::info!("connection ended: {e}");
-            (false, true)
+            Served {
+                answered: true,
+                ..closed
+            }
         }
     }
 }

@@ -37,6 +37,16 @@ extern "C" fn output_sink_trampoline(data: *const c_char, len: usize) -> c_int {
     }
 }
 
+/// What a `die` that nothing in Perl catches does during a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DieMode {
+    /// The call ends with [`Outcome::Died`] and the message.
+    Trap,
+    /// As at the top level of a perl program: the message goes to STDERR
+    /// and the call ends with [`Outcome::Exited`]`(255)`. For the script.
+    AsProgram,
+}
+
 /// How a call into Perl ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -114,20 +124,14 @@ impl Interpreter {
 
     /// Makes `FCGI::Spawn::Native::capture_stdout()` available: the layer it
     /// pushes on STDOUT keeps the script's output in this process until
-    /// [`Self::take_pending_output`], except that while streaming is on a
-    /// flush hands it to `sink` (which returns false when the client is
-    /// gone: the script's print then fails with EPIPE).
+    /// [`Self::take_pending_output`], except that while the request stage is
+    /// [`Stage::Running`] a flush hands it to `sink` (which returns false
+    /// when the client is gone: the script's print then fails with EPIPE).
     pub fn capture_output(&self, sink: fn(&[u8]) -> bool) {
         let _ = OUTPUT_SINK.set(sink);
         // SAFETY: registers a C-ABI function that only reads the bytes it is
         // given; the interpreter runs on this thread (!Send type).
         unsafe { ffi::fs_output_init(Some(output_sink_trampoline)) }
-    }
-
-    /// While on, the script's flushes of STDOUT reach the sink at once.
-    pub fn set_output_streaming(&self, on: bool) {
-        // SAFETY: plain store of an int in the glue's static.
-        unsafe { ffi::fs_output_set_streaming(on as i32) }
     }
 
     /// Hands the output printed but not yet sent to `f`, then forgets it.
@@ -164,6 +168,26 @@ impl Interpreter {
         unsafe { ffi::fs_fork_count() as u64 }
     }
 
+    /// In the child of a `fork` isolation request: this process is now a
+    /// throwaway CGI process (output straight to fd 1, a real `exec`), and
+    /// its own request loop owner.
+    pub fn become_request_child(&self) {
+        self.set_owner_pid(std::process::id() as i32);
+        // SAFETY: sets two flags in the glue; the interpreter runs on this
+        // thread (!Send type).
+        unsafe { ffi::fs_become_request_child() }
+    }
+
+    /// Ends this process as perl ends a program (END blocks, global
+    /// destruction, handles flushed), with `status` or what the END blocks
+    /// made of `$?`. For the child of a `fork` isolation request only.
+    pub fn exit_process(&self, status: i32) -> ! {
+        // SAFETY: the glue destructs the interpreter and calls _exit; no
+        // Rust destructor or other thread depends on it in this child.
+        unsafe { ffi::fs_exit_process(status) };
+        unreachable!("fs_exit_process returned")
+    }
+
     /// Evaluates Perl source at file scope; `die` is trapped.
     pub fn eval(&self, code: &str) -> Outcome {
         // SAFETY: `code` is valid for `len` bytes during the call; perl copies
@@ -173,9 +197,13 @@ impl Interpreter {
     }
 
     /// Calls the Perl sub `name` (fully qualified) with byte-string
-    /// arguments in scalar context. With `trap_die` false a `die` behaves as
-    /// at the top level of a perl program: message to STDERR, exit 255.
-    pub fn call(&self, name: &str, args: &[&[u8]], trap_die: bool) -> Result<Outcome, PerlError> {
+    /// arguments in scalar context; `die` is handled as `die_mode` says.
+    pub fn call(
+        &self,
+        name: &str,
+        args: &[&[u8]],
+        die_mode: DieMode,
+    ) -> Result<Outcome, PerlError> {
         let name = CString::new(name)?;
         let ptrs: Vec<*const c_char> = args.iter().map(|a| a.as_ptr() as *const c_char).collect();
         let lens: Vec<usize> = args.iter().map(|a| a.len()).collect();
@@ -188,7 +216,7 @@ impl Interpreter {
                 ptrs.as_ptr(),
                 lens.as_ptr(),
                 args.len(),
-                trap_die as i32,
+                i32::from(die_mode == DieMode::Trap),
             )
         };
         Ok(self.outcome(out))
@@ -223,5 +251,56 @@ impl Drop for Interpreter {
         // SAFETY: the interpreter was started by this value and no Perl call
         // can be in progress (calls borrow &self).
         unsafe { ffi::fs_interp_stop() }
+    }
+}
+
+/// What the worker is doing with the current request: the one value the
+/// runner, the output layer, the exec hook and the watcher thread share
+/// (it lives in the glue, so C code sees it without a call into Rust).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// No request, or one being set up or cleaned up.
+    Idle,
+    /// The script or its END blocks run; a stop may come.
+    Running,
+    /// A stop was asked for (client gone, timeout): writes give up.
+    Stopping,
+    /// The script is over; its handles close and the response ends.
+    Ending,
+}
+
+impl Stage {
+    fn raw(self) -> i32 {
+        (match self {
+            Stage::Idle => ffi::fs_stage_FS_STAGE_IDLE,
+            Stage::Running => ffi::fs_stage_FS_STAGE_RUNNING,
+            Stage::Stopping => ffi::fs_stage_FS_STAGE_STOPPING,
+            Stage::Ending => ffi::fs_stage_FS_STAGE_ENDING,
+        }) as i32
+    }
+
+    /// The current stage. Any thread.
+    pub fn now() -> Stage {
+        // SAFETY: an atomic load in the glue.
+        let raw = unsafe { ffi::fs_stage_get() } as u32;
+        match raw {
+            ffi::fs_stage_FS_STAGE_RUNNING => Stage::Running,
+            ffi::fs_stage_FS_STAGE_STOPPING => Stage::Stopping,
+            ffi::fs_stage_FS_STAGE_ENDING => Stage::Ending,
+            _ => Stage::Idle,
+        }
+    }
+
+    /// Enters `self`. The request loop's thread.
+    pub fn enter(self) {
+        // SAFETY: an atomic store in the glue.
+        unsafe { ffi::fs_stage_set(self.raw()) }
+    }
+
+    /// Running -> Stopping; true when it moved (a stop for a script that is
+    /// not running is nobody's). Any thread.
+    pub fn request_stop() -> bool {
+        // SAFETY: an atomic compare-and-swap in the glue.
+        unsafe { ffi::fs_stage_request_stop() != 0 }
     }
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/perl
-# Counts its runs in a package global: 1, 2, 3... when compiled once and
-# reused (registry), always 1 when compiled per request (perlrun).
+# Says when it is compiled (a BEGIN block, to the log) and counts its runs
+# in a package global: in perlrun it is compiled every request; in registry
+# once, and the global starts each run as it was after the compile.
 use strict;
 use warnings;
+BEGIN { print STDERR "registry-counter compiled\n" }
 our $runs;
 $runs++;
 print "Content-Type: text/plain\n\nruns=$runs\n";

@@ -1,20 +1,29 @@
 package FCGI::Spawn::Runner;
 
-# The Perl half of the request runner. The Rust worker calls the entry points
-# at the bottom, in order, once per request; each is a short sequence of the
-# named steps above it (after ModPerl::RegistryCooker), so the isolation modes
-# recombine steps instead of branching inside one long sub.
+# The Perl half of the request runner. A request goes through the same
+# named steps in every isolation mode (after ModPerl::RegistryCooker); a
+# table per mode picks the implementation of the steps that differ:
 #
-# Rust has already made file descriptors 0/1/2 the request's body and the
-# worker's stdout and stderr pipes before begin_request runs; the steps here
-# bind Perl's handles to them (STDOUT with the layer that keeps the script's
-# prints in memory) and put back what a script may change.
+#   prepare     %ENV, $0, @ARGV, cwd, STDIN/STDOUT bound to fds 0/1
+#   run         perlrun: compile the file into a fresh package and run it
+#               registry: compile once per worker (cached), run the cached sub
+#               fork: in the request's own child process, run the cached sub
+#   end_blocks  the script's END blocks
+#   finish      what process exit does before a CGI response is complete:
+#               the selected handle back, ties over the std handles undone,
+#               the script's symbols and the handles they hold dropped
+#   restore     after the response: everything else back (each part
+#               trapped), then the invariants checked; a worker that cannot
+#               vouch for its state says so and is replaced
+#
+# Rust calls the entry points at the bottom, in that order. It has already
+# made file descriptors 0/1/2 the request's body and the worker's stdout
+# and stderr pipes before begin_request runs.
 
 use strict;
 use warnings;
 
 use Carp ();
-use Symbol ();
 
 our $VERSION = '0.1.0';
 
@@ -22,22 +31,37 @@ our $VERSION = '0.1.0';
 # `do` consults @INC; never a real file.
 my $VIRTUAL_FILE = 'FCGI-Spawn-script.pl';
 
-# Name of the sub a script becomes in registry mode.
+# Name of the sub a script becomes in registry and fork modes.
 my $HANDLER = '__fcgi_spawn_handler';
 
-my %REGISTRY;          # registry: script path => compiled entry
+# Packages whose per-request globals are reset between requests (their
+# own reset sub), and whose compile-time pragmas a registry script keeps.
+my @MODULES_WITH_REQUEST_STATE = (
+    [ 'CGI',         \&reset_cgi ],
+    [ 'CGI::Simple', \&reset_cgi_simple ],
+);
 
-my %BASE_ENV;          # the daemon's clean environment, captured at start
-my %BASE_SIG;          # %SIG as the worker starts, restored after each request
-my %KNOWN_INC;         # %INC entries that stay (checked only when it grew)
-my %BASE_MAIN;         # top-level symbols of %main:: before any request
-my $BASE_MAIN_COUNT;
-my $BASE_UMASK;
-my $BASE_CWD = '/';
-my $BASE_PROGRAM_NAME;  # $0 between requests
+# Names forced into main:: whatever the package, and other special globals.
+my %SPECIAL_NAMES = map { $_ => 1 }
+    qw(STDIN STDOUT STDERR ARGV ARGVOUT ENV INC SIG _ a b);
+
+my %REGISTRY;        # script path => compiled entry (registry, fork)
+my %PERLRUN_ONLY;    # script path => stamp: refused by the registry
+
+# The worker's state between requests: what every request starts from and
+# is put back to. Captured once, after the preload.
+my %BASE = (
+    env          => {},
+    sig          => {},
+    inc          => [],
+    umask        => 0,
+    cwd          => '/',
+    program_name => 'fcgi-spawn',
+    core_global  => undef,
+);
 my %TAINT_WARNED;
 
-# Per-request state, reset by end_request.
+# The request being served; emptied by end_request.
 my %req;
 
 # $^X names the embedding daemon; scripts that start another perl with it
@@ -48,32 +72,63 @@ my %req;
     $^X = $perl if defined $perl && -x $perl;
 }
 
-our $SCRIPT_STARTED;   # set by the script's generated prologue
-our $IN_SCRIPT = 0;    # true while the script itself runs
+our $SCRIPT_STARTED;   # set by a perlrun script's generated prologue
 
-# --- steps ----------------------------------------------------------------
+# From here on every `require` and `do` goes through the loader: the
+# preloads' too, so that the top-level names any module makes while it
+# loads, at start or at run time, are known as the worker's.
+{
+    no warnings 'once';
+    *CORE::GLOBAL::require = \&FCGI::Spawn::Loader::script_require;
+    *CORE::GLOBAL::do = \&FCGI::Spawn::Loader::script_do;
+}
+
+# --- the steps that differ per isolation mode --------------------------------
+
+my %MODES = (
+    perlrun => {
+        run        => \&compile_and_run,
+        end_blocks => \&compiled_end_blocks,
+        finish     => \&drop_sandbox,
+    },
+    registry => {
+        run        => \&run_cached,
+        end_blocks => \&cached_end_blocks,
+        finish     => \&reset_cached_state,
+    },
+    # In the request's child, which exits after it: process exit does the
+    # finishing.
+    fork => {
+        run        => \&run_cached,
+        end_blocks => \&cached_end_blocks,
+        finish     => sub { },
+    },
+);
+
+# --- prepare -----------------------------------------------------------------
 
 sub capture_base_state {
     my ($keep_env, $set_env) = @_;
-    %BASE_ENV = (
+    $BASE{env} = {
         (map { exists $ENV{$_} ? ($_ => $ENV{$_}) : () } @$keep_env),
         @$set_env,
-    );
-    %KNOWN_INC = map { $_ => 1 } keys %INC;
+    };
     # Perl calls an embedded interpreter "-e"; ps and top should say what
     # the process is.
-    $0 = $BASE_PROGRAM_NAME = "fcgi-spawn";
-    $BASE_UMASK = umask;
-    %BASE_SIG = map { $_ => $SIG{$_} } keys %SIG;
+    $0 = $BASE{program_name};
+    $BASE{umask} = umask;
+    $BASE{sig} = { map { $_ => $SIG{$_} } keys %SIG };
+    $BASE{inc} = [@INC];
+    $BASE{core_global} = FCGI::Spawn::Native::snapshot_package('CORE::GLOBAL');
     FCGI::Spawn::Native::snapshot_signals();
-    %BASE_MAIN = map { $_ => 1 } keys %main::;
-    $BASE_MAIN_COUNT = keys %main::;
+    FCGI::Spawn::Native::snapshot_formats();
+    FCGI::Spawn::Symbols::own_current_names();
     return;
 }
 
 sub set_environment {
     my ($script, $params) = @_;
-    FCGI::Spawn::Native::sync_env(%BASE_ENV, @$params);
+    FCGI::Spawn::Native::sync_env(%{ $BASE{env} }, @$params);
     $0 = $script;
     my $qs = $ENV{QUERY_STRING};
     # An isindex query (no '=') becomes @ARGV, as a CGI server does.
@@ -106,7 +161,9 @@ sub bind_std_handles {
     # What the script prints stays in the worker until a flush or the end
     # of the request; fd 1 underneath is still the real thing.
     FCGI::Spawn::Native::capture_stdout();
+    FCGI::Spawn::Native::reset_formats();
     select STDOUT;
+    $| = 0;
     return;
 }
 
@@ -117,12 +174,6 @@ sub std_handles_pristine {
     return 0 unless defined $in && $in == 0 && defined $out && $out == 1;
     return join(' ', PerlIO::get_layers(*STDIN)) eq 'unix perlio'
         && join(' ', PerlIO::get_layers(*STDOUT)) eq 'unix perlio fcgi_spawn_stdout';
-}
-
-sub reset_module_globals {
-    CGI::_reset_globals() if defined &CGI::_reset_globals;
-    CGI::Simple::_reset_globals() if defined &CGI::Simple::_reset_globals;
-    return;
 }
 
 # Package a script is compiled into: unique per path, valid as a name.
@@ -140,20 +191,18 @@ sub make_namespace {
     };
 }
 
-# Opens the script and returns what our @INC hook hands to `do`: a prologue,
-# then the file itself, so __FILE__, line numbers, __DATA__, BEGIN/END and
-# use/require behave as when perl runs the file directly.
-#   perlrun:  the file at file scope in the sandbox package; the prologue
-#             clears the "inside eval" flag `do` sets, so $^S is 0 and an
-#             uncaught die ends the script like a perl program.
-#   registry: the file becomes the body of one sub, compiled once per
-#             worker; the filter closes the sub at EOF or before __DATA__.
-sub read_script {
-    my ($script, $package, $mode) = @_;
+# --- compile -----------------------------------------------------------------
+
+# The script's text and what its shebang line asks for.
+sub read_source {
+    my ($script) = @_;
     open my $fh, '<', $script or die "fcgi-spawn: cannot open $script: $!\n";
-    my $source = do { local $/; <$fh> } // '';
+    # read, not readline: a readline would make this handle the "last read"
+    # one, and the script's die messages would end in "<$fh> line 1".
+    my $text = '';
+    1 while read $fh, $text, 65536, length $text;
     my $warnings = 0;
-    if ($source =~ /\A#!\S*perl\S*[ \t]+(-\S+(?:[ \t]+-\S+)*)/) {
+    if ($text =~ /\A#!\S*perl\S*[ \t]+(-\S+(?:[ \t]+-\S+)*)/) {
         my $flags = $1;
         $warnings = 1 if $flags =~ /^-\w*w/ || $flags =~ /\s-\w*w/;
         if ($flags =~ /-\w*[Tt]/ && !$TAINT_WARNED{$script}++) {
@@ -161,9 +210,22 @@ sub read_script {
                 . "switched on in a running interpreter; running it without\n";
         }
     }
-    my $switches = $warnings ? 'BEGIN { $^W = 1 } ' : '';
-    my $registry = $mode eq 'registry';
-    my $prologue = $registry
+    return { path => $script, text => \$text, fh => $fh, warnings => $warnings };
+}
+
+# What our @INC hook hands to `do`: a prologue, then the file itself, so
+# __FILE__, line numbers, __DATA__, BEGIN/END and use/require behave as
+# when perl runs the file directly.
+#   perlrun:  the file at file scope in the sandbox package; the prologue
+#             clears the "inside eval" flag `do` sets, so $^S is 0 and an
+#             uncaught die ends the script like a perl program.
+#   registry, fork: the file becomes the body of one sub; the filter closes
+#             the sub at EOF or before __DATA__.
+sub source_for_do {
+    my ($source, $package, $as_sub) = @_;
+    my $script = $source->{path};
+    my $switches = $source->{warnings} ? 'BEGIN { $^W = 1 } ' : '';
+    my $prologue = $as_sub
         ? "package $package; sub $HANDLER { $switches\n#line 1 \"$script\"\n"
         : "package $package; FCGI::Spawn::Native::clear_in_eval(); "
             . "\$FCGI::Spawn::Runner::SCRIPT_STARTED = 1; $switches\n#line 1 \"$script\"\n";
@@ -172,285 +234,363 @@ sub read_script {
     my $rewrite = sub { $_[0] =~ s/^(\s*package\s+)main(?=\s*[;{])/$1$package/mg };
 
     # Usual case, no data section: the whole text in one string.
-    if ($source !~ /^__(?:END|DATA)__\b/m) {
-        $rewrite->($source);
-        my $text = $prologue . $source . ($registry ? "\n}\n" : '');
-        return (\$text, $warnings);
+    if (${ $source->{text} } !~ /^__(?:END|DATA)__\b/m) {
+        my $text = ${ $source->{text} };
+        $rewrite->($text);
+        $text = $prologue . $text . ($as_sub ? "\n}\n" : '');
+        return (\$text);
     }
 
     # With a data section, perl must read the file itself so that DATA is a
     # handle on it; a line filter closes the handler sub before the marker
     # and turns __END__ (which opens DATA only in a main program) into
     # __DATA__.
+    my $fh = $source->{fh};
     seek $fh, 0, 0;
     my ($in_data, $closed);
     my $filter = sub {
         return 0 if $closed;
         return length $_ ? 1 : 0 if $in_data;
         if (!length $_) {
-            return 0 unless $registry;
+            return 0 unless $as_sub;
             $_ = "\n}\n";
             $closed = 1;
             return 1;
         }
         if (/^__(?:END|DATA)__\b/) {
-            $_ = ($registry ? "}\n" : '') . "__DATA__\n";
+            $_ = ($as_sub ? "}\n" : '') . "__DATA__\n";
             $in_data = 1;
             return 1;
         }
         $rewrite->($_);
         return 1;
     };
-    return (\$prologue, $fh, $filter, $warnings);
+    return (\$prologue, $fh, $filter);
 }
 
-# `do` of the script through our @INC hook; returns what read_script said
-# about the shebang switches.
-sub load_script {
-    my ($script, $package, $mode) = @_;
-    my $warnings;
+# Compiles (and, at file scope, runs) the source with `do` through our
+# @INC hook. $@ says how it went, as after `do FILE`.
+sub do_source {
+    my ($source, $package, $as_sub) = @_;
     my $hook = sub {
         return unless $_[1] eq $VIRTUAL_FILE;
-        my @source = read_script($script, $package, $mode);
-        $warnings = pop @source;
-        return @source;
+        return source_for_do($source, $package, $as_sub);
     };
     local @INC = ($hook, @INC);
     $@ = '';
     do $VIRTUAL_FILE;
     delete $INC{$VIRTUAL_FILE};
-    return $warnings;
+    return;
 }
+
+# The packages a script declares that do not exist yet: they are the
+# script's, and go (perlrun) or are reset (registry) after it.
+sub new_declared_packages {
+    my ($source) = @_;
+    return grep { !FCGI::Spawn::Symbols::stash_of($_) }
+        FCGI::Spawn::Symbols::declared_packages($source->{text});
+}
+
+# --- run ---------------------------------------------------------------------
 
 # perlrun: compile and run in one go, every request.
 sub compile_and_run {
-    my ($script, $package) = @_;
+    my $source = read_source($req{script});
+    $req{new_packages} = [ new_declared_packages($source) ];
     local $SCRIPT_STARTED = 0;
-    load_script($script, $package, 'perlrun');
+    do_source($source, $req{package}, 0);
     # Reached when the script fell off its end. A compile error never ran
     # the prologue: report it as perl would, by dying at the top level.
     die $@ if !$SCRIPT_STARTED && $@ ne '';
     return;
 }
 
-# registry: the compiled handler of a script, compiled again when the file
-# changed (mtime, size or inode).
+# registry, fork: the compiled sub of a script, compiled again when the
+# file changed (mtime, size or inode).
 sub cached_handler {
     my ($script, $package) = @_;
     my @st = stat $script or die "fcgi-spawn: cannot stat $script: $!\n";
     my $stamp = "$st[9]:$st[7]:$st[1]";
     my $entry = $REGISTRY{$script};
     return $entry if $entry && $entry->{stamp} eq $stamp;
-    if ($entry) {
-        delete $REGISTRY{$script};
-        flush_namespace($package);
-    }
-    my $ends_before = FCGI::Spawn::Native::end_block_count();
-    my $warnings = load_script($script, $package, 'registry');
-    die $@ if $@ ne '';
-    my $handler = $package->can($HANDLER)
-        or die "fcgi-spawn: $script did not compile into a handler\n";
-    my @ends = FCGI::Spawn::Native::take_end_blocks(
-        FCGI::Spawn::Native::end_block_count() - $ends_before, $script);
-    my $data = do { no strict 'refs'; \*{"${package}::DATA"} };
-    $entry = $REGISTRY{$script} = {
-        stamp    => $stamp,
-        handler  => $handler,
-        ends     => \@ends,
-        warnings => $warnings,
-        data     => $data,
-        data_pos => (defined fileno($data) ? tell($data) : -1),
-    };
-    # What compiling added (modules it used, packages it declared) is part of
-    # the cached script now, not request state to flush.
-    %KNOWN_INC = map { $_ => 1 } keys %INC;
-    absorb_new_globals();
-    return $entry;
+    forget_cached($script) if $entry;
+    return $REGISTRY{$script} = compile_cached($script, $package, $stamp);
 }
 
-sub run_registry {
-    my ($script, $package) = @_;
-    my $entry = cached_handler($script, $package);
+sub compile_cached {
+    my ($script, $package, $stamp) = @_;
+    my $source = read_source($script);
+    my @packages = ($package, new_declared_packages($source));
+    my $ends_before = FCGI::Spawn::Native::end_block_count();
+    my @inc_before = @INC;
+    my $module_state_before = module_scalars();
+    {
+        # What the script loads while compiling (its `use` lines) is part of
+        # the compiled script, not of one request.
+        local $FCGI::Spawn::Loader::KEEP_LOADED = 1;
+        local $FCGI::Spawn::Loader::SCRIPT_PACKAGE = $package;
+        do_source($source, $package, 1);
+    }
+    my $error = $@;
+    my @ends = FCGI::Spawn::Native::take_end_blocks(
+        FCGI::Spawn::Native::end_block_count() - $ends_before, $script);
+    my %formats = FCGI::Spawn::Native::take_formats();
+    my @inc = @INC;
+    @INC = @inc_before;
+    my $handler = $error eq '' && $package->can($HANDLER);
+    if (!$handler) {
+        FCGI::Spawn::Symbols::delete_package($_) for @packages;
+        die $error ne '' ? $error : "fcgi-spawn: $script did not compile into a handler\n";
+    }
+    my @captured = FCGI::Spawn::Native::captured_lexicals($package, $handler);
+    if (@captured && $req{mode} eq 'registry') {
+        # The script's named subs would keep the first request's variables
+        # forever ("Variable will not stay shared"): it runs in perlrun.
+        FCGI::Spawn::Symbols::delete_package($_) for @packages;
+        warn "fcgi-spawn: $script runs in perlrun mode, not registry: its "
+            . join('; ', @captured) . " keep file-scoped lexicals\n";
+        $PERLRUN_ONLY{$script} = $stamp;
+        return { stamp => $stamp, perlrun_only => 1 };
+    }
+    # main:: globals the script names ($main::x, $::x) belong to it too;
+    # perl's special variables ($~, $^W...) are the worker's.
+    my @main_globals = grep { /\A[A-Za-z_]\w*\z/ && !$SPECIAL_NAMES{$_} }
+        FCGI::Spawn::Symbols::script_names();
+    FCGI::Spawn::Symbols::own_current_names();
+    my $data = do { no strict 'refs'; \*{"${package}::DATA"} };
+    return {
+        stamp        => $stamp,
+        handler      => $handler,
+        ends         => \@ends,
+        formats      => \%formats,
+        warnings     => $source->{warnings},
+        inc          => ("@inc" eq "@inc_before" ? undef : \@inc),
+        module_state => changed_module_scalars($module_state_before),
+        package_names => \@packages,
+        packages     => [ map { FCGI::Spawn::Native::snapshot_package($_) } @packages ],
+        main_globals => \@main_globals,
+        data         => $data,
+        data_pos     => (defined fileno($data) ? tell($data) : -1),
+    };
+}
+
+sub forget_cached {
+    my ($script) = @_;
+    my $entry = delete $REGISTRY{$script} or return;
+    FCGI::Spawn::Symbols::delete_package($_)
+        for @{ $entry->{package_names} || [ make_namespace($script) ] };
+    return;
+}
+
+sub run_cached {
+    my $entry = cached_handler($req{script}, $req{package});
+    if ($entry->{perlrun_only}) {
+        switch_mode('perlrun');
+        return compile_and_run();
+    }
     seek $entry->{data}, $entry->{data_pos}, 0 if $entry->{data_pos} >= 0;
+    FCGI::Spawn::Native::install_formats(%{ $entry->{formats} });
+    set_module_scalars($entry->{module_state});
+    @INC = @{ $entry->{inc} } if $entry->{inc};
     local $^W = 1 if $entry->{warnings};
     $entry->{handler}->();
     return;
 }
 
-# Legacy sites keep shared code in plain files (`require "config.pl"`,
-# `do "lib/common.pl"`) without a package line: under CGI that code lands in
-# main, next to the script. Here the script's main is its sandbox package, so
-# such a file, required or done from the script's own package, is compiled
-# into that package. Modules (.pm) and calls from other packages go to perl.
-my $LIB_SEQ = 0;
-
-sub find_file {
-    my ($file) = @_;
-    return -f $file ? $file : undef if $file =~ m{^(?:/|\.\.?/)};
-    for my $dir (grep { !ref } @INC) {
-        return "$dir/$file" if -f "$dir/$file";
-    }
-    return undef;
-}
-
-sub load_into_package {
-    my ($file, $package, $path) = @_;
-    my $virtual = 'FCGI-Spawn-lib-' . ++$LIB_SEQ . '.pl';
-    my $hook = sub {
-        return unless $_[1] eq $virtual;
-        open my $fh, '<', $path or return;
-        return (\"package $package;\n#line 1 \"$path\"\n", $fh);
-    };
-    local @INC = ($hook, @INC);
-    my @result = CORE::do($virtual);
-    delete $INC{$virtual};
-    return wantarray ? @result : $result[-1];
-}
-
-sub script_require {
-    # Hot: every `use` of compiled script code comes here first.
-    return 1 if $INC{ $_[0] };
-    my ($file) = @_;
-    my $package = caller;
-    return CORE::require($file)
-        if !defined $req{package} || $package ne $req{package}
-        || $file =~ /\.pm\z/ || $file =~ /^v?[\d._]+\z/;
-    return 1 if $INC{$file};
-    my $path = find_file($file)
-        // die "Can't locate $file in \@INC (\@INC contains: @INC) at "
-        . join(' line ', (caller)[1, 2]) . ".\n";
-    $INC{$file} = $path;
-    my $ok = load_into_package($file, $package, $path);
-    if ($@) {
-        delete $INC{$file};
-        die $@;
-    }
-    die "$file did not return a true value at " . join(' line ', (caller)[1, 2]) . ".\n"
-        unless $ok;
-    return $ok;
-}
-
-sub script_do {
-    my ($file) = @_;
-    my $package = caller;
-    return CORE::do($file)
-        if !defined $req{package} || $package ne $req{package} || $file =~ /\.pm\z/;
-    my $path = find_file($file);
-    if (!defined $path) {
-        $! = 2;    # ENOENT, as do FILE reports it
-        return;
-    }
-    $INC{$file} = $path;
-    return load_into_package($file, $package, $path);
-}
-
-sub flush_namespace {
-    my ($package) = @_;
-    Symbol::delete_package($package);
-    delete $INC{$VIRTUAL_FILE};
+sub switch_mode {
+    my ($mode) = @_;
+    $req{mode} = $mode;
+    $req{steps} = $MODES{$mode};
     return;
 }
 
-# Packages and main:: globals a script declared itself are removed, so they
-# do not leak into the next request; packages brought in by `require` of a
-# module (recorded in %INC) stay loaded.
-sub flush_script_globals {
-    return if keys %main:: == $BASE_MAIN_COUNT;
-    my %from_inc;
-    for my $file (keys %INC) {
-        next unless $file =~ m{^([^/]+?)(?:/|\.pm\z)};
-        $from_inc{"$1::"} = 1;
-    }
-    for my $name (keys %main::) {
-        next if $BASE_MAIN{$name} || $from_inc{$name};
-        if ($name =~ /::\z/) {
-            Symbol::delete_package(substr $name, 0, -2);
-        }
-        else {
-            delete $main::{$name};
-        }
-    }
-    absorb_new_globals();
+# --- END blocks --------------------------------------------------------------
+
+# perlrun: the END blocks compiled by this request, in perl's order.
+sub compiled_end_blocks {
+    my $count = FCGI::Spawn::Native::end_block_count() - $req{ends};
+    return FCGI::Spawn::Native::take_end_blocks($count, $req{script});
+}
+
+sub cached_end_blocks {
+    my $entry = $REGISTRY{ $req{script} };
+    return $entry ? @{ $entry->{ends} || [] } : ();
+}
+
+# --- finish ------------------------------------------------------------------
+
+# perlrun: the request's package, the packages the script declared, its
+# formats: gone, so nothing the sandbox owned stays reachable.
+sub drop_sandbox {
+    FCGI::Spawn::Symbols::delete_package($req{package});
+    FCGI::Spawn::Symbols::delete_package($_) for @{ $req{new_packages} || [] };
     return;
 }
 
-# Takes the current top-level symbols as the base state.
-sub absorb_new_globals {
-    $BASE_MAIN_COUNT = keys %main::;
-    %BASE_MAIN = map { $_ => 1 } keys %main:: if $BASE_MAIN_COUNT != keys %BASE_MAIN;
+# registry: the script's packages back to their post-compile state (which
+# closes the handles the run opened on them), its main:: globals emptied.
+sub reset_cached_state {
+    my $entry = $REGISTRY{ $req{script} } or return;
+    FCGI::Spawn::Native::restore_package($_) for grep { defined } @{ $entry->{packages} };
+    no strict 'refs';
+    for my $name (@{ $entry->{main_globals} }) {
+        my $glob = \$main::{$name};
+        next unless ref $glob eq 'GLOB';
+        ${ *{$glob}{SCALAR} } = undef;
+        @{ *{$glob}{ARRAY} } = () if *{$glob}{ARRAY};
+        %{ *{$glob}{HASH} } = () if *{$glob}{HASH};
+    }
     return;
 }
 
-# What a script loaded from its own site is loaded again by the next
-# request, as under CGI: files without .pm (legacy `require "lib.pl"`, whose
-# code went into the wiped sandbox) and modules under the --root dirs, whose
-# package is removed too (no "Subroutine redefined" on the next load).
-# Modules from the system @INC stay compiled in the worker.
-sub flush_inc {
-    my ($roots) = @_;
-    for my $file (keys %INC) {
-        next if $KNOWN_INC{$file};
-        my $path = $INC{$file};
-        next unless defined $path && !ref $path;
-        if ($file !~ /\.pm\z/) {
-            # Its code went into the wiped sandbox (perlrun); in registry
-            # mode it lives on in the script's package.
-            delete $INC{$file} unless $req{mode} eq 'registry';
-        }
-        elsif (grep { index($path, $_) == 0 } @$roots) {
-            delete $INC{$file};
-            (my $package = $file) =~ s{\.pm\z}{};
-            $package =~ s{/}{::}g;
-            Symbol::delete_package($package);
+# --- module state ------------------------------------------------------------
+
+sub reset_cgi { CGI::_reset_globals() if defined &CGI::_reset_globals }
+sub reset_cgi_simple { CGI::Simple::_reset_globals() if defined &CGI::Simple::_reset_globals }
+
+# The plain (non-reference) scalars of the packages with request state:
+# where `use CGI qw(-nosticky)` and its like leave their mark.
+sub module_scalars {
+    my %values;
+    for my $module (@MODULES_WITH_REQUEST_STATE) {
+        my $package = $module->[0];
+        my $stash = FCGI::Spawn::Symbols::stash_of($package) or next;
+        for my $name (keys %$stash) {
+            my $glob = \$stash->{$name};
+            next unless ref $glob eq 'GLOB' && $name !~ /::\z/;
+            my $scalar = *{$glob}{SCALAR};
+            $values{"${package}::$name"} = $$scalar if defined $$scalar && !ref $$scalar;
         }
     }
-    %KNOWN_INC = map { $_ => 1 } keys %INC;
+    return \%values;
+}
+
+sub changed_module_scalars {
+    my ($before) = @_;
+    my $after = module_scalars();
+    my %changed = map { $_ => $after->{$_} }
+        grep { !exists $before->{$_} || $before->{$_} ne $after->{$_} } keys %$after;
+    return \%changed;
+}
+
+sub set_module_scalars {
+    my ($values) = @_;
+    no strict 'refs';
+    ${$_} = $values->{$_} for keys %$values;
     return;
 }
 
-sub restore_interpreter_state {
-    # A body may have left bytes in STDIN's buffer; changed layers go too.
+sub reset_module_state {
+    $_->[1]->() for @MODULES_WITH_REQUEST_STATE;
+    return;
+}
+
+# --- restore -----------------------------------------------------------------
+
+# As process exit closes them: what the script left in STDIN's buffer,
+# layers it pushed, a STDOUT it reopened (still holding the response pipe)
+# go. Kept only when exactly as bound, which saves reopening them.
+sub close_std_handles {
+    FCGI::Spawn::Native::flush_stdout();
     if ($req{has_body} || !std_handles_pristine()) {
         close STDIN;
         close STDOUT;
     }
+    return;
+}
+
+sub restore_stderr {
     binmode STDERR;
     select STDERR;
+    return;
+}
+
+sub restore_special_variables {
     $/ = "\n";
     $\ = undef;
     $, = undef;
     $" = ' ';
     $; = "\034";
     $^W = 0;
+    $^A = '';
+    $^L = "\f";
+    $: = " \n-";
     $_ = undef;
     @ARGV = ();
-    umask $BASE_UMASK if umask != $BASE_UMASK;
+    $0 = $BASE{program_name};
+    @INC = @{ $BASE{inc} };
+    FCGI::Spawn::Native::restore_package($BASE{core_global}) if $BASE{core_global};
+    return;
+}
+
+sub restore_process_state {
+    umask $BASE{umask} if umask != $BASE{umask};
+    alarm 0;
+    chdir $BASE{cwd};
+    return;
+}
+
+# Returns how many signal handlers had to be put back.
+sub restore_signals {
     my $restored = 0;
     for my $sig (FCGI::Spawn::Native::changed_signals(), '__WARN__', '__DIE__') {
         my $now = $SIG{$sig};
-        my $was = $BASE_SIG{$sig};
+        my $was = $BASE{sig}{$sig};
         next if !defined $now && !defined $was;
         next if defined $now && defined $was && $now eq $was;
         $SIG{$sig} = $was;
         $restored++;
     }
     FCGI::Spawn::Native::snapshot_signals() if $restored;
-    $0 = $BASE_PROGRAM_NAME;
-    chdir $BASE_CWD;
     return $restored;
 }
 
-# SIGPIPE: the client went away, sent FCGI_ABORT_REQUEST, or the request
-# timed out. Logs where the script was (the slow spot, for a timeout).
-sub client_gone {
-    # A stop that arrives after the script ended is not for anyone.
-    return unless $IN_SCRIPT;
-    print STDERR 'fcgi-spawn: script stopped (client gone, aborted or timed out)'
-        . Carp::longmess('');
-    exit 0;
+# What a script loaded from its own site is loaded again by the next
+# request, as under CGI: files loaded into its package, and modules under
+# the --root dirs, whose package is removed too (no "Subroutine redefined"
+# on the next load). Modules from the system @INC stay compiled.
+sub forget_site_files {
+    my ($roots) = @_;
+    FCGI::Spawn::Loader::forget_loaded();
+    return unless @$roots;
+    for my $file (keys %INC) {
+        next unless $file =~ /\.pm\z/;
+        my $path = $INC{$file};
+        next unless defined $path && !ref $path && grep { index($path, $_) == 0 } @$roots;
+        delete $INC{$file};
+        (my $package = $file) =~ s{\.pm\z}{};
+        $package =~ s{/}{::}g;
+        FCGI::Spawn::Symbols::delete_package($package);
+    }
+    return;
 }
 
-# --- entry points called from Rust ----------------------------------------
+# The state a worker must be in between requests; each broken rule is
+# named.
+sub broken_invariants {
+    my @broken;
+    push @broken, '$/' unless defined $/ && $/ eq "\n";
+    push @broken, '$\\' if defined $\;
+    push @broken, '$,' if defined $,;
+    push @broken, '$;' unless defined $; && $; eq "\034";
+    push @broken, '$"' unless defined $" && $" eq ' ';
+    push @broken, 'the selected handle' unless select() eq 'main::STDERR';
+    push @broken, 'STDERR on fd 2' unless (fileno(STDERR) // -1) == 2;
+    for ([STDIN => \*STDIN, 0], [STDOUT => \*STDOUT, 1]) {
+        my ($name, $fh, $fd) = @$_;
+        my $now = fileno $fh;
+        push @broken, "$name on fd $fd" if defined $now && $now != $fd;
+    }
+    push @broken, '@INC' unless join("\0", map { "$_" } @INC) eq join("\0", map { "$_" } @{ $BASE{inc} });
+    if (!FCGI::Spawn::Symbols::main_is_clean()) {
+        my @extra = sort(FCGI::Spawn::Symbols::script_names());
+        push @broken, 'the main:: symbol table'
+            . (@extra ? ' (' . join(', ', grep { defined } @extra[0 .. 4]) . ')' : '');
+    }
+    return @broken;
+}
+
+# --- entry points called from Rust -------------------------------------------
 
 # In the master, before fork: like mod_perl's startup.pl.
 sub preload_script {
@@ -480,8 +620,7 @@ sub warm_up_end {
     my ($script) = @_;
     %ENV = %ENV_BEFORE_WARM_UP;
     %ENV_BEFORE_WARM_UP = ();
-    delete $REGISTRY{$script};
-    flush_namespace(make_namespace($script));
+    forget_cached($script);
     delete $NAMESPACE_OF{$script};
     return 1;
 }
@@ -496,12 +635,9 @@ sub init_worker {
     shift @_;
     my @set = @_;
     srand();
-    # After the preload, so only script code (compiled from now on) sees it.
-    no warnings 'once';
-    *CORE::GLOBAL::require = \&script_require;
-    *CORE::GLOBAL::do = \&script_do;
     close STDIN;
     close STDOUT;
+    select STDERR;
     # A vanished client closes the response pipe; the script's next write
     # then ends it (children it execs get the default disposition back).
     $SIG{PIPE} = \&client_gone;
@@ -509,47 +645,60 @@ sub init_worker {
     return 1;
 }
 
-# Before the script: ($script, $isolation, NAME, VALUE, NAME, VALUE, ...).
-sub begin_request {
-    my ($script, $isolation, @params) = @_;
-    my $package = make_namespace($script);
+# SIGPIPE: the client went away, sent FCGI_ABORT_REQUEST, or the request
+# timed out. Logs where the script was (the slow spot, for a timeout).
+sub client_gone {
+    # A stop that arrives after the script ended is not for anyone.
+    return unless FCGI::Spawn::Native::script_running();
+    print STDERR 'fcgi-spawn: script stopped (client gone, aborted or timed out)'
+        . Carp::longmess('');
+    exit 0;
+}
+
+# fork mode, in the worker before it forks the request's child: the cached
+# compiled script (die trapped: the child then compiles again and fails as
+# a perl program would, with the script's own die handlers).
+sub compile_script {
+    my ($script) = @_;
     %req = (
         script  => $script,
-        mode    => $isolation,
-        package => $package,
+        mode    => 'fork',
+        package => make_namespace($script),
         ends    => FCGI::Spawn::Native::end_block_count(),
     );
+    cached_handler($script, $req{package});
+    return 1;
+}
+
+# Before the script: ($script, $isolation, NAME, VALUE, NAME, VALUE, ...).
+sub begin_request {
+    my ($script, $mode, @params) = @_;
+    $mode = 'perlrun' if $mode eq 'registry' && $PERLRUN_ONLY{$script};
+    %req = (
+        script  => $script,
+        package => make_namespace($script),
+        ends    => FCGI::Spawn::Native::end_block_count(),
+    );
+    switch_mode($mode);
+    # The request's child (fork mode) is a plain CGI process: SIGPIPE ends it.
+    $SIG{PIPE} = 'DEFAULT' if $mode eq 'fork';
+    $FCGI::Spawn::Loader::SCRIPT_PACKAGE = $req{package};
     set_environment($script, \@params);
     $req{has_body} = ($ENV{CONTENT_LENGTH} // '') =~ /[1-9]/;
     change_directory($script);
     bind_std_handles();
-    $| = 0;
     return 1;
 }
 
 # The script itself. Called with die untrapped: it ends like a perl program.
 sub run_script {
-    local $IN_SCRIPT = 1;
-    if ($req{mode} eq 'registry') {
-        run_registry($req{script}, $req{package});
-    }
-    else {
-        compile_and_run($req{script}, $req{package});
-    }
+    $req{steps}{run}->();
     return 0;
 }
 
 # END blocks the script compiled, in perl's order. Called with exit trapped.
 sub run_end_blocks {
-    my @blocks;
-    if ($req{mode} eq 'registry') {
-        my $entry = $REGISTRY{ $req{script} };
-        @blocks = $entry ? @{ $entry->{ends} } : ();
-    }
-    else {
-        my $count = FCGI::Spawn::Native::end_block_count() - ($req{ends} // 0);
-        @blocks = FCGI::Spawn::Native::take_end_blocks($count, $req{script});
-    }
+    my @blocks = $req{steps}{end_blocks}->();
     $req{ends} = FCGI::Spawn::Native::end_block_count();
     for my $block (@blocks) {
         eval { $block->(); 1 } or warn $@;
@@ -557,22 +706,63 @@ sub run_end_blocks {
     return 1;
 }
 
-# After the script: flushes its output and puts everything back.
+# The script is over: before its response ends, what process exit would do
+# (each part trapped; a failure is for end_request to report).
+sub finish_request {
+    my @failed;
+    for my $part (
+        [ 'selecting STDOUT again' => sub { select STDOUT } ],
+        [ 'untying the std handles' => sub {
+            for my $handle (\*STDOUT, \*STDERR, \*STDIN) { untie *$handle if tied *$handle }
+        } ],
+        [ "dropping the script's symbols" => $req{steps}{finish} ],
+        [ "dropping the script's top-level names" => \&FCGI::Spawn::Symbols::delete_script_names ],
+        [ 'resetting formats' => \&FCGI::Spawn::Native::reset_formats ],
+        [ 'closing the std handles' => \&close_std_handles ],
+        )
+    {
+        my ($what, $code) = @$part;
+        eval { $code->(); 1 } or push @failed, "$what: $@";
+    }
+    $FCGI::Spawn::Loader::SCRIPT_PACKAGE = undef;
+    $req{failed} = \@failed;
+    return 1;
+}
+
+# After the response: puts everything back and checks it. Returns 1 when
+# signal handlers were put back (Rust re-installs its own); dies, naming
+# what is wrong, when this worker cannot vouch for its state and must be
+# replaced.
 sub end_request {
     my (@roots) = @_;
-    # Blocks left over if the script exited inside one.
-    my $left = FCGI::Spawn::Native::end_block_count() - ($req{ends} // 0);
-    FCGI::Spawn::Native::take_end_blocks($left, $req{script}) if $left > 0 && defined $req{script};
-    STDOUT->flush if defined fileno STDOUT;
-    flush_namespace($req{package}) if defined $req{package} && ($req{mode} // '') ne 'registry';
-    flush_script_globals();
-    flush_inc(\@roots) if keys %INC != keys %KNOWN_INC;
-    # Releases what CGI.pm keeps per request (upload temp files among it).
-    reset_module_globals();
-    my $signals_restored = restore_interpreter_state();
+    my @failed = @{ $req{failed} || [] };
+    my $signals = 0;
+    for my $part (
+        [ 'END blocks left' => sub {
+            my $left = FCGI::Spawn::Native::end_block_count() - ($req{ends} // 0);
+            FCGI::Spawn::Native::take_end_blocks($left, $req{script})
+                if $left > 0 && defined $req{script};
+        } ],
+        [ 'STDERR' => \&restore_stderr ],
+        [ 'module state' => \&reset_module_state ],
+        [ 'site files' => sub { forget_site_files(\@roots) } ],
+        [ 'special variables' => \&restore_special_variables ],
+        [ 'process state' => \&restore_process_state ],
+        [ 'signals' => sub { $signals = restore_signals() } ],
+        )
+    {
+        my ($what, $code) = @$part;
+        eval { $code->(); 1 } or push @failed, "$what: $@";
+    }
+    my @broken = broken_invariants();
+    my $script = $req{script} // '(none)';
     %req = ();
-    # Tells the worker to re-install its own signal handlers.
-    return $signals_restored;
+    if (@failed || @broken) {
+        chomp @failed;
+        die "the state after $script could not be restored ("
+            . join('; ', @failed, map { "$_ not restored" } @broken) . ")\n";
+    }
+    return $signals ? 1 : 0;
 }
 
 1;
@@ -586,15 +776,22 @@ FCGI::Spawn::Runner - runs one CGI script per request inside an fcgi-spawn worke
 =head1 DESCRIPTION
 
 Loaded by the fcgi-spawn daemon into its embedded interpreter; not meant to
-be used from scripts. The worker calls C<begin_request>, C<run_script>,
-C<run_end_blocks> and C<end_request> for every request.
+be used from scripts. For every request the worker calls
+C<begin_request>, C<run_script>, C<run_end_blocks>, C<finish_request>,
+sends the response, then calls C<end_request>. In C<fork> mode it calls
+C<compile_script> first and runs the script's steps in a child process.
 
-C<run_script> compiles the file at file scope into the package returned by
-C<make_namespace> (C<perlrun> isolation): through an C<@INC> hook, C<do>
+In C<perlrun> mode C<run_script> compiles the file at file scope into the
+package returned by C<make_namespace>: through an C<@INC> hook, C<do>
 reads the real file after a one-line prologue, so C<__FILE__>, line numbers,
 C<__DATA__>/C<__END__>, C<BEGIN> and C<END> blocks and file-scoped lexicals
 behave as in a fresh perl. The prologue clears the interpreter's
 "inside eval" flag, so C<$^S> is 0 and an uncaught C<die> ends the script the
 way it ends a perl program (message on STDERR, exit status 255).
+
+In C<registry> and C<fork> modes the file becomes one sub, compiled once
+per worker; before each run the package is as it was right after the
+compile (see C<FCGI::Spawn::Native::restore_package>), and CGI.pm keeps the
+pragmas the script's C<use CGI> line set.
 
 =cut

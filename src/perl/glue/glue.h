@@ -38,16 +38,37 @@ fs_outcome fs_call(const char *sub, const char *const *args, const size_t *lens,
 /* The current $@ as bytes; valid until the next call into Perl. */
 const char *fs_error(size_t *len);
 
-/* The script's STDOUT (see glue.c): the sink sends bytes to the client and
- * returns 0, or -1 when the client is gone. */
+/* What the worker is doing with the current request (process.c). The one
+ * truth for "is a script running": the output layer, the exec hook, the
+ * runner and its watcher thread all read it. */
+typedef enum fs_stage {
+    FS_STAGE_IDLE = 0,     /* no request, or setting one up / cleaning up */
+    FS_STAGE_RUNNING = 1,  /* the script or its END blocks run; a stop may come */
+    FS_STAGE_STOPPING = 2, /* a stop was asked for (client gone, timeout): writes give up */
+    FS_STAGE_ENDING = 3    /* the script is over; its handles close, the response ends */
+} fs_stage;
+int fs_stage_get(void);
+void fs_stage_set(int stage);
+/* RUNNING -> STOPPING; 1 if it moved (any other stage is left alone). */
+int fs_stage_request_stop(void);
+
+/* The script's STDOUT (output.c): the sink sends bytes to the client and
+ * returns 0, or -1 when the client is gone. While the stage is RUNNING a
+ * flush reaches the sink at once; otherwise output stays pending. */
 typedef int (*fs_output_sink)(const char *data, size_t len);
 /* Once per worker, after the interpreter started. */
 void fs_output_init(fs_output_sink sink);
-/* 1 while the script runs: flushes go to the sink. 0: output stays pending. */
-void fs_output_set_streaming(int on);
 /* Output printed but not yet sent; valid until the next Perl call. */
 const char *fs_output_pending(size_t *len);
 void fs_output_clear(void);
+/* In the child of a `fork` isolation request: STDOUT goes straight to fd 1. */
+void fs_output_pass_through(void);
+/* The child of a `fork` isolation request is a throwaway CGI process:
+ * output straight to fd 1, `exec` the real one. */
+void fs_become_request_child(void);
+/* Ends the process as perl ends a program: END blocks, global
+ * destruction, handles flushed; then _exit with the resulting status. */
+void fs_exit_process(int status);
 /* In the master, before forking workers: keep the preload's pages shared. */
 void fs_before_fork_workers(void);
 /* fork() calls made by this process so far. */

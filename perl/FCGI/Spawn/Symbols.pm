@@ -1,0 +1,151 @@
+package FCGI::Spawn::Symbols;
+
+# Symbol tables as the runner sees them: finding a package without
+# creating it, deleting one whatever odd entries perl left in it, and
+# telling the top-level names a script made from those the worker (its
+# preloads, and modules loaded on the way) owns.
+
+use strict;
+use warnings;
+
+our $VERSION = '0.1.0';
+
+# Top-level names of main:: that belong to the worker: there before any
+# request, or made while a module loaded. Everything else a request leaves
+# in main:: is the script's and goes after it.
+my %OWNED;
+my $OWNED_COUNT = 0;
+
+# The stash of a package, or undef; never creates one (a plain %{"X::"}
+# would). Entries that are not globs (sub stubs, constants) end the walk.
+sub stash_of {
+    my ($name) = @_;
+    my $stash = \%main::;
+    for my $part (split /::/, $name) {
+        next if $part eq 'main' && $stash == \%main::;
+        my $entry = \$stash->{"${part}::"};
+        return undef unless exists $stash->{"${part}::"} && ref $entry eq 'GLOB';
+        $stash = *{$entry}{HASH} or return undef;
+    }
+    return $stash;
+}
+
+# Deletes a package and everything in it (what Symbol::delete_package
+# does, without its assumptions: stashes can hold stubs and constants that
+# are not globs, and names such as "<none>" that perl makes itself).
+sub delete_package {
+    my ($name) = @_;
+    my ($parent_name, $leaf) = $name =~ /\A(?:(.*)::)?([^:]+)\z/s or return;
+    my $parent = defined $parent_name ? stash_of($parent_name) : \%main::;
+    return unless $parent && exists $parent->{"${leaf}::"};
+    my $entry = \$parent->{"${leaf}::"};
+    if (ref $entry eq 'GLOB' && (my $stash = *{$entry}{HASH})) {
+        # Emptying each glob frees what it holds even when something else
+        # still refers to the glob (compiled code, a reference).
+        for my $symbol (keys %$stash) {
+            my $glob = \$stash->{$symbol};
+            undef *{$glob} if ref $glob eq 'GLOB';
+        }
+        %$stash = ();
+    }
+    delete $parent->{"${leaf}::"};
+    if ($parent == \%main:: && delete $OWNED{"${leaf}::"}) {
+        $OWNED_COUNT = keys %OWNED;
+    }
+    return;
+}
+
+# The worker's own top-level names, as they are now.
+sub own_current_names {
+    %OWNED = map { $_ => 1 } keys %main::;
+    $OWNED_COUNT = keys %OWNED;
+    return;
+}
+
+# Runs $code (a module being loaded) and takes the top-level names it
+# made as the worker's: DBI makes DBD:: when it loads, and a request that
+# never connects must not delete it.
+sub owning_new_names {
+    my ($code) = @_;
+    my %before = map { $_ => 1 } keys %main::;
+    my $guard = FCGI::Spawn::Symbols::Guard->new(sub {
+        for my $name (keys %main::) {
+            $OWNED{$name} = 1 if !$before{$name};
+        }
+        $OWNED_COUNT = keys %OWNED;
+    });
+    return $code->();
+}
+
+# The same, when no script's names can be mixed in (between requests).
+sub owning_names_made_by {
+    my ($code) = @_;
+    my $guard = FCGI::Spawn::Symbols::Guard->new(\&own_current_names);
+    return $code->();
+}
+
+sub main_is_clean { return keys %main:: == $OWNED_COUNT }
+
+# Deletes the top-level names the script made: its packages (a `package
+# Foo;` at the top level), its main:: globals.
+sub delete_script_names {
+    return if keys %main:: == $OWNED_COUNT;
+    # Perl loads some modules itself, past any require override (IO::File
+    # for STDOUT->flush, Errno for %!): the top-level package of every
+    # module in %INC is the worker's too.
+    for my $file (keys %INC) {
+        next unless $file =~ m{\A([A-Za-z_]\w*)(?:/|\.pm\z)};
+        $OWNED{"$1::"} = 1 if exists $main::{"$1::"};
+    }
+    $OWNED_COUNT = keys %OWNED;
+    for my $name (keys %main::) {
+        next if $OWNED{$name};
+        if ($name =~ /::\z/) {
+            delete_package(substr $name, 0, -2);
+        }
+        else {
+            delete $main::{$name};
+        }
+    }
+    return;
+}
+
+# The top-level names made since own_current_names, without deleting them.
+sub script_names {
+    return grep { !$OWNED{$_} } keys %main::;
+}
+
+# The packages a script's source declares (`package Foo::Bar;`,
+# `package Foo::Bar { ... }`), main excluded.
+sub declared_packages {
+    my ($source_ref) = @_;
+    my %seen;
+    while ($$source_ref =~ /^\s*package\s+([A-Za-z_]\w*(?:::\w+)*)\s*(?:[\d._v]+\s*)?[;{]/mg) {
+        $seen{$1} = 1 unless $1 eq 'main';
+    }
+    return keys %seen;
+}
+
+package FCGI::Spawn::Symbols::Guard;
+
+# Runs a sub when it goes out of scope, also when a die unwinds through.
+sub new { my ($class, $code) = @_; return bless { code => $code }, $class }
+sub DESTROY { $_[0]{code}->() }
+
+1;
+
+__END__
+
+=head1 NAME
+
+FCGI::Spawn::Symbols - symbol-table helpers of the fcgi-spawn request runner
+
+=head1 DESCRIPTION
+
+Used by L<FCGI::Spawn::Runner> inside the daemon; not meant for scripts.
+C<delete_package> removes a script's package; C<own_current_names>,
+C<owning_new_names> and C<delete_script_names> keep apart the top-level
+names a request made (deleted after it) from those the worker's modules
+made (kept, whatever C<%INC> says).
+
+=cut

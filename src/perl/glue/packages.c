@@ -1,0 +1,322 @@
+/*
+ * A registry script's package, put back before each run to what it was
+ * right after the script was compiled.
+ *
+ * mod_perl's Registry leaves a script's package globals as the previous
+ * request left them: an `our $user` set on a logged-in request is still set
+ * for the next anonymous one. Here the runner snapshots the package (and
+ * the packages nested in it) once, after compiling, and restores it before
+ * every run: scalars, arrays and hashes get their post-compile values back
+ * (shallow copies: usually undef and empty, or what a BEGIN block or `use
+ * vars` put there), subs and formats the run defined or replaced go back,
+ * symbols the run created go, handles the run opened on package globs are
+ * closed (untied first, so a tie's CLOSE/DESTROY still writes its last
+ * bytes). All in C: it runs on every registry request.
+ *
+ * Also here: the check that keeps such scripts out of the registry when
+ * they cannot run there correctly (named subs capturing file lexicals).
+ */
+#include "glue_internal.h"
+
+HV *fs_find_stash(pTHX_ const char *name, STRLEN len)
+{
+    return gv_stashpvn(name, (U32)len, 0);
+}
+
+/* A snapshot of one stash: an AV of [RV to the stash, RV to an HV mapping
+ * each symbol name to its record]. A record is an AV indexed by these: */
+enum {
+    REC_ENTRY,  /* the stash value itself (RV to the GV, or a copy of a stub) */
+    REC_SCALAR, /* copy of GvSV, or undef */
+    REC_ARRAY,  /* RV to a shallow copy of GvAV, or undef */
+    REC_HASH,   /* RV to a shallow copy of GvHV, or undef */
+    REC_CODE,   /* RV to GvCV, or undef */
+    REC_FORMAT, /* RV to GvFORM, or undef */
+    REC_IO_OPEN,/* true if GvIO was open */
+    REC_NESTED, /* snapshot of the nested package (name ending in ::), or undef */
+    REC_SIZE
+};
+
+static int fs_is_stash_name(const char *key, I32 len)
+{
+    return len > 2 && key[len - 1] == ':' && key[len - 2] == ':';
+}
+
+static SV *fs_snapshot_stash(pTHX_ HV *stash, int depth);
+
+static AV *fs_record(pTHX_ SV *entry, const char *key, I32 klen, int depth)
+{
+    AV *rec = newAV();
+    GV *gv;
+    av_extend(rec, REC_SIZE - 1);
+    av_store(rec, REC_ENTRY, SvTYPE(entry) == SVt_PVGV ? newRV_inc(entry) : newSVsv(entry));
+    if (SvTYPE(entry) != SVt_PVGV || !isGV_with_GP(entry))
+        return rec;
+    gv = (GV *)entry;
+    if (GvSV(gv) && SvOK(GvSV(gv)))
+        av_store(rec, REC_SCALAR, newSVsv(GvSV(gv)));
+    if (GvAV(gv) && AvFILLp(GvAV(gv)) >= 0)
+        av_store(rec, REC_ARRAY, newRV_noinc((SV *)av_make(av_count(GvAV(gv)), AvARRAY(GvAV(gv)))));
+    if (fs_is_stash_name(key, klen)) {
+        if (GvHV(gv) && depth < 32)
+            av_store(rec, REC_NESTED, fs_snapshot_stash(aTHX_ GvHV(gv), depth + 1));
+    } else if (GvHV(gv) && HvUSEDKEYS(GvHV(gv)) > 0) {
+        av_store(rec, REC_HASH, newRV_noinc((SV *)newHVhv(GvHV(gv))));
+    }
+    if (GvCV(gv))
+        av_store(rec, REC_CODE, newRV_inc((SV *)GvCV(gv)));
+    if (GvFORM(gv))
+        av_store(rec, REC_FORMAT, newRV_inc((SV *)GvFORM(gv)));
+    if (GvIOp(gv) && IoIFP(GvIOp(gv)))
+        av_store(rec, REC_IO_OPEN, newSViv(1));
+    return rec;
+}
+
+static SV *fs_snapshot_stash(pTHX_ HV *stash, int depth)
+{
+    AV *snap = newAV();
+    HV *records = newHV();
+    HE *he;
+    av_push(snap, newRV_inc((SV *)stash));
+    av_push(snap, newRV_noinc((SV *)records));
+    hv_iterinit(stash);
+    while ((he = hv_iternext(stash))) {
+        I32 klen;
+        const char *key = hv_iterkey(he, &klen);
+        AV *rec = fs_record(aTHX_ HeVAL(he), key, klen, depth);
+        (void)hv_store(records, key, HeKUTF8(he) ? -klen : klen, newRV_noinc((SV *)rec), 0);
+    }
+    return newRV_noinc((SV *)snap);
+}
+
+static SV *fs_rec_get(pTHX_ AV *rec, int index)
+{
+    SV **svp = av_fetch(rec, index, 0);
+    return svp && SvOK(*svp) ? *svp : NULL;
+}
+
+/* A handle the run opened on a package glob: as process exit would, flush
+ * and close it; a tie over it goes first, so the tie's object still gets
+ * to write its last bytes (a gzip trailer) from UNTIE/DESTROY. */
+static void fs_close_handle(pTHX_ GV *gv)
+{
+    IO *io = GvIOp(gv);
+    if (SvRMAGICAL(io) && mg_find((SV *)io, PERL_MAGIC_tiedscalar))
+        sv_unmagic((SV *)io, PERL_MAGIC_tiedscalar);
+    if (IoIFP(io))
+        (void)Perl_io_close(aTHX_ io, gv, FALSE, FALSE);
+}
+
+static void fs_restore_slot_cv(pTHX_ HV *stash, GV *gv, SV *saved, int format)
+{
+    CV *want = saved ? (CV *)SvRV(saved) : NULL;
+    CV *now = format ? GvFORM(gv) : GvCV(gv);
+    if (now == want)
+        return;
+    if (format) {
+        GvFORM(gv) = want ? (CV *)SvREFCNT_inc_simple_NN(want) : NULL;
+    } else {
+        GvCV_set(gv, want ? (CV *)SvREFCNT_inc_simple_NN(want) : NULL);
+        GvCVGEN(gv) = 0;
+        mro_method_changed_in(stash);
+    }
+    SvREFCNT_dec(now);
+}
+
+static void fs_restore_stash(pTHX_ SV *snapshot);
+
+static void fs_restore_glob(pTHX_ HV *stash, GV *gv, AV *rec)
+{
+    SV *scalar = fs_rec_get(aTHX_ rec, REC_SCALAR);
+    SV *array = fs_rec_get(aTHX_ rec, REC_ARRAY);
+    SV *hash = fs_rec_get(aTHX_ rec, REC_HASH);
+    SV *nested = fs_rec_get(aTHX_ rec, REC_NESTED);
+
+    if (GvIOp(gv) && IoIFP(GvIOp(gv)) && !fs_rec_get(aTHX_ rec, REC_IO_OPEN))
+        fs_close_handle(aTHX_ gv);
+    if (scalar)
+        sv_setsv_mg(GvSVn(gv), scalar);
+    else if (GvSV(gv) && SvOK(GvSV(gv)))
+        sv_setsv_mg(GvSV(gv), &PL_sv_undef);
+    if (array) {
+        AV *from = (AV *)SvRV(array), *to = GvAVn(gv);
+        SSize_t i;
+        av_clear(to);
+        for (i = 0; i <= AvFILLp(from); i++)
+            av_push(to, AvARRAY(from)[i] ? newSVsv(AvARRAY(from)[i]) : newSV(0));
+    } else if (GvAV(gv) && AvFILLp(GvAV(gv)) >= 0) {
+        av_clear(GvAV(gv));
+    }
+    if (nested) {
+        fs_restore_stash(aTHX_ nested);
+    } else if (hash) {
+        HV *from = (HV *)SvRV(hash), *to = GvHVn(gv);
+        HE *he;
+        hv_clear(to);
+        hv_iterinit(from);
+        while ((he = hv_iternext(from)))
+            (void)hv_store_ent(to, hv_iterkeysv(he), newSVsv(HeVAL(he)), 0);
+    } else if (GvHV(gv) && !HvNAME_get(GvHV(gv)) && HvUSEDKEYS(GvHV(gv)) > 0) {
+        hv_clear(GvHV(gv));
+    }
+    fs_restore_slot_cv(aTHX_ stash, gv, fs_rec_get(aTHX_ rec, REC_CODE), 0);
+    fs_restore_slot_cv(aTHX_ stash, gv, fs_rec_get(aTHX_ rec, REC_FORMAT), 1);
+}
+
+static void fs_restore_stash(pTHX_ SV *snapshot)
+{
+    AV *snap = (AV *)SvRV(snapshot);
+    HV *stash = (HV *)SvRV(AvARRAY(snap)[0]);
+    HV *records = (HV *)SvRV(AvARRAY(snap)[1]);
+    AV *added = (AV *)sv_2mortal((SV *)newAV());
+    HE *he;
+    SSize_t i;
+
+    /* Symbols the run created go. Their globs may still be held by code
+     * compiled at run time, which is itself going: a run-time `require`d
+     * library's subs live in those globs. */
+    hv_iterinit(stash);
+    while ((he = hv_iternext(stash)))
+        if (!hv_exists_ent(records, hv_iterkeysv(he), HeHASH(he)))
+            av_push(added, SvREFCNT_inc_simple_NN(hv_iterkeysv(he)));
+    for (i = 0; i <= AvFILLp(added); i++) {
+        SV *name = AvARRAY(added)[i];
+        HE *entry = hv_fetch_ent(stash, name, 0, 0);
+        SV *value = entry ? HeVAL(entry) : NULL;
+        if (value && SvTYPE(value) == SVt_PVGV && isGV_with_GP(value) && GvIOp((GV *)value))
+            fs_close_handle(aTHX_ (GV *)value);
+        (void)hv_delete_ent(stash, name, G_DISCARD, 0);
+    }
+
+    /* Each recorded symbol back to its glob and its glob's contents. */
+    hv_iterinit(records);
+    while ((he = hv_iternext(records))) {
+        AV *rec = (AV *)SvRV(HeVAL(he));
+        SV *want = AvARRAY(rec)[REC_ENTRY];
+        SV *key = hv_iterkeysv(he);
+        HE *now = hv_fetch_ent(stash, key, 0, 0);
+        if (SvROK(want) && SvTYPE(SvRV(want)) == SVt_PVGV) {
+            GV *gv = (GV *)SvRV(want);
+            if (!now || HeVAL(now) != (SV *)gv)
+                (void)hv_store_ent(stash, key, SvREFCNT_inc_simple_NN((SV *)gv), 0);
+            if (isGV_with_GP(gv))
+                fs_restore_glob(aTHX_ stash, gv, rec);
+        } else if (!now || SvTYPE(HeVAL(now)) == SVt_PVGV) {
+            /* A sub stub or constant that a run turned into a glob. */
+            (void)hv_store_ent(stash, key, newSVsv(want), 0);
+        }
+    }
+}
+
+/* FCGI::Spawn::Native::snapshot_package(NAME) — the package as it is now,
+ * or undef when there is no such package. */
+XS(fs_xs_snapshot_package)
+{
+    dXSARGS;
+    STRLEN len;
+    const char *name;
+    HV *stash;
+    if (items != 1)
+        croak_xs_usage(cv, "package");
+    name = SvPV_const(ST(0), len);
+    stash = fs_find_stash(aTHX_ name, len);
+    ST(0) = stash ? sv_2mortal(fs_snapshot_stash(aTHX_ stash, 0)) : &PL_sv_undef;
+    XSRETURN(1);
+}
+
+/* FCGI::Spawn::Native::restore_package(SNAPSHOT) */
+XS(fs_xs_restore_package)
+{
+    dXSARGS;
+    if (items != 1 || !SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVAV)
+        croak_xs_usage(cv, "snapshot");
+    fs_restore_stash(aTHX_ ST(0));
+    XSRETURN_EMPTY;
+}
+
+/* Pushes "NAME (\$var, ...)" for a sub or format compiled inside `outer`
+ * that closed over one of its lexicals. */
+static int fs_check_capture(pTHX_ CV *cv, CV *outer, const char *what, SV *label, AV *found)
+{
+    PADNAMELIST *names;
+    SV *vars;
+    SSize_t i;
+    int any = 0;
+    if (!cv || CvISXSUB(cv) || CvOUTSIDE(cv) != outer || !CvPADLIST(cv))
+        return 0;
+    names = PadlistNAMES(CvPADLIST(cv));
+    vars = sv_2mortal(newSVpvs(""));
+    for (i = 1; i <= PadnamelistMAX(names); i++) {
+        PADNAME *pn = PadnamelistARRAY(names)[i];
+        if (!pn || !PadnameLEN(pn) || !PadnameOUTER(pn) || PadnameIsOUR(pn))
+            continue;
+        sv_catpvf(vars, "%s%s", any ? ", " : "", PadnamePV(pn));
+        any = 1;
+    }
+    if (any)
+        av_push(found, newSVpvf("%s %" SVf " (%" SVf ")", what, SVfARG(label), SVfARG(vars)));
+    return any;
+}
+
+static void fs_find_captures(pTHX_ HV *stash, CV *outer, SV *prefix, AV *found, int depth)
+{
+    HE *he;
+    hv_iterinit(stash);
+    while ((he = hv_iternext(stash))) {
+        GV *gv = (GV *)HeVAL(he);
+        I32 klen;
+        const char *key = hv_iterkey(he, &klen);
+        SV *label;
+        if (SvTYPE(gv) != SVt_PVGV || !isGV_with_GP(gv))
+            continue;
+        label = sv_2mortal(newSVpvf("%" SVf "%.*s", SVfARG(prefix), (int)klen, key));
+        fs_check_capture(aTHX_ GvCV(gv), outer, "sub", label, found);
+        fs_check_capture(aTHX_ GvFORM(gv), outer, "format", label, found);
+        if (fs_is_stash_name(key, klen) && GvHV(gv) && GvHV(gv) != stash && depth < 32)
+            fs_find_captures(aTHX_ GvHV(gv), outer, label, found, depth + 1);
+    }
+}
+
+/* FCGI::Spawn::Native::captured_lexicals(PACKAGE, HANDLER) — the named
+ * subs and formats of PACKAGE (and the packages in it), and the forced-main
+ * formats, compiled inside HANDLER that keep one of its lexicals: in a
+ * registry each would see the first run's variable forever ("Variable will
+ * not stay shared"). Empty when the script is safe to reuse. */
+XS(fs_xs_captured_lexicals)
+{
+    dXSARGS;
+    STRLEN len;
+    const char *name;
+    HV *stash;
+    CV *outer;
+    AV *found;
+    SSize_t i;
+    static const char *const forced[] = { "STDOUT", "STDERR" };
+    if (items != 2 || !SvROK(ST(1)) || SvTYPE(SvRV(ST(1))) != SVt_PVCV)
+        croak_xs_usage(cv, "package, handler");
+    name = SvPV_const(ST(0), len);
+    outer = (CV *)SvRV(ST(1));
+    found = (AV *)sv_2mortal((SV *)newAV());
+    stash = fs_find_stash(aTHX_ name, len);
+    if (stash)
+        fs_find_captures(aTHX_ stash, outer, sv_2mortal(newSVpvs("")), found, 0);
+    for (i = 0; i < 2; i++) {
+        GV *gv = gv_fetchpv(forced[i], 0, SVt_PVFM);
+        if (gv && GvFORM(gv))
+            fs_check_capture(aTHX_ GvFORM(gv), outer, "format",
+                             sv_2mortal(newSVpv(forced[i], 0)), found);
+    }
+    SP -= items;
+    EXTEND(SP, AvFILLp(found) + 1);
+    for (i = 0; i <= AvFILLp(found); i++)
+        PUSHs(sv_2mortal(SvREFCNT_inc_simple_NN(AvARRAY(found)[i])));
+    PUTBACK;
+    XSRETURN(AvFILLp(found) + 1);
+}
+
+void fs_register_package_xsubs(pTHX)
+{
+    newXS("FCGI::Spawn::Native::snapshot_package", fs_xs_snapshot_package, __FILE__);
+    newXS("FCGI::Spawn::Native::restore_package", fs_xs_restore_package, __FILE__);
+    newXS("FCGI::Spawn::Native::captured_lexicals", fs_xs_captured_lexicals, __FILE__);
+}

@@ -1,0 +1,138 @@
+/*
+ * The worker process and the processes a request makes.
+ *
+ * - The request stage: one value saying what the worker is doing with the
+ *   current request (glue.h, fs_stage). The output layer, the exec hook
+ *   and the Rust runner and its watcher thread all read this one value.
+ * - `exec` in a script (perlrun, registry): under CGI it replaces the
+ *   script's process and the program's output is the rest of the
+ *   response. Here that process is the worker, which must outlive the
+ *   request; so exec forks, the child execs with the request's fds 0/1/2
+ *   and the script ends with the program's exit status. A failed exec
+ *   returns false and the script goes on, as under CGI.
+ * - The child of a `fork` isolation request: a throwaway CGI process.
+ */
+#include "glue_internal.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "glue.h"
+
+static int fs_stage_value = FS_STAGE_IDLE;
+
+int fs_stage_get(void)
+{
+    return __atomic_load_n(&fs_stage_value, __ATOMIC_SEQ_CST);
+}
+
+void fs_stage_set(int stage)
+{
+    __atomic_store_n(&fs_stage_value, stage, __ATOMIC_SEQ_CST);
+}
+
+int fs_stage_request_stop(void)
+{
+    int running = FS_STAGE_RUNNING;
+    return __atomic_compare_exchange_n(&fs_stage_value, &running, FS_STAGE_STOPPING, 0,
+                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+/* FCGI::Spawn::Native::script_running() — true while the script (or its
+ * END blocks) runs, stopping or not. */
+XS(fs_xs_script_running)
+{
+    dXSARGS;
+    int stage = fs_stage_get();
+    PERL_UNUSED_VAR(items);
+    ST(0) = boolSV(stage == FS_STAGE_RUNNING || stage == FS_STAGE_STOPPING);
+    XSRETURN(1);
+}
+
+/* This process is the child of a `fork` isolation request. */
+static int fs_request_child;
+
+static Perl_ppaddr_t fs_orig_pp_exec;
+
+static OP *fs_exec_failed(pTHX_ int err)
+{
+    dSP;
+    dMARK;
+    dTARGET;
+    SP = MARK;
+    errno = err;
+    XPUSHi(-1);
+    RETURN;
+}
+
+static OP *fs_pp_exec(pTHX)
+{
+    int report[2], err = 0, status = 0;
+    ssize_t n;
+    pid_t pid;
+    int stage = fs_stage_get();
+
+    if (fs_forked || fs_request_child
+        || (stage != FS_STAGE_RUNNING && stage != FS_STAGE_STOPPING))
+        return fs_orig_pp_exec(aTHX);
+
+    /* What the script printed goes before the program's output. */
+    PERL_FLUSHALL_FOR_CHILD;
+    if (pipe2(report, O_CLOEXEC) != 0)
+        return fs_exec_failed(aTHX_ errno);
+    pid = fork();
+    if (pid < 0) {
+        err = errno;
+        close(report[0]);
+        close(report[1]);
+        return fs_exec_failed(aTHX_ err);
+    }
+    if (pid == 0) {
+        close(report[0]);
+        (void)fs_orig_pp_exec(aTHX); /* returns only when exec failed */
+        err = errno;
+        (void)!write(report[1], &err, sizeof err);
+        _exit(127);
+    }
+    close(report[1]);
+    do
+        n = read(report[0], &err, sizeof err);
+    while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof err) {
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        return fs_exec_failed(aTHX_ err);
+    }
+    /* The program is running with the request's descriptors; the script
+     * is over once it is. A stop (client gone, timeout) passes it on. */
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            status = 255 << 8;
+            break;
+        }
+        if (fs_stage_get() == FS_STAGE_STOPPING)
+            kill(pid, SIGTERM);
+        PERL_ASYNC_CHECK();
+    }
+    my_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    NOT_REACHED; /* NOTREACHED */
+    return NULL;
+}
+
+void fs_register_process_xsubs(pTHX)
+{
+    newXS("FCGI::Spawn::Native::script_running", fs_xs_script_running, __FILE__);
+    if (!fs_orig_pp_exec) {
+        fs_orig_pp_exec = PL_ppaddr[OP_EXEC];
+        PL_ppaddr[OP_EXEC] = fs_pp_exec;
+    }
+}
+
+void fs_become_request_child(void)
+{
+    fs_request_child = 1;
+    fs_output_pass_through();
+}

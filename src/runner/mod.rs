@@ -1,0 +1,363 @@
+//! Runs one FastCGI request through the embedded Perl (the Rust half of the
+//! request runner; the Perl half is `perl/FCGI/Spawn/Runner.pm`, reached
+//! only through [`steps`]).
+//!
+//! While a script runs, descriptors 0/1/2 *are* the request: 0 reads the body
+//! (a pipe holding it, or its spilled temp file), 1 and 2 are the worker's
+//! std pipes, drained to the client and the log (`output.rs`). That is what
+//! makes `system`, `exec`, `fileno`, IPC::Run and Capture::Tiny behave as
+//! under plain CGI: a child inherits the same descriptors and its output
+//! reaches the client in order with the script's own, which a PerlIO layer
+//! on STDOUT keeps in memory until a flush or the end of the request.
+//!
+//! A request goes through the stages of [`Stage`]: the script runs in the
+//! worker (`perlrun`, `registry`) or in a child forked for it (`fork`),
+//! then the worker finishes what process exit would, ends the response,
+//! and puts the interpreter back — or, when it cannot vouch for it, says so
+//! and is replaced.
+
+mod steps;
+mod warm_up;
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollTimeout};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+
+use crate::config::Isolation;
+use crate::fastcgi::connection::{Body, Request, ResponseWriter};
+use crate::fds::{above_std_fds, dup2};
+use crate::listen::Stream;
+use crate::output::Output;
+use crate::path_policy::{PathPolicy, ScriptCheck};
+use crate::perl::{Interpreter, Stage};
+use crate::pump::POLLRDHUP;
+
+pub use steps::{PerlSteps, Restored};
+pub use warm_up::warm_up;
+
+/// Per-worker request runner.
+pub struct Runner<'p> {
+    steps: PerlSteps<'p>,
+    policy: PathPolicy,
+    stderr_to_client: bool,
+    dev_null: OwnedFd,
+    output: Output,
+    request_timeout: Option<std::time::Duration>,
+    isolation: Isolation,
+    isolation_for: Vec<(glob::Pattern, Isolation)>,
+    /// The roots, as arguments for the Perl side's %INC policy.
+    root_args: Vec<Vec<u8>>,
+}
+
+/// What the worker needs to know after a request.
+pub struct RequestResult {
+    /// The script changed %SIG entries that had to be put back; the worker
+    /// re-installs its own signal handlers.
+    pub signals_touched: bool,
+    /// The interpreter's state could not be put back (the reason): the
+    /// worker must not serve again.
+    pub retire: Option<String>,
+}
+
+impl RequestResult {
+    fn clean() -> RequestResult {
+        RequestResult {
+            signals_touched: false,
+            retire: None,
+        }
+    }
+}
+
+impl<'p> Runner<'p> {
+    pub fn new(
+        perl: &'p Interpreter,
+        policy: PathPolicy,
+        stderr_to_client: bool,
+        request_timeout: Option<std::time::Duration>,
+        isolation: Isolation,
+        isolation_for: Vec<(glob::Pattern, Isolation)>,
+    ) -> io::Result<Runner<'p>> {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?;
+        // Kept above the std descriptors, which the runner dup2()s over.
+        let dev_null = above_std_fds(opened.into())?;
+        perl.capture_output(crate::output::send_flushed_output);
+        let root_args = policy
+            .roots()
+            .iter()
+            .map(|r| {
+                let mut b = r.as_os_str().as_bytes().to_vec();
+                b.push(b'/');
+                b
+            })
+            .collect();
+        Ok(Runner {
+            steps: PerlSteps::new(perl),
+            policy,
+            stderr_to_client,
+            dev_null,
+            output: Output::start()?,
+            request_timeout,
+            isolation,
+            isolation_for,
+            root_args,
+        })
+    }
+
+    /// The Perl side's per-worker set-up.
+    pub fn init_worker(&self, pass_env: &[String], env: &[(String, String)]) -> io::Result<()> {
+        self.steps
+            .init_worker(pass_env, env)
+            .map_err(|e| io::Error::other(format!("worker initialisation failed: {e}")))
+    }
+
+    /// Descriptor 0 on /dev/null, 1 and 2 on the worker's std pipes: the
+    /// state between requests (a request with a body points 0 at it).
+    pub fn park_std_fds(&self) -> io::Result<()> {
+        dup2(self.dev_null.as_raw_fd(), 0)?;
+        self.output.install_std_fds()
+    }
+
+    /// Answers one request on `conn`.
+    pub fn handle(&self, mut req: Request, conn: &mut Stream) -> io::Result<RequestResult> {
+        let script_filename = req.param(b"SCRIPT_FILENAME").unwrap_or_default().to_vec();
+        let (script, path_info) = match self.policy.check(&script_filename) {
+            ScriptCheck::Run { script, path_info } => (script, path_info),
+            ScriptCheck::NotFound => {
+                log::info!(
+                    "404: {} not found",
+                    String::from_utf8_lossy(&script_filename)
+                );
+                simple_response(conn, req.id, 404, "Not Found")?;
+                return Ok(RequestResult::clean());
+            }
+            ScriptCheck::Forbidden(why) => {
+                log::warn!("403: {why}");
+                simple_response(conn, req.id, 403, "Forbidden")?;
+                return Ok(RequestResult::clean());
+            }
+        };
+        if req.body_too_large {
+            log::warn!(
+                "413: request body for {} is larger than --max-body",
+                script.display()
+            );
+            simple_response(conn, req.id, 413, "Request Entity Too Large")?;
+            return Ok(RequestResult::clean());
+        }
+
+        if peer_closed(conn) {
+            log::info!(
+                "{}: the client went away before the script started; skipped",
+                script.display()
+            );
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "client went away",
+            ));
+        }
+        if !matches!(req.body, Body::Empty) {
+            let stdin = self.stdin_for(std::mem::replace(&mut req.body, Body::Empty))?;
+            dup2(stdin.as_raw_fd(), 0)?;
+        }
+
+        let mut params: Vec<&[u8]> = Vec::with_capacity(req.params.len() * 2 + 2);
+        for (name, value) in &req.params {
+            params.push(name);
+            params.push(value);
+        }
+        if let Some(info) = &path_info {
+            if req.param(b"PATH_INFO").is_none() {
+                params.push(b"PATH_INFO");
+                params.push(info);
+            }
+        }
+        let isolation = Isolation::for_script(self.isolation, &self.isolation_for, &script);
+
+        self.output.begin(
+            conn,
+            req.id,
+            &script,
+            self.stderr_to_client,
+            self.request_timeout,
+        );
+        let perl = self.steps.perl();
+        let forks_before = perl.fork_count();
+        let exit_status = match isolation {
+            Isolation::Fork => self.run_in_child(&script, &params, conn),
+            _ => self.run_in_worker(&script, isolation, &params),
+        };
+        Stage::Ending.enter();
+        if isolation != Isolation::Fork {
+            self.steps.finish_request();
+        }
+        let forked = perl.fork_count() != forks_before;
+        let finished = perl.take_pending_output(|pending| {
+            self.output
+                .finish(pending, forked, exit_status, self.dev_null.as_raw_fd())
+        });
+        // Back to the between-requests state: Perl may have closed fds 0 and
+        // 1 (with STDIN/STDOUT), a script may have reopened any of 0/1/2.
+        let parked = self.park_std_fds();
+        Stage::Idle.enter();
+        let roots: Vec<&[u8]> = self.root_args.iter().map(Vec::as_slice).collect();
+        let mut result = RequestResult::clean();
+        match self.steps.end_request(&roots) {
+            Restored::Clean { signals_touched } => result.signals_touched = signals_touched,
+            Restored::Unclean(reason) => {
+                log::error!(
+                    "{}: {reason}; this worker will be replaced",
+                    script.display()
+                );
+                result.retire = Some(reason);
+            }
+        }
+        let finished = finished?;
+        parked?;
+        if finished.empty {
+            log::warn!(
+                "500: {} produced no output (exit status {exit_status})",
+                script.display(),
+            );
+        }
+        if finished.client_gone && result.retire.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "client went away",
+            ));
+        }
+        Ok(result)
+    }
+
+    /// perlrun, registry: the script runs in this process. Returns its exit
+    /// status.
+    fn run_in_worker(&self, script: &Path, isolation: Isolation, params: &[&[u8]]) -> i32 {
+        let script = script.as_os_str().as_bytes();
+        if let Err(steps::Ended(status)) = self.steps.begin_request(script, isolation, params) {
+            return status;
+        }
+        Stage::Running.enter();
+        let status = self.steps.run_script();
+        self.steps.run_end_blocks();
+        status
+    }
+
+    /// fork: the worker keeps the compiled script and forks a child for the
+    /// request, whose fds 0/1/2 are the request's streams: a CGI process
+    /// that starts with everything compiled. Returns the child's exit
+    /// status.
+    fn run_in_child(&self, script: &Path, params: &[&[u8]], conn: &Stream) -> i32 {
+        let perl = self.steps.perl();
+        let script_bytes = script.as_os_str().as_bytes();
+        if let Err(e) = self.steps.compile_script(script_bytes) {
+            // The child compiles it again and fails as the script would.
+            log::debug!("{}: not compiled in the worker: {e}", script.display());
+        }
+        // What compiling printed (a BEGIN block) is not this request's.
+        perl.take_pending_output(|_| ());
+        Stage::Running.enter();
+        // SAFETY: the child only runs Perl (this thread's interpreter) and
+        // plain system calls, never a lock the worker's other thread may
+        // have held at the fork; it leaves through exit_process.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                crate::signals::reset_for_request_child();
+                let _ = nix::unistd::close(conn.as_fd().as_raw_fd());
+                perl.become_request_child();
+                let status = match self
+                    .steps
+                    .begin_request(script_bytes, Isolation::Fork, params)
+                {
+                    Err(steps::Ended(status)) => status,
+                    Ok(()) => {
+                        let status = self.steps.run_script();
+                        self.steps.run_end_blocks();
+                        status
+                    }
+                };
+                perl.exit_process(status)
+            }
+            Ok(ForkResult::Parent { child }) => {
+                crate::output::set_request_child(Some(child));
+                let status = loop {
+                    match waitpid(child, None) {
+                        Ok(WaitStatus::Exited(_, code)) => break code,
+                        Ok(WaitStatus::Signaled(_, signal, _)) => break 128 + signal as i32,
+                        Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                        Err(e) => {
+                            log::error!(
+                                "{}: waiting for the request's child: {e}",
+                                script.display()
+                            );
+                            break 255;
+                        }
+                    }
+                };
+                crate::output::set_request_child(None);
+                status
+            }
+            Err(e) => {
+                log::error!("{}: cannot fork the request's child: {e}", script.display());
+                255
+            }
+        }
+    }
+
+    /// Descriptor the script reads its body from.
+    fn stdin_for(&self, body: Body) -> io::Result<OwnedFd> {
+        match body {
+            Body::Empty => Ok(self.dev_null.try_clone()?),
+            Body::File(file) => Ok(file.into()),
+            Body::Memory(bytes) => {
+                let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+                if bytes.len() > 65536 {
+                    // Default pipe capacity is 64 KiB; make room for the
+                    // whole in-memory body so this write cannot block.
+                    nix::fcntl::fcntl(
+                        r.as_raw_fd(),
+                        nix::fcntl::FcntlArg::F_SETPIPE_SZ(bytes.len() as i32),
+                    )?;
+                }
+                let mut file = std::fs::File::from(w);
+                file.write_all(&bytes)?;
+                Ok(r)
+            }
+        }
+    }
+}
+
+/// True when the web server already closed the connection (a request
+/// queued while every worker was busy, whose client gave up).
+fn peer_closed(conn: &Stream) -> bool {
+    let mut fds = [PollFd::new(conn.as_fd(), POLLRDHUP)];
+    matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
+pub fn error_page(status: u16, reason: &str) -> Vec<u8> {
+    format!(
+        "Status: {status} {reason}\r\nContent-Type: text/html; charset=ISO-8859-1\r\n\r\n\
+         <!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\
+         <body><h1>{reason}</h1></body></html>\n"
+    )
+    .into_bytes()
+}
+
+/// A complete response the daemon answers itself (404, 403, 413…).
+pub fn simple_response(
+    conn: &mut Stream,
+    request_id: u16,
+    status: u16,
+    reason: &str,
+) -> io::Result<()> {
+    let mut response = ResponseWriter::new(&mut *conn, request_id);
+    response.write_stdout(&error_page(status, reason))?;
+    response.finish(0, 0)
+}

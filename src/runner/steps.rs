@@ -1,0 +1,173 @@
+//! The one typed boundary between the Rust runner and its Perl half
+//! (`perl/FCGI/Spawn/Runner.pm`): the Perl entry points' names, how their
+//! arguments are passed and what each outcome means to the runner. Nothing
+//! else in the crate names a runner sub or interprets an [`Outcome`] of
+//! one.
+
+use crate::config::Isolation;
+use crate::perl::{DieMode, Interpreter, Outcome, PerlError};
+
+/// Entry points of perl/FCGI/Spawn/Runner.pm.
+mod entry {
+    pub const PRELOAD_SCRIPT: &str = "FCGI::Spawn::Runner::preload_script";
+    pub const WARM_UP_BEGIN: &str = "FCGI::Spawn::Runner::warm_up_begin";
+    pub const WARM_UP_END: &str = "FCGI::Spawn::Runner::warm_up_end";
+    pub const INIT_WORKER: &str = "FCGI::Spawn::Runner::init_worker";
+    pub const COMPILE_SCRIPT: &str = "FCGI::Spawn::Runner::compile_script";
+    pub const BEGIN_REQUEST: &str = "FCGI::Spawn::Runner::begin_request";
+    pub const RUN_SCRIPT: &str = "FCGI::Spawn::Runner::run_script";
+    pub const RUN_END_BLOCKS: &str = "FCGI::Spawn::Runner::run_end_blocks";
+    pub const FINISH_REQUEST: &str = "FCGI::Spawn::Runner::finish_request";
+    pub const END_REQUEST: &str = "FCGI::Spawn::Runner::end_request";
+}
+
+/// A step that did not return normally: the exit status it stands for
+/// (the script's own `exit`, or 255 for a `die`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended(pub i32);
+
+/// How the state after a request was put back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restored {
+    /// The worker may serve again; `signals_touched`: the script changed
+    /// %SIG entries that were put back, so the worker's own signal
+    /// handlers must be installed again.
+    Clean { signals_touched: bool },
+    /// It may not: the reason, for the log. The worker is replaced.
+    Unclean(String),
+}
+
+/// The runner's calls into Perl.
+pub struct PerlSteps<'p> {
+    perl: &'p Interpreter,
+}
+
+impl<'p> PerlSteps<'p> {
+    pub fn new(perl: &'p Interpreter) -> PerlSteps<'p> {
+        PerlSteps { perl }
+    }
+
+    pub fn perl(&self) -> &'p Interpreter {
+        self.perl
+    }
+
+    /// In the master: runs a `--preload-script` file.
+    pub fn preload_script(&self, path: &str) -> Result<(), String> {
+        match self.call(entry::PRELOAD_SCRIPT, &[path.as_bytes()], DieMode::Trap) {
+            Outcome::Returned(_) => Ok(()),
+            Outcome::Died(msg) => Err(msg),
+            Outcome::Exited(code) => Err(format!("called exit({code})")),
+        }
+    }
+
+    pub fn warm_up_begin(&self) -> Result<(), String> {
+        self.internal(entry::WARM_UP_BEGIN, &[])
+    }
+
+    pub fn warm_up_end(&self, script: &[u8]) -> Result<(), String> {
+        self.internal(entry::WARM_UP_END, &[script])
+    }
+
+    /// Once per worker: which of the daemon's environment variables
+    /// scripts see, and the ones set for every script.
+    pub fn init_worker(&self, pass_env: &[String], env: &[(String, String)]) -> Result<(), String> {
+        let mut args: Vec<&[u8]> = pass_env.iter().map(|n| n.as_bytes()).collect();
+        args.push(b"--");
+        for (name, value) in env {
+            args.push(name.as_bytes());
+            args.push(value.as_bytes());
+        }
+        self.internal(entry::INIT_WORKER, &args)
+    }
+
+    /// `fork` mode, in the worker: compiles the script (cached). An error is
+    /// not the client's answer: the request's child compiles again and
+    /// fails as the script would under CGI.
+    pub fn compile_script(&self, script: &[u8]) -> Result<(), String> {
+        self.internal(entry::COMPILE_SCRIPT, &[script])
+    }
+
+    /// Sets up the request: environment, cwd, std handles. `params` are the
+    /// FastCGI params as NAME, VALUE, NAME, VALUE...
+    pub fn begin_request(
+        &self,
+        script: &[u8],
+        isolation: Isolation,
+        params: &[&[u8]],
+    ) -> Result<(), Ended> {
+        let mut args: Vec<&[u8]> = Vec::with_capacity(2 + params.len());
+        args.push(script);
+        args.push(isolation.as_str().as_bytes());
+        args.extend_from_slice(params);
+        self.step(entry::BEGIN_REQUEST, &args)
+    }
+
+    /// The script itself, with `die` as in a perl program. Returns its exit
+    /// status (0 when it fell off its end).
+    pub fn run_script(&self) -> i32 {
+        match self.perl.call(entry::RUN_SCRIPT, &[], DieMode::AsProgram) {
+            Ok(Outcome::Returned(_)) => 0,
+            Ok(Outcome::Exited(code)) => code,
+            Ok(Outcome::Died(msg)) => {
+                log::error!("{msg}");
+                255
+            }
+            Err(e) => {
+                log::error!("{e}");
+                255
+            }
+        }
+    }
+
+    pub fn run_end_blocks(&self) {
+        let _ = self.step(entry::RUN_END_BLOCKS, &[]);
+    }
+
+    /// What process exit does before the response is complete.
+    pub fn finish_request(&self) {
+        let _ = self.step(entry::FINISH_REQUEST, &[]);
+    }
+
+    /// After the response: puts the interpreter back and checks it.
+    /// `roots` are the --root directories, each ending in '/'.
+    pub fn end_request(&self, roots: &[&[u8]]) -> Restored {
+        match self.perl.call(entry::END_REQUEST, roots, DieMode::Trap) {
+            Ok(Outcome::Returned(signals)) => Restored::Clean {
+                signals_touched: signals != 0,
+            },
+            Ok(Outcome::Died(reason)) => Restored::Unclean(reason),
+            Ok(Outcome::Exited(code)) => {
+                Restored::Unclean(format!("restoring the state called exit({code})"))
+            }
+            Err(e) => Restored::Unclean(e.to_string()),
+        }
+    }
+
+    /// A runner step with `die` trapped; Err(Ended) when it did not return
+    /// (a `die` is logged).
+    fn step(&self, name: &str, args: &[&[u8]]) -> Result<(), Ended> {
+        match self.call(name, args, DieMode::Trap) {
+            Outcome::Returned(_) => Ok(()),
+            Outcome::Exited(code) => Err(Ended(code)),
+            Outcome::Died(msg) => {
+                log::error!("{name}: {msg}");
+                Err(Ended(255))
+            }
+        }
+    }
+
+    /// A call that must simply work; the error says which and why.
+    fn internal(&self, name: &str, args: &[&[u8]]) -> Result<(), String> {
+        match self.call(name, args, DieMode::Trap) {
+            Outcome::Returned(_) => Ok(()),
+            Outcome::Died(msg) => Err(format!("{name}: {msg}")),
+            Outcome::Exited(code) => Err(format!("{name}: exit({code})")),
+        }
+    }
+
+    fn call(&self, name: &str, args: &[&[u8]], die_mode: DieMode) -> Outcome {
+        self.perl
+            .call(name, args, die_mode)
+            .unwrap_or_else(|e: PerlError| Outcome::Died(e.to_string()))
+    }
+}
