@@ -21,7 +21,8 @@ pub enum Isolation {
     /// Compile each script once per worker and reuse it (recompiled when the
     /// file changes).
     Registry,
-    /// Fork a child per request (not implemented yet).
+    /// Keep each script compiled in the worker and fork a child per
+    /// request to run it: exact CGI semantics, at the cost of a fork.
     Fork,
 }
 
@@ -330,12 +331,6 @@ impl Config {
             return Err(invalid("workers", format!("{workers} is more than 4096")));
         }
         let isolation = s.isolation.unwrap_or(Isolation::Perlrun);
-        if isolation == Isolation::Fork {
-            return Err(invalid(
-                "isolation",
-                "fork is not available yet in this version; use perlrun or registry".to_string(),
-            ));
-        }
         let mut isolation_for = Vec::new();
         for rule in &s.isolation_for {
             let (pattern, mode) = rule
@@ -346,15 +341,9 @@ impl Config {
             let mode = Isolation::from_str(mode, true).map_err(|_| {
                 invalid(
                     "isolation_for",
-                    format!("{mode:?} is not perlrun or registry"),
+                    format!("{mode:?} is not perlrun, registry or fork"),
                 )
             })?;
-            if mode == Isolation::Fork {
-                return Err(invalid(
-                    "isolation_for",
-                    "fork is not available yet in this version".into(),
-                ));
-            }
             isolation_for.push((pattern, mode));
         }
         let pass_env = if s.pass_env.iter().any(|n| n == "*") {

@@ -155,6 +155,10 @@ sub bind_std_handles {
     # always), unless the last request left them exactly as bound: no
     # buffered input, EOF state or layers survive from the previous request.
     if ($req{has_body} || !std_handles_pristine()) {
+        # perl warns when a read-only handle lands in the PerlIO slot it
+        # keeps for stdout, which happens to STDIN in a `fork` request's
+        # child; nothing is wrong then.
+        no warnings 'io';
         open STDIN, '<&=', 0 or die "fcgi-spawn: cannot bind STDIN to fd 0: $!\n";
         open STDOUT, '>&=', 1 or die "fcgi-spawn: cannot bind STDOUT to fd 1: $!\n";
     }
@@ -196,6 +200,7 @@ sub make_namespace {
 # The script's text and what its shebang line asks for.
 sub read_source {
     my ($script) = @_;
+    no warnings 'io';    # see bind_std_handles
     open my $fh, '<', $script or die "fcgi-spawn: cannot open $script: $!\n";
     # read, not readline: a readline would make this handle the "last read"
     # one, and the script's die messages would end in "<$fh> line 1".
@@ -340,6 +345,7 @@ sub compile_cached {
     my $handler = $error eq '' && $package->can($HANDLER);
     if (!$handler) {
         FCGI::Spawn::Symbols::delete_package($_) for @packages;
+        FCGI::Spawn::Symbols::delete_script_names();
         die $error ne '' ? $error : "fcgi-spawn: $script did not compile into a handler\n";
     }
     my @captured = FCGI::Spawn::Native::captured_lexicals($package, $handler);
