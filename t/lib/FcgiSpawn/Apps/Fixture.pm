@@ -26,6 +26,73 @@ output, writing files, copying a packaged file byte for byte.
 C<apps()> is the list of application modules, in the order the suite runs
 them; this module itself has no C<setup> and is not an application.
 
+=head1 WHAT C<setup> RETURNS
+
+The structure of F</work/notes/suite-contract.md> ("App fixtures"), with
+these additions, which t/49-apps.t implements and the shared harness
+(Test::FCGI::Spawn, FcgiSpawn::Sequence) has to honour for these fixtures
+to compare correctly:
+
+=over
+
+=item C<args> (app)
+
+More C<fcgi-spawn run> flags for this application's daemon, e.g.
+C<['--ext', ',']> (dwww is installed without an extension; an empty list
+allows any).
+
+=item C<reset> (app)
+
+A code ref that puts the application's data back as set-up left it, for
+both sides. Call it before each run (each mode, each sequence), so both
+sides start equal. Applications without it have no per-side data, so
+their plain-CGI answer to a request can be computed once and reused.
+
+=item C<jar> (request)
+
+A cookie jar name. Requests with the same jar share one jar per side:
+C<Set-Cookie> headers of the response update it (an empty value, C<Max-Age=0>
+or an expiry in 1970-2009 removes the cookie), and the request is sent with
+C<HTTP_COOKIE> built from it (C<name=value; ...>, names sorted), unless its
+C<params> set C<HTTP_COOKIE>. The two sides' jars are never mixed.
+
+=item C<map_ids> (request)
+
+Regexps. Each match (or its first capture group) is replaced with
+C<< <id N> >>, where N numbers the distinct matched values in their order
+of first appearance on that side, across the whole run (per side, per
+mode; not reset between requests). For ids random by design (session ids):
+the two sides compare equal when their ids play the same role, and an id
+seen on one side where the other has none, or has a different one, stays a
+difference. Applied before C<mask>.
+
+=item C<sort_lines_match> (request, with C<sort_lines>)
+
+When present, C<sort_lines> sorts only each maximal run of consecutive
+lines matching this regexp (the rows of one table), leaving every other
+line in place; without it, all lines are sorted.
+
+=item C<gunzip> (request)
+
+As in the contract; a body starting with the gzip magic is decompressed
+(all members, strict) before comparing; a broken stream becomes
+C<< <gzip stream broken: ...> >> (so a truncated response is a difference,
+not an error). Applies to C<Content-Encoding: gzip> pages and to gzip
+downloads (tar.gz snapshots). Masks apply after decompression.
+
+=item C<script_name> (request, optional)
+
+C<SCRIPT_NAME> when it is not C</> followed by the script's file name.
+
+=back
+
+Every request also gets the full parameter set the harness builds
+(C<GATEWAY_INTERFACE>, C<SERVER_*>, C<REMOTE_ADDR>, C<REQUEST_METHOD>,
+C<SCRIPT_FILENAME>, C<SCRIPT_NAME>, C<REQUEST_URI> (with C<PATH_INFO> and
+the query), C<QUERY_STRING>, C<CONTENT_LENGTH>, C<CONTENT_TYPE> for a body,
+C<PATH_INFO>), identical on both sides, then C<params>, then the side's
+C<side_params>.
+
 =cut
 
 use strict;
