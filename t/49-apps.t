@@ -8,7 +8,8 @@
 # warms up), then a seeded interleaving of all of them (ordered sources, such
 # as a logged-in user's session, keep their order). FCGI_SPAWN_SEED=n
 # replays an interleaving; FCGI_SPAWN_APPS=Gitweb,Dwww picks applications;
-# FCGI_SPAWN_APPS_MODES="perlrun registry fork" picks modes.
+# FCGI_SPAWN_APPS_MODES="perlrun registry fork" picks modes;
+# FCGI_SPAWN_APPS_KEEP=dir saves both sides' raw responses there.
 #
 # Self-contained on purpose (FcgiSpawn::Test only): the shared differential
 # harness (Test::FCGI::Spawn, FcgiSpawn::Sequence) consumes the same
@@ -182,6 +183,12 @@ sub run_request {
     my ($oout, $oerr) = $cached ? @$cached : run_cgi($req, $op, $state->{app}{env} || {});
     $ORACLE{$req} = [$oout, $oerr] unless $state->{app}{reset};
 
+    if (my $keep = $ENV{FCGI_SPAWN_APPS_KEEP}) {
+        my $n = sprintf '%s-%s-r%d-%03d', $state->{app}{name}, $state->{mode}, $round, ++$state->{nkept};
+        spew("$keep/$n.cgi", $oout);
+        spew("$keep/$n.persistent", $pout);
+        spew("$keep/$n.request", "$req->{name}\n" . join('', map { "$_=$pp->{$_}\n" } sort keys %$pp));
+    }
     update_jar($state, $req, 'persistent', $pout);
     update_jar($state, $req, 'cgi', $oout);
 

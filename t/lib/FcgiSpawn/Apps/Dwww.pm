@@ -73,7 +73,7 @@ sub setup {
         $req->('search registered docs', 'search=cvs&searchtype=d'),
         $req->('search a file', "search=$doc/README&searchtype=f"),
         $req->('search by POST', '', body => 'search=dwww&searchtype=p&programsubmit=Search'),
-        $req->('search, two words', 'search=dwww,cvs'),
+        $req->('error: a comma refused', 'search=dwww,cvs'),
         $req->('directory', 'type=dir', path_info => "$doc/"),
         $req->('directory by location', "type=dir&location=$doc/"),
         $req->('text file', 'type=text', path_info => "$doc/copyright"),
