@@ -257,7 +257,7 @@ impl<'p> Runner<'p> {
     fn run_in_child(&self, script: &Path, params: &[&[u8]], conn: &Stream) -> i32 {
         let perl = self.steps.perl();
         let script_bytes = script.as_os_str().as_bytes();
-        if let Err(e) = self.steps.compile_script(script_bytes) {
+        if let Err(e) = self.steps.compile_script(script_bytes, params) {
             // The child compiles it again and fails as the script would.
             log::debug!("{}: not compiled in the worker: {e}", script.display());
         }

@@ -80,11 +80,15 @@ impl<'p> PerlSteps<'p> {
         self.internal(entry::INIT_WORKER, &args)
     }
 
-    /// `fork` mode, in the worker: compiles the script (cached). An error is
-    /// not the client's answer: the request's child compiles again and
+    /// `fork` mode, in the worker: compiles the script (cached), with the
+    /// request's environment for what compiling runs. An error is not the
+    /// client's answer: the request's child compiles again and
     /// fails as the script would under CGI.
-    pub fn compile_script(&self, script: &[u8]) -> Result<(), String> {
-        self.internal(entry::COMPILE_SCRIPT, &[script])
+    pub fn compile_script(&self, script: &[u8], params: &[&[u8]]) -> Result<(), String> {
+        let mut args: Vec<&[u8]> = Vec::with_capacity(1 + params.len());
+        args.push(script);
+        args.extend_from_slice(params);
+        self.internal(entry::COMPILE_SCRIPT, &args)
     }
 
     /// Sets up the request: environment, cwd, std handles. `params` are the

@@ -1,85 +1,93 @@
 package FCGI::Spawn::Loader;
 
-# `require` and `do` as compiled script code sees them (CORE::GLOBAL
-# overrides, installed in each worker after the preload).
+# `require` and `do` as all code compiled after the runner sees them
+# (CORE::GLOBAL overrides installed when the runner loads).
 #
-# Under CGI a script and the plain library files it loads (`require
-# "lib.pl"`, `do "settings.pl"`, awstats' lib/*.pm: files without a
-# package line) all live in main, for one process. Here the script's main
-# is its own package, so:
-#   - a file without a package line, loaded from the script's package, is
-#     compiled into that package, and its %INC entry goes when the request
-#     ends, with the package's state: the next request loads it again, as
-#     a new CGI process would;
-#   - a module (a file with a package line), or any file loaded from
-#     another package, is perl's own require: it stays loaded in the
-#     worker, and the top-level names it makes are the worker's.
+# perl compiles a required file in the package of the code that requires
+# it, so a plain library file (no package line: `require "lib.pl"`, `do
+# "settings.pl"`, awstats' lib/*.pm) lands in its caller's package. An
+# override must keep that: each caller package gets a small requirer
+# compiled in it. Then:
+#   - a plain file loaded from one of the running script's packages (its
+#     sandbox, packages it declares) goes with them: its %INC entry is
+#     dropped when the request ends, so the next request loads it again,
+#     as a new CGI process would;
+#   - a module (a file with a package line) stays loaded in the worker,
+#     and the top-level names it makes while loading are the worker's.
 
 use strict;
 use warnings;
 
 our $VERSION = '0.1.0';
 
-# The running script's package; undef outside a request.
-our $SCRIPT_PACKAGE;
-# %INC keys of the files loaded into it during the request.
+# The running script's packages (name => 1); empty outside a request.
+our %SCRIPT_PACKAGES;
+# %INC keys of the plain files loaded into them during the request.
 our @LOADED;
+# %INC keys of the files that failed to load during the request.
+our @FAILED;
 # Set while a registry script compiles: what it loads then is part of the
 # compiled script, not of one request.
 our $KEEP_LOADED = 0;
 
-my $LIB_SEQ = 0;
+# Where the requirers report failures from; rewritten to the caller's place.
+my $REQUIRER_FILE = 'FCGI-Spawn-require';
+my %REQUIRER;    # package => [require sub, do sub]
 
 sub script_require {
-    # Hot: every `use` of compiled script code comes here first.
+    # Hot: every `use` of compiled code comes here first.
     return 1 if $INC{ $_[0] };
     my ($file) = @_;
     my ($caller, $caller_file, $caller_line) = caller;
-    return require_module($file, $caller_file, $caller_line)
-        if !defined $SCRIPT_PACKAGE || $caller ne $SCRIPT_PACKAGE
-        || $file =~ /^v?[\d._]+\z/;
+    my $requirer = requirer($caller)->[0];
+    return load($requirer, $file, $caller_file, $caller_line) if $file =~ /^v?[\d._]+\z/;
     my $path = find_file($file);
-    return require_module($file, $caller_file, $caller_line)
-        if !defined $path || declares_package($path);
-    $INC{$file} = $path;
-    my $ok = load_into_package($file, $caller, $path);
-    if ($@) {
-        delete $INC{$file};
-        die $@;
+    if (!defined $path || declares_package($path)) {
+        return FCGI::Spawn::Symbols::owning_new_names(
+            sub { load($requirer, $file, $caller_file, $caller_line) });
     }
-    die "$file did not return a true value at $caller_file line $caller_line.\n"
-        unless $ok;
-    return $ok;
+    my $result = load($requirer, $file, $caller_file, $caller_line);
+    push @LOADED, $file if $SCRIPT_PACKAGES{$caller} && !$KEEP_LOADED;
+    return $result;
 }
 
 sub script_do {
     my ($file) = @_;
     my $caller = caller;
-    return CORE::do($file)
-        if !defined $SCRIPT_PACKAGE || $caller ne $SCRIPT_PACKAGE;
-    my $path = find_file($file);
-    if (!defined $path) {
-        $! = 2;    # ENOENT, as do FILE reports it
-        return;
-    }
-    return CORE::do($file) if declares_package($path);
-    $INC{$file} = $path;
-    return load_into_package($file, $caller, $path);
+    my $result = requirer($caller)->[1]->($file);
+    push @LOADED, $file
+        if $SCRIPT_PACKAGES{$caller} && !$KEEP_LOADED && exists $INC{$file};
+    return $result;
 }
 
-# perl's require of a module: it stays, and so do the top-level names it
-# makes. A failure is reported where the script called require, as perl
-# would (not inside this file).
-sub require_module {
-    my ($file, $caller_file, $caller_line) = @_;
+# The require and do of a package: compiled in it, so that files without a
+# package line land there, as without the override.
+sub requirer {
+    my ($package) = @_;
+    # A script's packages are made anew for each request: their requirers
+    # are too (a perl without threads ties compiled code to the stash).
+    return make_requirer($package) if $SCRIPT_PACKAGES{$package};
+    return $REQUIRER{$package} //= make_requirer($package);
+}
+
+sub make_requirer {
+    my ($package) = @_;
+    my $subs = eval "package $package;\n#line 1 \"$REQUIRER_FILE\"\n"
+        . '[sub { CORE::require($_[0]) }, sub { CORE::do($_[0]) }]';
+    return $subs || die "fcgi-spawn: cannot compile a requirer for package $package: $@";
+}
+
+# Runs the requirer; a failure is reported where the caller required the
+# file, as perl would (not inside the requirer).
+sub load {
+    my ($requirer, $file, $caller_file, $caller_line) = @_;
     my $result;
-    my $ok = eval {
-        $result = FCGI::Spawn::Symbols::owning_new_names(sub { CORE::require($file) });
-        1;
-    };
-    return $result if $ok;
+    return $result if eval { $result = $requirer->($file); 1 };
     my $error = $@;
-    $error =~ s/ at \Q${\__FILE__}\E line \d+\.\n/ at $caller_file line $caller_line.\n/;
+    # perl marks a file that failed to load (undef in %INC) and refuses to
+    # try again ("Attempt to reload"); a new CGI process would try again.
+    push @FAILED, $file if exists $INC{$file} && !defined $INC{$file};
+    $error =~ s/ at \Q$REQUIRER_FILE\E line \d+\.\n/ at $caller_file line $caller_line.\n/;
     die $error;
 }
 
@@ -93,7 +101,7 @@ sub find_file {
 }
 
 # Whether a file declares a package of its own (a module) rather than
-# being a plain library meant to land in its caller's main.
+# being a plain library meant to land in its caller's package.
 my %DECLARES;    # path => [stamp, answer]
 
 sub declares_package {
@@ -110,25 +118,14 @@ sub declares_package {
     return $answer;
 }
 
-sub load_into_package {
-    my ($file, $package, $path) = @_;
-    push @LOADED, $file unless $KEEP_LOADED;
-    my $virtual = 'FCGI-Spawn-lib-' . ++$LIB_SEQ . '.pl';
-    my $hook = sub {
-        return unless $_[1] eq $virtual;
-        open my $fh, '<', $path or return;
-        return (\"package $package;\n#line 1 \"$path\"\n", $fh);
-    };
-    local @INC = ($hook, @INC);
-    my @result = CORE::do($virtual);
-    delete $INC{$virtual};
-    return wantarray ? @result : $result[-1];
-}
-
-# The files this request loaded into the script's package are forgotten.
+# The request is over: the files it loaded into the script's packages are
+# forgotten, with the packages, and so are the failures to load a file.
 sub forget_loaded {
     delete @INC{@LOADED};
     @LOADED = ();
+    delete @INC{ grep { !defined $INC{$_} } @FAILED };
+    @FAILED = ();
+    %SCRIPT_PACKAGES = ();
     return;
 }
 
@@ -138,13 +135,15 @@ __END__
 
 =head1 NAME
 
-FCGI::Spawn::Loader - `require` and `do` for scripts run by fcgi-spawn
+FCGI::Spawn::Loader - `require` and `do` for code run by fcgi-spawn
 
 =head1 DESCRIPTION
 
 Installed by L<FCGI::Spawn::Runner> as C<CORE::GLOBAL::require> and
-C<CORE::GLOBAL::do> in each worker. A plain library file (no package line)
-loaded from a script's package is compiled into that package and loaded
-again by the next request, as in a new CGI process; modules stay loaded.
+C<CORE::GLOBAL::do>. Files still load into their caller's package, as
+without an override. A plain library file (no package line) loaded into a
+script's package is loaded again by the next request, as in a new CGI
+process; modules stay loaded, and the top-level names they make are the
+worker's.
 
 =cut

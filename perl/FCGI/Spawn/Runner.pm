@@ -230,9 +230,10 @@ sub source_for_do {
     my ($source, $package, $as_sub) = @_;
     my $script = $source->{path};
     my $switches = $source->{warnings} ? 'BEGIN { $^W = 1 } ' : '';
+    my $unhook = 'BEGIN { FCGI::Spawn::Runner::unhook_source() } ';
     my $prologue = $as_sub
-        ? "package $package; sub $HANDLER { $switches\n#line 1 \"$script\"\n"
-        : "package $package; FCGI::Spawn::Native::clear_in_eval(); "
+        ? "package $package; $unhook sub $HANDLER { $switches\n#line 1 \"$script\"\n"
+        : "package $package; $unhook FCGI::Spawn::Native::clear_in_eval(); "
             . "\$FCGI::Spawn::Runner::SCRIPT_STARTED = 1; $switches\n#line 1 \"$script\"\n";
     # A script that switches back with `package main;` means its own file
     # scope, which is the sandbox package here.
@@ -275,16 +276,28 @@ sub source_for_do {
 
 # Compiles (and, at file scope, runs) the source with `do` through our
 # @INC hook. $@ says how it went, as after `do FILE`.
+# The @INC hook that hands a script's source to `do`, while it is there.
+our $SOURCE_HOOK;
+
 sub do_source {
     my ($source, $package, $as_sub) = @_;
-    my $hook = sub {
+    local $SOURCE_HOOK = sub {
         return unless $_[1] eq $VIRTUAL_FILE;
         return source_for_do($source, $package, $as_sub);
     };
-    local @INC = ($hook, @INC);
+    unshift @INC, $SOURCE_HOOK;
     $@ = '';
     do $VIRTUAL_FILE;
+    unhook_source();
     delete $INC{$VIRTUAL_FILE};
+    return;
+}
+
+# The script must see @INC as it is (and its `use lib` must stay in it): the
+# prologue takes the hook out first thing, in a BEGIN block. Not from inside
+# the hook: perl is walking @INC then and would use the freed entry.
+sub unhook_source {
+    @INC = grep { !ref || !$SOURCE_HOOK || $_ != $SOURCE_HOOK } @INC;
     return;
 }
 
@@ -302,6 +315,7 @@ sub new_declared_packages {
 sub compile_and_run {
     my $source = read_source($req{script});
     $req{new_packages} = [ new_declared_packages($source) ];
+    script_packages($req{package}, @{ $req{new_packages} });
     local $SCRIPT_STARTED = 0;
     do_source($source, $req{package}, 0);
     # Reached when the script fell off its end. A compile error never ran
@@ -333,7 +347,14 @@ sub compile_cached {
         # What the script loads while compiling (its `use` lines) is part of
         # the compiled script, not of one request.
         local $FCGI::Spawn::Loader::KEEP_LOADED = 1;
-        local $FCGI::Spawn::Loader::SCRIPT_PACKAGE = $package;
+        local %FCGI::Spawn::Loader::SCRIPT_PACKAGES = map { $_ => 1 } @packages;
+        # perl's "will not stay shared" is about the registry's sub, which
+        # captured_lexicals explains in the log line of its own.
+        my $warn = $SIG{__WARN__};
+        local $SIG{__WARN__} = sub {
+            return if $_[0] =~ /^Variable "[^"]+" will not stay shared at /;
+            $warn ? $warn->(@_) : warn @_;
+        };
         do_source($source, $package, 1);
     }
     my $error = $@;
@@ -364,7 +385,9 @@ sub compile_cached {
         FCGI::Spawn::Symbols::script_names();
     FCGI::Spawn::Symbols::own_current_names();
     my $data = do { no strict 'refs'; \*{"${package}::DATA"} };
+    my @subs = ($handler, map { script_subs($_) } @packages);
     return {
+        once_patterns => FCGI::Spawn::Native::once_patterns($script, @subs),
         stamp        => $stamp,
         handler      => $handler,
         ends         => \@ends,
@@ -378,6 +401,21 @@ sub compile_cached {
         data         => $data,
         data_pos     => (defined fileno($data) ? tell($data) : -1),
     };
+}
+
+# The named subs of a package (and the packages in it).
+sub script_subs {
+    my ($name) = @_;
+    my $stash = FCGI::Spawn::Symbols::stash_of($name) or return;
+    my @subs;
+    for my $symbol (keys %$stash) {
+        my $glob = \$stash->{$symbol};
+        next unless ref $glob eq 'GLOB';
+        push @subs, *{$glob}{CODE} if *{$glob}{CODE};
+        push @subs, script_subs("${name}::" . substr $symbol, 0, -2)
+            if $symbol =~ /::\z/;
+    }
+    return @subs;
 }
 
 sub forget_cached {
@@ -394,12 +432,20 @@ sub run_cached {
         switch_mode('perlrun');
         return compile_and_run();
     }
+    script_packages(@{ $entry->{package_names} });
     seek $entry->{data}, $entry->{data_pos}, 0 if $entry->{data_pos} >= 0;
     FCGI::Spawn::Native::install_formats(%{ $entry->{formats} });
     set_module_scalars($entry->{module_state});
     @INC = @{ $entry->{inc} } if $entry->{inc};
     local $^W = 1 if $entry->{warnings};
     $entry->{handler}->();
+    return;
+}
+
+# The packages that are the running script's own: plain library files
+# they load go with them.
+sub script_packages {
+    %FCGI::Spawn::Loader::SCRIPT_PACKAGES = map { $_ => 1 } @_;
     return;
 }
 
@@ -438,6 +484,7 @@ sub drop_sandbox {
 sub reset_cached_state {
     my $entry = $REGISTRY{ $req{script} } or return;
     FCGI::Spawn::Native::restore_package($_) for grep { defined } @{ $entry->{packages} };
+    FCGI::Spawn::Native::forget_once_patterns($entry->{once_patterns}) if $entry->{once_patterns};
     no strict 'refs';
     for my $name (@{ $entry->{main_globals} }) {
         my $glob = \$main::{$name};
@@ -661,17 +708,22 @@ sub client_gone {
     exit 0;
 }
 
-# fork mode, in the worker before it forks the request's child: the cached
-# compiled script (die trapped: the child then compiles again and fails as
-# a perl program would, with the script's own die handlers).
+# fork mode, in the worker before it forks the request's child:
+# ($script, NAME, VALUE, ...) the cached compiled script (die trapped: the
+# child then compiles again and fails as a perl program would, with the
+# script's own die handlers).
 sub compile_script {
-    my ($script) = @_;
+    my ($script, @params) = @_;
     %req = (
         script  => $script,
         mode    => 'fork',
         package => make_namespace($script),
         ends    => FCGI::Spawn::Native::end_block_count(),
     );
+    # What compiling runs (BEGIN blocks, `use FindBin`) sees the request,
+    # as a registry script's first compile does.
+    set_environment($script, \@params);
+    change_directory($script);
     cached_handler($script, $req{package});
     return 1;
 }
@@ -688,7 +740,6 @@ sub begin_request {
     switch_mode($mode);
     # The request's child (fork mode) is a plain CGI process: SIGPIPE ends it.
     $SIG{PIPE} = 'DEFAULT' if $mode eq 'fork';
-    $FCGI::Spawn::Loader::SCRIPT_PACKAGE = $req{package};
     set_environment($script, \@params);
     $req{has_body} = ($ENV{CONTENT_LENGTH} // '') =~ /[1-9]/;
     change_directory($script);
@@ -730,7 +781,6 @@ sub finish_request {
         my ($what, $code) = @$part;
         eval { $code->(); 1 } or push @failed, "$what: $@";
     }
-    $FCGI::Spawn::Loader::SCRIPT_PACKAGE = undef;
     $req{failed} = \@failed;
     return 1;
 }

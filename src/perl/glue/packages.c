@@ -14,7 +14,8 @@
  * bytes). All in C: it runs on every registry request.
  *
  * Also here: the check that keeps such scripts out of the registry when
- * they cannot run there correctly (named subs capturing file lexicals).
+ * they cannot run there correctly (named subs capturing file lexicals), and
+ * the reset of match-once (/o) patterns.
  */
 #include "glue_internal.h"
 
@@ -314,8 +315,99 @@ XS(fs_xs_captured_lexicals)
     XSRETURN(AvFILLp(found) + 1);
 }
 
+/* --- match-once patterns -----------------------------------------------------
+ *
+ * m/$var/o compiles its pattern the first time it runs and keeps it for the
+ * life of the compiled code: per process under CGI, per worker in the
+ * registry, where the next request would match what the first one built.
+ * The runner finds those patterns in a script's subs once, after the
+ * compile, and forgets what they compiled after every run. */
+
+/* Collects the PMOPs of /o patterns compiled in a regcomp under `o`. */
+static void fs_collect_once(pTHX_ OP *o, AV *found)
+{
+    OP *kid;
+    if (o->op_type == OP_REGCOMP) {
+        PMOP *pm = (PMOP *)cLOGOPo->op_other;
+        if (pm && (pm->op_pmflags & PMf_KEEP)) {
+#ifdef USE_ITHREADS
+            av_push(found, newSViv(PTR2IV(pm)));
+#else
+            /* perl skips the regcomp by patching the op before it; the
+             * runner puts the link back */
+            av_push(found, newSViv(PTR2IV(cLOGOPo->op_first)));
+            av_push(found, newSViv(PTR2IV(cLOGOPo->op_first->op_next)));
+#endif
+        }
+    }
+    if (o->op_flags & OPf_KIDS)
+        for (kid = cUNOPo->op_first; kid; kid = OpSIBLING(kid))
+            fs_collect_once(aTHX_ kid, found);
+}
+
+/* FCGI::Spawn::Native::once_patterns(FILE, CODEREF...) — the /o patterns
+ * of these subs that were compiled from FILE, as an opaque list for
+ * forget_once_patterns; undef when there are none. */
+XS(fs_xs_once_patterns)
+{
+    dXSARGS;
+    AV *found;
+    I32 i;
+    const char *file;
+    if (items < 1)
+        croak_xs_usage(cv, "file, code...");
+    file = SvPV_nolen(ST(0));
+    found = newAV();
+    for (i = 1; i < items; i++) {
+        CV *sub;
+        if (!SvROK(ST(i)) || SvTYPE(SvRV(ST(i))) != SVt_PVCV)
+            continue;
+        sub = (CV *)SvRV(ST(i));
+        if (CvISXSUB(sub) || !CvROOT(sub) || !CvFILE(sub) || strNE(CvFILE(sub), file))
+            continue;
+        fs_collect_once(aTHX_ CvROOT(sub), found);
+    }
+    if (AvFILLp(found) < 0) {
+        SvREFCNT_dec((SV *)found);
+        ST(0) = &PL_sv_undef;
+    } else {
+        ST(0) = sv_2mortal(newRV_noinc((SV *)found));
+    }
+    XSRETURN(1);
+}
+
+/* FCGI::Spawn::Native::forget_once_patterns(LIST) */
+XS(fs_xs_forget_once_patterns)
+{
+    dXSARGS;
+    AV *list;
+    SSize_t i;
+    if (items != 1 || !SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVAV)
+        croak_xs_usage(cv, "list");
+    list = (AV *)SvRV(ST(0));
+#ifdef USE_ITHREADS
+    for (i = 0; i <= AvFILLp(list); i++) {
+        PMOP *pm = INT2PTR(PMOP *, SvIV(AvARRAY(list)[i]));
+        REGEXP *re = PM_GETRE(pm);
+        if (re) {
+            /* What the slot holds before a pattern's first compile. */
+            PL_regex_pad[pm->op_pmoffset] = &PL_sv_undef;
+            ReREFCNT_dec(re);
+        }
+    }
+#else
+    for (i = 0; i + 1 <= AvFILLp(list); i += 2) {
+        OP *first = INT2PTR(OP *, SvIV(AvARRAY(list)[i]));
+        first->op_next = INT2PTR(OP *, SvIV(AvARRAY(list)[i + 1]));
+    }
+#endif
+    XSRETURN_EMPTY;
+}
+
 void fs_register_package_xsubs(pTHX)
 {
+    newXS("FCGI::Spawn::Native::once_patterns", fs_xs_once_patterns, __FILE__);
+    newXS("FCGI::Spawn::Native::forget_once_patterns", fs_xs_forget_once_patterns, __FILE__);
     newXS("FCGI::Spawn::Native::snapshot_package", fs_xs_snapshot_package, __FILE__);
     newXS("FCGI::Spawn::Native::restore_package", fs_xs_restore_package, __FILE__);
     newXS("FCGI::Spawn::Native::captured_lexicals", fs_xs_captured_lexicals, __FILE__);

@@ -216,11 +216,20 @@ CONF
     my @pages = (
         $req->('main', $base),
         $req->('main, default output', "config=suite&configdir=$conf&month=05&year=2023"),
+        # The OS families come in hash order (`keys`, not sorted), random per
+        # process, and the table's first row alone has width="32": rows are
+        # compared as a set, each row's first cell tag masked.
+        $req->('output=osdetail', "$base&output=osdetail",
+            sort_lines_match => qr/^<tr[ >]/,
+            mask => [
+                qr/^(?:Last-Modified|Expires): \K\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}$/m,
+                qr/^<tr><td\K(?: width="32")?>/m,
+            ]),
         (map { $req->("output=$_", "$base&output=$_") } qw(
             alldomains allhosts lasthosts unknownip
             alllogins lastlogins allrobots lastrobots
             urldetail urlentry urlexit
-            osdetail unknownos browserdetail unknownbrowser
+            unknownos browserdetail unknownbrowser
             refererse refererpages keyphrases keywords
             errors404 downloads filetypes
             days hours domains
