@@ -461,15 +461,26 @@ mod tests {
 
     #[test]
     fn isolation_rules_first_match_wins() {
+        // /srv/app/a.pl matches both rules: the first one's mode applies.
         let s = Settings {
-            isolation_for: vec!["/srv/app/**=registry".into(), "/srv/*.pl=registry".into()],
+            isolation_for: vec!["/srv/app/*.pl=fork".into(), "/srv/**=registry".into()],
             ..Default::default()
         };
         let c = Config::resolve(s, None).unwrap();
         let mode = |p: &str| Isolation::for_script(c.isolation, &c.isolation_for, Path::new(p));
-        assert_eq!(mode("/srv/app/a/b.pl"), Isolation::Registry);
+        assert_eq!(mode("/srv/app/a.pl"), Isolation::Fork);
+        assert_eq!(mode("/srv/app/deeper/a.pl"), Isolation::Registry);
         assert_eq!(mode("/srv/x.pl"), Isolation::Registry);
-        assert_eq!(mode("/srv/sub/x.pl"), Isolation::Perlrun);
+        assert_eq!(mode("/elsewhere/x.pl"), Isolation::Perlrun);
+        let reversed = Settings {
+            isolation_for: vec!["/srv/**=registry".into(), "/srv/app/*.pl=fork".into()],
+            ..Default::default()
+        };
+        let c = Config::resolve(reversed, None).unwrap();
+        assert_eq!(
+            Isolation::for_script(c.isolation, &c.isolation_for, Path::new("/srv/app/a.pl")),
+            Isolation::Registry
+        );
         let bad = Settings {
             isolation_for: vec!["/srv/*.pl".into()],
             ..Default::default()

@@ -100,12 +100,18 @@ pub fn init(path: Option<&Path>, verbose: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ`, UTC, without pulling in a date crate.
+/// Now as `YYYY-MM-DDTHH:MM:SSZ`, UTC.
 fn timestamp() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
+    format_timestamp(secs)
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`, UTC, without pulling
+/// in a date crate.
+fn format_timestamp(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -127,11 +133,16 @@ fn timestamp() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::format_timestamp;
+
     #[test]
-    fn timestamp_has_iso_shape() {
-        let t = super::timestamp();
-        assert_eq!(t.len(), 20, "{t}");
-        assert_eq!(&t[4..5], "-");
-        assert!(t.ends_with('Z'));
+    fn timestamps_are_utc_calendar_dates() {
+        assert_eq!(format_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_timestamp(86_399), "1970-01-01T23:59:59Z");
+        // A leap day, a century leap year, and the day after.
+        assert_eq!(format_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_timestamp(951_868_800), "2000-03-01T00:00:00Z");
+        assert_eq!(format_timestamp(1_234_567_890), "2009-02-13T23:31:30Z");
+        assert_eq!(format_timestamp(4_102_444_799), "2099-12-31T23:59:59Z");
     }
 }

@@ -31,8 +31,19 @@ for my $code (0, 5) {
 my ($out) = fcgi_request($d, 'exit-in-eval.pl');
 is parse_cgi($out)->{body}, "start\n", 'exit inside eval {} is not caught by the eval';
 
-($out, undef, my $rc) = fcgi_request($d, 'exit-before-output.pl');
-ok defined $out, 'exit before output: request completes';
+# Under CGI a script that prints nothing gets the client the web server's
+# 500; here the daemon's, with the script's exit status as app status.
+{
+    my $s = raw_connect($d);
+    print {$s} fcgi_request_bytes(1, 'exit-before-output.pl');
+    my ($recs) = read_records($s);
+    my $res = collect_response($recs, 1);
+    ok $res->{ended}, 'exit before output: the request ends';
+    like $res->{stdout}, qr/\AStatus: 500 Internal Server Error\r\n/, 'exit before output: a 500 page';
+    is $res->{app_status}, 0, 'exit before output: app status is the exit code, 0';
+    like $d->log_text, qr/500: \S+exit-before-output\.pl produced no output \(exit status 0\)/,
+        'exit before output: logged';
+}
 
 my ($pid1) = fcgi_request($d, 'pid.pl') =~ /(\d+)/;
 is $pid1, $pid0, 'the same worker served every request (exit did not end it)';

@@ -27,4 +27,24 @@ is parse_cgi($out)->{status}, 200, 'a good script still works';
 my ($pid1) = fcgi_request($d, 'pid.pl') =~ /(\d+)/;
 is $pid1, $pid0, 'same worker';
 $d->stop;
+
+# Compile errors between scripts that change every piece of interpreter
+# state and the checker of that state: in every mode, round after round,
+# the checker sees what it sees on a fresh worker, the worker puts
+# everything back (no restore error) and lives on.
+for my $mode (qw(perlrun registry fork)) {
+    my $w = start_daemon(workers => 1, isolation => $mode);
+    my ($clean) = fcgi_request($w, 'iso-check.pl');
+    like $clean, qr/^irs=newline$/m, "$mode: checker sane on a fresh worker";
+    for my $round (1 .. 5) {
+        fcgi_request($w, 'strict-error.pl');
+        fcgi_request($w, 'iso-set.pl');
+        fcgi_request($w, 'compile-error.pl');
+        my ($after) = fcgi_request($w, 'iso-check.pl');
+        is $after, $clean, "$mode round $round: after compile errors and a poisoner, the state is a fresh worker's";
+    }
+    unlike $w->log_text, qr/could not be restored/, "$mode: no restore failed";
+    unlike $w->log_text, qr/worker \d+ (?:exited|killed)/, "$mode: the same worker served every request";
+    $w->stop;
+}
 done_testing;

@@ -379,14 +379,18 @@ sub compile_cached {
         $PERLRUN_ONLY{$script} = $stamp;
         return { stamp => $stamp, perlrun_only => 1 };
     }
-    # main:: globals the script names ($main::x, $::x) belong to it too;
-    # perl's special variables ($~, $^W...) are the worker's.
-    my @main_globals = grep { /\A[A-Za-z_]\w*\z/ && !$SPECIAL_NAMES{$_} }
+    # What the compile added to shared tables is the script's: its
+    # top-level names ($main::x, a package Foo it names), and the packages
+    # it declares inside existing ones. Their state is kept as compiled and
+    # they are out of sight of other scripts between its runs. perl's
+    # special variables ($~, $^W...) are the worker's.
+    my @made = grep { /\A[A-Za-z_]\w*(?:::)?\z/ && !$SPECIAL_NAMES{$_} }
         FCGI::Spawn::Symbols::script_names();
-    FCGI::Spawn::Symbols::own_current_names();
+    my @made_packages = map { substr $_, 0, -2 } grep { /::\z/ } @made;
+    push @packages, @made_packages;
     my $data = do { no strict 'refs'; \*{"${package}::DATA"} };
     my @subs = ($handler, map { script_subs($_) } @packages);
-    return {
+    my $entry = {
         once_patterns => FCGI::Spawn::Native::once_patterns($script, @subs),
         stamp        => $stamp,
         handler      => $handler,
@@ -397,10 +401,38 @@ sub compile_cached {
         module_state => changed_module_scalars($module_state_before),
         package_names => \@packages,
         packages     => [ map { FCGI::Spawn::Native::snapshot_package($_) } @packages ],
-        main_globals => \@main_globals,
+        main_globals => [ map { \$main::{$_} } grep { !/::\z/ } @made ],
         data         => $data,
         data_pos     => (defined fileno($data) ? tell($data) : -1),
     };
+    my %nested;
+    for my $declared (@packages[1 .. $#packages]) {
+        my ($parent, $leaf) = $declared =~ /\A(.+)::([^:]+)\z/ or next;
+        push @{ $nested{$parent} }, "${leaf}::" if !grep { $_ eq $declared } @made_packages;
+    }
+    $entry->{hidden} = [
+        map { [ $_, FCGI::Spawn::Native::detach_symbols($_, @{ $nested{$_} }) ] } sort keys %nested
+    ];
+    unshift @{ $entry->{hidden} }, [ 'main', FCGI::Spawn::Native::detach_symbols('main', @made) ];
+    FCGI::Spawn::Symbols::own_current_names();
+    return $entry;
+}
+
+# A registry script's own symbols back in their tables for its run, and out
+# again after it.
+sub show_hidden {
+    my ($entry) = @_;
+    FCGI::Spawn::Native::attach_symbols(@$_) for @{ $entry->{hidden} };
+    return;
+}
+
+sub hide_again {
+    my ($entry) = @_;
+    for my $hidden (@{ $entry->{hidden} }) {
+        my ($parent, %pairs) = @$hidden;
+        FCGI::Spawn::Native::detach_symbols($parent, keys %pairs);
+    }
+    return;
 }
 
 # The named subs of a package (and the packages in it).
@@ -421,8 +453,8 @@ sub script_subs {
 sub forget_cached {
     my ($script) = @_;
     my $entry = delete $REGISTRY{$script} or return;
-    FCGI::Spawn::Symbols::delete_package($_)
-        for @{ $entry->{package_names} || [ make_namespace($script) ] };
+    # Its hidden symbols simply go with the entry.
+    FCGI::Spawn::Symbols::delete_package(make_namespace($script));
     return;
 }
 
@@ -433,6 +465,7 @@ sub run_cached {
         return compile_and_run();
     }
     script_packages(@{ $entry->{package_names} });
+    show_hidden($entry);
     seek $entry->{data}, $entry->{data_pos}, 0 if $entry->{data_pos} >= 0;
     FCGI::Spawn::Native::install_formats(%{ $entry->{formats} });
     set_module_scalars($entry->{module_state});
@@ -480,19 +513,19 @@ sub drop_sandbox {
 }
 
 # registry: the script's packages back to their post-compile state (which
-# closes the handles the run opened on them), its main:: globals emptied.
+# closes the handles the run opened on them), its main:: globals emptied,
+# and all of it out of sight again.
 sub reset_cached_state {
     my $entry = $REGISTRY{ $req{script} } or return;
     FCGI::Spawn::Native::restore_package($_) for grep { defined } @{ $entry->{packages} };
     FCGI::Spawn::Native::forget_once_patterns($entry->{once_patterns}) if $entry->{once_patterns};
-    no strict 'refs';
-    for my $name (@{ $entry->{main_globals} }) {
-        my $glob = \$main::{$name};
+    for my $glob (@{ $entry->{main_globals} }) {
         next unless ref $glob eq 'GLOB';
         ${ *{$glob}{SCALAR} } = undef;
         @{ *{$glob}{ARRAY} } = () if *{$glob}{ARRAY};
         %{ *{$glob}{HASH} } = () if *{$glob}{HASH};
     }
+    hide_again($entry);
     return;
 }
 

@@ -404,8 +404,89 @@ XS(fs_xs_forget_once_patterns)
     XSRETURN_EMPTY;
 }
 
+/* --- a registry script's names, out of sight between its runs ----------------
+ *
+ * What a registry script's compile adds to shared symbol tables (a $main::x,
+ * a package Foo it names or declares) would stay visible to every other
+ * script of the worker, which under CGI runs in a process of its own. The
+ * runner takes those symbols out of their table after each run of the
+ * script and puts them back before its next run; its compiled code holds
+ * the globs themselves and never notices. */
+
+/* FCGI::Spawn::Native::detach_symbols(PACKAGE, NAME...) — removes these
+ * symbols from PACKAGE's table; returns (NAME, GLOB_REF) for each that was
+ * there. */
+XS(fs_xs_detach_symbols)
+{
+    dXSARGS;
+    STRLEN len;
+    const char *pkg;
+    HV *stash;
+    I32 i;
+    int pushed = 0, stashes = 0;
+    AV *out;
+    if (items < 1)
+        croak_xs_usage(cv, "package, name...");
+    pkg = SvPV_const(ST(0), len);
+    stash = fs_find_stash(aTHX_ pkg, len);
+    out = (AV *)sv_2mortal((SV *)newAV());
+    for (i = 1; stash && i < items; i++) {
+        HE *he = hv_fetch_ent(stash, ST(i), 0, 0);
+        SV *value;
+        if (!he)
+            continue;
+        value = HeVAL(he);
+        av_push(out, newSVsv(ST(i)));
+        av_push(out, SvTYPE(value) == SVt_PVGV ? newRV_inc(value) : newSVsv(value));
+        if (SvTYPE(value) == SVt_PVGV && isGV_with_GP(value) && GvHV((GV *)value)
+            && HvNAME_get(GvHV((GV *)value)))
+            stashes = 1;
+        (void)hv_delete_ent(stash, ST(i), G_DISCARD, 0);
+    }
+    /* Class-name lookups (Foo->method) cache the stash of a name. */
+    if (stashes && PL_stashcache)
+        hv_clear(PL_stashcache);
+    SP -= items;
+    EXTEND(SP, AvFILLp(out) + 1);
+    for (i = 0; i <= AvFILLp(out); i++) {
+        PUSHs(sv_2mortal(SvREFCNT_inc_simple_NN(AvARRAY(out)[i])));
+        pushed++;
+    }
+    PUTBACK;
+    XSRETURN(pushed);
+}
+
+/* FCGI::Spawn::Native::attach_symbols(PACKAGE, NAME, GLOB_REF, ...) — puts
+ * detached symbols back, where nothing else took their name meanwhile. */
+XS(fs_xs_attach_symbols)
+{
+    dXSARGS;
+    STRLEN len;
+    const char *pkg;
+    HV *stash;
+    I32 i;
+    if (items < 1 || items % 2 != 1)
+        croak_xs_usage(cv, "package, name, glob_ref, ...");
+    pkg = SvPV_const(ST(0), len);
+    stash = fs_find_stash(aTHX_ pkg, len);
+    for (i = 1; stash && i + 1 < items; i += 2) {
+        SV *ref = ST(i + 1);
+        if (hv_exists_ent(stash, ST(i), 0))
+            continue;
+        if (SvROK(ref) && SvTYPE(SvRV(ref)) == SVt_PVGV)
+            (void)hv_store_ent(stash, ST(i), SvREFCNT_inc_simple_NN(SvRV(ref)), 0);
+        else
+            (void)hv_store_ent(stash, ST(i), newSVsv(ref), 0);
+    }
+    if (PL_stashcache)
+        hv_clear(PL_stashcache);
+    XSRETURN_EMPTY;
+}
+
 void fs_register_package_xsubs(pTHX)
 {
+    newXS("FCGI::Spawn::Native::detach_symbols", fs_xs_detach_symbols, __FILE__);
+    newXS("FCGI::Spawn::Native::attach_symbols", fs_xs_attach_symbols, __FILE__);
     newXS("FCGI::Spawn::Native::once_patterns", fs_xs_once_patterns, __FILE__);
     newXS("FCGI::Spawn::Native::forget_once_patterns", fs_xs_forget_once_patterns, __FILE__);
     newXS("FCGI::Spawn::Native::snapshot_package", fs_xs_snapshot_package, __FILE__);
