@@ -1,0 +1,17 @@
+#!/usr/bin/perl
+# Subs of modules a poisoner may redefine: CGI::header, File::Basename, and
+# built-ins overridden through CORE::GLOBAL.
+use strict;
+use warnings;
+use CGI ();
+use File::Basename ();
+
+my $r = 'basename=' . File::Basename::basename('/a/b/c.txt') . "\n";
+(my $h = CGI->new->header('text/plain')) =~ s/\r\n/\\r\\n/g;
+$r .= "cgi_header=$h\n";
+$r .= 'core_global_time=' . (defined &CORE::GLOBAL::time ? 'overridden' : 'built-in') . "\n";
+$r .= 'time_is_real=' . (time > 1_000_000_000 ? 'yes' : 'no') . "\n";
+{
+    local ($\, $,);
+    print STDOUT "Content-Type: text/plain\n\n", $r;
+}
