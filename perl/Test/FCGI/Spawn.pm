@@ -364,48 +364,57 @@ sub run_cgi {
     croak "run_cgi: $script does not exist" unless -e $script;
     my ($dir) = $script =~ m{\A(.*)/[^/]*\z}s;
     $dir = '/' if !defined $dir || $dir eq '';
-    my $tmp = tempdir('test-fcgi-spawn-cgi-XXXXXX', TMPDIR => 1, CLEANUP => 1);
     my $stdin = '/dev/null';
+    my $body_file;
     if (defined $req->{body} && length $req->{body}) {
-        $stdin = _spew("$tmp/stdin", $req->{body});
+        $body_file = File::Temp->new(TEMPLATE => 'test-fcgi-spawn-body-XXXXXX', TMPDIR => 1);
+        $stdin = _spew($body_file->filename, $req->{body});
     }
     my @argv = -x $script ? ($script) : ($^X, _taint_switch($script), $script);
     my $timeout = $req->{timeout} || $o{timeout} || 60;
 
+    # stdout and stderr are pipes, as a CGI server (and fcgi-spawn) gives them.
     pipe my $from, my $to or croak "pipe: $!";
+    pipe my $efrom, my $eto or croak "pipe: $!";
     my $pid = fork;
     croak "fork: $!" unless defined $pid;
     if ($pid == 0) {
         close $from;
+        close $efrom;
         POSIX::setpgid(0, 0);
         chdir $dir or POSIX::_exit(126);
         %ENV = (%$env, %$params);
         open STDIN, '<', $stdin or POSIX::_exit(126);
         open STDOUT, '>&', $to or POSIX::_exit(126);
-        open STDERR, '>', "$tmp/stderr" or POSIX::_exit(126);
+        open STDERR, '>&', $eto or POSIX::_exit(126);
         close $to;
+        close $eto;
         exec { $argv[0] } @argv or print STDERR "exec @argv: $!\n";
         POSIX::_exit(127);
     }
     $LIVE{$pid} = $script;
     close $to;
-    # Read until every holder of the pipe closed it (children included), as
-    # a CGI server does.
-    my $out = '';
-    my $sel = IO::Select->new($from);
+    close $eto;
+    # Read until every holder of stdout closed it (children included), as a
+    # CGI server does.
+    my ($out, $err) = ('', '');
+    my $sel = IO::Select->new($from, $efrom);
     my $deadline = time + $timeout;
     my $timed_out = 0;
-    while (1) {
+    while ($sel->count) {
         my $left = $deadline - time;
         if ($left <= 0) { $timed_out = 1; last }
-        next unless $sel->can_read($left);
-        my $n = sysread $from, $out, 65536, length $out;
-        last unless $n;
+        for my $fh ($sel->can_read($left)) {
+            my $buf = $fh == $from ? \$out : \$err;
+            my $n = sysread $fh, $$buf, 65536, length $$buf;
+            $sel->remove($fh) unless $n;
+        }
     }
     close $from;
+    close $efrom;
     my ($status) = _reap($pid, $timed_out ? 0 : $timeout, 1);
     kill 'KILL', -$pid if $timed_out;
-    my %r = (raw => $out, stderr => _slurp("$tmp/stderr"), params => $params, via => 'cgi',
+    my %r = (raw => $out, stderr => $err, params => $params, via => 'cgi',
         exit => ($status & 127) ? 128 + ($status & 127) : $status >> 8);
     $r{error} = "plain CGI run timed out after $timeout s" if $timed_out;
     return _parse_cgi(\%r);
