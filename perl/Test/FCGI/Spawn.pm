@@ -371,6 +371,11 @@ sub run_cgi {
         $stdin = _spew($body_file->filename, $req->{body});
     }
     my @argv = -x $script ? ($script) : ($^X, _taint_switch($script), $script);
+    # An isindex query (no "=") becomes the command line, words split on
+    # "+" and decoded (RFC 3875, 4.4), as CGI servers do.
+    my $qs = defined $params->{QUERY_STRING} ? $params->{QUERY_STRING} : '';
+    push @argv, map { (my $w = $_) =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge; $w } split /\+/, $qs
+        if length $qs && index($qs, '=') < 0;
     my $timeout = $req->{timeout} || $o{timeout} || 60;
 
     # stdout and stderr are pipes, as a CGI server (and fcgi-spawn) gives them.

@@ -334,6 +334,7 @@ sub run {
     my $sources = $self->{sources};
     my ($site, $sender);
     my $boot = sub {
+        $sender->stop if $sender && $sender != $site;
         $sender = undef;
         $site->stop if $site;
         $site = $o{start}->($mode);
@@ -367,8 +368,10 @@ sub run {
         my ($now) = $site->worker_pids;
         my $history = sub {
             my @last = @previous > 6 ? @previous[-6 .. -1] : @previous;
-            my $s = "  seed: $self->{seed} (replay: FCGI_SPAWN_SEED=$self->{seed}"
-                . ($self->{steps} != 120 ? " FCGI_SPAWN_STEPS=$self->{steps}" : '') . ")\n"
+            my $s = $self->{seed} eq 'pairs'
+                ? "  plan: every poisoner then every checker (replay: FCGI_SPAWN_PAIRS=1)\n"
+                : "  seed: $self->{seed} (replay: FCGI_SPAWN_SEED=$self->{seed}"
+                    . ($self->{steps} != 120 ? " FCGI_SPAWN_STEPS=$self->{steps}" : '') . ")\n"
                 . "  request: " . _describe($req) . ($req->{query} ? " ?$req->{query}" : '') . "\n"
                 . '  served before it by this worker (' . @previous . ' requests since it started; last first):'
                 . "\n" . join('', map { '    ' . _describe($_) . "\n" } reverse @last);
@@ -422,6 +425,7 @@ sub run {
     my @crashes = $site->crashes;
     Test::More::ok(!@crashes || $crash_seen, "$mode: no worker crash at the end of the sequence")
         or Test::More::diag(join "\n", @crashes);
+    $sender->stop if $sender != $site;
     $site->stop;
     return $failures;
 }
@@ -451,6 +455,7 @@ sub sanity {
         Test::More::ok($res->{same}, "$label equals plain CGI")
             or Test::More::diag(Test::FCGI::Spawn::describe_difference($res));
     }
+    $sender->stop if $sender != $site;
     $site->stop;
     return;
 }
