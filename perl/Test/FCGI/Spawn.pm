@@ -298,7 +298,7 @@ sub request {
         _spew($in, $req->{body});
         push @argv, '--data', $in;
     }
-    push @argv, $req->{script}, $params->{QUERY_STRING};
+    push @argv, '--', $req->{script}, $params->{QUERY_STRING};
     my $log_before = -s $self->{log} || 0;
     my $pid = _spawn(argv => \@argv, stdout => $out, stderr => $err);
     my ($status, $timed_out) = _reap($pid, $req->{timeout} || $self->{timeout});

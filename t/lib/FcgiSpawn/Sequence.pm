@@ -368,10 +368,10 @@ sub run {
         my ($now) = $site->worker_pids;
         my $history = sub {
             my @last = @previous > 6 ? @previous[-6 .. -1] : @previous;
-            my $s = $self->{seed} eq 'pairs'
+            my $s = ($self->{seed} eq 'pairs'
                 ? "  plan: every poisoner then every checker (replay: FCGI_SPAWN_PAIRS=1)\n"
                 : "  seed: $self->{seed} (replay: FCGI_SPAWN_SEED=$self->{seed}"
-                    . ($self->{steps} != 120 ? " FCGI_SPAWN_STEPS=$self->{steps}" : '') . ")\n"
+                    . ($self->{steps} != 120 ? " FCGI_SPAWN_STEPS=$self->{steps}" : '') . ")\n")
                 . "  request: " . _describe($req) . ($req->{query} ? " ?$req->{query}" : '') . "\n"
                 . '  served before it by this worker (' . @previous . ' requests since it started; last first):'
                 . "\n" . join('', map { '    ' . _describe($_) . "\n" } reverse @last);
