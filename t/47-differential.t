@@ -54,6 +54,40 @@ my $start = sub {
     );
 };
 
+# The comparison itself: it must see any byte, and only masks, sorting and
+# gunzip (each asked for by the request) may hide one.
+subtest 'harness: the comparison catches every difference it should' => sub {
+    my $page = sub { my ($raw, %o) = @_; return Test::FCGI::Spawn::_parse_cgi({ raw => $raw, stderr => '', %o }) };
+    my $cmp = sub { Test::FCGI::Spawn::compare_responses($_[0], $_[1], $_[2] || {}, $_[3] || 'fastcgi')->{same} };
+    my $a = "Content-Type: text/plain\n\nabc\n";
+    ok $cmp->($page->($a), $page->($a)), 'same bytes: same';
+    ok !$cmp->($page->($a), $page->("Content-Type: text/plain\n\nabd\n")), 'one byte of the body differs';
+    ok !$cmp->($page->($a), $page->("Content-Type: text/plain\r\n\r\nabc\n")), 'CRLF headers differ from LF ones';
+    ok !$cmp->($page->($a), $page->("Content-Type: text/plain\n\nabc")), 'a missing final newline differs';
+    ok $cmp->($page->($a), $page->("Content-Type: text/plain\n\nabd\n"), { mask => [qr/ab./] }), 'a mask hides what it matches';
+    ok !$cmp->($page->("X: 1\n\nb\na\n"), $page->("X: 1\n\na\nb\n")), 'line order counts';
+    ok $cmp->($page->("X: 1\n\nb\na\n"), $page->("X: 1\n\na\nb\n"), { sort_lines => 'test' }), '... unless sort_lines';
+    require IO::Compress::Gzip;
+    my ($z1, $z2);
+    IO::Compress::Gzip::gzip(\"zipped\n" => \$z1, Minimal => 1);
+    IO::Compress::Gzip::gzip(\"zipped\n" => \$z2, Name => 'x', Time => 1);
+    ok !$cmp->($page->("X: 1\n\n$z1"), $page->("X: 1\n\n$z2")), 'two gzip encodings differ as bytes';
+    ok $cmp->($page->("X: 1\n\n$z1"), $page->("X: 1\n\n$z2"), { gunzip => 1 }), '... and not once gunzipped';
+    ok !$cmp->($page->("X: 1\n\n" . substr $z1, 0, 10), $page->("X: 1\n\n$z1"), { gunzip => 1 }), 'a truncated gzip stream differs';
+    my $daemon500 = "Status: 500 Internal Server Error\r\n\r\nerror\n";
+    ok $cmp->($page->($daemon500, no_output => 1), $page->('')), "the daemon's 500 for no output equals a CGI script printing nothing";
+    ok !$cmp->($page->($daemon500), $page->('')), "... but a 500 the script printed does not";
+    ok !$cmp->($page->($daemon500, no_output => 1), $page->($a)), "... nor does the daemon's 500 equal a page";
+    my $http = { status => 200, headers => [ [ 'server', 'nginx' ], [ 'b', '2' ], [ 'a', '1' ] ], body => "x\n" };
+    ok $cmp->($http, $page->("B: 2\nA: 1\n\nx\n"), {}, 'http'), 'through nginx: header order and nginx headers do not count';
+    ok !$cmp->({ %$http, status => 302 }, $page->("B: 2\nA: 1\n\nx\n"), {}, 'http'), '... the status does';
+    my $site = Test::FCGI::Spawn->start(binary => $bin, roots => ["$FindBin::Bin/scripts"]);
+    my $pid = { script => "$FindBin::Bin/scripts/pid.pl" };
+    ok !$site->compare($pid)->{same}, 'a real request: the worker pid differs from the CGI process pid';
+    ok $site->compare({ %$pid, mask => [qr/^\d+$/m] })->{same}, '... and is the same once masked';
+    is $site->stop, 0, 'daemon stopped by pid';
+};
+
 my ($checkers) = grep { $_->{name} eq 'checkers' } @$sources;
 my @plans;
 push @plans, FcgiSpawn::Sequence->new(sources => $sources) unless $ENV{FCGI_SPAWN_PAIRS};
