@@ -214,7 +214,8 @@ sub new {
 }
 
 # Every poisoner followed by every checker, in file order: a plan for the
-# long run that misses no pair (2 steps per pair).
+# long run that misses no pair (2 steps per pair, a fresh worker for each
+# poisoner).
 sub pairs {
     my ($class, %o) = @_;
     my $self = bless { %o, seed => 'pairs', steps => 0 }, $class;
@@ -223,7 +224,10 @@ sub pairs {
     my @plan;
     for my $p (0 .. $#{ $o{sources}[$pi]{requests} }) {
         for my $c (0 .. $#{ $o{sources}[$ci]{requests} }) {
-            push @plan, [ $pi, $p, 0 ], [ $ci, $c, 0 ];
+            # Each poisoner's block starts on a fresh worker, so what only
+            # the first request of a worker does (the first use of DBI) is
+            # tried for every poisoner.
+            push @plan, [ $pi, $p, 0, $c == 0 ], [ $ci, $c, 0 ];
         }
     }
     $self->{plan} = \@plan;
@@ -234,8 +238,9 @@ sub pairs {
 sub seed  { $_[0]{seed} }
 sub steps { $_[0]{steps} }
 
-# The plan: [source index, request index, new session?] per step, drawn from
-# the seed alone (rand is reseeded here and nowhere else draws from the plan).
+# The plan: [source index, request index, new session?, fresh worker?] per
+# step, drawn from the seed alone (rand is reseeded here and nowhere else
+# draws from the plan).
 sub _plan {
     my ($self) = @_;
     my $sources = $self->{sources};
@@ -349,7 +354,12 @@ sub run {
     my $step = 0;
     for my $p (@{ $self->{plan} }) {
         $step++;
-        my ($si, $ri, $new_session) = @$p;
+        my ($si, $ri, $new_session, $fresh_worker) = @$p;
+        if ($fresh_worker && $step > 1) {
+            $boot->();
+            @previous = ();
+            ($worker) = $site->worker_pids;
+        }
         my $src = $sources->[$si];
         my $req = $src->{requests}[$ri];
         if ($o{via} eq 'http' && !Test::FCGI::Spawn::Nginx->can_send($req)) {
