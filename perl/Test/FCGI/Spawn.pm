@@ -1152,6 +1152,7 @@ A request is a hash:
       method       => 'GET',                   # default GET, POST with a body
       query        => 'id=3',                  # QUERY_STRING
       path_info    => '/2024/05',              # PATH_INFO
+      script_name  => '/cgi-bin/news.pl',      # SCRIPT_NAME (default: / and the file name)
       params       => { HTTP_COOKIE => 'a=b', HTTP_ACCEPT_ENCODING => 'gzip' },
       body         => 'a=1&b=2',               # on stdin
       content_type => 'application/x-www-form-urlencoded',

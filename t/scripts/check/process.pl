@@ -14,6 +14,7 @@ my $cwd = Cwd::getcwd();
 my @sig = map { "$_=" . (ref $SIG{$_} ? 'CODE' : $SIG{$_}) }
     grep { defined $SIG{$_} && !($_ eq 'PIPE' && ref $SIG{$_}) } sort keys %SIG;
 my $pending = alarm 0;
+alarm $pending if $pending;    # read, not cancelled
 my $r = sprintf "umask=%04o\n", umask;
 $r .= 'cwd=' . ($cwd eq $script_dir ? 'the script directory' : $cwd) . "\n";
 $r .= "dollar0=$0\n";
