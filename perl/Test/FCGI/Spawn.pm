@@ -12,7 +12,6 @@ use warnings;
 our $VERSION = '0.1.0';
 
 use Carp qw(croak);
-use Cwd qw(abs_path);
 use Exporter qw(import);
 use File::Spec;
 use File::Temp qw(tempdir);
@@ -20,6 +19,7 @@ use IO::Select;
 use IO::Socket::INET;
 use IO::Socket::UNIX;
 use POSIX qw(WNOHANG);
+use Scalar::Util qw(weaken);
 use Socket qw(SOCK_STREAM);
 use Test::More ();
 use Time::HiRes qw(sleep time);
@@ -36,10 +36,14 @@ my $NO_OUTPUT = "[no output: the server answers 500]\n";
 # Through nginx, a response without a complete header block becomes a 502.
 my $BAD_HEADER = "[no complete CGI header block: nginx answers 502]\n";
 
-my %LIVE;    # pid => what, every process we started and have not reaped
+my %LIVE;     # pid => what, every process we started and have not reaped
+my %SERVERS; # pid => daemon or nginx object (weak), stopped gracefully in END
 
 END {
     my $keep = $?;
+    for my $server (grep { defined } values %SERVERS) {
+        eval { $server->stop; 1 };
+    }
     for my $pid (keys %LIVE) {
         kill 'KILL', $pid;
         waitpid $pid, 0;
@@ -77,15 +81,13 @@ sub _wait_for {
     return $cond->();
 }
 
-# Fork and exec argv with stdin/stdout/stderr from files; the child gets
-# its own process group so a timeout can end it with its children.
+# Fork and exec argv, stdin from /dev/null, stdout/stderr appended to files.
 sub _spawn {
     my (%a) = @_;
     my $pid = fork;
     croak "fork: $!" unless defined $pid;
     if ($pid == 0) {
-        POSIX::setpgid(0, 0) if $a{group};
-        open STDIN, '<', (defined $a{stdin} ? $a{stdin} : '/dev/null') or POSIX::_exit(126);
+        open STDIN, '<', '/dev/null' or POSIX::_exit(126);
         open STDOUT, '>>', $a{stdout} or POSIX::_exit(126);
         open STDERR, '>>', $a{stderr} or POSIX::_exit(126);
         exec { $a{argv}[0] } @{ $a{argv} } or POSIX::_exit(127);
@@ -163,6 +165,7 @@ sub start {
     push @argv, @{ $o{args} || [] };
     $self->{argv} = \@argv;
     $self->{pid} = _spawn(argv => \@argv, stdout => $self->{stderr}, stderr => $self->{stderr});
+    weaken($SERVERS{ $self->{pid} } = $self);
 
     my $ready = _wait_for(sub {
         return 'dead' if waitpid($self->{pid}, WNOHANG) == $self->{pid};
@@ -770,11 +773,12 @@ $fparams        }
 }
 CONF
     Test::FCGI::Spawn::_spew("$prefix/nginx.conf", $conf);
-    my $self = bless { prefix => $prefix, port => $port, root => $root, nreq => 0 }, $class;
+    my $self = bless { prefix => $prefix, port => $port, root => $root }, $class;
     if ($o{site}) { $self->{site} = $o{site}; weaken $self->{site} }
     $self->{pid} = Test::FCGI::Spawn::_spawn(
         argv   => [ $nginx, '-p', "$prefix/", '-c', "$prefix/nginx.conf", '-e', "$prefix/logs/error.log" ],
         stdout => "$prefix/logs/stderr.log", stderr => "$prefix/logs/stderr.log");
+    weaken($SERVERS{ $self->{pid} } = $self);
     my $ok = Test::FCGI::Spawn::_wait_for(sub {
         return 'dead' if waitpid($self->{pid}, WNOHANG) == $self->{pid};
         my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Proto => 'tcp', Timeout => 1) or return 0;
