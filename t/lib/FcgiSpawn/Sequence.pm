@@ -388,7 +388,7 @@ sub run {
         my @crash = grep { /killed by SIG/ } split /\n/, $log_since->();
         my ($now) = $site->worker_pids;
         my $history = sub {
-            my @last = @previous > 6 ? @previous[-6 .. -1] : @previous;
+            my @last = @previous > 10 ? @previous[-10 .. -1] : @previous;
             my $s = ($self->{seed} eq 'pairs'
                 ? "  plan: every poisoner then every checker (replay: FCGI_SPAWN_PAIRS=1)\n"
                 : "  seed: $self->{seed} (replay: FCGI_SPAWN_SEED=$self->{seed}"
