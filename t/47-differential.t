@@ -50,6 +50,7 @@ my $start = sub {
         env       => $daemon->{env},
         isolation => $mode,
         workers   => 1,
+        timeout   => 20,    # per request: a response that never ends fails in 20 s, not 60
         args      => [ @args, split ' ', $ENV{FCGI_SPAWN_EXTRA_ARGS} || '' ],
     );
 };
