@@ -888,10 +888,11 @@ sub request {
     }
     my $raw = '';
     my $sel = IO::Select->new($s);
-    my $deadline = time + ($req->{timeout} || 60);
+    my $timeout = $req->{timeout} || ($self->{site} ? $self->{site}{timeout} : 60);
+    my $deadline = time + $timeout;
     while (1) {
         my $left = $deadline - time;
-        if ($left <= 0) { $r{error} = 'nginx response timed out'; last }
+        if ($left <= 0) { $r{error} = "nginx response timed out after $timeout s"; last }
         next unless $sel->can_read($left);
         my $n = sysread $s, $raw, 65536, length $raw;
         last unless $n;
