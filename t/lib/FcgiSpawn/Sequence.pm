@@ -33,9 +33,10 @@ restarted, so one run shows every independent difference (up to
 C<FCGI_SPAWN_MAX_FAILURES>, default 8 per mode).
 
 The harness checks itself too: an oracle response must be a real page
-(header block) unless the request is declared to print nothing, and
-C<sanity> runs every checker on fresh workers, where it must equal the
-oracle.
+(header block) unless the request says C<< expect => 'nothing' >> (a script
+that prints nothing, which a CGI server answers with a 500; apps' requests
+may say so too), and C<sanity> runs every checker on fresh workers, where it
+must equal the oracle.
 
 =cut
 
