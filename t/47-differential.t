@@ -82,6 +82,10 @@ subtest 'harness: the comparison catches every difference it should' => sub {
     my $http = { status => 200, headers => [ [ 'server', 'nginx' ], [ 'b', '2' ], [ 'a', '1' ] ], body => "x\n" };
     ok $cmp->($http, $page->("B: 2\nA: 1\n\nx\n"), {}, 'http'), 'through nginx: header order and nginx headers do not count';
     ok !$cmp->({ %$http, status => 302 }, $page->("B: 2\nA: 1\n\nx\n"), {}, 'http'), '... the status does';
+    my $bad = $page->("2 syswrite\nContent-Type: text/plain\n\nx\n");
+    ok $cmp->({ status => 502, headers => [], body => '', bad_header => 1 }, $bad, {}, 'http'),
+        "through nginx: a header block with a line that is no header is nginx's 502 on both sides";
+    ok !$cmp->({ status => 502, headers => [], body => '' }, $bad, {}, 'http'), "... a 502 nginx did not log as such is not";
     my $site = Test::FCGI::Spawn->start(binary => $bin, roots => ["$FindBin::Bin/scripts"]);
     my $pid = { script => "$FindBin::Bin/scripts/pid.pl" };
     ok !$site->compare($pid)->{same}, 'a real request: the worker pid differs from the CGI process pid';

@@ -459,6 +459,8 @@ sub _normalize {
             return $BAD_HEADER if $via eq 'http';
             return _finish($r->{raw}, undef, $req);
         }
+        # nginx refuses a header block with a line that is not a header.
+        return $BAD_HEADER if $via eq 'http' && grep { !/^[A-Za-z0-9_-]+:/ } split /\r?\n/, $r->{head};
         if ($via eq 'fastcgi') {
             ($head, $body) = $r->{raw} =~ /\A(.*?\r?\n\r?\n)(.*)\z/s;
         }
@@ -631,6 +633,17 @@ sub unified_diff {
             (map { [ '+', $_ ] } @b[$pre .. $#b - $suf]),
             (map { [ ' ', $_ ] } @a[@a - $suf .. $#a]));
     }
+    # A long run of removals must not hide the additions after it: each side
+    # of a run shows at most 40 lines.
+    my @capped;
+    my ($side, $count) = ('', 0);
+    for my $op (@ops) {
+        if ($op->[0] ne $side) { ($side, $count) = ($op->[0], 0) }
+        $count++;
+        if ($side ne ' ' && $count == 41) { push @capped, [ $side, "... (more lines)\n", 'marker' ] }
+        push @capped, $side ne ' ' && $count > 40 ? [ @$op[0, 1], 'hidden' ] : $op;
+    }
+    @ops = @capped;
     my $out = "--- $xname\n+++ $yname\n";
     my ($ai, $bi) = (1, 1);
     my @hunk;
@@ -642,15 +655,21 @@ sub unified_diff {
         @hunk = ();
     };
     for my $i (0 .. $#ops) {
-        my ($op, $l) = @{ $ops[$i] };
+        my ($op, $l, $how) = @{ $ops[$i] };
         my $near = grep { $ops[$_][0] ne ' ' } grep { $_ >= 0 && $_ <= $#ops } $i - 3 .. $i + 3;
         if ($op ne ' ' || $near) {
             if (!@hunk) { ($ha, $hb, $na, $nb) = ($ai, $bi, 0, 0) }
+            if ($how && $how eq 'marker') { push @hunk, $l; next }
+            $na++ if $op ne '+';
+            $nb++ if $op ne '-';
+            if ($how && $how eq 'hidden') {
+                $ai++ if $op ne '+';
+                $bi++ if $op ne '-';
+                next;
+            }
             my $text = _visible($l =~ /\n\z/ ? substr($l, 0, -1) : $l);
             $text .= "\n" . '\ No newline at end' if $l !~ /\n\z/;
             push @hunk, "$op$text\n";
-            $na++ if $op ne '+';
-            $nb++ if $op ne '-';
             if (++$lines > 200) { push @hunk, "... (diff cut after 200 lines)\n"; $flush->(); return $out }
         }
         else {
