@@ -51,7 +51,7 @@ my $start = sub {
         isolation => $mode,
         workers   => 1,
         timeout   => 20,    # per request: a response that never ends fails in 20 s, not 60
-        args      => [ @args, split ' ', $ENV{FCGI_SPAWN_EXTRA_ARGS} || '' ],
+        args      => [ @args, @{ $daemon->{args} }, split ' ', $ENV{FCGI_SPAWN_EXTRA_ARGS} || '' ],
     );
 };
 
@@ -106,7 +106,8 @@ for my $mode (@modes) {
     };
     for my $plan (@plans) {
         subtest "$mode: sequence (seed " . $plan->seed . ') on one warm worker' => sub {
-            $plan->run(mode => $mode, via => 'fastcgi', start => $start, exceptions => \@EXCEPTIONS);
+            $plan->run(mode => $mode, via => 'fastcgi', start => $start, exceptions => \@EXCEPTIONS,
+                reset => $daemon->{reset});
         };
     }
 }

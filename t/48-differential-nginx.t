@@ -45,7 +45,7 @@ my $start = sub {
         isolation => $mode,
         workers   => 1,
         timeout   => 20,    # per request: a response that never ends fails in 20 s, not 60
-        args      => [ @args, split ' ', $ENV{FCGI_SPAWN_EXTRA_ARGS} || '' ],
+        args      => [ @args, @{ $daemon->{args} }, split ' ', $ENV{FCGI_SPAWN_EXTRA_ARGS} || '' ],
     );
 };
 my $nginx = sub { $_[0]->start_nginx(root => '/') };
@@ -63,7 +63,8 @@ for my $mode (@modes) {
     };
     for my $plan (@plans) {
         subtest "$mode: sequence (seed " . $plan->seed . ') through nginx on one warm worker' => sub {
-            $plan->run(mode => $mode, via => 'http', start => $start, sender => $nginx, exceptions => \@EXCEPTIONS);
+            $plan->run(mode => $mode, via => 'http', start => $start, sender => $nginx, exceptions => \@EXCEPTIONS,
+                reset => $daemon->{reset});
         };
     }
 }

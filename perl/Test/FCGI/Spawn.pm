@@ -450,14 +450,14 @@ sub run_cgi_for {
 # browser gets from nginx (status, the script's headers in a canonical
 # order, body).
 sub _normalize {
-    my ($r, $req, $via, $side) = @_;
+    my ($r, $req, $via, $side, $ids) = @_;
     return "[request failed: $r->{error}]\n" if $r->{error};
     my ($head, $body);
     if ($side eq 'cgi') {
         return $NO_OUTPUT if $r->{raw} eq '';
         if (!defined $r->{head}) {
             return $BAD_HEADER if $via eq 'http';
-            return _finish($r->{raw}, undef, $req);
+            return _finish($r->{raw}, undef, $req, $ids);
         }
         # nginx refuses a header block with a line that is not a header.
         return $BAD_HEADER if $via eq 'http' && grep { !/^[A-Za-z0-9_-]+:/ } split /\r?\n/, $r->{head};
@@ -472,7 +472,7 @@ sub _normalize {
     else {
         return $NO_OUTPUT if $r->{no_output};
         if ($via eq 'fastcgi') {
-            return _finish($r->{raw}, undef, $req) unless defined $r->{head};
+            return _finish($r->{raw}, undef, $req, $ids) unless defined $r->{head};
             ($head, $body) = $r->{raw} =~ /\A(.*?\r?\n\r?\n)(.*)\z/s;
         }
         else {
@@ -481,7 +481,7 @@ sub _normalize {
             $body = $r->{body};
         }
     }
-    return _finish($head, $body, $req);
+    return _finish($head, $body, $req, $ids);
 }
 
 my %HOP = map { $_ => 1 } qw(server date connection transfer-encoding keep-alive);
@@ -495,28 +495,45 @@ sub _http_head {
     return "Status: " . (defined $status ? $status : '?') . "\n" . join('', @sorted) . "\n";
 }
 
+# gunzip, then ids, masks and sorting, as the request asks.
 sub _finish {
-    my ($head, $body, $req) = @_;
+    my ($head, $body, $req, $ids) = @_;
     if (!defined $body) {
-        my $t = _mask($head, $req);
-        return $req->{sort_lines} ? _sort_lines($t) : $t;
+        my $t = _mask(_map_ids($head, $req, $ids), $req);
+        return $req->{sort_lines} ? _sort_lines($t, $req->{sort_lines_match}) : $t;
     }
     if ($req->{gunzip} && $body =~ /\A\x1f\x8b/) {
         require IO::Uncompress::Gunzip;
         my $plain;
-        if (IO::Uncompress::Gunzip::gunzip(\$body, \$plain, MultiStream => 1, Transparent => 0)) {
-            $body = "[gunzipped]\n$plain";
+        if (IO::Uncompress::Gunzip::gunzip(\$body, \$plain, MultiStream => 1, Transparent => 0, Strict => 1)) {
+            $body = "<gunzipped>\n$plain";
         }
         else {
             no warnings 'once';
-            $body = "[gzip data does not decompress: $IO::Uncompress::Gunzip::GunzipError]\n"
-                . length($body) . " bytes: " . unpack('H*', substr $body, 0, 64) . "\n";
+            $body = "<gzip stream broken: $IO::Uncompress::Gunzip::GunzipError; " . length($body) . " bytes>\n";
         }
     }
-    $head = _mask($head, $req);
-    $body = _mask($body, $req);
-    $body = _sort_lines($body) if $req->{sort_lines};
+    $head = _mask(_map_ids($head, $req, $ids), $req);
+    $body = _mask(_map_ids($body, $req, $ids), $req);
+    $body = _sort_lines($body, $req->{sort_lines_match}) if $req->{sort_lines};
     return $head . $body;
+}
+
+# map_ids: each match (or its first capture) becomes "<id N>", N numbering
+# the distinct values in their order of first appearance on that side
+# across the requests sharing $ids (a site's or nginx's comparisons).
+sub _map_ids {
+    my ($s, $req, $ids) = @_;
+    return $s unless $req->{map_ids};
+    $ids ||= {};
+    for my $re (@{ $req->{map_ids} }) {
+        $s =~ s{$re}{
+            my $id = defined $1 ? $1 : $&;
+            my $n = $ids->{map}{$id} ||= ++$ids->{n};
+            defined $1 ? substr($&, 0, $-[1] - $-[0]) . "<id $n>" . substr($&, $+[1] - $-[0]) : "<id $n>";
+        }ge;
+    }
+    return $s;
 }
 
 sub _mask {
@@ -527,19 +544,32 @@ sub _mask {
     return $s;
 }
 
+# All lines sorted, or with $only, each run of consecutive lines matching it
+# (the rows of one table) sorted in place.
 sub _sort_lines {
-    my ($s) = @_;
+    my ($s, $only) = @_;
     my @l = split /(?<=\n)/, $s;
     $l[-1] .= "\n" if @l && $l[-1] !~ /\n\z/;
-    return join '', sort @l;
+    return join '', sort @l unless $only;
+    my (@out, @run);
+    for my $line (@l, undef) {
+        if (defined $line && $line =~ $only) { push @run, $line; next }
+        push @out, sort @run;
+        @run = ();
+        push @out, $line if defined $line;
+    }
+    return join '', @out;
 }
 
-# compare_responses($persistent, $cgi, $req, $via) -> {same, diff, persistent_text, cgi_text}
+# compare_responses($persistent, $cgi, $req, $via, $ids) ->
+# {same, diff, persistent_text, cgi_text}; $ids: {persistent => {}, cgi => {}},
+# the state of map_ids across requests.
 sub compare_responses {
-    my ($p, $c, $req, $via) = @_;
+    my ($p, $c, $req, $via, $ids) = @_;
     $via ||= $p->{via} || 'fastcgi';
-    my $pt = _normalize($p, $req, $via, 'persistent');
-    my $ct = _normalize($c, $req, $via, 'cgi');
+    $ids ||= {};
+    my $pt = _normalize($p, $req, $via, 'persistent', $ids->{persistent} ||= {});
+    my $ct = _normalize($c, $req, $via, 'cgi', $ids->{cgi} ||= {});
     my %res = (same => $pt eq $ct ? 1 : 0, persistent_text => $pt, cgi_text => $ct,
         persistent => $p, cgi => $c);
     $res{diff} = $res{same} ? '' : unified_diff($ct, $pt, 'plain CGI', 'persistent');
@@ -548,9 +578,47 @@ sub compare_responses {
 
 sub compare {
     my ($self, $req) = @_;
+    $req = _with_jar($self, $req);
     my $p = $self->request($req);
     my $c = $self->run_cgi_for($req);
-    return compare_responses($p, $c, $req, 'fastcgi');
+    _keep_cookies($self, $req, persistent => $p, cgi => $c);
+    return compare_responses($p, $c, $req, 'fastcgi', $self->{ids} ||= {});
+}
+
+# Cookie jars (request key jar => NAME): one per name and side, filled from
+# Set-Cookie headers (an empty value, Max-Age=0 or an expiry in 1970-2009
+# removes the cookie) and sent as HTTP_COOKIE (names sorted), unless the
+# request sets HTTP_COOKIE itself.
+sub _with_jar {
+    my ($holder, $req) = @_;
+    my $jar = $req->{jar} or return $req;
+    my %side;
+    for my $s (qw(persistent cgi)) {
+        my %p = (%{ $req->{params} || {} }, %{ ($req->{side_params} || {})->{$s} || {} });
+        $side{$s} = { %{ ($req->{side_params} || {})->{$s} || {} } };
+        my $c = $holder->{jars}{$s}{$jar} || {};
+        $side{$s}{HTTP_COOKIE} = join '; ', map { "$_=$c->{$_}" } sort keys %$c
+            if !exists $p{HTTP_COOKIE} && %$c;
+    }
+    return { %$req, side_params => \%side };
+}
+
+sub _keep_cookies {
+    my ($holder, $req, %resp) = @_;
+    my $jar = $req->{jar} or return;
+    for my $s (keys %resp) {
+        for my $h (@{ $resp{$s}{headers} || [] }) {
+            next unless $h->[0] eq 'set-cookie' && $h->[1] =~ /^\s*([^=;\s]+)=([^;]*)(.*)$/;
+            my ($k, $v, $attrs) = ($1, $2, $3);
+            if ($v eq '' || $attrs =~ /max-age=0\b/i || $attrs =~ /expires=\w+,\s*\d+[- ]\w+[- ](?:19\d\d|200\d)/i) {
+                delete $holder->{jars}{$s}{$jar}{$k};
+            }
+            else {
+                $holder->{jars}{$s}{$jar}{$k} = $v;
+            }
+        }
+    }
+    return;
 }
 
 sub same_as_cgi {
@@ -984,6 +1052,7 @@ sub request {
 # The oracle for a request sent through nginx: the same params nginx sent.
 sub compare {
     my ($self, $req) = @_;
+    $req = Test::FCGI::Spawn::_with_jar($self, $req);
     my $p = $self->request($req);
     my $c;
     if ($p->{params}) {
@@ -1002,7 +1071,8 @@ sub compare {
     else {
         $c = { error => 'not run: the persistent side failed', raw => '', stderr => '' };
     }
-    return Test::FCGI::Spawn::compare_responses($p, $c, $req, 'http');
+    Test::FCGI::Spawn::_keep_cookies($self, $req, persistent => $p, cgi => $c);
+    return Test::FCGI::Spawn::compare_responses($p, $c, $req, 'http', $self->{ids} ||= {});
 }
 
 sub same_as_cgi {
@@ -1181,8 +1251,11 @@ A request is a hash:
       body         => 'a=1&b=2',               # on stdin
       content_type => 'application/x-www-form-urlencoded',
       side_params  => { persistent => {...}, cgi => {...} },  # per side
+      jar          => 'ann',                   # cookie jar, one per name and side
+      map_ids      => [ qr/session=(\w+)/ ],   # ids numbered by first appearance, per side
       mask         => [ qr/\d{10}/ ],          # replaced by <masked> on both sides
       sort_lines   => 'why',                   # compare the body as sorted lines
+      sort_lines_match => qr/^<tr>/,           # ... only runs of lines matching this
       gunzip       => 1,                       # compare gzip bodies decompressed
       timeout      => 60,
     }
@@ -1191,6 +1264,17 @@ Both sides get the params C<fcgi-spawn request> would send
 (C<GATEWAY_INTERFACE SERVER_PROTOCOL SERVER_SOFTWARE SERVER_NAME SERVER_PORT
 REMOTE_ADDR REQUEST_METHOD SCRIPT_FILENAME SCRIPT_NAME REQUEST_URI
 QUERY_STRING CONTENT_LENGTH>, C<CONTENT_TYPE> with a body), then C<params>.
+
+A C<jar> keeps the cookies each side's responses set (C<Set-Cookie>; an
+empty value, C<Max-Age=0> or an expiry in 1970-2009 removes one) and sends
+them as C<HTTP_COOKIE> with the next request naming the same jar, unless the
+request sets C<HTTP_COOKIE> itself; the two sides' jars never mix, so each
+side keeps its own session. C<map_ids> replaces each match (or its first
+capture group) with C<< <id N> >>, numbered by first appearance on that side
+over all the comparisons of the site (or of the nginx): two random session
+ids playing the same role compare equal, an id where the other side has
+another one does not. Order of the transformations: gunzip, C<map_ids>,
+C<mask>, C<sort_lines>.
 
 Mask only what is volatile by nature (times, process ids, random session
 ids); use C<sort_lines> only for output whose line order depends on Perl's

@@ -20,7 +20,10 @@ reason, in C<%SKIP>), the poisoners (t/scripts/poison: scripts that change
 interpreter state and assume the process dies afterwards), the checkers
 (t/scripts/check: scripts that print that state, deterministically) and the
 applications of F<t/lib/FcgiSpawn/Apps/*.pm> (whatever exists). An ordered
-source (a user session) is replayed in order, with a cookie jar per side.
+source (a user session) is replayed in order, with a cookie jar per side
+(a request's own C<jar> wins). Applications' C<args> (more daemon flags) and
+C<reset> (puts their per-side data back; called at every daemon start) are
+honoured.
 
 A plan is drawn from the seed (printed; C<FCGI_SPAWN_SEED=n> replays it;
 C<FCGI_SPAWN_LONG=1> draws a long one, C<FCGI_SPAWN_STEPS=n> any length)
@@ -168,7 +171,8 @@ sub catalogue {
         { name => 'checkers',   weight => 4, requests => [ map { _script_requests($_) }
             _scripts_under('t/scripts/check', prune => sub { $_[0] =~ m{/lib\z} }) ] },
     );
-    my %daemon = (roots => [ "$TOP/t/scripts", "$TOP/examples" ], preload => ['CGI'], env => {});
+    my %daemon = (roots => [ "$TOP/t/scripts", "$TOP/examples" ], preload => ['CGI'], env => {}, args => [],
+        reset => []);
     for my $file (sort glob "$TOP/t/lib/FcgiSpawn/Apps/*.pm") {
         my ($name) = $file =~ m{/(\w+)\.pm\z} or next;
         my $app = eval {
@@ -195,8 +199,15 @@ sub catalogue {
         }
         my %have = map { $_ => 1 } @{ $daemon{preload} };
         push @{ $daemon{preload} }, grep { !$have{$_}++ } @{ $app->{preload} || [] };
-        for my $src (@{ $app->{sources} || [] }) {
-            push @sources, { %$src, name => "$app->{name}/$src->{name}", weight => $src->{weight} || 2,
+        # One daemon serves every app: their extra flags all apply.
+        my $args = join "\0", @{ $daemon{args} };
+        push @{ $daemon{args} }, @{ $app->{args} || [] } if index($args, join "\0", @{ $app->{args} || [] }) < 0;
+        push @{ $daemon{reset} }, $app->{reset} if $app->{reset};
+        # An app weighs as much as t/scripts in the draw, however many
+        # sources it has.
+        my @src = @{ $app->{sources} || [] };
+        for my $src (@src) {
+            push @sources, { %$src, name => "$app->{name}/$src->{name}", weight => $src->{weight} || 3 / @src,
                 requests => [ map { +{ expect => 'page', %$_ } } @{ $src->{requests} } ] };
         }
         push @notes, "app $app->{name}: " . @{ $app->{sources} || [] } . ' sources';
@@ -275,33 +286,6 @@ sub _describe {
     return $req->{name} || $req->{script};
 }
 
-# Cookie jar: Set-Cookie headers of a response into $jar; the Cookie header
-# for the next request of the session.
-sub _take_cookies {
-    my ($jar, $resp) = @_;
-    for my $h (@{ $resp->{headers} || [] }) {
-        next unless $h->[0] eq 'set-cookie' && $h->[1] =~ /^\s*([^=;\s]+)=([^;]*)/;
-        my ($k, $v) = ($1, $2);
-        if ($h->[1] =~ /expires=[^;]*19[0-9][0-9]|max-age=0\b/i) { delete $jar->{$k} }
-        else { $jar->{$k} = $v }
-    }
-    return;
-}
-
-sub _with_cookies {
-    my ($req, $jars) = @_;
-    my %r = %$req;
-    my %side = map { $_ => { %{ ($req->{side_params} || {})->{$_} || {} } } } qw(persistent cgi);
-    for my $s (qw(persistent cgi)) {
-        my $jar = $jars->{$s};
-        next unless %$jar;
-        my $own = $side{$s}{HTTP_COOKIE} // ($req->{params} || {})->{HTTP_COOKIE};
-        $side{$s}{HTTP_COOKIE} = join '; ', (defined $own ? $own : ()), map { "$_=$jar->{$_}" } sort keys %$jar;
-    }
-    $r{side_params} = \%side;
-    return \%r;
-}
-
 sub _exception_for {
     my ($exceptions, $mode, $req, $previous) = @_;
     for my $e (@{ $exceptions || [] }) {
@@ -345,6 +329,8 @@ sub run {
         $sender->stop if $sender && $sender != $site;
         $sender = undef;
         $site->stop if $site;
+        # Applications with per-side data start both sides equal again.
+        $_->() for @{ $o{reset} || [] };
         $site = $o{start}->($mode);
         $log_pos = 0;
         $sender = $o{sender} ? $o{sender}->($site) : $site;
@@ -360,7 +346,7 @@ sub run {
     };
     my @previous;    # requests the current worker served, oldest first
     my ($worker) = $site->worker_pids;
-    my %jars;
+    my %session;
     my $failures = 0;
     my $step = 0;
     for my $p (@{ $self->{plan} }) {
@@ -376,13 +362,11 @@ sub run {
         if ($o{via} eq 'http' && !Test::FCGI::Spawn::Nginx->can_send($req)) {
             next;
         }
-        $jars{$si} = { persistent => {}, cgi => {} } if $new_session || !$jars{$si};
-        my $sent = $src->{ordered} ? _with_cookies($req, $jars{$si}) : $req;
+        # An ordered source is a session: its requests share a cookie jar
+        # (per side), a new one each time the session starts over.
+        $session{$si}++ if $new_session || !$session{$si};
+        my $sent = $src->{ordered} && !$req->{jar} ? { %$req, jar => "$src->{name} #$session{$si}" } : $req;
         my $res = $sender->compare($sent);
-        if ($src->{ordered}) {
-            _take_cookies($jars{$si}{persistent}, $res->{persistent});
-            _take_cookies($jars{$si}{cgi}, $res->{cgi});
-        }
         my $label = "seed $self->{seed} $mode step $step: " . _describe($req);
         my $problem = _oracle_sane($req, $res->{cgi});
         # Crashes logged since the last step, also between requests (an
