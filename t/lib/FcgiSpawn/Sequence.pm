@@ -175,14 +175,18 @@ sub catalogue {
         reset => []);
     for my $file (sort glob "$TOP/t/lib/FcgiSpawn/Apps/*.pm") {
         my ($name) = $file =~ m{/(\w+)\.pm\z} or next;
+        my $setup = "FcgiSpawn::Apps::${name}::setup";
         my $app = eval {
             require $file;
-            my $setup = "FcgiSpawn::Apps::${name}::setup";
             no strict 'refs';
-            defined &$setup or die "$file has no ${setup}()\n";
+            return 'helper' unless defined &$setup;
             mkdir "$tmpdir/$name";
             $setup->("$tmpdir/$name");
         };
+        if (defined $app && !ref $app && $app eq 'helper') {
+            push @notes, "$file: no setup(), a helper module, not an app";
+            next;
+        }
         if (!$app) {
             push @notes, "app $name not used: setup failed: " . ($@ || 'no result');
             next;
