@@ -2,8 +2,9 @@
 # in front of the daemon (upstream keepalive, fastcgi_keep_conn on), as a
 # site serves it: for each request the plain-CGI oracle gets the very params
 # nginx sent (Test::FCGI::Spawn::Nginx reads them back from its access log),
-# and the status, the script's headers and the body must match. Requests
-# that need params other than HTTP headers are not sent this way.
+# and the status, the script's headers and the body must match. Params
+# other than HTTP headers (an app's per-side data directory) reach the daemon
+# through nginx from a request header the script does not see.
 #
 # Same knobs as t/47: FCGI_SPAWN_SEED, FCGI_SPAWN_LONG, FCGI_SPAWN_PAIRS,
 # FCGI_SPAWN_STEPS, FCGI_SPAWN_MODES.
@@ -48,7 +49,8 @@ my $start = sub {
         args      => [ @args, @{ $daemon->{args} }, split ' ', $ENV{FCGI_SPAWN_EXTRA_ARGS} || '' ],
     );
 };
-my $nginx = sub { $_[0]->start_nginx(root => '/') };
+my @params = FcgiSpawn::Sequence::cgi_param_names($sources);
+my $nginx = sub { $_[0]->start_nginx(root => '/', params => \@params) };
 
 my ($checkers) = grep { $_->{name} eq 'checkers' } @$sources;
 my @plans;

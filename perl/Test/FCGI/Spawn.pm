@@ -821,10 +821,17 @@ sub start {
     # As root, nginx workers would become "nobody", which cannot enter the
     # private temp dir holding the socket.
     my $user = $> == 0 ? "user root root;\n" : '';
+    # Params other than HTTP headers (params => [NAME, ...]) travel in a
+    # request header X-Cgi-Param-NAME that nginx turns into the param and
+    # keeps from the script (the HTTP_X_CGI_PARAM_* param set empty is not
+    # sent, and overrides the header).
+    my @extra = @{ $o{params} || [] };
+    my @table = (@PARAMS, map { [ $_, '$http_' . _carrier_var($_), 1 ] } @extra);
     my $fparams = join '', map {
         "            fastcgi_param $_->[0] $_->[1]" . ($_->[2] ? ' if_not_empty' : '') . ";\n"
-    } @PARAMS;
-    my $logfmt = join ',', map { qq{"$_->[0]":"$_->[1]"} } @PARAMS;
+    } @table;
+    $fparams .= join '', map { '            fastcgi_param HTTP_' . uc(_carrier_var($_)) . qq{ "" if_not_empty;\n} } @extra;
+    my $logfmt = join ',', map { qq{"$_->[0]":"$_->[1]"} } @table;
     my $conf = <<"CONF";
 ${user}daemon off;
 master_process on;
@@ -860,7 +867,8 @@ $fparams        }
 }
 CONF
     Test::FCGI::Spawn::_spew("$prefix/nginx.conf", $conf);
-    my $self = bless { prefix => $prefix, port => $port, root => $root }, $class;
+    my $self = bless { prefix => $prefix, port => $port, root => $root, table => \@table,
+        extra => { map { $_ => 1 } @extra } }, $class;
     if ($o{site}) { $self->{site} = $o{site}; weaken $self->{site} }
     $self->{pid} = Test::FCGI::Spawn::_spawn(
         argv   => [ $nginx, '-p', "$prefix/", '-c', "$prefix/nginx.conf", '-e', "$prefix/logs/error.log" ],
@@ -916,27 +924,37 @@ sub _path_of {
     return length $q ? "$path?$q" : $path;
 }
 
-# HTTP request headers for the CGI params HTTP_* of the request; other
-# params cannot travel through a web server.
+# nginx's variable name for the header carrying param $name.
+sub _carrier_var { return 'x_cgi_param_' . lc $_[0] }
+
+sub _header_name {
+    my ($var) = @_;
+    (my $name = lc $var) =~ s/_/-/g;
+    $name =~ s/(^|-)(\w)/$1\u$2/g;
+    return $name;
+}
+
+# HTTP request headers for the params of the request: HTTP_* as themselves,
+# the names given to start's params in their carrier header; no other param
+# can travel through a web server.
 sub _headers_of {
-    my ($req, $side) = @_;
+    my ($self, $req, $side) = @_;
     my %p = (%{ $req->{params} || {} }, %{ ($req->{side_params} || {})->{$side} || {} });
     my @h;
     for my $k (sort keys %p) {
-        croak "param $k cannot be sent through nginx (only HTTP_* params are request headers)"
-            unless $k =~ /^HTTP_(\w+)\z/;
-        (my $name = lc $1) =~ s/_/-/g;
-        $name =~ s/(^|-)(\w)/$1\u$2/g;
-        push @h, [ $name, $p{$k} ];
+        if ($k =~ /^HTTP_(\w+)\z/) { push @h, [ _header_name($1), $p{$k} ] }
+        elsif ($self->{extra}{$k}) { push @h, [ _header_name(_carrier_var($k)), $p{$k}, $k ] }
+        else { croak "param $k cannot be sent through nginx (not HTTP_*, not in start's params)" }
     }
     return \@h;
 }
 
-# Whether a request can go through nginx (only HTTP_* params).
+# Whether a request can go through this nginx: its params are HTTP_* or
+# among start's params.
 sub can_send {
-    my ($class, $req) = @_;
+    my ($self, $req) = @_;
     my %p = (%{ $req->{params} || {} }, map { %{ $_ || {} } } values %{ $req->{side_params} || {} });
-    return !grep { !/^HTTP_\w+\z/ } keys %p;
+    return !grep { !/^HTTP_\w+\z/ && !$self->{extra}{$_} } keys %p;
 }
 
 # One HTTP/1.1 request on a fresh connection; the response is parsed
@@ -946,7 +964,7 @@ sub request {
     my ($self, $req) = @_;
     my $method = $req->{method} || (defined $req->{body} ? 'POST' : 'GET');
     my $path = $self->_path_of($req);
-    my $headers = _headers_of($req, 'persistent');
+    my $headers = $self->_headers_of($req, 'persistent');
     my $log_file = "$self->{prefix}/logs/params.log";
     my $log_before = -s $log_file || 0;
     my $err_before = -s "$self->{prefix}/logs/error.log" || 0;
@@ -1022,11 +1040,12 @@ sub request {
         $r{error} ||= 'nginx did not log the params of the request';
         return \%r;
     }
-    for my $pr (@PARAMS) {
+    for my $pr (@{ $self->{table} }) {
         delete $params->{ $pr->[0] } if $pr->[2] && $params->{ $pr->[0] } eq '';
     }
-    # Headers nginx passes on as HTTP_* besides the HTTP_HOST param.
-    my @sent = (['Connection', 'close'], @$headers);
+    # Headers nginx passes on as HTTP_* besides the HTTP_HOST param (the
+    # carriers of other params are kept back).
+    my @sent = (['Connection', 'close'], grep { !defined $_->[2] } @$headers);
     push @sent, ['Content-Type', defined $req->{content_type} ? $req->{content_type} : 'application/x-www-form-urlencoded'],
         ['Content-Length', length $req->{body}]
         if defined $req->{body};
@@ -1058,10 +1077,9 @@ sub compare {
     if ($p->{params}) {
         my %params = %{ $p->{params} };
         # What the cgi side must get instead of the persistent side's own.
-        my $cgi_headers = _headers_of($req, 'cgi');
-        for my $h (@$cgi_headers) {
+        for my $h (@{ $self->_headers_of($req, 'cgi') }) {
             (my $name = 'HTTP_' . uc $h->[0]) =~ s/-/_/g;
-            $params{$name} = $h->[1];
+            $params{ defined $h->[2] ? $h->[2] : $name } = $h->[1];
         }
         my $site = $self->{site};
         $c = $site
@@ -1214,7 +1232,7 @@ prints nothing counts as equal to the daemon's 500 page for it (a CGI server
 answers 500 too). C<< $site->compare(\%request) >> returns the comparison
 (C<same>, C<diff>, both texts, both responses) without asserting.
 
-=head2 $site->start_nginx(root => '/')
+=head2 $site->start_nginx(root => '/', params => [NAME, ...])
 
 Starts nginx on a free 127.0.0.1 port in front of the daemon (upstream
 keepalive, C<fastcgi_keep_conn on>). The document root defaults to C</>, so
@@ -1223,8 +1241,11 @@ C<compare> and C<same_as_cgi> like the site, C<url>, C<port>,
 C<error_log_text> and C<stop>. The plain CGI run gets the exact params
 nginx sent (read back from an access log); the comparison covers the status,
 the script's headers (sorted by name; nginx's own C<Server>, C<Date>,
-C<Connection>, C<Transfer-Encoding> left out) and the body. Only C<HTTP_*>
-params can be sent through nginx (as request headers).
+C<Connection>, C<Transfer-Encoding> left out) and the body. C<HTTP_*>
+params are sent as request headers; any other param a request sets must be
+named in C<params> (nginx then takes it from a request header
+C<X-Cgi-Param-NAME>, which the script does not see). C<can_send($request)>
+says whether a request fits.
 
 =head2 $site->stop
 

@@ -285,6 +285,18 @@ sub _plan {
     return \@plan;
 }
 
+# Names of the params other than HTTP_* that requests set (what nginx must
+# be told to pass).
+sub cgi_param_names {
+    my ($sources) = @_;
+    my %n;
+    for my $req (map { @{ $_->{requests} } } @$sources) {
+        $n{$_}++ for grep { !/^HTTP_\w+\z/ } keys %{ $req->{params} || {} },
+            map { keys %{ $_ || {} } } values %{ $req->{side_params} || {} };
+    }
+    return sort keys %n;
+}
+
 sub _describe {
     my ($req) = @_;
     return $req->{name} || $req->{script};
@@ -363,7 +375,7 @@ sub run {
         }
         my $src = $sources->[$si];
         my $req = $src->{requests}[$ri];
-        if ($o{via} eq 'http' && !Test::FCGI::Spawn::Nginx->can_send($req)) {
+        if ($o{via} eq 'http' && !$sender->can_send($req)) {
             next;
         }
         # An ordered source is a session: its requests share a cookie jar
