@@ -826,7 +826,16 @@ sub start {
     # keeps from the script (the HTTP_X_CGI_PARAM_* param set empty is not
     # sent, and overrides the header).
     my @extra = @{ $o{params} || [] };
-    my @table = (@PARAMS, map { [ $_, '$http_' . _carrier_var($_), 1 ] } @extra);
+    my %standard = map { $_->[0] => $_ } @PARAMS;
+    # A standard param a request may override: the carrier's value when
+    # sent, else the usual one (an nginx map).
+    my $maps = join '', map {
+        my $var = _carrier_var($_);
+        "    map \$http_$var \$fcgi_spawn_$var { \"\" \"$standard{$_}[1]\"; default \$http_$var; }\n"
+    } grep { $standard{$_} } @extra;
+    my %extra = map { $_ => 1 } @extra;
+    my @table = ((map { $extra{ $_->[0] } ? [ $_->[0], '$fcgi_spawn_' . _carrier_var($_->[0]), $_->[2] ] : $_ } @PARAMS),
+        map { [ $_, '$http_' . _carrier_var($_), 1 ] } grep { !$standard{$_} } @extra);
     my $fparams = join '', map {
         "            fastcgi_param $_->[0] $_->[1]" . ($_->[2] ? ' if_not_empty' : '') . ";\n"
     } @table;
@@ -840,7 +849,7 @@ pid $prefix/nginx.pid;
 error_log $prefix/logs/error.log info;
 events { worker_connections 256; }
 http {
-    log_format fcgi_params escape=json '{$logfmt}';
+${maps}    log_format fcgi_params escape=json '{$logfmt}';
     access_log $prefix/logs/params.log fcgi_params;
     client_body_temp_path $prefix/tmp/body;
     proxy_temp_path $prefix/tmp/proxy;
@@ -920,6 +929,7 @@ sub _path_of {
     croak "$script is not under the nginx root $self->{root}" unless index($script, "$root/") == 0;
     my $path = substr $script, length $root;
     $path .= $req->{path_info} if defined $req->{path_info};
+    $path =~ s{([^A-Za-z0-9\-._~/:@!\$&'()*+,;=])}{sprintf '%%%02X', ord $1}ge;
     my $q = defined $req->{query} ? $req->{query} : '';
     return length $q ? "$path?$q" : $path;
 }
