@@ -50,7 +50,8 @@ my $start = sub {
     );
 };
 my @params = FcgiSpawn::Sequence::cgi_param_names($sources);
-my $nginx = sub { $_[0]->start_nginx(root => '/', params => \@params) };
+my @scripts = FcgiSpawn::Sequence::extensionless_scripts($sources);
+my $nginx = sub { $_[0]->start_nginx(root => '/', params => \@params, scripts => \@scripts) };
 
 my ($checkers) = grep { $_->{name} eq 'checkers' } @$sources;
 my @plans;

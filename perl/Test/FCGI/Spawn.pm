@@ -364,7 +364,8 @@ sub run_cgi {
     my $env = $o{env} || base_env();
     my $params = $o{params} || cgi_params($req, 'cgi');
     my $script = $params->{SCRIPT_FILENAME};
-    croak "run_cgi: $script does not exist" unless -e $script;
+    return { error => "run_cgi: $script does not exist", raw => '', stderr => '', params => $params, via => 'cgi' }
+        unless -e $script;
     my ($dir) = $script =~ m{\A(.*)/[^/]*\z}s;
     $dir = '/' if !defined $dir || $dir eq '';
     my $stdin = '/dev/null';
@@ -490,8 +491,10 @@ sub _http_head {
     my ($status, $headers) = @_;
     my @h = grep { !$HOP{ $_->[0] } } @$headers;
     my $i = 0;
+    # Names in one spelling (nginx writes the ones it knows its own way),
+    # Title-Case so that masks written for CGI headers apply.
     my @sorted = map { $_->[1] } sort { $a->[0] cmp $b->[0] || $a->[2] <=> $b->[2] }
-        map { [ $_->[0], "$_->[0]: $_->[1]\n", $i++ ] } @h;
+        map { (my $n = $_->[0]) =~ s/(^|-)(\w)/$1\u$2/g; [ $_->[0], "$n: $_->[1]\n", $i++ ] } @h;
     return "Status: " . (defined $status ? $status : '?') . "\n" . join('', @sorted) . "\n";
 }
 
@@ -817,7 +820,7 @@ sub start {
     my $port = Test::FCGI::Spawn::_free_port();
     my $root = defined $o{root} ? $o{root} : '/';
     my $backend = $o{backend} or croak 'start: backend => socket needed';
-    my $pass = $backend =~ m{/} ? "unix:$backend" : $backend;
+    my $upstream = $backend =~ m{/} ? "unix:$backend" : $backend;
     # As root, nginx workers would become "nobody", which cannot enter the
     # private temp dir holding the socket.
     my $user = $> == 0 ? "user root root;\n" : '';
@@ -841,6 +844,18 @@ sub start {
     } @table;
     $fparams .= join '', map { '            fastcgi_param HTTP_' . uc(_carrier_var($_)) . qq{ "" if_not_empty;\n} } @extra;
     my $logfmt = join ',', map { qq{"$_->[0]":"$_->[1]"} } @table;
+    my $pass = "            fastcgi_pass fcgi_spawn;\n            fastcgi_keep_conn on;\n"
+        . "            fastcgi_read_timeout 60s;\n$fparams";
+    # Scripts named .pl/.cgi, and the ones given in scripts (installed
+    # without an extension), go to the daemon.
+    my $locations = join '', map {
+        my $path = $_;
+        $path =~ s/^\Q$root\E(?=\/)// if $root ne '/';
+        my $re = quotemeta $path;
+        "        location ^~ $path {\n            fastcgi_split_path_info ^($re)(/.*)\$;\n$pass        }\n"
+    } @{ $o{scripts} || [] };
+    $locations .= "        location ~ \\.(pl|cgi)(/|\$) {\n"
+        . "            fastcgi_split_path_info ^(.+?\\.(?:pl|cgi))(/.*)\$;\n$pass        }\n";
     my $conf = <<"CONF";
 ${user}daemon off;
 master_process on;
@@ -859,20 +874,14 @@ ${maps}    log_format fcgi_params escape=json '{$logfmt}';
     client_max_body_size 64m;
     default_type application/octet-stream;
     upstream fcgi_spawn {
-        server $pass;
+        server $upstream;
         keepalive 8;
     }
     server {
         listen 127.0.0.1:$port;
         server_name localhost;
         root $root;
-        location ~ \\.(pl|cgi)(/|\$) {
-            fastcgi_split_path_info ^(.+?\\.(?:pl|cgi))(/.*)\$;
-            fastcgi_pass fcgi_spawn;
-            fastcgi_keep_conn on;
-            fastcgi_read_timeout 60s;
-$fparams        }
-    }
+$locations    }
 }
 CONF
     Test::FCGI::Spawn::_spew("$prefix/nginx.conf", $conf);
@@ -988,8 +997,11 @@ sub request {
     }
     binmode $s;
     my $local_port = $s->sockport;
-    my $msg = "$method $path HTTP/1.1\r\nHost: 127.0.0.1:$self->{port}\r\nConnection: close\r\n";
-    $msg .= "$_->[0]: $_->[1]\r\n" for @$headers;
+    # The request's HTTP_HOST is the Host header (nginx allows one).
+    my ($host) = map { $_->[1] } grep { $_->[0] eq 'Host' } @$headers;
+    my $msg = "$method $path HTTP/1.1\r\nHost: " . (defined $host ? $host : "127.0.0.1:$self->{port}")
+        . "\r\nConnection: close\r\n";
+    $msg .= "$_->[0]: $_->[1]\r\n" for grep { $_->[0] ne 'Host' } @$headers;
     if (defined $req->{body}) {
         $msg .= 'Content-Type: ' . (defined $req->{content_type} ? $req->{content_type} : 'application/x-www-form-urlencoded') . "\r\n";
         $msg .= 'Content-Length: ' . length($req->{body}) . "\r\n";
@@ -1242,7 +1254,7 @@ prints nothing counts as equal to the daemon's 500 page for it (a CGI server
 answers 500 too). C<< $site->compare(\%request) >> returns the comparison
 (C<same>, C<diff>, both texts, both responses) without asserting.
 
-=head2 $site->start_nginx(root => '/', params => [NAME, ...])
+=head2 $site->start_nginx(root => '/', params => [NAME, ...], scripts => [PATH, ...])
 
 Starts nginx on a free 127.0.0.1 port in front of the daemon (upstream
 keepalive, C<fastcgi_keep_conn on>). The document root defaults to C</>, so
@@ -1255,7 +1267,9 @@ C<Connection>, C<Transfer-Encoding> left out) and the body. C<HTTP_*>
 params are sent as request headers; any other param a request sets must be
 named in C<params> (nginx then takes it from a request header
 C<X-Cgi-Param-NAME>, which the script does not see). C<can_send($request)>
-says whether a request fits.
+says whether a request fits. URLs ending in C<.pl> or C<.cgi> (or with a path
+info after that) go to the daemon, and so do the C<scripts> given (files
+installed without an extension).
 
 =head2 $site->stop
 

@@ -177,7 +177,7 @@ sub catalogue {
         my ($name) = $file =~ m{/(\w+)\.pm\z} or next;
         my $setup = "FcgiSpawn::Apps::${name}::setup";
         my $app = eval {
-            require $file;
+            require "FcgiSpawn/Apps/$name.pm";
             no strict 'refs';
             return 'helper' unless defined &$setup;
             mkdir "$tmpdir/$name";
@@ -295,6 +295,13 @@ sub cgi_param_names {
             map { keys %{ $_ || {} } } values %{ $req->{side_params} || {} };
     }
     return sort keys %n;
+}
+
+# Scripts without a .pl/.cgi name (nginx must be told they are scripts).
+sub extensionless_scripts {
+    my ($sources) = @_;
+    my %s = map { $_->{script} => 1 } grep { $_->{script} !~ /\.(?:pl|cgi)\z/ } map { @{ $_->{requests} } } @$sources;
+    return sort keys %s;
 }
 
 sub _describe {
