@@ -24,6 +24,8 @@ use Test::FCGI::Spawn;
 # request served before it by the same worker), reason }. None may be
 # listed for perlrun or fork: there the bytes must always match.
 my @EXCEPTIONS = ();
+ok !(grep { !$_->{mode} || $_->{mode} ne 'registry' || !$_->{reason} } @EXCEPTIONS),
+    'exceptions: registry only, each with its reason';
 
 my $bin = FcgiSpawn::Test::bin_path();
 my $tmp = tempdir('fcgi-spawn-diff-XXXXXX', TMPDIR => 1, CLEANUP => 1);

@@ -21,6 +21,8 @@ use Test::FCGI::Spawn;
 # Known, reasoned differences: { mode, script => qr//, after => qr//, reason }.
 # None may be listed for perlrun or fork.
 my @EXCEPTIONS = ();
+ok !(grep { !$_->{mode} || $_->{mode} ne 'registry' || !$_->{reason} } @EXCEPTIONS),
+    'exceptions: registry only, each with its reason';
 
 my $bin = FcgiSpawn::Test::bin_path();
 my $tmp = tempdir('fcgi-spawn-diff-nginx-XXXXXX', TMPDIR => 1, CLEANUP => 1);
