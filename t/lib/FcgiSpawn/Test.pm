@@ -87,7 +87,10 @@ use constant {
     FCGI_UNKNOWN_ROLE      => 3,
 };
 
-my $TOP = abs_path(File::Spec->catdir(dirname(__FILE__), '..', '..', '..'));
+my $TOP;
+BEGIN { $TOP = abs_path(File::Spec->catdir(dirname(__FILE__), '..', '..', '..')) }
+use lib "$TOP/perl";
+use Test::FCGI::Spawn ();
 my %LIVE;    # pid => description, for the END safety net
 
 sub scripts_dir { return "$TOP/t/scripts" }
@@ -419,119 +422,22 @@ sub parse_cgi {
 
 =head2 start_nginx($daemon, %opts)
 
-Writes an nginx.conf into C<< $daemon->dir/nginx >> and runs
-C</usr/sbin/nginx -p PREFIX -c CONF> in the foreground (forked by us),
-listening on 127.0.0.1:<free port>, root = t/scripts (C<root> option),
-C<.pl>/C<.cgi> passed to the daemon (or to the socket in C<pass>) through an upstream with keepalive and
-C<fastcgi_keep_conn on>, as a production site would. Returns an object with
-C<url>, C<port>, C<error_log_text>, C<stop>.
+A real nginx on 127.0.0.1:<free port> in front of the daemon (or of the
+socket in C<pass>), document root t/scripts (C<root> option), C<.pl>/C<.cgi>
+passed through an upstream with keepalive and C<fastcgi_keep_conn on>, as a
+production site would. The nginx setup is the shipped
+L<Test::FCGI::Spawn::Nginx>'s; returns its object (C<url>, C<port>,
+C<error_log_text>, C<stop>).
 
 =cut
 
 sub start_nginx {
     my ($d, %o) = @_;
-    my $nginx = $ENV{FCGI_SPAWN_NGINX} || (grep { -x } '/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx')[0]
-        or croak 'nginx not found (script/install-deps installs it)';
-    my $prefix = $d->dir . "/nginx" . ($d->{nginx_count}++ || "");
-    mkdir $prefix;
-    mkdir "$prefix/$_" for qw(logs tmp);
-    my $port = _free_port();
-    my $root = $o{root} || scripts_dir();
-    my $backend = $o{pass} || $d->socket;
-    my $pass = $backend =~ m{/} ? "unix:$backend" : $backend;
-    # Running as root, nginx would switch its workers to "nobody", which cannot
-    # enter the 0700 temp dir holding the socket; these tests are about the
-    # daemon, not about socket permissions, so workers stay root there.
-    my $user = $> == 0 ? "user root root;\n" : '';
-    my $conf = <<"CONF";
-${user}daemon off;
-master_process on;
-worker_processes 1;
-pid $prefix/nginx.pid;
-error_log $prefix/logs/error.log info;
-events { worker_connections 256; }
-http {
-    access_log $prefix/logs/access.log;
-    client_body_temp_path $prefix/tmp/body;
-    proxy_temp_path $prefix/tmp/proxy;
-    fastcgi_temp_path $prefix/tmp/fastcgi;
-    uwsgi_temp_path $prefix/tmp/uwsgi;
-    scgi_temp_path $prefix/tmp/scgi;
-    client_max_body_size 64m;
-    default_type application/octet-stream;
-    upstream fcgi_spawn {
-        server $pass;
-        keepalive 8;
-    }
-    server {
-        listen 127.0.0.1:$port;
-        server_name localhost;
-        root $root;
-        location ~ \\.(pl|cgi)\$ {
-            fastcgi_pass fcgi_spawn;
-            fastcgi_keep_conn on;
-            fastcgi_read_timeout 60s;
-            fastcgi_param QUERY_STRING \$query_string;
-            fastcgi_param REQUEST_METHOD \$request_method;
-            fastcgi_param CONTENT_TYPE \$content_type;
-            fastcgi_param CONTENT_LENGTH \$content_length;
-            fastcgi_param SCRIPT_NAME \$fastcgi_script_name;
-            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
-            fastcgi_param REQUEST_URI \$request_uri;
-            fastcgi_param DOCUMENT_URI \$document_uri;
-            fastcgi_param DOCUMENT_ROOT \$document_root;
-            fastcgi_param SERVER_PROTOCOL \$server_protocol;
-            fastcgi_param REQUEST_SCHEME \$scheme;
-            fastcgi_param GATEWAY_INTERFACE CGI/1.1;
-            fastcgi_param SERVER_SOFTWARE nginx/\$nginx_version;
-            fastcgi_param REMOTE_ADDR \$remote_addr;
-            fastcgi_param REMOTE_PORT \$remote_port;
-            fastcgi_param SERVER_ADDR \$server_addr;
-            fastcgi_param SERVER_PORT \$server_port;
-            fastcgi_param SERVER_NAME \$server_name;
-            fastcgi_param HTTP_HOST \$host;
-        }
-    }
-}
-CONF
-    spew("$prefix/nginx.conf", $conf);
-    my $self = bless { prefix => $prefix, port => $port }, 'FcgiSpawn::Test::Nginx';
-    $self->{pid} = _spawn(argv => [$nginx, '-p', "$prefix/", '-c', "$prefix/nginx.conf", '-e', "$prefix/logs/error.log"],
-        stdout => "$prefix/logs/stderr.log", stderr => "$prefix/logs/stderr.log");
-    my $ok = wait_for(sub {
-        return 'dead' if waitpid($self->{pid}, WNOHANG) == $self->{pid};
-        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Proto => 'tcp', Timeout => 1) or return 0;
-        close $s;
-        return 'up';
-    }, 10);
-    if (!$ok || $ok ne 'up') {
-        delete $LIVE{ $self->{pid} } if $ok;
-        _terminate($self->{pid}, 'KILL', 2);
-        croak "nginx did not start:\n" . slurp("$prefix/logs/stderr.log") . slurp("$prefix/logs/error.log");
-    }
-    return $self;
-}
-
-package FcgiSpawn::Test::Nginx;
-
-use strict;
-use warnings;
-
-sub port { $_[0]{port} }
-sub pid  { $_[0]{pid} }
-sub url  { my ($self, $path) = @_; return "http://127.0.0.1:$self->{port}" . (defined $path ? $path : '/') }
-sub error_log_text { FcgiSpawn::Test::slurp("$_[0]{prefix}/logs/error.log") }
-
-sub stop {
-    my ($self) = @_;
-    return if $self->{stopped}++;
-    return FcgiSpawn::Test::_terminate($self->{pid}, 'QUIT', 10);
-}
-
-sub DESTROY {
-    my ($self) = @_;
-    local ($?, $!, $@);
-    FcgiSpawn::Test::_terminate($self->{pid}, 'TERM', 5) unless $self->{stopped}++;
+    return Test::FCGI::Spawn::Nginx->start(
+        backend => $o{pass} || $d->socket,
+        root    => $o{root} || scripts_dir(),
+        dir     => $d->dir,
+    );
 }
 
 package FcgiSpawn::Test;

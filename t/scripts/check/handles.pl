@@ -1,0 +1,24 @@
+#!/usr/bin/perl
+# The standard handles: descriptors, PerlIO layers (the daemon's own
+# fcgi_spawn_* output layer left out: it is how fcgi-spawn captures STDOUT,
+# not something a script pushed), ties, file types.
+use strict;
+use warnings;
+
+my $r = '';
+for my $name (qw(STDIN STDOUT STDERR)) {
+    no strict 'refs';
+    my $fh = \*{"main::$name"};
+    my $fd = fileno $fh;
+    my @layers = grep { !/^fcgi_spawn/ } PerlIO::get_layers($fh);
+    my $tied = tied *$fh;
+    $r .= "$name fileno=" . (defined $fd ? $fd : 'undef')
+        . ' layers=' . join(',', @layers)
+        . ' tied=' . ($tied ? ref $tied : 'no')
+        . ' type=' . (!defined $fd ? 'closed' : -p $fh ? 'pipe' : -c $fh ? 'chardev' : -f $fh ? 'file' : -S $fh ? 'socket' : 'other')
+        . "\n";
+}
+{
+    local ($\, $,);
+    print STDOUT "Content-Type: text/plain\n\n", $r;
+}
