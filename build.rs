@@ -12,7 +12,14 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The C glue, one job per file (see the comment at the top of glue.c).
-const GLUE_SOURCES: &[&str] = &["glue.c", "output.c", "state.c", "packages.c", "process.c"];
+const GLUE_SOURCES: &[&str] = &[
+    "glue.c",
+    "output.c",
+    "state.c",
+    "packages.c",
+    "code.c",
+    "process.c",
+];
 
 fn perl_output(args: &[&str]) -> String {
     let out = Command::new("perl")

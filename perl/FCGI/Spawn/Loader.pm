@@ -43,8 +43,13 @@ sub script_require {
     return load($requirer, $file, $caller_file, $caller_line) if $file =~ /^v?[\d._]+\z/;
     my $path = find_file($file);
     if (!defined $path || declares_package($path)) {
-        return FCGI::Spawn::Symbols::owning_new_names(
+        my $result = FCGI::Spawn::Symbols::owning_new_names(
             sub { load($requirer, $file, $caller_file, $caller_line) });
+        # Its subs are the worker's: a script that redefines one later
+        # gets it put back. (The running script's packages are not.)
+        FCGI::Spawn::Native::record_new_code(keys %SCRIPT_PACKAGES,
+            map { substr $_, 0, -2 } grep { /::\z/ } FCGI::Spawn::Symbols::script_names());
+        return $result;
     }
     my $result = load($requirer, $file, $caller_file, $caller_line);
     push @LOADED, $file if $SCRIPT_PACKAGES{$caller} && !$KEEP_LOADED;
@@ -116,6 +121,13 @@ sub declares_package {
     my $answer = $source =~ /^\s*package\s+[A-Za-z_]\w*(?:::\w+)*\s*(?:[\d._v]+\s*)?[;{]/m ? 1 : 0;
     $DECLARES{$path} = [$stamp, $answer];
     return $answer;
+}
+
+# The files of the running request, whose subs are its own: the script and
+# the plain files it loaded.
+sub request_files {
+    my ($script) = @_;
+    return ($script, grep { defined && !ref } map { $INC{$_} } @LOADED);
 }
 
 # The request is over: the files it loaded into the script's packages are

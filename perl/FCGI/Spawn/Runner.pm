@@ -122,6 +122,7 @@ sub capture_base_state {
     $BASE{core_global} = FCGI::Spawn::Native::snapshot_package('CORE::GLOBAL');
     FCGI::Spawn::Native::snapshot_signals();
     FCGI::Spawn::Native::snapshot_formats();
+    FCGI::Spawn::Native::snapshot_code();
     FCGI::Spawn::Symbols::own_current_names();
     return;
 }
@@ -387,6 +388,9 @@ sub compile_cached {
     my @made = grep { /\A[A-Za-z_]\w*(?:::)?\z/ && !$SPECIAL_NAMES{$_} }
         FCGI::Spawn::Symbols::script_names();
     my @made_packages = map { substr $_, 0, -2 } grep { /::\z/ } @made;
+    # Its subs in the worker's packages (`sub CGI::x {...}`) likewise.
+    my @code = FCGI::Spawn::Native::code_changes($script);
+    FCGI::Spawn::Native::restore_code($script);
     push @packages, @made_packages;
     my $data = do { no strict 'refs'; \*{"${package}::DATA"} };
     my @subs = ($handler, map { script_subs($_) } @packages);
@@ -402,6 +406,7 @@ sub compile_cached {
         package_names => \@packages,
         packages     => [ map { FCGI::Spawn::Native::snapshot_package($_) } @packages ],
         main_globals => [ map { \$main::{$_} } grep { !/::\z/ } @made ],
+        code         => \@code,
         data         => $data,
         data_pos     => (defined fileno($data) ? tell($data) : -1),
     };
@@ -423,6 +428,7 @@ sub compile_cached {
 sub show_hidden {
     my ($entry) = @_;
     FCGI::Spawn::Native::attach_symbols(@$_) for @{ $entry->{hidden} };
+    FCGI::Spawn::Native::install_code(@{ $entry->{code} }) if @{ $entry->{code} };
     return;
 }
 
@@ -771,8 +777,9 @@ sub begin_request {
         ends    => FCGI::Spawn::Native::end_block_count(),
     );
     switch_mode($mode);
-    # The request's child (fork mode) is a plain CGI process: SIGPIPE ends it.
-    $SIG{PIPE} = 'DEFAULT' if $mode eq 'fork';
+    # The request's child (fork mode) is a plain CGI process: SIGPIPE ends
+    # it, and %SIG shows nothing set, as in a new perl.
+    delete $SIG{PIPE} if $mode eq 'fork';
     set_environment($script, \@params);
     $req{has_body} = ($ENV{CONTENT_LENGTH} // '') =~ /[1-9]/;
     change_directory($script);
@@ -807,6 +814,9 @@ sub finish_request {
         } ],
         [ "dropping the script's symbols" => $req{steps}{finish} ],
         [ "dropping the script's top-level names" => \&FCGI::Spawn::Symbols::delete_script_names ],
+        [ "putting back the worker's subs it replaced" => sub {
+            FCGI::Spawn::Native::restore_code(FCGI::Spawn::Loader::request_files($req{script}));
+        } ],
         [ 'resetting formats' => \&FCGI::Spawn::Native::reset_formats ],
         [ 'closing the std handles' => \&close_std_handles ],
         )
@@ -838,6 +848,10 @@ sub end_request {
         [ 'special variables' => \&restore_special_variables ],
         [ 'process state' => \&restore_process_state ],
         [ 'signals' => sub { $signals = restore_signals() } ],
+        # Modules perl loaded by itself (IO::File for STDOUT->flush).
+        [ 'code records' => sub {
+            FCGI::Spawn::Native::record_new_code() if FCGI::Spawn::Native::code_snapshot_stale();
+        } ],
         )
     {
         my ($what, $code) = @$part;

@@ -9,8 +9,9 @@
  * registered in xs_init give the Perl runner (perl/FCGI/Spawn/Runner.pm) the
  * handful of interpreter internals it cannot reach from Perl. The other
  * files hold one job each: output.c the script's STDOUT, state.c the state
- * a request changes, packages.c registry packages, process.c the request
- * stage, exec and the `fork` isolation child.
+ * a request changes, packages.c registry packages, code.c the worker's subs
+ * a script redefines, process.c the request stage, exec and the `fork`
+ * isolation child.
  */
 #include "glue_internal.h"
 #include <errno.h>
@@ -83,6 +84,13 @@ XS(fs_xs_sv_count)
     XSRETURN_IV((IV)PL_sv_count);
 }
 
+void fs_register_xsubs(pTHX_ const fs_xsub *table, size_t count)
+{
+    size_t i;
+    for (i = 0; i < count; i++)
+        newXS(table[i].name, table[i].fn, __FILE__);
+}
+
 static void xs_init(pTHX)
 {
     newXS("DynaLoader::boot_DynaLoader", boot_DynaLoader, __FILE__);
@@ -91,6 +99,7 @@ static void xs_init(pTHX)
     fs_register_output_xsubs(aTHX);
     fs_register_state_xsubs(aTHX);
     fs_register_package_xsubs(aTHX);
+    fs_register_code_xsubs(aTHX);
     fs_register_process_xsubs(aTHX);
 }
 

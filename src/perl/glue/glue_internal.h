@@ -16,11 +16,37 @@ extern volatile int fs_forked;
  * forked child (it is the parent's to send). */
 void fs_output_forget_pending(void);
 
+/* An XSUB a file gives the Perl runner: FCGI::Spawn::Native::<name>. */
+typedef struct {
+    const char *name;
+    XSUBADDR_t fn;
+} fs_xsub;
+#define FS_XSUB(name, fn) { "FCGI::Spawn::Native::" name, fn }
+void fs_register_xsubs(pTHX_ const fs_xsub *table, size_t count);
+
+/* Ends an XSUB returning the elements of `list` (an AV it may free). */
+#define FS_XSRETURN_AV(list)                                                   \
+    STMT_START {                                                               \
+        AV *fs_list_ = (list);                                                 \
+        SSize_t fs_i_;                                                         \
+        SP -= items;                                                           \
+        EXTEND(SP, AvFILLp(fs_list_) + 1);                                     \
+        for (fs_i_ = 0; fs_i_ <= AvFILLp(fs_list_); fs_i_++)                   \
+            PUSHs(sv_2mortal(SvREFCNT_inc_simple_NN(AvARRAY(fs_list_)[fs_i_]))); \
+        PUTBACK;                                                               \
+        XSRETURN(AvFILLp(fs_list_) + 1);                                       \
+    } STMT_END
+
 /* Each file's XSUBs, registered by xs_init (glue.c). */
 void fs_register_output_xsubs(pTHX);
 void fs_register_state_xsubs(pTHX);
 void fs_register_process_xsubs(pTHX);
 void fs_register_package_xsubs(pTHX);
+void fs_register_code_xsubs(pTHX);
+
+/* Makes `cv` (or nothing) the sub of `gv`, refcounts kept; 1 if it changed
+ * (packages.c). */
+int fs_set_gv_code(pTHX_ GV *gv, CV *cv);
 
 /* The package's symbol table, or NULL; never creates one. */
 HV *fs_find_stash(pTHX_ const char *name, STRLEN len);

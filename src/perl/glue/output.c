@@ -218,10 +218,14 @@ XS(fs_xs_flush_stdout)
     XSRETURN_EMPTY;
 }
 
+static const fs_xsub fs_output_xsubs_table[] = {
+    FS_XSUB("capture_stdout", fs_xs_capture_stdout),
+    FS_XSUB("flush_stdout", fs_xs_flush_stdout),
+};
+
 void fs_register_output_xsubs(pTHX)
 {
-    newXS("FCGI::Spawn::Native::capture_stdout", fs_xs_capture_stdout, __FILE__);
-    newXS("FCGI::Spawn::Native::flush_stdout", fs_xs_flush_stdout, __FILE__);
+    fs_register_xsubs(aTHX_ fs_output_xsubs_table, sizeof fs_output_xsubs_table / sizeof fs_output_xsubs_table[0]);
 }
 
 void fs_output_init(fs_output_sink sink)

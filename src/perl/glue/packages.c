@@ -108,20 +108,29 @@ static void fs_close_handle(pTHX_ GV *gv)
         (void)Perl_io_close(aTHX_ io, gv, FALSE, FALSE);
 }
 
+int fs_set_gv_code(pTHX_ GV *gv, CV *cv)
+{
+    CV *old = GvCV(gv);
+    if (old == cv && !GvCVGEN(gv))
+        return 0;
+    GvCV_set(gv, cv ? (CV *)SvREFCNT_inc_simple_NN(cv) : NULL);
+    GvCVGEN(gv) = 0;
+    SvREFCNT_dec(old);
+    return 1;
+}
+
 static void fs_restore_slot_cv(pTHX_ HV *stash, GV *gv, SV *saved, int format)
 {
     CV *want = saved ? (CV *)SvRV(saved) : NULL;
-    CV *now = format ? GvFORM(gv) : GvCV(gv);
-    if (now == want)
-        return;
     if (format) {
+        CV *now = GvFORM(gv);
+        if (now == want)
+            return;
         GvFORM(gv) = want ? (CV *)SvREFCNT_inc_simple_NN(want) : NULL;
-    } else {
-        GvCV_set(gv, want ? (CV *)SvREFCNT_inc_simple_NN(want) : NULL);
-        GvCVGEN(gv) = 0;
+        SvREFCNT_dec(now);
+    } else if (fs_set_gv_code(aTHX_ gv, want)) {
         mro_method_changed_in(stash);
     }
-    SvREFCNT_dec(now);
 }
 
 static void fs_restore_stash(pTHX_ SV *snapshot);
@@ -164,6 +173,20 @@ static void fs_restore_glob(pTHX_ HV *stash, GV *gv, AV *rec)
     fs_restore_slot_cv(aTHX_ stash, gv, fs_rec_get(aTHX_ rec, REC_FORMAT), 1);
 }
 
+/* A glob perl made to cache a method lookup (found elsewhere, or not
+ * found: an AUTOLOAD lookup for DESTROY leaves one): perl's own, and
+ * harmless to keep; the method generation makes it stale when it must. */
+static int fs_is_method_cache(pTHX_ SV *entry)
+{
+    GV *gv = (GV *)entry;
+    if (SvTYPE(entry) != SVt_PVGV || !isGV_with_GP(gv))
+        return 0;
+    if (GvCVGEN(gv))
+        return 1;
+    return !GvCV(gv) && !GvAV(gv) && !GvHV(gv) && !GvIOp(gv) && !GvFORM(gv)
+        && (!GvSV(gv) || !SvOK(GvSV(gv)));
+}
+
 static void fs_restore_stash(pTHX_ SV *snapshot)
 {
     AV *snap = (AV *)SvRV(snapshot);
@@ -175,18 +198,25 @@ static void fs_restore_stash(pTHX_ SV *snapshot)
 
     /* Symbols the run created go. Their globs may still be held by code
      * compiled at run time, which is itself going: a run-time `require`d
-     * library's subs live in those globs. */
+     * library's subs live in those globs. Keys are copied as plain strings:
+     * deleting with an SV sharing the stash's own key corrupted refcounts. */
     hv_iterinit(stash);
-    while ((he = hv_iternext(stash)))
-        if (!hv_exists_ent(records, hv_iterkeysv(he), HeHASH(he)))
-            av_push(added, SvREFCNT_inc_simple_NN(hv_iterkeysv(he)));
+    while ((he = hv_iternext(stash))) {
+        I32 klen;
+        const char *key = hv_iterkey(he, &klen);
+        if (!hv_exists(records, key, HeKUTF8(he) ? -klen : klen)
+            && !fs_is_method_cache(aTHX_ HeVAL(he)))
+            av_push(added, newSVpvn_flags(key, klen, HeKUTF8(he) ? SVf_UTF8 : 0));
+    }
     for (i = 0; i <= AvFILLp(added); i++) {
-        SV *name = AvARRAY(added)[i];
-        HE *entry = hv_fetch_ent(stash, name, 0, 0);
-        SV *value = entry ? HeVAL(entry) : NULL;
+        STRLEN klen;
+        const char *key = SvPV_const(AvARRAY(added)[i], klen);
+        I32 len = SvUTF8(AvARRAY(added)[i]) ? -(I32)klen : (I32)klen;
+        SV **entry = hv_fetch(stash, key, len, 0);
+        SV *value = entry ? *entry : NULL;
         if (value && SvTYPE(value) == SVt_PVGV && isGV_with_GP(value) && GvIOp((GV *)value))
             fs_close_handle(aTHX_ (GV *)value);
-        (void)hv_delete_ent(stash, name, G_DISCARD, 0);
+        (void)hv_delete(stash, key, len, G_DISCARD);
     }
 
     /* Each recorded symbol back to its glob and its glob's contents. */
@@ -194,17 +224,19 @@ static void fs_restore_stash(pTHX_ SV *snapshot)
     while ((he = hv_iternext(records))) {
         AV *rec = (AV *)SvRV(HeVAL(he));
         SV *want = AvARRAY(rec)[REC_ENTRY];
-        SV *key = hv_iterkeysv(he);
-        HE *now = hv_fetch_ent(stash, key, 0, 0);
+        I32 klen;
+        const char *key = hv_iterkey(he, &klen);
+        I32 len = HeKUTF8(he) ? -klen : klen;
+        SV **now = hv_fetch(stash, key, len, 0);
         if (SvROK(want) && SvTYPE(SvRV(want)) == SVt_PVGV) {
             GV *gv = (GV *)SvRV(want);
-            if (!now || HeVAL(now) != (SV *)gv)
-                (void)hv_store_ent(stash, key, SvREFCNT_inc_simple_NN((SV *)gv), 0);
+            if (!now || *now != (SV *)gv)
+                (void)hv_store(stash, key, len, SvREFCNT_inc_simple_NN((SV *)gv), 0);
             if (isGV_with_GP(gv))
                 fs_restore_glob(aTHX_ stash, gv, rec);
-        } else if (!now || SvTYPE(HeVAL(now)) == SVt_PVGV) {
+        } else if (!now || SvTYPE(*now) == SVt_PVGV) {
             /* A sub stub or constant that a run turned into a glob. */
-            (void)hv_store_ent(stash, key, newSVsv(want), 0);
+            (void)hv_store(stash, key, len, newSVsv(want), 0);
         }
     }
 }
@@ -307,12 +339,7 @@ XS(fs_xs_captured_lexicals)
             fs_check_capture(aTHX_ GvFORM(gv), outer, "format",
                              sv_2mortal(newSVpv(forced[i], 0)), found);
     }
-    SP -= items;
-    EXTEND(SP, AvFILLp(found) + 1);
-    for (i = 0; i <= AvFILLp(found); i++)
-        PUSHs(sv_2mortal(SvREFCNT_inc_simple_NN(AvARRAY(found)[i])));
-    PUTBACK;
-    XSRETURN(AvFILLp(found) + 1);
+    FS_XSRETURN_AV(found);
 }
 
 /* --- match-once patterns -----------------------------------------------------
@@ -423,7 +450,7 @@ XS(fs_xs_detach_symbols)
     const char *pkg;
     HV *stash;
     I32 i;
-    int pushed = 0, stashes = 0;
+    int stashes = 0;
     AV *out;
     if (items < 1)
         croak_xs_usage(cv, "package, name...");
@@ -446,14 +473,7 @@ XS(fs_xs_detach_symbols)
     /* Class-name lookups (Foo->method) cache the stash of a name. */
     if (stashes && PL_stashcache)
         hv_clear(PL_stashcache);
-    SP -= items;
-    EXTEND(SP, AvFILLp(out) + 1);
-    for (i = 0; i <= AvFILLp(out); i++) {
-        PUSHs(sv_2mortal(SvREFCNT_inc_simple_NN(AvARRAY(out)[i])));
-        pushed++;
-    }
-    PUTBACK;
-    XSRETURN(pushed);
+    FS_XSRETURN_AV(out);
 }
 
 /* FCGI::Spawn::Native::attach_symbols(PACKAGE, NAME, GLOB_REF, ...) — puts
@@ -473,9 +493,15 @@ XS(fs_xs_attach_symbols)
         SV *ref = ST(i + 1);
         if (hv_exists_ent(stash, ST(i), 0))
             continue;
-        if (SvROK(ref) && SvTYPE(SvRV(ref)) == SVt_PVGV)
-            (void)hv_store_ent(stash, ST(i), SvREFCNT_inc_simple_NN(SvRV(ref)), 0);
-        else
+        if (SvROK(ref) && SvTYPE(SvRV(ref)) == SVt_PVGV) {
+            GV *gv = (GV *)SvRV(ref);
+            (void)hv_store_ent(stash, ST(i), SvREFCNT_inc_simple_NN((SV *)gv), 0);
+            /* A package back in the tree gets its names (and isa caches)
+             * back, as perl gives them to a stash assigned to a glob; its
+             * removal took them (hv_delete does that for packages). */
+            if (isGV_with_GP(gv) && GvHV(gv) && HvNAME_get(GvHV(gv)))
+                Perl_mro_package_moved(aTHX_ GvHV(gv), NULL, gv, 1);
+        } else
             (void)hv_store_ent(stash, ST(i), newSVsv(ref), 0);
     }
     if (PL_stashcache)
@@ -483,13 +509,17 @@ XS(fs_xs_attach_symbols)
     XSRETURN_EMPTY;
 }
 
+static const fs_xsub fs_package_xsubs_table[] = {
+    FS_XSUB("detach_symbols", fs_xs_detach_symbols),
+    FS_XSUB("attach_symbols", fs_xs_attach_symbols),
+    FS_XSUB("once_patterns", fs_xs_once_patterns),
+    FS_XSUB("forget_once_patterns", fs_xs_forget_once_patterns),
+    FS_XSUB("snapshot_package", fs_xs_snapshot_package),
+    FS_XSUB("restore_package", fs_xs_restore_package),
+    FS_XSUB("captured_lexicals", fs_xs_captured_lexicals),
+};
+
 void fs_register_package_xsubs(pTHX)
 {
-    newXS("FCGI::Spawn::Native::detach_symbols", fs_xs_detach_symbols, __FILE__);
-    newXS("FCGI::Spawn::Native::attach_symbols", fs_xs_attach_symbols, __FILE__);
-    newXS("FCGI::Spawn::Native::once_patterns", fs_xs_once_patterns, __FILE__);
-    newXS("FCGI::Spawn::Native::forget_once_patterns", fs_xs_forget_once_patterns, __FILE__);
-    newXS("FCGI::Spawn::Native::snapshot_package", fs_xs_snapshot_package, __FILE__);
-    newXS("FCGI::Spawn::Native::restore_package", fs_xs_restore_package, __FILE__);
-    newXS("FCGI::Spawn::Native::captured_lexicals", fs_xs_captured_lexicals, __FILE__);
+    fs_register_xsubs(aTHX_ fs_package_xsubs_table, sizeof fs_package_xsubs_table / sizeof fs_package_xsubs_table[0]);
 }

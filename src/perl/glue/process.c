@@ -122,9 +122,13 @@ static OP *fs_pp_exec(pTHX)
     return NULL;
 }
 
+static const fs_xsub fs_process_xsubs_table[] = {
+    FS_XSUB("script_running", fs_xs_script_running),
+};
+
 void fs_register_process_xsubs(pTHX)
 {
-    newXS("FCGI::Spawn::Native::script_running", fs_xs_script_running, __FILE__);
+    fs_register_xsubs(aTHX_ fs_process_xsubs_table, sizeof fs_process_xsubs_table / sizeof fs_process_xsubs_table[0]);
     if (!fs_orig_pp_exec) {
         fs_orig_pp_exec = PL_ppaddr[OP_EXEC];
         PL_ppaddr[OP_EXEC] = fs_pp_exec;

@@ -271,15 +271,19 @@ XS(fs_xs_reset_formats)
     XSRETURN_EMPTY;
 }
 
+static const fs_xsub fs_state_xsubs_table[] = {
+    FS_XSUB("end_block_count", fs_xs_end_block_count),
+    FS_XSUB("take_end_blocks", fs_xs_take_end_blocks),
+    FS_XSUB("sync_env", fs_xs_sync_env),
+    FS_XSUB("snapshot_signals", fs_xs_snapshot_signals),
+    FS_XSUB("changed_signals", fs_xs_changed_signals),
+    FS_XSUB("snapshot_formats", fs_xs_snapshot_formats),
+    FS_XSUB("take_formats", fs_xs_take_formats),
+    FS_XSUB("install_formats", fs_xs_install_formats),
+    FS_XSUB("reset_formats", fs_xs_reset_formats),
+};
+
 void fs_register_state_xsubs(pTHX)
 {
-    newXS("FCGI::Spawn::Native::end_block_count", fs_xs_end_block_count, __FILE__);
-    newXS("FCGI::Spawn::Native::take_end_blocks", fs_xs_take_end_blocks, __FILE__);
-    newXS("FCGI::Spawn::Native::sync_env", fs_xs_sync_env, __FILE__);
-    newXS("FCGI::Spawn::Native::snapshot_signals", fs_xs_snapshot_signals, __FILE__);
-    newXS("FCGI::Spawn::Native::changed_signals", fs_xs_changed_signals, __FILE__);
-    newXS("FCGI::Spawn::Native::snapshot_formats", fs_xs_snapshot_formats, __FILE__);
-    newXS("FCGI::Spawn::Native::take_formats", fs_xs_take_formats, __FILE__);
-    newXS("FCGI::Spawn::Native::install_formats", fs_xs_install_formats, __FILE__);
-    newXS("FCGI::Spawn::Native::reset_formats", fs_xs_reset_formats, __FILE__);
+    fs_register_xsubs(aTHX_ fs_state_xsubs_table, sizeof fs_state_xsubs_table / sizeof fs_state_xsubs_table[0]);
 }

@@ -222,7 +222,11 @@ sub build_repositories {
     write_file("$d/src/hello.c",
         "#include <stdio.h>\n\nint main(void)\n{\n\tprintf(\"hello, world\\n\");\n\treturn 0;\n}\n");
     $ids{second} = $commit->($d, 'bob', "Print a greeting\n\nSigned-off-by: Bob Builder <bob\@example.org>");
-    write_file("$d/images/logo.png", "\x89PNG\r\n\x1a\n" . join('', map { chr } 0 .. 255) x 4);
+    # Larger than a pipe holds: gitweb shows an image blob without reading
+    # it and closes the pipe while `git cat-file` still writes, so the
+    # page says "Reading blob failed." every time, not only when git loses
+    # the race (which would make the page differ from run to run).
+    write_file("$d/images/logo.png", "\x89PNG\r\n\x1a\n" . join('', map { chr } 0 .. 255) x 800);
     $commit->($d, 'alice', 'Add a binary logo');
     $tag->($d, '-a', 'v1.0', '-m', "Release 1.0\n\nFirst release.");
     $git->($d, 'checkout', '-q', '-b', 'feature');

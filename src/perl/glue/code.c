@@ -1,0 +1,261 @@
+/*
+ * Subs of the worker's packages that a script redefines.
+ *
+ * `*CGI::header = sub {...}`, `sub File::Basename::basename {...}` in a
+ * script: harmless under CGI, where the process ends with the request, but
+ * here every later request of the worker would call the script's sub. The
+ * worker records the subs of every package it has (the preloads, modules
+ * loaded since), and after each request puts back those a script replaced
+ * and drops those a script added. A package whose key count and method
+ * generation did not move is skipped, so the check costs a loop over the
+ * packages. Subs that modules define at run time (CGI's AUTOLOAD, lazy
+ * accessors) are the worker's and stay: only subs compiled from the
+ * request's own files are undone.
+ */
+#include "glue_internal.h"
+
+typedef struct {
+    HV *stash;   /* refcounted: a deleted package stays readable */
+    STRLEN keys; /* HvUSEDKEYS when recorded */
+    U32 gen;     /* its method generation when recorded */
+    HV *subs;    /* name => RV to the CV the glob held */
+} fs_code_record;
+
+static fs_code_record *fs_code;
+static size_t fs_code_count, fs_code_cap;
+static STRLEN fs_code_inc_keys;
+/* The recorded stashes, by address: a package is recorded once. */
+static HV *fs_code_known;
+
+static U32 fs_stash_gen(HV *stash)
+{
+    struct mro_meta *meta = SvOOK(stash) ? HvAUX(stash)->xhv_mro_meta : NULL;
+    return meta ? meta->pkg_gen : 0;
+}
+
+static void fs_code_forget(pTHX)
+{
+    size_t i;
+    for (i = 0; i < fs_code_count; i++) {
+        SvREFCNT_dec((SV *)fs_code[i].stash);
+        SvREFCNT_dec((SV *)fs_code[i].subs);
+    }
+    fs_code_count = 0;
+    if (fs_code_known)
+        hv_clear(fs_code_known);
+}
+
+/* Whether `name` is one of `skip` or inside one of them. */
+static int fs_code_skipped(pTHX_ const char *name, SV **skip, I32 nskip)
+{
+    I32 i;
+    for (i = 0; i < nskip; i++) {
+        STRLEN len;
+        const char *s = SvPV_const(skip[i], len);
+        if (strnEQ(name, s, len) && (name[len] == '\0' || (name[len] == ':' && name[len + 1] == ':')))
+            return 1;
+    }
+    return 0;
+}
+
+/* A new package's record: its size and generation now; its subs are
+ * filled in by the caller's walk. */
+static HV *fs_code_new_record(pTHX_ HV *stash)
+{
+    fs_code_record *rec;
+    if (fs_code_count == fs_code_cap) {
+        fs_code_cap = fs_code_cap ? 2 * fs_code_cap : 256;
+        Renew(fs_code, fs_code_cap, fs_code_record);
+    }
+    rec = &fs_code[fs_code_count++];
+    rec->stash = (HV *)SvREFCNT_inc_simple_NN((SV *)stash);
+    rec->keys = HvUSEDKEYS(stash);
+    rec->gen = fs_stash_gen(stash);
+    rec->subs = newHV();
+    return rec->subs;
+}
+
+/* Records `stash` if it is new, then the packages inside it. The running
+ * script's packages (`skip`) are not the worker's: they are left out. */
+static void fs_code_record_stash(pTHX_ HV *stash, int depth, SV **skip, I32 nskip)
+{
+    HE *he;
+    HV *subs = NULL;
+    const char *name = HvNAME_get(stash);
+    char addr[2 * sizeof(void *) + 3];
+    int addr_len;
+    /* Scripts' own packages come and go with their requests. */
+    if (name && (strnEQ(name, "FCGI::Spawn::Sandbox", 20) || fs_code_skipped(aTHX_ name, skip, nskip)))
+        return;
+    if (!fs_code_known)
+        fs_code_known = newHV();
+    addr_len = snprintf(addr, sizeof addr, "%p", (void *)stash);
+    if (!hv_exists(fs_code_known, addr, addr_len)) {
+        (void)hv_store(fs_code_known, addr, addr_len, newSViv(1), 0);
+        subs = fs_code_new_record(aTHX_ stash);
+    }
+    hv_iterinit(stash);
+    while ((he = hv_iternext(stash))) {
+        GV *gv = (GV *)HeVAL(he);
+        I32 klen;
+        const char *key = hv_iterkey(he, &klen);
+        if (SvTYPE(gv) != SVt_PVGV || !isGV_with_GP(gv))
+            continue;
+        if (subs && GvCV(gv) && !GvCVGEN(gv))
+            (void)hv_store(subs, key, HeKUTF8(he) ? -klen : klen, newRV_inc((SV *)GvCV(gv)), 0);
+        if (klen > 2 && key[klen - 1] == ':' && key[klen - 2] == ':' && GvHV(gv)
+            && GvHV(gv) != stash && GvHV(gv) != PL_defstash && depth < 64)
+            fs_code_record_stash(aTHX_ GvHV(gv), depth + 1, skip, nskip);
+    }
+}
+
+/* FCGI::Spawn::Native::snapshot_code() — records the subs of every package
+ * as they are now. */
+XS(fs_xs_snapshot_code)
+{
+    dXSARGS;
+    PERL_UNUSED_VAR(items);
+    fs_code_forget(aTHX);
+    fs_code_record_stash(aTHX_ PL_defstash, 0, NULL, 0);
+    fs_code_inc_keys = HvUSEDKEYS(GvHVn(PL_incgv));
+    XSRETURN_EMPTY;
+}
+
+/* FCGI::Spawn::Native::record_new_code(SKIP...) — adds the packages made
+ * since (a module loaded), leaving the recorded ones as recorded and the
+ * packages named in SKIP (the running script's) out. */
+XS(fs_xs_record_new_code)
+{
+    dXSARGS;
+    fs_code_record_stash(aTHX_ PL_defstash, 0, &ST(0), items);
+    fs_code_inc_keys = HvUSEDKEYS(GvHVn(PL_incgv));
+    XSRETURN_EMPTY;
+}
+
+/* FCGI::Spawn::Native::code_snapshot_stale() — modules were loaded since
+ * the snapshot (%INC has another size): their packages are not in it. */
+XS(fs_xs_code_snapshot_stale)
+{
+    dXSARGS;
+    PERL_UNUSED_VAR(items);
+    ST(0) = boolSV(HvUSEDKEYS(GvHVn(PL_incgv)) != fs_code_inc_keys);
+    XSRETURN(1);
+}
+
+static int fs_from_files(pTHX_ CV *cv, SV **files, I32 nfiles)
+{
+    I32 i;
+    const char *file = CvFILE(cv);
+    if (!file)
+        return 0;
+    for (i = 0; i < nfiles; i++)
+        if (strEQ(file, SvPV_nolen(files[i])))
+            return 1;
+    return 0;
+}
+
+/* Walks the packages that changed since the snapshot, finding the subs the
+ * request's files put there. With `undo`, puts back what was there; else
+ * pushes (GLOB_REF, CODE_REF) pairs on `found`. Returns how many. */
+static int fs_code_walk(pTHX_ SV **files, I32 nfiles, int undo, AV *found)
+{
+    size_t i;
+    int count = 0;
+    for (i = 0; i < fs_code_count; i++) {
+        fs_code_record *rec = &fs_code[i];
+        HE *he;
+        int here = 0;
+        if (SvREFCNT(rec->stash) == 1)
+            continue; /* deleted since: nobody can reach it */
+        if (HvUSEDKEYS(rec->stash) == rec->keys && fs_stash_gen(rec->stash) == rec->gen)
+            continue;
+        hv_iterinit(rec->stash);
+        while ((he = hv_iternext(rec->stash))) {
+            GV *gv = (GV *)HeVAL(he);
+            CV *now;
+            SV **was;
+            I32 klen;
+            const char *key;
+            if (SvTYPE(gv) != SVt_PVGV || !isGV_with_GP(gv) || !(now = GvCV(gv)) || GvCVGEN(gv))
+                continue;
+            key = hv_iterkey(he, &klen);
+            was = hv_fetch(rec->subs, key, HeKUTF8(he) ? -klen : klen, 0);
+            if (was && (CV *)SvRV(*was) == now)
+                continue;
+            if (!fs_from_files(aTHX_ now, files, nfiles))
+                continue;
+            count++;
+            here++;
+            if (!undo) {
+                av_push(found, newRV_inc((SV *)gv));
+                av_push(found, newRV_inc((SV *)now));
+                continue;
+            }
+            (void)fs_set_gv_code(aTHX_ gv, was ? (CV *)SvRV(*was) : NULL);
+        }
+        if (undo) {
+            if (here)
+                mro_method_changed_in(rec->stash);
+            /* What modules changed meanwhile is the worker's now. */
+            rec->keys = HvUSEDKEYS(rec->stash);
+            rec->gen = fs_stash_gen(rec->stash);
+        }
+    }
+    return count;
+}
+
+/* FCGI::Spawn::Native::restore_code(FILE...) — puts back the subs the
+ * request's files (the script, the plain files it loaded) replaced or
+ * added in the worker's packages; returns how many. */
+XS(fs_xs_restore_code)
+{
+    dXSARGS;
+    int count = fs_code_walk(aTHX_ &ST(0), items, 1, NULL);
+    XSRETURN_IV(count);
+}
+
+/* FCGI::Spawn::Native::code_changes(FILE...) — (GLOB_REF, CODE_REF) pairs
+ * of the subs these files put in the worker's packages, left in place. */
+XS(fs_xs_code_changes)
+{
+    dXSARGS;
+    AV *found = (AV *)sv_2mortal((SV *)newAV());
+    (void)fs_code_walk(aTHX_ &ST(0), items, 0, found);
+    FS_XSRETURN_AV(found);
+}
+
+/* FCGI::Spawn::Native::install_code(GLOB_REF, CODE_REF, ...) — a registry
+ * script's subs in the worker's packages, back in place for its run. */
+XS(fs_xs_install_code)
+{
+    dXSARGS;
+    I32 i;
+    if (items % 2)
+        croak_xs_usage(cv, "glob_ref, code_ref, ...");
+    for (i = 0; i < items; i += 2) {
+        GV *gv;
+        CV *sub;
+        if (!SvROK(ST(i)) || SvTYPE(SvRV(ST(i))) != SVt_PVGV || !SvROK(ST(i + 1))
+            || SvTYPE(SvRV(ST(i + 1))) != SVt_PVCV)
+            continue;
+        gv = (GV *)SvRV(ST(i));
+        sub = (CV *)SvRV(ST(i + 1));
+        if (fs_set_gv_code(aTHX_ gv, sub) && GvSTASH(gv))
+            mro_method_changed_in(GvSTASH(gv));
+    }
+    XSRETURN_EMPTY;
+}
+
+static const fs_xsub fs_code_xsubs_table[] = {
+    FS_XSUB("snapshot_code", fs_xs_snapshot_code),
+    FS_XSUB("record_new_code", fs_xs_record_new_code),
+    FS_XSUB("code_snapshot_stale", fs_xs_code_snapshot_stale),
+    FS_XSUB("restore_code", fs_xs_restore_code),
+    FS_XSUB("code_changes", fs_xs_code_changes),
+    FS_XSUB("install_code", fs_xs_install_code),
+};
+
+void fs_register_code_xsubs(pTHX)
+{
+    fs_register_xsubs(aTHX_ fs_code_xsubs_table, sizeof fs_code_xsubs_table / sizeof fs_code_xsubs_table[0]);
+}
