@@ -15,7 +15,7 @@
 //! in the background keeps the response open). Those pipes are then retired
 //! and the worker makes new ones.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -323,6 +323,9 @@ pub struct Output {
     /// Replaced after a request that forked.
     pipes: RefCell<StdPipes>,
     pump: Pump,
+    /// The lowest free descriptor number when the request began: if it
+    /// moved, the script may have left a descriptor open.
+    free_fd_at_begin: Cell<RawFd>,
 }
 
 /// How the response ended.
@@ -361,6 +364,7 @@ impl Output {
             shared,
             pipes: RefCell::new(pipes),
             pump,
+            free_fd_at_begin: Cell::new(-1),
         })
     }
 
@@ -382,6 +386,7 @@ impl Output {
         timeout: Option<Duration>,
     ) {
         let conn_fd = conn.as_fd().as_raw_fd();
+        self.free_fd_at_begin.set(self.lowest_free_fd());
         {
             let mut state = self.shared.lock();
             state.tag.clear();
@@ -408,6 +413,7 @@ impl Output {
         exit_status: i32,
         dev_null: RawFd,
     ) -> io::Result<Finished> {
+        self.close_stray_holders(dev_null, forked);
         if forked {
             self.wait_for_children(pending, dev_null)?;
         }
@@ -447,6 +453,77 @@ impl Output {
         Ok(Finished { empty, client_gone })
     }
 
+    /// The lowest descriptor number ≥ 3 that is free (-1 if unknown).
+    fn lowest_free_fd(&self) -> RawFd {
+        let probe = self.pipes.borrow().stdout.as_raw_fd();
+        match nix::fcntl::fcntl(probe, FcntlArg::F_DUPFD_CLOEXEC(3)) {
+            Ok(fd) => {
+                let _ = nix::unistd::close(fd);
+                fd
+            }
+            Err(_) => -1,
+        }
+    }
+
+    /// A process's exit closes every descriptor it has: a copy of stdout
+    /// or stderr the script made and left open in the worker
+    /// (`POSIX::dup(1)` held by a tied handle) is pointed at /dev/null,
+    /// so it neither keeps the response open nor writes into the next
+    /// one. The number stays taken: a Perl handle still on it writes
+    /// nowhere instead of into whatever opens next.
+    ///
+    /// After a fork every descriptor is checked (the wait for the
+    /// children's EOF depends on it); otherwise, to stay cheap, those from
+    /// the lowest one free when the request began up to a run of
+    /// `FREE_RUN` free numbers: a script's descriptors take the lowest free
+    /// numbers.
+    fn close_stray_holders(&self, dev_null: RawFd, forked: bool) {
+        const FREE_RUN: RawFd = 16;
+        let pipes = self.pipes.borrow();
+        let ours = [pipes.stdout.as_raw_fd(), pipes.stderr.as_raw_fd()];
+        let candidates: Vec<RawFd> = if forked {
+            let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+                return;
+            };
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
+                .collect()
+        } else {
+            let mut open = Vec::new();
+            let (mut fd, mut free_run) = (self.free_fd_at_begin.get().max(3), 0);
+            while free_run < FREE_RUN {
+                if nix::fcntl::fcntl(fd, FcntlArg::F_GETFD).is_ok() {
+                    open.push(fd);
+                    free_run = 0;
+                } else {
+                    free_run += 1;
+                }
+                fd += 1;
+            }
+            open
+        };
+        let read_ends: Vec<RawFd> = {
+            let state = self.shared.lock();
+            [&state.stdout, &state.stderr]
+                .into_iter()
+                .flatten()
+                .map(|f| f.as_raw_fd())
+                .collect()
+        };
+        let pipe_ids: Vec<(u64, u64)> = ours.iter().filter_map(|&fd| file_id(fd)).collect();
+        for fd in candidates {
+            if fd <= 2 || fd == dev_null || ours.contains(&fd) || read_ends.contains(&fd) {
+                continue;
+            }
+            if file_id(fd).is_some_and(|id| pipe_ids.contains(&id)) {
+                log::info!(
+                    "{}: descriptor {fd} left open on the script's stdout or stderr; closed, as the end of a CGI process would",
+                    self.shared.lock().tag
+                );
+                let _ = dup2(dev_null, fd);
+            }
+        }
+    }
+
     /// CGI's end of a response for a request that forked: once our own
     /// write ends are gone, EOF on the pipes means every child closed them.
     fn wait_for_children(&self, pending: &[u8], dev_null: RawFd) -> io::Result<()> {
@@ -482,6 +559,12 @@ impl Output {
         self.pump.pipes_changed();
         self.install_std_fds()
     }
+}
+
+/// (device, inode) of what `fd` is open on.
+fn file_id(fd: RawFd) -> Option<(u64, u64)> {
+    let st = nix::sys::stat::fstat(fd).ok()?;
+    Some((st.st_dev, st.st_ino))
 }
 
 /// A new pair of std pipes: the write ends (kept by the worker, above the

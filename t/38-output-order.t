@@ -54,6 +54,18 @@ for my $isolation (qw(perlrun registry)) {
     my ($pid) = fcgi_request($d, 'pid.pl') =~ /(\d+)/;
     is $pid, $worker, "$isolation: the same worker served every request";
     unlike $d->log_text, qr/between requests dropped/, "$isolation: no output was written outside a request";
+
+    # A copy of stdout a script leaves open in the worker (tie-stdout.pl:
+    # POSIX::dup(1) in a tied handle it never unties) is closed when the
+    # script ends, as by a CGI process's exit: the next responses, with
+    # children or without, end and carry only their own bytes.
+    fcgi_request($d, 'poison/tie-stdout.pl');
+    my ($out, undef, $rc) = fcgi_request($d, 'order-mixed.pl');
+    is $rc, 0, "$isolation: a script with children after one that left a copy of stdout open: answered";
+    is $out, plain_cgi_output('order-mixed.pl'), "$isolation: its own bytes, in order";
+    ($out) = fcgi_request($d, 'pid.pl');
+    is $out, "Content-Type: text/plain\r\n\r\n$worker\n", "$isolation: a plain script then: its own bytes only";
+    like $d->log_text, qr/tie-stdout\.pl: descriptor \d+ left open on the script's stdout/, "$isolation: the stray copy is logged";
     $d->stop;
 }
 done_testing;
