@@ -41,8 +41,10 @@ is parse_cgi($out)->{body}, "start\n", 'exit inside eval {} is not caught by the
     ok $res->{ended}, 'exit before output: the request ends';
     like $res->{stdout}, qr/\AStatus: 500 Internal Server Error\r\n/, 'exit before output: a 500 page';
     is $res->{app_status}, 0, 'exit before output: app status is the exit code, 0';
-    like $d->log_text, qr/500: \S+exit-before-output\.pl produced no output \(exit status 0\)/,
-        'exit before output: logged';
+    # The line may be written just after the response went out.
+    my $logged = qr/500: \S+exit-before-output\.pl produced no output \(exit status 0\)/;
+    wait_for(sub { $d->log_text =~ $logged }, 5);
+    like $d->log_text, $logged, 'exit before output: logged';
 }
 
 my ($pid1) = fcgi_request($d, 'pid.pl') =~ /(\d+)/;

@@ -70,4 +70,24 @@ $compiles = () = $d->log_text =~ /registry compiling/g;
 is $compiles, 2, 'compiled a second time';
 
 $d->stop;
+
+# A module a script loads at run time or from a BEGIN block, whose
+# top-level package the script's compile made before the module loaded:
+# the module stays whole in the worker for the next script (gzip-tie.pl
+# needs Compress::Raw::Zlib::Deflate->new). It lost every sub before.
+for my $mode (qw(registry fork)) {
+    for my $loader (qw(require-module-runtime.pl require-module-begin.pl)) {
+        my $d = start_daemon(workers => 1, isolation => $mode);
+        my $first = script_path("poison/$loader");
+        fcgi_request($d, $first) for 1 .. 2;
+        my ($out) = fcgi_request($d, script_path('poison/gzip-tie.pl'));
+        my $page = parse_cgi($out);
+        my $text = eval { require IO::Uncompress::Gunzip; IO::Uncompress::Gunzip::gunzip(\$page->{body}, \my $t); $t } // '';
+        like $text, qr/^line 50 of a page gzipped in perl$/m, "$mode: $loader, then a gzipped page: complete";
+        unlike $d->log_text, qr/Can't locate object method/, "$mode: $loader, then a gzipped page: no method lost";
+        ($out) = fcgi_request($d, $first);
+        like $out, qr/^(?:crc32=\d+|zlib=yes)$/m, "$mode: $loader again";
+        $d->stop;
+    }
+}
 done_testing;

@@ -51,8 +51,6 @@ pub struct Runner<'p> {
     request_timeout: Option<std::time::Duration>,
     isolation: Isolation,
     isolation_for: Vec<(glob::Pattern, Isolation)>,
-    /// The roots, as arguments for the Perl side's %INC policy.
-    root_args: Vec<Vec<u8>>,
 }
 
 /// What the worker needs to know after a request.
@@ -90,15 +88,6 @@ impl<'p> Runner<'p> {
         // Kept above the std descriptors, which the runner dup2()s over.
         let dev_null = above_std_fds(opened.into())?;
         perl.capture_output(crate::output::send_flushed_output);
-        let root_args = policy
-            .roots()
-            .iter()
-            .map(|r| {
-                let mut b = r.as_os_str().as_bytes().to_vec();
-                b.push(b'/');
-                b
-            })
-            .collect();
         Ok(Runner {
             steps: PerlSteps::new(perl),
             policy,
@@ -108,14 +97,23 @@ impl<'p> Runner<'p> {
             request_timeout,
             isolation,
             isolation_for,
-            root_args,
         })
     }
 
     /// The Perl side's per-worker set-up.
     pub fn init_worker(&self, pass_env: &[String], env: &[(String, String)]) -> io::Result<()> {
+        let roots: Vec<Vec<u8>> = self
+            .policy
+            .roots()
+            .iter()
+            .map(|r| {
+                let mut b = r.as_os_str().as_bytes().to_vec();
+                b.push(b'/');
+                b
+            })
+            .collect();
         self.steps
-            .init_worker(pass_env, env)
+            .init_worker(pass_env, env, &roots)
             .map_err(|e| io::Error::other(format!("worker initialisation failed: {e}")))
     }
 
@@ -208,9 +206,8 @@ impl<'p> Runner<'p> {
         // 1 (with STDIN/STDOUT), a script may have reopened any of 0/1/2.
         let parked = self.park_std_fds();
         Stage::Idle.enter();
-        let roots: Vec<&[u8]> = self.root_args.iter().map(Vec::as_slice).collect();
         let mut result = RequestResult::clean();
-        match self.steps.end_request(&roots) {
+        match self.steps.end_request() {
             Restored::Clean { signals_touched } => result.signals_touched = signals_touched,
             Restored::Unclean(reason) => {
                 log::error!(

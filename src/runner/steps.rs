@@ -69,14 +69,22 @@ impl<'p> PerlSteps<'p> {
     }
 
     /// Once per worker: which of the daemon's environment variables
-    /// scripts see, and the ones set for every script.
-    pub fn init_worker(&self, pass_env: &[String], env: &[(String, String)]) -> Result<(), String> {
+    /// scripts see, the ones set for every script, and the --root
+    /// directories (each ending in '/'), where the site's own files live.
+    pub fn init_worker(
+        &self,
+        pass_env: &[String],
+        env: &[(String, String)],
+        roots: &[Vec<u8>],
+    ) -> Result<(), String> {
         let mut args: Vec<&[u8]> = pass_env.iter().map(|n| n.as_bytes()).collect();
         args.push(b"--");
         for (name, value) in env {
             args.push(name.as_bytes());
             args.push(value.as_bytes());
         }
+        args.push(b"--");
+        args.extend(roots.iter().map(Vec::as_slice));
         self.internal(entry::INIT_WORKER, &args)
     }
 
@@ -133,9 +141,8 @@ impl<'p> PerlSteps<'p> {
     }
 
     /// After the response: puts the interpreter back and checks it.
-    /// `roots` are the --root directories, each ending in '/'.
-    pub fn end_request(&self, roots: &[&[u8]]) -> Restored {
-        match self.perl.call(entry::END_REQUEST, roots, DieMode::Trap) {
+    pub fn end_request(&self) -> Restored {
+        match self.perl.call(entry::END_REQUEST, &[], DieMode::Trap) {
             Ok(Outcome::Returned(signals)) => Restored::Clean {
                 signals_touched: signals != 0,
             },

@@ -37,8 +37,6 @@ fn warm_up_in(steps: &PerlSteps, dir: &Path) -> io::Result<()> {
     let script = dir.join("warm-up.pl");
     std::fs::write(&script, WARM_UP_SCRIPT)?;
     let script = script.as_os_str().as_bytes();
-    let mut root = dir.as_os_str().as_bytes().to_vec();
-    root.push(b'/');
     let dev_null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -71,7 +69,7 @@ fn warm_up_in(steps: &PerlSteps, dir: &Path) -> io::Result<()> {
             steps.run_end_blocks();
             steps.finish_request();
             steps.perl().take_pending_output(|_| ());
-            if let super::Restored::Unclean(reason) = steps.end_request(&[&root]) {
+            if let super::Restored::Unclean(reason) = steps.end_request() {
                 outcome = outcome.and(Err(failed(&reason)));
             }
         }

@@ -7,13 +7,16 @@ package FCGI::Spawn::Loader;
 # it, so a plain library file (no package line: `require "lib.pl"`, `do
 # "settings.pl"`, awstats' lib/*.pm) lands in its caller's package. An
 # override must keep that: each caller package gets a small requirer
-# compiled in it. Then:
-#   - a plain file loaded from one of the running script's packages (its
-#     sandbox, packages it declares) goes with them: its %INC entry is
-#     dropped when the request ends, so the next request loads it again,
-#     as a new CGI process would;
-#   - a module (a file with a package line) stays loaded in the worker,
-#     and the top-level names it makes while loading are the worker's.
+# compiled in it. Then what a request loads is one of:
+#   - a plain file loaded into one of the running script's packages (its
+#     sandbox, packages it declares): it goes with them, its %INC entry
+#     dropped when the request ends, so the next request loads it again as
+#     a new CGI process would;
+#   - a site library with a package of its own, loaded by path (`require
+#     "./lib/Site.pl"`) or from under a --root: likewise forgotten, its
+#     packages deleted, so edits show and its state starts fresh;
+#   - a module from the system @INC: it stays loaded in the worker, and the
+#     top-level names it makes while loading are the worker's.
 
 use strict;
 use warnings;
@@ -22,10 +25,24 @@ our $VERSION = '0.1.0';
 
 # The running script's packages (name => 1); empty outside a request.
 our %SCRIPT_PACKAGES;
-# %INC keys of the plain files loaded into them during the request.
+# The --root directories, each ending in '/'.
+our @ROOTS;
+# What the request loaded that goes with it: [%INC key, packages its load
+# made] for each file.
 our @LOADED;
 # %INC keys of the files that failed to load during the request.
 our @FAILED;
+# %INC keys of the site libraries a registry script's compile loaded.
+our @COMPILED_SITE_FILES;
+# %INC key => code to run once that module has loaded into the worker
+# (the runner snapshots modules with request state).
+our %AFTER_LOAD;
+# %INC as the worker has it between requests: an entry a request adds
+# without loading a file (`$INC{'Foo.pm'} = 1` to stand in for a module)
+# goes, one it deletes comes back.
+our %WORKER_INC;
+# %INC keys of the files loaded since the last request ended.
+my %LOADED_NOW;
 # Set while a registry script compiles: what it loads then is part of the
 # compiled script, not of one request.
 our $KEEP_LOADED = 0;
@@ -42,26 +59,53 @@ sub script_require {
     my $requirer = requirer($caller)->[0];
     return load($requirer, $file, $caller_file, $caller_line) if $file =~ /^v?[\d._]+\z/;
     my $path = find_file($file);
-    if (!defined $path || declares_package($path)) {
-        my $result = FCGI::Spawn::Symbols::owning_new_names(
-            sub { load($requirer, $file, $caller_file, $caller_line) });
-        # Its subs are the worker's: a script that redefines one later
-        # gets it put back. (The running script's packages are not.)
-        FCGI::Spawn::Native::record_new_code(keys %SCRIPT_PACKAGES,
-            map { substr $_, 0, -2 } grep { /::\z/ } FCGI::Spawn::Symbols::script_names());
+    my @packages = defined $path ? declared_packages($path) : ();
+    if (in_request() && defined $path && (@packages ? site_file($file, $path) : $SCRIPT_PACKAGES{$caller})) {
+        my @new = grep { !FCGI::Spawn::Symbols::stash_of($_) } @packages;
+        my $result = load($requirer, $file, $caller_file, $caller_line);
+        push @LOADED, [ $file, \@new ];
+        $FCGI::Spawn::Symbols::REQUEST_FILES{$file} = 1;
         return $result;
     }
-    my $result = load($requirer, $file, $caller_file, $caller_line);
-    push @LOADED, $file if $SCRIPT_PACKAGES{$caller} && !$KEEP_LOADED;
+    return load($requirer, $file, $caller_file, $caller_line) if defined $path && !@packages;
+    if ($KEEP_LOADED && defined $path && site_file($file, $path)) {
+        # A registry script's compile loading a site library: it is part
+        # of that compiled script, its packages and %INC entry with it.
+        my $result = load($requirer, $file, $caller_file, $caller_line);
+        push @COMPILED_SITE_FILES, $file;
+        return $result;
+    }
+    my $result = FCGI::Spawn::Symbols::owning_new_names(
+        sub { load($requirer, $file, $caller_file, $caller_line) });
+    # Its subs are the worker's: a script that redefines one later gets it
+    # put back. (The running script's packages are not.)
+    FCGI::Spawn::Native::record_new_code(keys %SCRIPT_PACKAGES,
+        map { substr $_, 0, -2 } grep { /::\z/ } FCGI::Spawn::Symbols::script_names());
+    $AFTER_LOAD{$file}->() if $AFTER_LOAD{$file};
     return $result;
+}
+
+# Whether what is loaded now goes with the request: a script runs, and it
+# is not a registry script's compile (what that loads is the script's).
+sub in_request { return %SCRIPT_PACKAGES && !$KEEP_LOADED }
+
+# A file of the site rather than of the system: named by path, or found
+# under a --root.
+sub site_file {
+    my ($file, $path) = @_;
+    return $file =~ m{^(?:/|\.\.?/)} || grep { index($path, $_) == 0 } @ROOTS;
 }
 
 sub script_do {
     my ($file) = @_;
     my $caller = caller;
+    my $path = in_request() ? find_file($file) : undef;
+    my @new = defined $path ? grep { !FCGI::Spawn::Symbols::stash_of($_) } declared_packages($path) : ();
     my $result = requirer($caller)->[1]->($file);
-    push @LOADED, $file
-        if $SCRIPT_PACKAGES{$caller} && !$KEEP_LOADED && exists $INC{$file};
+    if (defined $path && exists $INC{$file}) {
+        push @LOADED, [ $file, \@new ];
+        $FCGI::Spawn::Symbols::REQUEST_FILES{$file} = 1;
+    }
     return $result;
 }
 
@@ -87,7 +131,10 @@ sub make_requirer {
 sub load {
     my ($requirer, $file, $caller_file, $caller_line) = @_;
     my $result;
-    return $result if eval { $result = $requirer->($file); 1 };
+    if (eval { $result = $requirer->($file); 1 }) {
+        $LOADED_NOW{$file} = 1;
+        return $result;
+    }
     my $error = $@;
     # perl marks a file that failed to load (undef in %INC) and refuses to
     # try again ("Attempt to reload"); a new CGI process would try again.
@@ -105,38 +152,86 @@ sub find_file {
     return undef;
 }
 
-# Whether a file declares a package of its own (a module) rather than
-# being a plain library meant to land in its caller's package.
-my %DECLARES;    # path => [stamp, answer]
+# %INC as it is before the first request (the master's warm-up or a
+# worker's first) is the worker's.
+sub begin_request {
+    %WORKER_INC = %INC unless %WORKER_INC;
+    return;
+}
 
-sub declares_package {
+sub restore_inc {
+    my %loaded = %LOADED_NOW;
+    %LOADED_NOW = ();
+    # Usual case: nothing added, nothing deleted.
+    return if !%loaded && keys %INC == keys %WORKER_INC;
+    for my $file (grep { !exists $WORKER_INC{$_} } keys %INC) {
+        if ($loaded{$file} || loaded_by_perl($file)) {
+            $WORKER_INC{$file} = $INC{$file};
+        }
+        else {
+            delete $INC{$file};
+        }
+    }
+    exists $INC{$_} or $INC{$_} = $WORKER_INC{$_} for keys %WORKER_INC;
+    return;
+}
+
+# A module perl loaded by itself, not through the override (IO::File for
+# a method call on a handle): its file is there and so is its package.
+sub loaded_by_perl {
+    my ($file) = @_;
+    my $path = $INC{$file};
+    return 0 unless defined $path && !ref $path && -f $path && $file =~ /\.pm\z/;
+    (my $package = substr $file, 0, -3) =~ s{/}{::}g;
+    return FCGI::Spawn::Symbols::stash_of($package) ? 1 : 0;
+}
+
+# The packages a file declares: none for a plain library meant to land in
+# its caller's package.
+my %DECLARES;    # path => [stamp, packages]
+
+sub declared_packages {
     my ($path) = @_;
-    my @st = stat $path or return 0;
+    my @st = stat $path or return;
     my $stamp = "$st[9]:$st[7]:$st[1]";
     my $known = $DECLARES{$path};
-    return $known->[1] if $known && $known->[0] eq $stamp;
-    open my $fh, '<', $path or return 0;
+    return @{ $known->[1] } if $known && $known->[0] eq $stamp;
+    open my $fh, '<', $path or return;
     my $source = '';
     1 while read $fh, $source, 65536, length $source;
-    my $answer = $source =~ /^\s*package\s+[A-Za-z_]\w*(?:::\w+)*\s*(?:[\d._v]+\s*)?[;{]/m ? 1 : 0;
-    $DECLARES{$path} = [$stamp, $answer];
-    return $answer;
+    my @packages = FCGI::Spawn::Symbols::declared_packages(\$source);
+    $DECLARES{$path} = [ $stamp, \@packages ];
+    return @packages;
 }
 
 # The files of the running request, whose subs are its own: the script and
 # the plain files it loaded.
 sub request_files {
     my ($script) = @_;
-    return ($script, grep { defined && !ref } map { $INC{$_} } @LOADED);
+    return ($script, grep { defined && !ref } map { $INC{ $_->[0] } } @LOADED);
 }
 
-# The request is over: the files it loaded into the script's packages are
-# forgotten, with the packages, and so are the failures to load a file.
+# The %INC entries of the site libraries a registry script's compile just
+# loaded, taken out of %INC: the script puts them back for its runs.
+sub take_compiled_site_files {
+    my %entries = map { exists $INC{$_} ? ($_ => delete $INC{$_}) : () } @COMPILED_SITE_FILES;
+    @COMPILED_SITE_FILES = ();
+    return \%entries;
+}
+
+# The request is over: what it loaded of the site is forgotten, with the
+# packages that loading made, and so are the failures to load a file.
 sub forget_loaded {
-    delete @INC{@LOADED};
+    for my $loaded (@LOADED) {
+        my ($file, $packages) = @$loaded;
+        delete $INC{$file};
+        FCGI::Spawn::Symbols::delete_package($_) for @$packages;
+    }
     @LOADED = ();
+    %FCGI::Spawn::Symbols::REQUEST_FILES = ();
     delete @INC{ grep { !defined $INC{$_} } @FAILED };
     @FAILED = ();
+    restore_inc();
     %SCRIPT_PACKAGES = ();
     return;
 }
@@ -154,8 +249,9 @@ FCGI::Spawn::Loader - `require` and `do` for code run by fcgi-spawn
 Installed by L<FCGI::Spawn::Runner> as C<CORE::GLOBAL::require> and
 C<CORE::GLOBAL::do>. Files still load into their caller's package, as
 without an override. A plain library file (no package line) loaded into a
-script's package is loaded again by the next request, as in a new CGI
-process; modules stay loaded, and the top-level names they make are the
-worker's.
+script's package, and a site library loaded by path or from under a
+C<--root>, are loaded again by the next request, as in a new CGI process;
+modules from the system C<@INC> stay loaded, and the top-level names they
+make are the worker's.
 
 =cut

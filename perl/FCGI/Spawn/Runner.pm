@@ -39,7 +39,9 @@ my $HANDLER = '__fcgi_spawn_handler';
 my @MODULES_WITH_REQUEST_STATE = (
     [ 'CGI',         \&reset_cgi ],
     [ 'CGI::Simple', \&reset_cgi_simple ],
+    [ 'CGI::Carp',   \&reset_cgi_carp ],
 );
+my $CGI_CARP_AS_LOADED;    # its package scalars as loaded: name => value
 
 # Names forced into main:: whatever the package, and other special globals.
 my %SPECIAL_NAMES = map { $_ => 1 }
@@ -120,6 +122,7 @@ sub capture_base_state {
     $BASE{sig} = { map { $_ => $SIG{$_} } keys %SIG };
     $BASE{inc} = [@INC];
     $BASE{core_global} = FCGI::Spawn::Native::snapshot_package('CORE::GLOBAL');
+    $FCGI::Spawn::Loader::AFTER_LOAD{'CGI/Carp.pm'}->() if $INC{'CGI/Carp.pm'} && !$CGI_CARP_AS_LOADED;
     FCGI::Spawn::Native::snapshot_signals();
     FCGI::Spawn::Native::snapshot_formats();
     FCGI::Spawn::Native::snapshot_code();
@@ -231,7 +234,9 @@ sub source_for_do {
     my ($source, $package, $as_sub) = @_;
     my $script = $source->{path};
     my $switches = $source->{warnings} ? 'BEGIN { $^W = 1 } ' : '';
-    my $unhook = 'BEGIN { FCGI::Spawn::Runner::unhook_source() } ';
+    # A script starts, as a new perl does, with $! clear: perl's die
+    # exits with $! when it is set.
+    my $unhook = 'BEGIN { FCGI::Spawn::Runner::unhook_source(); $! = 0 } ';
     my $prologue = $as_sub
         ? "package $package; $unhook sub $HANDLER { $switches\n#line 1 \"$script\"\n"
         : "package $package; $unhook FCGI::Spawn::Native::clear_in_eval(); "
@@ -275,11 +280,11 @@ sub source_for_do {
     return (\$prologue, $fh, $filter);
 }
 
-# Compiles (and, at file scope, runs) the source with `do` through our
-# @INC hook. $@ says how it went, as after `do FILE`.
 # The @INC hook that hands a script's source to `do`, while it is there.
 our $SOURCE_HOOK;
 
+# Compiles (and, at file scope, runs) the source with `do` through our
+# @INC hook. $@ says how it went, as after `do FILE`.
 sub do_source {
     my ($source, $package, $as_sub) = @_;
     local $SOURCE_HOOK = sub {
@@ -332,7 +337,7 @@ sub cached_handler {
     my @st = stat $script or die "fcgi-spawn: cannot stat $script: $!\n";
     my $stamp = "$st[9]:$st[7]:$st[1]";
     my $entry = $REGISTRY{$script};
-    return $entry if $entry && $entry->{stamp} eq $stamp;
+    return $entry if $entry && $entry->{stamp} eq $stamp && !hidden_name_taken($entry);
     forget_cached($script) if $entry;
     return $REGISTRY{$script} = compile_cached($script, $package, $stamp);
 }
@@ -344,6 +349,7 @@ sub compile_cached {
     my $ends_before = FCGI::Spawn::Native::end_block_count();
     my @inc_before = @INC;
     my $module_state_before = module_scalars();
+    my %compile_sig;
     {
         # What the script loads while compiling (its `use` lines) is part of
         # the compiled script, not of one request.
@@ -352,13 +358,20 @@ sub compile_cached {
         # perl's "will not stay shared" is about the registry's sub, which
         # captured_lexicals explains in the log line of its own.
         my $warn = $SIG{__WARN__};
-        local $SIG{__WARN__} = sub {
+        my $filter = sub {
             return if $_[0] =~ /^Variable "[^"]+" will not stay shared at /;
             $warn ? $warn->(@_) : warn @_;
         };
+        local $SIG{__WARN__} = $filter;
+        my $die = $SIG{__DIE__};
         do_source($source, $package, 1);
+        # Handlers the compile installed (`use CGI::Carp qw(fatalsToBrowser)`
+        # sets $SIG{__DIE__}) are the script's for each of its runs.
+        $compile_sig{__DIE__} = $SIG{__DIE__} if ($SIG{__DIE__} // '') ne ($die // '');
+        $compile_sig{__WARN__} = $SIG{__WARN__} if ($SIG{__WARN__} // '') ne $filter;
     }
     my $error = $@;
+    my $site_inc = FCGI::Spawn::Loader::take_compiled_site_files();
     my @ends = FCGI::Spawn::Native::take_end_blocks(
         FCGI::Spawn::Native::end_block_count() - $ends_before, $script);
     my %formats = FCGI::Spawn::Native::take_formats();
@@ -370,7 +383,7 @@ sub compile_cached {
         FCGI::Spawn::Symbols::delete_script_names();
         die $error ne '' ? $error : "fcgi-spawn: $script did not compile into a handler\n";
     }
-    my @captured = FCGI::Spawn::Native::captured_lexicals($package, $handler);
+    my @captured = FCGI::Spawn::Native::captured_lexicals($package, $handler, @ends);
     if (@captured && $req{mode} eq 'registry') {
         # The script's named subs would keep the first request's variables
         # forever ("Variable will not stay shared"): it runs in perlrun.
@@ -384,7 +397,10 @@ sub compile_cached {
     # top-level names ($main::x, a package Foo it names), and the packages
     # it declares inside existing ones. Their state is kept as compiled and
     # they are out of sight of other scripts between its runs. perl's
-    # special variables ($~, $^W...) are the worker's.
+    # special variables ($~, $^W...) are the worker's, and so is the
+    # top-level package of a module it loaded (named before it loaded:
+    # `use constant Z => eval { require Compress::Zlib }`).
+    FCGI::Spawn::Symbols::claim_module_names();
     my @made = grep { /\A[A-Za-z_]\w*(?:::)?\z/ && !$SPECIAL_NAMES{$_} }
         FCGI::Spawn::Symbols::script_names();
     my @made_packages = map { substr $_, 0, -2 } grep { /::\z/ } @made;
@@ -402,6 +418,8 @@ sub compile_cached {
         formats      => \%formats,
         warnings     => $source->{warnings},
         inc          => ("@inc" eq "@inc_before" ? undef : \@inc),
+        site_inc     => (%$site_inc ? $site_inc : undef),
+        sig          => (%compile_sig ? \%compile_sig : undef),
         module_state => changed_module_scalars($module_state_before),
         package_names => \@packages,
         packages     => [ map { FCGI::Spawn::Native::snapshot_package($_) } @packages ],
@@ -421,6 +439,40 @@ sub compile_cached {
     unshift @{ $entry->{hidden} }, [ 'main', FCGI::Spawn::Native::detach_symbols('main', @made) ];
     FCGI::Spawn::Symbols::own_current_names();
     return $entry;
+}
+
+# A top-level package the script's compile only named (`require Foo::Bar`
+# at run time makes Foo::) is the worker's once that module has loaded into
+# it: it stays in place for everyone, no longer reset or hidden.
+sub release_module_packages {
+    my ($entry) = @_;
+    FCGI::Spawn::Symbols::claim_module_names();
+    my ($main, @pairs) = @{ $entry->{hidden}[0] };
+    my %released;
+    while (my ($name, $glob) = splice @pairs, 0, 2) {
+        if ($name =~ /::\z/ && FCGI::Spawn::Symbols::is_owned($name)) {
+            $released{ substr $name, 0, -2 } = 1;
+        }
+        else {
+            push @{ $released{'' } }, $name, $glob;
+        }
+    }
+    return unless grep { $_ ne '' } keys %released;
+    $entry->{hidden}[0] = [ $main, @{ delete $released{''} || [] } ];
+    my @keep = grep { !$released{ $entry->{package_names}[$_] } } 0 .. $#{ $entry->{package_names} };
+    $entry->{package_names} = [ @{ $entry->{package_names} }[@keep] ];
+    $entry->{packages} = [ @{ $entry->{packages} }[@keep] ];
+    return;
+}
+
+# Whether a top-level name the script keeps hidden between its runs was
+# made meanwhile by someone else (a module loaded by another script): the
+# script must be compiled again, against the table as it is now.
+sub hidden_name_taken {
+    my ($entry) = @_;
+    my $hidden = $entry->{hidden} or return 0;
+    my (undef, %pairs) = @{ $hidden->[0] };
+    return scalar grep { exists $main::{$_} } keys %pairs;
 }
 
 # A registry script's own symbols back in their tables for its run, and out
@@ -476,7 +528,10 @@ sub run_cached {
     FCGI::Spawn::Native::install_formats(%{ $entry->{formats} });
     set_module_scalars($entry->{module_state});
     @INC = @{ $entry->{inc} } if $entry->{inc};
+    @INC{ keys %{ $entry->{site_inc} } } = values %{ $entry->{site_inc} } if $entry->{site_inc};
+    @SIG{ keys %{ $entry->{sig} } } = values %{ $entry->{sig} } if $entry->{sig};
     local $^W = 1 if $entry->{warnings};
+    $! = 0;
     $entry->{handler}->();
     return;
 }
@@ -523,6 +578,8 @@ sub drop_sandbox {
 # and all of it out of sight again.
 sub reset_cached_state {
     my $entry = $REGISTRY{ $req{script} } or return;
+    delete @INC{ keys %{ $entry->{site_inc} } } if $entry->{site_inc};
+    release_module_packages($entry);
     FCGI::Spawn::Native::restore_package($_) for grep { defined } @{ $entry->{packages} };
     FCGI::Spawn::Native::forget_once_patterns($entry->{once_patterns}) if $entry->{once_patterns};
     for my $glob (@{ $entry->{main_globals} }) {
@@ -539,6 +596,25 @@ sub reset_cached_state {
 
 sub reset_cgi { CGI::_reset_globals() if defined &CGI::_reset_globals }
 sub reset_cgi_simple { CGI::Simple::_reset_globals() if defined &CGI::Simple::_reset_globals }
+
+# CGI::Carp keeps what scripts ask of it in package variables, with no
+# reset of its own: fatalsToBrowser ($WRAP), set_message (a code ref into
+# the script, gone with it), set_progname... They go back to their values
+# as loaded.
+$FCGI::Spawn::Loader::AFTER_LOAD{'CGI/Carp.pm'} = sub {
+    my $stash = FCGI::Spawn::Symbols::stash_of('CGI::Carp') or return;
+    $CGI_CARP_AS_LOADED = {
+        map { (ref \$stash->{$_} eq 'GLOB' && $_ !~ /::\z/) ? ($_ => ${ *{ \$stash->{$_} }{SCALAR} }) : () }
+            keys %$stash
+    };
+};
+
+sub reset_cgi_carp {
+    my $as_loaded = $CGI_CARP_AS_LOADED or return;
+    no strict 'refs';
+    ${"CGI::Carp::$_"} = $as_loaded->{$_} for keys %$as_loaded;
+    return;
+}
 
 # The plain (non-reference) scalars of the packages with request state:
 # where `use CGI qw(-nosticky)` and its like leave their mark.
@@ -637,23 +713,11 @@ sub restore_signals {
     return $restored;
 }
 
-# What a script loaded from its own site is loaded again by the next
-# request, as under CGI: files loaded into its package, and modules under
-# the --root dirs, whose package is removed too (no "Subroutine redefined"
-# on the next load). Modules from the system @INC stay compiled.
+# What a script loaded of its own site is loaded again by the next request,
+# as under CGI (see FCGI::Spawn::Loader); modules from the system @INC stay
+# compiled.
 sub forget_site_files {
-    my ($roots) = @_;
     FCGI::Spawn::Loader::forget_loaded();
-    return unless @$roots;
-    for my $file (keys %INC) {
-        next unless $file =~ /\.pm\z/;
-        my $path = $INC{$file};
-        next unless defined $path && !ref $path && grep { index($path, $_) == 0 } @$roots;
-        delete $INC{$file};
-        (my $package = $file) =~ s{\.pm\z}{};
-        $package =~ s{/}{::}g;
-        FCGI::Spawn::Symbols::delete_package($package);
-    }
     return;
 }
 
@@ -717,15 +781,18 @@ sub warm_up_end {
     return 1;
 }
 
-# Once in each worker, after fork: (KEEP, NAME, ..., '--', NAME, VALUE, ...)
-# KEEP names the daemon's environment variables scripts see; NAME/VALUE
-# pairs are set for every script. Everything else of the daemon's
+# Once in each worker, after fork: (KEEP, ..., '--', NAME, VALUE, ..., '--',
+# ROOT, ...). KEEP names the daemon's environment variables scripts see;
+# NAME/VALUE pairs are set for every script; ROOTs are the --root
+# directories, each ending in '/'. Everything else of the daemon's
 # environment is not passed on (as php-fpm's clear_env).
 sub init_worker {
-    my @keep;
+    my (@keep, @set);
     push @keep, shift @_ while @_ && $_[0] ne '--';
     shift @_;
-    my @set = @_;
+    push @set, shift @_ while @_ && $_[0] ne '--';
+    shift @_;
+    @FCGI::Spawn::Loader::ROOTS = @_;
     srand();
     close STDIN;
     close STDOUT;
@@ -759,6 +826,7 @@ sub compile_script {
         package => make_namespace($script),
         ends    => FCGI::Spawn::Native::end_block_count(),
     );
+    FCGI::Spawn::Loader::begin_request();
     # What compiling runs (BEGIN blocks, `use FindBin`) sees the request,
     # as a registry script's first compile does.
     set_environment($script, \@params);
@@ -777,6 +845,7 @@ sub begin_request {
         ends    => FCGI::Spawn::Native::end_block_count(),
     );
     switch_mode($mode);
+    FCGI::Spawn::Loader::begin_request();
     # The request's child (fork mode) is a plain CGI process: SIGPIPE ends
     # it, and %SIG shows nothing set, as in a new perl.
     delete $SIG{PIPE} if $mode eq 'fork';
@@ -794,12 +863,23 @@ sub run_script {
 }
 
 # END blocks the script compiled, in perl's order. Called with exit trapped.
+our $IN_END_BLOCKS = 0;
+
 sub run_end_blocks {
+    local $IN_END_BLOCKS = 1;
     my @blocks = $req{steps}{end_blocks}->();
     $req{ends} = FCGI::Spawn::Native::end_block_count();
     for my $block (@blocks) {
         eval { $block->(); 1 } or warn $@;
     }
+    return 1;
+}
+
+# A child the script forked ends (it fell off the script, called exit or
+# died): the script's END blocks run in it, as at that child process's
+# exit; not again if it was forked while they ran.
+sub end_forked_child {
+    run_end_blocks() unless $IN_END_BLOCKS;
     return 1;
 }
 
@@ -833,7 +913,6 @@ sub finish_request {
 # what is wrong, when this worker cannot vouch for its state and must be
 # replaced.
 sub end_request {
-    my (@roots) = @_;
     my @failed = @{ $req{failed} || [] };
     my $signals = 0;
     for my $part (
@@ -844,7 +923,7 @@ sub end_request {
         } ],
         [ 'STDERR' => \&restore_stderr ],
         [ 'module state' => \&reset_module_state ],
-        [ 'site files' => sub { forget_site_files(\@roots) } ],
+        [ 'site files' => \&forget_site_files ],
         [ 'special variables' => \&restore_special_variables ],
         [ 'process state' => \&restore_process_state ],
         [ 'signals' => sub { $signals = restore_signals() } ],

@@ -90,14 +90,7 @@ sub main_is_clean { return keys %main:: == $OWNED_COUNT }
 # Foo;` at the top level), its main:: globals.
 sub delete_script_names {
     return if keys %main:: == $OWNED_COUNT;
-    # Perl loads some modules itself, past any require override (IO::File
-    # for STDOUT->flush, Errno for %!): the top-level package of every
-    # module in %INC is the worker's too.
-    for my $file (keys %INC) {
-        next unless $file =~ m{\A([A-Za-z_]\w*)(?:/|\.pm\z)};
-        $OWNED{"$1::"} = 1 if exists $main::{"$1::"};
-    }
-    $OWNED_COUNT = keys %OWNED;
+    claim_module_names();
     for my $name (keys %main::) {
         next if $OWNED{$name};
         if ($name =~ /::\z/) {
@@ -109,6 +102,29 @@ sub delete_script_names {
     }
     return;
 }
+
+# Perl loads some modules itself, past any require override (IO::File for
+# STDOUT->flush, Errno for %!), and a script's compile can make a module's
+# top-level package before the module loads (`require Foo::Bar` at run
+# time): the top-level package of every module in %INC is the worker's.
+my $INC_COUNT_CLAIMED = -1;
+# %INC keys of files the request loaded that go with it (the loader's):
+# not modules of the worker.
+our %REQUEST_FILES;
+
+sub claim_module_names {
+    return if keys %INC == $INC_COUNT_CLAIMED;
+    for my $file (keys %INC) {
+        next if $REQUEST_FILES{$file};
+        next unless $file =~ m{\A([A-Za-z_]\w*)(?:/|\.pm\z)};
+        $OWNED{"$1::"} = 1 if exists $main::{"$1::"};
+    }
+    $OWNED_COUNT = keys %OWNED;
+    $INC_COUNT_CLAIMED = keys %INC;
+    return;
+}
+
+sub is_owned { return $OWNED{ $_[0] } ? 1 : 0 }
 
 # The top-level names made since own_current_names, without deleting them.
 sub script_names {

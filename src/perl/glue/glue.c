@@ -160,16 +160,7 @@ void fs_set_owner_pid(int pid)
     }
 }
 
-/* A child the script fork()ed must never return into the request loop: it
- * ends here, as it would have ended in a plain CGI process (minus global
- * destruction, which would run the parent's DESTROYs a second time). */
-static void end_foreign_child(pTHX_ int status)
-{
-    if (fs_owner_pid && fs_forked && getpid() != fs_owner_pid) {
-        PerlIO_flush((PerlIO *)NULL);
-        _exit(status & 0xff);
-    }
-}
+static void end_foreign_child(pTHX_ int status);
 
 const char *fs_error(size_t *len)
 {
@@ -255,6 +246,27 @@ static void call_body(pTHX_ void *vctx, fs_outcome *out)
     PUTBACK;
     FREETMPS;
     LEAVE;
+}
+
+/* A child the script fork()ed must never return into the request loop: it
+ * ends here, as it would have ended in a plain CGI process: the script's
+ * END blocks run (an `exit` in one sets the status), output is flushed
+ * (minus global destruction, which would run the parent's DESTROYs a
+ * second time). */
+static void end_foreign_child(pTHX_ int status)
+{
+    static int ending;
+    if (!fs_owner_pid || !fs_forked || ending || getpid() == fs_owner_pid)
+        return;
+    ending = 1;
+    if (fs_stage_get() == FS_STAGE_RUNNING) {
+        struct call_ctx c = { "FCGI::Spawn::Runner::end_forked_child", NULL, NULL, 0, 1 };
+        fs_outcome out = run_trapping_exit(aTHX_ call_body, &c);
+        if (out.kind == FS_EXITED)
+            status = out.exit_status;
+    }
+    PerlIO_flush((PerlIO *)NULL);
+    _exit(status & 0xff);
 }
 
 fs_outcome fs_call(const char *sub, const char *const *args, const size_t *lens,

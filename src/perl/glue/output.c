@@ -34,6 +34,10 @@ void fs_output_forget_pending(void)
 
 static int fs_out_send(void)
 {
+    /* A print that succeeded leaves $! as it was, as a write to a pipe
+     * does: the sink's non-blocking writes may meet EAGAIN on the way
+     * (and `die` exits with $! when it is set). */
+    int saved_errno = errno;
     if (fs_stage_get() != FS_STAGE_RUNNING || fs_out_len == 0 || !fs_out_sink)
         return 0;
     if (fs_out_sink(fs_out_buf, fs_out_len) != 0) {
@@ -42,6 +46,7 @@ static int fs_out_send(void)
         return -1;
     }
     fs_out_len = 0;
+    errno = saved_errno;
     return 0;
 }
 

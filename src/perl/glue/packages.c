@@ -310,11 +310,12 @@ static void fs_find_captures(pTHX_ HV *stash, CV *outer, SV *prefix, AV *found, 
     }
 }
 
-/* FCGI::Spawn::Native::captured_lexicals(PACKAGE, HANDLER) — the named
- * subs and formats of PACKAGE (and the packages in it), and the forced-main
- * formats, compiled inside HANDLER that keep one of its lexicals: in a
- * registry each would see the first run's variable forever ("Variable will
- * not stay shared"). Empty when the script is safe to reuse. */
+/* FCGI::Spawn::Native::captured_lexicals(PACKAGE, HANDLER, END_BLOCK...) —
+ * the named subs and formats of PACKAGE (and the packages in it), the
+ * forced-main formats and the script's END blocks, compiled inside HANDLER
+ * that keep one of its lexicals: in a registry each would see the first
+ * run's variable forever ("Variable will not stay shared"). Empty when the
+ * script is safe to reuse. */
 XS(fs_xs_captured_lexicals)
 {
     dXSARGS;
@@ -325,8 +326,8 @@ XS(fs_xs_captured_lexicals)
     AV *found;
     SSize_t i;
     static const char *const forced[] = { "STDOUT", "STDERR" };
-    if (items != 2 || !SvROK(ST(1)) || SvTYPE(SvRV(ST(1))) != SVt_PVCV)
-        croak_xs_usage(cv, "package, handler");
+    if (items < 2 || !SvROK(ST(1)) || SvTYPE(SvRV(ST(1))) != SVt_PVCV)
+        croak_xs_usage(cv, "package, handler, end_block...");
     name = SvPV_const(ST(0), len);
     outer = (CV *)SvRV(ST(1));
     found = (AV *)sv_2mortal((SV *)newAV());
@@ -339,6 +340,10 @@ XS(fs_xs_captured_lexicals)
             fs_check_capture(aTHX_ GvFORM(gv), outer, "format",
                              sv_2mortal(newSVpv(forced[i], 0)), found);
     }
+    for (i = 2; i < items; i++)
+        if (SvROK(ST(i)) && SvTYPE(SvRV(ST(i))) == SVt_PVCV)
+            fs_check_capture(aTHX_ (CV *)SvRV(ST(i)), outer, "END block",
+                             sv_2mortal(newSVpvf("%d", (int)(i - 1))), found);
     FS_XSRETURN_AV(found);
 }
 

@@ -63,7 +63,7 @@ static OP *fs_exec_failed(pTHX_ int err)
     dTARGET;
     SP = MARK;
     errno = err;
-    XPUSHi(-1);
+    XPUSHi(0); /* exec returns false, as pp_exec does */
     RETURN;
 }
 
