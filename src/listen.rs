@@ -307,6 +307,24 @@ fn bind_tcp(addr: &str, backlog: i32) -> Result<Listener, ListenError> {
 }
 
 impl Stream {
+    /// A connection received from another process (`tcp`: of a TCP
+    /// listener, else UNIX).
+    pub fn from_fd(fd: OwnedFd, tcp: bool) -> Stream {
+        if tcp {
+            Stream::Tcp(TcpStream::from(fd))
+        } else {
+            Stream::Unix(UnixStream::from(fd))
+        }
+    }
+
+    /// Timeout of blocking reads (None: wait forever).
+    pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(timeout),
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+        }
+    }
+
     pub fn try_clone(&self) -> io::Result<Stream> {
         Ok(match self {
             Stream::Unix(s) => Stream::Unix(s.try_clone()?),
@@ -319,6 +337,15 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.peer_addr().ok().map(|a| a.ip()),
             Stream::Unix(_) => None,
+        }
+    }
+}
+
+impl From<Stream> for OwnedFd {
+    fn from(stream: Stream) -> OwnedFd {
+        match stream {
+            Stream::Unix(s) => s.into(),
+            Stream::Tcp(s) => s.into(),
         }
     }
 }

@@ -1,30 +1,53 @@
-//! A worker process: accepts connections on the shared socket and serves
-//! their requests one at a time (on any of its open connections) with the interpreter it inherited from the
-//! master (copy-on-write), until told to stop or recycled by
-//! `--max-requests`.
+//! A worker process: serves requests one at a time with the interpreter it
+//! inherited from the master (copy-on-write), taking a request only when it
+//! can serve it at once (`idle`), until the master tells it to stop or
+//! `--max-requests` recycles it.
+//!
+//! The master's word reaches a worker between requests only, on its
+//! channel and scoreboard slot: nothing interrupts a running script, and a
+//! script's `%SIG` handlers cannot keep a worker from leaving.
+
+mod conn;
+mod idle;
 
 use std::io;
-use std::os::fd::AsFd;
+use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout};
-
+use self::conn::Conn;
+use self::idle::{Idle, Leave};
 use crate::config::Config;
-use crate::fastcgi::connection::{Limits, ServerConnection};
-use crate::listen::{Listener, Stream};
+use crate::dispatch::channel::Channel;
+use crate::fastcgi::connection::Limits;
+use crate::listen::Listener;
 use crate::path_policy::PathPolicy;
 use crate::perl::{Interpreter, Outcome};
 use crate::runner::Runner;
+use crate::scoreboard::Scoreboard;
 use crate::signals;
 
-/// Runs the accept loop; returns when the worker should exit.
-pub fn run(perl: &Interpreter, listener: &Listener, cfg: &Config) -> io::Result<()> {
+/// A pooled worker's link to its master.
+pub struct Link<'a> {
+    pub board: &'a Scoreboard,
+    pub slot: usize,
+    pub channel: Channel,
+}
+
+/// Serves requests; returns when the worker should exit. Without a link
+/// (`--workers 0`) the one process accepts and serves connections itself,
+/// one after the other.
+pub fn run(
+    perl: &Interpreter,
+    listener: &Listener,
+    cfg: &Config,
+    link: Option<Link<'_>>,
+) -> io::Result<()> {
     signals::install_worker_handlers();
     perl.set_owner_pid(std::process::id() as i32);
     let runner = Runner::new(
         perl,
         PathPolicy::new(cfg.roots.clone(), &cfg.extensions),
         cfg.stderr_to_client,
-        (cfg.request_timeout > 0).then(|| std::time::Duration::from_secs(cfg.request_timeout)),
+        (cfg.request_timeout > 0).then(|| Duration::from_secs(cfg.request_timeout)),
         cfg.isolation,
         cfg.isolation_for.clone(),
     )?;
@@ -48,135 +71,108 @@ pub fn run(perl: &Interpreter, listener: &Listener, cfg: &Config) -> io::Result<
         spill_threshold: cfg.body_spill,
         ..Limits::default()
     };
-    let max_conns = cfg.workers.max(1);
-    let allowed_peers = web_server_addrs();
-    let mut served: u64 = 0;
-    let recycle = |served: u64| cfg.max_requests > 0 && served >= cfg.max_requests;
-    let mut conns: Vec<Connection> = Vec::new();
-
-    while !signals::stop_requested() && !recycle(served) {
-        let Some(ready) = wait_for_work(listener, &conns) else {
-            continue;
-        };
-        if ready.listener {
-            match listener.accept() {
-                Ok(stream) => {
-                    if let Some(conn) = admit(stream, &allowed_peers, &limits, max_conns) {
-                        if conns.len() >= MAX_KEPT_CONNECTIONS {
-                            // The web server reopens what it still needs.
-                            conns.remove(0);
-                        }
-                        conns.push(conn);
-                    }
-                }
-                // Another worker took it, or a signal came.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => {
-                    log::error!("accept failed: {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-            }
-        }
-        let mut closed = vec![false; conns.len()];
-        for i in ready.connections {
-            if signals::stop_requested() || recycle(served) {
-                break;
-            }
-            let (keep, answered) = serve_one(&runner, &mut conns[i]);
-            served += u64::from(answered);
-            closed[i] = !keep;
-        }
-        let mut index = 0;
-        conns.retain(|_| {
-            index += 1;
-            !closed[index - 1]
-        });
-    }
-    if recycle(served) {
+    let served = match link {
+        Some(link) => serve_pooled(&runner, listener, cfg, &limits, link),
+        None => serve_alone(&runner, listener, cfg, &limits),
+    };
+    if cfg.max_requests > 0 && served >= cfg.max_requests {
         log::info!("worker recycled after {served} requests (--max-requests)");
     }
     Ok(())
 }
 
-/// An open connection from the web server, kept between requests when it
-/// asked for FCGI_KEEP_CONN.
-struct Connection {
-    reader: ServerConnection<Stream>,
-    writer: Stream,
-}
-
-/// Kept-alive connections one worker holds at most; the oldest goes first.
-const MAX_KEPT_CONNECTIONS: usize = 64;
-
-struct Ready {
-    listener: bool,
-    connections: Vec<usize>,
-}
-
-/// Waits until the listener or a kept connection has something. A worker
-/// watches both, so an idle kept-alive connection never keeps it from new
-/// connections (which would starve them when the web server keeps more
-/// connections open than there are workers). None when interrupted (the
-/// caller then checks for a stop request).
-fn wait_for_work(listener: &Listener, conns: &[Connection]) -> Option<Ready> {
-    let buffered: Vec<usize> = (0..conns.len())
-        .filter(|&i| conns[i].reader.has_buffered_input())
-        .collect();
-    if !buffered.is_empty() {
-        return Some(Ready {
-            listener: false,
-            connections: buffered,
-        });
-    }
-    let mut fds = Vec::with_capacity(conns.len() + 1);
-    fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
-    for c in conns {
-        fds.push(PollFd::new(c.reader.get_ref().as_fd(), PollFlags::POLLIN));
-    }
-    nix::poll::poll(&mut fds, PollTimeout::NONE).ok()?;
-    let fired = |p: &PollFd| !p.revents().unwrap_or(PollFlags::empty()).is_empty();
-    Some(Ready {
-        listener: fired(&fds[0]),
-        connections: (1..fds.len())
-            .filter(|&i| fired(&fds[i]))
-            .map(|i| i - 1)
-            .collect(),
-    })
-}
-
-fn admit(
-    stream: Stream,
-    allowed_peers: &Option<Vec<std::net::IpAddr>>,
+/// A pooled worker's life: wait idle, serve, repeat. Returns the number of
+/// requests served.
+fn serve_pooled(
+    runner: &Runner,
+    listener: &Listener,
+    cfg: &Config,
     limits: &Limits,
-    max_conns: usize,
-) -> Option<Connection> {
-    if let (Some(allowed), Some(ip)) = (allowed_peers, stream.peer_ip()) {
-        if !allowed.contains(&ip) {
-            log::warn!("refused connection from {ip}: not in FCGI_WEB_SERVER_ADDRS");
-            return None;
+    link: Link<'_>,
+) -> u64 {
+    let max_conns = cfg.workers.max(1);
+    let slot = link.board.slot(link.slot);
+    let mut idle = Idle::new(
+        listener,
+        link.board,
+        link.slot,
+        link.channel,
+        limits.clone(),
+        max_conns,
+        cfg.idle_timeout(),
+        web_server_addrs(),
+    );
+    let mut served = 0;
+    let leave = loop {
+        let mut conn = match idle.next_request() {
+            Ok(conn) => conn,
+            Err(leave) => break leave,
+        };
+        let (keep, answered) = serve(runner, &mut conn, cfg.idle_timeout());
+        if answered {
+            served = slot.count_request();
         }
-    }
-    let writer = match stream.try_clone() {
-        Ok(w) => w,
-        Err(e) => {
-            log::error!("cannot duplicate connection: {e}");
-            return None;
+        if keep {
+            match conn.after_request(limits, max_conns) {
+                Ok(conn) => idle.keep(conn),
+                Err(e) => log::warn!("closing a kept connection: {e}"),
+            }
+        }
+        if cfg.max_requests > 0 && served >= cfg.max_requests {
+            break Leave::Stop;
         }
     };
-    Some(Connection {
-        reader: ServerConnection::new(stream, limits.clone(), max_conns, max_conns),
-        writer,
-    })
+    if leave != Leave::MasterGone {
+        idle.leave();
+    }
+    served
 }
 
-/// Reads and answers one request on a readable connection. Returns (keep
-/// the connection open, a request was answered).
-fn serve_one(runner: &Runner, conn: &mut Connection) -> (bool, bool) {
-    let req = match conn.reader.read_request() {
+/// `--workers 0`: accept and serve connection after connection in this
+/// one process (for debugging a script).
+fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limits) -> u64 {
+    let mut served = 0;
+    let recycle = |served: u64| cfg.max_requests > 0 && served >= cfg.max_requests;
+    while !signals::stop_requested() && !recycle(served) {
+        let stream = match idle::accept_blocking(listener) {
+            Ok(stream) => stream,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::error!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        // Reads block here: a stalled client is dropped after idle_timeout.
+        if let Err(e) = stream.set_read_timeout(Some(cfg.idle_timeout())) {
+            log::warn!("cannot set a read timeout: {e}");
+        }
+        let mut conn = match Conn::new(stream, Vec::new(), Duration::ZERO, limits, 1) {
+            Ok(conn) => conn,
+            Err(e) => {
+                log::error!("cannot take a new connection: {e}");
+                continue;
+            }
+        };
+        loop {
+            let (keep, answered) = serve(runner, &mut conn, Duration::ZERO);
+            served += u64::from(answered);
+            if !keep || signals::stop_requested() || recycle(served) {
+                break;
+            }
+            conn = match conn.after_request(limits, 1) {
+                Ok(conn) => conn,
+                Err(_) => break,
+            };
+        }
+    }
+    served
+}
+
+/// Reads and answers one request. Returns (keep the connection open, a
+/// request was answered).
+fn serve(runner: &Runner, conn: &mut Conn, idle_timeout: Duration) -> (bool, bool) {
+    let req = match conn.read_request(idle_timeout) {
         Ok(Some(req)) => req,
         Ok(None) => return (false, false),
         Err(e) => {
@@ -185,7 +181,7 @@ fn serve_one(runner: &Runner, conn: &mut Connection) -> (bool, bool) {
         }
     };
     let keep_conn = req.keep_conn;
-    match runner.handle(req, &mut conn.writer) {
+    match runner.handle(req, conn.writer()) {
         Ok(result) => {
             if result.signals_touched {
                 signals::install_worker_handlers();
