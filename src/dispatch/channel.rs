@@ -108,24 +108,42 @@ impl Channel {
     /// Queues `msg` and sends what the socket takes. On a blocking end this
     /// returns once everything is sent.
     pub fn send(&mut self, msg: Message) -> io::Result<()> {
-        self.out.push_back(encode(msg));
+        self.queue(msg);
         self.flush().map(|_| ())
     }
 
-    /// Sends queued messages; true when none is left. A non-blocking end
-    /// stops at `EAGAIN` (wait for the socket to be writable).
+    /// Queues `msg` for the next [`Self::flush`] (messages queued together
+    /// leave in one system call).
+    pub fn queue(&mut self, msg: Message) {
+        self.out.push_back(encode(msg));
+    }
+
+    /// Sends queued messages, several per `sendmsg`; true when none is
+    /// left. A non-blocking end stops at `EAGAIN` (wait for the socket to
+    /// be writable). The descriptors of a batch ride with its first byte:
+    /// they may arrive before the rest of their messages, never after, and
+    /// in order, which is all the receiving end needs.
     pub fn flush(&mut self) -> io::Result<bool> {
-        while let Some(front) = self.out.front_mut() {
-            let fds: Vec<RawFd> = match (&front.fd, front.sent) {
-                (Some(fd), 0) => vec![fd.as_raw_fd()],
-                _ => Vec::new(),
-            };
+        const BATCH: usize = 16;
+        while !self.out.is_empty() {
+            let batch = self.out.len().min(BATCH);
+            let fds: Vec<RawFd> = self
+                .out
+                .iter()
+                .take(batch)
+                .filter_map(|o| o.fd.as_ref().map(|fd| fd.as_raw_fd()))
+                .collect();
             let cmsgs: Vec<ControlMessage> = if fds.is_empty() {
                 Vec::new()
             } else {
                 vec![ControlMessage::ScmRights(&fds)]
             };
-            let iov = [IoSlice::new(&front.bytes[front.sent..])];
+            let iov: Vec<IoSlice> = self
+                .out
+                .iter()
+                .take(batch)
+                .map(|o| IoSlice::new(&o.bytes[o.sent..]))
+                .collect();
             match sendmsg::<()>(
                 self.fd.as_raw_fd(),
                 &iov,
@@ -133,12 +151,23 @@ impl Channel {
                 MsgFlags::MSG_NOSIGNAL,
                 None,
             ) {
-                Ok(n) => {
-                    // The descriptor went with the first byte; ours closes.
-                    front.fd = None;
-                    front.sent += n;
-                    if front.sent == front.bytes.len() {
-                        self.out.pop_front();
+                Ok(mut n) => {
+                    for out in self.out.iter_mut().take(batch) {
+                        // Every descriptor of the batch went with its first
+                        // byte; ours close.
+                        out.fd = None;
+                    }
+                    while n > 0 {
+                        let front = self
+                            .out
+                            .front_mut()
+                            .expect("sent bytes belong to a message");
+                        let take = n.min(front.bytes.len() - front.sent);
+                        front.sent += take;
+                        n -= take;
+                        if front.sent == front.bytes.len() {
+                            self.out.pop_front();
+                        }
                     }
                 }
                 Err(nix::errno::Errno::EINTR) => {}
@@ -160,6 +189,7 @@ impl Channel {
         let mut conns = Vec::new();
         for out in self.out.drain(..) {
             if let (Some(fd), 0) = (out.fd, out.sent) {
+                // Never sent, so its descriptor is still ours.
                 conns.push(Conn {
                     fd,
                     tcp: out.tcp,
@@ -176,7 +206,8 @@ impl Channel {
     /// nothing is there.
     pub fn receive(&mut self) -> io::Result<bool> {
         let mut buf = [0u8; 16 * 1024];
-        let mut space = nix::cmsg_space!([RawFd; 8]);
+        // Room for the descriptors of a whole batch (see `flush`).
+        let mut space = nix::cmsg_space!([RawFd; 16]);
         loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             let msg = match recvmsg::<()>(
@@ -189,6 +220,11 @@ impl Channel {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             };
+            if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+                return Err(out_of_step(
+                    "descriptors lost (control data truncated)".into(),
+                ));
+            }
             for cmsg in msg.cmsgs()? {
                 if let ControlMessageOwned::ScmRights(fds) = cmsg {
                     for fd in fds {

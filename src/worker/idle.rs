@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-use super::conn::{Conn, Filled};
+use super::conn::{Conn, Filled, Readers};
 use crate::dispatch::channel::{Channel, Message};
 use crate::fastcgi::connection::Limits;
 use crate::fastcgi::preamble::{PreambleSettings, Scan};
@@ -44,9 +44,8 @@ pub struct Idle<'a> {
     slot: usize,
     channel: Channel,
     held: Vec<Conn>,
+    readers: Readers,
     settings: PreambleSettings,
-    limits: Limits,
-    max_conns: usize,
     idle_timeout: Duration,
     allowed_peers: Option<Vec<std::net::IpAddr>>,
     scratch: Box<[u8]>,
@@ -80,8 +79,7 @@ impl<'a> Idle<'a> {
             channel,
             held: Vec::new(),
             settings: PreambleSettings::new(limits.clone(), max_conns, max_conns),
-            limits,
-            max_conns,
+            readers: Readers::new(limits, max_conns),
             idle_timeout,
             allowed_peers,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
@@ -98,7 +96,13 @@ impl<'a> Idle<'a> {
 
     /// Keeps a connection whose response is done (`FCGI_KEEP_CONN`).
     pub fn keep(&mut self, conn: Conn) {
+        let conn = self.readers.after_request(conn);
         self.held.push(conn);
+    }
+
+    /// Closes a connection whose response is done.
+    pub fn close(&mut self, conn: Conn) {
+        self.readers.close(conn);
     }
 
     /// Waits for the next request this worker may serve, and claims it;
@@ -166,21 +170,36 @@ impl<'a> Idle<'a> {
             // Assigned meanwhile: take that connection to hand it back.
             if self.slot().state() == WorkerState::Assigned {
                 if let Ok(Some(Message::Assign { conn })) = self.channel.wait_message() {
-                    if let Ok(conn) = Conn::from_channel(conn, &self.limits, self.max_conns) {
-                        self.held.push(conn);
-                    }
+                    let conn = self.readers.open_received(conn);
+                    self.held.push(conn);
                 }
             }
             self.slot().set_state(WorkerState::Exiting);
         }
-        for conn in std::mem::take(&mut self.held) {
-            self.hand_back(conn);
-        }
+        self.hand_back_all();
     }
 
     /// Requests wait in the master: ask for the oldest and wait for the
     /// answer (Ok(None): they were taken meanwhile).
+    ///
+    /// Connections waiting in the listen backlog go to the master's queue
+    /// first: while requests are queued, idle workers ask the master rather
+    /// than poll the listener, and a new connection (a web server opening
+    /// one more, or replacing one after its `keepalive_requests`) would
+    /// otherwise wait until the queue runs dry.
     fn ask_for_queued(&mut self) -> Result<Option<Conn>, Leave> {
+        while self.held.len() < MAX_HELD {
+            match self.accept() {
+                Some(conn) => self.held.push(conn),
+                None => break,
+            }
+        }
+        // What it holds would go back anyway once it has the answer; it
+        // goes in the same system call as the question.
+        for conn in std::mem::take(&mut self.held) {
+            let conn = self.readers.hand_over(conn);
+            self.channel.queue(Message::HandBack { conn });
+        }
         if let Err(e) = self.channel.send(Message::Idle) {
             log::error!("writing to the master: {e}");
             return Err(Leave::MasterGone);
@@ -221,19 +240,14 @@ impl<'a> Idle<'a> {
     /// serve it.
     fn start_assigned(&mut self, conn: crate::dispatch::channel::Conn) -> Result<Conn, Leave> {
         self.slot().set_state(WorkerState::Busy);
-        for held in std::mem::take(&mut self.held) {
-            self.hand_back(held);
+        self.hand_back_all();
+        let mut conn = self.readers.open_received(conn);
+        // The master found it ready; this sets what the worker needs to
+        // know of it (is its body all there?).
+        if let Err(e) = conn.scan(&self.settings) {
+            log::warn!("closing connection: {e}");
         }
-        match Conn::from_channel(conn, &self.limits, self.max_conns) {
-            Ok(conn) => Ok(conn),
-            Err(e) => {
-                // Cannot happen short of running out of descriptors; the
-                // web server sees the connection close.
-                log::error!("cannot take an assigned connection: {e}");
-                self.slot().set_state(WorkerState::Idle);
-                Err(Leave::Stop)
-            }
-        }
+        Ok(conn)
     }
 
     /// `conn` has a ready request: take it if the master did not pick this
@@ -244,9 +258,7 @@ impl<'a> Idle<'a> {
             return Err(Leave::Stop);
         }
         if self.slot().claim(WorkerState::Idle, WorkerState::Busy) {
-            for held in std::mem::take(&mut self.held) {
-                self.hand_back(held);
-            }
+            self.hand_back_all();
             return Ok(conn);
         }
         // Assigned: the master's request is on its way and comes first.
@@ -266,10 +278,24 @@ impl<'a> Idle<'a> {
     }
 
     fn hand_back(&mut self, conn: Conn) {
-        if let Err(e) = self.channel.send(Message::HandBack {
-            conn: conn.into_channel(),
-        }) {
+        let conn = self.readers.hand_over(conn);
+        if let Err(e) = self.channel.send(Message::HandBack { conn }) {
             log::warn!("cannot hand a connection back to the master: {e}");
+        }
+    }
+
+    /// Every connection it holds goes back to the master, in one system
+    /// call.
+    fn hand_back_all(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        for conn in std::mem::take(&mut self.held) {
+            let conn = self.readers.hand_over(conn);
+            self.channel.queue(Message::HandBack { conn });
+        }
+        if let Err(e) = self.channel.flush() {
+            log::warn!("cannot hand connections back to the master: {e}");
         }
     }
 
@@ -290,19 +316,7 @@ impl<'a> Idle<'a> {
                 return None;
             }
         }
-        match Conn::new(
-            stream,
-            Vec::new(),
-            Duration::ZERO,
-            &self.limits,
-            self.max_conns,
-        ) {
-            Ok(conn) => Some(conn),
-            Err(e) => {
-                log::error!("cannot take a new connection: {e}");
-                None
-            }
-        }
+        Some(self.readers.open(stream, Vec::new(), Duration::ZERO))
     }
 
     /// Reads what `held[index]` has; takes it out of the held ones when a
@@ -311,7 +325,8 @@ impl<'a> Idle<'a> {
         match self.check(index) {
             Check::Waiting => None,
             Check::Closed => {
-                self.held.remove(index);
+                let conn = self.held.remove(index);
+                self.readers.close(conn);
                 None
             }
             Check::Ready => Some(self.held.remove(index)),

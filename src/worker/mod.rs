@@ -13,7 +13,7 @@ mod idle;
 use std::io;
 use std::time::Duration;
 
-use self::conn::Conn;
+use self::conn::{Conn, Readers};
 use self::idle::{Idle, Leave};
 use crate::config::Config;
 use crate::dispatch::channel::Channel;
@@ -113,10 +113,9 @@ fn serve_pooled(
             served = slot.count_request();
         }
         if keep {
-            match conn.after_request(limits, max_conns) {
-                Ok(conn) => idle.keep(conn),
-                Err(e) => log::warn!("closing a kept connection: {e}"),
-            }
+            idle.keep(conn);
+        } else {
+            idle.close(conn);
         }
         if cfg.max_requests > 0 && served >= cfg.max_requests {
             break Leave::Stop;
@@ -132,6 +131,7 @@ fn serve_pooled(
 /// one process (for debugging a script).
 fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limits) -> u64 {
     let mut served = 0;
+    let mut readers = Readers::new(limits.clone(), 1);
     let recycle = |served: u64| cfg.max_requests > 0 && served >= cfg.max_requests;
     while !signals::stop_requested() && !recycle(served) {
         let stream = match idle::accept_blocking(listener) {
@@ -147,24 +147,16 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
         if let Err(e) = stream.set_read_timeout(Some(cfg.idle_timeout())) {
             log::warn!("cannot set a read timeout: {e}");
         }
-        let mut conn = match Conn::new(stream, Vec::new(), Duration::ZERO, limits, 1) {
-            Ok(conn) => conn,
-            Err(e) => {
-                log::error!("cannot take a new connection: {e}");
-                continue;
-            }
-        };
+        let mut conn = readers.open(stream, Vec::new(), Duration::ZERO);
         loop {
             let (keep, answered) = serve(runner, &mut conn, Duration::ZERO);
             served += u64::from(answered);
             if !keep || signals::stop_requested() || recycle(served) {
                 break;
             }
-            conn = match conn.after_request(limits, 1) {
-                Ok(conn) => conn,
-                Err(_) => break,
-            };
+            conn = readers.after_request(conn);
         }
+        readers.close(conn);
     }
     served
 }
