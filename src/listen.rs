@@ -97,6 +97,7 @@ impl Listener {
                     fds.unwrap_or(0)
                 );
             }
+            log::info!("listening on the socket systemd passed (LISTEN_FDS, fd 3)");
             return Ok(Self::from_fd(SD_LISTEN_FDS_START));
         }
         // SAFETY: fd 0 is only borrowed for getsockopt.
@@ -121,6 +122,7 @@ impl Listener {
             if let Err(e) = null {
                 log::warn!("cannot put /dev/null on fd 0 after taking the inherited socket: {e}");
             }
+            log::info!("listening on the socket passed on fd 0 (FCGI_LISTENSOCK_FILENO)");
             return Ok(Self::from_fd(moved));
         }
         Err(ListenError::NothingToListenOn)

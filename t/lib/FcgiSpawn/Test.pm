@@ -53,7 +53,7 @@ use Time::HiRes qw(sleep time);
 our @EXPORT = qw(
     start_daemon start_nginx
     fcgi_request parse_cgi
-    http_get http_post multipart_body
+    http_get http_post multipart_body wrk
     raw_connect fcgi_record fcgi_begin fcgi_nv fcgi_request_bytes
     read_records collect_response
     scripts_dir script_path bin_path wait_for worker_pids rss_kb
@@ -199,8 +199,12 @@ Options: C<workers> (default 2), C<root> (dir or arrayref; default
 t/scripts), C<ext>, C<preload> (arrayref), C<preload_script> (arrayref),
 C<isolation>, C<max_requests>, C<socket_mode>, C<tcp> (listen on
 127.0.0.1:free port instead of a UNIX socket), C<args> (more flags),
-C<timeout> (seconds to wait for "ready", default 10). Dies with the log if
-the daemon does not get ready.
+C<timeout> (seconds to wait for "ready", default 10), C<inherit> (the
+listening socket is created by another program and inherited:
+C<spawn-fcgi> passes it on fd 0, C<spawn-fcgi-tcp> the same on
+127.0.0.1:free port, C<systemd> is C<systemd-socket-activate>, which passes
+it as C<LISTEN_FDS> and starts the daemon on the first connection). Dies with
+the log if the daemon does not get ready.
 
 =cut
 
@@ -209,10 +213,22 @@ sub start_daemon {
     my $dir = tempdir('fcgi-spawn-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
     my $self = bless { dir => $dir, log => "$dir/daemon.log", stderr => "$dir/daemon.stderr" },
         'FcgiSpawn::Test::Daemon';
-    $self->{listen} = $o{tcp} ? '127.0.0.1:' . _free_port() : "$dir/fcgi.sock";
+    $self->{listen} = $o{tcp} || ($o{inherit} || '') eq 'spawn-fcgi-tcp'
+        ? '127.0.0.1:' . _free_port() : "$dir/fcgi.sock";
     my @roots = ref $o{root} ? @{ $o{root} } : ($o{root} || scripts_dir());
-    my @argv = (bin_path(), 'run', '--listen', $self->{listen}, '--log', $self->{log},
-        '--workers', (defined $o{workers} ? $o{workers} : 2));
+    my @wrap;
+    if (my $how = $o{inherit}) {
+        my ($port) = $self->{listen} =~ /:(\d+)$/;
+        @wrap = $how eq 'spawn-fcgi'     ? ('spawn-fcgi', '-n', '-s', $self->{listen}, '--')
+              : $how eq 'spawn-fcgi-tcp' ? ('spawn-fcgi', '-n', '-a', '127.0.0.1', '-p', $port, '--')
+              : $how eq 'systemd'        ? ('systemd-socket-activate', '-l', $self->{listen})
+              : croak "unknown inherit => '$how'";
+        my ($prog) = grep { -x "$_/$wrap[0]" } split /:/, "$ENV{PATH}:/usr/bin:/usr/sbin";
+        croak "$wrap[0] not found (script/install-deps installs it)" unless $prog;
+        $wrap[0] = "$prog/$wrap[0]";
+    }
+    my @argv = (@wrap, bin_path(), 'run', ($o{inherit} ? () : ('--listen', $self->{listen})),
+        '--log', $self->{log}, '--workers', (defined $o{workers} ? $o{workers} : 2));
     push @argv, map { ('--root', $_) } @roots;
     push @argv, '--ext', $o{ext} if defined $o{ext};
     push @argv, map { ('--preload', $_) } @{ $o{preload} || [] };
@@ -226,8 +242,13 @@ sub start_daemon {
     $self->{argv} = \@argv;
     $self->{pid} = _spawn(argv => \@argv, stdout => $self->{stderr}, stderr => $self->{stderr});
 
+    my $poked;
     my $ready = wait_for(sub {
         return 'dead' if waitpid($self->{pid}, WNOHANG) == $self->{pid};
+        # systemd-socket-activate starts the daemon on the first connection.
+        if (($o{inherit} || '') eq 'systemd' && !$poked && -S $self->{listen}) {
+            $poked = _connect_listen($self->{listen});
+        }
         return 0 unless $self->log_text =~ /ready/i;
         return $self->_connectable ? 'ready' : 0;
     }, $o{timeout} || 10);
@@ -423,8 +444,9 @@ Writes an nginx.conf into C<< $daemon->dir/nginx >> and runs
 C</usr/sbin/nginx -p PREFIX -c CONF> in the foreground (forked by us),
 listening on 127.0.0.1:<free port>, root = t/scripts (C<root> option),
 C<.pl>/C<.cgi> passed to the daemon (or to the socket in C<pass>) through an upstream with keepalive and
-C<fastcgi_keep_conn on>, as a production site would. Returns an object with
-C<url>, C<port>, C<error_log_text>, C<stop>.
+C<fastcgi_keep_conn on>, as a production site would (C<< keep_conn => 0 >>:
+no upstream keepalive, a new FastCGI connection per request). Returns an
+object with C<url>, C<port>, C<error_log_text>, C<stop>.
 
 =cut
 
@@ -443,6 +465,9 @@ sub start_nginx {
     # enter the 0700 temp dir holding the socket; these tests are about the
     # daemon, not about socket permissions, so workers stay root there.
     my $user = $> == 0 ? "user root root;\n" : '';
+    my $keep = !defined $o{keep_conn} || $o{keep_conn};
+    my $keepalive = $keep ? 'keepalive 8;' : '';
+    my $keep_conn = $keep ? 'on' : 'off';
     my $conf = <<"CONF";
 ${user}daemon off;
 master_process on;
@@ -451,7 +476,8 @@ pid $prefix/nginx.pid;
 error_log $prefix/logs/error.log info;
 events { worker_connections 256; }
 http {
-    access_log $prefix/logs/access.log;
+    log_format timed '\$msec \$connection \$status \$request_time \$upstream_response_time "\$request"';
+    access_log $prefix/logs/access.log timed;
     client_body_temp_path $prefix/tmp/body;
     proxy_temp_path $prefix/tmp/proxy;
     fastcgi_temp_path $prefix/tmp/fastcgi;
@@ -461,7 +487,7 @@ http {
     default_type application/octet-stream;
     upstream fcgi_spawn {
         server $pass;
-        keepalive 8;
+        $keepalive
     }
     server {
         listen 127.0.0.1:$port;
@@ -469,7 +495,7 @@ http {
         root $root;
         location ~ \\.(pl|cgi)\$ {
             fastcgi_pass fcgi_spawn;
-            fastcgi_keep_conn on;
+            fastcgi_keep_conn $keep_conn;
             fastcgi_read_timeout 60s;
             fastcgi_param QUERY_STRING \$query_string;
             fastcgi_param REQUEST_METHOD \$request_method;
@@ -521,6 +547,7 @@ sub port { $_[0]{port} }
 sub pid  { $_[0]{pid} }
 sub url  { my ($self, $path) = @_; return "http://127.0.0.1:$self->{port}" . (defined $path ? $path : '/') }
 sub error_log_text { FcgiSpawn::Test::slurp("$_[0]{prefix}/logs/error.log") }
+sub access_log_text { FcgiSpawn::Test::slurp("$_[0]{prefix}/logs/access.log") }
 
 sub stop {
     my ($self) = @_;
@@ -549,6 +576,36 @@ sub http_post {
     my ($ngx, $path, $body, $type, $headers) = @_;
     my %h = (%{ $headers || {} }, 'content-type' => $type || 'application/x-www-form-urlencoded');
     return _http()->request('POST', $ngx->url($path), { headers => \%h, content => $body });
+}
+
+=head2 wrk($url, %opts)
+
+Runs C<wrk --latency> (C<conns> default 4, C<secs> default 3, C<threads>
+default 2) and returns C<< { rps, p50, p99, requests, errors } >>, latencies
+in milliseconds; C<errors> counts socket errors and non-2xx answers.
+
+=cut
+
+sub wrk {
+    my ($url, %o) = @_;
+    my $conns = $o{conns} || 4;
+    my $threads = $o{threads} || 2;
+    $threads = $conns if $threads > $conns;
+    my $secs = $o{secs} || 3;
+    my $out = `wrk -t$threads -c$conns -d${secs}s --latency '$url' 2>&1`;
+    croak "wrk failed: $out" if $?;
+    my %ms = (us => 0.001, ms => 1, s => 1000, m => 60_000);
+    my %r = (errors => 0, output => $out);
+    for my $p (50, 99) {
+        my ($v, $unit) = $out =~ /^\s+$p(?:\.000)?%\s+([\d.]+)(us|ms|s|m)\s*$/m
+            or croak "no p$p in wrk output:\n$out";
+        $r{"p$p"} = $v * $ms{$unit};
+    }
+    ($r{rps}) = $out =~ /^Requests\/sec:\s+([\d.]+)/m;
+    ($r{requests}) = $out =~ /^\s+(\d+) requests in/m;
+    $r{errors} += $1 while $out =~ /(?:connect|read|write|timeout) (\d+)/g;
+    $r{errors} += $1 if $out =~ /Non-2xx or 3xx responses:\s+(\d+)/;
+    return \%r;
 }
 
 # multipart_body([name => value, ...], [field => [filename, content, type]], ...)
