@@ -56,7 +56,7 @@ our @EXPORT = qw(
     http_get http_post multipart_body wrk
     raw_connect fcgi_record fcgi_begin fcgi_nv fcgi_request_bytes
     read_records collect_response
-    scripts_dir script_path bin_path wait_for worker_pids rss_kb
+    scripts_dir script_path bin_path wait_for worker_pids running rss_kb
     slurp spew
     FCGI_BEGIN_REQUEST FCGI_ABORT_REQUEST FCGI_END_REQUEST FCGI_PARAMS
     FCGI_STDIN FCGI_STDOUT FCGI_STDERR FCGI_DATA FCGI_GET_VALUES
@@ -328,8 +328,8 @@ sub wait_exit {
 # exit with it); say so and KILL them, so no test leaves processes behind.
 sub _reap_orphans {
     my ($self, @workers) = @_;
-    my @left = grep { kill 0, $_ } @workers;
-    FcgiSpawn::Test::wait_for(sub { @left = grep { kill 0, $_ } @left; !@left }, 2) if @left;
+    my @left = grep { FcgiSpawn::Test::running($_) } @workers;
+    FcgiSpawn::Test::wait_for(sub { @left = grep { FcgiSpawn::Test::running($_) } @left; !@left }, 2) if @left;
     return unless @left;
     Test::More::diag("workers @left outlived master $self->{pid}: sending KILL");
     kill "KILL", @left;
@@ -758,6 +758,15 @@ sub worker_pids {
     }
     @pids = sort { $a <=> $b } @pids;
     return wantarray ? @pids : scalar @pids;
+}
+
+# The process exists and is not a zombie (an orphan's zombie waits for
+# init to reap it, and kill 0 still finds it).
+sub running {
+    my ($pid) = @_;
+    my $stat = slurp("/proc/$pid/stat") or return 0;
+    $stat =~ s/^.*\)\s+//s;
+    return (split ' ', $stat)[0] ne 'Z';
 }
 
 sub rss_kb {
