@@ -36,6 +36,9 @@ pub struct Dispatcher {
     /// is stale and skipped.
     deadlines: BinaryHeap<Reverse<(Instant, usize, u32)>>,
     scratch: Box<[u8]>,
+    /// Closed for idle_timeout with part of a request, not logged yet.
+    expired_incomplete: usize,
+    last_expiry_log: Option<Instant>,
 }
 
 struct Entry {
@@ -65,6 +68,8 @@ impl Dispatcher {
             ready: VecDeque::new(),
             deadlines: BinaryHeap::new(),
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
+            expired_incomplete: 0,
+            last_expiry_log: None,
         }
     }
 
@@ -145,35 +150,40 @@ impl Dispatcher {
     }
 
     /// Closes connections idle or partial past their deadline; returns the
-    /// next deadline.
+    /// next deadline. Those whose request never fully arrived are counted
+    /// in one log line a second at most, however many there are.
     pub fn expire(&mut self, epoll: &Epoll, now: Instant) -> Option<Instant> {
+        let mut next = None;
         while let Some(&Reverse((deadline, index, generation))) = self.deadlines.peek() {
             let current = matches!(&self.entries[index],
                 Some(e) if e.generation == generation && e.deadline == deadline && !e.ready);
             if current && deadline > now {
-                return Some(deadline);
+                next = Some(deadline);
+                break;
             }
             self.deadlines.pop();
             if current {
-                let partial = !self.entries[index]
+                if self.entries[index]
                     .as_ref()
-                    .is_some_and(|e| e.preamble.is_empty());
-                let why = partial.then(|| {
-                    format!(
-                        "closing a connection whose request stayed incomplete for {} s (idle_timeout)",
-                        self.idle_timeout.as_secs()
-                    )
-                });
-                if !partial {
-                    log::debug!(
-                        "closing a connection idle for {} s",
-                        self.idle_timeout.as_secs()
-                    );
+                    .is_some_and(|e| !e.preamble.is_empty())
+                {
+                    self.expired_incomplete += 1;
                 }
-                self.remove(epoll, index, why, true);
+                self.remove(epoll, index, None, true);
             }
         }
-        None
+        let log_due = self
+            .last_expiry_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if self.expired_incomplete > 0 && log_due {
+            log::info!(
+                "closed {} connection(s) whose request did not arrive within {} s (idle_timeout)",
+                std::mem::take(&mut self.expired_incomplete),
+                self.idle_timeout.as_secs()
+            );
+            self.last_expiry_log = Some(now);
+        }
+        next
     }
 
     /// Closes everything (the daemon stops).

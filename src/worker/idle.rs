@@ -364,16 +364,23 @@ impl<'a> Idle<'a> {
     /// Closes held connections idle or partial past `idle_timeout`.
     fn expire(&mut self) {
         let timeout = self.idle_timeout;
-        self.held.retain(|conn| {
-            let keep = conn.since.elapsed() < timeout;
-            if !keep && !conn.is_idle() {
-                log::info!(
-                    "closing a connection whose request stayed incomplete for {} s (idle_timeout)",
-                    timeout.as_secs()
-                );
+        let mut incomplete = 0;
+        let mut index = 0;
+        while index < self.held.len() {
+            if self.held[index].since.elapsed() < timeout {
+                index += 1;
+                continue;
             }
-            keep
-        });
+            let conn = self.held.remove(index);
+            incomplete += usize::from(!conn.is_idle());
+            self.readers.close(conn);
+        }
+        if incomplete > 0 {
+            log::info!(
+                "closed {incomplete} connection(s) whose request did not arrive within {} s (idle_timeout)",
+                timeout.as_secs()
+            );
+        }
     }
 
     fn poll(&mut self) -> Result<Ready, Leave> {
