@@ -487,6 +487,10 @@ mod tests {
         assert_eq!(c.preload, vec!["CGI".to_string()]);
         assert_eq!(c.socket.mode, 0o660);
         assert_eq!(c.extensions, vec![".pl".to_string(), ".cgi".to_string()]);
+        assert_eq!(c.idle_timeout(), std::time::Duration::from_secs(30));
+        let never = Settings::from_toml("idle_timeout = 0\n").unwrap();
+        let c = Config::resolve(never, None).unwrap();
+        assert!(c.idle_timeout() > std::time::Duration::from_secs(86400 * 365));
     }
 
     #[test]

@@ -284,3 +284,107 @@ pub fn would_block(error: &io::Error) -> bool {
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fastcgi::connection::Limits;
+    use crate::fastcgi::record::{
+        encode_begin_request, encode_params, encode_stream_end, RecordType, KEEP_CONN,
+        ROLE_RESPONDER,
+    };
+    use nix::sys::epoll::EpollCreateFlags;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    fn request() -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_begin_request(&mut out, 1, ROLE_RESPONDER, KEEP_CONN);
+        encode_params(&mut out, 1, &[(b"A".to_vec(), b"1".to_vec())]);
+        encode_stream_end(&mut out, RecordType::Stdin, 1);
+        out
+    }
+
+    fn conn(stream: UnixStream, input: &[u8]) -> Conn {
+        Conn {
+            fd: stream.into(),
+            tcp: false,
+            input: input.to_vec(),
+            idle: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn partial_request_waits_then_queues_whole() {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        let settings = PreambleSettings::new(Limits::default(), 2, 2);
+        let mut d = Dispatcher::new(settings, Duration::from_secs(30));
+        let bytes = request();
+
+        // Handed back with half the request read already.
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        d.adopt(&epoll, conn(ours, &bytes[..10]));
+        assert_eq!(d.ready_len(), 0);
+        peer.write_all(&bytes[10..]).unwrap();
+        let mut events = [EpollEvent::empty(); 4];
+        let n = epoll.wait(&mut events, 1000u16).unwrap();
+        assert_eq!(n, 1);
+        d.readable(&epoll, events[0].data());
+        assert_eq!(d.ready_len(), 1);
+
+        // Handed back with a whole request: queued at once, behind the first.
+        let (ours2, _peer2) = UnixStream::pair().unwrap();
+        d.adopt(&epoll, conn(ours2, &bytes));
+        assert_eq!(d.ready_len(), 2);
+        let first = d.pop_ready().unwrap();
+        assert_eq!(first.input, bytes, "the request as received, in one piece");
+        // The same connection: the worker answers on it.
+        let mut stream = UnixStream::from(first.fd);
+        stream.write_all(b"answer").unwrap();
+        let mut got = [0; 6];
+        peer.read_exact(&mut got).unwrap();
+        assert!(d.pop_ready().is_some());
+        assert!(d.pop_ready().is_none());
+    }
+
+    #[test]
+    fn idle_and_partial_connections_close_at_their_deadline() {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        let settings = PreambleSettings::new(Limits::default(), 2, 2);
+        let mut d = Dispatcher::new(settings, Duration::from_millis(300));
+        let (idle, mut idle_peer) = UnixStream::pair().unwrap();
+        let (partial, mut partial_peer) = UnixStream::pair().unwrap();
+        d.adopt(&epoll, conn(idle, b""));
+        d.adopt(&epoll, conn(partial, &request()[..5]));
+        let deadline = d.expire(&epoll, Instant::now()).expect("a deadline");
+        assert!(deadline > Instant::now());
+        std::thread::sleep(Duration::from_millis(350));
+        assert_eq!(d.expire(&epoll, Instant::now()), None);
+        let mut buf = [0; 1];
+        assert_eq!(idle_peer.read(&mut buf).unwrap(), 0, "closed");
+        assert_eq!(partial_peer.read(&mut buf).unwrap(), 0, "closed");
+    }
+
+    #[test]
+    fn garbage_is_closed_and_get_values_answered() {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        let settings = PreambleSettings::new(Limits::default(), 2, 2);
+        let mut d = Dispatcher::new(settings, Duration::from_secs(30));
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        d.adopt(&epoll, conn(ours, b"GET / HTTP/1.0\r\n\r\n"));
+        let mut buf = [0; 16];
+        assert_eq!(peer.read(&mut buf).unwrap(), 0, "closed");
+
+        let mut query = Vec::new();
+        crate::fastcgi::record::encode_record(&mut query, RecordType::GetValues, 0, b"");
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        d.adopt(&epoll, conn(ours, &query));
+        let n = peer.read(&mut buf).unwrap();
+        assert_eq!(
+            buf[1],
+            RecordType::GetValuesResult.as_u8(),
+            "{n} bytes answered"
+        );
+        assert_eq!(d.ready_len(), 0);
+    }
+}
