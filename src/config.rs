@@ -95,6 +95,12 @@ pub struct Settings {
     /// worker whose script does not stop is replaced (0 = no limit) [default: 0].
     #[arg(long, value_name = "SECS")]
     pub request_timeout: Option<u64>,
+    /// Seconds a connection may stay idle between requests, or take for a
+    /// request's header and params (and a body up to 64 KiB) to arrive,
+    /// before it is closed; also the longest wait for the rest of a larger
+    /// body (0 = no limit) [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
     /// Run the workers as this user (the master binds the socket first).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
@@ -149,6 +155,7 @@ pub struct Config {
     pub body_spill: usize,
     pub grace_time: u64,
     pub request_timeout: u64,
+    pub idle_timeout: u64,
     pub user: Option<String>,
     pub group: Option<String>,
     pub stderr_to_client: bool,
@@ -251,6 +258,7 @@ impl Settings {
             body_spill: pick(flags.body_spill, self.body_spill),
             grace_time: pick(flags.grace_time, self.grace_time),
             request_timeout: pick(flags.request_timeout, self.request_timeout),
+            idle_timeout: pick(flags.idle_timeout, self.idle_timeout),
             user: pick(flags.user, self.user),
             group: pick(flags.group, self.group),
             stderr_to_client: flags.stderr_to_client || self.stderr_to_client,
@@ -262,6 +270,15 @@ impl Settings {
 }
 
 impl Config {
+    /// `idle_timeout` as a duration; 0 (no limit) as a century.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        const NEVER: u64 = 100 * 365 * 24 * 3600;
+        std::time::Duration::from_secs(match self.idle_timeout {
+            0 => NEVER,
+            secs => secs.min(NEVER),
+        })
+    }
+
     /// Loads `--config` if given, applies the flags, validates.
     pub fn load(flags: Settings) -> Result<Config, ConfigError> {
         let file = flags.config.clone();
@@ -298,6 +315,7 @@ impl Config {
             max_body: Some(self.max_body),
             body_spill: Some(self.body_spill),
             request_timeout: Some(self.request_timeout),
+            idle_timeout: Some(self.idle_timeout),
             user: self.user.clone(),
             group: self.group.clone(),
             grace_time: Some(self.grace_time),
@@ -423,6 +441,7 @@ impl Config {
             body_spill: s.body_spill.unwrap_or(64 << 10),
             grace_time: s.grace_time.unwrap_or(30),
             request_timeout: s.request_timeout.unwrap_or(0),
+            idle_timeout: s.idle_timeout.unwrap_or(30),
             user: s.user,
             group: s.group,
             stderr_to_client: s.stderr_to_client,
@@ -457,6 +476,10 @@ mod tests {
         assert_eq!(c.preload, vec!["CGI".to_string()]);
         assert_eq!(c.socket.mode, 0o660);
         assert_eq!(c.extensions, vec![".pl".to_string(), ".cgi".to_string()]);
+        assert_eq!(c.idle_timeout(), std::time::Duration::from_secs(30));
+        let never = Settings::from_toml("idle_timeout = 0\n").unwrap();
+        let c = Config::resolve(never, None).unwrap();
+        assert!(c.idle_timeout() > std::time::Duration::from_secs(86400 * 365));
     }
 
     #[test]

@@ -41,6 +41,11 @@ pub struct SocketOptions {
     pub backlog: i32,
 }
 
+/// Where systemd puts the first passed socket (sd_listen_fds(3)).
+const SD_LISTEN_FDS_START: RawFd = 3;
+/// Where spawn-fcgi and mod_fcgid put the listening socket (FastCGI spec).
+const FCGI_LISTENSOCK_FILENO: RawFd = 0;
+
 pub enum Listener {
     Unix {
         listener: UnixListener,
@@ -66,7 +71,11 @@ impl Listener {
     }
 
     /// A socket handed over by the parent process: systemd socket
-    /// activation first, then the FastCGI convention of fd 0.
+    /// activation first (`LISTEN_PID`/`LISTEN_FDS`, the socket on fd 3),
+    /// then the FastCGI convention (`FCGI_LISTENSOCK_FILENO`: a listening
+    /// socket on fd 0, as spawn-fcgi and mod_fcgid pass it). The fd-0
+    /// socket moves to a higher number and fd 0 becomes `/dev/null`: fd 0
+    /// is a script's STDIN, which workers point at each request's body.
     pub fn inherited() -> Result<Listener, ListenError> {
         let pid_matches = std::env::var("LISTEN_PID")
             .ok()
@@ -76,13 +85,45 @@ impl Listener {
         let fds = std::env::var("LISTEN_FDS")
             .ok()
             .and_then(|n| n.parse::<i32>().ok());
+        // Meant for this process only: scripts and their children must not
+        // take the socket for theirs (sd_listen_fds(3) unsets them too).
+        for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+            std::env::remove_var(name);
+        }
         if pid_matches && fds.unwrap_or(0) >= 1 {
-            return Ok(Self::from_fd(3));
+            if fds.unwrap_or(0) > 1 {
+                log::warn!(
+                    "systemd passed {} sockets; listening on the first one (fd 3)",
+                    fds.unwrap_or(0)
+                );
+            }
+            log::info!("listening on the socket systemd passed (LISTEN_FDS, fd 3)");
+            return Ok(Self::from_fd(SD_LISTEN_FDS_START));
         }
         // SAFETY: fd 0 is only borrowed for getsockopt.
-        let fd0 = unsafe { BorrowedFd::borrow_raw(0) };
+        let fd0 = unsafe { BorrowedFd::borrow_raw(FCGI_LISTENSOCK_FILENO) };
         if socket::getsockopt(&fd0, socket::sockopt::AcceptConn).unwrap_or(false) {
-            return Ok(Self::from_fd(0));
+            let moved = nix::fcntl::fcntl(
+                FCGI_LISTENSOCK_FILENO,
+                nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3),
+            )
+            .map_err(|e| ListenError::Bind {
+                addr: "the socket inherited on fd 0".into(),
+                source: e.into(),
+            })?;
+            let null = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .and_then(|null| {
+                    nix::unistd::dup2(null.as_raw_fd(), FCGI_LISTENSOCK_FILENO)
+                        .map_err(io::Error::from)
+                });
+            if let Err(e) = null {
+                log::warn!("cannot put /dev/null on fd 0 after taking the inherited socket: {e}");
+            }
+            log::info!("listening on the socket passed on fd 0 (FCGI_LISTENSOCK_FILENO)");
+            return Ok(Self::from_fd(moved));
         }
         Err(ListenError::NothingToListenOn)
     }
@@ -307,6 +348,24 @@ fn bind_tcp(addr: &str, backlog: i32) -> Result<Listener, ListenError> {
 }
 
 impl Stream {
+    /// A connection received from another process (`tcp`: of a TCP
+    /// listener, else UNIX).
+    pub fn from_fd(fd: OwnedFd, tcp: bool) -> Stream {
+        if tcp {
+            Stream::Tcp(TcpStream::from(fd))
+        } else {
+            Stream::Unix(UnixStream::from(fd))
+        }
+    }
+
+    /// Timeout of blocking reads (None: wait forever).
+    pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(timeout),
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+        }
+    }
+
     pub fn try_clone(&self) -> io::Result<Stream> {
         Ok(match self {
             Stream::Unix(s) => Stream::Unix(s.try_clone()?),
@@ -319,6 +378,15 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.peer_addr().ok().map(|a| a.ip()),
             Stream::Unix(_) => None,
+        }
+    }
+}
+
+impl From<Stream> for OwnedFd {
+    fn from(stream: Stream) -> OwnedFd {
+        match stream {
+            Stream::Unix(s) => s.into(),
+            Stream::Tcp(s) => s.into(),
         }
     }
 }

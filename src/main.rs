@@ -1,14 +1,16 @@
 //! fcgi-spawn: runs legacy Perl CGI scripts persistently over FastCGI, with
 //! an embedded libperl — what php-fpm is for PHP.
 //!
-//! Layout: `fastcgi/` is the protocol (pure codec, connection, client);
-//! `listen` the socket; `master` the process pool, `worker` a worker's accept
-//! loop, `runner` one request (with `perl/FCGI/Spawn/Runner.pm`, its Perl
+//! Layout: `fastcgi/` is the protocol (pure codec, connection, request
+//! preamble, client); `listen` the socket; `master` the start-up, `pool` the
+//! worker pool and its event loop, `dispatch/` how requests reach workers,
+//! `scoreboard` the state they share, `worker/` a worker's life, `runner` one request (with `perl/FCGI/Spawn/Runner.pm`, its Perl
 //! half); `perl/` the embedded interpreter behind one safe type; `config` the
 //! settings; `cli/` the subcommands.
 
 mod cli;
 mod config;
+mod dispatch;
 mod fastcgi;
 mod fds;
 mod listen;
@@ -17,8 +19,10 @@ mod master;
 mod output;
 mod path_policy;
 mod perl;
+mod pool;
 mod pump;
 mod runner;
+mod scoreboard;
 mod signals;
 mod worker;
 

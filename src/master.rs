@@ -1,23 +1,20 @@
-//! The master process: binds the socket, starts the interpreter, loads the
-//! runner and the preloaded code once, then forks the workers and keeps the
-//! pool at its size (replacing workers that exit or crash, with a brake on
-//! restart storms) until it is told to stop.
+//! The master process: binds the socket (or takes the inherited one),
+//! drops privileges, starts the interpreter, loads the runner and the
+//! preloaded code once, then hands over to the worker pool (`pool`), which
+//! forks the workers and dispatches until told to stop.
 //!
 //! The master never starts a thread: everything that happens before `fork`
 //! must be safe to copy into a child.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::config::Config;
 use crate::listen::Listener;
 use crate::perl::{Interpreter, Outcome};
-use crate::{signals, worker};
+use crate::pool::Pool;
+use crate::worker;
 
 /// Perl code compiled into the binary, so the daemon needs no files besides
 /// itself: (path under perl/ — also its %INC key —, source).
@@ -43,8 +40,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         Some(addr) => Listener::bind(addr, &cfg.socket)?,
         None => Listener::inherited()?,
     };
-    // Workers poll the listener beside their kept connections; whoever
-    // loses the race for a connection gets EAGAIN instead of blocking.
+    // Idle workers poll the listener beside their channel and the
+    // connections they hold; whoever loses the race for a connection gets
+    // EAGAIN instead of blocking.
     nix::fcntl::fcntl(
         std::os::fd::AsRawFd::as_raw_fd(&listener),
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
@@ -70,9 +68,9 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             "ready: serving on {} in this process (--workers 0)",
             listener.describe()
         );
-        worker::run(&perl, &listener, &cfg).map_err(Into::into)
+        worker::run(&perl, &listener, &cfg, None).map_err(Into::into)
     } else {
-        Pool::new(&perl, &listener, &cfg).run(started)
+        Pool::new(&perl, &listener, &cfg).and_then(|pool| pool.run(started))
     };
     listener.remove_socket_file();
     if let Some(pid_file) = &cfg.pid_file {
@@ -165,222 +163,4 @@ fn preload(perl: &Interpreter, cfg: &Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-struct Pool<'a> {
-    perl: &'a Interpreter,
-    listener: &'a Listener,
-    cfg: &'a Config,
-    target: usize,
-    workers: HashMap<Pid, Instant>,
-    quick_deaths: u32,
-}
-
-impl<'a> Pool<'a> {
-    fn new(perl: &'a Interpreter, listener: &'a Listener, cfg: &'a Config) -> Pool<'a> {
-        Pool {
-            perl,
-            listener,
-            cfg,
-            target: cfg.workers,
-            workers: HashMap::new(),
-            quick_deaths: 0,
-        }
-    }
-
-    fn run(mut self, started: Instant) -> anyhow::Result<()> {
-        let set = signals::master_set();
-        signals::block(&set)?;
-        for _ in 0..self.target {
-            self.spawn()?;
-        }
-        log::info!(
-            "ready: {} workers serving on {} (started in {} ms)",
-            self.target,
-            self.listener.describe(),
-            started.elapsed().as_millis()
-        );
-        loop {
-            let signal = signals::wait(&set, Duration::from_secs(1));
-            match signal {
-                Some(Signal::SIGTERM) | Some(Signal::SIGINT) => {
-                    log::info!(
-                        "{}: stopping gracefully",
-                        signal.map(|s| s.as_str()).unwrap_or("")
-                    );
-                    self.stop(Duration::from_secs(self.cfg.grace_time), &set);
-                    return Ok(());
-                }
-                Some(Signal::SIGQUIT) => {
-                    log::info!("SIGQUIT: stopping now");
-                    self.stop(Duration::ZERO, &set);
-                    return Ok(());
-                }
-                Some(Signal::SIGTTIN) => {
-                    self.target += 1;
-                    log::info!("SIGTTIN: pool size {}", self.target);
-                }
-                Some(Signal::SIGTTOU) if self.target > 1 => {
-                    self.target -= 1;
-                    log::info!("SIGTTOU: pool size {}", self.target);
-                    if let Some(pid) = self.workers.keys().next().copied() {
-                        let _ = kill(pid, Signal::SIGTERM);
-                    }
-                }
-                Some(Signal::SIGUSR1) => {
-                    if let Err(e) = crate::log::init(self.cfg.log.as_deref(), false) {
-                        log::error!("SIGUSR1: cannot reopen the log: {e}");
-                    } else {
-                        log::info!("SIGUSR1: log reopened");
-                    }
-                }
-                Some(Signal::SIGHUP) => {
-                    log::warn!(
-                        "SIGHUP: reload is not supported yet; restart the daemon to apply changes"
-                    );
-                }
-                _ => {}
-            }
-            self.reap();
-            self.fill()?;
-        }
-    }
-
-    /// Forks one worker. The child never returns from here.
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let master = nix::unistd::getpid();
-        self.perl.prepare_to_fork_workers();
-        // SAFETY: the master is single-threaded (it never starts threads),
-        // so the child may run arbitrary code after fork.
-        match unsafe { fork() }.context("fork failed")? {
-            ForkResult::Parent { child } => {
-                self.workers.insert(child, Instant::now());
-                Ok(())
-            }
-            ForkResult::Child => {
-                let _ = signals::unblock(&signals::master_set());
-                // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag on
-                // this process: we get SIGTERM when the master dies.
-                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
-                if nix::unistd::getppid() != master {
-                    // SAFETY: exiting a forked child without running
-                    // the parent's destructors or Perl END blocks.
-                    unsafe { libc::_exit(0) };
-                }
-                let code = match worker::run(self.perl, self.listener, self.cfg) {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        log::error!("worker failed: {e}");
-                        1
-                    }
-                };
-                // SAFETY: as above; the worker's state dies with it.
-                unsafe { libc::_exit(code) };
-            }
-        }
-    }
-
-    /// Collects exited workers and says why they went.
-    fn reap(&mut self) {
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => {
-                    self.forget(pid, &format!("exited with status {code}"), code == 0)
-                }
-                Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                    self.forget(pid, &format!("killed by {}", sig.as_str()), false)
-                }
-                Ok(WaitStatus::StillAlive) | Err(_) => return,
-                Ok(_) => continue,
-            }
-        }
-    }
-
-    fn forget(&mut self, pid: Pid, how: &str, clean: bool) {
-        let Some(born) = self.workers.remove(&pid) else {
-            return;
-        };
-        if clean {
-            log::info!("worker {pid} {how}");
-        } else {
-            log::warn!("worker {pid} {how}; replacing it");
-        }
-        if !clean && born.elapsed() < Duration::from_secs(1) {
-            self.quick_deaths += 1;
-        } else {
-            self.quick_deaths = 0;
-        }
-    }
-
-    /// Brings the pool back to its size, slowing down when workers keep
-    /// dying right after they start (a broken preload, a crash at init).
-    fn fill(&mut self) -> anyhow::Result<()> {
-        if self.workers.len() < self.target && self.quick_deaths >= 3 {
-            let pause = Duration::from_millis(200 * u64::from(self.quick_deaths.min(25)));
-            log::warn!(
-                "workers keep dying at start; waiting {} ms before the next one",
-                pause.as_millis()
-            );
-            std::thread::sleep(pause);
-        }
-        while self.workers.len() < self.target {
-            self.spawn()?;
-        }
-        Ok(())
-    }
-
-    /// Asks every worker to stop and waits up to `grace` for them (they
-    /// finish the request in hand); then kills what is left.
-    fn stop(&mut self, grace: Duration, set: &nix::sys::signal::SigSet) {
-        let signal = if grace.is_zero() {
-            Signal::SIGKILL
-        } else {
-            Signal::SIGTERM
-        };
-        for pid in self.workers.keys() {
-            let _ = kill(*pid, signal);
-        }
-        let deadline = Instant::now() + grace;
-        while !self.workers.is_empty() {
-            self.reap_quietly();
-            if self.workers.is_empty() {
-                break;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                log::warn!(
-                    "{} workers still busy after {} s; killing them",
-                    self.workers.len(),
-                    grace.as_secs()
-                );
-                for pid in self.workers.keys() {
-                    let _ = kill(*pid, Signal::SIGKILL);
-                }
-                while !self.workers.is_empty() {
-                    match waitpid(None, None) {
-                        Ok(status) => {
-                            if let Some(pid) = status.pid() {
-                                self.workers.remove(&pid);
-                            }
-                        }
-                        Err(_) => break,
-                    }
-                }
-                break;
-            }
-            signals::wait(set, (deadline - now).min(Duration::from_millis(200)));
-        }
-        log::info!("stopped");
-    }
-
-    fn reap_quietly(&mut self) {
-        while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            match status.pid() {
-                Some(pid) => {
-                    self.workers.remove(&pid);
-                }
-                None => return,
-            }
-        }
-    }
 }

@@ -1,13 +1,14 @@
 //! Signal plumbing shared by master and workers.
 //!
-//! The master blocks the signals it cares about and takes them one at a time
-//! with `sigtimedwait`, so its loop is plain sequential code and no handler
-//! runs while it forks. Workers install a handler that only sets a flag
-//! (without SA_RESTART, so a blocked `accept` returns and sees it); a request
-//! in flight is finished first.
+//! The master blocks the signals it cares about and reads them from a
+//! signalfd in its event loop (`pool`), so no handler ever runs, least of
+//! all while it forks. The master never signals a worker to stop (that
+//! goes over the worker's channel, see `dispatch`); a TERM or INT sent to a
+//! worker directly (a terminal's Ctrl-C, a service manager killing the
+//! whole group) only sets a flag, with `SA_RESTART` so a running script's
+//! reads and writes go on, and the worker leaves after its request.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
@@ -39,31 +40,16 @@ pub fn unblock(set: &SigSet) -> nix::Result<()> {
     signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(set), None)
 }
 
-/// Waits up to `timeout` for one of the (blocked) signals in `set`.
-pub fn wait(set: &SigSet, timeout: Duration) -> Option<Signal> {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `set` is a valid sigset_t, `ts` a valid timespec, and a null
-    // siginfo pointer is allowed.
-    let rc = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
-    if rc <= 0 {
-        return None;
-    }
-    Signal::try_from(rc).ok()
-}
-
 extern "C" fn request_stop(_: libc::c_int) {
     STOP_REQUESTED.store(true, Ordering::SeqCst);
 }
 
-/// Worker side: TERM/INT ask for a graceful stop, QUIT and HUP end at once
-/// (the master uses TERM for graceful stops and reloads).
+/// Worker side: TERM/INT sent to the worker itself ask it to leave after
+/// its request; QUIT and HUP end it at once.
 pub fn install_worker_handlers() {
     let graceful = SigAction::new(
         SigHandler::Handler(request_stop),
-        SaFlags::empty(),
+        SaFlags::SA_RESTART,
         SigSet::empty(),
     );
     for s in [Signal::SIGTERM, Signal::SIGINT] {

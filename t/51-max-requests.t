@@ -16,18 +16,25 @@ is $pids[6], $pids[$_], "request $_ by the third worker" for 7, 8;
 isnt $pids[0], $pids[3], 'worker recycled after 3 requests';
 isnt $pids[3], $pids[6], 'and again after 3 more';
 
-# Kept connection: three requests answered in full, then the worker closes.
+# Kept connection: three requests answered in full by one worker (the
+# first says which); the connection outlives its worker's recycling (it
+# goes back to the master) and the next worker answers the fourth.
 my $s = raw_connect($d);
-my %served;
-for my $id (1 .. 3) {
+print {$s} fcgi_request_bytes(1, 'pid.pl', keep_conn => 1);
+my ($recs, $why) = read_records($s, timeout => 10);
+my ($first) = collect_response($recs, 1)->{stdout} =~ /(\d+)/;
+for my $id (2 .. 3) {
     print {$s} fcgi_request_bytes($id, 'large.pl', keep_conn => 1);
-    my ($recs, $why) = read_records($s, timeout => 20);
+    ($recs, $why) = read_records($s, timeout => 20);
     my $res = collect_response($recs, $id);
     ok $res->{ended}, "kept connection, request $id ended";
     is length($res->{stdout}) > 5 * 1024 * 1024, 1, "request $id: whole 5 MiB response";
 }
-my ($recs, $why) = read_records($s, timeout => 10);
-is $why, 'eof', 'after its 3rd request the recycled worker closes the kept connection';
+print {$s} fcgi_request_bytes(4, 'pid.pl', keep_conn => 1);
+($recs, $why) = read_records($s, timeout => 10);
+my ($fourth) = collect_response($recs, 4)->{stdout} =~ /(\d+)/;
+ok $first && $fourth, 'the kept connection survives its worker being recycled';
+isnt $fourth, $first, 'a new worker answers on it after the third request';
 
 # Through nginx with an upstream keepalive pool: recycling is invisible.
 my $ngx = start_nginx($d);

@@ -295,10 +295,10 @@ pub struct ServerConnection<S> {
     settings: Settings,
 }
 
-struct Settings {
-    limits: Limits,
-    max_conns: usize,
-    max_reqs: usize,
+pub(super) struct Settings {
+    pub(super) limits: Limits,
+    pub(super) max_conns: usize,
+    pub(super) max_reqs: usize,
 }
 
 /// What one record did to the request being read.
@@ -466,7 +466,7 @@ fn handle_record(
 }
 
 /// Appends to `reply` the answer to a management record (request id 0).
-fn answer_management(
+pub(super) fn answer_management(
     settings: &Settings,
     record_type: RecordType,
     content: &[u8],

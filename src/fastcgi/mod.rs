@@ -17,6 +17,7 @@
 
 pub mod client;
 pub mod connection;
+pub mod preamble;
 pub mod record;
 
 // The module's public face. Callers in this crate may equally import

@@ -844,7 +844,8 @@ sub start {
     } @table;
     $fparams .= join '', map { '            fastcgi_param HTTP_' . uc(_carrier_var($_)) . qq{ "" if_not_empty;\n} } @extra;
     my $logfmt = join ',', map { qq{"$_->[0]":"$_->[1]"} } @table;
-    my $pass = "            fastcgi_pass fcgi_spawn;\n            fastcgi_keep_conn on;\n"
+    my $keep = !defined $o{keep_conn} || $o{keep_conn};
+    my $pass = "            fastcgi_pass fcgi_spawn;\n            fastcgi_keep_conn " . ($keep ? 'on' : 'off') . ";\n"
         . "            fastcgi_read_timeout 60s;\n$fparams";
     # Scripts named .pl/.cgi, and the ones given in scripts (installed
     # without an extension), go to the daemon.
@@ -866,6 +867,8 @@ events { worker_connections 256; }
 http {
 ${maps}    log_format fcgi_params escape=json '{$logfmt}';
     access_log $prefix/logs/params.log fcgi_params;
+    log_format timed '\$msec \$connection \$status \$request_time \$upstream_response_time "\$request"';
+    access_log $prefix/logs/access.log timed;
     client_body_temp_path $prefix/tmp/body;
     proxy_temp_path $prefix/tmp/proxy;
     fastcgi_temp_path $prefix/tmp/fastcgi;
@@ -875,7 +878,7 @@ ${maps}    log_format fcgi_params escape=json '{$logfmt}';
     default_type application/octet-stream;
     upstream fcgi_spawn {
         server $upstream;
-        keepalive 8;
+        ${\ ($keep ? 'keepalive 8;' : '') }
     }
     server {
         listen 127.0.0.1:$port;
@@ -913,6 +916,7 @@ sub pid  { $_[0]{pid} }
 sub root { $_[0]{root} }
 sub url  { my ($self, $path) = @_; return "http://127.0.0.1:$self->{port}" . (defined $path ? $path : '/') }
 sub error_log_text { Test::FCGI::Spawn::_slurp("$_[0]{prefix}/logs/error.log") }
+sub access_log_text { Test::FCGI::Spawn::_slurp("$_[0]{prefix}/logs/access.log") }
 
 sub stop {
     my ($self) = @_;

@@ -68,6 +68,10 @@ our %SKIP = (
     't/scripts/stream.pl'           => 'prints timestamps to show streaming (t/32-streaming.t)',
     't/scripts/timeout-sleeper.pl'  => 'sleeps 20 s, a request-timeout fixture (t/91)',
     't/scripts/timeout-stubborn.pl' => 'ignores stop attempts for 30 s (t/91)',
+    't/scripts/cpu-loop.pl'         => 'spins 30 s, a stop fixture (t/93, t/94)',
+    't/scripts/sleep-timed.pl'      => 'prints how long it slept, a stop fixture (t/93)',
+    't/scripts/sig-term.pl'         => 'takes its time under its own TERM handler, a stop fixture (t/93)',
+    't/scripts/stdin-kind.pl'       => 'prints the name of the pipe or file on its fd 0, which differs by nature (t/06)',
     't/scripts/xinc.pl'             => 'uses FCGI::Spawn, which exists only inside the daemon ($FCGI::Spawn::PERSISTENT differs by design; t/46)',
     't/scripts/iso-check.pl'        => 'prints the @INC count and STDOUT\'s raw PerlIO layers, which differ on a clean worker '
         . '(the @INC hook the daemon loads scripts through, its fcgi_spawn_stdout layer); check/inc.pl and '

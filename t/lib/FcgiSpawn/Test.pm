@@ -53,10 +53,10 @@ use Time::HiRes qw(sleep time);
 our @EXPORT = qw(
     start_daemon start_nginx
     fcgi_request parse_cgi
-    http_get http_post multipart_body
+    http_get http_post multipart_body wrk
     raw_connect fcgi_record fcgi_begin fcgi_nv fcgi_request_bytes
     read_records collect_response
-    scripts_dir script_path bin_path wait_for worker_pids rss_kb
+    scripts_dir script_path bin_path wait_for worker_pids running rss_kb
     slurp spew
     FCGI_BEGIN_REQUEST FCGI_ABORT_REQUEST FCGI_END_REQUEST FCGI_PARAMS
     FCGI_STDIN FCGI_STDOUT FCGI_STDERR FCGI_DATA FCGI_GET_VALUES
@@ -202,8 +202,12 @@ Options: C<workers> (default 2), C<root> (dir or arrayref; default
 t/scripts), C<ext>, C<preload> (arrayref), C<preload_script> (arrayref),
 C<isolation>, C<max_requests>, C<socket_mode>, C<tcp> (listen on
 127.0.0.1:free port instead of a UNIX socket), C<args> (more flags),
-C<timeout> (seconds to wait for "ready", default 10). Dies with the log if
-the daemon does not get ready.
+C<timeout> (seconds to wait for "ready", default 10), C<inherit> (the
+listening socket is created by another program and inherited:
+C<spawn-fcgi> passes it on fd 0, C<spawn-fcgi-tcp> the same on
+127.0.0.1:free port, C<systemd> is C<systemd-socket-activate>, which passes
+it as C<LISTEN_FDS> and starts the daemon on the first connection). Dies with
+the log if the daemon does not get ready.
 
 =cut
 
@@ -212,10 +216,22 @@ sub start_daemon {
     my $dir = tempdir('fcgi-spawn-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
     my $self = bless { dir => $dir, log => "$dir/daemon.log", stderr => "$dir/daemon.stderr" },
         'FcgiSpawn::Test::Daemon';
-    $self->{listen} = $o{tcp} ? '127.0.0.1:' . _free_port() : "$dir/fcgi.sock";
+    $self->{listen} = $o{tcp} || ($o{inherit} || '') eq 'spawn-fcgi-tcp'
+        ? '127.0.0.1:' . _free_port() : "$dir/fcgi.sock";
     my @roots = ref $o{root} ? @{ $o{root} } : ($o{root} || scripts_dir());
-    my @argv = (bin_path(), 'run', '--listen', $self->{listen}, '--log', $self->{log},
-        '--workers', (defined $o{workers} ? $o{workers} : 2));
+    my @wrap;
+    if (my $how = $o{inherit}) {
+        my ($port) = $self->{listen} =~ /:(\d+)$/;
+        @wrap = $how eq 'spawn-fcgi'     ? ('spawn-fcgi', '-n', '-s', $self->{listen}, '--')
+              : $how eq 'spawn-fcgi-tcp' ? ('spawn-fcgi', '-n', '-a', '127.0.0.1', '-p', $port, '--')
+              : $how eq 'systemd'        ? ('systemd-socket-activate', '-l', $self->{listen})
+              : croak "unknown inherit => '$how'";
+        my ($prog) = grep { -x "$_/$wrap[0]" } split /:/, "$ENV{PATH}:/usr/bin:/usr/sbin";
+        croak "$wrap[0] not found (script/install-deps installs it)" unless $prog;
+        $wrap[0] = "$prog/$wrap[0]";
+    }
+    my @argv = (@wrap, bin_path(), 'run', ($o{inherit} ? () : ('--listen', $self->{listen})),
+        '--log', $self->{log}, '--workers', (defined $o{workers} ? $o{workers} : 2));
     push @argv, map { ('--root', $_) } @roots;
     push @argv, '--ext', $o{ext} if defined $o{ext};
     push @argv, map { ('--preload', $_) } @{ $o{preload} || [] };
@@ -229,8 +245,13 @@ sub start_daemon {
     $self->{argv} = \@argv;
     $self->{pid} = _spawn(argv => \@argv, stdout => $self->{stderr}, stderr => $self->{stderr});
 
+    my $poked;
     my $ready = wait_for(sub {
         return 'dead' if waitpid($self->{pid}, WNOHANG) == $self->{pid};
+        # systemd-socket-activate starts the daemon on the first connection.
+        if (($o{inherit} || '') eq 'systemd' && !$poked && -S $self->{listen}) {
+            $poked = _connect_listen($self->{listen});
+        }
         return 0 unless $self->log_text =~ /ready/i;
         return $self->_connectable ? 'ready' : 0;
     }, $o{timeout} || 10);
@@ -310,8 +331,8 @@ sub wait_exit {
 # exit with it); say so and KILL them, so no test leaves processes behind.
 sub _reap_orphans {
     my ($self, @workers) = @_;
-    my @left = grep { kill 0, $_ } @workers;
-    FcgiSpawn::Test::wait_for(sub { @left = grep { kill 0, $_ } @left; !@left }, 2) if @left;
+    my @left = grep { FcgiSpawn::Test::running($_) } @workers;
+    FcgiSpawn::Test::wait_for(sub { @left = grep { FcgiSpawn::Test::running($_) } @left; !@left }, 2) if @left;
     return unless @left;
     Test::More::diag("workers @left outlived master $self->{pid}: sending KILL");
     kill "KILL", @left;
@@ -425,7 +446,8 @@ sub parse_cgi {
 A real nginx on 127.0.0.1:<free port> in front of the daemon (or of the
 socket in C<pass>), document root t/scripts (C<root> option), C<.pl>/C<.cgi>
 passed through an upstream with keepalive and C<fastcgi_keep_conn on>, as a
-production site would. The nginx setup is the shipped
+production site would (C<< keep_conn => 0 >>: no upstream keepalive, a new
+FastCGI connection per request). The nginx setup is the shipped
 L<Test::FCGI::Spawn::Nginx>'s; returns its object (C<url>, C<port>,
 C<error_log_text>, C<stop>).
 
@@ -437,6 +459,7 @@ sub start_nginx {
         backend => $o{pass} || $d->socket,
         root    => $o{root} || scripts_dir(),
         dir     => $d->dir,
+        (defined $o{keep_conn} ? (keep_conn => $o{keep_conn}) : ()),
     );
 }
 
@@ -455,6 +478,36 @@ sub http_post {
     my ($ngx, $path, $body, $type, $headers) = @_;
     my %h = (%{ $headers || {} }, 'content-type' => $type || 'application/x-www-form-urlencoded');
     return _http()->request('POST', $ngx->url($path), { headers => \%h, content => $body });
+}
+
+=head2 wrk($url, %opts)
+
+Runs C<wrk --latency> (C<conns> default 4, C<secs> default 3, C<threads>
+default 2) and returns C<< { rps, p50, p99, requests, errors } >>, latencies
+in milliseconds; C<errors> counts socket errors and non-2xx answers.
+
+=cut
+
+sub wrk {
+    my ($url, %o) = @_;
+    my $conns = $o{conns} || 4;
+    my $threads = $o{threads} || 2;
+    $threads = $conns if $threads > $conns;
+    my $secs = $o{secs} || 3;
+    my $out = `wrk -t$threads -c$conns -d${secs}s --latency '$url' 2>&1`;
+    croak "wrk failed: $out" if $?;
+    my %ms = (us => 0.001, ms => 1, s => 1000, m => 60_000);
+    my %r = (errors => 0, output => $out);
+    for my $p (50, 99) {
+        my ($v, $unit) = $out =~ /^\s+$p(?:\.000)?%\s+([\d.]+)(us|ms|s|m)\s*$/m
+            or croak "no p$p in wrk output:\n$out";
+        $r{"p$p"} = $v * $ms{$unit};
+    }
+    ($r{rps}) = $out =~ /^Requests\/sec:\s+([\d.]+)/m;
+    ($r{requests}) = $out =~ /^\s+(\d+) requests in/m;
+    $r{errors} += $1 while $out =~ /(?:connect|read|write|timeout) (\d+)/g;
+    $r{errors} += $1 if $out =~ /Non-2xx or 3xx responses:\s+(\d+)/;
+    return \%r;
 }
 
 # multipart_body([name => value, ...], [field => [filename, content, type]], ...)
@@ -607,6 +660,15 @@ sub worker_pids {
     }
     @pids = sort { $a <=> $b } @pids;
     return wantarray ? @pids : scalar @pids;
+}
+
+# The process exists and is not a zombie (an orphan's zombie waits for
+# init to reap it, and kill 0 still finds it).
+sub running {
+    my ($pid) = @_;
+    my $stat = slurp("/proc/$pid/stat") or return 0;
+    $stat =~ s/^.*\)\s+//s;
+    return (split ' ', $stat)[0] ne 'Z';
 }
 
 sub rss_kb {

@@ -1,0 +1,390 @@
+//! The master's side of dispatch: the connections no worker holds.
+//!
+//! Workers hand connections back to the master when they start on another
+//! request (a kept connection must never wait behind a busy worker), when
+//! they hold too many, and when they leave. The master watches them with
+//! epoll, reads what arrives into each one's [`Preamble`], and once a
+//! request is ready puts the connection in a FIFO queue, from which the pool
+//! assigns it to an idle worker. A connection idle or partial for longer
+//! than `idle_timeout` is closed. Nothing here blocks: reads and the odd
+//! management answer use `MSG_DONTWAIT`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
+use nix::sys::socket::MsgFlags;
+
+use super::channel::Conn;
+use crate::fastcgi::preamble::{Preamble, PreambleSettings, Scan};
+
+/// Epoll tokens of connections start here (below: the pool's own).
+pub const CONN_TOKEN_BASE: u64 = 1 << 32;
+
+pub struct Dispatcher {
+    settings: PreambleSettings,
+    idle_timeout: Duration,
+    entries: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    next_generation: u32,
+    /// Ready connections, oldest first.
+    ready: VecDeque<usize>,
+    /// Idle deadlines; an entry whose generation or deadline changed since
+    /// is stale and skipped.
+    deadlines: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    scratch: Box<[u8]>,
+    /// Closed for idle_timeout with part of a request, not logged yet.
+    expired_incomplete: usize,
+    last_expiry_log: Option<Instant>,
+}
+
+struct Entry {
+    fd: OwnedFd,
+    tcp: bool,
+    preamble: Preamble,
+    generation: u32,
+    deadline: Instant,
+    ready: bool,
+}
+
+/// What became of a connection after its bytes were read.
+enum Outcome {
+    Waiting,
+    Ready,
+    Closed(Option<String>),
+}
+
+impl Dispatcher {
+    pub fn new(settings: PreambleSettings, idle_timeout: Duration) -> Dispatcher {
+        Dispatcher {
+            settings,
+            idle_timeout,
+            entries: Vec::new(),
+            free: Vec::new(),
+            next_generation: 0,
+            ready: VecDeque::new(),
+            deadlines: BinaryHeap::new(),
+            scratch: vec![0; 64 * 1024].into_boxed_slice(),
+            expired_incomplete: 0,
+            last_expiry_log: None,
+        }
+    }
+
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Takes a connection handed over by a worker.
+    pub fn adopt(&mut self, epoll: &Epoll, conn: Conn) {
+        let deadline = Instant::now() + self.idle_timeout.saturating_sub(conn.idle);
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let entry = Entry {
+            fd: conn.fd,
+            tcp: conn.tcp,
+            preamble: Preamble::with_bytes(conn.input),
+            generation: self.next_generation,
+            deadline,
+            ready: false,
+        };
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.entries[i] = Some(entry);
+                i
+            }
+            None => {
+                self.entries.push(Some(entry));
+                self.entries.len() - 1
+            }
+        };
+        match self.scan(index) {
+            Outcome::Ready => self.make_ready(index),
+            Outcome::Closed(why) => self.remove(epoll, index, why, false),
+            Outcome::Waiting => {
+                let entry = self.entries[index].as_ref().expect("just stored");
+                let event = EpollEvent::new(
+                    EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP,
+                    CONN_TOKEN_BASE + index as u64,
+                );
+                if let Err(e) = epoll.add(entry.fd.as_fd(), event) {
+                    log::error!("cannot watch a connection handed back by a worker: {e}");
+                    self.remove(epoll, index, None, false);
+                    return;
+                }
+                self.deadlines
+                    .push(Reverse((deadline, index, self.next_generation)));
+            }
+        }
+    }
+
+    /// Epoll said the connection behind `token` has something.
+    pub fn readable(&mut self, epoll: &Epoll, token: u64) {
+        let index = (token - CONN_TOKEN_BASE) as usize;
+        if !matches!(self.entries.get(index), Some(Some(e)) if !e.ready) {
+            return;
+        }
+        match self.read(index) {
+            Outcome::Waiting => {}
+            Outcome::Ready => {
+                let entry = self.entries[index].as_ref().expect("present");
+                let _ = epoll.delete(entry.fd.as_fd());
+                self.make_ready(index);
+            }
+            Outcome::Closed(why) => self.remove(epoll, index, why, true),
+        }
+    }
+
+    /// The oldest ready connection, for a worker.
+    pub fn pop_ready(&mut self) -> Option<Conn> {
+        let index = self.ready.pop_front()?;
+        let mut entry = self.entries[index].take().expect("queued entry exists");
+        self.free.push(index);
+        Some(Conn {
+            fd: entry.fd,
+            tcp: entry.tcp,
+            input: entry.preamble.take(),
+            idle: Duration::ZERO,
+        })
+    }
+
+    /// Closes connections idle or partial past their deadline; returns the
+    /// next deadline. Those whose request never fully arrived are counted
+    /// in one log line a second at most, however many there are.
+    pub fn expire(&mut self, epoll: &Epoll, now: Instant) -> Option<Instant> {
+        let mut next = None;
+        while let Some(&Reverse((deadline, index, generation))) = self.deadlines.peek() {
+            let current = matches!(&self.entries[index],
+                Some(e) if e.generation == generation && e.deadline == deadline && !e.ready);
+            if current && deadline > now {
+                next = Some(deadline);
+                break;
+            }
+            self.deadlines.pop();
+            if current {
+                if self.entries[index]
+                    .as_ref()
+                    .is_some_and(|e| !e.preamble.is_empty())
+                {
+                    self.expired_incomplete += 1;
+                }
+                self.remove(epoll, index, None, true);
+            }
+        }
+        let log_due = self
+            .last_expiry_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if self.expired_incomplete > 0 && log_due {
+            log::info!(
+                "closed {} connection(s) whose request did not arrive within {} s (idle_timeout)",
+                std::mem::take(&mut self.expired_incomplete),
+                self.idle_timeout.as_secs()
+            );
+            self.last_expiry_log = Some(now);
+        }
+        next
+    }
+
+    /// Closes everything (the daemon stops).
+    pub fn close_all(&mut self, epoll: &Epoll) {
+        for index in 0..self.entries.len() {
+            if self.entries[index].is_some() {
+                let watched = !self.entries[index].as_ref().is_some_and(|e| e.ready);
+                self.remove(epoll, index, None, watched);
+            }
+        }
+        self.ready.clear();
+        self.deadlines.clear();
+    }
+
+    fn make_ready(&mut self, index: usize) {
+        if let Some(entry) = self.entries[index].as_mut() {
+            entry.ready = true;
+            self.ready.push_back(index);
+        }
+    }
+
+    fn remove(&mut self, epoll: &Epoll, index: usize, why: Option<String>, watched: bool) {
+        if let Some(entry) = self.entries[index].take() {
+            if watched {
+                let _ = epoll.delete(entry.fd.as_fd());
+            }
+            if let Some(why) = why {
+                log::info!("{why}");
+            }
+            self.free.push(index);
+        }
+    }
+
+    /// Reads what the connection has (without blocking) and scans it.
+    fn read(&mut self, index: usize) -> Outcome {
+        let entry = self.entries[index].as_mut().expect("present");
+        loop {
+            match nix::sys::socket::recv(
+                entry.fd.as_raw_fd(),
+                &mut self.scratch,
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(0) => {
+                    return Outcome::Closed((!entry.preamble.is_empty()).then(|| {
+                        "the web server closed a connection in the middle of a request".to_string()
+                    }))
+                }
+                Ok(n) => {
+                    // From idle to partial: the timeout now counts how long
+                    // the request takes to arrive.
+                    if entry.preamble.is_empty() {
+                        entry.deadline = Instant::now() + self.idle_timeout;
+                        self.deadlines
+                            .push(Reverse((entry.deadline, index, entry.generation)));
+                    }
+                    entry.preamble.push(&self.scratch[..n]);
+                    if n < self.scratch.len() {
+                        break;
+                    }
+                }
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Outcome::Closed(Some(format!("closing a connection: {e}"))),
+            }
+        }
+        self.scan(index)
+    }
+
+    fn scan(&mut self, index: usize) -> Outcome {
+        let entry = self.entries[index].as_mut().expect("present");
+        let mut reply = Vec::new();
+        let scan = entry.preamble.scan(&self.settings, &mut reply);
+        if !reply.is_empty() {
+            let sent = nix::sys::socket::send(
+                entry.fd.as_raw_fd(),
+                &reply,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+            );
+            if sent != Ok(reply.len()) {
+                return Outcome::Closed(Some(
+                    "closing a connection that does not take our answers".to_string(),
+                ));
+            }
+        }
+        match scan {
+            Ok(Scan::Incomplete) => Outcome::Waiting,
+            Ok(Scan::Ready) => Outcome::Ready,
+            Ok(Scan::Close) => Outcome::Closed(None),
+            Err(e) => Outcome::Closed(Some(format!("closing connection: {e}"))),
+        }
+    }
+}
+
+/// True when `error` says only that nothing is there yet.
+pub fn would_block(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fastcgi::connection::Limits;
+    use crate::fastcgi::record::{
+        encode_begin_request, encode_params, encode_stream_end, RecordType, KEEP_CONN,
+        ROLE_RESPONDER,
+    };
+    use nix::sys::epoll::EpollCreateFlags;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    fn request() -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_begin_request(&mut out, 1, ROLE_RESPONDER, KEEP_CONN);
+        encode_params(&mut out, 1, &[(b"A".to_vec(), b"1".to_vec())]);
+        encode_stream_end(&mut out, RecordType::Stdin, 1);
+        out
+    }
+
+    fn conn(stream: UnixStream, input: &[u8]) -> Conn {
+        Conn {
+            fd: stream.into(),
+            tcp: false,
+            input: input.to_vec(),
+            idle: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn partial_request_waits_then_queues_whole() {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        let settings = PreambleSettings::new(Limits::default(), 2, 2);
+        let mut d = Dispatcher::new(settings, Duration::from_secs(30));
+        let bytes = request();
+
+        // Handed back with half the request read already.
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        d.adopt(&epoll, conn(ours, &bytes[..10]));
+        assert_eq!(d.ready_len(), 0);
+        peer.write_all(&bytes[10..]).unwrap();
+        let mut events = [EpollEvent::empty(); 4];
+        let n = epoll.wait(&mut events, 1000u16).unwrap();
+        assert_eq!(n, 1);
+        d.readable(&epoll, events[0].data());
+        assert_eq!(d.ready_len(), 1);
+
+        // Handed back with a whole request: queued at once, behind the first.
+        let (ours2, _peer2) = UnixStream::pair().unwrap();
+        d.adopt(&epoll, conn(ours2, &bytes));
+        assert_eq!(d.ready_len(), 2);
+        let first = d.pop_ready().unwrap();
+        assert_eq!(first.input, bytes, "the request as received, in one piece");
+        // The same connection: the worker answers on it.
+        let mut stream = UnixStream::from(first.fd);
+        stream.write_all(b"answer").unwrap();
+        let mut got = [0; 6];
+        peer.read_exact(&mut got).unwrap();
+        assert!(d.pop_ready().is_some());
+        assert!(d.pop_ready().is_none());
+    }
+
+    #[test]
+    fn idle_and_partial_connections_close_at_their_deadline() {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        let settings = PreambleSettings::new(Limits::default(), 2, 2);
+        let mut d = Dispatcher::new(settings, Duration::from_millis(300));
+        let (idle, mut idle_peer) = UnixStream::pair().unwrap();
+        let (partial, mut partial_peer) = UnixStream::pair().unwrap();
+        d.adopt(&epoll, conn(idle, b""));
+        d.adopt(&epoll, conn(partial, &request()[..5]));
+        let deadline = d.expire(&epoll, Instant::now()).expect("a deadline");
+        assert!(deadline > Instant::now());
+        std::thread::sleep(Duration::from_millis(350));
+        assert_eq!(d.expire(&epoll, Instant::now()), None);
+        let mut buf = [0; 1];
+        assert_eq!(idle_peer.read(&mut buf).unwrap(), 0, "closed");
+        assert_eq!(partial_peer.read(&mut buf).unwrap(), 0, "closed");
+    }
+
+    #[test]
+    fn garbage_is_closed_and_get_values_answered() {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        let settings = PreambleSettings::new(Limits::default(), 2, 2);
+        let mut d = Dispatcher::new(settings, Duration::from_secs(30));
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        d.adopt(&epoll, conn(ours, b"GET / HTTP/1.0\r\n\r\n"));
+        let mut buf = [0; 16];
+        assert_eq!(peer.read(&mut buf).unwrap(), 0, "closed");
+
+        let mut query = Vec::new();
+        crate::fastcgi::record::encode_record(&mut query, RecordType::GetValues, 0, b"");
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        d.adopt(&epoll, conn(ours, &query));
+        let n = peer.read(&mut buf).unwrap();
+        assert_eq!(
+            buf[1],
+            RecordType::GetValuesResult.as_u8(),
+            "{n} bytes answered"
+        );
+        assert_eq!(d.ready_len(), 0);
+    }
+}

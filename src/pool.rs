@@ -1,0 +1,562 @@
+//! The worker pool, run by the master once Perl is loaded: forks the
+//! workers, keeps the pool at its size (replacing workers that exit or
+//! crash, with a brake on restart storms), dispatches the requests that
+//! arrive on connections no worker holds, and stops the pool.
+//!
+//! The master has one thread and never starts another (workers are forked
+//! from it). Its loop waits in `epoll` on: a signalfd (the signals it
+//! handles stay blocked, so no handler ever runs, least of all while it
+//! forks), one channel per worker (`dispatch::channel`), and the connections
+//! workers handed back (`dispatch::Dispatcher`). Workers are told to stop
+//! over their channel and their scoreboard slot, never with a signal a
+//! running script would see; only a fast stop, a grace time running out or
+//! a worker that does not leave get `SIGKILL`. Workers die with the master
+//! (`PR_SET_PDEATHSIG`), see [`Pool::spawn`].
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::config::Config;
+use crate::dispatch::channel::{Channel, Message};
+use crate::dispatch::dispatcher::{Dispatcher, CONN_TOKEN_BASE};
+use crate::fastcgi::connection::Limits;
+use crate::fastcgi::preamble::PreambleSettings;
+use crate::listen::Listener;
+use crate::perl::Interpreter;
+use crate::scoreboard::{Scoreboard, WorkerState, SLOTS};
+use crate::{signals, worker};
+
+const TOKEN_SIGNALS: u64 = 0;
+/// Worker channels: this + the worker's slot.
+const TOKEN_CHANNEL_BASE: u64 = 1;
+
+pub struct Pool<'a> {
+    perl: &'a Interpreter,
+    listener: &'a Listener,
+    cfg: &'a Config,
+    board: Scoreboard,
+    epoll: Epoll,
+    signals: SignalFd,
+    dispatcher: Dispatcher,
+    /// By scoreboard slot.
+    workers: Vec<Option<Worker>>,
+    pids: HashMap<Pid, usize>,
+    target: usize,
+    quick_deaths: u32,
+    /// Set once a stop began: the time by which workers must be gone.
+    stopping: Option<Instant>,
+    last_busy_warning: Option<Instant>,
+}
+
+struct Worker {
+    pid: Pid,
+    born: Instant,
+    channel: Channel,
+    /// Told to leave (TTOU): not given requests any more.
+    leaving: bool,
+}
+
+impl<'a> Pool<'a> {
+    pub fn new(
+        perl: &'a Interpreter,
+        listener: &'a Listener,
+        cfg: &'a Config,
+    ) -> anyhow::Result<Pool<'a>> {
+        let set = signals::master_set();
+        signals::block(&set)?;
+        let signals = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .context("cannot create a signalfd")?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).context("cannot create epoll")?;
+        epoll.add(
+            signals.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNALS),
+        )?;
+        let limits = Limits {
+            max_body: cfg.max_body,
+            spill_threshold: cfg.body_spill,
+            ..Limits::default()
+        };
+        let max_conns = cfg.workers.max(1);
+        Ok(Pool {
+            perl,
+            listener,
+            cfg,
+            board: Scoreboard::new().context("cannot map the scoreboard")?,
+            epoll,
+            signals,
+            dispatcher: Dispatcher::new(
+                PreambleSettings::new(limits, max_conns, max_conns),
+                Duration::from_secs(cfg.idle_timeout),
+            ),
+            workers: Vec::new(),
+            pids: HashMap::new(),
+            target: cfg.workers,
+            quick_deaths: 0,
+            stopping: None,
+            last_busy_warning: None,
+        })
+    }
+
+    pub fn run(mut self, started: Instant) -> anyhow::Result<()> {
+        for _ in 0..self.target {
+            self.spawn()?;
+        }
+        log::info!(
+            "ready: {} workers serving on {} (started in {} ms)",
+            self.target,
+            self.listener.describe(),
+            started.elapsed().as_millis()
+        );
+        let mut events = vec![EpollEvent::empty(); 64];
+        loop {
+            let now = Instant::now();
+            let mut wake = now + Duration::from_secs(1);
+            if let Some(deadline) = self.dispatcher.expire(&self.epoll, now) {
+                wake = wake.min(deadline);
+            }
+            if let Some(deadline) = self.stopping {
+                if self.pids.is_empty() {
+                    break;
+                }
+                if now >= deadline {
+                    self.kill_remaining();
+                    break;
+                }
+                wake = wake.min(deadline);
+            }
+            let timeout = EpollTimeout::try_from(wake.saturating_duration_since(now))
+                .unwrap_or(EpollTimeout::NONE);
+            let n = match self.epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => 0,
+                Err(e) => return Err(e).context("epoll_wait failed"),
+            };
+            for event in &events[..n] {
+                match event.data() {
+                    TOKEN_SIGNALS => self.on_signals()?,
+                    token if token >= CONN_TOKEN_BASE => {
+                        self.dispatcher.readable(&self.epoll, token)
+                    }
+                    token => self.on_channel((token - TOKEN_CHANNEL_BASE) as usize, event.events()),
+                }
+            }
+            self.dispatch();
+            if self.stopping.is_none() {
+                self.fill()?;
+            }
+        }
+        log::info!("stopped");
+        Ok(())
+    }
+
+    /// Forks one worker into a free scoreboard slot. The child never
+    /// returns from here.
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let slot = self
+            .board
+            .take_free_slot()
+            .context("no free scoreboard slot for another worker")?;
+        let (ours, theirs) = Channel::pair().context("cannot create a worker channel")?;
+        let master = nix::unistd::getpid();
+        self.perl.prepare_to_fork_workers();
+        // SAFETY: the master is single-threaded (it never starts threads),
+        // so the child may run arbitrary code after fork.
+        match unsafe { fork() }.context("fork failed")? {
+            ForkResult::Parent { child } => {
+                drop(theirs);
+                self.board.set_pid(slot, child.as_raw());
+                self.epoll.add(
+                    ours.as_fd(),
+                    EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CHANNEL_BASE + slot as u64),
+                )?;
+                if self.workers.len() <= slot {
+                    self.workers.resize_with(slot + 1, || None);
+                }
+                self.workers[slot] = Some(Worker {
+                    pid: child,
+                    born: Instant::now(),
+                    channel: ours,
+                    leaving: false,
+                });
+                self.pids.insert(child, slot);
+                Ok(())
+            }
+            ForkResult::Child => {
+                // Until a script can be stopped in-process (issue 9, item 3),
+                // a worker whose master died is killed outright: no orphan
+                // ever keeps running a script or holding the socket.
+                // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag on
+                // this process.
+                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+                if nix::unistd::getppid() != master {
+                    // SAFETY: exiting a forked child without running
+                    // the parent's destructors or Perl END blocks.
+                    unsafe { libc::_exit(0) };
+                }
+                let _ = signals::unblock(&signals::master_set());
+                drop(ours);
+                self.close_in_child();
+                let link = worker::Link {
+                    board: &self.board,
+                    slot,
+                    channel: theirs,
+                };
+                let code = match worker::run(self.perl, self.listener, self.cfg, Some(link)) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        log::error!("worker failed: {e}");
+                        1
+                    }
+                };
+                // SAFETY: as above; the worker's state dies with it.
+                unsafe { libc::_exit(code) };
+            }
+        }
+    }
+
+    /// In a new worker: closes the master's descriptors it inherited (the
+    /// other workers' channels, the connections the master watches, epoll,
+    /// signalfd). A copy left open here would keep a connection open after
+    /// the master closed it, or hide a worker's exit from the master.
+    fn close_in_child(&mut self) {
+        drop(std::mem::take(&mut self.workers));
+        let settings = PreambleSettings::new(Limits::default(), 1, 1);
+        drop(std::mem::replace(
+            &mut self.dispatcher,
+            Dispatcher::new(settings, Duration::ZERO),
+        ));
+        // The child leaves with _exit, so these owners are never dropped.
+        let _ = nix::unistd::close(self.epoll.0.as_raw_fd());
+        let _ = nix::unistd::close(self.signals.as_fd().as_raw_fd());
+    }
+
+    fn on_signals(&mut self) -> anyhow::Result<()> {
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
+                continue;
+            };
+            match signal {
+                Signal::SIGTERM | Signal::SIGINT if self.stopping.is_none() => {
+                    log::info!("{}: stopping gracefully", signal.as_str());
+                    self.begin_stop(Duration::from_secs(self.cfg.grace_time));
+                }
+                Signal::SIGQUIT => {
+                    log::info!("SIGQUIT: stopping now");
+                    self.begin_stop(Duration::ZERO);
+                }
+                Signal::SIGTTIN if self.stopping.is_none() && self.target < SLOTS => {
+                    self.target += 1;
+                    log::info!("SIGTTIN: pool size {}", self.target);
+                }
+                Signal::SIGTTOU if self.stopping.is_none() && self.target > 1 => {
+                    self.target -= 1;
+                    log::info!("SIGTTOU: pool size {}", self.target);
+                    self.retire_one();
+                }
+                Signal::SIGUSR1 => {
+                    if let Err(e) = crate::log::init(self.cfg.log.as_deref(), false) {
+                        log::error!("SIGUSR1: cannot reopen the log: {e}");
+                    } else {
+                        log::info!("SIGUSR1: log reopened");
+                    }
+                }
+                Signal::SIGHUP => {
+                    log::warn!(
+                        "SIGHUP: reload is not supported yet; restart the daemon to apply changes"
+                    );
+                }
+                Signal::SIGCHLD => self.reap(),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop accepting and ask every worker to leave once its request (if
+    /// any) is done; `grace` later, what is left is killed.
+    fn begin_stop(&mut self, grace: Duration) {
+        self.stopping = Some(Instant::now() + grace);
+        self.dispatcher.close_all(&self.epoll);
+        self.board.set_queued(0);
+        let slots: Vec<usize> = self.pids.values().copied().collect();
+        for slot in slots {
+            if grace.is_zero() {
+                if let Some(w) = &self.workers[slot] {
+                    let _ = kill(w.pid, Signal::SIGKILL);
+                }
+            } else {
+                self.tell_to_leave(slot);
+            }
+        }
+    }
+
+    /// One worker fewer (TTOU): an idle one if there is one.
+    fn retire_one(&mut self) {
+        let candidates: Vec<usize> = self
+            .workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.as_ref().is_some_and(|w| !w.leaving))
+            .map(|(slot, _)| slot)
+            .collect();
+        let pick = candidates
+            .iter()
+            .copied()
+            .find(|&s| self.board.slot(s).state() == WorkerState::Idle)
+            .or(candidates.first().copied());
+        if let Some(slot) = pick {
+            self.tell_to_leave(slot);
+        }
+    }
+
+    fn tell_to_leave(&mut self, slot: usize) {
+        self.board.slot(slot).request_stop();
+        if let Some(w) = self.workers[slot].as_mut() {
+            w.leaving = true;
+        }
+        self.send(slot, Message::Stop);
+    }
+
+    fn send(&mut self, slot: usize, msg: Message) {
+        let Some(w) = self.workers[slot].as_mut() else {
+            return;
+        };
+        match w.channel.send(msg) {
+            Ok(()) => {}
+            // The worker is gone; the reaper will say so.
+            Err(e) => log::debug!("worker {}: channel: {e}", w.pid),
+        }
+        self.watch_channel(slot);
+    }
+
+    /// Epoll interest of a channel: writable too while messages wait.
+    fn watch_channel(&self, slot: usize) {
+        if let Some(w) = &self.workers[slot] {
+            let mut flags = EpollFlags::EPOLLIN;
+            if w.channel.wants_write() {
+                flags |= EpollFlags::EPOLLOUT;
+            }
+            let mut event = EpollEvent::new(flags, TOKEN_CHANNEL_BASE + slot as u64);
+            let _ = self.epoll.modify(w.channel.as_fd(), &mut event);
+        }
+    }
+
+    fn on_channel(&mut self, slot: usize, flags: EpollFlags) {
+        let Some(w) = self.workers.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if flags.contains(EpollFlags::EPOLLOUT) {
+            let _ = w.channel.flush();
+            self.watch_channel(slot);
+        }
+        if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
+            self.read_channel(slot);
+        }
+    }
+
+    /// Takes every message the worker sent. At end of file (the worker
+    /// exited) the channel leaves epoll; the reaper forgets the worker.
+    fn read_channel(&mut self, slot: usize) {
+        loop {
+            let Some(w) = self.workers.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            let received = w.channel.receive();
+            let mut messages = Vec::new();
+            loop {
+                match w.channel.next_message() {
+                    Ok(Some(msg)) => messages.push(msg),
+                    Ok(None) => break,
+                    Err(e) => {
+                        log::error!("worker {}: {e}; stopping it", w.pid);
+                        let _ = kill(w.pid, Signal::SIGKILL);
+                        break;
+                    }
+                }
+            }
+            for msg in messages {
+                self.on_message(slot, msg);
+            }
+            match received {
+                Ok(true) => {}
+                Ok(false) => {
+                    if let Some(w) = &self.workers[slot] {
+                        let _ = self.epoll.delete(w.channel.as_fd());
+                    }
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn on_message(&mut self, slot: usize, msg: Message) {
+        match msg {
+            Message::HandBack { conn } => {
+                if self.stopping.is_none() {
+                    self.dispatcher.adopt(&self.epoll, conn);
+                }
+            }
+            Message::Idle => {
+                let state = self.board.slot(slot);
+                if self.stopping.is_some() {
+                    return;
+                }
+                if self.dispatcher.ready_len() > 0
+                    && state.claim(WorkerState::Idle, WorkerState::Assigned)
+                {
+                    let conn = self.dispatcher.pop_ready().expect("a ready connection");
+                    self.send(slot, Message::Assign { conn });
+                } else if state.state() == WorkerState::Idle {
+                    self.send(slot, Message::NoWork);
+                }
+                // Assigned already: that request is the answer.
+            }
+            other => log::warn!("unexpected message from a worker: {other:?}"),
+        }
+    }
+
+    /// Ready requests go to idle workers, oldest first. The queue length
+    /// is published before looking for idle workers (see `scoreboard`).
+    fn dispatch(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        if self.dispatcher.ready_len() == 0 {
+            // A stale count would make every idle worker ask for nothing.
+            if self.board.queued() != 0 {
+                self.board.set_queued(0);
+            }
+            return;
+        }
+        self.board.set_queued(self.dispatcher.ready_len());
+        while self.dispatcher.ready_len() > 0 {
+            let idle = (0..self.workers.len()).find(|&slot| {
+                self.workers[slot].as_ref().is_some_and(|w| !w.leaving)
+                    && self
+                        .board
+                        .slot(slot)
+                        .claim(WorkerState::Idle, WorkerState::Assigned)
+            });
+            let Some(slot) = idle else {
+                self.warn_all_busy();
+                break;
+            };
+            let conn = self.dispatcher.pop_ready().expect("a ready connection");
+            self.send(slot, Message::Assign { conn });
+        }
+        self.board.set_queued(self.dispatcher.ready_len());
+    }
+
+    fn warn_all_busy(&mut self) {
+        let now = Instant::now();
+        if self
+            .last_busy_warning
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(10))
+        {
+            return;
+        }
+        self.last_busy_warning = Some(now);
+        log::warn!(
+            "all {} workers are busy; {} requests wait for one (more --workers?)",
+            self.pids.len(),
+            self.dispatcher.ready_len()
+        );
+    }
+
+    /// Collects exited workers and says why they went.
+    fn reap(&mut self) {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    self.forget(pid, &format!("exited with status {code}"), code == 0)
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    self.forget(pid, &format!("killed by {}", sig.as_str()), false)
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    fn forget(&mut self, pid: Pid, how: &str, clean: bool) {
+        let Some(slot) = self.pids.remove(&pid) else {
+            return;
+        };
+        // What it said before it went (a connection handed back on its way
+        // out) still counts.
+        self.read_channel(slot);
+        let Some(mut w) = self.workers[slot].take() else {
+            return;
+        };
+        let _ = self.epoll.delete(w.channel.as_fd());
+        if self.stopping.is_none() {
+            for conn in w.channel.take_unsent() {
+                self.dispatcher.adopt(&self.epoll, conn);
+            }
+        }
+        self.board.free_slot(slot);
+        if self.stopping.is_some() {
+            log::debug!("worker {pid} {how}");
+            return;
+        }
+        if clean {
+            log::info!("worker {pid} {how}");
+        } else {
+            log::warn!("worker {pid} {how}; replacing it");
+        }
+        if !clean && w.born.elapsed() < Duration::from_secs(1) {
+            self.quick_deaths += 1;
+        } else {
+            self.quick_deaths = 0;
+        }
+    }
+
+    /// Brings the pool back to its size, slowing down when workers keep
+    /// dying right after they start (a broken preload, a crash at init).
+    fn fill(&mut self) -> anyhow::Result<()> {
+        if self.pids.len() < self.target && self.quick_deaths >= 3 {
+            let pause = Duration::from_millis(200 * u64::from(self.quick_deaths.min(25)));
+            log::warn!(
+                "workers keep dying at start; waiting {} ms before the next one",
+                pause.as_millis()
+            );
+            std::thread::sleep(pause);
+        }
+        while self.pids.len() < self.target {
+            self.spawn()?;
+        }
+        Ok(())
+    }
+
+    /// The grace time is over: kill what is left and wait for it.
+    fn kill_remaining(&mut self) {
+        log::warn!(
+            "{} workers still busy after {} s; killing them",
+            self.pids.len(),
+            self.cfg.grace_time
+        );
+        for pid in self.pids.keys() {
+            let _ = kill(*pid, Signal::SIGKILL);
+        }
+        while !self.pids.is_empty() {
+            match waitpid(None, None) {
+                Ok(status) => {
+                    if let Some(pid) = status.pid() {
+                        self.pids.remove(&pid);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}

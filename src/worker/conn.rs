@@ -1,0 +1,256 @@
+//! A connection a worker holds: while it waits for a request (bytes read
+//! without blocking into a [`Preamble`]), and while it serves one (the
+//! `ServerConnection` reads the preamble's bytes first, then the socket;
+//! the response goes to the same socket).
+//!
+//! A reader and its 66 KiB buffer outlive the connections they read:
+//! [`Readers`] keeps a few spare ones, so taking a connection (accepted,
+//! or assigned by the master) costs no allocation and no `dup`.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::MsgFlags;
+
+use crate::dispatch::channel;
+use crate::fastcgi::connection::{ConnectionError, Limits, Request, ServerConnection};
+use crate::fastcgi::preamble::{Preamble, PreambleSettings, Scan};
+use crate::listen::Stream;
+
+/// Spare readers kept for the next connections.
+const SPARE_READERS: usize = 4;
+
+pub struct Conn {
+    reader: ServerConnection<Replay>,
+    preamble: Preamble,
+    /// Idle (or partial) since; the idle timeout counts from here.
+    pub since: Instant,
+}
+
+/// What a non-blocking read brought.
+pub enum Filled {
+    Data,
+    Nothing,
+    Eof,
+}
+
+/// Makes [`Conn`]s, reusing the readers of connections gone.
+pub struct Readers {
+    spare: Vec<ServerConnection<Replay>>,
+    limits: Limits,
+    max_conns: usize,
+}
+
+impl Readers {
+    pub fn new(limits: Limits, max_conns: usize) -> Readers {
+        Readers {
+            spare: Vec::new(),
+            limits,
+            max_conns,
+        }
+    }
+
+    /// `input`: bytes already read from the connection (by the master, or
+    /// by this worker before a hand-over); `idle`: how long it has waited.
+    pub fn open(&mut self, stream: Stream, input: Vec<u8>, idle: Duration) -> Conn {
+        let reader = match self.spare.pop() {
+            Some(mut reader) => {
+                let replay = reader.get_mut();
+                replay.stream = Some(stream);
+                replay.pending.clear();
+                replay.pos = 0;
+                reader
+            }
+            None => ServerConnection::new(
+                Replay {
+                    pending: Vec::new(),
+                    pos: 0,
+                    stream: Some(stream),
+                },
+                self.limits.clone(),
+                self.max_conns,
+                self.max_conns,
+            ),
+        };
+        Conn {
+            reader,
+            preamble: Preamble::with_bytes(input),
+            since: Instant::now()
+                .checked_sub(idle)
+                .unwrap_or_else(Instant::now),
+        }
+    }
+
+    /// A connection received over the channel.
+    pub fn open_received(&mut self, conn: channel::Conn) -> Conn {
+        let stream = Stream::from_fd(conn.fd, conn.tcp);
+        self.open(stream, conn.input, conn.idle)
+    }
+
+    /// What to send over the channel to hand `conn` to the master.
+    pub fn hand_over(&mut self, conn: Conn) -> channel::Conn {
+        let (stream, mut preamble, since) = self.release(conn);
+        channel::Conn {
+            tcp: matches!(stream, Stream::Tcp(_)),
+            fd: OwnedFd::from(stream),
+            input: preamble.take(),
+            idle: since.elapsed(),
+        }
+    }
+
+    /// Closes the connection.
+    pub fn close(&mut self, conn: Conn) {
+        drop(self.release(conn));
+    }
+
+    /// After a response on a kept connection: ready to wait for the next
+    /// request. Bytes the reader already took beyond the request (rare: the
+    /// web server does not pipeline) go back to the preamble, with a new
+    /// reader.
+    pub fn after_request(&mut self, mut conn: Conn) -> Conn {
+        let replay = conn.reader.get_ref();
+        let leftover = conn.reader.has_buffered_input() || replay.pos < replay.pending.len();
+        if !leftover {
+            conn.since = Instant::now();
+            return conn;
+        }
+        let (mut replay, mut bytes) = conn.reader.into_parts();
+        bytes.extend_from_slice(&replay.pending[replay.pos..]);
+        let stream = replay.stream.take().expect("a connection's stream");
+        self.open(stream, bytes, Duration::ZERO)
+    }
+
+    /// Takes the stream out of the connection's reader, and keeps the
+    /// reader if it holds nothing of the connection.
+    fn release(&mut self, conn: Conn) -> (Stream, Preamble, Instant) {
+        let Conn {
+            mut reader,
+            preamble,
+            since,
+        } = conn;
+        let replay = reader.get_mut();
+        let stream = replay.stream.take().expect("a connection's stream");
+        let clean = replay.pos >= replay.pending.len() && !reader.has_buffered_input();
+        if clean && self.spare.len() < SPARE_READERS {
+            self.spare.push(reader);
+        }
+        (stream, preamble, since)
+    }
+}
+
+impl Conn {
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream().as_fd()
+    }
+
+    fn stream(&self) -> &Stream {
+        self.reader
+            .get_ref()
+            .stream
+            .as_ref()
+            .expect("a connection's stream")
+    }
+
+    /// Reads what has arrived, without blocking.
+    pub fn fill(&mut self, scratch: &mut [u8]) -> io::Result<Filled> {
+        let fd = self.stream().as_fd().as_raw_fd();
+        match nix::sys::socket::recv(fd, scratch, MsgFlags::MSG_DONTWAIT) {
+            Ok(0) => Ok(Filled::Eof),
+            Ok(n) => {
+                // The idle timeout now counts how long the request takes
+                // to arrive.
+                if self.preamble.is_empty() {
+                    self.since = Instant::now();
+                }
+                self.preamble.push(&scratch[..n]);
+                Ok(Filled::Data)
+            }
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => Ok(Filled::Nothing),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Is a request ready? Answers what needs no script (management
+    /// records, refusals) on the spot.
+    pub fn scan(&mut self, settings: &PreambleSettings) -> Result<Scan, ConnectionError> {
+        let mut reply = Vec::new();
+        let scan = self.preamble.scan(settings, &mut reply);
+        if !reply.is_empty() {
+            self.writer().write_all(&reply)?;
+        }
+        Ok(scan?)
+    }
+
+    /// Nothing of a next request has arrived.
+    pub fn is_idle(&self) -> bool {
+        self.preamble.is_empty()
+    }
+
+    /// Reads the ready request: its first records from memory, the rest of
+    /// its body (if it was not all there) from the socket, which then gets
+    /// `idle_timeout` as its read timeout so a stalled body cannot hold the
+    /// worker for longer.
+    pub fn read_request(
+        &mut self,
+        idle_timeout: Duration,
+    ) -> Result<Option<Request>, ConnectionError> {
+        if !self.preamble.is_complete() && !idle_timeout.is_zero() {
+            self.stream().set_read_timeout(Some(idle_timeout))?;
+        }
+        let input = self.preamble.take();
+        let replay = self.reader.get_mut();
+        replay.pending = input;
+        replay.pos = 0;
+        self.reader.read_request()
+    }
+
+    /// The socket the response goes to.
+    pub fn writer(&mut self) -> &mut Stream {
+        self.reader
+            .get_mut()
+            .stream
+            .as_mut()
+            .expect("a connection's stream")
+    }
+}
+
+/// The reading side of a connection: bytes already taken off the socket
+/// first, then the socket. Writes (the reader's answers to management
+/// records) go straight to the socket.
+pub struct Replay {
+    pending: Vec<u8>,
+    pos: usize,
+    /// None only while the reader waits, spare, for its next connection.
+    stream: Option<Stream>,
+}
+
+impl Replay {
+    fn stream(&mut self) -> io::Result<&mut Stream> {
+        self.stream
+            .as_mut()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    }
+}
+
+impl Read for Replay {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos < self.pending.len() {
+            let n = buf.len().min(self.pending.len() - self.pos);
+            buf[..n].copy_from_slice(&self.pending[self.pos..self.pos + n]);
+            self.pos += n;
+            return Ok(n);
+        }
+        self.stream()?.read(buf)
+    }
+}
+
+impl Write for Replay {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream()?.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream()?.flush()
+    }
+}

@@ -1,0 +1,454 @@
+//! A worker between requests: what it watches, and how it takes its next
+//! request without ever keeping one waiting.
+//!
+//! An idle worker polls its channel from the master, the shared listening
+//! socket, and the few connections it holds (its last request's kept
+//! connection, new ones whose request has not fully arrived). It reads
+//! those without blocking until a request is ready (see
+//! `fastcgi::preamble`), then claims it by moving its scoreboard slot from
+//! `Idle` to `Busy` and, before it starts, hands every other connection it
+//! holds back to the master: a busy worker holds no connection but the one
+//! it serves, so no request waits behind it. If the master moved the slot
+//! to `Assigned` first, the master's request (arriving on the channel) is
+//! served instead and the ready connection goes back with the others.
+//!
+//! When a worker turns idle while requests wait in the master's queue, it
+//! asks for one (`Idle`) and waits for the answer rather than taking a
+//! newer request from the listener: first come, first served.
+//!
+//! ARCHITECTURE.md tells the whole story.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+
+use super::conn::{Conn, Filled, Readers};
+use crate::dispatch::channel::{Channel, Message};
+use crate::fastcgi::connection::Limits;
+use crate::fastcgi::preamble::{PreambleSettings, Scan};
+use crate::listen::{Listener, Stream};
+use crate::scoreboard::{Scoreboard, Slot, WorkerState};
+use crate::signals;
+
+/// Connections an idle worker holds at most (kept or partial); beyond,
+/// the oldest goes to the master, which can watch any number.
+const MAX_HELD: usize = 8;
+
+/// What an idle worker needs: the master's channel and scoreboard, the
+/// listener, the limits requests are read with.
+pub struct Idle<'a> {
+    listener: &'a Listener,
+    board: &'a Scoreboard,
+    slot: usize,
+    channel: Channel,
+    held: Vec<Conn>,
+    readers: Readers,
+    settings: PreambleSettings,
+    idle_timeout: Duration,
+    allowed_peers: Option<Vec<std::net::IpAddr>>,
+    scratch: Box<[u8]>,
+}
+
+/// Why a worker stops taking requests.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Leave {
+    /// The master asked (graceful stop, fewer workers).
+    Stop,
+    /// The master is gone.
+    MasterGone,
+}
+
+impl<'a> Idle<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        listener: &'a Listener,
+        board: &'a Scoreboard,
+        slot: usize,
+        channel: Channel,
+        limits: Limits,
+        max_conns: usize,
+        idle_timeout: Duration,
+        allowed_peers: Option<Vec<std::net::IpAddr>>,
+    ) -> Idle<'a> {
+        Idle {
+            listener,
+            board,
+            slot,
+            channel,
+            held: Vec::new(),
+            settings: PreambleSettings::new(limits.clone(), max_conns, max_conns),
+            readers: Readers::new(limits, max_conns),
+            idle_timeout,
+            allowed_peers,
+            scratch: vec![0; 64 * 1024].into_boxed_slice(),
+        }
+    }
+
+    fn slot(&self) -> &Slot {
+        self.board.slot(self.slot)
+    }
+
+    fn stopping(&self) -> bool {
+        self.slot().stop_requested() || signals::stop_requested()
+    }
+
+    /// Keeps a connection whose response is done (`FCGI_KEEP_CONN`).
+    pub fn keep(&mut self, conn: Conn) {
+        let conn = self.readers.after_request(conn);
+        self.held.push(conn);
+    }
+
+    /// Closes a connection whose response is done.
+    pub fn close(&mut self, conn: Conn) {
+        self.readers.close(conn);
+    }
+
+    /// Waits for the next request this worker may serve, and claims it;
+    /// Err(Leave) when the worker should exit instead.
+    pub fn next_request(&mut self) -> Result<Conn, Leave> {
+        if self.stopping() {
+            return Err(Leave::Stop);
+        }
+        self.slot().set_state(WorkerState::Idle);
+        if self.board.queued() > 0 {
+            if let Some(conn) = self.ask_for_queued()? {
+                return Ok(conn);
+            }
+        }
+        loop {
+            if self.channel.has_message() {
+                if let Some(conn) = self.on_message()? {
+                    return Ok(conn);
+                }
+                continue;
+            }
+            if self.stopping() {
+                return Err(Leave::Stop);
+            }
+            self.expire();
+            let ready = self.poll()?;
+            if ready.channel {
+                match self.channel.receive() {
+                    Ok(true) => {}
+                    Ok(false) => return Err(Leave::MasterGone),
+                    Err(e) => {
+                        log::error!("reading from the master: {e}");
+                        return Err(Leave::MasterGone);
+                    }
+                }
+                continue;
+            }
+            // Connections it holds first (they came first), highest index
+            // first so removals keep the others' indices; then a new one.
+            for index in ready.held.into_iter().rev() {
+                if let Some(conn) = self.check_held(index) {
+                    return self.claim(conn);
+                }
+            }
+            if ready.listener {
+                if let Some(conn) = self.accept() {
+                    self.held.push(conn);
+                    if let Some(conn) = self.check_held(self.held.len() - 1) {
+                        return self.claim(conn);
+                    }
+                }
+            }
+            while self.held.len() > MAX_HELD {
+                let oldest = self.held.remove(0);
+                self.hand_back(oldest);
+            }
+        }
+    }
+
+    /// The worker leaves: nothing more is assigned to it, and the
+    /// connections it holds go back to the master (a kept connection
+    /// survives its worker's recycling).
+    pub fn leave(&mut self) {
+        if !self.slot().claim(WorkerState::Idle, WorkerState::Exiting) {
+            // Assigned meanwhile: take that connection to hand it back.
+            if self.slot().state() == WorkerState::Assigned {
+                if let Ok(Some(Message::Assign { conn })) = self.channel.wait_message() {
+                    let conn = self.readers.open_received(conn);
+                    self.held.push(conn);
+                }
+            }
+            self.slot().set_state(WorkerState::Exiting);
+        }
+        self.hand_back_all();
+    }
+
+    /// Requests wait in the master: ask for the oldest and wait for the
+    /// answer (Ok(None): they were taken meanwhile).
+    ///
+    /// Connections waiting in the listen backlog go to the master's queue
+    /// first: while requests are queued, idle workers ask the master rather
+    /// than poll the listener, and a new connection (a web server opening
+    /// one more, or replacing one after its `keepalive_requests`) would
+    /// otherwise wait until the queue runs dry.
+    fn ask_for_queued(&mut self) -> Result<Option<Conn>, Leave> {
+        while self.held.len() < MAX_HELD {
+            match self.accept() {
+                Some(conn) => self.held.push(conn),
+                None => break,
+            }
+        }
+        // What it holds would go back anyway once it has the answer; it
+        // goes in the same system call as the question.
+        for conn in std::mem::take(&mut self.held) {
+            let conn = self.readers.hand_over(conn);
+            self.channel.queue(Message::HandBack { conn });
+        }
+        if let Err(e) = self.channel.send(Message::Idle) {
+            log::error!("writing to the master: {e}");
+            return Err(Leave::MasterGone);
+        }
+        loop {
+            match self.channel.wait_message() {
+                Ok(Some(Message::Assign { conn })) => return Ok(Some(self.start_assigned(conn)?)),
+                Ok(Some(Message::NoWork)) => return Ok(None),
+                Ok(Some(Message::Stop)) => return Err(Leave::Stop),
+                Ok(Some(other)) => log::warn!("unexpected message from the master: {other:?}"),
+                Ok(None) => return Err(Leave::MasterGone),
+                Err(e) => {
+                    log::error!("reading from the master: {e}");
+                    return Err(Leave::MasterGone);
+                }
+            }
+        }
+    }
+
+    /// A message is buffered: act on it. Some(conn): serve it.
+    fn on_message(&mut self) -> Result<Option<Conn>, Leave> {
+        match self.channel.next_message() {
+            Ok(Some(Message::Assign { conn })) => Ok(Some(self.start_assigned(conn)?)),
+            Ok(Some(Message::Stop)) => Err(Leave::Stop),
+            Ok(Some(Message::NoWork)) | Ok(None) => Ok(None),
+            Ok(Some(other)) => {
+                log::warn!("unexpected message from the master: {other:?}");
+                Ok(None)
+            }
+            Err(e) => {
+                log::error!("reading from the master: {e}");
+                Err(Leave::MasterGone)
+            }
+        }
+    }
+
+    /// The master assigned a request: hand back what this worker holds and
+    /// serve it.
+    fn start_assigned(&mut self, conn: crate::dispatch::channel::Conn) -> Result<Conn, Leave> {
+        self.slot().set_state(WorkerState::Busy);
+        self.hand_back_all();
+        let mut conn = self.readers.open_received(conn);
+        // The master found it ready; this sets what the worker needs to
+        // know of it (is its body all there?).
+        if let Err(e) = conn.scan(&self.settings) {
+            log::warn!("closing connection: {e}");
+        }
+        Ok(conn)
+    }
+
+    /// `conn` has a ready request: take it if the master did not pick this
+    /// worker first.
+    fn claim(&mut self, conn: Conn) -> Result<Conn, Leave> {
+        if self.stopping() {
+            self.held.push(conn);
+            return Err(Leave::Stop);
+        }
+        if self.slot().claim(WorkerState::Idle, WorkerState::Busy) {
+            self.hand_back_all();
+            return Ok(conn);
+        }
+        // Assigned: the master's request is on its way and comes first.
+        self.held.push(conn);
+        loop {
+            match self.channel.wait_message() {
+                Ok(Some(Message::Assign { conn })) => return self.start_assigned(conn),
+                Ok(Some(Message::Stop)) => return Err(Leave::Stop),
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(Leave::MasterGone),
+                Err(e) => {
+                    log::error!("reading from the master: {e}");
+                    return Err(Leave::MasterGone);
+                }
+            }
+        }
+    }
+
+    fn hand_back(&mut self, conn: Conn) {
+        let conn = self.readers.hand_over(conn);
+        if let Err(e) = self.channel.send(Message::HandBack { conn }) {
+            log::warn!("cannot hand a connection back to the master: {e}");
+        }
+    }
+
+    /// Every connection it holds goes back to the master, in one system
+    /// call.
+    fn hand_back_all(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        for conn in std::mem::take(&mut self.held) {
+            let conn = self.readers.hand_over(conn);
+            self.channel.queue(Message::HandBack { conn });
+        }
+        if let Err(e) = self.channel.flush() {
+            log::warn!("cannot hand connections back to the master: {e}");
+        }
+    }
+
+    fn accept(&mut self) -> Option<Conn> {
+        let stream = match self.listener.accept() {
+            Ok(stream) => stream,
+            // Another worker took it, or a signal came.
+            Err(e) if crate::dispatch::dispatcher::would_block(&e) => return None,
+            Err(e) => {
+                log::error!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                return None;
+            }
+        };
+        if let (Some(allowed), Some(ip)) = (&self.allowed_peers, stream.peer_ip()) {
+            if !allowed.contains(&ip) {
+                log::warn!("refused connection from {ip}: not in FCGI_WEB_SERVER_ADDRS");
+                return None;
+            }
+        }
+        Some(self.readers.open(stream, Vec::new(), Duration::ZERO))
+    }
+
+    /// Reads what `held[index]` has; takes it out of the held ones when a
+    /// request is ready (returned) or it closed.
+    fn check_held(&mut self, index: usize) -> Option<Conn> {
+        match self.check(index) {
+            Check::Waiting => None,
+            Check::Closed => {
+                let conn = self.held.remove(index);
+                self.readers.close(conn);
+                None
+            }
+            Check::Ready => Some(self.held.remove(index)),
+        }
+    }
+
+    /// Reads what `held[index]` has and says whether a request is ready.
+    fn check(&mut self, index: usize) -> Check {
+        let conn = &mut self.held[index];
+        match conn.fill(&mut self.scratch) {
+            Ok(Filled::Data) => {}
+            Ok(Filled::Nothing) => return Check::Waiting,
+            Ok(Filled::Eof) => {
+                if !conn.is_idle() {
+                    log::info!("the web server closed a connection in the middle of a request");
+                }
+                return Check::Closed;
+            }
+            Err(e) => {
+                log::info!("closing connection: {e}");
+                return Check::Closed;
+            }
+        }
+        match conn.scan(&self.settings) {
+            Ok(Scan::Incomplete) => Check::Waiting,
+            Ok(Scan::Ready) => Check::Ready,
+            Ok(Scan::Close) => Check::Closed,
+            Err(e) => {
+                log::warn!("closing connection: {e}");
+                Check::Closed
+            }
+        }
+    }
+
+    /// Closes held connections idle or partial past `idle_timeout`.
+    fn expire(&mut self) {
+        let timeout = self.idle_timeout;
+        let mut incomplete = 0;
+        let mut index = 0;
+        while index < self.held.len() {
+            if self.held[index].since.elapsed() < timeout {
+                index += 1;
+                continue;
+            }
+            let conn = self.held.remove(index);
+            incomplete += usize::from(!conn.is_idle());
+            self.readers.close(conn);
+        }
+        if incomplete > 0 {
+            log::info!(
+                "closed {incomplete} connection(s) whose request did not arrive within {} s (idle_timeout)",
+                timeout.as_secs()
+            );
+        }
+    }
+
+    fn poll(&mut self) -> Result<Ready, Leave> {
+        let timeout = self
+            .held
+            .iter()
+            .map(|c| (c.since + self.idle_timeout).saturating_duration_since(Instant::now()))
+            .min()
+            .map(|d| {
+                PollTimeout::try_from(d.as_millis().min(60_000) as u32 + 1)
+                    .unwrap_or(PollTimeout::MAX)
+            })
+            .unwrap_or(PollTimeout::NONE);
+        let mut fds = Vec::with_capacity(self.held.len() + 2);
+        fds.push(PollFd::new(self.channel.as_fd(), PollFlags::POLLIN));
+        fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+        for conn in &self.held {
+            fds.push(PollFd::new(conn.as_fd(), PollFlags::POLLIN));
+        }
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => return Ok(Ready::default()),
+            Err(e) => {
+                log::error!("poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                return Ok(Ready::default());
+            }
+        }
+        let fired = |p: &PollFd| !p.revents().unwrap_or(PollFlags::empty()).is_empty();
+        Ok(Ready {
+            channel: fired(&fds[0]),
+            listener: fired(&fds[1]),
+            held: (2..fds.len())
+                .filter(|&i| fired(&fds[i]))
+                .map(|i| i - 2)
+                .collect(),
+        })
+    }
+}
+
+#[derive(Default)]
+struct Ready {
+    channel: bool,
+    listener: bool,
+    held: Vec<usize>,
+}
+
+enum Check {
+    Waiting,
+    Ready,
+    Closed,
+}
+
+/// A connection the worker accepted itself in `--workers 0` mode.
+pub fn accept_blocking(listener: &Listener) -> io::Result<Stream> {
+    loop {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if signals::stop_requested() {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        match listener.accept() {
+            Ok(stream) => return Ok(stream),
+            Err(e) if crate::dispatch::dispatcher::would_block(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
