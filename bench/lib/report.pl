@@ -115,6 +115,7 @@ sub print_targets {
     $ratio_row->('hello: perlrun ÷ ModPerl::PerlRun', 'hello', 'spawn-perlrun', 'modperl-perlrun', 2);
     $ratio_row->('hello: perlrun ÷ FCGI::Spawn-style `do`', 'hello', 'spawn-perlrun', 'fcgi-spawn-style', 6);
     $ratio_row->('hello: perlrun ÷ fcgiwrap', 'hello', 'spawn-perlrun', 'fcgiwrap', 100);
+    $ratio_row->('page: fork ÷ fcgiwrap', 'page', 'spawn-fork', 'fcgiwrap', 20);
     if (defined(my $mine = $rps->('page', 'spawn-registry', $n)) && defined(my $loop = $rps->('page', 'perl-loop', $n))) {
         my $share = $mine / ($loop * $workers);
         push @rows, ['page: registry ÷ (perl loop × workers)', '≥ 80 %',
@@ -322,7 +323,7 @@ sub chart {
         push @panels, [$n, $data];
     }
     my $cols = @contenders + 1;
-    my %colour = ('spawn-perlrun' => '#d62728', 'spawn-registry' => '#ff7f0e',
+    my %colour = ('spawn-perlrun' => '#d62728', 'spawn-registry' => '#ff7f0e', 'spawn-fork' => '#e377c2',
         fcgiwrap => '#7f7f7f', 'fcgi-spawn-style' => '#1f77b4', 'compile-once' => '#17becf',
         'plack-wrapcgi' => '#9467bd', 'modperl-registry' => '#2ca02c',
         'modperl-perlrun' => '#98df8a', 'nginx-return' => '#bcbd22', 'perl-loop' => '#8c564b');

@@ -1,5 +1,6 @@
 # fcgi-spawn, the contender: --isolation perlrun (a fresh package and a
-# compile per request) and --isolation registry (compiled once per worker).
+# compile per request), --isolation registry (compiled once per worker) and
+# --isolation fork (compiled once per worker, run in a child per request).
 # Sourced by bench/run (see "contender launchers" there).
 
 start_fcgi_spawn() {    # start_fcgi_spawn ISOLATION
@@ -11,3 +12,4 @@ start_fcgi_spawn() {    # start_fcgi_spawn ISOLATION
 }
 start_spawn_perlrun()  { start_fcgi_spawn perlrun; }
 start_spawn_registry() { start_fcgi_spawn registry; }
+start_spawn_fork()     { start_fcgi_spawn fork; }
