@@ -44,6 +44,9 @@ fn main() {
     let ccopts = perl_output(&["-MExtUtils::Embed", "-e", "ccopts"]);
     let ldopts = perl_output(&["-MExtUtils::Embed", "-e", "ldopts"]);
     let archlib = perl_output(&["-MConfig", "-e", "print $Config{archlibexp}"]);
+    // The perl whose libperl is embedded: `compare` runs plain CGI with it.
+    let perlpath = perl_output(&["-MConfig", "-e", "print $Config{perlpath}"]);
+    println!("cargo:rustc-env=FCGI_SPAWN_PERL={}", perlpath.trim());
     let core = PathBuf::from(archlib.trim()).join("CORE");
     if !core.join("perl.h").exists() {
         panic!(

@@ -226,6 +226,15 @@ impl Settings {
         toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
     }
 
+    /// The file named by `--config` (if any) overridden by these flags:
+    /// the settings `run` would use, before defaults and validation.
+    pub fn with_config_file(self) -> Result<Settings, ConfigError> {
+        match &self.config {
+            Some(path) => Ok(Settings::from_file(path)?.overridden_by(self)),
+            None => Ok(self),
+        }
+    }
+
     /// `self` (from the file) overridden by `flags`.
     pub fn overridden_by(self, flags: Settings) -> Settings {
         fn pick<T>(flag: Option<T>, file: Option<T>) -> Option<T> {
@@ -282,11 +291,7 @@ impl Config {
     /// Loads `--config` if given, applies the flags, validates.
     pub fn load(flags: Settings) -> Result<Config, ConfigError> {
         let file = flags.config.clone();
-        let merged = match &file {
-            Some(path) => Settings::from_file(path)?.overridden_by(flags),
-            None => flags,
-        };
-        Self::resolve(merged, file)
+        Self::resolve(flags.with_config_file()?, file)
     }
 
     /// Every setting with its effective value (defaults filled in), as

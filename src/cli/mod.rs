@@ -1,5 +1,6 @@
 //! The command line: one binary, one subcommand per job.
 
+mod compare;
 mod request;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,10 @@ enum Command {
     },
     /// Send one request to a FastCGI server and print the raw CGI response.
     Request(request::RequestArgs),
+    /// Run a request as plain CGI and on a warm persistent worker, and show
+    /// the difference or say "identical" (exit 0 identical, 1 different).
+    #[command(long_about = compare::ABOUT)]
+    Compare(Box<compare::CompareArgs>),
     /// Check the configuration (config file + flags); with --print, show
     /// every setting with its effective value as TOML.
     Config {
@@ -51,6 +56,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run { settings, verbose } => run(settings, verbose),
         Command::Request(args) => request::main(args),
+        Command::Compare(args) => compare::main(*args),
         Command::Config { settings, print } => check_config(settings, print),
     }
 }

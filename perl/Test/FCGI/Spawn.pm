@@ -1329,6 +1329,19 @@ Mask only what is volatile by nature (times, process ids, random session
 ids); use C<sort_lines> only for output whose line order depends on Perl's
 per-process hash order, and say why in its value.
 
+=head1 INSTALLATION
+
+The module is in the fcgi-spawn repository (C<perl/Test/FCGI/Spawn.pm>),
+not in the binary. Run your tests with C<prove -I /path/to/fcgi-spawn/perl
+t/>, or copy it where perl looks for modules:
+
+    install -D -m 0644 perl/Test/FCGI/Spawn.pm \
+        "$(perl -MConfig -e 'print $Config{installsitelib}')/Test/FCGI/Spawn.pm"
+
+It needs the C<fcgi-spawn> binary (see C<binary> above) and perl's core
+modules; with L<Algorithm::Diff> installed a failure's diff shows each
+changed line, without it everything from the first to the last one.
+
 =head1 ENVIRONMENT
 
 C<FCGI_SPAWN_BIN> (the daemon binary), C<FCGI_SPAWN_NGINX> (the nginx

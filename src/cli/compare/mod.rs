@@ -1,0 +1,610 @@
+//! `fcgi-spawn compare`: does a script give the same bytes on a warm
+//! persistent worker as under plain CGI? The first thing a site owner runs
+//! before switching, and it needs no running daemon.
+//!
+//! The request runs as plain CGI (`cgi`), then on a daemon of `compare`'s
+//! own (`daemon`: this binary's `run` with the user's settings, one worker)
+//! after the warm-up requests, several times in a row, so state a run
+//! leaves shows in the next; then as plain CGI once more. Each persistent
+//! run is compared with the first plain CGI run (`diff`); the second plain
+//! CGI run tells volatile output (a time, a pid, random data) from a real
+//! difference: whatever a persistent run shows lies, in time, between the
+//! two plain CGI runs, so where those two agree a difference is not the
+//! clock's. Nothing outlives the command (`cleanup`), also on Ctrl-C.
+
+mod cgi;
+mod cleanup;
+mod daemon;
+mod diff;
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use self::cgi::{base_env, CgiRunner, EMBEDDED_PERL};
+use self::cleanup::TempDir;
+use self::daemon::{indent, settings_for_compare, TempDaemon};
+use self::diff::{changed_lines, persistent_text, plain_cgi_text, unified, Masks};
+use super::request::{CgiRequest, RequestFlags};
+use crate::config::{Config, Isolation, Settings};
+use crate::fastcgi::client::ClientError;
+use crate::path_policy::{PathPolicy, ScriptCheck};
+
+/// `fcgi-spawn compare --help`.
+pub const ABOUT: &str = "\
+Run a request as plain CGI and on a warm persistent worker, and show the \
+difference or say \"identical\". No running daemon is needed.
+
+The request (SCRIPT, QUERY, --param, --data) runs:
+  1. as plain CGI: the script run by perl as a CGI process, in its
+     directory, with the daemon's base environment (--pass-env, --env)
+     plus the CGI params, and the body on stdin;
+  2. on a daemon compare starts with your settings (--config and the run
+     flags; its own temp socket, one worker, --user ignored): the --warm-up
+     pages, then the request --repeat times on that one worker, so that
+     state one run leaves shows in the next;
+  3. as plain CGI again, which tells volatile output (a time, a pid,
+     random data) from a real difference.
+Each persistent response (headers and body, as bytes) is compared with the
+first plain CGI one; a unified diff shows each difference. --mask REGEX
+hides volatile parts on both sides. Nothing is left running.
+
+Exit status: 0 identical; 1 different (also when two plain CGI runs
+differ); 2 usage or start error (no such script, a script the settings
+refuse, bad settings, the daemon did not start); 128+N when stopped by
+signal N.
+
+Examples:
+  fcgi-spawn compare /srv/www/cgi-bin/news.pl 'id=3' --config /etc/fcgi-spawn.toml
+  fcgi-spawn compare --mode all --mask 'process \\d+' examples/counter.pl
+  fcgi-spawn compare --data form.txt --param HTTP_COOKIE=s=1 /srv/www/login.pl
+  fcgi-spawn compare --warm-up /srv/www/login.pl?user=ann /srv/www/index.pl";
+
+/// Lines of a log or of stderr shown at most.
+const MAX_LOG_LINES: usize = 40;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    Perlrun,
+    Registry,
+    Fork,
+    /// perlrun, registry and fork, one daemon each.
+    All,
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// The script to check (a file path).
+    script: PathBuf,
+    /// Query string (without '?').
+    query: Option<String>,
+    /// Isolation mode to check the script in [default: the one the
+    /// configuration gives it: --isolation, --isolation-for, the config file].
+    #[arg(long, value_enum, value_name = "MODE")]
+    mode: Option<ModeArg>,
+    #[command(flatten)]
+    request: RequestFlags,
+    /// Runs of the request on the warm worker.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    repeat: usize,
+    /// Page the worker serves before the runs, SCRIPT[?QUERY], a GET
+    /// (repeatable, in order) [default: the script itself, GET without a
+    /// query, unless that is the request].
+    #[arg(long = "warm-up", value_name = "SCRIPT[?QUERY]")]
+    warm_up: Vec<String>,
+    /// Regular expression for volatile output (a date, a pid): its matches
+    /// become <masked> on both sides (repeatable).
+    #[arg(long = "mask", value_name = "REGEX")]
+    masks: Vec<String>,
+    /// Seconds each run may take, on each side.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    timeout: u64,
+    /// The perl that runs the plain CGI side [default: the perl fcgi-spawn
+    /// embeds].
+    #[arg(long, value_name = "PATH")]
+    perl: Option<PathBuf>,
+    /// Also show the daemon's log and plain CGI's stderr when identical.
+    #[arg(long, short)]
+    verbose: bool,
+    /// The daemon's settings, as for `run`.
+    #[command(
+        flatten,
+        next_help_heading = "Daemon settings, as for `run` (compare uses its own socket, \
+            one worker and its own log; --user and --group are ignored)"
+    )]
+    settings: Settings,
+}
+
+pub fn main(args: CompareArgs) -> i32 {
+    match compare(args) {
+        Ok(Verdict::Identical) => 0,
+        Ok(Verdict::Different) => 1,
+        Err(e) => {
+            eprintln!("fcgi-spawn compare: {e:#}");
+            2
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Identical,
+    Different,
+}
+
+/// One mode's persistent side: the runs' responses as compared (masked),
+/// and what
+/// the daemon logged meanwhile.
+struct ModeRuns {
+    mode: Isolation,
+    /// As many as asked for, unless one got no response in time.
+    runs: Vec<Vec<u8>>,
+    asked: usize,
+    log: String,
+}
+
+fn compare(args: CompareArgs) -> anyhow::Result<Verdict> {
+    let config_file = args.settings.config.clone();
+    let settings = args.settings.clone().with_config_file()?;
+    let config = Config::resolve(settings.clone(), config_file)?;
+    let policy = PathPolicy::new(config.roots.clone(), &config.extensions);
+    let script = runnable_script(&args.script, &policy)?;
+    let masks = Masks::new(&args.masks)?;
+    if args.repeat == 0 {
+        anyhow::bail!("--repeat must be at least 1");
+    }
+    let request = args
+        .request
+        .request(utf8_path(&script)?, args.query.clone().unwrap_or_default())?;
+    request.params()?;
+    let warm_ups = warm_up_requests(&args.warm_up, &request, &policy)?;
+    let modes: Vec<(Isolation, bool)> = match args.mode {
+        None => vec![(
+            Isolation::for_script(config.isolation, &config.isolation_for, &script),
+            false,
+        )],
+        Some(ModeArg::Perlrun) => vec![(Isolation::Perlrun, true)],
+        Some(ModeArg::Registry) => vec![(Isolation::Registry, true)],
+        Some(ModeArg::Fork) => vec![(Isolation::Fork, true)],
+        Some(ModeArg::All) => [Isolation::Perlrun, Isolation::Registry, Isolation::Fork]
+            .into_iter()
+            .map(|m| (m, true))
+            .collect(),
+    };
+    let timeout = Duration::from_secs(args.timeout.max(1));
+
+    cleanup::catch_signals()?;
+    let dir = TempDir::new()?;
+    let body_file = match &request.body {
+        Some(body) => {
+            let f = dir.path().join("body");
+            std::fs::write(&f, body)?;
+            Some(f)
+        }
+        None => None,
+    };
+    let cgi = CgiRunner {
+        perl: args.perl.clone().unwrap_or_else(|| EMBEDDED_PERL.into()),
+        base_env: base_env(&config.pass_env, &config.env),
+        body_file,
+        timeout,
+    };
+
+    let sequence = Sequence {
+        warm_ups: &warm_ups,
+        request: &request,
+        repeat: args.repeat,
+        timeout,
+        masks: &masks,
+    };
+    let first = cgi.run(&script, &request)?;
+    let mut persistent = Vec::new();
+    for (mode, forced) in &modes {
+        let socket = dir.path().join(format!("{}.sock", mode.as_str()));
+        let daemon_settings = settings_for_compare(&settings, &socket, forced.then_some(*mode));
+        persistent.push(sequence.run(dir.path(), *mode, &daemon_settings)?);
+    }
+    let second = cgi.run(&script, &request)?;
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "compare: {} {}{}",
+        request.method(),
+        request.script_filename,
+        if request.query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", request.query)
+        }
+    );
+    let _ = writeln!(
+        out,
+        "plain CGI: {} in {}, run before and after the persistent runs",
+        cgi.perl.display(),
+        script.parent().unwrap_or(Path::new("/")).display()
+    );
+    let warm_up_text = if warm_ups.is_empty() {
+        "no warm-up request".to_string()
+    } else {
+        let pages: Vec<String> = warm_ups.iter().map(page).collect();
+        format!("warm-up {}", pages.join(", "))
+    };
+    let _ = writeln!(
+        out,
+        "persistent: one worker, {warm_up_text}, then the request {} time{}",
+        args.repeat,
+        if args.repeat == 1 { "" } else { "s" }
+    );
+    if nix::unistd::geteuid().is_root() {
+        if let Some(user) = &config.user {
+            let _ = writeln!(
+                out,
+                "note: compare ignores user {user:?}: both sides run the script as root; \
+                 run compare as that user to check with its rights"
+            );
+        }
+    }
+
+    let cgi_text = plain_cgi_text(&first.stdout, &masks);
+    let cgi_again = plain_cgi_text(&second.stdout, &masks);
+    let volatile = (cgi_text != cgi_again).then(|| changed_lines(&cgi_text, &cgi_again));
+    if volatile.is_some() {
+        let _ = writeln!(
+            out,
+            "note: two plain CGI runs of the script differ from each other, so part of its \
+             output is volatile (a time, a process id, random data, data the script \
+             changes); mask it with --mask REGEX:"
+        );
+        out.push_str(&unified(
+            &cgi_text,
+            &cgi_again,
+            "plain CGI, run 1",
+            "plain CGI, run 2",
+        ));
+    }
+    let mut verdict = Verdict::Identical;
+    for runs in &persistent {
+        let same = report_mode(&mut out, runs, &cgi_text, volatile.as_ref());
+        if !same {
+            verdict = Verdict::Different;
+        }
+        if !same || args.verbose {
+            show_lines(
+                &mut out,
+                &format!("{} daemon's log", runs.mode.as_str()),
+                &runs.log,
+            );
+        }
+    }
+    if verdict == Verdict::Different || args.verbose {
+        show_lines(
+            &mut out,
+            "plain CGI stderr",
+            &String::from_utf8_lossy(&first.stderr),
+        );
+    }
+    if args.verbose {
+        let _ = writeln!(out, "plain CGI exit status: {}", first.exit);
+    }
+    if volatile.is_some() {
+        verdict = Verdict::Different;
+    }
+    out.push_str(match verdict {
+        Verdict::Identical => "identical\n",
+        Verdict::Different => "different\n",
+    });
+    print!("{out}");
+    Ok(verdict)
+}
+
+/// The script as both sides run it: resolved (as the daemon resolves
+/// SCRIPT_FILENAME), a file the daemon's roots and extensions allow.
+fn runnable_script(path: &Path, policy: &PathPolicy) -> anyhow::Result<PathBuf> {
+    let resolved =
+        std::fs::canonicalize(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if !resolved.is_file() {
+        anyhow::bail!("{}: not a file", path.display());
+    }
+    match policy.check(resolved.as_os_str().as_bytes()) {
+        ScriptCheck::Run { .. } => Ok(resolved),
+        ScriptCheck::NotFound => anyhow::bail!("{}: not found", resolved.display()),
+        ScriptCheck::Forbidden(reason) => anyhow::bail!(
+            "the daemon would refuse {} with 403: {reason} (see --root and --ext)",
+            path.display()
+        ),
+    }
+}
+
+fn utf8_path(path: &Path) -> anyhow::Result<String> {
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("{}: the path is not UTF-8", path.display()))
+}
+
+/// `--warm-up` pages as requests, or the default: the script as a GET
+/// without a query, unless that is the request itself.
+fn warm_up_requests(
+    pages: &[String],
+    request: &CgiRequest,
+    policy: &PathPolicy,
+) -> anyhow::Result<Vec<CgiRequest>> {
+    if pages.is_empty() {
+        let plain_get = CgiRequest {
+            script_filename: request.script_filename.clone(),
+            ..Default::default()
+        };
+        let is_plain_get = request.query.is_empty()
+            && request.body.is_none()
+            && request.method() == "GET"
+            && request.extra_params.is_empty();
+        return Ok(if is_plain_get {
+            vec![]
+        } else {
+            vec![plain_get]
+        });
+    }
+    pages
+        .iter()
+        .map(|p| {
+            let (file, query) = p.split_once('?').unwrap_or((p, ""));
+            let script = runnable_script(Path::new(file), policy)
+                .map_err(|e| anyhow::anyhow!("--warm-up {p:?}: {e}"))?;
+            Ok(CgiRequest {
+                script_filename: utf8_path(&script)?,
+                query: query.to_string(),
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
+fn page(r: &CgiRequest) -> String {
+    if r.query.is_empty() {
+        r.script_filename.clone()
+    } else {
+        format!("{}?{}", r.script_filename, r.query)
+    }
+}
+
+/// What the persistent side sends, the same in every mode, and how its
+/// answers are read.
+struct Sequence<'a> {
+    warm_ups: &'a [CgiRequest],
+    request: &'a CgiRequest,
+    repeat: usize,
+    timeout: Duration,
+    masks: &'a Masks,
+}
+
+impl Sequence<'_> {
+    /// Starts a daemon for `mode`, sends the warm-up requests and then the
+    /// request `repeat` times, and stops it.
+    fn run(&self, dir: &Path, mode: Isolation, settings: &Settings) -> anyhow::Result<ModeRuns> {
+        let Sequence {
+            warm_ups,
+            request,
+            repeat,
+            timeout,
+            masks,
+        } = *self;
+        let mut daemon = TempDaemon::start(dir, mode.as_str(), settings)?;
+        for w in warm_ups {
+            w.send(daemon.socket(), Some(timeout))
+                .map_err(|e| anyhow::anyhow!("{mode:?} warm-up request {}: {e:#}", page(w)))?;
+        }
+        let mut runs = Vec::new();
+        for _ in 0..repeat {
+            match request.send(daemon.socket(), Some(timeout)) {
+                Ok(r) if r.protocol_status != 0 => runs.push(
+                    format!(
+                        "[the daemon refused the request: protocol status {}]\n",
+                        r.protocol_status
+                    )
+                    .into_bytes(),
+                ),
+                Ok(r) => runs.push(persistent_text(&r.stdout, masks)),
+                Err(e) if timed_out(&e) => {
+                    // The worker is still busy with it: no further run.
+                    runs.push(
+                        format!("[no response within {} s]\n", timeout.as_secs()).into_bytes(),
+                    );
+                    break;
+                }
+                Err(e) => runs.push(format!("[request failed: {e:#}]\n").into_bytes()),
+            }
+        }
+        daemon.stop();
+        let log = daemon.log();
+        Ok(ModeRuns {
+            mode,
+            runs,
+            asked: repeat,
+            log,
+        })
+    }
+}
+
+fn timed_out(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<ClientError>(),
+        Some(ClientError::Io(io)) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    )
+}
+
+/// Writes one mode's verdict, with a diff per distinct difference; returns
+/// whether every run was identical to plain CGI.
+fn report_mode(
+    out: &mut String,
+    runs: &ModeRuns,
+    cgi_text: &[u8],
+    volatile: Option<&BTreeSet<usize>>,
+) -> bool {
+    let mode = runs.mode.as_str();
+    let texts = &runs.runs;
+    // Distinct differing texts, with the runs (1-based) that gave each.
+    let mut differing: Vec<(&[u8], Vec<usize>)> = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        if text.as_slice() == cgi_text {
+            continue;
+        }
+        match differing.iter_mut().find(|(t, _)| *t == text.as_slice()) {
+            Some((_, runs)) => runs.push(i + 1),
+            None => differing.push((text, vec![i + 1])),
+        }
+    }
+    if differing.is_empty() {
+        let _ = writeln!(
+            out,
+            "{mode}: identical ({} run{} on one warm worker)",
+            texts.len(),
+            if texts.len() == 1 { "" } else { "s" }
+        );
+        return true;
+    }
+    let differing_runs: Vec<usize> = differing.iter().flat_map(|(_, r)| r.clone()).collect();
+    let _ = write!(
+        out,
+        "{mode}: different from plain CGI in {} of {}",
+        runs_text(&differing_runs),
+        runs.asked
+    );
+    if texts.len() < runs.asked {
+        let not_sent: Vec<usize> = (texts.len() + 1..=runs.asked).collect();
+        let _ = write!(
+            out,
+            " ({} not sent: the worker was still busy with run {})",
+            runs_text(&not_sent),
+            texts.len()
+        );
+    }
+    out.push('\n');
+    for (text, which) in &differing {
+        let name = format!("{mode}, {}", runs_text(which));
+        out.push_str(&unified(cgi_text, text, "plain CGI", &name));
+        if let Some(volatile) = volatile {
+            if changed_lines(cgi_text, text).is_subset(volatile) {
+                let _ = writeln!(
+                    out,
+                    "({name} differs only in lines that differ between two plain CGI runs too)"
+                );
+            }
+        }
+    }
+    false
+}
+
+fn runs_text(runs: &[usize]) -> String {
+    let list: Vec<String> = runs.iter().map(|r| r.to_string()).collect();
+    match list.as_slice() {
+        [one] => format!("run {one}"),
+        [init @ .., last] => format!("runs {} and {last}", init.join(", ")),
+        [] => "no run".to_string(),
+    }
+}
+
+fn show_lines(out: &mut String, title: &str, text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "{title}:");
+    let shown = lines.len().min(MAX_LOG_LINES);
+    out.push_str(&indent(&lines[..shown].join("\n")));
+    if lines.len() > shown {
+        let _ = writeln!(out, "    ... ({} more lines)", lines.len() - shown);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CompareArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<CompareArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("compare").chain(argv.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn arguments_and_the_daemon_settings() {
+        let a = parse(&[
+            "--mode",
+            "all",
+            "--mask",
+            r"\d+",
+            "--mask",
+            "x",
+            "--param",
+            "HTTP_A=1",
+            "--data",
+            "-",
+            "--root",
+            "/srv",
+            "--preload",
+            "CGI",
+            "--isolation",
+            "registry",
+            "--config",
+            "/etc/f.toml",
+            "--",
+            "/srv/a.pl",
+            "-q",
+        ])
+        .unwrap();
+        assert_eq!(a.mode, Some(ModeArg::All));
+        assert_eq!(a.masks, [r"\d+", "x"]);
+        assert_eq!(a.script, PathBuf::from("/srv/a.pl"));
+        assert_eq!(a.query.as_deref(), Some("-q"));
+        assert_eq!(a.repeat, 3);
+        assert_eq!(a.timeout, 60);
+        assert_eq!(a.settings.root, [PathBuf::from("/srv")]);
+        assert_eq!(a.settings.preload, ["CGI"]);
+        assert_eq!(a.settings.isolation, Some(Isolation::Registry));
+        assert_eq!(a.settings.config, Some(PathBuf::from("/etc/f.toml")));
+
+        assert!(parse(&["--mode", "cgi", "/srv/a.pl"]).is_err());
+        assert!(parse(&[]).is_err(), "SCRIPT is required");
+    }
+
+    #[test]
+    fn the_default_warm_up_is_the_plain_get_of_the_script() {
+        let policy = PathPolicy::new(Vec::new(), &[]);
+        let get = |query: &str, body: Option<&[u8]>| CgiRequest {
+            script_filename: "/srv/a.pl".into(),
+            query: query.into(),
+            body: body.map(|b| b.to_vec()),
+            ..Default::default()
+        };
+        let warm = warm_up_requests(&[], &get("id=3", None), &policy).unwrap();
+        assert_eq!(warm, [get("", None)]);
+        let warm = warm_up_requests(&[], &get("", Some(b"x=1")), &policy).unwrap();
+        assert_eq!(warm, [get("", None)]);
+        assert!(warm_up_requests(&[], &get("", None), &policy)
+            .unwrap()
+            .is_empty());
+        let e = warm_up_requests(&["/no/such.pl?x=1".into()], &get("", None), &policy)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--warm-up \"/no/such.pl?x=1\": /no/such.pl:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn run_lists_read_as_english() {
+        assert_eq!(runs_text(&[2]), "run 2");
+        assert_eq!(runs_text(&[2, 3]), "runs 2 and 3");
+        assert_eq!(runs_text(&[1, 2, 3]), "runs 1, 2 and 3");
+    }
+}
