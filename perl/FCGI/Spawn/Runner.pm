@@ -36,12 +36,20 @@ my $HANDLER = '__fcgi_spawn_handler';
 
 # Packages whose per-request globals are reset between requests (their
 # own reset sub), and whose compile-time pragmas a registry script keeps.
+# Modules whose settings live in package scalars that scripts set for
+# themselves, with no reset of their own: CGI::Carp (fatalsToBrowser,
+# set_message: a code ref into the script, gone with it), Data::Dumper
+# ($Data::Dumper::Indent = 1), Carp ($Carp::Verbose), Text::Wrap
+# ($columns), Storable ($canonical). Their scalars go back to their values
+# as loaded after every request.
+my @MODULES_WITH_SETTINGS = qw(CGI::Carp Data::Dumper Carp Text::Wrap Storable);
+my %SCALARS_AS_LOADED;    # package => { name => value }, taken when it loads
+
 my @MODULES_WITH_REQUEST_STATE = (
     [ 'CGI',         \&reset_cgi ],
     [ 'CGI::Simple', \&reset_cgi_simple ],
-    [ 'CGI::Carp',   \&reset_cgi_carp ],
+    map { my $package = $_; [ $package, sub { reset_scalars($package) } ] } @MODULES_WITH_SETTINGS,
 );
-my $CGI_CARP_AS_LOADED;    # its package scalars as loaded: name => value
 
 # Names forced into main:: whatever the package, and other special globals.
 my %SPECIAL_NAMES = map { $_ => 1 }
@@ -122,7 +130,10 @@ sub capture_base_state {
     $BASE{sig} = { map { $_ => $SIG{$_} } keys %SIG };
     $BASE{inc} = [@INC];
     $BASE{core_global} = FCGI::Spawn::Native::snapshot_package('CORE::GLOBAL');
-    $FCGI::Spawn::Loader::AFTER_LOAD{'CGI/Carp.pm'}->() if $INC{'CGI/Carp.pm'} && !$CGI_CARP_AS_LOADED;
+    for my $package (@MODULES_WITH_SETTINGS) {
+        (my $file = "$package.pm") =~ s{::}{/}g;
+        take_scalars_as_loaded($package) if $INC{$file} && !$SCALARS_AS_LOADED{$package};
+    }
     FCGI::Spawn::Native::snapshot_signals();
     FCGI::Spawn::Native::snapshot_formats();
     FCGI::Spawn::Native::snapshot_code();
@@ -597,22 +608,26 @@ sub reset_cached_state {
 sub reset_cgi { CGI::_reset_globals() if defined &CGI::_reset_globals }
 sub reset_cgi_simple { CGI::Simple::_reset_globals() if defined &CGI::Simple::_reset_globals }
 
-# CGI::Carp keeps what scripts ask of it in package variables, with no
-# reset of its own: fatalsToBrowser ($WRAP), set_message (a code ref into
-# the script, gone with it), set_progname... They go back to their values
-# as loaded.
-$FCGI::Spawn::Loader::AFTER_LOAD{'CGI/Carp.pm'} = sub {
-    my $stash = FCGI::Spawn::Symbols::stash_of('CGI::Carp') or return;
-    $CGI_CARP_AS_LOADED = {
+for my $package (@MODULES_WITH_SETTINGS) {
+    (my $file = "$package.pm") =~ s{::}{/}g;
+    $FCGI::Spawn::Loader::AFTER_LOAD{$file} = sub { take_scalars_as_loaded($package) };
+}
+
+sub take_scalars_as_loaded {
+    my ($package) = @_;
+    my $stash = FCGI::Spawn::Symbols::stash_of($package) or return;
+    $SCALARS_AS_LOADED{$package} = {
         map { (ref \$stash->{$_} eq 'GLOB' && $_ !~ /::\z/) ? ($_ => ${ *{ \$stash->{$_} }{SCALAR} }) : () }
             keys %$stash
     };
-};
+    return;
+}
 
-sub reset_cgi_carp {
-    my $as_loaded = $CGI_CARP_AS_LOADED or return;
+sub reset_scalars {
+    my ($package) = @_;
+    my $as_loaded = $SCALARS_AS_LOADED{$package} or return;
     no strict 'refs';
-    ${"CGI::Carp::$_"} = $as_loaded->{$_} for keys %$as_loaded;
+    ${"${package}::$_"} = $as_loaded->{$_} for keys %$as_loaded;
     return;
 }
 
