@@ -262,7 +262,7 @@ impl<'a> Pool<'a> {
                     self.retire_one();
                 }
                 Signal::SIGUSR1 => {
-                    if let Err(e) = crate::log::init(self.cfg.log.as_deref(), false) {
+                    if let Err(e) = crate::log::reopen() {
                         log::error!("SIGUSR1: cannot reopen the log: {e}");
                     } else {
                         log::info!("SIGUSR1: log reopened");
