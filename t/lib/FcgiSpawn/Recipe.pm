@@ -179,10 +179,7 @@ sub start_nginx_site {
     # Debian's nginx has its temp paths under /var/lib/nginx: moved here.
     my $temp = join '', map { "    ${_}_temp_path $prefix/tmp/$_;\n" } qw(client_body proxy fastcgi uwsgi scgi);
     FcgiSpawn::Test::spew("$prefix/nginx.conf", <<"CONF");
-${user}daemon off;
-master_process on;
-worker_processes 1;
-pid $prefix/nginx.pid;
+${user}daemon off; master_process on; worker_processes 1; pid $prefix/nginx.pid;
 error_log $prefix/logs/error.log info;
 events { worker_connections 256; }
 http {
