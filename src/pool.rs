@@ -296,6 +296,11 @@ impl<'a> Pool<'a> {
                 self.tell_to_leave(slot);
             }
         }
+        // After the workers were told, so none mistakes the end of the
+        // listening for an accept error.
+        if self.cfg.listen.is_some() {
+            self.listener.stop_listening();
+        }
     }
 
     /// One worker fewer (TTOU): an idle one if there is one.

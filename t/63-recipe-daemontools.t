@@ -105,6 +105,7 @@ my $s = raw_connect($client);
 print {$s} fcgi_request_bytes(1, 'sleep.pl', query => '1');
 sleep 0.3;
 system 'svc', '-d', $svc;
+ok wait_for(sub { !-e $sock }, 5), 'svc -d: the socket goes at once: new connections are refused during the drain';
 my ($recs, $why) = read_records($s, timeout => 15);
 like collect_response($recs, 1)->{stdout}, qr/^done \d+$/m, 'svc -d: the request in flight finishes';
 ok wait_for(sub { (svstat($svc))[1] =~ /: down / }, 20), 'svc -d: supervise says down';
