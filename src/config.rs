@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::listen::SocketOptions;
+use crate::log::LogFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -120,6 +121,10 @@ pub struct Settings {
     /// Log file (appended; reopened on USR1) [default: stderr].
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Log lines with a timestamp, or plain for a collector that adds its
+    /// own (multilog, svlogd, journald) [default: timestamped].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// TOML configuration file; flags override its keys.
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
@@ -161,6 +166,7 @@ pub struct Config {
     pub stderr_to_client: bool,
     pub pid_file: Option<PathBuf>,
     pub log: Option<PathBuf>,
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +279,7 @@ impl Settings {
             stderr_to_client: flags.stderr_to_client || self.stderr_to_client,
             pid_file: pick(flags.pid_file, self.pid_file),
             log: pick(flags.log, self.log),
+            log_format: pick(flags.log_format, self.log_format),
             config: flags.config,
         }
     }
@@ -327,6 +334,7 @@ impl Config {
             stderr_to_client: self.stderr_to_client,
             pid_file: self.pid_file.clone(),
             log: self.log.clone(),
+            log_format: Some(self.log_format),
             config: None,
         }
     }
@@ -452,6 +460,7 @@ impl Config {
             stderr_to_client: s.stderr_to_client,
             pid_file: s.pid_file,
             log: s.log,
+            log_format: s.log_format.unwrap_or(LogFormat::Timestamped),
         })
     }
 }

@@ -179,6 +179,19 @@ impl Listener {
         }
     }
 
+    /// A graceful stop begins: new connections are refused from now on
+    /// (the socket file goes, and the socket stops listening), so a web
+    /// server with another pool sends them there at once instead of
+    /// queueing them here until the exit resets them. Only for a socket
+    /// this process bound: an inherited one belongs to systemd (or the
+    /// spawner), whose queue keeps connections for the next instance.
+    pub fn stop_listening(&self) {
+        self.remove_socket_file();
+        // Linux: shutdown of a listening socket ends the listening, for
+        // every process sharing it (the workers too).
+        let _ = socket::shutdown(self.as_raw_fd(), socket::Shutdown::Read);
+    }
+
     /// Removes the socket file (UNIX sockets we created).
     pub fn remove_socket_file(&self) {
         if let Listener::Unix { path: Some(p), .. } = self {

@@ -5,15 +5,43 @@
 //! The descriptor is a private duplicate, not fd 2: while a script runs, fd 2
 //! is that request's STDERR pipe, and the daemon's own messages must not end
 //! up in it.
+//!
+//! A log file moved away by logrotate is followed by every process: before
+//! a line is written the path is compared with the open file, and the file
+//! is reopened in place (`dup2` onto the same descriptor number, so another
+//! thread never writes to a closed one). The master does it at once on
+//! USR1; workers, which never see that signal, at their next line.
+//!
+//! `plain` lines carry no timestamp, for collectors that add their own
+//! (multilog, svlogd, journald); `timestamped` (the default) starts each
+//! line with the UTC time.
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
-use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::OnceLock;
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
 
 static LOG_FD: AtomicI32 = AtomicI32::new(2);
+static LOG_PATH: OnceLock<PathBuf> = OnceLock::new();
+static PLAIN: AtomicBool = AtomicBool::new(false);
 static LOGGER: Logger = Logger;
+
+/// How a log line starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `2026-01-31T12:00:00Z fcgi-spawn[PID]: LEVEL: message` (default).
+    Timestamped,
+    /// `fcgi-spawn[PID]: LEVEL: message`, for a collector that stamps lines
+    /// itself (multilog, svlogd, journald).
+    Plain,
+}
 
 struct Logger;
 
@@ -33,9 +61,13 @@ impl log::Log for Logger {
             log::Level::Debug => "debug",
             log::Level::Trace => "trace",
         };
+        let stamp = if PLAIN.load(Ordering::Relaxed) {
+            String::new()
+        } else {
+            timestamp() + " "
+        };
         let line = format!(
-            "{} fcgi-spawn[{}]: {}: {}\n",
-            timestamp(),
+            "{stamp}fcgi-spawn[{}]: {}: {}\n",
             std::process::id(),
             level,
             record.args()
@@ -48,6 +80,9 @@ impl log::Log for Logger {
 
 /// Writes one already formatted line to the log descriptor.
 pub fn write_line(line: &[u8]) {
+    if rotated() {
+        let _ = reopen();
+    }
     let fd = LOG_FD.load(Ordering::Relaxed);
     let mut rest = line;
     while !rest.is_empty() {
@@ -65,32 +100,22 @@ pub fn write_line(line: &[u8]) {
     }
 }
 
-/// Sets up logging to `path` (appending) or to a duplicate of stderr.
-pub fn init(path: Option<&Path>, verbose: bool) -> io::Result<()> {
+/// Sets up logging, once per process: to `path` (appending) or to a
+/// duplicate of stderr, lines in `format`.
+pub fn init(path: Option<&Path>, format: LogFormat, verbose: bool) -> io::Result<()> {
+    PLAIN.store(format == LogFormat::Plain, Ordering::Relaxed);
     let fd: RawFd = match path {
         Some(p) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("cannot open log file {}: {e}", p.display()),
-                    )
-                })?;
-            crate::fds::above_std_fds(file.into())?.into_raw_fd()
+            let fd = open(p)?.into_raw_fd();
+            let _ = LOG_PATH.set(p.to_path_buf());
+            fd
         }
         None => nix::fcntl::fcntl(
             io::stderr().as_raw_fd(),
             nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3),
         )?,
     };
-    let old = LOG_FD.swap(fd, Ordering::Relaxed);
-    if old > 2 {
-        // Reopen (USR1): the previous descriptor is ours to close.
-        let _ = nix::unistd::close(old);
-    }
+    LOG_FD.store(fd, Ordering::Relaxed);
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(if verbose {
         log::LevelFilter::Debug
@@ -98,6 +123,52 @@ pub fn init(path: Option<&Path>, verbose: bool) -> io::Result<()> {
         log::LevelFilter::Info
     });
     Ok(())
+}
+
+/// Reopens the log file (USR1, or a rotation noticed before a line) on the
+/// descriptor number already in use. Logging to stderr: nothing to do.
+pub fn reopen() -> io::Result<()> {
+    let Some(path) = LOG_PATH.get() else {
+        return Ok(());
+    };
+    let file = open(path)?;
+    // dup3 replaces what LOG_FD refers to atomically: a writer in another
+    // thread gets the old file or the new one, never a closed descriptor.
+    nix::unistd::dup3(
+        file.as_raw_fd(),
+        LOG_FD.load(Ordering::Relaxed),
+        nix::fcntl::OFlag::O_CLOEXEC,
+    )?;
+    Ok(())
+}
+
+fn open(path: &Path) -> io::Result<OwnedFd> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open log file {}: {e}", path.display()),
+            )
+        })?;
+    crate::fds::above_std_fds(file.into())
+}
+
+/// The log file's path now names another file than the one open (moved
+/// away by logrotate, a new one created in its place).
+fn rotated() -> bool {
+    let Some(path) = LOG_PATH.get() else {
+        return false;
+    };
+    let Ok(on_disk) = std::fs::metadata(path) else {
+        return false;
+    };
+    match nix::sys::stat::fstat(LOG_FD.load(Ordering::Relaxed)) {
+        Ok(open) => open.st_ino != on_disk.ino() || open.st_dev != on_disk.dev(),
+        Err(_) => false,
+    }
 }
 
 /// Now as `YYYY-MM-DDTHH:MM:SSZ`, UTC.

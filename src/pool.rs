@@ -262,7 +262,7 @@ impl<'a> Pool<'a> {
                     self.retire_one();
                 }
                 Signal::SIGUSR1 => {
-                    if let Err(e) = crate::log::init(self.cfg.log.as_deref(), false) {
+                    if let Err(e) = crate::log::reopen() {
                         log::error!("SIGUSR1: cannot reopen the log: {e}");
                     } else {
                         log::info!("SIGUSR1: log reopened");
@@ -295,6 +295,11 @@ impl<'a> Pool<'a> {
             } else {
                 self.tell_to_leave(slot);
             }
+        }
+        // After the workers were told, so none mistakes the end of the
+        // listening for an accept error.
+        if self.cfg.listen.is_some() {
+            self.listener.stop_listening();
         }
     }
 

@@ -1,7 +1,7 @@
 # Stops reach workers out of band, never as a signal a running script sees.
 # TERM to the master: a script in sleep() sleeps its full time, a script
 # with its own $SIG{TERM} handler never sees it, and both responses are
-# delivered whole; no new request is taken meanwhile, and the daemon exits
+# delivered whole; no new connection is taken meanwhile (refused), and the daemon exits
 # as soon as they are done (the script's handler cannot keep its worker
 # alive until the grace time). TTOU (one worker fewer) likewise lets the
 # request in hand finish.
@@ -29,9 +29,11 @@ my $started = sub { $_[0]{type} == FCGI_STDOUT && $_[0]{content} =~ /start/ };
     my $t0 = time;
     kill 'TERM', $d->pid;
     sleep 0.3;
-    # Taken by no worker: answered never (the master closes it on its way out).
-    my $late = raw_connect($d);
-    print {$late} fcgi_request_bytes(1, 'marker.pl', query => 'm=late');
+    # No new request is taken: the socket is gone, a web server's connect
+    # fails at once (it can try another pool) instead of waiting in a
+    # queue that the exit would reset.
+    ok !-e $d->socket, 'the socket file is removed when the stop begins';
+    ok !eval { raw_connect($d) }, 'a connection after TERM is refused';
 
     my %out;
     for my $script (sort keys %req) {
@@ -47,10 +49,6 @@ my $started = sub { $_[0]{type} == FCGI_STDOUT && $_[0]{content} =~ /start/ };
     my $st = $d->wait_exit(15);
     is $st, 0, 'daemon exits 0';
     cmp_ok time - $t0, '<', 8, 'as soon as the requests are done, not after the grace time';
-    my ($recs, $why) = read_records($late, timeout => 2);
-    ok !(grep { $_->{type} == FCGI_STDOUT && length $_->{content} } @$recs),
-        'a request sent after TERM got no answer';
-    unlike $d->log_text, qr/marker-ran-late/, 'and did not run';
     ok !(grep { kill 0, $_ } @workers), 'no worker left';
     unlike $d->log_text, qr/killing them/, 'no worker had to be killed';
 }

@@ -62,7 +62,6 @@ pub fn main() -> i32 {
 }
 
 fn run(settings: Settings, verbose: bool) -> i32 {
-    let log_path = settings.log.clone();
     let cfg = match Config::load(settings) {
         Ok(c) => c,
         Err(e) => {
@@ -70,7 +69,8 @@ fn run(settings: Settings, verbose: bool) -> i32 {
             return 2;
         }
     };
-    if let Err(e) = crate::log::init(log_path.as_deref(), verbose) {
+    let log_path = cfg.log.clone();
+    if let Err(e) = crate::log::init(log_path.as_deref(), cfg.log_format, verbose) {
         eprintln!("fcgi-spawn: {e}");
         return 2;
     }
