@@ -898,6 +898,21 @@ sub end_forked_child {
     return 1;
 }
 
+# fork mode, the request's child about to exit: ties on the std handles,
+# the script's packages and top-level names go, and with them the objects
+# only they hold (their DESTROY runs, as in global destruction at a CGI
+# process's exit).
+sub end_request_child {
+    # A tie over a std handle (a gzip or buffering layer) finishes the page
+    # in its DESTROY, as global destruction would run it.
+    for my $handle (\*STDOUT, \*STDERR, \*STDIN) { untie *$handle if tied *$handle }
+    my $entry = defined $req{script} ? $REGISTRY{ $req{script} } : undef;
+    my @packages = $entry && $entry->{package_names} ? @{ $entry->{package_names} } : ($req{package});
+    FCGI::Spawn::Symbols::delete_package($_) for grep { defined } @packages;
+    FCGI::Spawn::Symbols::delete_script_names();
+    return 1;
+}
+
 # The script is over: before its response ends, what process exit would do
 # (each part trapped; a failure is for end_request to report).
 sub finish_request {
