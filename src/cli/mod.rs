@@ -1,5 +1,6 @@
 //! The command line: one binary, one subcommand per job.
 
+mod check;
 mod request;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,11 @@ enum Command {
     },
     /// Send one request to a FastCGI server and print the raw CGI response.
     Request(request::RequestArgs),
+    /// Compile scripts in the interpreter the daemon would use (same config
+    /// file and flags, preloads and isolation rules) and report errors with
+    /// file and line; exit 0 when all compile, 1 otherwise, 2 on a bad
+    /// configuration.
+    Check(check::CheckArgs),
     /// Check the configuration (config file + flags); with --print, show
     /// every setting with its effective value as TOML.
     Config {
@@ -51,6 +57,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run { settings, verbose } => run(settings, verbose),
         Command::Request(args) => request::main(args),
+        Command::Check(args) => check::main(args),
         Command::Config { settings, print } => check_config(settings, print),
     }
 }
