@@ -53,11 +53,14 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         log::warn!("no --root given: scripts may run from any directory");
     }
     let started = Instant::now();
-    let perl = start_perl(&cfg)?;
-    if let Err(e) = crate::runner::warm_up(&perl) {
-        log::warn!("warm-up request before forking the workers failed (workers will do that work themselves): {e}");
-    }
-    crate::runner::precompile(&perl, &cfg)?;
+    let perl = match prepare_perl(&cfg) {
+        Ok(perl) => perl,
+        Err(e) => {
+            // Nothing will serve on it.
+            listener.remove_socket_file();
+            return Err(e);
+        }
+    };
     if let Some(pid_file) = &cfg.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("cannot write pid file {}", pid_file.display()))?;
@@ -132,6 +135,17 @@ pub fn drop_privileges(cfg: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("--user {name}: cannot switch to uid {}", user.uid))?;
     log::info!("running as user {name} (uid {}, gid {gid})", user.uid);
     Ok(())
+}
+
+/// The interpreter, warmed up and with the `--precompile` scripts compiled:
+/// what the workers are forked from.
+fn prepare_perl(cfg: &Config) -> anyhow::Result<Interpreter> {
+    let perl = start_perl(cfg)?;
+    if let Err(e) = crate::runner::warm_up(&perl) {
+        log::warn!("warm-up request before forking the workers failed (workers will do that work themselves): {e}");
+    }
+    crate::runner::precompile(&perl, cfg)?;
+    Ok(perl)
 }
 
 /// The interpreter the workers inherit: the runner and the preloads

@@ -187,13 +187,20 @@ fn daemon_targets(cfg: &Config, policy: &PathPolicy) -> Vec<Target> {
 }
 
 /// The regular files a glob matches that have an allowed extension, sorted.
-/// `*` stays within a directory, `**` crosses them (as `--isolation-for`).
+/// `*` stays within a directory, `**` crosses them (as `--isolation-for`);
+/// a glob ending in `/**` names every file below.
 fn expand(pattern: &str, policy: &PathPolicy) -> Vec<PathBuf> {
     let options = glob::MatchOptions {
         require_literal_separator: true,
         ..Default::default()
     };
-    let Ok(paths) = glob::glob_with(pattern, options) else {
+    // `dir/**` means every file below dir (glob's own `**` alone matches
+    // the directories).
+    let pattern = match pattern.strip_suffix("**") {
+        Some(dir) if dir.is_empty() || dir.ends_with('/') => format!("{pattern}/*"),
+        _ => pattern.to_string(),
+    };
+    let Ok(paths) = glob::glob_with(&pattern, options) else {
         return Vec::new();
     };
     let mut files: Vec<PathBuf> = paths
@@ -314,7 +321,7 @@ mod tests {
             isolation: Some(Isolation::Registry),
             isolation_for: vec![format!("{}/app/deep/*=perlrun", root.display())],
             precompile: vec![
-                format!("{}/**/*", root.display()),
+                format!("{}/**", root.display()),
                 format!("{}/a.pl", root.display()),
                 format!("{}/outside/*.pl", dir.display()),
             ],
