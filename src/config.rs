@@ -64,6 +64,17 @@ pub struct Settings {
     #[arg(long, value_name = "FILE")]
     #[serde(default)]
     pub preload_script: Vec<PathBuf>,
+    /// Compile the scripts matching this glob in the master before forking
+    /// (repeatable; registry and fork isolation), so the workers share them
+    /// and no first request waits for a compile; `**` crosses directories.
+    #[arg(long, value_name = "GLOB")]
+    #[serde(default)]
+    pub precompile: Vec<String>,
+    /// A script that fails to precompile stops the start (default: logged,
+    /// compiled again on its first request).
+    #[arg(long)]
+    #[serde(default)]
+    pub precompile_strict: bool,
     /// How requests are isolated [default: perlrun].
     #[arg(long, value_enum)]
     pub isolation: Option<Isolation>,
@@ -148,6 +159,9 @@ pub struct Config {
     pub extensions: Vec<String>,
     pub preload: Vec<String>,
     pub preload_scripts: Vec<PathBuf>,
+    /// `precompile` globs, valid patterns.
+    pub precompile: Vec<String>,
+    pub precompile_strict: bool,
     pub isolation: Isolation,
     /// Per-path overrides of `isolation`, in order.
     pub isolation_for: Vec<(glob::Pattern, Isolation)>,
@@ -264,6 +278,8 @@ impl Settings {
             ext: pick(flags.ext, self.ext),
             preload: list(flags.preload, self.preload),
             preload_script: list(flags.preload_script, self.preload_script),
+            precompile: list(flags.precompile, self.precompile),
+            precompile_strict: flags.precompile_strict || self.precompile_strict,
             isolation: pick(flags.isolation, self.isolation),
             isolation_for: list(flags.isolation_for, self.isolation_for),
             pass_env: list(flags.pass_env, self.pass_env),
@@ -315,6 +331,8 @@ impl Config {
             ext: Some(self.extensions.join(",")),
             preload: self.preload.clone(),
             preload_script: self.preload_scripts.clone(),
+            precompile: self.precompile.clone(),
+            precompile_strict: self.precompile_strict,
             isolation: Some(self.isolation),
             isolation_for: self
                 .isolation_for
@@ -432,6 +450,9 @@ impl Config {
                 ));
             }
         }
+        for g in &s.precompile {
+            glob::Pattern::new(g).map_err(|e| invalid("precompile", format!("{g:?}: {e}")))?;
+        }
         Ok(Config {
             listen: s.listen,
             socket: SocketOptions {
@@ -445,6 +466,8 @@ impl Config {
             extensions,
             preload: s.preload,
             preload_scripts: s.preload_script,
+            precompile: s.precompile,
+            precompile_strict: s.precompile_strict,
             isolation,
             isolation_for,
             pass_env,
@@ -526,6 +549,30 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("isolation_for:"));
+    }
+
+    #[test]
+    fn precompile_globs_are_checked_and_listed() {
+        let file =
+            Settings::from_toml("precompile = [\"/srv/www/**/*.cgi\"]\nprecompile_strict = true\n")
+                .unwrap();
+        let c = Config::resolve(file.clone(), None).unwrap();
+        assert_eq!(c.precompile, vec!["/srv/www/**/*.cgi".to_string()]);
+        assert!(c.precompile_strict);
+        let flags = Settings {
+            precompile: vec!["/a/*.pl".into(), "/b/*.pl".into()],
+            ..Default::default()
+        };
+        let c = Config::resolve(file.overridden_by(flags), None).unwrap();
+        assert_eq!(c.precompile.len(), 2, "flags replace the file's list");
+        let bad = Settings {
+            precompile: vec!["/srv/[a.pl".into()],
+            ..Default::default()
+        };
+        assert!(Config::resolve(bad, None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("precompile:"));
     }
 
     #[test]

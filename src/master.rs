@@ -1,6 +1,6 @@
 //! The master process: binds the socket (or takes the inherited one),
 //! drops privileges, starts the interpreter, loads the runner and the
-//! preloaded code once, then hands over to the worker pool (`pool`), which
+//! preloaded code once, precompiles scripts (`--precompile`), then hands over to the worker pool (`pool`), which
 //! forks the workers and dispatches until told to stop.
 //!
 //! The master never starts a thread: everything that happens before `fork`
@@ -53,12 +53,14 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         log::warn!("no --root given: scripts may run from any directory");
     }
     let started = Instant::now();
-    let perl = Interpreter::start()?;
-    load_embedded_modules(&perl)?;
-    preload(&perl, &cfg)?;
-    if let Err(e) = crate::runner::warm_up(&perl) {
-        log::warn!("warm-up request before forking the workers failed (workers will do that work themselves): {e}");
-    }
+    let perl = match prepare_perl(&cfg) {
+        Ok(perl) => perl,
+        Err(e) => {
+            // Nothing will serve on it.
+            listener.remove_socket_file();
+            return Err(e);
+        }
+    };
     if let Some(pid_file) = &cfg.pid_file {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("cannot write pid file {}", pid_file.display()))?;
@@ -100,7 +102,7 @@ fn ensure_std_fds_open() -> anyhow::Result<()> {
 
 /// `--user`/`--group`: after the socket exists (and got its owner and
 /// mode), before any Perl runs. Supplementary groups are the user's.
-fn drop_privileges(cfg: &Config) -> anyhow::Result<()> {
+pub fn drop_privileges(cfg: &Config) -> anyhow::Result<()> {
     use nix::unistd::{Group, User};
     let Some(name) = &cfg.user else {
         if nix::unistd::geteuid().is_root() {
@@ -133,6 +135,26 @@ fn drop_privileges(cfg: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("--user {name}: cannot switch to uid {}", user.uid))?;
     log::info!("running as user {name} (uid {}, gid {gid})", user.uid);
     Ok(())
+}
+
+/// The interpreter, warmed up and with the `--precompile` scripts compiled:
+/// what the workers are forked from.
+fn prepare_perl(cfg: &Config) -> anyhow::Result<Interpreter> {
+    let perl = start_perl(cfg)?;
+    if let Err(e) = crate::runner::warm_up(&perl) {
+        log::warn!("warm-up request before forking the workers failed (workers will do that work themselves): {e}");
+    }
+    crate::runner::precompile(&perl, cfg)?;
+    Ok(perl)
+}
+
+/// The interpreter the workers inherit: the runner and the preloads
+/// loaded (also what `fcgi-spawn check` compiles scripts in).
+pub fn start_perl(cfg: &Config) -> anyhow::Result<Interpreter> {
+    let perl = Interpreter::start()?;
+    load_embedded_modules(&perl)?;
+    preload(&perl, cfg)?;
+    Ok(perl)
 }
 
 fn load_embedded_modules(perl: &Interpreter) -> anyhow::Result<()> {

@@ -127,7 +127,8 @@ impl PathPolicy {
         }
     }
 
-    fn extension_allowed(&self, path: &Path) -> bool {
+    /// Whether the file name has one of the allowed extensions.
+    pub fn extension_allowed(&self, path: &Path) -> bool {
         if self.extensions.is_empty() {
             return true;
         }

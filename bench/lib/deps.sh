@@ -8,7 +8,7 @@ bench_packages=(
     libcgi-pm-perl libfcgi-perl libfcgi-procmanager-perl libcgi-fast-perl
     libplack-perl libcgi-compile-perl libcgi-emulate-psgi-perl    # Plack::App::WrapCGI
     apache2 libapache2-mod-perl2
-    gitweb
+    gitweb awstats        # awstats: the --big-app scenario
     gnuplot-nox
 )
 

@@ -1,5 +1,6 @@
 //! The command line: one binary, one subcommand per job.
 
+mod check;
 mod compare;
 mod request;
 
@@ -39,6 +40,11 @@ enum Command {
     /// the difference or say "identical" (exit 0 identical, 1 different).
     #[command(long_about = compare::ABOUT)]
     Compare(Box<compare::CompareArgs>),
+    /// Compile scripts in the interpreter the daemon would use (same config
+    /// file and flags, preloads and isolation rules) and report errors with
+    /// file and line; exit 0 when all compile, 1 otherwise, 2 on a bad
+    /// configuration.
+    Check(check::CheckArgs),
     /// Check the configuration (config file + flags); with --print, show
     /// every setting with its effective value as TOML.
     Config {
@@ -57,6 +63,7 @@ pub fn main() -> i32 {
         Command::Run { settings, verbose } => run(settings, verbose),
         Command::Request(args) => request::main(args),
         Command::Compare(args) => compare::main(*args),
+        Command::Check(args) => check::main(args),
         Command::Config { settings, print } => check_config(settings, print),
     }
 }

@@ -16,6 +16,7 @@
 //! and puts the interpreter back — or, when it cannot vouch for it, says so
 //! and is replaced.
 
+mod precompile;
 mod steps;
 mod warm_up;
 
@@ -38,7 +39,8 @@ use crate::path_policy::{PathPolicy, ScriptCheck};
 use crate::perl::{Interpreter, Stage};
 use crate::pump::POLLRDHUP;
 
-pub use steps::{PerlSteps, Restored};
+pub use precompile::{check_scripts, precompile};
+pub use steps::{PerlSteps, Restored, WorkerSettings};
 pub use warm_up::warm_up;
 
 /// Per-worker request runner.
@@ -102,18 +104,9 @@ impl<'p> Runner<'p> {
 
     /// The Perl side's per-worker set-up.
     pub fn init_worker(&self, pass_env: &[String], env: &[(String, String)]) -> io::Result<()> {
-        let roots: Vec<Vec<u8>> = self
-            .policy
-            .roots()
-            .iter()
-            .map(|r| {
-                let mut b = r.as_os_str().as_bytes().to_vec();
-                b.push(b'/');
-                b
-            })
-            .collect();
+        let worker = WorkerSettings::new(pass_env, env, &self.policy);
         self.steps
-            .init_worker(pass_env, env, &roots)
+            .init_worker(&worker)
             .map_err(|e| io::Error::other(format!("worker initialisation failed: {e}")))
     }
 

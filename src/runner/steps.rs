@@ -4,6 +4,8 @@
 //! else in the crate names a runner sub or interprets an [`Outcome`] of
 //! one.
 
+use std::os::unix::ffi::OsStrExt;
+
 use crate::config::Isolation;
 use crate::perl::{DieMode, Interpreter, Outcome, PerlError};
 
@@ -12,6 +14,9 @@ mod entry {
     pub const PRELOAD_SCRIPT: &str = "FCGI::Spawn::Runner::preload_script";
     pub const WARM_UP_BEGIN: &str = "FCGI::Spawn::Runner::warm_up_begin";
     pub const WARM_UP_END: &str = "FCGI::Spawn::Runner::warm_up_end";
+    pub const PRECOMPILE_BEGIN: &str = "FCGI::Spawn::Runner::precompile_begin";
+    pub const PRECOMPILE_SCRIPT: &str = "FCGI::Spawn::Runner::precompile_script";
+    pub const PRECOMPILE_END: &str = "FCGI::Spawn::Runner::precompile_end";
     pub const INIT_WORKER: &str = "FCGI::Spawn::Runner::init_worker";
     pub const COMPILE_SCRIPT: &str = "FCGI::Spawn::Runner::compile_script";
     pub const BEGIN_REQUEST: &str = "FCGI::Spawn::Runner::begin_request";
@@ -35,6 +40,62 @@ pub enum Restored {
     Clean { signals_touched: bool },
     /// It may not: the reason, for the log. The worker is replaced.
     Unclean(String),
+}
+
+/// What a worker is told at its start, and what a precompile compiles
+/// with: the daemon's environment variables scripts see, those set for
+/// every script, and the --root directories (each ending in '/'), where
+/// the site's own files live.
+pub struct WorkerSettings<'c> {
+    pub pass_env: &'c [String],
+    pub env: &'c [(String, String)],
+    pub roots: Vec<Vec<u8>>,
+}
+
+impl<'c> WorkerSettings<'c> {
+    pub fn new(
+        pass_env: &'c [String],
+        env: &'c [(String, String)],
+        policy: &crate::path_policy::PathPolicy,
+    ) -> WorkerSettings<'c> {
+        let roots = policy
+            .roots()
+            .iter()
+            .map(|r| {
+                let mut b = r.as_os_str().as_bytes().to_vec();
+                b.push(b'/');
+                b
+            })
+            .collect();
+        WorkerSettings {
+            pass_env,
+            env,
+            roots,
+        }
+    }
+
+    /// As the Perl side's `worker_settings` reads them.
+    fn args(&self) -> Vec<&[u8]> {
+        let mut args: Vec<&[u8]> = self.pass_env.iter().map(|n| n.as_bytes()).collect();
+        args.push(b"--");
+        for (name, value) in self.env {
+            args.push(name.as_bytes());
+            args.push(value.as_bytes());
+        }
+        args.push(b"--");
+        args.extend(self.roots.iter().map(Vec::as_slice));
+        args
+    }
+}
+
+/// A script compiled ahead of its first request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compiled {
+    /// Its compiled sub is cached, in its package.
+    Cached,
+    /// Its named subs keep file-scoped lexicals: it runs in perlrun (the
+    /// log says which).
+    RunsInPerlrun,
 }
 
 /// The runner's calls into Perl.
@@ -71,21 +132,34 @@ impl<'p> PerlSteps<'p> {
     /// Once per worker: which of the daemon's environment variables
     /// scripts see, the ones set for every script, and the --root
     /// directories (each ending in '/'), where the site's own files live.
-    pub fn init_worker(
-        &self,
-        pass_env: &[String],
-        env: &[(String, String)],
-        roots: &[Vec<u8>],
-    ) -> Result<(), String> {
-        let mut args: Vec<&[u8]> = pass_env.iter().map(|n| n.as_bytes()).collect();
-        args.push(b"--");
-        for (name, value) in env {
-            args.push(name.as_bytes());
-            args.push(value.as_bytes());
+    pub fn init_worker(&self, worker: &WorkerSettings) -> Result<(), String> {
+        self.internal(entry::INIT_WORKER, &worker.args())
+    }
+
+    /// Before precompiling scripts (in the master, or for `check`): the
+    /// environment a worker's scripts compile in.
+    pub fn precompile_begin(&self, worker: &WorkerSettings) -> Result<(), String> {
+        self.internal(entry::PRECOMPILE_BEGIN, &worker.args())
+    }
+
+    /// Between `begin_request` and `finish_request`, instead of
+    /// `run_script`: compiles the script into the registry, as a worker's
+    /// first request for it would in `isolation` (registry or fork).
+    pub fn precompile_script(&self, isolation: Isolation) -> Result<Compiled, String> {
+        match self.call(
+            entry::PRECOMPILE_SCRIPT,
+            &[isolation.as_str().as_bytes()],
+            DieMode::Trap,
+        ) {
+            Outcome::Returned(2) => Ok(Compiled::RunsInPerlrun),
+            Outcome::Returned(_) => Ok(Compiled::Cached),
+            Outcome::Died(msg) => Err(msg),
+            Outcome::Exited(code) => Err(format!("called exit({code}) while compiling")),
         }
-        args.push(b"--");
-        args.extend(roots.iter().map(Vec::as_slice));
-        self.internal(entry::INIT_WORKER, &args)
+    }
+
+    pub fn precompile_end(&self) -> Result<(), String> {
+        self.internal(entry::PRECOMPILE_END, &[])
     }
 
     /// `fork` mode, in the worker: compiles the script (cached), with the

@@ -40,22 +40,13 @@ fn warm_up_in(steps: &PerlSteps, dir: &Path) -> io::Result<()> {
     let script = dir.join("warm-up.pl");
     std::fs::write(&script, WARM_UP_SCRIPT)?;
     let script = script.as_os_str().as_bytes();
-    let dev_null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?;
-    // The steps bind and close fds 0 and 1; the master's own come back after.
-    let saved: Vec<OwnedFd> = [0, 1]
-        .iter()
-        .map(|&fd| dup_above_std(fd))
-        .collect::<Result<_, _>>()?;
+    let fds = MasterStdFds::save()?;
     let failed = |what: &str| io::Error::other(format!("warm-up request: {what}"));
     steps.warm_up_begin().map_err(io::Error::other)?;
     let mut outcome = Ok(());
     for isolation in [Isolation::Perlrun, Isolation::Registry] {
         for _ in 0..2 {
-            dup2(dev_null.as_raw_fd(), 0)?;
-            dup2(dev_null.as_raw_fd(), 1)?;
+            fds.park()?;
             let params: [&[u8]; 6] = [
                 b"REQUEST_METHOD",
                 b"GET",
@@ -78,7 +69,38 @@ fn warm_up_in(steps: &PerlSteps, dir: &Path) -> io::Result<()> {
         }
     }
     let ended = steps.warm_up_end(script).map_err(io::Error::other);
-    dup2(saved[0].as_raw_fd(), 0)?;
-    dup2(saved[1].as_raw_fd(), 1)?;
+    fds.restore()?;
     outcome.and(ended)
+}
+
+/// The master's own descriptors 0 and 1, put aside while it runs request
+/// steps on itself (warm-up, precompile): those steps bind STDIN and
+/// STDOUT to fds 0 and 1 and close them after.
+pub(super) struct MasterStdFds {
+    saved: [OwnedFd; 2],
+    dev_null: std::fs::File,
+}
+
+impl MasterStdFds {
+    pub(super) fn save() -> io::Result<MasterStdFds> {
+        Ok(MasterStdFds {
+            saved: [dup_above_std(0)?, dup_above_std(1)?],
+            dev_null: std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")?,
+        })
+    }
+
+    /// Before a request's steps: 0 and 1 on /dev/null.
+    pub(super) fn park(&self) -> io::Result<()> {
+        dup2(self.dev_null.as_raw_fd(), 0)?;
+        dup2(self.dev_null.as_raw_fd(), 1)
+    }
+
+    /// The master's own back.
+    pub(super) fn restore(self) -> io::Result<()> {
+        dup2(self.saved[0].as_raw_fd(), 0)?;
+        dup2(self.saved[1].as_raw_fd(), 1)
+    }
 }

@@ -106,6 +106,12 @@ my %MODES = (
         end_blocks => \&cached_end_blocks,
         finish     => \&reset_cached_state,
     },
+    # Compiled ahead of any request (precompile_script), never run.
+    precompile => {
+        run        => sub { },
+        end_blocks => sub { () },
+        finish     => sub { },
+    },
     # In the request's child, which exits after it: process exit does the
     # finishing.
     fork => {
@@ -796,18 +802,61 @@ sub warm_up_end {
     return 1;
 }
 
-# Once in each worker, after fork: (KEEP, ..., '--', NAME, VALUE, ..., '--',
-# ROOT, ...). KEEP names the daemon's environment variables scripts see;
-# NAME/VALUE pairs are set for every script; ROOTs are the --root
-# directories, each ending in '/'. Everything else of the daemon's
+# The worker's settings as Rust passes them: (KEEP, ..., '--', NAME, VALUE,
+# ..., '--', ROOT, ...). KEEP names the daemon's environment variables
+# scripts see; NAME/VALUE pairs are set for every script; ROOTs are the
+# --root directories, each ending in '/'. Everything else of the daemon's
 # environment is not passed on (as php-fpm's clear_env).
-sub init_worker {
+sub worker_settings {
     my (@keep, @set);
     push @keep, shift @_ while @_ && $_[0] ne '--';
     shift @_;
     push @set, shift @_ while @_ && $_[0] ne '--';
     shift @_;
     @FCGI::Spawn::Loader::ROOTS = @_;
+    return (\@keep, \@set);
+}
+
+# In the master before fork (--precompile), and in `fcgi-spawn check`:
+# scripts compiled into the registry as a worker's first request for each
+# would compile them, in the worker's environment (worker_settings). Rust
+# runs begin_request, precompile_script, finish_request, end_request for
+# each script between these two.
+my %ENV_BEFORE_PRECOMPILE;
+
+sub precompile_begin {
+    %ENV_BEFORE_PRECOMPILE = %ENV;
+    capture_base_state(worker_settings(@_));
+    return 1;
+}
+
+sub precompile_end {
+    %ENV = %ENV_BEFORE_PRECOMPILE;
+    %ENV_BEFORE_PRECOMPILE = ();
+    @FCGI::Spawn::Loader::ROOTS = ();
+    return 1;
+}
+
+# The run step of a precompile: the script compiled and cached (mode
+# 'registry' or 'fork': only a registry script whose subs capture file
+# lexicals is set to run in perlrun), not run. Dies with perl's message
+# (file and line) when it does not compile. Returns 2 when the script
+# will run in perlrun, 1 when its compiled form is cached.
+sub precompile_script {
+    my ($mode) = @_;
+    $req{mode} = $mode;
+    # Whatever the compile ends in, nothing is left to finish: a compiled
+    # script is left out of sight in its post-compile state (what
+    # reset_cached_state makes of it after each run), a failed or refused
+    # one is gone.
+    $req{steps} = $MODES{precompile};
+    my $entry = cached_handler($req{script}, $req{package});
+    return $entry->{perlrun_only} ? 2 : 1;
+}
+
+# Once in each worker, after fork (arguments: see worker_settings).
+sub init_worker {
+    my ($keep, $set) = worker_settings(@_);
     srand();
     close STDIN;
     close STDOUT;
@@ -815,7 +864,7 @@ sub init_worker {
     # A vanished client closes the response pipe; the script's next write
     # then ends it (children it execs get the default disposition back).
     $SIG{PIPE} = \&client_gone;
-    capture_base_state(\@keep, \@set);
+    capture_base_state($keep, $set);
     return 1;
 }
 

@@ -1,0 +1,356 @@
+//! Scripts compiled before their first request: in the master before the
+//! workers are forked (`--precompile`), and by `fcgi-spawn check`.
+//!
+//! In `registry` and `fork` isolation a worker compiles a script on its
+//! first request for it: every worker pays the compile once, and keeps a
+//! private copy of the result. A precompile does that work in the master,
+//! through the same request steps a worker's first request goes through
+//! (`begin_request`, `finish_request`, `end_request`) with a run step that
+//! compiles without running, so every worker starts with the registry
+//! entry it would have built itself, shared copy-on-write. A script that
+//! changes on disk later is compiled again by the worker that notices, as
+//! always (the entry keeps the file's stamp).
+//!
+//! There is no request to compile for. What the compile sees (BEGIN
+//! blocks, `use FindBin`): the workers' base environment (`--pass-env`,
+//! `--env`) plus `GATEWAY_INTERFACE`, `REQUEST_METHOD=GET`, an empty
+//! `QUERY_STRING`, `SCRIPT_FILENAME` (the resolved path), `SCRIPT_NAME`
+//! (the path under its `--root`) and `FCGI_SPAWN_PRECOMPILE=1`; the cwd is
+//! the script's directory and `$0` the script.
+
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::steps::{Compiled, PerlSteps, Restored, WorkerSettings};
+use super::warm_up::MasterStdFds;
+use crate::config::{Config, Isolation};
+use crate::path_policy::{PathPolicy, ScriptCheck};
+use crate::perl::Interpreter;
+
+/// A script to compile, and the isolation its requests run in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    script: PathBuf,
+    isolation: Isolation,
+}
+
+/// In the master, after the warm-up and before the fork: compiles the
+/// scripts the `--precompile` globs match. A failure is logged and left
+/// for the first request (which answers 500 as for any compile error);
+/// with `--precompile-strict` it stops the start.
+pub fn precompile(perl: &Interpreter, cfg: &Config) -> anyhow::Result<()> {
+    if cfg.precompile.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let policy = PathPolicy::new(cfg.roots.clone(), &cfg.extensions);
+    let targets = daemon_targets(cfg, &policy);
+    let worker = WorkerSettings::new(&cfg.pass_env, &cfg.env, &policy);
+    let (mut cached, mut perlrun, mut failed) = (0, 0, Vec::new());
+    for (script, outcome) in compile_all(perl, &worker, &policy, &targets)? {
+        match outcome {
+            Ok(Compiled::Cached) => cached += 1,
+            Ok(Compiled::RunsInPerlrun) => perlrun += 1,
+            Err(why) => {
+                log::error!(
+                    "--precompile: {} does not compile (its requests will compile it \
+                     again and fail with a 500 until it is fixed): {}",
+                    script.display(),
+                    why.trim_end()
+                );
+                failed.push(script);
+            }
+        }
+    }
+    log::info!(
+        "precompiled {cached} script(s) in {} ms{}{}",
+        started.elapsed().as_millis(),
+        if perlrun > 0 {
+            format!(", {perlrun} set to run in perlrun")
+        } else {
+            String::new()
+        },
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(", {} failed", failed.len())
+        }
+    );
+    if cfg.precompile_strict && !failed.is_empty() {
+        anyhow::bail!(
+            "--precompile-strict: {} script(s) did not compile ({}); fix them or drop \
+             --precompile-strict",
+            failed.len(),
+            failed
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `fcgi-spawn check`: compiles each script as the daemon would (same
+/// preloads, environment, roots and isolation rules), prints one line per
+/// script on stdout, perl's messages for those that fail on stderr.
+/// Returns the exit code: 0 when all compile, 1 otherwise.
+pub fn check_scripts(perl: &Interpreter, cfg: &Config, scripts: &[PathBuf]) -> io::Result<i32> {
+    let policy = PathPolicy::new(cfg.roots.clone(), &cfg.extensions);
+    let mut targets = Vec::new();
+    let mut failed = 0;
+    for given in scripts {
+        let absolute = std::path::absolute(given)?;
+        match policy.check(absolute.as_os_str().as_bytes()) {
+            ScriptCheck::Run {
+                script,
+                path_info: None,
+            } => {
+                let isolation = Isolation::for_script(cfg.isolation, &cfg.isolation_for, &script);
+                targets.push(Target { script, isolation });
+            }
+            ScriptCheck::Run { .. } | ScriptCheck::NotFound => {
+                eprintln!("{}: no such file", given.display());
+                failed += 1;
+            }
+            ScriptCheck::Forbidden(why) => {
+                eprintln!(
+                    "{}: the daemon would not run it (403): {why}",
+                    given.display()
+                );
+                failed += 1;
+            }
+        }
+    }
+    let worker = WorkerSettings::new(&cfg.pass_env, &cfg.env, &policy);
+    for (script, outcome) in compile_all(perl, &worker, &policy, &targets)? {
+        match outcome {
+            Ok(Compiled::Cached) => println!("{}: OK", script.display()),
+            Ok(Compiled::RunsInPerlrun) => println!(
+                "{}: OK (runs in perlrun isolation: its named subs keep file-scoped lexicals)",
+                script.display()
+            ),
+            Err(why) => {
+                failed += 1;
+                eprintln!("{}: FAILED\n{}", script.display(), why.trim_end());
+            }
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// The scripts the daemon's `--precompile` globs name, each once, in glob
+/// order: files with an allowed extension that the path policy lets run,
+/// whose isolation compiles them once (registry, fork). What is left out
+/// is logged.
+fn daemon_targets(cfg: &Config, policy: &PathPolicy) -> Vec<Target> {
+    let mut targets: Vec<Target> = Vec::new();
+    let mut perlrun = 0;
+    for pattern in &cfg.precompile {
+        let mut matched = 0;
+        for script in expand(pattern, policy) {
+            matched += 1;
+            let script = match policy.check(script.as_os_str().as_bytes()) {
+                ScriptCheck::Run { script, .. } => script,
+                ScriptCheck::NotFound => continue,
+                ScriptCheck::Forbidden(why) => {
+                    log::warn!("--precompile {pattern}: skipped, {why}");
+                    continue;
+                }
+            };
+            let isolation = Isolation::for_script(cfg.isolation, &cfg.isolation_for, &script);
+            if isolation == Isolation::Perlrun {
+                perlrun += 1;
+                log::debug!(
+                    "--precompile: {} runs in perlrun isolation (compiled every request); skipped",
+                    script.display()
+                );
+                continue;
+            }
+            if !targets.iter().any(|t| t.script == script) {
+                targets.push(Target { script, isolation });
+            }
+        }
+        if matched == 0 {
+            log::warn!("--precompile {pattern}: matches no script");
+        }
+    }
+    if perlrun > 0 {
+        log::warn!(
+            "--precompile: {perlrun} matching script(s) run in perlrun isolation, which compiles \
+             every request: not precompiled (see --isolation, --isolation-for)"
+        );
+    }
+    targets
+}
+
+/// The regular files a glob matches that have an allowed extension, sorted.
+/// `*` stays within a directory, `**` crosses them (as `--isolation-for`);
+/// a glob ending in `/**` names every file below.
+fn expand(pattern: &str, policy: &PathPolicy) -> Vec<PathBuf> {
+    let options = glob::MatchOptions {
+        require_literal_separator: true,
+        ..Default::default()
+    };
+    // `dir/**` means every file below dir (glob's own `**` alone matches
+    // the directories).
+    let pattern = match pattern.strip_suffix("**") {
+        Some(dir) if dir.is_empty() || dir.ends_with('/') => format!("{pattern}/*"),
+        _ => pattern.to_string(),
+    };
+    let Ok(paths) = glob::glob_with(&pattern, options) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = paths
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file() && policy.extension_allowed(p))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Compiles each target as a worker's first request for it would; the
+/// outcome of each (perl's message when it does not compile). An error is
+/// the master's own (its descriptors, or a state it cannot put back after
+/// a compile).
+fn compile_all(
+    perl: &Interpreter,
+    worker: &WorkerSettings,
+    policy: &PathPolicy,
+    targets: &[Target],
+) -> io::Result<Vec<(PathBuf, Result<Compiled, String>)>> {
+    let mut outcomes = Vec::with_capacity(targets.len());
+    if targets.is_empty() {
+        return Ok(outcomes);
+    }
+    let steps = PerlSteps::new(perl);
+    let fds = MasterStdFds::save()?;
+    steps.precompile_begin(worker).map_err(io::Error::other)?;
+    let mut result = Ok(());
+    for target in targets {
+        fds.park()?;
+        let started = Instant::now();
+        let outcome = compile_one(&steps, policy, target);
+        steps.finish_request();
+        perl.take_pending_output(|_| ());
+        if let Restored::Unclean(reason) = steps.end_request() {
+            result = Err(io::Error::other(format!(
+                "the interpreter's state after precompiling {} could not be put back: {reason}",
+                target.script.display()
+            )));
+            break;
+        }
+        log::debug!(
+            "precompile: {} ({}) in {} ms",
+            target.script.display(),
+            target.isolation.as_str(),
+            started.elapsed().as_millis()
+        );
+        outcomes.push((target.script.clone(), outcome));
+    }
+    let ended = steps.precompile_end().map_err(io::Error::other);
+    fds.restore()?;
+    result.and(ended).map(|()| outcomes)
+}
+
+fn compile_one(
+    steps: &PerlSteps,
+    policy: &PathPolicy,
+    target: &Target,
+) -> Result<Compiled, String> {
+    let script = target.script.as_os_str().as_bytes();
+    let name = script_name(policy, &target.script);
+    let params: [&[u8]; 12] = [
+        b"GATEWAY_INTERFACE",
+        b"CGI/1.1",
+        b"REQUEST_METHOD",
+        b"GET",
+        b"QUERY_STRING",
+        b"",
+        b"SCRIPT_FILENAME",
+        script,
+        b"SCRIPT_NAME",
+        name.as_os_str().as_bytes(),
+        b"FCGI_SPAWN_PRECOMPILE",
+        b"1",
+    ];
+    // The request set-up a worker's first request makes (registry: no
+    // SIGPIPE change, which `fork` makes only in the request's child).
+    steps
+        .begin_request(script, Isolation::Registry, &params)
+        .map_err(|ended| format!("setting up its environment ended with status {}", ended.0))?;
+    steps.precompile_script(target.isolation)
+}
+
+/// `SCRIPT_NAME` of a precompile: the script's path under the --root that
+/// holds it (`/app/index.cgi`), or its full path without roots.
+fn script_name(policy: &PathPolicy, script: &Path) -> PathBuf {
+    policy
+        .roots()
+        .iter()
+        .find_map(|root| script.strip_prefix(root).ok())
+        .map(|rel| Path::new("/").join(rel))
+        .unwrap_or_else(|| script.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(settings: crate::config::Settings) -> Config {
+        Config::resolve(settings, None).unwrap()
+    }
+
+    #[test]
+    fn targets_are_the_allowed_compiled_once_scripts() {
+        let dir =
+            std::env::temp_dir().join(format!("fcgi-spawn-precompile-{}", std::process::id()));
+        let root = dir.join("www");
+        std::fs::create_dir_all(root.join("app/deep")).unwrap();
+        std::fs::create_dir_all(dir.join("outside")).unwrap();
+        for f in ["a.pl", "b.cgi", "notes.txt", "app/c.pl", "app/deep/d.pl"] {
+            std::fs::write(root.join(f), "1;\n").unwrap();
+        }
+        std::fs::write(dir.join("outside/e.pl"), "1;\n").unwrap();
+        let root = root.canonicalize().unwrap();
+        let dir = dir.canonicalize().unwrap();
+        let cfg = config(crate::config::Settings {
+            root: vec![root.clone()],
+            isolation: Some(Isolation::Registry),
+            isolation_for: vec![format!("{}/app/deep/*=perlrun", root.display())],
+            precompile: vec![
+                format!("{}/**", root.display()),
+                format!("{}/a.pl", root.display()),
+                format!("{}/outside/*.pl", dir.display()),
+            ],
+            ..Default::default()
+        });
+        let policy = PathPolicy::new(cfg.roots.clone(), &cfg.extensions);
+        let got: Vec<PathBuf> = daemon_targets(&cfg, &policy)
+            .into_iter()
+            .map(|t| t.script.strip_prefix(&root).unwrap().to_path_buf())
+            .collect();
+        // notes.txt: no allowed extension; d.pl: perlrun; a.pl once;
+        // e.pl: outside the roots.
+        assert_eq!(
+            got,
+            vec![
+                PathBuf::from("a.pl"),
+                PathBuf::from("app/c.pl"),
+                PathBuf::from("b.cgi")
+            ]
+        );
+        assert_eq!(
+            script_name(&policy, &root.join("app/c.pl")),
+            PathBuf::from("/app/c.pl")
+        );
+        let no_roots = PathPolicy::new(Vec::new(), &cfg.extensions);
+        assert_eq!(
+            script_name(&no_roots, &root.join("a.pl")),
+            root.join("a.pl")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
