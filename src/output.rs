@@ -31,7 +31,7 @@ use nix::unistd::{getpid, Pid};
 use crate::fastcgi::connection::ResponseWriter;
 use crate::fds::{above_std_fds, dup2};
 use crate::listen::Stream;
-use crate::perl::Stage;
+use crate::perl::{Stage, StopReason};
 use crate::pump::{self, Pump};
 
 /// The child of a `fork` isolation request, while it runs: a stop goes to
@@ -118,7 +118,7 @@ impl Active {
             Err(e) => {
                 log::info!("{tag}: client went away ({e}); stopping the script");
                 self.failed = true;
-                stop_script();
+                let _ = stop_script(StopReason::Client);
                 false
             }
         }
@@ -268,10 +268,11 @@ fn log_complete_lines(buf: &mut Vec<u8>, tag: &str) {
 /// Stops the running script: the request's child in `fork` mode gets
 /// SIGTERM (as a CGI server stops a CGI process); a script in this process
 /// is interrupted and the runner's SIGPIPE handler exits it. Only while it
-/// runs: a stop meant for one request never ends the next one.
-pub fn stop_script() {
-    if !Stage::request_stop() {
-        return;
+/// runs: a stop meant for one request never ends the next one. True when
+/// this call stopped it.
+pub fn stop_script(why: StopReason) -> bool {
+    if !Stage::request_stop(why) {
+        return false;
     }
     let child = REQUEST_CHILD.load(Ordering::SeqCst);
     if child != 0 {
@@ -279,6 +280,7 @@ pub fn stop_script() {
     } else {
         let _ = kill(getpid(), Signal::SIGPIPE);
     }
+    true
 }
 
 /// The script ignored its stop: the request's child is killed, or, for a

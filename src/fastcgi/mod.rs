@@ -19,6 +19,7 @@ pub mod client;
 pub mod connection;
 pub mod preamble;
 pub mod record;
+pub mod watch;
 
 // The module's public face. Callers in this crate may equally import
 // through the submodules, so these need not all be used.

@@ -25,18 +25,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollTimeout};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 
 use crate::config::Isolation;
 use crate::fastcgi::connection::{Body, Request, ResponseWriter};
+use crate::fastcgi::watch::peer_closed;
 use crate::fds::{above_std_fds, dup2};
 use crate::listen::Stream;
 use crate::output::Output;
 use crate::path_policy::{PathPolicy, ScriptCheck};
 use crate::perl::{Interpreter, Stage};
-use crate::pump::POLLRDHUP;
 
 pub use steps::{PerlSteps, Restored};
 pub use warm_up::warm_up;
@@ -152,7 +151,7 @@ impl<'p> Runner<'p> {
             return Ok(RequestResult::clean());
         }
 
-        if peer_closed(conn) {
+        if peer_closed(conn.as_fd()).unwrap_or(false) {
             log::info!(
                 "{}: the client went away before the script started; skipped",
                 script.display()
@@ -329,13 +328,6 @@ impl<'p> Runner<'p> {
             }
         }
     }
-}
-
-/// True when the web server already closed the connection (a request
-/// queued while every worker was busy, whose client gave up).
-fn peer_closed(conn: &Stream) -> bool {
-    let mut fds = [PollFd::new(conn.as_fd(), POLLRDHUP)];
-    matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
 pub fn error_page(status: u16, reason: &str) -> Vec<u8> {

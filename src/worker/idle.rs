@@ -409,7 +409,8 @@ impl<'a> Idle<'a> {
                 return Ok(Ready::default());
             }
         }
-        let fired = |p: &PollFd| !p.revents().unwrap_or(PollFlags::empty()).is_empty();
+        // None: a flag nix has no name for, an event too.
+        let fired = |p: &PollFd| p.revents().is_none_or(|r| !r.is_empty());
         Ok(Ready {
             channel: fired(&fds[0]),
             listener: fired(&fds[1]),
