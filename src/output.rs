@@ -28,7 +28,7 @@ use nix::fcntl::{FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{getpid, Pid};
 
-use crate::fastcgi::connection::ResponseWriter;
+use crate::fastcgi::ResponseWriter;
 use crate::fds::{above_std_fds, dup2};
 use crate::listen::Stream;
 use crate::perl::{Stage, StopReason};

@@ -288,11 +288,11 @@ pub fn would_block(error: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fastcgi::connection::Limits;
     use crate::fastcgi::record::{
         encode_begin_request, encode_params, encode_stream_end, RecordType, KEEP_CONN,
         ROLE_RESPONDER,
     };
+    use crate::fastcgi::Limits;
     use nix::sys::epoll::EpollCreateFlags;
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;

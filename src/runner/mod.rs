@@ -29,8 +29,8 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 
 use crate::config::Isolation;
-use crate::fastcgi::connection::{Body, Request, ResponseWriter};
 use crate::fastcgi::watch::peer_closed;
+use crate::fastcgi::{Body, Request, ResponseWriter};
 use crate::fds::{above_std_fds, dup2};
 use crate::listen::Stream;
 use crate::output::Output;

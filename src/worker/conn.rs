@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::MsgFlags;
 
 use crate::dispatch::channel;
-use crate::fastcgi::connection::{ConnectionError, Limits, Request, ServerConnection};
 use crate::fastcgi::preamble::{Preamble, PreambleSettings, Scan};
+use crate::fastcgi::{ConnectionError, Limits, Request, ServerConnection};
 use crate::listen::Stream;
 
 /// Spare readers kept for the next connections.

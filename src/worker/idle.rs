@@ -26,8 +26,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::conn::{Conn, Filled, Readers};
 use crate::dispatch::channel::{Channel, Message};
-use crate::fastcgi::connection::Limits;
 use crate::fastcgi::preamble::{PreambleSettings, Scan};
+use crate::fastcgi::Limits;
 use crate::listen::{Listener, Stream};
 use crate::scoreboard::{Scoreboard, Slot, WorkerState};
 use crate::signals;

@@ -17,7 +17,7 @@ use self::conn::{Conn, Readers};
 use self::idle::{Idle, Leave};
 use crate::config::Config;
 use crate::dispatch::channel::Channel;
-use crate::fastcgi::connection::Limits;
+use crate::fastcgi::Limits;
 use crate::listen::Listener;
 use crate::path_policy::PathPolicy;
 use crate::perl::Interpreter;
