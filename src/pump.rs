@@ -15,16 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
-use nix::sys::time::TimeSpec;
-use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use crate::fastcgi::watch::{ClientEvent, ClientWatch};
-use crate::output::{kill_stubborn_script, stop_script, Shared};
+use crate::output::{Shared, WATCH_AFTER};
 use crate::perl::StopReason;
-
-/// A request still running after this long gets its connection watched.
-const WATCH_AFTER: Duration = Duration::from_millis(50);
+use crate::stop::{kill_stubborn_script, stop_script};
 
 /// How long a timed-out script gets to stop before its worker is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -34,32 +29,11 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// after this ignores it (`$SIG{PIPE}` of its own, a long XS call).
 const GONE_GRACE: Duration = Duration::from_millis(800);
 
-const GATEWAY_TIMEOUT: &[u8] = b"Status: 504 Gateway Timeout\r\nContent-Type: text/html\r\n\r\n\
-<!DOCTYPE html>\n<html><head><title>504 Gateway Timeout</title></head>\
-<body><h1>Gateway Timeout</h1></body></html>\n";
-
-/// The worker's handle on its pump thread.
-pub struct Pump {
-    /// Wakes the thread to look at the shared state again.
-    wake: Arc<EventFd>,
-    /// Fires WATCH_AFTER into each request.
-    watch_timer: Arc<TimerFd>,
-}
-
 /// Starts the thread. Call in a worker only: the master must not have
 /// threads when it forks.
-pub fn start(shared: Arc<Shared>) -> io::Result<Pump> {
-    let wake = Arc::new(EventFd::from_flags(
-        EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
-    )?);
-    let watch_timer = Arc::new(TimerFd::new(
-        ClockId::CLOCK_MONOTONIC,
-        TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
-    )?);
+pub fn start(shared: Arc<Shared>) -> io::Result<()> {
     let thread = PumpThread {
         shared,
-        wake: Arc::clone(&wake),
-        watch_timer: Arc::clone(&watch_timer),
         watch: None,
     };
     std::thread::Builder::new()
@@ -68,34 +42,7 @@ pub fn start(shared: Arc<Shared>) -> io::Result<Pump> {
             block_all_signals();
             thread.run();
         })?;
-    Ok(Pump { wake, watch_timer })
-}
-
-impl Pump {
-    /// Arms the watch timer for the request that just started (re-arming
-    /// replaces the previous request's countdown; a late expiry finds no
-    /// request or a young one and is ignored).
-    pub fn watch_soon(&self) {
-        let _ = self.watch_timer.set(
-            Expiration::OneShot(TimeSpec::from_duration(WATCH_AFTER)),
-            TimerSetTimeFlags::empty(),
-        );
-    }
-
-    /// The request ended: a watch of its connection must go now (the
-    /// thread's duplicate would keep the connection open).
-    pub fn unwatch(&self) {
-        self.kick();
-    }
-
-    /// The std pipes were replaced: poll the new ones.
-    pub fn pipes_changed(&self) {
-        self.kick();
-    }
-
-    fn kick(&self) {
-        let _ = self.wake.write(1);
-    }
+    Ok(())
 }
 
 /// A connection being watched, for one request (generation).
@@ -125,8 +72,6 @@ impl Deadline {
 
 struct PumpThread {
     shared: Arc<Shared>,
-    wake: Arc<EventFd>,
-    watch_timer: Arc<TimerFd>,
     watch: Option<Watch>,
 }
 
@@ -149,7 +94,7 @@ impl PumpThread {
                 }
             };
             if events.wake {
-                let _ = self.wake.read();
+                let _ = self.shared.wake.read();
             }
             if events.stdout || events.stderr {
                 let shared = &*self.shared;
@@ -162,7 +107,7 @@ impl PumpThread {
                 }
             }
             if events.timer {
-                let _ = self.watch_timer.wait();
+                let _ = self.shared.watch_timer.wait();
                 self.start_watch();
             }
             if events.conn {
@@ -180,8 +125,8 @@ impl PumpThread {
         // read goes through the state's own File under the lock.
         let borrow = |fd: i32| unsafe { BorrowedFd::borrow_raw(fd) };
         let mut fds = vec![
-            PollFd::new(self.wake.as_fd(), PollFlags::POLLIN),
-            PollFd::new(self.watch_timer.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.shared.wake.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.shared.watch_timer.as_fd(), PollFlags::POLLIN),
         ];
         let mut slots = [None; 3];
         if let Some(fd) = stdout {
@@ -239,7 +184,7 @@ impl PumpThread {
         }
         // SAFETY: the worker keeps the connection open while the request is
         // active, and we hold the lock it must take to end the request.
-        let conn = unsafe { BorrowedFd::borrow_raw(active.conn_fd()) };
+        let conn = unsafe { BorrowedFd::borrow_raw(active.response.conn_fd()) };
         let Ok(conn) = conn.try_clone_to_owned() else {
             return;
         };
@@ -275,7 +220,7 @@ impl PumpThread {
             }
             ClientEvent::Gone => {
                 if let Some(active) = state.active.as_mut() {
-                    active.failed = true;
+                    active.response.client_gone();
                 }
                 ("client went away", "its client going away")
             }
@@ -345,10 +290,7 @@ impl PumpThread {
                 "{tag}: request timeout after {} s; stopping the script",
                 active.timeout.unwrap_or_default().as_secs()
             );
-            if active.response.bytes_sent() == 0 && !active.failed {
-                let _ = active.response.write_stdout(GATEWAY_TIMEOUT);
-            }
-            active.timed_out = true;
+            active.response.time_out();
         }
         drop(state);
         let _ = stop_script(StopReason::Timeout);

@@ -30,12 +30,13 @@ use nix::unistd::{fork, ForkResult};
 
 use crate::config::Isolation;
 use crate::fastcgi::watch::peer_closed;
-use crate::fastcgi::{Body, Request, ResponseWriter};
+use crate::fastcgi::{Body, Request};
 use crate::fds::{above_std_fds, dup2};
 use crate::listen::Stream;
 use crate::output::Output;
 use crate::path_policy::{PathPolicy, ScriptCheck};
 use crate::perl::{Interpreter, Stage};
+use crate::response;
 
 pub use steps::{PerlSteps, Restored};
 pub use warm_up::warm_up;
@@ -87,12 +88,14 @@ impl<'p> Runner<'p> {
         // Kept above the std descriptors, which the runner dup2()s over.
         let dev_null = above_std_fds(opened.into())?;
         perl.capture_output(crate::output::send_flushed_output);
+        let output = Output::start()?;
+        crate::pump::start(output.shared())?;
         Ok(Runner {
             steps: PerlSteps::new(perl),
             policy,
             stderr_to_client,
             dev_null,
-            output: Output::start()?,
+            output,
             request_timeout,
             isolation,
             isolation_for,
@@ -133,12 +136,12 @@ impl<'p> Runner<'p> {
                     "404: {} not found",
                     String::from_utf8_lossy(&script_filename)
                 );
-                simple_response(conn, req.id, 404, "Not Found")?;
+                response::answer(conn, req.id, 404, "Not Found")?;
                 return Ok(RequestResult::clean());
             }
             ScriptCheck::Forbidden(why) => {
                 log::warn!("403: {why}");
-                simple_response(conn, req.id, 403, "Forbidden")?;
+                response::answer(conn, req.id, 403, "Forbidden")?;
                 return Ok(RequestResult::clean());
             }
         };
@@ -147,7 +150,7 @@ impl<'p> Runner<'p> {
                 "413: request body for {} is larger than --max-body",
                 script.display()
             );
-            simple_response(conn, req.id, 413, "Request Entity Too Large")?;
+            response::answer(conn, req.id, 413, "Request Entity Too Large")?;
             return Ok(RequestResult::clean());
         }
 
@@ -282,7 +285,7 @@ impl<'p> Runner<'p> {
                 perl.exit_process(status)
             }
             Ok(ForkResult::Parent { child }) => {
-                crate::output::set_request_child(Some(child));
+                crate::stop::set_request_child(Some(child));
                 let status = loop {
                     match waitpid(child, None) {
                         Ok(WaitStatus::Exited(_, code)) => break code,
@@ -297,7 +300,7 @@ impl<'p> Runner<'p> {
                         }
                     }
                 };
-                crate::output::set_request_child(None);
+                crate::stop::set_request_child(None);
                 status
             }
             Err(e) => {
@@ -328,25 +331,4 @@ impl<'p> Runner<'p> {
             }
         }
     }
-}
-
-pub fn error_page(status: u16, reason: &str) -> Vec<u8> {
-    format!(
-        "Status: {status} {reason}\r\nContent-Type: text/html; charset=ISO-8859-1\r\n\r\n\
-         <!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\
-         <body><h1>{reason}</h1></body></html>\n"
-    )
-    .into_bytes()
-}
-
-/// A complete response the daemon answers itself (404, 403, 413…).
-pub fn simple_response(
-    conn: &mut Stream,
-    request_id: u16,
-    status: u16,
-    reason: &str,
-) -> io::Result<()> {
-    let mut response = ResponseWriter::new(&mut *conn, request_id);
-    response.write_stdout(&error_page(status, reason))?;
-    response.finish(0, 0)
 }
