@@ -19,7 +19,7 @@ use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use nix::sys::socket::MsgFlags;
 
 use super::channel::Conn;
-use crate::fastcgi::preamble::{Preamble, PreambleSettings, Scan};
+use crate::fastcgi::preamble::{Filled, Preamble, PreambleSettings, Scan};
 
 /// Epoll tokens of connections start here (below: the pool's own).
 pub const CONN_TOKEN_BASE: u64 = 1 << 32;
@@ -221,31 +221,28 @@ impl Dispatcher {
     fn read(&mut self, index: usize) -> Outcome {
         let entry = self.entries[index].as_mut().expect("present");
         loop {
-            match nix::sys::socket::recv(
-                entry.fd.as_raw_fd(),
-                &mut self.scratch,
-                MsgFlags::MSG_DONTWAIT,
-            ) {
-                Ok(0) => {
+            match entry
+                .preamble
+                .read_from(entry.fd.as_fd(), &mut self.scratch)
+            {
+                Ok(Filled::Eof) => {
                     return Outcome::Closed((!entry.preamble.is_empty()).then(|| {
                         "the web server closed a connection in the middle of a request".to_string()
                     }))
                 }
-                Ok(n) => {
+                Ok(Filled::Data { started, more }) => {
                     // From idle to partial: the timeout now counts how long
                     // the request takes to arrive.
-                    if entry.preamble.is_empty() {
+                    if started {
                         entry.deadline = Instant::now() + self.idle_timeout;
                         self.deadlines
                             .push(Reverse((entry.deadline, index, entry.generation)));
                     }
-                    entry.preamble.push(&self.scratch[..n]);
-                    if n < self.scratch.len() {
+                    if !more {
                         break;
                     }
                 }
-                Err(nix::errno::Errno::EAGAIN) => break,
-                Err(nix::errno::Errno::EINTR) => {}
+                Ok(Filled::Nothing) => break,
                 Err(e) => return Outcome::Closed(Some(format!("closing a connection: {e}"))),
             }
         }

@@ -18,7 +18,14 @@
 //! and dropped from the buffer, exactly as `ServerConnection` would answer
 //! it: management records (`FCGI_GET_VALUES`), roles we do not serve, a
 //! second request on a busy connection, `FCGI_ABORT_REQUEST` of a request
-//! not handed over yet. A pure state machine: bytes in, answers out, no I/O.
+//! not handed over yet. A state machine: bytes in, answers out; its one
+//! piece of I/O, [`Preamble::read_from`], is the non-blocking read that
+//! feeds it, so that connections are read only in this protocol layer.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use nix::sys::socket::{recv, MsgFlags};
 
 use super::record::{
     encode_end_request, parse_name_values, BeginRequest, Header, ProtocolError, RecordType,
@@ -31,6 +38,18 @@ use super::Limits;
 /// Body bytes that make a request ready even before its `FCGI_STDIN`
 /// stream ended.
 pub const HANDOFF_BODY: usize = 64 * 1024;
+
+/// What one read of a connection brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filled {
+    /// The peer closed the connection.
+    Eof,
+    /// Bytes; `started`: the first of a request (the preamble was empty);
+    /// `more`: the read filled the buffer, more may wait.
+    Data { started: bool, more: bool },
+    /// Nothing waiting.
+    Nothing,
+}
 
 /// What the bytes so far amount to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +133,27 @@ impl Preamble {
     /// Appends bytes read from the connection; call [`Self::scan`] next.
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
+    }
+
+    /// One non-blocking read of `conn` (at most `scratch.len()` bytes)
+    /// appended; call [`Self::scan`] next.
+    pub fn read_from(&mut self, conn: BorrowedFd<'_>, scratch: &mut [u8]) -> io::Result<Filled> {
+        loop {
+            return match recv(conn.as_raw_fd(), scratch, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) => Ok(Filled::Eof),
+                Ok(n) => {
+                    let started = self.is_empty();
+                    self.push(&scratch[..n]);
+                    Ok(Filled::Data {
+                        started,
+                        more: n == scratch.len(),
+                    })
+                }
+                Err(nix::errno::Errno::EAGAIN) => Ok(Filled::Nothing),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => Err(e.into()),
+            };
+        }
     }
 
     /// No byte of a next request has arrived: the connection is idle.

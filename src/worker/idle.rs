@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-use super::conn::{Conn, Filled, Readers};
+use super::conn::{Conn, Readers};
 use crate::dispatch::channel::{Channel, Message};
+use crate::fastcgi::preamble::Filled;
 use crate::fastcgi::preamble::{PreambleSettings, Scan};
 use crate::fastcgi::Limits;
 use crate::listen::{Listener, Stream};
@@ -337,7 +338,7 @@ impl<'a> Idle<'a> {
     fn check(&mut self, index: usize) -> Check {
         let conn = &mut self.held[index];
         match conn.fill(&mut self.scratch) {
-            Ok(Filled::Data) => {}
+            Ok(Filled::Data { .. }) => {}
             Ok(Filled::Nothing) => return Check::Waiting,
             Ok(Filled::Eof) => {
                 if !conn.is_idle() {
