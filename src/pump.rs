@@ -207,11 +207,14 @@ impl PumpThread {
         let Some(client) = watch.client.as_mut() else {
             return;
         };
-        let event = client.on_readable();
+        // Read under the lock, and only for the watched request: once it
+        // ended, what arrives is the next request on a kept connection,
+        // which the worker reads (the watch goes at the next wake-up).
         let mut state = self.shared.lock();
         if state.generation != watch.generation {
             return;
         }
+        let event = client.on_readable();
         let (why, stop_why) = match event {
             ClientEvent::Quiet => return,
             ClientEvent::Unexpected(n) => {
