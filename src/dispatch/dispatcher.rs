@@ -80,25 +80,7 @@ impl Dispatcher {
     /// Takes a connection handed over by a worker.
     pub fn adopt(&mut self, epoll: &Epoll, conn: Conn) {
         let deadline = Instant::now() + self.idle_timeout.saturating_sub(conn.idle);
-        self.next_generation = self.next_generation.wrapping_add(1);
-        let entry = Entry {
-            fd: conn.fd,
-            tcp: conn.tcp,
-            preamble: Preamble::with_bytes(conn.input),
-            generation: self.next_generation,
-            deadline,
-            ready: false,
-        };
-        let index = match self.free.pop() {
-            Some(i) => {
-                self.entries[i] = Some(entry);
-                i
-            }
-            None => {
-                self.entries.push(Some(entry));
-                self.entries.len() - 1
-            }
-        };
+        let index = self.insert(conn, deadline, false);
         match self.scan(index) {
             Outcome::Ready => self.make_ready(index),
             Outcome::Closed(why) => self.remove(epoll, index, why, false),
@@ -147,6 +129,36 @@ impl Dispatcher {
             input: entry.preamble.take(),
             idle: Duration::ZERO,
         })
+    }
+
+    /// Puts back, first in line, a connection [`Self::pop_ready`] gave out
+    /// that could not be passed on.
+    pub fn unpop(&mut self, conn: Conn) {
+        let index = self.insert(conn, Instant::now(), true);
+        self.ready.push_front(index);
+    }
+
+    /// Stores `conn` in a free place, a new generation; its index.
+    fn insert(&mut self, conn: Conn, deadline: Instant, ready: bool) -> usize {
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let entry = Entry {
+            fd: conn.fd,
+            tcp: conn.tcp,
+            preamble: Preamble::with_bytes(conn.input),
+            generation: self.next_generation,
+            deadline,
+            ready,
+        };
+        match self.free.pop() {
+            Some(i) => {
+                self.entries[i] = Some(entry);
+                i
+            }
+            None => {
+                self.entries.push(Some(entry));
+                self.entries.len() - 1
+            }
+        }
     }
 
     /// Closes connections idle or partial past their deadline; returns the
