@@ -146,7 +146,9 @@ impl ReadyQueue {
         self.rx.as_fd()
     }
 
-    /// In a worker: the master's end is not ours to keep.
+    /// In a worker: the master's end is not ours to keep. Closed by number,
+    /// as the master's epoll and signalfd are: the owner is never dropped
+    /// there (a worker leaves with `_exit`).
     pub fn close_tx_in_worker(&self) {
         let _ = nix::unistd::close(self.tx.as_raw_fd());
     }
