@@ -4,9 +4,13 @@
 //! Layout: `fastcgi/` is the protocol (pure codec, connection, request
 //! preamble, client); `listen` the socket; `master` the start-up, `pool` the
 //! worker pool and its event loop, `dispatch/` how requests reach workers,
-//! `scoreboard` the state they share, `worker/` a worker's life, `runner` one request (with `perl/FCGI/Spawn/Runner.pm`, its Perl
-//! half); `perl/` the embedded interpreter behind one safe type; `config` the
-//! settings; `cli/` the subcommands.
+//! `scoreboard` the state they share, `worker/` a worker's life, `runner`
+//! one request (with `perl/FCGI/Spawn/Runner.pm`, its Perl half), `output`
+//! the script's std pipes, `pump` the thread that drains them and watches
+//! the client, `response` the only writer of a request's response, `stop`
+//! how a running script is stopped; `perl/` the embedded interpreter behind
+//! one safe type; `config` the settings; `cli/` the subcommands. Arrows
+//! point one way: runner → pump → output → response → stop.
 
 mod cli;
 mod config;
@@ -21,9 +25,11 @@ mod path_policy;
 mod perl;
 mod pool;
 mod pump;
+mod response;
 mod runner;
 mod scoreboard;
 mod signals;
+mod stop;
 mod worker;
 
 fn main() {

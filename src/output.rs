@@ -17,112 +17,30 @@
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, OFlag};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::{getpid, Pid};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-use crate::fastcgi::connection::ResponseWriter;
 use crate::fds::{above_std_fds, dup2};
 use crate::listen::Stream;
-use crate::perl::Stage;
-use crate::pump::{self, Pump};
-
-/// The child of a `fork` isolation request, while it runs: a stop goes to
-/// it instead of to this process. 0: none.
-static REQUEST_CHILD: AtomicI32 = AtomicI32::new(0);
-
-pub fn set_request_child(child: Option<Pid>) {
-    REQUEST_CHILD.store(child.map_or(0, Pid::as_raw), Ordering::SeqCst);
-}
+use crate::response::{Finished, Response};
 
 /// The worker's output state, for the STDOUT layer's sink (a plain function
 /// pointer handed to C, so it cannot carry it).
 static SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
 
-/// A connection's descriptor, written without owning it: the worker owns
-/// the connection and ends the request under the lock before closing it.
-pub struct ConnFd(RawFd);
-
-impl Write for ConnFd {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is valid for its length; the descriptor stays open
-        // while a request is active (see ConnFd).
-        let n = unsafe { libc::write(self.0, buf.as_ptr().cast(), buf.len()) };
-        io_result(n)
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let count = bufs.len().min(1024) as libc::c_int;
-        // SAFETY: IoSlice is ABI-compatible with struct iovec; each slice is
-        // valid for its length.
-        let n = unsafe { libc::writev(self.0, bufs.as_ptr().cast(), count) };
-        io_result(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn io_result(n: isize) -> io::Result<usize> {
-    if n >= 0 {
-        return Ok(n as usize);
-    }
-    let e = io::Error::last_os_error();
-    if e.kind() == io::ErrorKind::Interrupted && Stage::now() == Stage::Stopping {
-        return Err(io::Error::new(
-            io::ErrorKind::BrokenPipe,
-            "the script is being stopped",
-        ));
-    }
-    Err(e)
-}
-
 /// The request being answered.
 pub struct Active {
-    pub response: ResponseWriter<ConnFd>,
-    pub stderr_to_client: bool,
-    /// The connection failed: nothing more can be sent.
-    pub failed: bool,
-    /// `--request-timeout` struck: what the script still writes is dropped.
-    pub timed_out: bool,
+    pub response: Response,
     pub started: Instant,
     pub timeout: Option<Duration>,
-}
-
-impl Active {
-    fn can_send(&self) -> bool {
-        !self.failed && !self.timed_out && !self.response.is_finished()
-    }
-
-    /// The connection's descriptor (owned by the worker).
-    pub fn conn_fd(&self) -> RawFd {
-        self.response.get_ref().0
-    }
-
-    /// Sends `data` on FCGI_STDOUT unless the response can take no more;
-    /// a failed write marks the connection failed and stops the script.
-    fn send_stdout(&mut self, data: &[u8], tag: &str) -> bool {
-        if !self.can_send() {
-            return false;
-        }
-        match self.response.write_stdout(data) {
-            Ok(()) => true,
-            Err(e) => {
-                log::info!("{tag}: client went away ({e}); stopping the script");
-                self.failed = true;
-                stop_script();
-                false
-            }
-        }
-    }
 }
 
 pub struct State {
@@ -145,9 +63,32 @@ pub struct Shared {
     pub state: Mutex<State>,
     /// Signalled when a pipe reaches EOF.
     pub pipe_closed: Condvar,
+    /// Wakes the pump thread to look at the state again.
+    pub wake: EventFd,
+    /// Fires WATCH_AFTER into each request: the pump then watches it.
+    pub watch_timer: TimerFd,
 }
 
+/// A request still running after this long gets its connection watched.
+pub const WATCH_AFTER: Duration = Duration::from_millis(50);
+
 impl Shared {
+    /// Arms the watch timer for the request that just started (re-arming
+    /// replaces the previous request's countdown; a late expiry finds no
+    /// request or a young one and is ignored).
+    fn watch_soon(&self) {
+        let _ = self.watch_timer.set(
+            Expiration::OneShot(TimeSpec::from_duration(WATCH_AFTER)),
+            TimerSetTimeFlags::empty(),
+        );
+    }
+
+    /// Makes the pump look again: a watched request ended (its duplicate of
+    /// the connection must go), or the std pipes were replaced.
+    fn kick(&self) {
+        let _ = self.wake.write(1);
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the worker unable to answer;
         // the state itself is still consistent enough to finish with.
@@ -188,7 +129,7 @@ impl State {
     fn send_stdout_chunk(&mut self, n: usize) {
         match self.active.as_mut() {
             Some(active) => {
-                active.send_stdout(&self.buf[..n], &self.tag);
+                active.response.send_stdout(&self.buf[..n], &self.tag);
             }
             None => log::warn!(
                 "[worker {}] {n} bytes written to stdout between requests dropped",
@@ -203,9 +144,7 @@ impl State {
             match read_pipe(&mut self.stderr, &mut self.buf) {
                 PipeRead::Data(n) => {
                     if let Some(active) = self.active.as_mut() {
-                        if active.stderr_to_client && active.can_send() {
-                            let _ = active.response.write_stderr(&self.buf[..n]);
-                        }
+                        active.response.send_stderr(&self.buf[..n]);
                     }
                     self.partial_line.extend_from_slice(&self.buf[..n]);
                     log_complete_lines(&mut self.partial_line, &self.tag);
@@ -265,36 +204,6 @@ fn log_complete_lines(buf: &mut Vec<u8>, tag: &str) {
     buf.drain(..start);
 }
 
-/// Stops the running script: the request's child in `fork` mode gets
-/// SIGTERM (as a CGI server stops a CGI process); a script in this process
-/// is interrupted and the runner's SIGPIPE handler exits it. Only while it
-/// runs: a stop meant for one request never ends the next one.
-pub fn stop_script() {
-    if !Stage::request_stop() {
-        return;
-    }
-    let child = REQUEST_CHILD.load(Ordering::SeqCst);
-    if child != 0 {
-        let _ = kill(Pid::from_raw(child), Signal::SIGTERM);
-    } else {
-        let _ = kill(getpid(), Signal::SIGPIPE);
-    }
-}
-
-/// The script ignored its stop: the request's child is killed, or, for a
-/// script in this process, the worker itself (the master replaces it).
-/// `log` is told which first (a worker that kills itself says it before).
-pub fn kill_stubborn_script(log: impl FnOnce(&str)) {
-    let child = REQUEST_CHILD.load(Ordering::SeqCst);
-    let (target, what) = if child != 0 {
-        (Pid::from_raw(child), "killing the request's process")
-    } else {
-        (getpid(), "replacing this worker")
-    };
-    log(what);
-    let _ = kill(target, Signal::SIGKILL);
-}
-
 /// The sink of the STDOUT layer: sends what the script flushed, after what
 /// was written to fd 1 before it. False when it cannot be sent.
 pub fn send_flushed_output(data: &[u8]) -> bool {
@@ -305,7 +214,7 @@ pub fn send_flushed_output(data: &[u8]) -> bool {
     guard.drain_stdout(shared);
     let state = &mut *guard;
     match state.active.as_mut() {
-        Some(active) => active.send_stdout(data, &state.tag),
+        Some(active) => active.response.send_stdout(data, &state.tag),
         None => false,
     }
 }
@@ -316,29 +225,19 @@ struct StdPipes {
     stderr: OwnedFd,
 }
 
-/// One worker's output channel: the std pipes, the shared state and the
-/// pump thread.
+/// One worker's output channel: the std pipes and the state the pump
+/// thread (`pump.rs`, started by the runner) shares.
 pub struct Output {
     shared: Arc<Shared>,
     /// Replaced after a request that forked.
     pipes: RefCell<StdPipes>,
-    pump: Pump,
     /// The lowest free descriptor number when the request began: if it
     /// moved, the script may have left a descriptor open.
     free_fd_at_begin: Cell<RawFd>,
 }
 
-/// How the response ended.
-pub struct Finished {
-    /// Nothing at all was sent: the client got a 500 page.
-    pub empty: bool,
-    /// The connection failed; it cannot be used again.
-    pub client_gone: bool,
-}
-
 impl Output {
-    /// Makes the pipes and starts the pump. In a worker only: the master
-    /// must have no threads when it forks.
+    /// Makes the pipes and the pump's wake-ups.
     pub fn start() -> io::Result<Output> {
         let (pipes, stdout, stderr) = make_pipes()?;
         let shared = Arc::new(Shared {
@@ -353,19 +252,27 @@ impl Output {
                 buf: vec![0u8; 65536].into_boxed_slice(),
             }),
             pipe_closed: Condvar::new(),
+            wake: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
+            watch_timer: TimerFd::new(
+                ClockId::CLOCK_MONOTONIC,
+                TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
+            )?,
         });
         if SHARED.set(Arc::clone(&shared)).is_err() {
             return Err(io::Error::other(
                 "the worker's output channel exists already",
             ));
         }
-        let pump = pump::start(Arc::clone(&shared))?;
         Ok(Output {
             shared,
             pipes: RefCell::new(pipes),
-            pump,
             free_fd_at_begin: Cell::new(-1),
         })
+    }
+
+    /// The state the pump thread works on.
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// Points fds 1 and 2 at the pipes (Perl closes fd 1 with STDOUT after
@@ -392,15 +299,12 @@ impl Output {
             state.tag.clear();
             state.tag.push_str(&script.to_string_lossy());
             state.active = Some(Active {
-                response: ResponseWriter::new(ConnFd(conn_fd), request_id),
-                stderr_to_client,
-                failed: false,
-                timed_out: false,
+                response: Response::new(conn_fd, request_id, stderr_to_client),
                 started: Instant::now(),
                 timeout,
             });
         }
-        self.pump.watch_soon();
+        self.shared.watch_soon();
     }
 
     /// The script is done: sends `pending` (what it printed and did not
@@ -422,35 +326,18 @@ impl Output {
         state.drain_stdout(shared);
         state.drain_stderr(shared);
         state.log_partial_line();
-        let Some(mut active) = state.active.take() else {
+        let Some(active) = state.active.take() else {
             return Err(io::Error::other("no request to finish"));
         };
         state.generation += 1;
         let watched = std::mem::take(&mut state.watched);
         let pending = if forked { &[][..] } else { pending };
-        let empty = active.response.bytes_sent() == 0 && pending.is_empty();
-        let mut client_gone = active.failed;
-        if !active.failed {
-            let body = if empty {
-                crate::runner::error_page(500, "Internal Server Error")
-            } else {
-                Vec::new()
-            };
-            let data = if empty { &body[..] } else { pending };
-            let data = if active.timed_out { &[][..] } else { data };
-            if let Err(e) = active.response.finish_with(data, exit_status as u32, 0) {
-                log::info!(
-                    "{}: client went away while the response was sent: {e}",
-                    state.tag
-                );
-                client_gone = true;
-            }
-        }
+        let finished = active.response.finish(pending, exit_status, &state.tag);
         drop(state);
         if watched {
-            self.pump.unwatch();
+            self.shared.kick();
         }
-        Ok(Finished { empty, client_gone })
+        Ok(finished)
     }
 
     /// The lowest descriptor number ≥ 3 that is free (-1 if unknown).
@@ -539,7 +426,7 @@ impl Output {
         if !pending.is_empty() {
             let state = &mut *state;
             if let Some(active) = state.active.as_mut() {
-                active.send_stdout(pending, &state.tag);
+                active.response.send_stdout(pending, &state.tag);
             }
         }
         loop {
@@ -556,7 +443,7 @@ impl Output {
         state.stdout = Some(stdout);
         state.stderr = Some(stderr);
         drop(state);
-        self.pump.pipes_changed();
+        self.shared.kick();
         self.install_std_fds()
     }
 }

@@ -27,8 +27,9 @@ use nix::unistd::{fork, ForkResult, Pid};
 use crate::config::Config;
 use crate::dispatch::channel::{Channel, Message};
 use crate::dispatch::dispatcher::{Dispatcher, CONN_TOKEN_BASE};
-use crate::fastcgi::connection::Limits;
+use crate::dispatch::ready::ReadyQueue;
 use crate::fastcgi::preamble::PreambleSettings;
+use crate::fastcgi::Limits;
 use crate::listen::Listener;
 use crate::perl::Interpreter;
 use crate::scoreboard::{Scoreboard, WorkerState, SLOTS};
@@ -43,6 +44,8 @@ pub struct Pool<'a> {
     listener: &'a Listener,
     cfg: &'a Config,
     board: Scoreboard,
+    /// Ready requests, for whichever worker is free first.
+    ready: ReadyQueue,
     epoll: Epoll,
     signals: SignalFd,
     dispatcher: Dispatcher,
@@ -90,6 +93,7 @@ impl<'a> Pool<'a> {
             listener,
             cfg,
             board: Scoreboard::new().context("cannot map the scoreboard")?,
+            ready: ReadyQueue::new().context("cannot create the ready queue")?,
             epoll,
             signals,
             dispatcher: Dispatcher::new(
@@ -204,10 +208,12 @@ impl<'a> Pool<'a> {
                 let _ = signals::unblock(&signals::master_set());
                 drop(ours);
                 self.close_in_child();
+                self.ready.close_tx_in_worker();
                 let link = worker::Link {
                     board: &self.board,
                     slot,
                     channel: theirs,
+                    ready: &self.ready,
                 };
                 let code = match worker::run(self.perl, self.listener, self.cfg, Some(link)) {
                     Ok(()) => 0,
@@ -286,6 +292,11 @@ impl<'a> Pool<'a> {
         self.stopping = Some(Instant::now() + grace);
         self.dispatcher.close_all(&self.epoll);
         self.board.set_queued(0);
+        // Requests queued for the workers are not served any more.
+        let mut buf = ReadyQueue::buffer();
+        while let Ok(Some(conn)) = self.ready.pop(&mut buf) {
+            drop(conn);
+        }
         let slots: Vec<usize> = self.pids.values().copied().collect();
         for slot in slots {
             if grace.is_zero() {
@@ -429,11 +440,19 @@ impl<'a> Pool<'a> {
         }
     }
 
-    /// Ready requests go to idle workers, oldest first. The queue length
-    /// is published before looking for idle workers (see `scoreboard`).
+    /// Ready requests go to the kernel's ready queue, oldest first, for
+    /// whichever worker is free first; what does not fit there goes to idle
+    /// workers directly. The length of what is left is published before
+    /// looking for idle workers (see `scoreboard`).
     fn dispatch(&mut self) {
         if self.stopping.is_some() {
             return;
+        }
+        while let Some(conn) = self.dispatcher.pop_ready() {
+            if let Err(conn) = self.ready.push(conn) {
+                self.dispatcher.unpop(conn);
+                break;
+            }
         }
         if self.dispatcher.ready_len() == 0 {
             // A stale count would make every idle worker ask for nothing.

@@ -10,52 +10,30 @@
 //! and TERM/CHLD reach the main thread, which runs Perl.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
-use nix::sys::time::TimeSpec;
-use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-use crate::output::{kill_stubborn_script, stop_script, Shared};
-
-/// Peer closed its end (Linux); nix has no name for it.
-pub const POLLRDHUP: PollFlags = PollFlags::from_bits_retain(libc::POLLRDHUP);
-
-/// A request still running after this long gets its connection watched.
-const WATCH_AFTER: Duration = Duration::from_millis(50);
+use crate::fastcgi::watch::{ClientEvent, ClientWatch};
+use crate::output::{Shared, WATCH_AFTER};
+use crate::perl::StopReason;
+use crate::stop::{kill_stubborn_script, stop_script};
 
 /// How long a timed-out script gets to stop before its worker is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-const GATEWAY_TIMEOUT: &[u8] = b"Status: 504 Gateway Timeout\r\nContent-Type: text/html\r\n\r\n\
-<!DOCTYPE html>\n<html><head><title>504 Gateway Timeout</title></head>\
-<body><h1>Gateway Timeout</h1></body></html>\n";
-
-/// The worker's handle on its pump thread.
-pub struct Pump {
-    /// Wakes the thread to look at the shared state again.
-    wake: Arc<EventFd>,
-    /// Fires WATCH_AFTER into each request.
-    watch_timer: Arc<TimerFd>,
-}
+/// How long a script whose client left or aborted gets to stop: the stop
+/// reaches a script in Perl at its next op, so one that is still running
+/// after this ignores it (`$SIG{PIPE}` of its own, a long XS call).
+const GONE_GRACE: Duration = Duration::from_millis(800);
 
 /// Starts the thread. Call in a worker only: the master must not have
 /// threads when it forks.
-pub fn start(shared: Arc<Shared>) -> io::Result<Pump> {
-    let wake = Arc::new(EventFd::from_flags(
-        EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
-    )?);
-    let watch_timer = Arc::new(TimerFd::new(
-        ClockId::CLOCK_MONOTONIC,
-        TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
-    )?);
+pub fn start(shared: Arc<Shared>) -> io::Result<()> {
     let thread = PumpThread {
         shared,
-        wake: Arc::clone(&wake),
-        watch_timer: Arc::clone(&watch_timer),
         watch: None,
     };
     std::thread::Builder::new()
@@ -64,49 +42,36 @@ pub fn start(shared: Arc<Shared>) -> io::Result<Pump> {
             block_all_signals();
             thread.run();
         })?;
-    Ok(Pump { wake, watch_timer })
-}
-
-impl Pump {
-    /// Arms the watch timer for the request that just started (re-arming
-    /// replaces the previous request's countdown; a late expiry finds no
-    /// request or a young one and is ignored).
-    pub fn watch_soon(&self) {
-        let _ = self.watch_timer.set(
-            Expiration::OneShot(TimeSpec::from_duration(WATCH_AFTER)),
-            TimerSetTimeFlags::empty(),
-        );
-    }
-
-    /// The request ended: a watch of its connection must go now (the
-    /// thread's duplicate would keep the connection open).
-    pub fn unwatch(&self) {
-        self.kick();
-    }
-
-    /// The std pipes were replaced: poll the new ones.
-    pub fn pipes_changed(&self) {
-        self.kick();
-    }
-
-    fn kick(&self) {
-        let _ = self.wake.write(1);
-    }
+    Ok(())
 }
 
 /// A connection being watched, for one request (generation).
 struct Watch {
-    /// None once the client went away or aborted (the deadline still runs).
-    conn: Option<OwnedFd>,
+    /// None once the client went away or aborted: a hung-up socket stays
+    /// readable, so polling it on would spin.
+    client: Option<ClientWatch>,
     generation: u64,
-    deadline: Option<Instant>,
-    stopping_since: Option<Instant>,
+    deadline: Option<Deadline>,
+}
+
+/// What happens at the watch's deadline.
+enum Deadline {
+    /// `--request-timeout`.
+    Timeout(Instant),
+    /// The script was told to stop (the reason, when) and has until then.
+    Stop(Instant, &'static str, Instant),
+}
+
+impl Deadline {
+    fn at(&self) -> Instant {
+        match *self {
+            Deadline::Timeout(at) | Deadline::Stop(at, ..) => at,
+        }
+    }
 }
 
 struct PumpThread {
     shared: Arc<Shared>,
-    wake: Arc<EventFd>,
-    watch_timer: Arc<TimerFd>,
     watch: Option<Watch>,
 }
 
@@ -129,7 +94,7 @@ impl PumpThread {
                 }
             };
             if events.wake {
-                let _ = self.wake.read();
+                let _ = self.shared.wake.read();
             }
             if events.stdout || events.stderr {
                 let shared = &*self.shared;
@@ -142,7 +107,7 @@ impl PumpThread {
                 }
             }
             if events.timer {
-                let _ = self.watch_timer.wait();
+                let _ = self.shared.watch_timer.wait();
                 self.start_watch();
             }
             if events.conn {
@@ -160,8 +125,8 @@ impl PumpThread {
         // read goes through the state's own File under the lock.
         let borrow = |fd: i32| unsafe { BorrowedFd::borrow_raw(fd) };
         let mut fds = vec![
-            PollFd::new(self.wake.as_fd(), PollFlags::POLLIN),
-            PollFd::new(self.watch_timer.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.shared.wake.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.shared.watch_timer.as_fd(), PollFlags::POLLIN),
         ];
         let mut slots = [None; 3];
         if let Some(fd) = stdout {
@@ -172,24 +137,27 @@ impl PumpThread {
             slots[1] = Some(fds.len());
             fds.push(PollFd::new(borrow(fd), PollFlags::POLLIN));
         }
-        if let Some(conn) = self.watch.as_ref().and_then(|w| w.conn.as_ref()) {
+        if let Some(client) = self.watch.as_ref().and_then(|w| w.client.as_ref()) {
             slots[2] = Some(fds.len());
-            fds.push(PollFd::new(conn.as_fd(), PollFlags::POLLIN | POLLRDHUP));
+            fds.push(PollFd::new(client.fd(), ClientWatch::POLL));
         }
-        let timeout = match self.watch.as_ref().and_then(|w| w.deadline) {
+        let timeout = match self.watch.as_ref().and_then(|w| w.deadline.as_ref()) {
             None => PollTimeout::NONE,
             Some(d) => {
-                let ms = d.saturating_duration_since(Instant::now()).as_millis();
-                PollTimeout::from(ms.min(60_000) as u16)
+                // Rounded up: a poll that ends just before the deadline
+                // would come straight back with 0 ms.
+                let left = d.at().saturating_duration_since(Instant::now());
+                PollTimeout::from((left.as_millis() + 1).min(60_000) as u16)
             }
         };
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e),
         }
-        let fired = |i: Option<usize>| {
-            i.is_some_and(|i| !fds[i].revents().unwrap_or(PollFlags::empty()).is_empty())
-        };
+        // revents() is None when the kernel set a flag nix has no name for:
+        // that is an event too.
+        let fired =
+            |i: Option<usize>| i.is_some_and(|i| fds[i].revents().is_none_or(|r| !r.is_empty()));
         Ok(Events {
             wake: fired(Some(0)),
             timer: fired(Some(1)),
@@ -216,79 +184,94 @@ impl PumpThread {
         }
         // SAFETY: the worker keeps the connection open while the request is
         // active, and we hold the lock it must take to end the request.
-        let conn = unsafe { BorrowedFd::borrow_raw(active.conn_fd()) };
+        let conn = unsafe { BorrowedFd::borrow_raw(active.response.conn_fd()) };
         let Ok(conn) = conn.try_clone_to_owned() else {
             return;
         };
         self.watch = Some(Watch {
-            conn: Some(conn),
+            client: Some(ClientWatch::new(conn, active.response.request_id())),
             generation: state.generation,
-            deadline: active.timeout.map(|t| active.started + t),
-            stopping_since: None,
+            deadline: active
+                .timeout
+                .map(|t| Deadline::Timeout(active.started + t)),
         });
         state.watched = true;
     }
 
-    /// What the web server sent while the script runs: only
-    /// FCGI_ABORT_REQUEST is meaningful (no multiplexing); EOF or an error
-    /// means it went away.
+    /// What the web server sent while the script runs (see
+    /// `fastcgi::watch`): an abort or its going away stops the script.
     fn client_event(&mut self) {
         let Some(watch) = self.watch.as_mut() else {
             return;
         };
+        let Some(client) = watch.client.as_mut() else {
+            return;
+        };
+        // Read under the lock, and only for the watched request: once it
+        // ended, what arrives is the next request on a kept connection,
+        // which the worker reads (the watch goes at the next wake-up).
         let mut state = self.shared.lock();
         if state.generation != watch.generation {
             return;
         }
-        let (Some(active), Some(conn)) = (state.active.as_mut(), watch.conn.as_ref()) else {
-            return;
-        };
-        let mut buf = [0u8; 512];
-        // SAFETY: reads into a local buffer from the descriptor this watch
-        // owns.
-        let n = unsafe { libc::read(conn.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        let why = match usize::try_from(n) {
-            Ok(0) | Err(_) => {
-                active.failed = true;
-                "client went away"
+        let event = client.on_readable();
+        let (why, stop_why) = match event {
+            ClientEvent::Quiet => return,
+            ClientEvent::Unexpected(n) => {
+                log::warn!("ignoring {n} unexpected bytes from the web server while a script runs");
+                return;
             }
-            Ok(n) => {
-                if is_abort(&buf[..n], active.response.request_id()) {
-                    "FCGI_ABORT_REQUEST received"
-                } else {
-                    log::warn!(
-                        "ignoring {n} unexpected bytes from the web server while a script runs"
-                    );
-                    return;
+            ClientEvent::Gone => {
+                if let Some(active) = state.active.as_mut() {
+                    active.response.client_gone();
                 }
+                ("client went away", "its client going away")
             }
+            ClientEvent::Aborted => ("FCGI_ABORT_REQUEST received", "FCGI_ABORT_REQUEST"),
         };
         let tag = state.tag().to_string();
         drop(state);
-        log::info!("{tag}: {why}; stopping the script");
-        // Nothing more to learn from the connection; the timeout still runs.
-        watch.conn = None;
-        stop_script();
+        // Nothing more to learn from the connection.
+        watch.client = None;
+        if stop_script(StopReason::Client) {
+            log::info!("{tag}: {why}; stopping the script");
+            let now = Instant::now();
+            let stop = Deadline::Stop(now + GONE_GRACE, stop_why, now);
+            // A timeout due sooner still comes first.
+            if watch
+                .deadline
+                .as_ref()
+                .is_none_or(|d| d.at() > now + GONE_GRACE)
+            {
+                watch.deadline = Some(stop);
+            }
+        } else {
+            log::info!("{tag}: {why}");
+        }
     }
 
     /// `--request-timeout`: the client gets a 504 (when nothing was sent
-    /// yet) and the script is stopped; if it ignores that for STOP_GRACE,
-    /// the worker kills itself and the master replaces it.
+    /// yet) and the script is stopped. A script that ignores a stop for
+    /// its grace time costs its process: the request's child, or this
+    /// worker (the master replaces it).
     fn check_deadline(&mut self) {
         let Some(watch) = self.watch.as_mut() else {
             return;
         };
-        let Some(deadline) = watch.deadline else {
-            return;
-        };
-        if Instant::now() < deadline {
-            return;
-        }
-        if let Some(since) = watch.stopping_since {
-            let secs = since.elapsed().as_secs();
-            kill_stubborn_script(|what| {
-                log::error!("the script did not stop within {secs} s of its timeout; {what}")
-            });
+        let now = Instant::now();
+        match watch.deadline {
+            Some(Deadline::Timeout(at)) if now >= at => {}
+            Some(Deadline::Stop(at, why, since)) if now >= at => {
+                watch.deadline = None;
+                // "5 s", "0.8 s"
+                let secs = format!("{:.1}", since.elapsed().as_secs_f32());
+                let secs = secs.trim_end_matches(".0");
+                kill_stubborn_script(|what| {
+                    log::error!("the script did not stop within {secs} s of {why}; {what}")
+                });
+                return;
+            }
+            _ => return,
         }
         // The 504 goes out before the stop, or the stopped script could end
         // the request first. A worker holding the lock is writing to the
@@ -297,7 +280,7 @@ impl PumpThread {
         let mut state = match self.shared.try_lock() {
             Some(state) => state,
             None => {
-                stop_script();
+                let _ = stop_script(StopReason::Timeout);
                 self.shared.lock()
             }
         };
@@ -310,15 +293,11 @@ impl PumpThread {
                 "{tag}: request timeout after {} s; stopping the script",
                 active.timeout.unwrap_or_default().as_secs()
             );
-            if active.response.bytes_sent() == 0 && !active.failed {
-                let _ = active.response.write_stdout(GATEWAY_TIMEOUT);
-            }
-            active.timed_out = true;
+            active.response.time_out();
         }
         drop(state);
-        stop_script();
-        watch.stopping_since = Some(Instant::now());
-        watch.deadline = Some(Instant::now() + STOP_GRACE);
+        let _ = stop_script(StopReason::Timeout);
+        watch.deadline = Some(Deadline::Stop(now + STOP_GRACE, "its timeout", now));
     }
 
     /// The watched request ended: let go of its connection.
@@ -337,22 +316,6 @@ struct Events {
     stdout: bool,
     stderr: bool,
     conn: bool,
-}
-
-/// True when `bytes` hold an FCGI_ABORT_REQUEST for `request_id`.
-fn is_abort(mut bytes: &[u8], request_id: u16) -> bool {
-    use crate::fastcgi::record::{Header, RecordType};
-    while let Ok(header) = Header::parse(bytes) {
-        if header.record_type == RecordType::AbortRequest && header.request_id == request_id {
-            return true;
-        }
-        let len = header.record_len().min(bytes.len());
-        bytes = &bytes[len..];
-        if len == 0 {
-            break;
-        }
-    }
-    false
 }
 
 /// The pump thread takes no signals: SIGPIPE from a vanished client becomes

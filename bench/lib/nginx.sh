@@ -27,6 +27,29 @@ nginx_location_fastcgi() {
 CONF
 }
 
+# nginx_location_proxy PORT: the location block passing scripts to an
+# HTTP backend on 127.0.0.1:PORT (Apache + mod_perl), as its users run it:
+# proxy_pass with upstream keepalive (HTTP/1.1, no Connection header).
+nginx_location_proxy() {
+    cat <<CONF
+    upstream backend {
+        server 127.0.0.1:$1;
+        keepalive 8;
+    }
+    server {
+        listen 127.0.0.1:$nginx_port;
+        root $docroot;
+        location ~ \.(pl|cgi)\$ {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_buffering on;
+        }
+    }
+CONF
+}
+
 # nginx_location_return: the ceiling, "return 200" with each script's
 # marker, no FastCGI (the request body, if any, is read and discarded).
 nginx_location_return() {
@@ -41,7 +64,7 @@ nginx_location_return() {
     echo "    }"
 }
 
-# start_nginx NAME fastcgi SOCKET | start_nginx NAME return
+# start_nginx NAME fastcgi SOCKET | start_nginx NAME proxy PORT | start_nginx NAME return
 # Starts nginx (1 worker) on a free port; sets $nginx_port and $nginx_pid.
 start_nginx() {
     local name=$1 mode=$2 p=$tmp/nginx-$1
@@ -67,7 +90,11 @@ http {
     uwsgi_temp_path $p/tmp/uwsgi;
     scgi_temp_path $p/tmp/scgi;
 CONF
-      if [[ $mode == fastcgi ]]; then nginx_location_fastcgi "$3"; else nginx_location_return; fi
+      case $mode in
+          fastcgi) nginx_location_fastcgi "$3" ;;
+          proxy)   nginx_location_proxy "$3" ;;
+          *)       nginx_location_return ;;
+      esac
       echo "}"
     } >"$p/nginx.conf"
     spawn "$p/logs/stderr.log" "$nginx_bin" -p "$p/" -c "$p/nginx.conf" -e "$p/logs/error.log"

@@ -13,6 +13,7 @@
 #   L script contender conns load-average
 #   G page contender requests workers pss_kb private_kb max_private_kb bad
 #   T startup fcgi-spawn first_response_ms all_workers_ms
+#   X mixed contender conns alone_p50_us alone_p99_us p50_us p99_us rps slow_done bad errors
 use strict;
 use warnings;
 use Getopt::Long qw(GetOptions);
@@ -30,7 +31,7 @@ my @peers      = grep { !/^spawn-/ } @contenders;
 
 my %meta = read_tsv_pairs($opt{meta});
 my %label = map { $_ => $meta{"label $_"} // $_ } @contenders;
-my (%run, %mem, %na, %ready, %load, %lost, @loads, %long, @startup);
+my (%run, %mem, %na, %ready, %load, %lost, @loads, %long, @startup, %mixed);
 for my $r (read_records($opt{results})) {
     my ($kind, $s, $c, @v) = @$r;
     if    ($kind eq 'R') { $run{$s}{$c}{ $v[0] } = { req => $v[1], rps => $v[2], p50 => $v[3], p99 => $v[4], bad => $v[5], err => $v[6] } }
@@ -39,6 +40,9 @@ for my $r (read_records($opt{results})) {
     elsif ($kind eq 'S') { $ready{$s}{$c} = $v[0] }
     elsif ($kind eq 'G') { $long{$c}{ $v[0] } = { n => $v[1], pss => $v[2], priv => $v[3], max => $v[4], bad => $v[5] } }
     elsif ($kind eq 'T') { @startup = @v }
+    elsif ($kind eq 'X') {
+        @{ $mixed{$c} }{qw(n alone50 alone99 p50 p99 rps slow bad err)} = @v;
+    }
     elsif ($kind eq 'L') {
         push @loads, $v[1] =~ s/%//r if $v[1] =~ /\d/;
         $load{$s}{$c}{ $v[0] } = $v[1];
@@ -61,6 +65,7 @@ print_header();
 print_summary();
 print_targets() if @spawn;
 print_script($_) for @scripts;
+print_mixed() if %mixed || %{ $na{mixed} // {} };
 print_long() if %long;
 print_notes();
 close $md;
@@ -198,8 +203,39 @@ sub print_long {
 sub summary_cell {
     my ($s, $c, $n) = @_;
     return 'n/a' if $na{$s}{$c};
-    my $r = result($s, $c, $n) or return '—';
-    return rps($r->{rps}) . (failed($r) ? ' ⚠' : '');
+    my $at = '';
+    my $r = result($s, $c, $n);
+    if (!$r) {    # measured at other connection counts only (Apache direct)
+        my ($other) = sort { $b <=> $a } grep { $_ ne '-' } keys %{ $run{$s}{$c} // {} };
+        return '—' unless defined $other;
+        ($r, $at) = (result($s, $c, $other), " (at $other)");
+    }
+    return rps($r->{rps}) . $at . (failed($r) ? ' ⚠' : '');
+}
+
+# The mixed scenario: fast requests' latency alone and beside a stream of
+# slow ones.
+sub print_mixed {
+    print "## mixed: hello world beside a stream of 0.3 s requests\n\n";
+    print "wrk requests hello.pl at 2 × workers connections (Apache direct: at N), first alone,\n";
+    print "then while one more client requests slow.pl (sleeps 0.3 s) back to back. A pool where\n";
+    print "a request can wait behind a busy worker while another is idle shows it in the second p99.\n\n";
+    print "| contender | conns | alone p50 | alone p99 | beside slow p50 | beside slow p99 | p99 ÷ alone | req/s beside slow | slow done | bad / errors |\n";
+    print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for my $c (@contenders) {
+        if (my $why = $na{mixed}{$c}) {
+            $why =~ s/\|/\\|/g;
+            print "| $label{$c} | | n/a: $why | | | | | | | |\n";
+            next;
+        }
+        my $m = $mixed{$c} or next;
+        printf "| %s | %d | %s | %s | %s | %s | %s | %s | %d | %s |\n", $label{$c}, $m->{n},
+            ms($m->{alone50}), ms($m->{alone99}), ms($m->{p50}), ms($m->{p99}),
+            $m->{alone99} > 0 ? sprintf('%.1f×', $m->{p99} / $m->{alone99}) : '—',
+            rps($m->{rps}), $m->{slow},
+            ($m->{bad} || $m->{err}) ? "**$m->{bad} / $m->{err}** ⚠" : '0 / 0';
+    }
+    print "\n";
 }
 
 sub print_script {
@@ -274,9 +310,12 @@ sub print_notes {
   with `bench/peers/wrapcgi.psgi` (CGI::Compile: compiled once per worker).
 - **mod_perl**: Apache 2.4 prefork with exactly N children
   (`MaxRequestWorkers N`), ModPerl::Registry or ModPerl::PerlRun, same
-  preloads (`PerlModule`), **hit directly by wrk, no nginx in front**, and
-  `KeepAlive Off` (a prefork child held by one idle keep-alive client would
-  serve no one else), so every request opens a new TCP connection.
+  preloads (`PerlModule`), `KeepAlive On`, measured the two ways its users
+  run it: **behind the same nginx** (`proxy_pass` to an `upstream` with
+  `keepalive 8`, HTTP/1.1), at every connection count; and **hit directly**
+  by wrk ("direct") at as many connections as it has children only, its
+  best case (a prefork child held by an idle kept connection serves no one
+  else, so more clients than children would wait).
 - **ceiling: nginx return 200**: the same nginx answering `return 200` with
   the script's marker, no FastCGI (for the 5 MiB response and gitweb it
   sends only the marker, so it is no upper bound there).

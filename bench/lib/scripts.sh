@@ -35,7 +35,7 @@ setup_docroot() {
     docroot=$tmp/www
     mkdir -p "$docroot"
     chmod 755 "$tmp"
-    cp "$bench"/scripts/{hello,page,post,output}.pl "$docroot/"
+    cp "$bench"/scripts/{hello,page,post,output,slow}.pl "$docroot/"
     perl "$bench/scripts/gen-big.pl" "$docroot/big.pl" 5000
     install -m 755 /usr/share/gitweb/gitweb.cgi "$docroot/gitweb.cgi"
     setup_git_repo "$tmp/git"

@@ -1,8 +1,13 @@
 # Apache 2.4 + mod_perl2, ModPerl::Registry and ModPerl::PerlRun: its own
 # config in the temp dir, prefork MPM with exactly N children, listening on
-# 127.0.0.1:free port and hit directly by wrk (no nginx in front).
-# KeepAlive is off: a prefork child kept by an idle client connection could
-# serve nobody else (with 8 clients on 2 children, most would wait).
+# 127.0.0.1:free port, KeepAlive On (Apache's default), measured the two
+# ways its users run it:
+# - modperl-*: behind the same nginx as the FastCGI contenders, proxy_pass
+#   with upstream keepalive (a child serves a kept nginx connection until
+#   MaxKeepAliveRequests or KeepAliveTimeout);
+# - modperl-*-direct: hit by wrk directly with as many connections as it
+#   has children (its best case: more clients than children would wait
+#   for a child held by an idle kept connection).
 # Sourced by bench/run.
 
 apache_modules=/usr/lib/apache2/modules
@@ -31,7 +36,7 @@ ServerLimit $workers
 MaxRequestWorkers $workers
 MaxConnectionsPerChild 0
 ListenBacklog 1024
-KeepAlive Off
+KeepAlive On
 LimitRequestBody 8388608
 PerlModule $handler
 $(for m in "${preload[@]}"; do echo "PerlModule $m"; done)
@@ -52,7 +57,7 @@ DocumentRoot $docroot
 CONF
 }
 
-start_apache() {    # start_apache NAME HANDLER
+start_apache() {    # start_apache NAME HANDLER [proxied]
     local dir=$tmp/$1 port
     port=$(free_port)
     mkdir -p "$dir"
@@ -63,6 +68,12 @@ start_apache() {    # start_apache NAME HANDLER
     url_base=http://127.0.0.1:$port
     wait_for 20 curl -s -o /dev/null "$url_base/" ||
         { cat "$dir/stderr.log" "$dir/error.log" >&2; return 1; }
+    if [[ ${3:-} == proxied ]]; then
+        start_nginx "$1" proxy "$port"
+        url_base=http://127.0.0.1:$nginx_port
+    fi
 }
-start_modperl_registry() { start_apache modperl-registry ModPerl::Registry; }
-start_modperl_perlrun()  { start_apache modperl-perlrun ModPerl::PerlRun; }
+start_modperl_registry()        { start_apache modperl-registry ModPerl::Registry proxied; }
+start_modperl_perlrun()         { start_apache modperl-perlrun ModPerl::PerlRun proxied; }
+start_modperl_registry_direct() { start_apache modperl-registry-direct ModPerl::Registry; }
+start_modperl_perlrun_direct()  { start_apache modperl-perlrun-direct ModPerl::PerlRun; }

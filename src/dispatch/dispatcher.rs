@@ -19,7 +19,7 @@ use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 use nix::sys::socket::MsgFlags;
 
 use super::channel::Conn;
-use crate::fastcgi::preamble::{Preamble, PreambleSettings, Scan};
+use crate::fastcgi::preamble::{Filled, Preamble, PreambleSettings, Scan};
 
 /// Epoll tokens of connections start here (below: the pool's own).
 pub const CONN_TOKEN_BASE: u64 = 1 << 32;
@@ -80,25 +80,7 @@ impl Dispatcher {
     /// Takes a connection handed over by a worker.
     pub fn adopt(&mut self, epoll: &Epoll, conn: Conn) {
         let deadline = Instant::now() + self.idle_timeout.saturating_sub(conn.idle);
-        self.next_generation = self.next_generation.wrapping_add(1);
-        let entry = Entry {
-            fd: conn.fd,
-            tcp: conn.tcp,
-            preamble: Preamble::with_bytes(conn.input),
-            generation: self.next_generation,
-            deadline,
-            ready: false,
-        };
-        let index = match self.free.pop() {
-            Some(i) => {
-                self.entries[i] = Some(entry);
-                i
-            }
-            None => {
-                self.entries.push(Some(entry));
-                self.entries.len() - 1
-            }
-        };
+        let index = self.insert(conn, deadline, false);
         match self.scan(index) {
             Outcome::Ready => self.make_ready(index),
             Outcome::Closed(why) => self.remove(epoll, index, why, false),
@@ -147,6 +129,36 @@ impl Dispatcher {
             input: entry.preamble.take(),
             idle: Duration::ZERO,
         })
+    }
+
+    /// Puts back, first in line, a connection [`Self::pop_ready`] gave out
+    /// that could not be passed on.
+    pub fn unpop(&mut self, conn: Conn) {
+        let index = self.insert(conn, Instant::now(), true);
+        self.ready.push_front(index);
+    }
+
+    /// Stores `conn` in a free place, a new generation; its index.
+    fn insert(&mut self, conn: Conn, deadline: Instant, ready: bool) -> usize {
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let entry = Entry {
+            fd: conn.fd,
+            tcp: conn.tcp,
+            preamble: Preamble::with_bytes(conn.input),
+            generation: self.next_generation,
+            deadline,
+            ready,
+        };
+        match self.free.pop() {
+            Some(i) => {
+                self.entries[i] = Some(entry);
+                i
+            }
+            None => {
+                self.entries.push(Some(entry));
+                self.entries.len() - 1
+            }
+        }
     }
 
     /// Closes connections idle or partial past their deadline; returns the
@@ -221,31 +233,28 @@ impl Dispatcher {
     fn read(&mut self, index: usize) -> Outcome {
         let entry = self.entries[index].as_mut().expect("present");
         loop {
-            match nix::sys::socket::recv(
-                entry.fd.as_raw_fd(),
-                &mut self.scratch,
-                MsgFlags::MSG_DONTWAIT,
-            ) {
-                Ok(0) => {
+            match entry
+                .preamble
+                .read_from(entry.fd.as_fd(), &mut self.scratch)
+            {
+                Ok(Filled::Eof) => {
                     return Outcome::Closed((!entry.preamble.is_empty()).then(|| {
                         "the web server closed a connection in the middle of a request".to_string()
                     }))
                 }
-                Ok(n) => {
+                Ok(Filled::Data { started, more }) => {
                     // From idle to partial: the timeout now counts how long
                     // the request takes to arrive.
-                    if entry.preamble.is_empty() {
+                    if started {
                         entry.deadline = Instant::now() + self.idle_timeout;
                         self.deadlines
                             .push(Reverse((entry.deadline, index, entry.generation)));
                     }
-                    entry.preamble.push(&self.scratch[..n]);
-                    if n < self.scratch.len() {
+                    if !more {
                         break;
                     }
                 }
-                Err(nix::errno::Errno::EAGAIN) => break,
-                Err(nix::errno::Errno::EINTR) => {}
+                Ok(Filled::Nothing) => break,
                 Err(e) => return Outcome::Closed(Some(format!("closing a connection: {e}"))),
             }
         }
@@ -288,11 +297,11 @@ pub fn would_block(error: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fastcgi::connection::Limits;
     use crate::fastcgi::record::{
         encode_begin_request, encode_params, encode_stream_end, RecordType, KEEP_CONN,
         ROLE_RESPONDER,
     };
+    use crate::fastcgi::Limits;
     use nix::sys::epoll::EpollCreateFlags;
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;

@@ -6,11 +6,13 @@
 //! request's connection while idle (`worker::idle`), so the usual request
 //! costs no hop through the master; a worker that starts on a request hands
 //! every other connection it holds back to the master, which watches them
-//! with epoll and gives each ready request to an idle worker (`dispatcher`).
-//! Connections and stop requests travel over one UNIX socket pair per
-//! worker (`channel`); who may take a request is settled in shared memory
-//! (`crate::scoreboard`). ARCHITECTURE.md describes the processes, the life
+//! with epoll (`dispatcher`) and puts each ready request in a queue in the
+//! kernel that every worker takes from (`ready`). Connections and stop
+//! requests travel over one UNIX socket pair per worker (`channel`); who
+//! may take a request the master gives directly is settled in shared
+//! memory (`crate::scoreboard`). ARCHITECTURE.md describes the processes, the life
 //! of a request and who owns which descriptor.
 
 pub mod channel;
 pub mod dispatcher;
+pub mod ready;

@@ -12,12 +12,12 @@
 
 use std::io::{self, Read, Write};
 
-use super::connection::{ConnectionError, Record, RecordReader};
+use super::reader::{Record, RecordReader};
 use super::record::{
-    encode_begin_request, encode_name_value, encode_params, encode_record, encode_stream_end,
-    parse_name_values, EndRequest, NameValue, ProtocolError, RecordType, KEEP_CONN, MAX_CONTENT,
-    NULL_REQUEST_ID,
+    encode_begin_request, encode_params, encode_record, encode_stream_end, EndRequest, NameValue,
+    ProtocolError, RecordType, KEEP_CONN, MAX_CONTENT, NULL_REQUEST_ID,
 };
+use super::request::ConnectionError;
 
 /// What the application sent back for one request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +33,7 @@ pub enum ClientError {
     #[error("FastCGI request id 0 is reserved for management records; use an id from 1 to 65535")]
     ReservedRequestId,
     #[error("FCGI_GET_VALUES query of {len} bytes does not fit one record ({MAX_CONTENT} bytes); ask for fewer names")]
+    #[cfg(test)]
     QueryTooLarge { len: usize },
     #[error("cannot read the request body: {0}")]
     Body(#[source] io::Error),
@@ -143,14 +144,16 @@ fn read_response<S: Read>(stream: &mut S, request_id: u16) -> Result<Response, C
 }
 
 /// Asks the server for the `FCGI_GET_VALUES` variables in `names` and returns
-/// the ones it answered, as (name, value) pairs.
+/// the ones it answered, as (name, value) pairs. (The daemon's own tests;
+/// `fcgi-spawn ping` asks the status page.)
+#[cfg(test)]
 pub fn get_values<S: Read + Write>(
     stream: &mut S,
     names: &[&[u8]],
 ) -> Result<Vec<NameValue>, ClientError> {
     let mut query = Vec::new();
     for name in names {
-        encode_name_value(&mut query, name, b"");
+        super::record::encode_name_value(&mut query, name, b"");
     }
     if query.len() > MAX_CONTENT {
         return Err(ClientError::QueryTooLarge { len: query.len() });
@@ -171,7 +174,7 @@ pub fn get_values<S: Read + Write>(
             continue;
         }
         if header.record_type == RecordType::GetValuesResult {
-            return Ok(parse_name_values(content)?);
+            return Ok(super::record::parse_name_values(content)?);
         }
         return Err(ProtocolError::UnexpectedRecord {
             record_type: header.record_type,
@@ -184,11 +187,11 @@ pub fn get_values<S: Read + Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fastcgi::connection::{Body, Limits, Request, ResponseWriter, ServerConnection};
     use crate::fastcgi::record::{
         FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS, REQUEST_COMPLETE, ROLE_AUTHORIZER,
         ROLE_FILTER, ROLE_RESPONDER, UNKNOWN_ROLE,
     };
+    use crate::fastcgi::{Body, Limits, Request, ResponseWriter, ServerConnection};
     use std::os::unix::net::UnixStream;
     use std::thread::{self, JoinHandle};
 

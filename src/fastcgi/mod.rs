@@ -4,27 +4,30 @@
 //! It is split the way the protocol is layered, so each layer is tested on
 //! its own: `record` is the wire format as pure functions over byte slices
 //! (headers, padding, name-value pairs), unit-tested against literal bytes;
-//! `connection` turns a byte stream into complete requests (answering
-//! management records and refusals itself) and frames responses with as few
-//! system calls as possible; `client` is the web server's side, built on the
-//! same two layers so the two ends cannot disagree. Nothing here knows about
-//! Perl, workers or sockets' origins: the worker hands a connected stream in
-//! and gets `Request`s out.
+//! `reader` frames records out of a byte stream; `server` turns them into
+//! complete requests ([`Request`], `request`), answering management records
+//! and refusals itself, with the body kept by `body`; `preamble` says when a
+//! request no worker serves yet is ready for one; `response` frames a
+//! response with as few system calls as possible; `watch` reads what the web
+//! server sends while a script runs (an abort, its going away). `client` is
+//! the web server's side, built on the same layers so the two ends cannot
+//! disagree. Nothing here knows about Perl, workers or sockets' origins: the
+//! worker hands a connected stream in and gets `Request`s out; no other
+//! module reads a client socket.
 
-// The binary uses part of this API; tests use all of it. Test builds keep
-// the dead-code lint, so code that nothing at all uses is still reported.
-#![cfg_attr(not(test), allow(dead_code))]
-
+mod body;
 pub mod client;
-pub mod connection;
 pub mod preamble;
+mod reader;
 pub mod record;
+mod request;
+mod response;
+mod server;
+pub mod watch;
 
-// The module's public face. Callers in this crate may equally import
-// through the submodules, so these need not all be used.
-#[allow(unused_imports)]
-pub use client::{get_values, send_request, ClientError, Response};
-#[allow(unused_imports)]
-pub use connection::{Body, ConnectionError, Limits, Request, ResponseWriter, ServerConnection};
-#[allow(unused_imports)]
-pub use record::{NameValue, ProtocolError, RecordType};
+#[cfg(test)]
+mod tests;
+
+pub use request::{Body, ConnectionError, Limits, Request};
+pub use response::ResponseWriter;
+pub use server::ServerConnection;

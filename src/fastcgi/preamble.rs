@@ -18,19 +18,38 @@
 //! and dropped from the buffer, exactly as `ServerConnection` would answer
 //! it: management records (`FCGI_GET_VALUES`), roles we do not serve, a
 //! second request on a busy connection, `FCGI_ABORT_REQUEST` of a request
-//! not handed over yet. A pure state machine: bytes in, answers out, no I/O.
+//! not handed over yet. A state machine: bytes in, answers out; its one
+//! piece of I/O, [`Preamble::read_from`], is the non-blocking read that
+//! feeds it, so that connections are read only in this protocol layer.
 
-use super::connection::{answer_management, Settings};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use nix::sys::socket::{recv, MsgFlags};
+
 use super::record::{
     encode_end_request, parse_name_values, BeginRequest, Header, ProtocolError, RecordType,
     CANT_MPX_CONN, HEADER_LEN, NULL_REQUEST_ID, REQUEST_COMPLETE, ROLE_AUTHORIZER, ROLE_RESPONDER,
     UNKNOWN_ROLE,
 };
+use super::server::{answer_management, Settings};
 use super::Limits;
 
 /// Body bytes that make a request ready even before its `FCGI_STDIN`
 /// stream ended.
 pub const HANDOFF_BODY: usize = 64 * 1024;
+
+/// What one read of a connection brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filled {
+    /// The peer closed the connection.
+    Eof,
+    /// Bytes; `started`: the first of a request (the preamble was empty);
+    /// `more`: the read filled the buffer, more may wait.
+    Data { started: bool, more: bool },
+    /// Nothing waiting.
+    Nothing,
+}
 
 /// What the bytes so far amount to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,10 +121,6 @@ impl PreambleSettings {
 }
 
 impl Preamble {
-    pub fn new() -> Preamble {
-        Preamble::default()
-    }
-
     /// Starts from bytes already read (handed over with a connection).
     pub fn with_bytes(buf: Vec<u8>) -> Preamble {
         Preamble {
@@ -118,6 +133,27 @@ impl Preamble {
     /// Appends bytes read from the connection; call [`Self::scan`] next.
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
+    }
+
+    /// One non-blocking read of `conn` (at most `scratch.len()` bytes)
+    /// appended; call [`Self::scan`] next.
+    pub fn read_from(&mut self, conn: BorrowedFd<'_>, scratch: &mut [u8]) -> io::Result<Filled> {
+        loop {
+            return match recv(conn.as_raw_fd(), scratch, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) => Ok(Filled::Eof),
+                Ok(n) => {
+                    let started = self.is_empty();
+                    self.push(&scratch[..n]);
+                    Ok(Filled::Data {
+                        started,
+                        more: n == scratch.len(),
+                    })
+                }
+                Err(nix::errno::Errno::EAGAIN) => Ok(Filled::Nothing),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => Err(e.into()),
+            };
+        }
     }
 
     /// No byte of a next request has arrived: the connection is idle.
@@ -343,7 +379,7 @@ mod tests {
     #[test]
     fn whole_request_is_ready_and_handed_over_unchanged() {
         let bytes = request(1, KEEP_CONN, b"a=1");
-        let mut p = Preamble::new();
+        let mut p = Preamble::default();
         assert!(p.is_empty());
         let (scan, reply) = feed(&mut p, &bytes, bytes.len());
         assert_eq!(scan, Scan::Ready);
@@ -356,7 +392,7 @@ mod tests {
     #[test]
     fn byte_by_byte_ready_only_at_the_end_of_stdin() {
         let bytes = request(1, 0, b"body");
-        let mut p = Preamble::new();
+        let mut p = Preamble::default();
         let mut reply = Vec::new();
         for (i, byte) in bytes.iter().enumerate() {
             p.push(&[*byte]);
@@ -374,7 +410,7 @@ mod tests {
     #[test]
     fn half_a_record_is_incomplete() {
         let bytes = request(1, 0, b"");
-        let mut p = Preamble::new();
+        let mut p = Preamble::default();
         let (scan, _) = feed(&mut p, &bytes[..13], 13);
         assert_eq!(scan, Scan::Incomplete);
         assert!(!p.is_empty());
@@ -384,7 +420,7 @@ mod tests {
     fn large_body_is_handed_over_once_a_share_arrived() {
         let body = vec![b'x'; 3 * HANDOFF_BODY];
         let bytes = request(1, 0, &body);
-        let mut p = Preamble::new();
+        let mut p = Preamble::default();
         let (scan, _) = feed(&mut p, &bytes, 4096);
         assert_eq!(scan, Scan::Ready);
         assert!(
@@ -401,7 +437,7 @@ mod tests {
         let mut bytes = Vec::new();
         encode_begin_request(&mut bytes, 1, ROLE_AUTHORIZER, 0);
         encode_params(&mut bytes, 1, &[]);
-        let mut p = Preamble::new();
+        let mut p = Preamble::default();
         assert_eq!(feed(&mut p, &bytes, 1).0, Scan::Ready);
         assert!(p.is_complete());
     }
@@ -412,7 +448,7 @@ mod tests {
         encode_name_value(&mut query, FCGI_MPXS_CONNS, b"");
         let mut bytes = Vec::new();
         encode_record(&mut bytes, RecordType::GetValues, 0, &query);
-        let mut p = Preamble::new();
+        let mut p = Preamble::default();
         let (scan, reply) = feed(&mut p, &bytes, bytes.len());
         assert_eq!(scan, Scan::Incomplete);
         assert!(p.is_empty(), "nothing left for a worker");
@@ -424,7 +460,7 @@ mod tests {
         let mut mixed = request[..16].to_vec();
         mixed.extend_from_slice(&bytes);
         mixed.extend_from_slice(&request[16..]);
-        let mut p = Preamble::new();
+        let mut p = Preamble::default();
         let (scan, reply) = feed(&mut p, &mixed, 5);
         assert_eq!(scan, Scan::Ready);
         assert!(!reply.is_empty());
@@ -437,7 +473,7 @@ mod tests {
         encode_begin_request(&mut bytes, 1, ROLE_FILTER, KEEP_CONN);
         encode_params(&mut bytes, 1, &[]);
         bytes.extend(request(2, 0, b""));
-        let mut p = Preamble::new();
+        let mut p = Preamble::default();
         let (scan, reply) = feed(&mut p, &bytes, bytes.len());
         assert_eq!(scan, Scan::Ready);
         assert_eq!(end_requests(&reply), vec![(1, UNKNOWN_ROLE)]);
@@ -445,7 +481,7 @@ mod tests {
 
         let mut bytes = Vec::new();
         encode_begin_request(&mut bytes, 1, ROLE_FILTER, 0);
-        let mut p = Preamble::new();
+        let mut p = Preamble::default();
         let (scan, reply) = feed(&mut p, &bytes, bytes.len());
         assert_eq!(
             scan,
@@ -461,7 +497,7 @@ mod tests {
         let mut bytes = first[..16].to_vec();
         encode_begin_request(&mut bytes, 2, ROLE_RESPONDER, 0);
         bytes.extend_from_slice(&first[16..]);
-        let mut p = Preamble::new();
+        let mut p = Preamble::default();
         let (scan, reply) = feed(&mut p, &bytes, 3);
         assert_eq!(scan, Scan::Ready);
         assert_eq!(end_requests(&reply), vec![(2, CANT_MPX_CONN)]);
@@ -475,7 +511,7 @@ mod tests {
         encode_record(&mut bytes, RecordType::AbortRequest, 1, b"");
         let next = request(3, KEEP_CONN, b"");
         bytes.extend_from_slice(&next);
-        let mut p = Preamble::new();
+        let mut p = Preamble::default();
         let (scan, reply) = feed(&mut p, &bytes, bytes.len());
         assert_eq!(scan, Scan::Ready);
         assert_eq!(end_requests(&reply), vec![(1, REQUEST_COMPLETE)]);
@@ -483,13 +519,13 @@ mod tests {
 
         let mut bytes = request(1, 0, b"")[..16].to_vec();
         encode_record(&mut bytes, RecordType::AbortRequest, 1, b"");
-        let mut p = Preamble::new();
+        let mut p = Preamble::default();
         assert_eq!(feed(&mut p, &bytes, 8).0, Scan::Close);
     }
 
     #[test]
     fn garbage_and_oversized_params_are_errors() {
-        let mut p = Preamble::new();
+        let mut p = Preamble::default();
         p.push(b"GET / HTTP/1.1\r\n\r\n");
         assert!(matches!(
             p.scan(&settings(), &mut Vec::new()),

@@ -30,7 +30,9 @@ pub const NULL_REQUEST_ID: u16 = 0;
 pub const ROLE_RESPONDER: u16 = 1;
 /// Role in `FCGI_BEGIN_REQUEST`: decide whether an HTTP request is allowed.
 pub const ROLE_AUTHORIZER: u16 = 2;
-/// Role in `FCGI_BEGIN_REQUEST`: filter a file (we answer `FCGI_UNKNOWN_ROLE`).
+/// Role in `FCGI_BEGIN_REQUEST`: filter a file (we answer `FCGI_UNKNOWN_ROLE`,
+/// as to any role but the two above; named for the tests).
+#[cfg(test)]
 pub const ROLE_FILTER: u16 = 3;
 
 /// Flag in `FCGI_BEGIN_REQUEST`: keep the connection open after the request.
@@ -40,7 +42,9 @@ pub const KEEP_CONN: u8 = 1;
 pub const REQUEST_COMPLETE: u8 = 0;
 /// `FCGI_END_REQUEST` protocol status: a second concurrent request on a connection.
 pub const CANT_MPX_CONN: u8 = 1;
-/// `FCGI_END_REQUEST` protocol status: out of some resource.
+/// `FCGI_END_REQUEST` protocol status: out of some resource (never sent: a
+/// request waits for a worker instead; named for the tests).
+#[cfg(test)]
 pub const OVERLOADED: u8 = 2;
 /// `FCGI_END_REQUEST` protocol status: the role is not supported.
 pub const UNKNOWN_ROLE: u8 = 3;

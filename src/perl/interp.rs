@@ -297,10 +297,23 @@ impl Stage {
         unsafe { ffi::fs_stage_set(self.raw()) }
     }
 
-    /// Running -> Stopping; true when it moved (a stop for a script that is
-    /// not running is nobody's). Any thread.
-    pub fn request_stop() -> bool {
-        // SAFETY: an atomic compare-and-swap in the glue.
-        unsafe { ffi::fs_stage_request_stop() != 0 }
+    /// Running -> Stopping, for `why`; true when it moved (a stop for a
+    /// script that is not running is nobody's). Any thread.
+    pub fn request_stop(why: StopReason) -> bool {
+        let why = match why {
+            StopReason::Client => ffi::fs_stop_FS_STOP_CLIENT,
+            StopReason::Timeout => ffi::fs_stop_FS_STOP_TIMEOUT,
+        };
+        // SAFETY: atomic stores and a compare-and-swap in the glue.
+        unsafe { ffi::fs_stage_request_stop(why as i32) != 0 }
     }
+}
+
+/// Why a running script is stopped (what the script's stop handler logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The client went away or sent FCGI_ABORT_REQUEST.
+    Client,
+    /// `--request-timeout`.
+    Timeout,
 }

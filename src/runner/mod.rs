@@ -26,18 +26,18 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollTimeout};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult};
 
 use crate::config::Isolation;
-use crate::fastcgi::connection::{Body, Request, ResponseWriter};
+use crate::fastcgi::watch::peer_closed;
+use crate::fastcgi::{Body, Request};
 use crate::fds::{above_std_fds, dup2};
 use crate::listen::Stream;
 use crate::output::Output;
 use crate::path_policy::{PathPolicy, ScriptCheck};
 use crate::perl::{Interpreter, Stage};
-use crate::pump::POLLRDHUP;
+use crate::response;
 
 pub use precompile::{check_scripts, precompile};
 pub use steps::{PerlSteps, Restored, WorkerSettings};
@@ -90,12 +90,14 @@ impl<'p> Runner<'p> {
         // Kept above the std descriptors, which the runner dup2()s over.
         let dev_null = above_std_fds(opened.into())?;
         perl.capture_output(crate::output::send_flushed_output);
+        let output = Output::start()?;
+        crate::pump::start(output.shared())?;
         Ok(Runner {
             steps: PerlSteps::new(perl),
             policy,
             stderr_to_client,
             dev_null,
-            output: Output::start()?,
+            output,
             request_timeout,
             isolation,
             isolation_for,
@@ -127,12 +129,12 @@ impl<'p> Runner<'p> {
                     "404: {} not found",
                     String::from_utf8_lossy(&script_filename)
                 );
-                simple_response(conn, req.id, 404, "Not Found")?;
+                response::answer(conn, req.id, 404, "Not Found")?;
                 return Ok(RequestResult::clean());
             }
             ScriptCheck::Forbidden(why) => {
                 log::warn!("403: {why}");
-                simple_response(conn, req.id, 403, "Forbidden")?;
+                response::answer(conn, req.id, 403, "Forbidden")?;
                 return Ok(RequestResult::clean());
             }
         };
@@ -141,11 +143,11 @@ impl<'p> Runner<'p> {
                 "413: request body for {} is larger than --max-body",
                 script.display()
             );
-            simple_response(conn, req.id, 413, "Request Entity Too Large")?;
+            response::answer(conn, req.id, 413, "Request Entity Too Large")?;
             return Ok(RequestResult::clean());
         }
 
-        if peer_closed(conn) {
+        if peer_closed(conn.as_fd()).unwrap_or(false) {
             log::info!(
                 "{}: the client went away before the script started; skipped",
                 script.display()
@@ -276,7 +278,7 @@ impl<'p> Runner<'p> {
                 perl.exit_process(status)
             }
             Ok(ForkResult::Parent { child }) => {
-                crate::output::set_request_child(Some(child));
+                crate::stop::set_request_child(Some(child));
                 let status = loop {
                     match waitpid(child, None) {
                         Ok(WaitStatus::Exited(_, code)) => break code,
@@ -291,7 +293,7 @@ impl<'p> Runner<'p> {
                         }
                     }
                 };
-                crate::output::set_request_child(None);
+                crate::stop::set_request_child(None);
                 status
             }
             Err(e) => {
@@ -322,32 +324,4 @@ impl<'p> Runner<'p> {
             }
         }
     }
-}
-
-/// True when the web server already closed the connection (a request
-/// queued while every worker was busy, whose client gave up).
-fn peer_closed(conn: &Stream) -> bool {
-    let mut fds = [PollFd::new(conn.as_fd(), POLLRDHUP)];
-    matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
-}
-
-pub fn error_page(status: u16, reason: &str) -> Vec<u8> {
-    format!(
-        "Status: {status} {reason}\r\nContent-Type: text/html; charset=ISO-8859-1\r\n\r\n\
-         <!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\
-         <body><h1>{reason}</h1></body></html>\n"
-    )
-    .into_bytes()
-}
-
-/// A complete response the daemon answers itself (404, 403, 413…).
-pub fn simple_response(
-    conn: &mut Stream,
-    request_id: u16,
-    status: u16,
-    reason: &str,
-) -> io::Result<()> {
-    let mut response = ResponseWriter::new(&mut *conn, request_id);
-    response.write_stdout(&error_page(status, reason))?;
-    response.finish(0, 0)
 }

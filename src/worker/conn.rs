@@ -8,14 +8,12 @@
 //! or assigned by the master) costs no allocation and no `dup`.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::MsgFlags;
-
 use crate::dispatch::channel;
-use crate::fastcgi::connection::{ConnectionError, Limits, Request, ServerConnection};
-use crate::fastcgi::preamble::{Preamble, PreambleSettings, Scan};
+use crate::fastcgi::preamble::{Filled, Preamble, PreambleSettings, Scan};
+use crate::fastcgi::{ConnectionError, Limits, Request, ServerConnection};
 use crate::listen::Stream;
 
 /// Spare readers kept for the next connections.
@@ -26,13 +24,6 @@ pub struct Conn {
     preamble: Preamble,
     /// Idle (or partial) since; the idle timeout counts from here.
     pub since: Instant,
-}
-
-/// What a non-blocking read brought.
-pub enum Filled {
-    Data,
-    Nothing,
-    Eof,
 }
 
 /// Makes [`Conn`]s, reusing the readers of connections gone.
@@ -154,21 +145,14 @@ impl Conn {
 
     /// Reads what has arrived, without blocking.
     pub fn fill(&mut self, scratch: &mut [u8]) -> io::Result<Filled> {
-        let fd = self.stream().as_fd().as_raw_fd();
-        match nix::sys::socket::recv(fd, scratch, MsgFlags::MSG_DONTWAIT) {
-            Ok(0) => Ok(Filled::Eof),
-            Ok(n) => {
-                // The idle timeout now counts how long the request takes
-                // to arrive.
-                if self.preamble.is_empty() {
-                    self.since = Instant::now();
-                }
-                self.preamble.push(&scratch[..n]);
-                Ok(Filled::Data)
-            }
-            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => Ok(Filled::Nothing),
-            Err(e) => Err(e.into()),
+        let stream = self.reader.get_ref().stream.as_ref();
+        let stream = stream.expect("a connection's stream");
+        let filled = self.preamble.read_from(stream.as_fd(), scratch)?;
+        // The idle timeout now counts how long the request takes to arrive.
+        if let Filled::Data { started: true, .. } = filled {
+            self.since = Instant::now();
         }
+        Ok(filled)
     }
 
     /// Is a request ready? Answers what needs no script (management

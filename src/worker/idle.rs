@@ -2,7 +2,8 @@
 //! request without ever keeping one waiting.
 //!
 //! An idle worker polls its channel from the master, the shared listening
-//! socket, and the few connections it holds (its last request's kept
+//! socket, the master's ready queue (`dispatch::ready`), and the few
+//! connections it holds (its last request's kept
 //! connection, new ones whose request has not fully arrived). It reads
 //! those without blocking until a request is ready (see
 //! `fastcgi::preamble`), then claims it by moving its scoreboard slot from
@@ -12,9 +13,12 @@
 //! to `Assigned` first, the master's request (arriving on the channel) is
 //! served instead and the ready connection goes back with the others.
 //!
-//! When a worker turns idle while requests wait in the master's queue, it
-//! asks for one (`Idle`) and waits for the answer rather than taking a
-//! newer request from the listener: first come, first served.
+//! A worker that turns idle first takes the oldest request from the ready
+//! queue, if there is one (one non-blocking `recvmsg`, no round trip), and
+//! passes what waits in the listen backlog to the master with the
+//! connections it holds: first come, first served. Requests that did not
+//! fit in the kernel's queue stay in the master's; a worker that sees some
+//! there asks for one (`Idle`) and waits for the answer.
 //!
 //! ARCHITECTURE.md tells the whole story.
 
@@ -24,10 +28,12 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-use super::conn::{Conn, Filled, Readers};
+use super::conn::{Conn, Readers};
 use crate::dispatch::channel::{Channel, Message};
-use crate::fastcgi::connection::Limits;
+use crate::dispatch::ready::ReadyQueue;
+use crate::fastcgi::preamble::Filled;
 use crate::fastcgi::preamble::{PreambleSettings, Scan};
+use crate::fastcgi::Limits;
 use crate::listen::{Listener, Stream};
 use crate::scoreboard::{Scoreboard, Slot, WorkerState};
 use crate::signals;
@@ -43,6 +49,8 @@ pub struct Idle<'a> {
     board: &'a Scoreboard,
     slot: usize,
     channel: Channel,
+    ready: &'a ReadyQueue,
+    ready_buf: Box<[u8]>,
     held: Vec<Conn>,
     readers: Readers,
     settings: PreambleSettings,
@@ -67,6 +75,7 @@ impl<'a> Idle<'a> {
         board: &'a Scoreboard,
         slot: usize,
         channel: Channel,
+        ready: &'a ReadyQueue,
         limits: Limits,
         max_conns: usize,
         idle_timeout: Duration,
@@ -77,6 +86,8 @@ impl<'a> Idle<'a> {
             board,
             slot,
             channel,
+            ready,
+            ready_buf: ReadyQueue::buffer(),
             held: Vec::new(),
             settings: PreambleSettings::new(limits.clone(), max_conns, max_conns),
             readers: Readers::new(limits, max_conns),
@@ -112,6 +123,9 @@ impl<'a> Idle<'a> {
             return Err(Leave::Stop);
         }
         self.slot().set_state(WorkerState::Idle);
+        if let Some(conn) = self.pop_ready() {
+            return self.take_queued(conn);
+        }
         if self.board.queued() > 0 {
             if let Some(conn) = self.ask_for_queued()? {
                 return Ok(conn);
@@ -129,6 +143,11 @@ impl<'a> Idle<'a> {
             }
             self.expire();
             let ready = self.poll()?;
+            if ready.queue {
+                if let Some(conn) = self.pop_ready() {
+                    return self.take_queued(conn);
+                }
+            }
             if ready.channel {
                 match self.channel.receive() {
                     Ok(true) => {}
@@ -217,6 +236,37 @@ impl<'a> Idle<'a> {
                 }
             }
         }
+    }
+
+    /// The oldest request in the master's ready queue, if any.
+    fn pop_ready(&mut self) -> Option<crate::dispatch::channel::Conn> {
+        match self.ready.pop(&mut self.ready_buf) {
+            Ok(conn) => conn,
+            Err(e) => {
+                log::warn!("{e}");
+                None
+            }
+        }
+    }
+
+    /// A request from the ready queue: take it (as `claim` does, so an
+    /// assignment from the master still comes first). Connections waiting
+    /// in the listen backlog go to the master's queue with the others this
+    /// worker holds: while requests are queued, a worker finishing one takes
+    /// from the queue, and new connections would otherwise wait until it
+    /// runs dry.
+    fn take_queued(&mut self, conn: crate::dispatch::channel::Conn) -> Result<Conn, Leave> {
+        while self.held.len() < MAX_HELD {
+            match self.accept() {
+                Some(conn) => self.held.push(conn),
+                None => break,
+            }
+        }
+        let mut conn = self.readers.open_received(conn);
+        if let Err(e) = conn.scan(&self.settings) {
+            log::warn!("closing connection: {e}");
+        }
+        self.claim(conn)
     }
 
     /// A message is buffered: act on it. Some(conn): serve it.
@@ -337,7 +387,7 @@ impl<'a> Idle<'a> {
     fn check(&mut self, index: usize) -> Check {
         let conn = &mut self.held[index];
         match conn.fill(&mut self.scratch) {
-            Ok(Filled::Data) => {}
+            Ok(Filled::Data { .. }) => {}
             Ok(Filled::Nothing) => return Check::Waiting,
             Ok(Filled::Eof) => {
                 if !conn.is_idle() {
@@ -394,9 +444,10 @@ impl<'a> Idle<'a> {
                     .unwrap_or(PollTimeout::MAX)
             })
             .unwrap_or(PollTimeout::NONE);
-        let mut fds = Vec::with_capacity(self.held.len() + 2);
+        let mut fds = Vec::with_capacity(self.held.len() + 3);
         fds.push(PollFd::new(self.channel.as_fd(), PollFlags::POLLIN));
         fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+        fds.push(PollFd::new(self.ready.rx(), PollFlags::POLLIN));
         for conn in &self.held {
             fds.push(PollFd::new(conn.as_fd(), PollFlags::POLLIN));
         }
@@ -409,13 +460,15 @@ impl<'a> Idle<'a> {
                 return Ok(Ready::default());
             }
         }
-        let fired = |p: &PollFd| !p.revents().unwrap_or(PollFlags::empty()).is_empty();
+        // None: a flag nix has no name for, an event too.
+        let fired = |p: &PollFd| p.revents().is_none_or(|r| !r.is_empty());
         Ok(Ready {
             channel: fired(&fds[0]),
             listener: fired(&fds[1]),
-            held: (2..fds.len())
+            queue: fired(&fds[2]),
+            held: (3..fds.len())
                 .filter(|&i| fired(&fds[i]))
-                .map(|i| i - 2)
+                .map(|i| i - 3)
                 .collect(),
         })
     }
@@ -425,6 +478,8 @@ impl<'a> Idle<'a> {
 struct Ready {
     channel: bool,
     listener: bool,
+    /// The master's ready queue has a request.
+    queue: bool,
     held: Vec<usize>,
 }
 

@@ -17,7 +17,8 @@ use self::conn::{Conn, Readers};
 use self::idle::{Idle, Leave};
 use crate::config::Config;
 use crate::dispatch::channel::Channel;
-use crate::fastcgi::connection::Limits;
+use crate::dispatch::ready::ReadyQueue;
+use crate::fastcgi::Limits;
 use crate::listen::Listener;
 use crate::path_policy::PathPolicy;
 use crate::perl::Interpreter;
@@ -30,6 +31,7 @@ pub struct Link<'a> {
     pub board: &'a Scoreboard,
     pub slot: usize,
     pub channel: Channel,
+    pub ready: &'a ReadyQueue,
 }
 
 /// Serves requests; returns when the worker should exit. Without a link
@@ -84,6 +86,7 @@ fn serve_pooled(
         link.board,
         link.slot,
         link.channel,
+        link.ready,
         limits.clone(),
         max_conns,
         cfg.idle_timeout(),

@@ -868,13 +868,18 @@ sub init_worker {
     return 1;
 }
 
-# SIGPIPE: the client went away, sent FCGI_ABORT_REQUEST, or the request
-# timed out. Logs where the script was (the slow spot, for a timeout).
+# SIGPIPE: the client went away or sent FCGI_ABORT_REQUEST (the daemon
+# logged it: nothing to add), the request timed out, or the script wrote to
+# a pipe of its own with no reader. The last two log where the script was
+# (the slow spot, for a timeout).
 sub client_gone {
+    my $why = FCGI::Spawn::Native::stop_reason();
     # A stop that arrives after the script ended is not for anyone.
-    return unless FCGI::Spawn::Native::script_running();
-    print STDERR 'fcgi-spawn: script stopped (client gone, aborted or timed out)'
-        . Carp::longmess('');
+    return unless defined $why;
+    print STDERR 'fcgi-spawn: script stopped ('
+        . ($why eq 'timeout' ? 'timed out' : 'SIGPIPE') . ')'
+        . Carp::longmess('')
+        if $why ne 'client';
     exit 0;
 }
 

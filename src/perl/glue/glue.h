@@ -49,8 +49,14 @@ typedef enum fs_stage {
 } fs_stage;
 int fs_stage_get(void);
 void fs_stage_set(int stage);
-/* RUNNING -> STOPPING; 1 if it moved (any other stage is left alone). */
-int fs_stage_request_stop(void);
+/* Why a script is stopped. */
+typedef enum fs_stop {
+    FS_STOP_CLIENT = 1,  /* client gone or FCGI_ABORT_REQUEST */
+    FS_STOP_TIMEOUT = 2  /* --request-timeout */
+} fs_stop;
+/* RUNNING -> STOPPING for `why`; 1 if it moved (any other stage is left
+ * alone). */
+int fs_stage_request_stop(int why);
 
 /* The script's STDOUT (output.c): the sink sends bytes to the client and
  * returns 0, or -1 when the client is gone. While the stage is RUNNING a

@@ -33,21 +33,34 @@ void fs_stage_set(int stage)
     __atomic_store_n(&fs_stage_value, stage, __ATOMIC_SEQ_CST);
 }
 
-int fs_stage_request_stop(void)
+/* Why the stage is STOPPING (a detail of that stage, written before it is
+ * entered). */
+static int fs_stop_why;
+
+int fs_stage_request_stop(int why)
 {
     int running = FS_STAGE_RUNNING;
+    __atomic_store_n(&fs_stop_why, why, __ATOMIC_SEQ_CST);
     return __atomic_compare_exchange_n(&fs_stage_value, &running, FS_STAGE_STOPPING, 0,
                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 }
 
-/* FCGI::Spawn::Native::script_running() — true while the script (or its
- * END blocks) runs, stopping or not. */
-XS(fs_xs_script_running)
+/* FCGI::Spawn::Native::stop_reason() — undef unless the script (or its END
+ * blocks) runs; '' while it runs, 'client' or 'timeout' once it is being
+ * stopped. */
+XS(fs_xs_stop_reason)
 {
     dXSARGS;
     int stage = fs_stage_get();
     PERL_UNUSED_VAR(items);
-    ST(0) = boolSV(stage == FS_STAGE_RUNNING || stage == FS_STAGE_STOPPING);
+    if (stage == FS_STAGE_RUNNING)
+        ST(0) = sv_2mortal(newSVpvs(""));
+    else if (stage != FS_STAGE_STOPPING)
+        ST(0) = &PL_sv_undef;
+    else if (__atomic_load_n(&fs_stop_why, __ATOMIC_SEQ_CST) == FS_STOP_TIMEOUT)
+        ST(0) = sv_2mortal(newSVpvs("timeout"));
+    else
+        ST(0) = sv_2mortal(newSVpvs("client"));
     XSRETURN(1);
 }
 
@@ -123,7 +136,7 @@ static OP *fs_pp_exec(pTHX)
 }
 
 static const fs_xsub fs_process_xsubs_table[] = {
-    FS_XSUB("script_running", fs_xs_script_running),
+    FS_XSUB("stop_reason", fs_xs_stop_reason),
 };
 
 void fs_register_process_xsubs(pTHX)

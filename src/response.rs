@@ -1,0 +1,202 @@
+//! The response to one request: the only code that writes to a request's
+//! client connection.
+//!
+//! Every byte a client gets for a request goes through a [`Response`]: what
+//! the script prints (from whichever thread moves it, see `output.rs`), the
+//! pages the daemon answers itself (404, 403, 413, the 500 of a script that
+//! printed nothing, the 504 of `--request-timeout`) and the final
+//! `FCGI_END_REQUEST`. Its [`Delivery`] says whether more can be sent, so
+//! that a client that went away, or a response the timeout already ended,
+//! is never written to again. Framing is the protocol layer's
+//! ([`ResponseWriter`]); what to send, and when to stop, is decided here.
+
+use std::io::{self, Write};
+use std::os::fd::RawFd;
+
+use crate::fastcgi::ResponseWriter;
+use crate::perl::{Stage, StopReason};
+use crate::stop::stop_script;
+
+const GATEWAY_TIMEOUT: (u16, &str) = (504, "Gateway Timeout");
+const NO_OUTPUT: (u16, &str) = (500, "Internal Server Error");
+
+/// A connection's descriptor, written without owning it: the worker owns
+/// the connection and ends the request under the output lock before it
+/// closes it.
+pub struct ConnFd(RawFd);
+
+impl Write for ConnFd {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for its length; the descriptor stays open
+        // while a request is active (see ConnFd).
+        let n = unsafe { libc::write(self.0, buf.as_ptr().cast(), buf.len()) };
+        io_result(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let count = bufs.len().min(1024) as libc::c_int;
+        // SAFETY: IoSlice is ABI-compatible with struct iovec; each slice is
+        // valid for its length.
+        let n = unsafe { libc::writev(self.0, bufs.as_ptr().cast(), count) };
+        io_result(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn io_result(n: isize) -> io::Result<usize> {
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::Interrupted && Stage::now() == Stage::Stopping {
+        return Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the script is being stopped",
+        ));
+    }
+    Err(e)
+}
+
+/// Whether the client can still be sent anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The response is going out.
+    Open,
+    /// `--request-timeout` struck: the 504 (or what was sent before) is the
+    /// response; what the script still writes is dropped.
+    TimedOut,
+    /// The connection failed or the client left: nothing more is sent, and
+    /// the connection cannot be used again.
+    ClientGone,
+}
+
+/// How the response ended.
+pub struct Finished {
+    /// The script sent nothing at all: the client got a 500 page.
+    pub empty: bool,
+    /// The connection failed; it cannot be used again.
+    pub client_gone: bool,
+}
+
+/// The response of the running request.
+pub struct Response {
+    writer: ResponseWriter<ConnFd>,
+    delivery: Delivery,
+    stderr_to_client: bool,
+}
+
+impl Response {
+    /// A response on `conn`, which the caller keeps open until [`finish`].
+    ///
+    /// [`finish`]: Response::finish
+    pub fn new(conn: RawFd, request_id: u16, stderr_to_client: bool) -> Response {
+        Response {
+            writer: ResponseWriter::new(ConnFd(conn), request_id),
+            delivery: Delivery::Open,
+            stderr_to_client,
+        }
+    }
+
+    pub fn conn_fd(&self) -> RawFd {
+        self.writer.get_ref().0
+    }
+
+    pub fn request_id(&self) -> u16 {
+        self.writer.request_id()
+    }
+
+    fn can_send(&self) -> bool {
+        self.delivery == Delivery::Open && !self.writer.is_finished()
+    }
+
+    /// Sends `data` on FCGI_STDOUT unless the response can take no more; a
+    /// failed write means the client is gone, and the script is stopped.
+    pub fn send_stdout(&mut self, data: &[u8], tag: &str) -> bool {
+        if !self.can_send() {
+            return false;
+        }
+        match self.writer.write_stdout(data) {
+            Ok(()) => true,
+            Err(e) => {
+                log::info!("{tag}: client went away ({e}); stopping the script");
+                self.delivery = Delivery::ClientGone;
+                let _ = stop_script(StopReason::Client);
+                false
+            }
+        }
+    }
+
+    /// Passes script stderr on as FCGI_STDERR when `--stderr-to-client`.
+    pub fn send_stderr(&mut self, data: &[u8]) {
+        if self.stderr_to_client && self.can_send() {
+            let _ = self.writer.write_stderr(data);
+        }
+    }
+
+    /// The web server went away (seen by the watch of its connection).
+    pub fn client_gone(&mut self) {
+        self.delivery = Delivery::ClientGone;
+    }
+
+    /// `--request-timeout`: a 504 page if nothing was sent yet; the
+    /// response takes nothing more but its end.
+    pub fn time_out(&mut self) {
+        if self.can_send() && self.writer.bytes_sent() == 0 {
+            let _ = self.writer.write_stdout(&error_page(GATEWAY_TIMEOUT));
+        }
+        if self.delivery == Delivery::Open {
+            self.delivery = Delivery::TimedOut;
+        }
+    }
+
+    /// Ends the response after the script: `pending` (what it printed last)
+    /// or, when it sent nothing at all, a 500 page; then FCGI_END_REQUEST
+    /// with `exit_status`.
+    pub fn finish(mut self, pending: &[u8], exit_status: i32, tag: &str) -> Finished {
+        let empty = self.writer.bytes_sent() == 0 && pending.is_empty();
+        if self.delivery == Delivery::ClientGone {
+            return Finished {
+                empty,
+                client_gone: true,
+            };
+        }
+        let page;
+        let data = match self.delivery {
+            Delivery::TimedOut => &[][..],
+            _ if empty => {
+                page = error_page(NO_OUTPUT);
+                &page[..]
+            }
+            _ => pending,
+        };
+        let client_gone = match self.writer.finish_with(data, exit_status as u32, 0) {
+            Ok(()) => false,
+            Err(e) => {
+                log::info!("{tag}: client went away while the response was sent: {e}");
+                true
+            }
+        };
+        Finished { empty, client_gone }
+    }
+}
+
+/// A whole response the daemon answers itself, no script run (404, 403,
+/// 413).
+pub fn answer(conn: &mut impl Write, request_id: u16, status: u16, reason: &str) -> io::Result<()> {
+    let mut writer = ResponseWriter::new(conn, request_id);
+    writer.write_stdout(&error_page((status, reason)))?;
+    writer.finish(0, 0)
+}
+
+/// The CGI response of an error page.
+pub fn error_page((status, reason): (u16, &str)) -> Vec<u8> {
+    format!(
+        "Status: {status} {reason}\r\nContent-Type: text/html; charset=ISO-8859-1\r\n\r\n\
+         <!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\
+         <body><h1>{reason}</h1></body></html>\n"
+    )
+    .into_bytes()
+}
