@@ -15,8 +15,14 @@ for my $how (qw(exit die)) {
     my $body = parse_cgi($out)->{body};
     like $body, qr/^child \d+$/m, "$how: child wrote to the client";
     like $body, qr/^parent \d+ done$/m, "$how: parent finished the page";
-    like $body, qr/^child status=${\ ($how eq "exit" ? "3" : "[1-9]\\d*")}$/m, "$how: child exit status as in a plain process";
+    like $body, qr/^child status=${\ ($how eq "exit" ? "3" : "255")}$/m, "$how: child exit status as in a plain process";
 }
+# The status the last request's waitpid left in $? is not the next
+# script's: a child dying with $! clear exits with $? >> 8, 255 as in a new
+# perl (it was 3, from fork.pl's child above).
+my ($out) = fcgi_request($d, 'check/errno.pl');
+like $out, qr/^child status at start=0$/m, '$? starts clear';
+like $out, qr/^child that died exited with 255$/m, 'a dying child exits 255, not with the previous $?';
 sleep 0.5;
 is_deeply [ worker_pids($d) ], \@before, 'still exactly the one worker, no stray child left';
 my ($pid) = fcgi_request($d, 'pid.pl') =~ /(\d+)/;

@@ -251,9 +251,10 @@ sub source_for_do {
     my ($source, $package, $as_sub) = @_;
     my $script = $source->{path};
     my $switches = $source->{warnings} ? 'BEGIN { $^W = 1 } ' : '';
-    # A script starts, as a new perl does, with $! clear: perl's die
-    # exits with $! when it is set.
-    my $unhook = 'BEGIN { FCGI::Spawn::Runner::unhook_source(); $! = 0 } ';
+    # A script starts, as a new perl does, with $! and $? clear: perl's die
+    # exits with $! when it is set, else with $? >> 8 (a child's status
+    # left by an earlier request's waitpid).
+    my $unhook = 'BEGIN { FCGI::Spawn::Runner::unhook_source(); $! = 0; $? = 0 } ';
     my $prologue = $as_sub
         ? "package $package; $unhook sub $HANDLER { $switches\n#line 1 \"$script\"\n"
         : "package $package; $unhook FCGI::Spawn::Native::clear_in_eval(); "
@@ -548,7 +549,7 @@ sub run_cached {
     @INC{ keys %{ $entry->{site_inc} } } = values %{ $entry->{site_inc} } if $entry->{site_inc};
     @SIG{ keys %{ $entry->{sig} } } = values %{ $entry->{sig} } if $entry->{sig};
     local $^W = 1 if $entry->{warnings};
-    $! = 0;
+    ($!, $?) = (0, 0);
     $entry->{handler}->();
     return;
 }
