@@ -466,17 +466,17 @@ sub release_module_packages {
     my ($entry) = @_;
     FCGI::Spawn::Symbols::claim_module_names();
     my ($main, @pairs) = @{ $entry->{hidden}[0] };
-    my %released;
+    my (%released, @still_hidden);
     while (my ($name, $glob) = splice @pairs, 0, 2) {
         if ($name =~ /::\z/ && FCGI::Spawn::Symbols::is_owned($name)) {
             $released{ substr $name, 0, -2 } = 1;
         }
         else {
-            push @{ $released{'' } }, $name, $glob;
+            push @still_hidden, $name, $glob;
         }
     }
-    return unless grep { $_ ne '' } keys %released;
-    $entry->{hidden}[0] = [ $main, @{ delete $released{''} || [] } ];
+    return unless %released;
+    $entry->{hidden}[0] = [ $main, @still_hidden ];
     my @keep = grep { !$released{ $entry->{package_names}[$_] } } 0 .. $#{ $entry->{package_names} };
     $entry->{package_names} = [ @{ $entry->{package_names} }[@keep] ];
     $entry->{packages} = [ @{ $entry->{packages} }[@keep] ];
