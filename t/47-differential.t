@@ -32,30 +32,8 @@ my $tmp = tempdir('fcgi-spawn-diff-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my ($sources, $daemon, $notes) = FcgiSpawn::Sequence::catalogue($tmp);
 note $_ for @$notes;
 
-sub fork_mode_available {
-    my $out = `'$bin' config --listen '$tmp/probe.sock' --isolation fork 2>&1`;
-    return $? == 0;
-}
-
-my @modes = $ENV{FCGI_SPAWN_MODES} ? split(' ', $ENV{FCGI_SPAWN_MODES}) : qw(perlrun registry fork);
-if (grep { $_ eq 'fork' } @modes and !fork_mode_available()) {
-    diag 'fork isolation: not tested, this daemon does not accept --isolation fork yet';
-    @modes = grep { $_ ne 'fork' } @modes;
-}
-
-my $start = sub {
-    my ($mode, @args) = @_;
-    return Test::FCGI::Spawn->start(
-        binary    => $bin,
-        roots     => $daemon->{roots},
-        preload   => $daemon->{preload},
-        env       => $daemon->{env},
-        isolation => $mode,
-        workers   => 1,
-        timeout   => 20,    # per request: a response that never ends fails in 20 s, not 60
-        args      => [ @args, @{ $daemon->{args} }, split ' ', $ENV{FCGI_SPAWN_EXTRA_ARGS} || '' ],
-    );
-};
+my @modes = FcgiSpawn::Sequence::modes();
+my $start = FcgiSpawn::Sequence::daemon_starter($bin, $daemon);
 
 # The comparison itself: it must see any byte, and only masks, sorting and
 # gunzip (each asked for by the request) may hide one.

@@ -29,28 +29,8 @@ my $tmp = tempdir('fcgi-spawn-diff-nginx-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my ($sources, $daemon, $notes) = FcgiSpawn::Sequence::catalogue($tmp);
 note $_ for @$notes;
 
-my @modes = $ENV{FCGI_SPAWN_MODES} ? split(' ', $ENV{FCGI_SPAWN_MODES}) : qw(perlrun registry fork);
-if (grep { $_ eq 'fork' } @modes) {
-    `'$bin' config --listen '$tmp/probe.sock' --isolation fork 2>&1`;
-    if ($? != 0) {
-        diag 'fork isolation: not tested, this daemon does not accept --isolation fork yet';
-        @modes = grep { $_ ne 'fork' } @modes;
-    }
-}
-
-my $start = sub {
-    my ($mode, @args) = @_;
-    return Test::FCGI::Spawn->start(
-        binary    => $bin,
-        roots     => $daemon->{roots},
-        preload   => $daemon->{preload},
-        env       => $daemon->{env},
-        isolation => $mode,
-        workers   => 1,
-        timeout   => 20,    # per request: a response that never ends fails in 20 s, not 60
-        args      => [ @args, @{ $daemon->{args} }, split ' ', $ENV{FCGI_SPAWN_EXTRA_ARGS} || '' ],
-    );
-};
+my @modes = FcgiSpawn::Sequence::modes();
+my $start = FcgiSpawn::Sequence::daemon_starter($bin, $daemon);
 my @params = FcgiSpawn::Sequence::cgi_param_names($sources);
 my @scripts = FcgiSpawn::Sequence::extensionless_scripts($sources);
 my $nginx = sub { $_[0]->start_nginx(root => '/', params => \@params, scripts => \@scripts) };

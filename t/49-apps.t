@@ -19,7 +19,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use File::Basename qw(dirname basename);
+use File::Basename qw(dirname);
 use File::Temp qw(tempdir);
 use IO::Uncompress::Gunzip qw(gunzip $GunzipError);
 use POSIX qw(WNOHANG);
@@ -129,38 +129,19 @@ sub rng {
     };
 }
 
-# The complete CGI parameter set of a request, the same for both sides but
-# for side_params and the side's cookie jar.
+# The complete CGI parameter set of a request: the shipped module's (the
+# same for both sides but for side_params), plus the side's cookie jar
+# unless the request sets HTTP_COOKIE itself.
 sub cgi_params {
     my ($state, $req, $side) = @_;
-    my $query  = defined $req->{query} ? $req->{query} : '';
-    my $body   = $req->{body};
-    my $method = $req->{method} || (defined $body ? 'POST' : 'GET');
-    my $script_name = $req->{script_name} || '/' . basename($req->{script});
-    my $uri = $script_name . (defined $req->{path_info} ? $req->{path_info} : '')
-            . (length $query ? "?$query" : '');
-    my %p = (
-        GATEWAY_INTERFACE => 'CGI/1.1',
-        SERVER_PROTOCOL   => 'HTTP/1.1',
-        SERVER_SOFTWARE   => 'fcgi-spawn-request',
-        SERVER_NAME       => 'localhost',
-        SERVER_PORT       => '80',
-        REMOTE_ADDR       => '127.0.0.1',
-        REQUEST_METHOD    => $method,
-        SCRIPT_FILENAME   => $req->{script},
-        SCRIPT_NAME       => $script_name,
-        REQUEST_URI       => $uri,
-        QUERY_STRING      => $query,
-        CONTENT_LENGTH    => defined $body ? length $body : 0,
-        (defined $body ? (CONTENT_TYPE => $req->{content_type} || 'application/x-www-form-urlencoded') : ()),
-        (defined $req->{path_info} ? (PATH_INFO => $req->{path_info}) : ()),
-    );
-    if (my $jar = $req->{jar}) {
+    my $p = Test::FCGI::Spawn::cgi_params($req, $side);
+    my $own_cookie = exists(($req->{params} || {})->{HTTP_COOKIE})
+        || exists((($req->{side_params} || {})->{$side} || {})->{HTTP_COOKIE});
+    if ((my $jar = $req->{jar}) && !$own_cookie) {
         my $c = $state->{jars}{$side}{$jar} || {};
-        $p{HTTP_COOKIE} = join '; ', map { "$_=$c->{$_}" } sort keys %$c if %$c;
+        $p->{HTTP_COOKIE} = join '; ', map { "$_=$c->{$_}" } sort keys %$c if %$c;
     }
-    %p = (%p, %{ $req->{params} || {} }, %{ ($req->{side_params} || {})->{$side} || {} });
-    return \%p;
+    return $p;
 }
 
 sub run_request {

@@ -289,6 +289,30 @@ sub _plan {
     return \@plan;
 }
 
+# The isolation modes a run covers: FCGI_SPAWN_MODES, or all three.
+sub modes {
+    return $ENV{FCGI_SPAWN_MODES} ? split(' ', $ENV{FCGI_SPAWN_MODES}) : qw(perlrun registry fork);
+}
+
+# A sub that starts the catalogue's daemon ($daemon from catalogue) in a
+# mode, one worker, more flags after the mode (and FCGI_SPAWN_EXTRA_ARGS).
+sub daemon_starter {
+    my ($bin, $daemon) = @_;
+    return sub {
+        my ($mode, @args) = @_;
+        return Test::FCGI::Spawn->start(
+            binary    => $bin,
+            roots     => $daemon->{roots},
+            preload   => $daemon->{preload},
+            env       => $daemon->{env},
+            isolation => $mode,
+            workers   => 1,
+            timeout   => 20,    # per request: a response that never ends fails in 20 s, not 60
+            args      => [ @args, @{ $daemon->{args} }, split ' ', $ENV{FCGI_SPAWN_EXTRA_ARGS} || '' ],
+        );
+    };
+}
+
 # Names of the params other than HTTP_* that requests set (what nginx must
 # be told to pass).
 sub cgi_param_names {
