@@ -38,6 +38,35 @@ fn perl_output(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("perl printed non-UTF-8 flags")
 }
 
+/// `--version` names the commit it was built from: `git rev-parse --short
+/// HEAD`, or "unknown" outside a checkout (a tarball).
+fn embed_git_commit() {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=FCGI_SPAWN_COMMIT={commit}");
+    // Built again when HEAD moves (a worktree's HEAD and refs are found by
+    // git itself).
+    for path in ["HEAD", "packed-refs"] {
+        if let Some(p) = git(&["rev-parse", "--git-path", path]) {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
+    if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        if let Some(p) = git(&["rev-parse", "--git-path", &head]) {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=src/perl/glue");
 
@@ -47,6 +76,13 @@ fn main() {
     // The perl whose libperl is embedded: `compare` runs plain CGI with it.
     let perlpath = perl_output(&["-MConfig", "-e", "print $Config{perlpath}"]);
     println!("cargo:rustc-env=FCGI_SPAWN_PERL={}", perlpath.trim());
+    let libperl = perl_output(&[
+        "-MConfig",
+        "-e",
+        "print \"$Config{libperl} $Config{version}\"",
+    ]);
+    println!("cargo:rustc-env=FCGI_SPAWN_LIBPERL={}", libperl.trim());
+    embed_git_commit();
     let core = PathBuf::from(archlib.trim()).join("CORE");
     if !core.join("perl.h").exists() {
         panic!(

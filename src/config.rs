@@ -44,25 +44,32 @@ pub struct Settings {
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
     /// listen(2) backlog [default: 1024].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub backlog: Option<i32>,
-    /// Number of worker processes [default: 4].
-    #[arg(long, value_name = "N")]
+    /// Number of worker processes; 0: no fork, the master serves one
+    /// request at a time itself (for debugging a script) [default: 4].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub workers: Option<usize>,
     /// Directory scripts may run from (repeatable). None: any directory.
     #[arg(long = "root", value_name = "DIR")]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub root: Vec<PathBuf>,
+    /// Refuse scripts whose resolved path matches this glob with a 403
+    /// (repeatable; `*` stays within a directory, `**` crosses them), e.g.
+    /// `/srv/www/**/lib/**` for library files under a root.
+    #[arg(long, value_name = "GLOB")]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub deny: Vec<String>,
     /// Comma-separated extensions scripts may have [default: .pl,.cgi].
     #[arg(long, value_name = "LIST")]
     pub ext: Option<String>,
     /// Module to load in the master before forking (repeatable).
     #[arg(long, value_name = "MODULE")]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub preload: Vec<String>,
     /// Perl file to run in the master before forking (repeatable).
     #[arg(long, value_name = "FILE")]
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub preload_script: Vec<PathBuf>,
     /// Compile the scripts matching this glob in the master before forking
     /// (repeatable; registry and fork isolation), so the workers share them
@@ -94,39 +101,41 @@ pub struct Settings {
     #[serde(default)]
     pub env: Vec<String>,
     /// Recycle a worker after this many requests (0 = never) [default: 0].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_requests: Option<u64>,
     /// Largest request body accepted, bytes; 413 past it [default: 104857600].
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
     pub max_body: Option<u64>,
     /// Bodies larger than this go to a temp file, bytes [default: 65536].
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
     pub body_spill: Option<usize>,
     /// Seconds a request may run: then the client gets a 504 (if nothing was
     /// sent yet), the script is stopped with a backtrace in the log, and a
     /// worker whose script does not stop is replaced (0 = no limit) [default: 0].
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub request_timeout: Option<u64>,
     /// Seconds a connection may stay idle between requests, or take for a
     /// request's header and params (and a body up to 64 KiB) to arrive,
     /// before it is closed; also the longest wait for the rest of a larger
     /// body (0 = no limit) [default: 30].
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub idle_timeout: Option<u64>,
-    /// Run the workers as this user (the master binds the socket first).
+    /// Run as this user: the master binds the socket and writes the pid
+    /// file as root, then switches (the workers it forks run as the user).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
     /// Run the workers with this group [default: the user's group].
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
     /// Seconds a graceful stop waits for requests in flight [default: 30].
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub grace_time: Option<u64>,
     /// Also send script STDERR to the web server as FCGI_STDERR.
     #[arg(long)]
     #[serde(default)]
     pub stderr_to_client: bool,
-    /// Write the master's pid here.
+    /// Write the master's pid here (before the switch to --user; removed at
+    /// the stop, or emptied if the user may not remove it).
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
     /// Log file (appended; reopened on USR1) [default: stderr].
@@ -156,6 +165,8 @@ pub struct Config {
     pub socket: SocketOptions,
     pub workers: usize,
     pub roots: Vec<PathBuf>,
+    /// `deny` globs: resolved script paths refused with a 403.
+    pub deny: Vec<glob::Pattern>,
     pub extensions: Vec<String>,
     pub preload: Vec<String>,
     pub preload_scripts: Vec<PathBuf>,
@@ -243,7 +254,7 @@ impl Settings {
     }
 
     pub fn from_toml(text: &str) -> Result<Settings, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
     }
 
     /// The file named by `--config` (if any) overridden by these flags:
@@ -275,6 +286,7 @@ impl Settings {
             backlog: pick(flags.backlog, self.backlog),
             workers: pick(flags.workers, self.workers),
             root: list(flags.root, self.root),
+            deny: list(flags.deny, self.deny),
             ext: pick(flags.ext, self.ext),
             preload: list(flags.preload, self.preload),
             preload_script: list(flags.preload_script, self.preload_script),
@@ -328,6 +340,7 @@ impl Config {
             backlog: Some(self.socket.backlog),
             workers: Some(self.workers),
             root: self.roots.clone(),
+            deny: self.deny.iter().map(|p| p.as_str().to_string()).collect(),
             ext: Some(self.extensions.join(",")),
             preload: self.preload.clone(),
             preload_script: self.preload_scripts.clone(),
@@ -453,6 +466,12 @@ impl Config {
         for g in &s.precompile {
             glob::Pattern::new(g).map_err(|e| invalid("precompile", format!("{g:?}: {e}")))?;
         }
+        let deny = s
+            .deny
+            .iter()
+            .map(|g| glob::Pattern::new(g).map_err(|e| invalid("deny", format!("{g:?}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        check_system(&s).map_err(|(key, message)| invalid(key, message))?;
         Ok(Config {
             listen: s.listen,
             socket: SocketOptions {
@@ -463,6 +482,7 @@ impl Config {
             },
             workers,
             roots,
+            deny,
             extensions,
             preload: s.preload,
             preload_scripts: s.preload_script,
@@ -488,6 +508,88 @@ impl Config {
     }
 }
 
+/// A TOML key that takes a list also takes one value: `root = "/srv/www"`
+/// is `root = ["/srv/www"]`.
+fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
+}
+
+/// What `run` would stumble on in the system before serving, checked
+/// without binding anything: users and groups that do not exist, a
+/// directory that is not there for the socket, the pid file or the log, a
+/// preload script that cannot be read. Returns the key and the message.
+fn check_system(s: &Settings) -> Result<(), (&'static str, String)> {
+    use nix::unistd::{Group, User};
+    if let Some(name) = &s.user {
+        if !matches!(User::from_name(name), Ok(Some(_))) {
+            return Err(("user", format!("{name}: no such user")));
+        }
+    }
+    if let Some(name) = &s.group {
+        if s.user.is_none() {
+            return Err(("group", "needs user (--user)".into()));
+        }
+        if !matches!(Group::from_name(name), Ok(Some(_))) {
+            return Err(("group", format!("{name}: no such group")));
+        }
+    }
+    if let Some(name) = &s.socket_owner {
+        crate::listen::lookup_user(name).map_err(|e| ("socket_owner", e.to_string()))?;
+    }
+    if let Some(name) = &s.socket_group {
+        crate::listen::lookup_group(name).map_err(|e| ("socket_group", e.to_string()))?;
+    }
+    let dirs = [
+        (
+            "listen",
+            s.listen
+                .as_deref()
+                .filter(|l| l.contains('/'))
+                .map(Path::new),
+        ),
+        ("pid_file", s.pid_file.as_deref()),
+        ("log", s.log.as_deref()),
+    ];
+    for (key, path) in dirs {
+        let Some(dir) = path.and_then(Path::parent) else {
+            continue;
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if !dir.is_dir() {
+            return Err((
+                key,
+                format!(
+                    "{}: directory {} does not exist",
+                    path.unwrap_or(dir).display(),
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    for script in &s.preload_script {
+        std::fs::File::open(script)
+            .map_err(|e| ("preload_script", format!("{}: {e}", script.display())))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,6 +599,37 @@ mod tests {
         let err = Settings::from_toml("workers = 2\nmax_request = 5\n").unwrap_err();
         assert!(err.contains("max_request"), "{err}");
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn toml_errors_keep_their_lines_and_one_root_is_a_list() {
+        let err = Settings::from_toml("workers = 2\nworkers = [\n").unwrap_err();
+        assert!(err.contains('\n') && err.contains('^'), "{err}");
+        let one = Settings::from_toml("root = \"/srv/www\"\npreload = \"CGI\"\n").unwrap();
+        assert_eq!(one.root, vec![PathBuf::from("/srv/www")]);
+        assert_eq!(one.preload, vec!["CGI".to_string()]);
+        let many = Settings::from_toml("root = [\"/a\", \"/b\"]\n").unwrap();
+        assert_eq!(many.root.len(), 2);
+    }
+
+    #[test]
+    fn what_run_would_stumble_on_is_refused() {
+        let cases = [
+            ("user", "user = \"no-such-user-xyz\"\n"),
+            ("group", "group = \"root\"\n"),
+            ("listen", "listen = \"/no/such/dir/s.sock\"\n"),
+            ("pid_file", "pid_file = \"/no/such/dir/p.pid\"\n"),
+            ("preload_script", "preload_script = \"/no/such/file.pl\"\n"),
+            ("socket_group", "socket_group = \"no-such-group-xyz\"\n"),
+        ];
+        for (key, toml) in cases {
+            let e = Config::resolve(Settings::from_toml(toml).unwrap(), None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(&format!("{key}:")), "{toml}: {e}");
+        }
+        let ok = Settings::from_toml("listen = \"/tmp/s.sock\"\nuser = \"root\"\n").unwrap();
+        assert!(Config::resolve(ok, None).is_ok());
     }
 
     #[test]

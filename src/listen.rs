@@ -192,10 +192,17 @@ impl Listener {
         let _ = socket::shutdown(self.as_raw_fd(), socket::Shutdown::Read);
     }
 
-    /// Removes the socket file (UNIX sockets we created).
+    /// Removes the socket file (UNIX sockets we created); says so when it
+    /// cannot (its directory is not writable by `--user`).
     pub fn remove_socket_file(&self) {
         if let Listener::Unix { path: Some(p), .. } = self {
-            let _ = std::fs::remove_file(p);
+            match std::fs::remove_file(p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => log::warn!(
+                    "cannot remove socket file {} ({e}); the next start replaces it",
+                    p.display()
+                ),
+                _ => {}
+            }
         }
     }
 }
@@ -238,17 +245,24 @@ fn bind_unix(path: &Path, opts: &SocketOptions) -> Result<Listener, ListenError>
     let bound = socket::bind(fd.as_raw_fd(), &addr);
     nix::sys::stat::umask(old);
     bound.map_err(|e| bind_err(e.into()))?;
-    std::fs::set_permissions(
-        path,
-        std::os::unix::fs::PermissionsExt::from_mode(opts.mode),
-    )
-    .map_err(bind_err)?;
-    chown_socket(path, opts)?;
-    socket::listen(
-        &fd,
-        socket::Backlog::new(opts.backlog).unwrap_or(socket::Backlog::MAXCONN),
-    )
-    .map_err(|e| bind_err(e.into()))?;
+    let finish = || {
+        std::fs::set_permissions(
+            path,
+            std::os::unix::fs::PermissionsExt::from_mode(opts.mode),
+        )
+        .map_err(bind_err)?;
+        chown_socket(path, opts)?;
+        socket::listen(
+            &fd,
+            socket::Backlog::new(opts.backlog).unwrap_or(socket::Backlog::MAXCONN),
+        )
+        .map_err(|e| bind_err(e.into()))
+    };
+    if let Err(e) = finish() {
+        // The file exists since bind(); nothing will listen on it.
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
     Ok(Listener::Unix {
         listener: UnixListener::from(fd),
         path: Some(path.to_path_buf()),

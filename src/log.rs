@@ -125,6 +125,17 @@ pub fn init(path: Option<&Path>, format: LogFormat, verbose: bool) -> io::Result
     Ok(())
 }
 
+/// Gives the open log file to `uid` (the master switches to `--user`
+/// next): a USR1 reopen, or a worker's, opens the same path again as that
+/// user. Logging to stderr: nothing to do.
+pub fn give_to(uid: nix::unistd::Uid) -> io::Result<()> {
+    if LOG_PATH.get().is_none() {
+        return Ok(());
+    }
+    nix::unistd::fchown(LOG_FD.load(Ordering::Relaxed), Some(uid), None)?;
+    Ok(())
+}
+
 /// Reopens the log file (USR1, or a rotation noticed before a line) on the
 /// descriptor number already in use. Logging to stderr: nothing to do.
 pub fn reopen() -> io::Result<()> {

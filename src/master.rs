@@ -36,10 +36,14 @@ const PERL_MODULES: &[(&str, &str)] = &[
 
 pub fn run(cfg: Config) -> anyhow::Result<()> {
     ensure_std_fds_open()?;
+    let socket = socket_options(&cfg);
     let listener = match &cfg.listen {
-        Some(addr) => Listener::bind(addr, &cfg.socket)?,
+        Some(addr) => Listener::bind(addr, &socket)?,
         None => Listener::inherited()?,
     };
+    // From here on, whatever ends the start or the daemon removes the
+    // socket file and the pid file (the guard's drop, in this process only).
+    let mut leftovers = Leftovers::new(&listener);
     // Idle workers poll the listener beside their channel and the
     // connections they hold; whoever loses the race for a connection gets
     // EAGAIN instead of blocking.
@@ -48,23 +52,19 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     )
     .context("cannot make the listening socket non-blocking")?;
+    if let Some(pid_file) = &cfg.pid_file {
+        // Before the switch to --user: /run itself is root's.
+        std::fs::write(pid_file, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write pid file {}", pid_file.display()))?;
+        leftovers.pid_file = Some(pid_file.clone());
+        give_to_user(pid_file, &cfg)?;
+    }
     drop_privileges(&cfg)?;
     if cfg.roots.is_empty() {
         log::warn!("no --root given: scripts may run from any directory");
     }
     let started = Instant::now();
-    let perl = match prepare_perl(&cfg) {
-        Ok(perl) => perl,
-        Err(e) => {
-            // Nothing will serve on it.
-            listener.remove_socket_file();
-            return Err(e);
-        }
-    };
-    if let Some(pid_file) = &cfg.pid_file {
-        std::fs::write(pid_file, format!("{}\n", std::process::id()))
-            .with_context(|| format!("cannot write pid file {}", pid_file.display()))?;
-    }
+    let perl = prepare_perl(&cfg)?;
     let result = if cfg.workers == 0 {
         log::info!(
             "ready: serving on {} in this process (--workers 0)",
@@ -74,14 +74,96 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     } else {
         Pool::new(&perl, &listener, &cfg).and_then(|pool| pool.run(started))
     };
-    listener.remove_socket_file();
-    if let Some(pid_file) = &cfg.pid_file {
-        let _ = std::fs::remove_file(pid_file);
-    }
+    drop(leftovers);
     // Global destruction would run the preloaded modules' END blocks; the
     // master has nothing to clean up in Perl.
     std::mem::forget(perl);
     result
+}
+
+/// The socket options, with the socket file given to `--user` when no
+/// `--socket-owner` says otherwise (php-fpm's `listen.owner` default): the
+/// master, once that user, can then remove it at the stop (in a sticky
+/// directory such as /tmp too).
+fn socket_options(cfg: &Config) -> crate::listen::SocketOptions {
+    let mut socket = cfg.socket.clone();
+    if socket.owner.is_none()
+        && nix::unistd::geteuid().is_root()
+        && cfg.listen.as_deref().is_some_and(|l| l.contains('/'))
+    {
+        socket.owner = cfg.user.clone();
+    }
+    socket
+}
+
+/// The pid file, written by the starting user, goes to `--user`, so that
+/// the master, once switched, can empty it at the stop when it cannot
+/// remove it (a directory only root may write to).
+fn give_to_user(path: &std::path::Path, cfg: &Config) -> anyhow::Result<()> {
+    if let Some(uid) = target_uid(cfg) {
+        nix::unistd::chown(path, Some(uid), None)
+            .with_context(|| format!("cannot give pid file {} to --user", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The uid `--user` names, when the daemon switches to it.
+fn target_uid(cfg: &Config) -> Option<nix::unistd::Uid> {
+    let name = cfg.user.as_ref()?;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| u.uid)
+}
+
+/// What the daemon leaves on disk: the socket file it bound and its pid
+/// file, removed when this is dropped in the master (a forked child never
+/// gets here: workers leave with `_exit`). A pid file the master, now
+/// `--user`, may not remove is emptied instead (logrotate's and the
+/// recipes' `[ -s PIDFILE ]` then see no daemon).
+struct Leftovers<'a> {
+    listener: &'a Listener,
+    pid_file: Option<std::path::PathBuf>,
+    master: nix::unistd::Pid,
+}
+
+impl<'a> Leftovers<'a> {
+    fn new(listener: &'a Listener) -> Self {
+        Leftovers {
+            listener,
+            pid_file: None,
+            master: nix::unistd::getpid(),
+        }
+    }
+}
+
+impl Drop for Leftovers<'_> {
+    fn drop(&mut self) {
+        if nix::unistd::getpid() != self.master {
+            return;
+        }
+        self.listener.remove_socket_file();
+        let Some(path) = &self.pid_file else { return };
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                let emptied = std::fs::write(path, "");
+                log::info!(
+                    "cannot remove pid file {} ({e}); {}",
+                    path.display(),
+                    if emptied.is_ok() {
+                        "emptied it"
+                    } else {
+                        "left it"
+                    }
+                );
+            }
+        }
+    }
 }
 
 /// Supervisors sometimes start daemons with 0/1/2 closed; the next open
@@ -127,6 +209,8 @@ pub fn drop_privileges(cfg: &Config) -> anyhow::Result<()> {
         }
         None => user.gid,
     };
+    crate::log::give_to(user.uid)
+        .with_context(|| format!("--user {name}: cannot give it the log file (run as root)"))?;
     let cname = std::ffi::CString::new(name.as_str())?;
     nix::unistd::initgroups(&cname, gid)
         .with_context(|| format!("--user {name}: cannot set its groups (run as root)"))?;

@@ -41,6 +41,8 @@ const CACHE_SIZE: usize = 4096;
 pub struct PathPolicy {
     roots: Vec<PathBuf>,
     extensions: Vec<String>,
+    /// `deny` globs, matched against the resolved path.
+    deny: Vec<glob::Pattern>,
     cache: RefCell<HashMap<Vec<u8>, (Instant, ScriptCheck)>>,
 }
 
@@ -56,7 +58,17 @@ impl PathPolicy {
         PathPolicy {
             roots,
             extensions,
+            deny: Vec::new(),
             cache: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The policy of a configuration: its roots, extensions and `deny`
+    /// globs.
+    pub fn of(cfg: &crate::config::Config) -> PathPolicy {
+        PathPolicy {
+            deny: cfg.deny.clone(),
+            ..PathPolicy::new(cfg.roots.clone(), &cfg.extensions)
         }
     }
 
@@ -112,6 +124,21 @@ impl PathPolicy {
                     .map(|r| r.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", ")
+            ));
+        }
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..Default::default()
+        };
+        if let Some(glob) = self
+            .deny
+            .iter()
+            .find(|g| g.matches_path_with(&resolved, options))
+        {
+            return ScriptCheck::Forbidden(format!(
+                "{} matches deny = {:?}",
+                resolved.display(),
+                glob.as_str()
             ));
         }
         if !self.extension_allowed(&resolved) {
@@ -228,6 +255,20 @@ mod tests {
         assert!(matches!(
             p.check_resolved(PathBuf::from("/srv/www/noext"), None),
             ScriptCheck::Forbidden(_)
+        ));
+    }
+
+    #[test]
+    fn deny_globs_refuse_matching_paths() {
+        let mut p = policy(&["/srv/www"], &[".pl"]);
+        p.deny = vec![glob::Pattern::new("/srv/www/**/lib/**").unwrap()];
+        assert!(matches!(
+            p.check_resolved(PathBuf::from("/srv/www/app/lib/Util.pl"), None),
+            ScriptCheck::Forbidden(why) if why.contains("deny")
+        ));
+        assert!(matches!(
+            p.check_resolved(PathBuf::from("/srv/www/app/index.pl"), None),
+            ScriptCheck::Run { .. }
         ));
     }
 

@@ -21,5 +21,5 @@ $d->stop;
 
 my $bad = eval { start_daemon(workers => 1, args => ['--user', 'no-such-user-xyz'], timeout => 3); 1 };
 ok !$bad, 'an unknown user is refused';
-like $@, qr/--user no-such-user-xyz: no such user/, 'with a message naming the flag';
+like $@, qr/user: no-such-user-xyz: no such user/, "with a message naming the setting";
 done_testing;

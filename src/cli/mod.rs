@@ -3,6 +3,7 @@
 mod check;
 mod compare;
 mod request;
+mod version;
 
 use clap::{Parser, Subcommand};
 
@@ -17,7 +18,8 @@ use crate::config::{Config, Settings};
         The master loads Perl and the --preload modules once and forks workers that \
         share the compiled code; each request runs the file named by SCRIPT_FILENAME \
         in a fresh package, with CGI semantics. Put it behind nginx with \
-        `fastcgi_pass unix:/run/fcgi-spawn.sock;`."
+        `fastcgi_pass unix:/run/fcgi-spawn.sock;`.",
+    after_help = SIGNALS
 )]
 struct Cli {
     #[command(subcommand)]
@@ -56,8 +58,20 @@ enum Command {
     },
 }
 
+/// The signals the master answers, for `--help`.
+const SIGNALS: &str = "Signals (to the master's pid):\n  \
+    TERM, INT   graceful stop: stop listening, finish requests in flight (--grace-time), exit 0\n  \
+    QUIT        fast stop: workers are killed at once\n  \
+    HUP         reload (see the README for what it does in this version)\n  \
+    USR1        reopen the --log file (after logrotate moved it)\n  \
+    TTIN, TTOU  one worker more, one fewer";
+
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> i32 {
+    let args: Vec<String> = std::env::args().collect();
+    if matches!(args.get(1).map(String::as_str), Some("--version" | "-V")) && args.len() == 2 {
+        return version::print();
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Run { settings, verbose } => run(settings, verbose),
@@ -68,55 +82,97 @@ pub fn main() -> i32 {
     }
 }
 
+/// An error and its causes on one line, each cause once: a cause whose
+/// text the message already ends with (an OS error a context repeated) is
+/// not printed again.
+pub fn report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn run(settings: Settings, verbose: bool) -> i32 {
     let cfg = match Config::load(settings) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("fcgi-spawn: {e}");
+            // In the format of the log lines that would have followed.
+            let _ = crate::log::init(None, crate::log::LogFormat::Timestamped, verbose);
+            log::error!("{e}");
             return 2;
         }
     };
     let log_path = cfg.log.clone();
     if let Err(e) = crate::log::init(log_path.as_deref(), cfg.log_format, verbose) {
-        eprintln!("fcgi-spawn: {e}");
+        let _ = crate::log::init(None, cfg.log_format, verbose);
+        log::error!("{e}");
         return 2;
     }
     match crate::master::run(cfg) {
         Ok(()) => 0,
         Err(e) => {
-            log::error!("{e:#}");
+            let message = report(&e);
+            log::error!("{message}");
             if log_path.is_some() {
-                eprintln!("fcgi-spawn: {e:#}");
+                eprintln!("fcgi-spawn: {message}");
             }
             1
         }
     }
 }
 
+/// `fcgi-spawn config`: everything `run` checks before serving, short of
+/// binding the socket: the settings, the users, groups and directories
+/// they name, and the interpreter with the preloads (as `run`, switched to
+/// `--user` first when started as root).
 fn check_config(settings: Settings, print: bool) -> i32 {
     let file = settings.config.clone();
     let cfg = match Config::load(settings) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("fcgi-spawn: {e}");
+            eprintln!("fcgi-spawn config: {e}");
             return 2;
         }
     };
-    if !print {
-        match &file {
-            Some(f) => println!("{}: configuration OK", f.display()),
-            None => println!("configuration OK"),
-        }
-        return 0;
+    if print {
+        return match toml::to_string(&cfg.effective_settings()) {
+            Ok(text) => {
+                print!("{text}");
+                0
+            }
+            Err(e) => {
+                eprintln!("fcgi-spawn config: {e}");
+                1
+            }
+        };
     }
-    match toml::to_string(&cfg.effective_settings()) {
-        Ok(text) => {
-            print!("{text}");
-            0
+    // Messages (the preloads' warnings) go to stderr: this is a command.
+    if let Err(e) = crate::log::init(None, crate::log::LogFormat::Timestamped, false) {
+        eprintln!("fcgi-spawn config: {e}");
+        return 2;
+    }
+    let perl = crate::master::drop_privileges(&cfg).and_then(|()| crate::master::start_perl(&cfg));
+    match perl {
+        Ok(perl) => {
+            // As in the master: no global destruction (the preloads' END blocks).
+            std::mem::forget(perl);
         }
         Err(e) => {
-            eprintln!("fcgi-spawn: {e}");
-            1
+            eprintln!("fcgi-spawn config: {}", report(&e));
+            return 2;
         }
     }
+    match &file {
+        Some(f) => println!("{}: configuration OK", f.display()),
+        None => println!("configuration OK"),
+    }
+    0
 }

@@ -1,7 +1,10 @@
 //! `fcgi-spawn request`: a FastCGI client for one request, like `cgi-fcgi`,
 //! for health checks, debugging and tests. It fills the CGI params a web
 //! server would, prints the raw CGI response on stdout and the FCGI_STDERR
-//! stream on stderr, and exits non-zero on a protocol error.
+//! stream on stderr, and says with its exit code how the request went:
+//! [`EXIT_OK`], [`EXIT_ERROR`], [`EXIT_4XX`], [`EXIT_5XX`]. For a 403 it
+//! says on stderr why, as far as it can tell from here (the path policy of
+//! `--config`/`--root`/`--ext`, the daemon's own checks).
 //!
 //! [`CgiRequest`] is the one description of such a request: `compare` sends
 //! its requests (and gives the plain CGI run its environment) through it, so
@@ -17,11 +20,33 @@ use clap::Args;
 use crate::fastcgi::client::{self, Response};
 use crate::fastcgi::record::ROLE_RESPONDER;
 
+/// The response's status was below 400.
+pub const EXIT_OK: i32 = 0;
+/// No response: cannot connect, a protocol error, the server refused it.
+pub const EXIT_ERROR: i32 = 2;
+/// A 4xx status (403: the reason on stderr, 404: no such script).
+pub const EXIT_4XX: i32 = 4;
+/// A 5xx status (the script died, a timeout: the daemon's log says more).
+pub const EXIT_5XX: i32 = 5;
+
 #[derive(Args)]
+#[command(
+    after_help = "Exit status: 0 a response below 400; 2 no response (cannot connect,     protocol error, request refused); 4 a 4xx response (why a 403, on stderr); 5 a 5xx response."
+)]
 pub struct RequestArgs {
     /// Server socket: a path (contains '/') or HOST:PORT.
     #[arg(long, value_name = "PATH | HOST:PORT")]
     connect: String,
+    /// The daemon's TOML config file: on a 403, its roots, extensions and
+    /// deny globs say why.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The daemon's --root (repeatable), to say why a 403 happened.
+    #[arg(long = "root", value_name = "DIR")]
+    root: Vec<PathBuf>,
+    /// The daemon's --ext, to say why a 403 happened.
+    #[arg(long, value_name = "LIST")]
+    ext: Option<String>,
     #[command(flatten)]
     flags: RequestFlags,
     /// The script to run, as the web server would name it.
@@ -173,16 +198,17 @@ pub fn main(args: RequestArgs) -> i32 {
     match request(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("fcgi-spawn request: {e:#}");
-            2
+            eprintln!("fcgi-spawn request: {}", super::report(&e));
+            EXIT_ERROR
         }
     }
 }
 
 fn request(args: RequestArgs) -> anyhow::Result<i32> {
-    let request = args
-        .flags
-        .request(args.script_filename, args.query_string.unwrap_or_default())?;
+    let request = args.flags.request(
+        args.script_filename.clone(),
+        args.query_string.clone().unwrap_or_default(),
+    )?;
     let response = request.send(&args.connect, None)?;
     std::io::stdout().write_all(&response.stdout)?;
     std::io::stdout().flush()?;
@@ -193,7 +219,81 @@ fn request(args: RequestArgs) -> anyhow::Result<i32> {
             response.protocol_status
         );
     }
-    Ok(0)
+    let status = cgi_status(&response.stdout);
+    // Not "fcgi-spawn request: ", which reads as "no response".
+    let say = |why: &str| eprintln!("fcgi-spawn request (status {status}): {why}");
+    Ok(match status {
+        403 => {
+            say(&forbidden_reason(&args));
+            EXIT_4XX
+        }
+        404 => {
+            say(&format!("no such script: {}", args.script_filename));
+            EXIT_4XX
+        }
+        400..=499 => EXIT_4XX,
+        500.. => {
+            say("the server answered with an error; its log says why");
+            EXIT_5XX
+        }
+        _ => EXIT_OK,
+    })
+}
+
+/// The status a web server would send for this CGI response: its `Status:`
+/// header, else 302 with a `Location:`, else 200.
+pub fn cgi_status(stdout: &[u8]) -> u16 {
+    let head_end = stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| stdout.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(stdout.len());
+    let head = String::from_utf8_lossy(&stdout[..head_end]);
+    let mut location = false;
+    for line in head.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("status") {
+            if let Some(code) = value.split_whitespace().next().and_then(|c| c.parse().ok()) {
+                return code;
+            }
+        } else if name.eq_ignore_ascii_case("location") {
+            location = true;
+        }
+    }
+    if location {
+        302
+    } else {
+        200
+    }
+}
+
+/// Why the daemon refused the script, as far as this side can tell: the
+/// path policy of the given config (or flags) applied to the name sent.
+fn forbidden_reason(args: &RequestArgs) -> String {
+    let settings = crate::config::Settings {
+        config: args.config.clone(),
+        root: args.root.clone(),
+        ext: args.ext.clone(),
+        ..Default::default()
+    };
+    let given = args.config.is_some() || !args.root.is_empty() || args.ext.is_some();
+    let policy = match crate::config::Config::load(settings) {
+        Ok(cfg) => crate::path_policy::PathPolicy::of(&cfg),
+        Err(e) => return format!("forbidden; cannot read the daemon's settings to say why: {e}"),
+    };
+    match policy.check(args.script_filename.as_bytes()) {
+        crate::path_policy::ScriptCheck::Forbidden(why) => format!("forbidden: {why}"),
+        _ if given => {
+            "forbidden, though these settings would allow it: the daemon runs with other \
+            settings, or the file is not readable by its user"
+                .to_string()
+        }
+        _ => "forbidden: outside the daemon's roots, or refused by its deny globs (give \
+            --config, or --root and --ext, to say which)"
+            .to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +332,15 @@ mod tests {
         assert_eq!(get(&p, "CONTENT_TYPE"), Some("text/plain"));
         assert_eq!(get(&p, "HTTP_X"), Some("a=b"));
         assert_eq!(p.iter().filter(|(n, _)| n == "CONTENT_TYPE").count(), 1);
+    }
+
+    #[test]
+    fn status_as_a_web_server_reads_it() {
+        assert_eq!(cgi_status(b"Content-Type: text/plain\r\n\r\nhi"), 200);
+        assert_eq!(cgi_status(b"Status: 403 Forbidden\r\n\r\n"), 403);
+        assert_eq!(cgi_status(b"status:504\n\nStatus: 200"), 504);
+        assert_eq!(cgi_status(b"Location: /x\r\n\r\n"), 302);
+        assert_eq!(cgi_status(b"Content-Type: text/html\n\nStatus: 500"), 200);
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn precompile(perl: &Interpreter, cfg: &Config) -> anyhow::Result<()> {
         return Ok(());
     }
     let started = Instant::now();
-    let policy = PathPolicy::new(cfg.roots.clone(), &cfg.extensions);
+    let policy = PathPolicy::of(cfg);
     let targets = daemon_targets(cfg, &policy);
     let worker = WorkerSettings::new(&cfg.pass_env, &cfg.env, &policy);
     let (mut cached, mut perlrun, mut failed) = (0, 0, Vec::new());
@@ -98,7 +98,7 @@ pub fn precompile(perl: &Interpreter, cfg: &Config) -> anyhow::Result<()> {
 /// script on stdout, perl's messages for those that fail on stderr.
 /// Returns the exit code: 0 when all compile, 1 otherwise.
 pub fn check_scripts(perl: &Interpreter, cfg: &Config, scripts: &[PathBuf]) -> io::Result<i32> {
-    let policy = PathPolicy::new(cfg.roots.clone(), &cfg.extensions);
+    let policy = PathPolicy::of(cfg);
     let mut targets = Vec::new();
     let mut failed = 0;
     for given in scripts {
@@ -327,7 +327,7 @@ mod tests {
             ],
             ..Default::default()
         });
-        let policy = PathPolicy::new(cfg.roots.clone(), &cfg.extensions);
+        let policy = PathPolicy::of(&cfg);
         let got: Vec<PathBuf> = daemon_targets(&cfg, &policy)
             .into_iter()
             .map(|t| t.script.strip_prefix(&root).unwrap().to_path_buf())

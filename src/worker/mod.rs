@@ -47,7 +47,7 @@ pub fn run(
     perl.set_owner_pid(std::process::id() as i32);
     let runner = Runner::new(
         perl,
-        PathPolicy::new(cfg.roots.clone(), &cfg.extensions),
+        PathPolicy::of(cfg),
         cfg.stderr_to_client,
         (cfg.request_timeout > 0).then(|| Duration::from_secs(cfg.request_timeout)),
         cfg.isolation,

@@ -151,7 +151,7 @@ fn compare(args: CompareArgs) -> anyhow::Result<Verdict> {
     let config_file = args.settings.config.clone();
     let settings = args.settings.clone().with_config_file()?;
     let config = Config::resolve(settings.clone(), config_file)?;
-    let policy = PathPolicy::new(config.roots.clone(), &config.extensions);
+    let policy = PathPolicy::of(&config);
     let script = runnable_script(&args.script, &policy)?;
     let masks = Masks::new(&args.masks)?;
     if args.repeat == 0 {
