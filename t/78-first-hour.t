@@ -1,0 +1,226 @@
+# The first hour, as a new user meets it: the pid file in a root-owned
+# directory with --user, the log reopened on USR1 as that user, no socket
+# left behind after a stop or a failed start, `config` refusing what `run`
+# would refuse, `request` exit codes and 403 reasons, `--version`, error
+# messages (one OS error text, TOML carets, negative numbers), `--help`
+# (signals, --workers 0, --user), and `deny` globs.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use File::Temp qw(tempdir);
+use HTTP::Tiny;
+use Test::More;
+use FcgiSpawn::Test;
+use FcgiSpawn::Recipe;
+
+my $bin = bin_path();
+my $dir = tempdir('fcgi-spawn-first-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+chmod 0755, $dir;
+
+sub run_cmd {
+    my @cmd = @_;
+    my $out = qx{@cmd 2>&1};
+    return ($? >> 8, $out);
+}
+
+# `run` that is expected to fail at start: its exit code, its output, and
+# whether the socket file is gone afterwards.
+sub failed_start {
+    my ($sock, @flags) = @_;
+    my ($rc, $out) = run_cmd($bin, 'run', '--listen', $sock, '--workers', 1, @flags);
+    return ($rc, $out, !-e $sock);
+}
+
+subtest 'no socket left behind after a failed start' => sub {
+    my $sock = "$dir/failed.sock";
+    my ($rc, $out, $gone) = failed_start($sock, '--preload', 'No::Such::Module');
+    is $rc, 1, 'a missing preload module stops the start';
+    like $out, qr/--preload No::Such::Module: Can't locate/, 'naming it';
+    ok $gone, 'and the socket is removed';
+
+    mkdir "$dir/pid-is-a-dir";
+    ($rc, $out, $gone) = failed_start($sock, '--pid-file', "$dir/pid-is-a-dir");
+    is $rc, 1, 'a pid file that cannot be written stops the start';
+    like $out, qr/cannot write pid file \Q$dir\E\/pid-is-a-dir: Is a directory \(os error 21\)$/m,
+        'naming it, the OS error once';
+    ok $gone, 'and the socket is removed';
+
+    ($rc, $out, $gone) = failed_start($sock, '--user', 'no-such-user-xyz');
+    is $rc, 2, 'an unknown --user is refused';
+    like $out, qr/user: no-such-user-xyz: no such user/, 'naming the setting';
+    ok $gone, 'before any socket is made';
+
+    ($rc, $out, $gone) = failed_start($sock, '--socket-owner', 'no-such-user-xyz');
+    is $rc, 2, 'an unknown --socket-owner is refused';
+    ok $gone, 'before any socket is made';
+
+    ($rc, $out, $gone) = failed_start($sock, '--preload-script', "$dir/missing.pl");
+    is $rc, 2, 'a missing preload script is refused';
+    like $out, qr/preload_script: \Q$dir\E\/missing\.pl: No such file or directory \(os error 2\)$/m, 'naming it';
+    ok $gone, 'before any socket is made';
+};
+
+subtest 'the socket goes at a stop, also with --workers 0' => sub {
+    my $d = start_daemon(workers => 0);
+    ok -S $d->socket, 'the socket exists while it serves';
+    $d->stop;
+    ok !-e $d->socket, 'and is removed at the stop';
+};
+
+subtest '--user: pid file in a root-owned directory, log reopened on USR1, socket removed' => sub {
+    plan skip_all => 'needs root to switch users' if $> != 0;
+    my $rootdir = "$dir/root-owned";
+    mkdir $rootdir, 0755;
+    my $sticky = "$dir/sticky";    # as /tmp: root's, anyone may create
+    mkdir $sticky;
+    chmod 01777, $sticky;
+    my ($pid_file, $sock, $log) = ("$rootdir/fcgi-spawn.pid", "$sticky/fcgi.sock", "$rootdir/fcgi-spawn.log");
+    my $srv = start_server(name => 'fcgi-spawn', log => "$dir/user.stderr",
+        argv => [ $bin, 'run', '--listen', $sock, '--workers', 1, '--root', scripts_dir(),
+                  '--user', 'nobody', '--pid-file', $pid_file, '--log', $log ],
+        ready => sub { slurp($log) =~ /ready:/ && -S $sock });
+    is slurp($pid_file), "$srv->{pid}\n", 'the pid file is written in a root-owned directory';
+    is((stat $sock)[4], scalar(getpwnam 'nobody'), 'the socket file is the user\'s');
+    my $client = bless { dir => $dir, listen => $sock, stopped => 1 }, 'FcgiSpawn::Test::Daemon';
+    my ($out, $err, $rc) = fcgi_request($client, 'hello.pl', timeout => 10);
+    is $rc, 0, 'it serves' or diag $err;
+    kill 'USR1', $srv->{pid};
+    ok wait_for(sub { slurp($log) =~ /SIGUSR1: log reopened/ }, 5),
+        'USR1 reopens the log file as the user (the master gave it the file)';
+    unlike slurp($log), qr/cannot open log file/, 'without an error';
+    is stop_server($srv, 'TERM'), 0, 'TERM: exit 0';
+    ok !-e $sock, 'the socket in a sticky directory is removed by the user';
+    ok -e $pid_file && -z $pid_file, 'the pid file it may not remove is emptied';
+    like slurp($log), qr/cannot remove pid file .*emptied it/, 'and the log says so';
+};
+
+subtest 'config checks what run would refuse' => sub {
+    my @cases = (
+        [ 'a missing preload module', [ '--preload', 'No::Such::Module' ], qr/--preload No::Such::Module: Can't locate No\/Such\/Module\.pm/ ],
+        [ 'a missing preload script', [ '--preload-script', "$dir/nope.pl" ], qr/preload_script: \Q$dir\E\/nope\.pl: No such file/ ],
+        [ 'an unknown user', [ '--user', 'no-such-user-xyz' ], qr/user: no-such-user-xyz: no such user/ ],
+        [ 'an unknown group', [ '--user', 'nobody', '--group', 'no-such-group-xyz' ], qr/group: no-such-group-xyz: no such group/ ],
+        [ 'a missing socket directory', [ '--listen', "$dir/no-dir/s.sock" ], qr/listen: \Q$dir\E\/no-dir\/s\.sock: directory \Q$dir\E\/no-dir does not exist/ ],
+        [ 'a root that does not exist', [ '--root', "$dir/no-root" ], qr/root: \Q$dir\E\/no-root: No such file or directory \(os error 2\)/ ],
+    );
+    for my $case (@cases) {
+        my ($what, $flags, $message) = @$case;
+        my ($rc, $out) = run_cmd($bin, 'config', @$flags);
+        is $rc, 2, "$what: exit 2";
+        like $out, $message, "$what: named";
+        unlike $out, qr/configuration OK/, "$what: not OK";
+    }
+    my ($rc, $out) = run_cmd($bin, 'config', '--preload', 'CGI', '--root', scripts_dir());
+    is $rc, 0, 'a good configuration: exit 0';
+    like $out, qr/^configuration OK$/m, 'and says so';
+};
+
+subtest 'messages' => sub {
+    my ($rc, $out) = run_cmd($bin, 'run', '--config', "$dir/missing.toml");
+    is $rc, 2, 'a missing config file: exit 2';
+    like $out, qr/^\S+ fcgi-spawn\[\d+\]: error: cannot read config file \Q$dir\E\/missing\.toml: No such file or directory \(os error 2\)$/m,
+        'in the format of a log line, the OS error once';
+    ($rc, $out) = run_cmd($bin, 'run', '--listen', "$dir/no-dir/x.sock");
+    is(() = $out =~ /os error/g, 0, 'a missing socket directory: no raw OS error twice');
+    like $out, qr/directory \Q$dir\E\/no-dir does not exist/, 'but what is missing';
+    ($rc, $out) = run_cmd($bin, 'run', '--workers', -3);
+    is $rc, 2, '--workers -3: exit 2';
+    like $out, qr/invalid value '-3' for '--workers <N>'/, 'says the value is invalid for --workers';
+    spew("$dir/broken.toml", "workers = 2\nroot = [\n");
+    ($rc, $out) = run_cmd($bin, 'config', '--config', "$dir/broken.toml");
+    is $rc, 2, 'a TOML syntax error: exit 2';
+    like $out, qr/line 2.*\n.*\|\n2 \| root = \[\n\s*\|\s+\^/, 'keeps its lines and its caret';
+    spew("$dir/one-root.toml", sprintf qq{root = "%s"\n}, scripts_dir());
+    ($rc, $out) = run_cmd($bin, 'config', '--print', '--config', "$dir/one-root.toml");
+    is $rc, 0, 'root = "DIR" (a string) is accepted';
+    like $out, qr/^root = \["\Q${\ scripts_dir()}\E"\]$/m, 'as one root';
+};
+
+subtest '--help and --version' => sub {
+    my ($rc, $out) = run_cmd($bin, '--help');
+    like $out, qr/Signals.*\n(?:.*\n)*.*TERM.*\n(?:.*\n)*.*USR1/, '--help lists the signals';
+    ($rc, $out) = run_cmd($bin, 'run', '--help');
+    like $out, qr/--workers <N>\s+Number of worker processes; 0: no fork/, 'run --help documents --workers 0';
+    like $out, qr/--user <USER>\s+Run as this user: the master/, 'and that the master switches with --user';
+    ($rc, $out) = run_cmd($bin, '--version');
+    is $rc, 0, '--version: exit 0';
+    chomp(my $commit = `git -C $FindBin::Bin/.. rev-parse --short HEAD 2>/dev/null` || 'unknown');
+    like $out, qr/^fcgi-spawn \S+ \(commit [0-9a-f]{7,}|unknown\)/m, 'names a commit';
+    like $out, qr/^libperl: (\S+) \(built against perl 5\.\d+\.\d+\)$/m, 'the libperl';
+    my ($lib) = $out =~ /^libperl: (\S+)/m;
+    ok -e $lib, "which exists ($lib)";
+    my $perl_v = `perl -e 'printf "%vd", \$^V'`;
+    like $out, qr/^perl: \Q$perl_v\E$/m, "perl's version";
+    my ($inc) = `perl -e 'print \$INC[-1]'`;
+    like $out, qr/^\@INC:\n(?:  .*\n)*  \Q$inc\E$/m, 'and @INC';
+};
+
+subtest 'request: exit codes and why a 403' => sub {
+    my $www = "$dir/www";
+    mkdir $www;
+    mkdir "$www/lib";
+    spew("$www/index.pl", qq{print "Content-Type: text/plain\\r\\n\\r\\nindex\\n";\n});
+    spew("$www/lib/Util.pl", qq{print "Content-Type: text/plain\\r\\n\\r\\nlibrary\\n";\n});
+    spew("$www/die.pl", qq{die "on purpose\\n";\n});
+    spew("$www/notes.txt", "text\n");
+    my $d = start_daemon(workers => 1, root => $www, args => [ '--deny', "$www/**/lib/**", '--deny', "$www/lib/*" ]);
+    my ($out, $err, $rc) = fcgi_request($d, "$www/index.pl");
+    is $rc, 0, '200: exit 0';
+    ($out, $err, $rc) = fcgi_request($d, "$www/die.pl");
+    is $rc, 5, '500: exit 5';
+    like $err, qr/status 500/, 'said on stderr';
+    ($out, $err, $rc) = fcgi_request($d, "$www/missing.pl");
+    is $rc, 4, '404: exit 4';
+    like $err, qr/no such script/, 'said on stderr';
+    ($out, $err, $rc) = fcgi_request($d, "$www/notes.txt");
+    is $rc, 4, '403 (extension): exit 4';
+    like $err, qr/status 403\): forbidden: .*notes\.txt does not have an allowed extension/, 'and why';
+    my $said = qx{$bin request --connect ${\ $d->socket} relative/index.pl 2>&1 >/dev/null};
+    is $? >> 8, 4, '403 (relative SCRIPT_FILENAME): exit 4';
+    like $said, qr/not an absolute path/, 'and why';
+    ($out, $err, $rc) = fcgi_request($d, script_path('hello.pl'));
+    is $rc, 4, '403 (outside the root): exit 4';
+    like $err, qr/outside the daemon's roots/, 'a guess without the settings';
+    my @argv = ($bin, 'request', '--connect', $d->socket, '--root', $www, script_path('hello.pl'));
+    $said = qx{@argv 2>&1 >/dev/null};
+    is $? >> 8, 4, 'with --root: exit 4';
+    like $said, qr/is outside the allowed roots \(\Q$www\E\)/, 'and the reason';
+
+    ($out, $err, $rc) = fcgi_request($d, "$www/lib/Util.pl");
+    is $rc, 4, 'a library .pl under the root matching deny: 403';
+    unlike $out, qr/library/, 'not run';
+    ok wait_for(sub { $d->log_text =~ /lib\/Util\.pl matches deny = / }, 5), 'a log line names the glob';
+    $d->stop;
+};
+
+subtest 'script/demo twice, on two ports' => sub {
+    my $nginx = (grep { -x } '/usr/sbin/nginx', '/usr/bin/nginx')[0]
+        or plan skip_all => 'nginx not installed (script/install-deps installs it)';
+    my $demo = "$FindBin::Bin/../script/demo";
+    local $ENV{FCGI_SPAWN_BIN} = $bin;
+    my (@demos, @run);
+    # TERM, never the harness's KILL: a demo stops its own daemon and nginx.
+    eval {
+        for my $n (1, 2) {
+            my $port = free_port();
+            local $ENV{PORT} = $port;
+            push @demos, start_server(name => "demo $n", port => $port, log => "$dir/demo$n.out",
+                argv => [ 'bash', $demo ], ready => sub { slurp("$dir/demo$n.out") =~ /demo: open/ });
+        }
+        @run = map { slurp("$dir/demo$_.out") =~ /^demo: runtime directory (\S+)$/m ? $1 : '' } 1, 2;
+        ok $run[0] && $run[1] && $run[0] ne $run[1], 'each demo has its own runtime directory';
+        my $page = sub { HTTP::Tiny->new(timeout => 10)->get($_[0]{url}->('/index.cgi'))->{content} // '' };
+        like($page->($_), qr/fcgi-spawn/i, "$_->{name} serves on its port") for @demos;
+        stop_server($demos[0], 'TERM');
+        ok !-S "$run[0]/fcgi-spawn.sock", 'the stopped demo\'s socket is gone';
+        ok -S "$run[1]/fcgi-spawn.sock", 'the other one\'s is there';
+        like($page->($demos[1]), qr/fcgi-spawn/i, 'and the other demo still serves');
+        stop_server($demos[1], 'TERM');
+        1;
+    } or fail("demo test died: $@");
+    stop_server($_, 'TERM') for @demos;
+    system 'rm', '-rf', grep { length } @run;
+};
+
+done_testing;
