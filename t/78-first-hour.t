@@ -194,6 +194,17 @@ subtest 'request: exit codes and why a 403' => sub {
     $d->stop;
 };
 
+subtest "the README's package list is script/install-deps's" => sub {
+    my $top = "$FindBin::Bin/..";
+    my ($need) = slurp("$top/script/install-deps") =~ /^need=\((.*?)^\)/ms;
+    $need =~ s/#.*$//mg;
+    my %deps = map { $_ => 1 } split ' ', $need;
+    my ($block) = slurp("$top/README.md") =~ /^### What they install\n.*?\n\n((?: {4}\S[^\n]*\n)+)/ms;
+    ok $block, 'the README lists packages';
+    my %readme = map { $_ => 1 } split ' ', $block // '';
+    is_deeply [ sort keys %readme ], [ sort keys %deps ], 'the same packages';
+};
+
 subtest 'script/demo twice, on two ports' => sub {
     my $nginx = (grep { -x } '/usr/sbin/nginx', '/usr/bin/nginx')[0]
         or plan skip_all => 'nginx not installed (script/install-deps installs it)';
