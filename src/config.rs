@@ -71,6 +71,23 @@ pub struct Settings {
     #[arg(long, value_name = "FILE")]
     #[serde(default, deserialize_with = "one_or_many")]
     pub preload_script: Vec<PathBuf>,
+    /// Perl file to run in each worker after fork, before its first request
+    /// (repeatable): database connections, per-process state (like
+    /// FCGI::Spawn's preload_prepared_NN.pl).
+    #[arg(long, value_name = "FILE")]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub worker_init: Vec<PathBuf>,
+    /// Before each request, reload the modules in %INC whose file changed
+    /// (FCGI::Spawn's `stats`; one log line per reload).
+    #[arg(long)]
+    #[serde(default)]
+    pub stats: bool,
+    /// The stat fields that tell a module changed, for --stats (repeatable;
+    /// dev ino mode nlink uid gid rdev size atime mtime ctime blksize
+    /// blocks, or `all`: all but atime) [default: mtime].
+    #[arg(long, value_name = "FIELD")]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub stats_policy: Vec<String>,
     /// Compile the scripts matching this glob in the master before forking
     /// (repeatable; registry and fork isolation), so the workers share them
     /// and no first request waits for a compile; `**` crosses directories.
@@ -158,6 +175,13 @@ const DEFAULT_PASS_ENV: &[&str] = &[
     "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PERL5LIB",
 ];
 
+/// stat(2) fields `stats_policy` may name, in perl's `stat` order (an
+/// FCGI::Spawn policy gives their indexes).
+pub const STAT_FIELDS: &[&str] = &[
+    "dev", "ino", "mode", "nlink", "uid", "gid", "rdev", "size", "atime", "mtime", "ctime",
+    "blksize", "blocks",
+];
+
 /// The validated, complete configuration of a daemon.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -170,6 +194,10 @@ pub struct Config {
     pub extensions: Vec<String>,
     pub preload: Vec<String>,
     pub preload_scripts: Vec<PathBuf>,
+    pub worker_init: Vec<PathBuf>,
+    pub stats: bool,
+    /// Stat field names compared by `stats` (validated, not empty).
+    pub stats_policy: Vec<String>,
     /// `precompile` globs, valid patterns.
     pub precompile: Vec<String>,
     pub precompile_strict: bool,
@@ -290,6 +318,9 @@ impl Settings {
             ext: pick(flags.ext, self.ext),
             preload: list(flags.preload, self.preload),
             preload_script: list(flags.preload_script, self.preload_script),
+            worker_init: list(flags.worker_init, self.worker_init),
+            stats: flags.stats || self.stats,
+            stats_policy: list(flags.stats_policy, self.stats_policy),
             precompile: list(flags.precompile, self.precompile),
             precompile_strict: flags.precompile_strict || self.precompile_strict,
             isolation: pick(flags.isolation, self.isolation),
@@ -344,6 +375,9 @@ impl Config {
             ext: Some(self.extensions.join(",")),
             preload: self.preload.clone(),
             preload_script: self.preload_scripts.clone(),
+            worker_init: self.worker_init.clone(),
+            stats: self.stats,
+            stats_policy: self.stats_policy.clone(),
             precompile: self.precompile.clone(),
             precompile_strict: self.precompile_strict,
             isolation: Some(self.isolation),
@@ -471,6 +505,22 @@ impl Config {
             .iter()
             .map(|g| glob::Pattern::new(g).map_err(|e| invalid("deny", format!("{g:?}: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
+        let stats_policy = if s.stats_policy.is_empty() {
+            vec!["mtime".to_string()]
+        } else {
+            s.stats_policy.clone()
+        };
+        for field in &stats_policy {
+            if !STAT_FIELDS.contains(&field.as_str()) && field != "all" {
+                return Err(invalid(
+                    "stats_policy",
+                    format!(
+                        "{field:?} is not a stat field ({} or all)",
+                        STAT_FIELDS.join(" ")
+                    ),
+                ));
+            }
+        }
         check_system(&s).map_err(|(key, message)| invalid(key, message))?;
         Ok(Config {
             listen: s.listen,
@@ -486,6 +536,9 @@ impl Config {
             extensions,
             preload: s.preload,
             preload_scripts: s.preload_script,
+            worker_init: s.worker_init,
+            stats: s.stats,
+            stats_policy,
             precompile: s.precompile,
             precompile_strict: s.precompile_strict,
             isolation,
@@ -586,6 +639,10 @@ fn check_system(s: &Settings) -> Result<(), (&'static str, String)> {
     for script in &s.preload_script {
         std::fs::File::open(script)
             .map_err(|e| ("preload_script", format!("{}: {e}", script.display())))?;
+    }
+    for script in &s.worker_init {
+        std::fs::File::open(script)
+            .map_err(|e| ("worker_init", format!("{}: {e}", script.display())))?;
     }
     Ok(())
 }

@@ -28,6 +28,10 @@ const PERL_MODULES: &[(&str, &str)] = &[
         include_str!("../perl/FCGI/Spawn/Loader.pm"),
     ),
     (
+        "FCGI/Spawn/Stats.pm",
+        include_str!("../perl/FCGI/Spawn/Stats.pm"),
+    ),
+    (
         "FCGI/Spawn/Runner.pm",
         include_str!("../perl/FCGI/Spawn/Runner.pm"),
     ),
@@ -267,6 +271,12 @@ fn preload(perl: &Interpreter, cfg: &Config) -> anyhow::Result<()> {
         if let Err(why) = steps.preload_script(&path) {
             bail!("--preload-script {path}: {why}");
         }
+    }
+    if cfg.stats {
+        // The baseline every worker forked from here compares with.
+        steps
+            .stats_start(&cfg.stats_policy)
+            .map_err(|why| anyhow::anyhow!("stats_policy: {why}"))?;
     }
     Ok(())
 }

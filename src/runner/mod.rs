@@ -104,8 +104,21 @@ impl<'p> Runner<'p> {
         })
     }
 
-    /// The Perl side's per-worker set-up.
-    pub fn init_worker(&self, pass_env: &[String], env: &[(String, String)]) -> io::Result<()> {
+    /// The Perl side's per-worker set-up: the `worker_init` files first
+    /// (what they leave in `main::` is the worker's, as a preload's is),
+    /// then the runner's own.
+    pub fn init_worker(
+        &self,
+        pass_env: &[String],
+        env: &[(String, String)],
+        worker_init: &[std::path::PathBuf],
+    ) -> io::Result<()> {
+        for file in worker_init {
+            let path = file.display().to_string();
+            self.steps
+                .preload_script(&path)
+                .map_err(|why| io::Error::other(format!("--worker-init {path}: {why}")))?;
+        }
         let worker = WorkerSettings::new(pass_env, env, &self.policy);
         self.steps
             .init_worker(&worker)

@@ -24,6 +24,8 @@ mod entry {
     pub const RUN_END_BLOCKS: &str = "FCGI::Spawn::Runner::run_end_blocks";
     pub const FINISH_REQUEST: &str = "FCGI::Spawn::Runner::finish_request";
     pub const END_REQUEST: &str = "FCGI::Spawn::Runner::end_request";
+    /// perl/FCGI/Spawn/Stats.pm: `stats` on, with its policy.
+    pub const STATS_START: &str = "FCGI::Spawn::Stats::start";
 }
 
 /// A step that did not return normally: the exit status it stands for
@@ -119,6 +121,13 @@ impl<'p> PerlSteps<'p> {
             Outcome::Died(msg) => Err(msg),
             Outcome::Exited(code) => Err(format!("called exit({code})")),
         }
+    }
+
+    /// In the master, after the preloads: `stats` on, comparing these
+    /// stat fields; records the loaded modules' files.
+    pub fn stats_start(&self, fields: &[String]) -> Result<(), String> {
+        let args: Vec<&[u8]> = fields.iter().map(|f| f.as_bytes()).collect();
+        self.internal(entry::STATS_START, &args)
     }
 
     pub fn warm_up_begin(&self) -> Result<(), String> {

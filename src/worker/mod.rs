@@ -53,7 +53,7 @@ pub fn run(
         cfg.isolation,
         cfg.isolation_for.clone(),
     )?;
-    runner.init_worker(&cfg.pass_env, &cfg.env)?;
+    runner.init_worker(&cfg.pass_env, &cfg.env, &cfg.worker_init)?;
     runner.park_std_fds()?;
     let limits = Limits {
         max_body: cfg.max_body,

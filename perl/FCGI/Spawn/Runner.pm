@@ -890,6 +890,7 @@ sub client_gone {
 # script's own die handlers).
 sub compile_script {
     my ($script, @params) = @_;
+    FCGI::Spawn::Stats::reload_changed() if $FCGI::Spawn::Stats::ON;
     %req = (
         script  => $script,
         mode    => 'fork',
@@ -908,6 +909,9 @@ sub compile_script {
 # Before the script: ($script, $isolation, NAME, VALUE, NAME, VALUE, ...).
 sub begin_request {
     my ($script, $mode, @params) = @_;
+    # `stats`: changed modules are the worker's again before the request
+    # (fork mode: the worker did it in compile_script).
+    FCGI::Spawn::Stats::reload_changed() if $FCGI::Spawn::Stats::ON && $mode ne 'fork';
     $mode = 'perlrun' if $mode eq 'registry' && $PERLRUN_ONLY{$script};
     %req = (
         script  => $script,
