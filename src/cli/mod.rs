@@ -2,6 +2,7 @@
 
 mod check;
 mod compare;
+mod fcgi_spawn;
 mod request;
 mod version;
 
@@ -56,6 +57,19 @@ enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Run as FCGI::Spawn's fcgi_spawn daemon would: its flags, its
+    /// fcgi_spawn.conf and preload scripts (see --help).
+    #[command(name = "fcgi_spawn", long_about = fcgi_spawn::ABOUT, disable_help_flag = true)]
+    FcgiSpawn {
+        /// fcgi_spawn's flags: -c CONFDIR -p PIDFILE -l LOGFILE -u USER -g
+        /// GROUP -s SOCKET -pl -e -nd -t SECS [-- run's flags].
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "FLAGS"
+        )]
+        args: Vec<String>,
+    },
 }
 
 /// The signals the master answers, for `--help`.
@@ -69,6 +83,11 @@ const SIGNALS: &str = "Signals (to the master's pid):\n  \
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> i32 {
     let args: Vec<String> = std::env::args().collect();
+    // Installed as `fcgi_spawn` (a symlink): FCGI::Spawn's daemon.
+    let called_as = args.first().map(|a| a.rsplit('/').next().unwrap_or(a));
+    if called_as == Some("fcgi_spawn") {
+        return fcgi_spawn::main(&args[1..]);
+    }
     if matches!(args.get(1).map(String::as_str), Some("--version" | "-V")) && args.len() == 2 {
         return version::print();
     }
@@ -79,6 +98,7 @@ pub fn main() -> i32 {
         Command::Compare(args) => compare::main(*args),
         Command::Check(args) => check::main(args),
         Command::Config { settings, print } => check_config(settings, print),
+        Command::FcgiSpawn { args } => fcgi_spawn::main(&args),
     }
 }
 
@@ -101,6 +121,12 @@ pub fn report(e: &anyhow::Error) -> String {
 }
 
 fn run(settings: Settings, verbose: bool) -> i32 {
+    run_with_notes(settings, verbose, &[])
+}
+
+/// `run`, with info lines to log once logging is set up (what a migrated
+/// configuration asked for that is always so).
+fn run_with_notes(settings: Settings, verbose: bool, notes: &[String]) -> i32 {
     let cfg = match Config::load(settings) {
         Ok(c) => c,
         Err(e) => {
@@ -115,6 +141,9 @@ fn run(settings: Settings, verbose: bool) -> i32 {
         let _ = crate::log::init(None, cfg.log_format, verbose);
         log::error!("{e}");
         return 2;
+    }
+    for note in notes {
+        log::info!("{note}");
     }
     match crate::master::run(cfg) {
         Ok(()) => 0,
