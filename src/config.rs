@@ -685,6 +685,19 @@ mod tests {
                 .to_string();
             assert!(e.starts_with(&format!("{key}:")), "{toml}: {e}");
         }
+        let e = Config::resolve(
+            Settings::from_toml("stats_policy = \"shape\"\n").unwrap(),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("stats_policy:") && e.contains("mtime"), "{e}");
+        let c = Config::resolve(Settings::from_toml("stats = true\n").unwrap(), None).unwrap();
+        assert_eq!(
+            c.stats_policy,
+            vec!["mtime".to_string()],
+            "the default policy"
+        );
         let ok = Settings::from_toml("listen = \"/tmp/s.sock\"\nuser = \"root\"\n").unwrap();
         assert!(Config::resolve(ok, None).is_ok());
     }

@@ -55,6 +55,19 @@ subtest 'no socket left behind after a failed start' => sub {
     is $rc, 2, 'an unknown --socket-owner is refused';
     ok $gone, 'before any socket is made';
 
+    SKIP: {
+        my ($runuser) = grep { -x } '/usr/sbin/runuser', '/sbin/runuser';
+        skip 'needs root and runuser to start as another user', 3 unless $> == 0 && $runuser;
+        my $open = "$dir/open";    # anyone may bind here, as in /tmp
+        mkdir $open;
+        chmod 01777, $open;
+        my ($rc2, $out2) = run_cmd($runuser, '-u', 'nobody', '--', $bin, 'run', '--listen', "$open/s.sock",
+            '--workers', 1, '--user', 'www-data');
+        is $rc2, 1, 'a --user switch that fails after the bind (not root) stops the start';
+        like $out2, qr/--user www-data: cannot set its groups \(run as root\)/, 'naming the flag';
+        ok !-e "$open/s.sock", 'and the socket is removed';
+    }
+
     ($rc, $out, $gone) = failed_start($sock, '--preload-script', "$dir/missing.pl");
     is $rc, 2, 'a missing preload script is refused';
     like $out, qr/preload_script: \Q$dir\E\/missing\.pl: No such file or directory \(os error 2\)$/m, 'naming it';
