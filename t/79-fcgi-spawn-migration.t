@@ -66,8 +66,8 @@ is sprintf('%04o', (stat $sock)[2] & 07777), '0600', 'sock_chmod 0600: the socke
 ok wait_for(sub { worker_pids($srv->{pid}) == 3 }, 5), 'n_processes 3: three workers'
     or diag 'workers: ' . join ' ', worker_pids($srv->{pid});
 my $text = slurp($log);
-like $text, qr/info: $_/, "a note for $_" for
-    'clean_inc_hash 2: fcgi-spawn always cleans', 'clean_main_space 1: ', 'save_env 1: ', '-e: exit\(\) always ends only the script';
+like $text, qr/info: \Q$_\E/, "an info line: $_" for
+    'clean_inc_hash 2: fcgi-spawn always cleans', 'clean_main_space 1: ', 'save_env 1: ', '-e: exit() always ends only the script';
 like $text, qr/running as user nobody/, '-u: the daemon runs as the user' if @as_user;
 
 sub info {
