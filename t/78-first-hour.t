@@ -156,6 +156,7 @@ subtest '--help and --version' => sub {
     ($rc, $out) = run_cmd($bin, 'run', '--help');
     like $out, qr/--workers <N>\s+Number of worker processes; 0: no fork/, 'run --help documents --workers 0';
     like $out, qr/--user <USER>\s+Run as this user: the master/, 'and that the master switches with --user';
+    like $out, qr/Signals.*\n(?:.*\n)*.*QUIT/, 'and lists the signals';
     ($rc, $out) = run_cmd($bin, '--version');
     is $rc, 0, '--version: exit 0';
     # The commit the binary was built from (HEAD may have moved since).

@@ -30,6 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon (in the foreground; logs go to stderr or --log).
+    #[command(after_help = SIGNALS)]
     Run {
         #[command(flatten)]
         settings: Settings,
