@@ -33,6 +33,7 @@ use crate::fastcgi::Limits;
 use crate::listen::Listener;
 use crate::perl::Interpreter;
 use crate::scoreboard::{Scoreboard, WorkerState, SLOTS};
+use crate::sizing::{Action, Counts, Sizer};
 use crate::{signals, worker};
 
 const TOKEN_SIGNALS: u64 = 0;
@@ -57,6 +58,8 @@ pub struct Pool<'a> {
     /// Set once a stop began: the time by which workers must be gone.
     stopping: Option<Instant>,
     last_busy_warning: Option<Instant>,
+    /// A dynamic pool's policy (`sizing`); None: static.
+    sizer: Option<Sizer>,
 }
 
 struct Worker {
@@ -102,10 +105,11 @@ impl<'a> Pool<'a> {
             ),
             workers: Vec::new(),
             pids: HashMap::new(),
-            target: cfg.workers,
+            target: cfg.dynamic.map_or(cfg.workers, |d| d.start_workers),
             quick_deaths: 0,
             stopping: None,
             last_busy_warning: None,
+            sizer: cfg.dynamic.map(Sizer::new),
         })
     }
 
@@ -154,10 +158,15 @@ impl<'a> Pool<'a> {
             }
             self.dispatch();
             if self.stopping.is_none() {
+                self.resize();
                 self.fill()?;
             }
         }
-        log::info!("stopped");
+        log::info!(
+            "stopped (most workers busy at once: {}; slow requests: {})",
+            self.board.max_active(),
+            self.board.slow_requests()
+        );
         Ok(())
     }
 
@@ -481,6 +490,14 @@ impl<'a> Pool<'a> {
     }
 
     fn warn_all_busy(&mut self) {
+        let busy = self.pids.len();
+        self.board.record_active(busy);
+        let key = match &self.sizer {
+            None => "workers",
+            // Below max_workers the pool grows (`resize`): nothing to raise.
+            Some(sizer) if busy < sizer.settings().max_workers => return,
+            Some(_) => "max_workers",
+        };
         let now = Instant::now();
         if self
             .last_busy_warning
@@ -490,10 +507,38 @@ impl<'a> Pool<'a> {
         }
         self.last_busy_warning = Some(now);
         log::warn!(
-            "all {} workers are busy; {} requests wait for one (more --workers?)",
-            self.pids.len(),
+            "all {busy} workers are busy; {} requests wait in the queue (raise {key} if this lasts)",
             self.dispatcher.ready_len()
         );
+    }
+
+    /// A dynamic pool, once a second: what `sizing` says to do. The
+    /// workers it starts, `fill` forks; one it retires leaves between
+    /// requests, told over its channel.
+    fn resize(&mut self) {
+        let staying = |w: &Option<Worker>| w.as_ref().is_some_and(|w| !w.leaving);
+        let staying: Vec<usize> = (0..self.workers.len())
+            .filter(|&slot| staying(&self.workers[slot]))
+            .collect();
+        let counts = Counts::of(staying.iter().map(|&s| self.board.slot(s).state()));
+        self.board.record_active(counts.busy);
+        let Some(sizer) = self.sizer.as_mut() else {
+            return;
+        };
+        match sizer.tick(Instant::now(), counts) {
+            Action::Start(n) => self.target += n,
+            Action::RetireIdle => {
+                let idle = staying
+                    .into_iter()
+                    .find(|&s| self.board.slot(s).state() == WorkerState::Idle);
+                if let Some(slot) = idle {
+                    self.target = self.target.saturating_sub(1).max(1);
+                    self.tell_to_leave(slot);
+                }
+            }
+            Action::AtMax => self.warn_all_busy(),
+            Action::Nothing => {}
+        }
     }
 
     /// Collects exited workers and says why they went.

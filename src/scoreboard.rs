@@ -112,6 +112,11 @@ impl Slot {
 struct Board {
     /// Ready requests waiting in the master for a worker.
     queued: AtomicU32,
+    /// Most workers busy at once (sampled by the master: every second, and
+    /// whenever a request finds every worker busy).
+    max_active: AtomicU64,
+    /// Requests that ran past `slowlog_timeout`.
+    slow_requests: AtomicU64,
     slots: [Slot; SLOTS],
 }
 
@@ -174,6 +179,21 @@ impl Scoreboard {
 
     pub fn queued(&self) -> u32 {
         self.board().queued.load(Ordering::SeqCst)
+    }
+
+    /// `busy` workers are busy now: the most at once so far, if more.
+    pub fn record_active(&self, busy: usize) {
+        self.board()
+            .max_active
+            .fetch_max(busy as u64, Ordering::Relaxed);
+    }
+
+    pub fn max_active(&self) -> u64 {
+        self.board().max_active.load(Ordering::Relaxed)
+    }
+
+    pub fn slow_requests(&self) -> u64 {
+        self.board().slow_requests.load(Ordering::Relaxed)
     }
 
     pub fn set_queued(&self, n: usize) {
