@@ -9,12 +9,14 @@
 
 mod conn;
 mod idle;
+mod memory;
 
 use std::io;
 use std::time::Duration;
 
 use self::conn::{Conn, Readers};
 use self::idle::{Idle, Leave};
+use self::memory::MemoryLimits;
 use crate::config::Config;
 use crate::dispatch::channel::Channel;
 use crate::dispatch::ready::ReadyQueue;
@@ -92,6 +94,7 @@ fn serve_pooled(
         cfg.idle_timeout(),
         web_server_addrs(),
     );
+    let memory = MemoryLimits::new(cfg.max_rss, cfg.max_unshared);
     let mut served = 0;
     let leave = loop {
         let mut conn = match idle.next_request() {
@@ -112,6 +115,10 @@ fn serve_pooled(
             break Leave::Stop;
         }
         if cfg.max_requests > 0 && served >= cfg.max_requests {
+            break Leave::Stop;
+        }
+        if let Some(why) = memory.as_ref().and_then(MemoryLimits::exceeded) {
+            log::info!("worker recycled: {why}");
             break Leave::Stop;
         }
     };
