@@ -192,6 +192,11 @@ impl Scoreboard {
         self.board().max_active.load(Ordering::Relaxed)
     }
 
+    /// A request ran past `slowlog_timeout` (its worker counts it).
+    pub fn count_slow_request(&self) {
+        self.board().slow_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn slow_requests(&self) -> u64 {
         self.board().slow_requests.load(Ordering::Relaxed)
     }

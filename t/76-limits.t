@@ -8,6 +8,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use Time::HiRes qw(time);
 use FcgiSpawn::Test;
 
 sub pid_of { my ($out) = @_; return $out =~ /(?:^|\s)(\d+)\s*$/ ? $1 : 'none' }
@@ -28,6 +29,50 @@ for my $case (['--max-rss', '60M', 'grow.pl', 'resident memory', 'max_rss'],
     like $d->log_text, qr/worker recycled: $what [\d.]+ MiB is over $key \([\d.]+ MiB\)/,
         "$key: the log names the limit and the figure";
     is scalar(() = $d->log_text =~ /worker recycled/g), 1, "$key: once";
+    $d->stop;
+}
+# slowlog_timeout: a request past it has its script's backtrace logged,
+# once, naming each sub and line it is in, and runs on to the end (its
+# sleep is not cut short: no signal reaches the script).
+{
+    my $d = start_daemon(workers => 1, args => [qw(--slowlog-timeout 1)]);
+    my $t0 = time;
+    my ($out) = fcgi_request($d, 'slow.pl', query => '2');
+    my $took = time - $t0;
+    my $r = parse_cgi($out);
+    is $r->{status}, 200, 'slowlog: the slow request is answered';
+    like $r->{body}, qr/^done \d+$/m, '... in full';
+    cmp_ok $took, '>=', 2.4, sprintf('... after its whole sleep and spin (%.1f s)', $took);
+    my $log = $d->log_text;
+    my $script = script_path('slow.pl');
+    like $log, qr/\Q$script\E: slow request: running for 1 s; its backtrace follows/,
+        'slowlog: the slow request is named';
+    like $log, qr/main::inner at \Q$script\E line 13\n.*main::outer at \Q$script\E line 19\n.*main program at \Q$script\E line 24$/m,
+        'slowlog: the backtrace names both subs and their lines, innermost first'
+        or diag $log;
+    is scalar(() = $log =~ /backtrace, innermost first/g), 1, 'slowlog: logged once';
+    fcgi_request($d, 'hello.pl');
+    is scalar(() = $d->log_text =~ /slow request/g), 2, 'slowlog: a quick request is not logged';
+    $d->stop;
+    like $d->log_text, qr/slow requests: 1\)/, 'slowlog: counted in the scoreboard';
+
+    # fork isolation: the script runs in the request's child, which no
+    # signal-free way reaches; the slow request is still logged.
+    $d = start_daemon(workers => 1, isolation => 'fork', args => [qw(--slowlog-timeout 1)]);
+    $r = parse_cgi(scalar fcgi_request($d, 'slow.pl', query => '1.5'));
+    is $r->{status}, 200, 'slowlog, fork isolation: answered';
+    like $d->log_text, qr/slow request: running for 1 s; no backtrace in fork isolation/,
+        'slowlog, fork isolation: logged without a backtrace';
+    $d->stop;
+}
+
+# listen_backlog reaches listen(2): a TCP listener's Send-Q in `ss -ltn`
+# is its backlog. `--backlog` stays as an alias.
+for my $flag ('--listen-backlog', '--backlog') {
+    my $d = start_daemon(workers => 1, tcp => 1, args => [$flag, 7]);
+    my ($port) = $d->listen =~ /:(\d+)$/;
+    my ($line) = grep { /\s127\.0\.0\.1:$port\s/ } `ss -ltnH`;
+    like $line // '', qr/^LISTEN\s+\d+\s+7\s/, "$flag 7: Send-Q 7 in ss -ltn" or diag `ss -ltn`;
     $d->stop;
 }
 done_testing;

@@ -22,6 +22,7 @@ use crate::dispatch::channel::Channel;
 use crate::dispatch::ready::ReadyQueue;
 use crate::fastcgi::Limits;
 use crate::listen::Listener;
+use crate::output::Timeouts;
 use crate::path_policy::PathPolicy;
 use crate::perl::Interpreter;
 use crate::runner::Runner;
@@ -51,7 +52,10 @@ pub fn run(
         perl,
         PathPolicy::new(cfg.roots.clone(), &cfg.extensions),
         cfg.stderr_to_client,
-        (cfg.request_timeout > 0).then(|| Duration::from_secs(cfg.request_timeout)),
+        Timeouts {
+            request: (cfg.request_timeout > 0).then(|| Duration::from_secs(cfg.request_timeout)),
+            slowlog: (cfg.slowlog_timeout > 0).then(|| Duration::from_secs(cfg.slowlog_timeout)),
+        },
         cfg.isolation,
         cfg.isolation_for.clone(),
     )?;
@@ -116,6 +120,9 @@ fn serve_pooled(
         }
         if cfg.max_requests > 0 && served >= cfg.max_requests {
             break Leave::Stop;
+        }
+        if crate::pump::take_slow_requests() > 0 {
+            link.board.count_slow_request();
         }
         if let Some(why) = memory.as_ref().and_then(MemoryLimits::exceeded) {
             log::info!("worker recycled: {why}");
