@@ -53,8 +53,16 @@ for my $case (['--max-rss', '60M', 'grow.pl', 'resident memory', 'max_rss'],
     is scalar(() = $log =~ /backtrace, innermost first/g), 1, 'slowlog: logged once';
     fcgi_request($d, 'hello.pl');
     is scalar(() = $d->log_text =~ /slow request/g), 2, 'slowlog: a quick request is not logged';
+
+    # A script busy in Perl is caught where it is, while it runs, even one
+    # that ignores SIGPIPE (no signal is involved).
+    $r = parse_cgi(scalar fcgi_request($d, 'cpu-loop.pl', query => '2stubborn'));
+    like $r->{body}, qr/^done \d+ \d+$/m, 'slowlog: a busy script runs to its end';
+    my $loop = script_path('cpu-loop.pl');
+    like $d->log_text, qr/main program at \Q$loop\E line 18\n.*cpu-loop finished/s,
+        'slowlog: its backtrace is logged while it runs (before its last line)';
     $d->stop;
-    like $d->log_text, qr/slow requests: 1\)/, 'slowlog: counted in the scoreboard';
+    like $d->log_text, qr/slow requests: 2\)/, 'slowlog: counted in the scoreboard';
 
     # fork isolation: the script runs in the request's child, which no
     # signal-free way reaches; the slow request is still logged.
