@@ -58,8 +58,8 @@ pub struct Pool<'a> {
     /// Set once a stop began: the time by which workers must be gone.
     stopping: Option<Instant>,
     last_busy_warning: Option<Instant>,
-    /// A dynamic pool's policy (`sizing`); None: static.
-    sizer: Option<Sizer>,
+    /// The pool's size policy (`sizing`; a static pool's only samples).
+    sizer: Sizer,
 }
 
 struct Worker {
@@ -109,7 +109,7 @@ impl<'a> Pool<'a> {
             quick_deaths: 0,
             stopping: None,
             last_busy_warning: None,
-            sizer: cfg.dynamic.map(Sizer::new),
+            sizer: Sizer::new(cfg.dynamic),
         })
     }
 
@@ -492,10 +492,10 @@ impl<'a> Pool<'a> {
     fn warn_all_busy(&mut self) {
         let busy = self.pids.len();
         self.board.record_active(busy);
-        let key = match &self.sizer {
+        let key = match self.sizer.settings() {
             None => "workers",
             // Below max_workers the pool grows (`resize`): nothing to raise.
-            Some(sizer) if busy < sizer.settings().max_workers => return,
+            Some(dynamic) if busy < dynamic.max_workers => return,
             Some(_) => "max_workers",
         };
         let now = Instant::now();
@@ -512,20 +512,21 @@ impl<'a> Pool<'a> {
         );
     }
 
-    /// A dynamic pool, once a second: what `sizing` says to do. The
-    /// workers it starts, `fill` forks; one it retires leaves between
-    /// requests, told over its channel.
+    /// Once a second: the busy workers counted (`max_active`) and, for a
+    /// dynamic pool, what `sizing` says done. The workers it starts, `fill`
+    /// forks; one it retires leaves between requests, told over its
+    /// channel.
     fn resize(&mut self) {
+        if !self.sizer.due(Instant::now()) {
+            return;
+        }
         let staying = |w: &Option<Worker>| w.as_ref().is_some_and(|w| !w.leaving);
         let staying: Vec<usize> = (0..self.workers.len())
             .filter(|&slot| staying(&self.workers[slot]))
             .collect();
         let counts = Counts::of(staying.iter().map(|&s| self.board.slot(s).state()));
         self.board.record_active(counts.busy);
-        let Some(sizer) = self.sizer.as_mut() else {
-            return;
-        };
-        match sizer.tick(Instant::now(), counts) {
+        match self.sizer.decide(counts) {
             Action::Start(n) => self.target += n,
             Action::RetireIdle => {
                 let idle = staying

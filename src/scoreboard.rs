@@ -1,6 +1,7 @@
 //! State the master and its workers share, in memory mapped before the
-//! first fork: one slot per worker saying what it is doing, and how many
-//! ready requests wait in the master.
+//! first fork: one slot per worker saying what it is doing, how many ready
+//! requests wait in the master, and the pool's counters (`max_active`,
+//! `slow_requests`).
 //!
 //! Dispatch rests on it: a worker between requests is `Idle`; whoever first
 //! moves it out of `Idle` with a compare-and-swap decides what it does next.

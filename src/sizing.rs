@@ -1,8 +1,8 @@
 //! How many workers a `pool = "dynamic"` pool should have: php-fpm's
 //! `pm = dynamic` policy as a pure value the master asks once a second.
 //!
-//! The master counts its workers by what the scoreboard says they do and
-//! calls [`Sizer::tick`]; the answer is a number of workers to start or one
+//! Once a second ([`Sizer::due`]) the master counts its workers by what
+//! the scoreboard says they do and calls [`Sizer::decide`]; the answer is a number of workers to start or one
 //! idle worker to retire. Kept apart from the pool so the policy can be
 //! read, and tested, without processes: the pool only acts on the answer
 //! (forks, or tells an idle worker to leave over its channel).
@@ -75,15 +75,18 @@ pub enum Action {
 }
 
 /// The policy's state between ticks: the spawn rate, and when it last ran.
+/// A static pool has one too, for the once-a-second tick (its answer is
+/// always `Nothing`).
 #[derive(Debug)]
 pub struct Sizer {
-    settings: Dynamic,
+    settings: Option<Dynamic>,
     spawn_rate: usize,
     last: Option<Instant>,
 }
 
 impl Sizer {
-    pub fn new(settings: Dynamic) -> Sizer {
+    /// None: a static pool.
+    pub fn new(settings: Option<Dynamic>) -> Sizer {
         Sizer {
             settings,
             spawn_rate: 1,
@@ -91,21 +94,27 @@ impl Sizer {
         }
     }
 
-    pub fn settings(&self) -> Dynamic {
+    pub fn settings(&self) -> Option<Dynamic> {
         self.settings
     }
 
-    /// Once a second at most (earlier calls answer `Nothing`): what to do
-    /// about the pool as `counts` describes it.
-    pub fn tick(&mut self, now: Instant, counts: Counts) -> Action {
+    /// True once a second: then count the workers and [`Sizer::decide`].
+    pub fn due(&mut self, now: Instant) -> bool {
         if self
             .last
             .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
         {
-            return Action::Nothing;
+            return false;
         }
         self.last = Some(now);
-        let s = self.settings;
+        true
+    }
+
+    /// What to do about the pool as `counts` describes it.
+    pub fn decide(&mut self, counts: Counts) -> Action {
+        let Some(s) = self.settings else {
+            return Action::Nothing;
+        };
         let spare = counts.idle + counts.starting;
         if spare > s.max_spare {
             self.spawn_rate = 1;
@@ -131,12 +140,12 @@ mod tests {
     use super::*;
 
     fn sizer(min_spare: usize, max_spare: usize, max_workers: usize) -> Sizer {
-        Sizer::new(Dynamic {
+        Sizer::new(Some(Dynamic {
             start_workers: min_spare,
             min_spare,
             max_spare,
             max_workers,
-        })
+        }))
     }
 
     /// `s`'s answer `ms` after `t` to `idle` idle and `busy` busy workers.
@@ -146,7 +155,10 @@ mod tests {
             busy,
             starting: 0,
         };
-        s.tick(t + Duration::from_millis(ms), counts)
+        if !s.due(t + Duration::from_millis(ms)) {
+            return Action::Nothing;
+        }
+        s.decide(counts)
     }
 
     #[test]
@@ -181,6 +193,13 @@ mod tests {
     }
 
     #[test]
+    fn a_static_pool_is_left_alone() {
+        let mut s = Sizer::new(None);
+        assert!(s.due(Instant::now()));
+        assert_eq!(s.decide(Counts::default()), Action::Nothing);
+    }
+
+    #[test]
     fn starting_workers_count_as_spare() {
         let mut s = sizer(2, 3, 10);
         let t = Instant::now();
@@ -189,7 +208,8 @@ mod tests {
             busy: 4,
             starting: 1,
         };
-        assert_eq!(s.tick(t, counts), Action::Nothing);
+        assert!(s.due(t));
+        assert_eq!(s.decide(counts), Action::Nothing);
     }
 
     #[test]

@@ -55,6 +55,16 @@ like $d->log_text, qr/exited with status 0/, 'retired workers left cleanly';
 my ($out) = fcgi_request($d, 'hello.pl');
 like $out, qr/Hello/i, 'the smaller pool serves';
 $d->stop;
+like $d->log_text, qr/stopped \(most workers busy at once: 5;/, 'max_active: 5 workers were busy at once';
+
+# A static pool records max_active too.
+$d = start_daemon(workers => 1);
+my @two = map { raw_connect($d) } 1 .. 2;
+print {$_} fcgi_request_bytes(1, 'sleep.pl', query => '1') for @two;
+my $answered = grep { collect_response((read_records($_, timeout => 10))[0], 1)->{stdout} =~ /done/ } @two;
+is $answered, 2, 'static: the queued request is served after the busy one';
+$d->stop;
+like $d->log_text, qr/most workers busy at once: 1;/, 'static: max_active 1';
 
 # Settings out of range name their key and stop the start.
 my $bad = `${\ bin_path()} run --listen /nonexistent/x.sock --pool dynamic --min-spare 3 --max-spare 2 2>&1`;
