@@ -490,7 +490,7 @@ impl<'a> Pool<'a> {
     }
 
     fn warn_all_busy(&mut self) {
-        let busy = self.pids.len();
+        let busy = self.counts().busy;
         self.board.record_active(busy);
         let key = match self.sizer.settings() {
             None => "workers",
@@ -520,17 +520,13 @@ impl<'a> Pool<'a> {
         if !self.sizer.due(Instant::now()) {
             return;
         }
-        let staying = |w: &Option<Worker>| w.as_ref().is_some_and(|w| !w.leaving);
-        let staying: Vec<usize> = (0..self.workers.len())
-            .filter(|&slot| staying(&self.workers[slot]))
-            .collect();
-        let counts = Counts::of(staying.iter().map(|&s| self.board.slot(s).state()));
+        let counts = self.counts();
         self.board.record_active(counts.busy);
         match self.sizer.decide(counts) {
             Action::Start(n) => self.target += n,
             Action::RetireIdle => {
-                let idle = staying
-                    .into_iter()
+                let idle = self
+                    .staying()
                     .find(|&s| self.board.slot(s).state() == WorkerState::Idle);
                 if let Some(slot) = idle {
                     self.target = self.target.saturating_sub(1).max(1);
@@ -540,6 +536,16 @@ impl<'a> Pool<'a> {
             Action::AtMax => self.warn_all_busy(),
             Action::Nothing => {}
         }
+    }
+
+    /// The slots of the workers not told to leave.
+    fn staying(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.workers.len()).filter(|&s| self.workers[s].as_ref().is_some_and(|w| !w.leaving))
+    }
+
+    /// The staying workers by what they do.
+    fn counts(&self) -> Counts {
+        Counts::of(self.staying().map(|s| self.board.slot(s).state()))
     }
 
     /// Collects exited workers and says why they went.
