@@ -506,8 +506,13 @@ impl<'a> Pool<'a> {
             return;
         }
         self.last_busy_warning = Some(now);
+        let backlog = if self.listener.has_waiting() {
+            ", more in the listen backlog"
+        } else {
+            ""
+        };
         log::warn!(
-            "all {busy} workers are busy; {} requests wait in the queue (raise {key} if this lasts)",
+            "all {busy} workers are busy; {} requests wait in the queue{backlog} (raise {key} if this lasts)",
             self.dispatcher.ready_len()
         );
     }
@@ -522,6 +527,11 @@ impl<'a> Pool<'a> {
         }
         let counts = self.counts();
         self.board.record_active(counts.busy);
+        // Requests a busy pool leaves in the kernel's queue never reach the
+        // master's: look there too.
+        if counts.idle + counts.starting == 0 && self.listener.has_waiting() {
+            self.warn_all_busy();
+        }
         match self.sizer.decide(counts) {
             Action::Start(n) => self.target += n,
             Action::RetireIdle => {

@@ -57,14 +57,16 @@ like $out, qr/Hello/i, 'the smaller pool serves';
 $d->stop;
 like $d->log_text, qr/stopped \(most workers busy at once: 5;/, 'max_active: 5 workers were busy at once';
 
-# A static pool records max_active too.
+# A static pool: max_active, and the warning names its key.
 $d = start_daemon(workers => 1);
 my @two = map { raw_connect($d) } 1 .. 2;
-print {$_} fcgi_request_bytes(1, 'sleep.pl', query => '1') for @two;
+print {$_} fcgi_request_bytes(1, 'sleep.pl', query => '1.5') for @two;
 my $answered = grep { collect_response((read_records($_, timeout => 10))[0], 1)->{stdout} =~ /done/ } @two;
 is $answered, 2, 'static: the queued request is served after the busy one';
 $d->stop;
 like $d->log_text, qr/most workers busy at once: 1;/, 'static: max_active 1';
+like $d->log_text, qr/all 1 workers are busy; 0 requests wait in the queue, more in the listen backlog \(raise workers if this lasts\)/,
+    'static: the queue is logged with the key to raise';
 
 # Settings out of range name their key and stop the start.
 my $bad = `${\ bin_path()} run --listen /nonexistent/x.sock --pool dynamic --min-spare 3 --max-spare 2 2>&1`;
