@@ -48,7 +48,7 @@ is $seen[-1][1], 2, 'shrinks back to max_spare (2) after the load' or diag $trac
 my @drops = map { $seen[$_][0] } grep { $seen[$_][1] < $seen[ $_ - 1 ][1] } 1 .. $#seen;
 my @steps = map { $seen[$_ - 1][1] - $seen[$_][1] } grep { $seen[$_][1] < $seen[ $_ - 1 ][1] } 1 .. $#seen;
 is_deeply \@steps, [1, 1, 1], 'one worker at a time' or diag $trace;
-ok !(grep { $drops[$_] - $drops[ $_ - 1 ] < 0.8 } 1 .. $#drops), 'a second apart' or diag $trace;
+ok !(grep { $drops[$_] - $drops[ $_ - 1 ] < 0.5 } 1 .. $#drops), 'a second apart' or diag $trace;
 sleep 1.5;
 is scalar(worker_pids($d)), 2, 'and stays there (within min_spare..max_spare)';
 like $d->log_text, qr/exited with status 0/, 'retired workers left cleanly';
