@@ -2,8 +2,8 @@
 //! `pm = dynamic` policy as a pure value the master asks once a second.
 //!
 //! Once a second ([`Sizer::due`]) the master counts its workers by what
-//! the scoreboard says they do and calls [`Sizer::decide`]; the answer is a number of workers to start or one
-//! idle worker to retire. Kept apart from the pool so the policy can be
+//! the scoreboard says they do and calls [`Sizer::decide`]; the answer is
+//! a number of workers to start or one idle worker to retire. Kept apart from the pool so the policy can be
 //! read, and tested, without processes: the pool only acts on the answer
 //! (forks, or tells an idle worker to leave over its channel).
 //!
@@ -23,8 +23,8 @@ use crate::scoreboard::WorkerState;
 pub const MAX_SPAWN_RATE: usize = 32;
 
 /// `pool = "dynamic"`'s settings, validated (`Config::resolve`):
-/// `min_spare <= max_spare <= max_workers` and `start_workers` in
-/// `1..=max_workers`.
+/// `min_spare <= max_spare <= max_workers <= SLOTS` and `start_workers`
+/// in `min_spare..=max_spare` (at least 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dynamic {
     pub start_workers: usize,
