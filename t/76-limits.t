@@ -8,6 +8,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use File::Temp ();
 use Time::HiRes qw(time);
 use FcgiSpawn::Test;
 
@@ -31,6 +32,21 @@ for my $case (['--max-rss', '60M', 'grow.pl', 'resident memory', 'max_rss'],
     is scalar(() = $d->log_text =~ /worker recycled/g), 1, "$key: once";
     $d->stop;
 }
+# Memory the master loaded before forking is shared, not private: 80 MiB
+# of it puts every worker's resident set past max_unshared, yet none is
+# recycled (and max_rss, which counts it, would).
+{
+    my $startup = File::Temp->new(SUFFIX => '.pl');
+    print {$startup} "our \@shared_data = map { 'z' x 65536 } 1 .. 80 * 16;\n1;\n";
+    close $startup;
+    my $d = start_daemon(workers => 1, preload_script => ["$startup"], args => [qw(--max-unshared 40M)]);
+    my @pids = map { pid_of(scalar fcgi_request($d, 'pid.pl')) } 1 .. 3;
+    cmp_ok rss_kb($pids[0]), '>', 60 * 1024, 'max_unshared: the worker holds the 80 MiB (resident)';
+    is_deeply [ @pids[1, 2] ], [ @pids[0, 0] ], 'max_unshared: shared memory does not count'
+        or diag $d->log_text;
+    $d->stop;
+}
+
 # slowlog_timeout: a request past it has its script's backtrace logged,
 # once, naming each sub and line it is in, and runs on to the end (its
 # sleep is not cut short: no signal reaches the script).
