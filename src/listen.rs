@@ -192,14 +192,6 @@ impl Listener {
         let _ = socket::shutdown(self.as_raw_fd(), socket::Shutdown::Read);
     }
 
-    /// Connections wait in the listen backlog, not yet accepted (a
-    /// listening socket is readable while its backlog is not empty).
-    pub fn has_waiting(&self) -> bool {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let mut fds = [PollFd::new(self.as_fd(), PollFlags::POLLIN)];
-        poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
-    }
-
     /// Removes the socket file (UNIX sockets we created).
     pub fn remove_socket_file(&self) {
         if let Listener::Unix { path: Some(p), .. } = self {

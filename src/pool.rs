@@ -14,7 +14,7 @@
 //! (`PR_SET_PDEATHSIG`), see [`Pool::spawn`].
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -506,15 +506,24 @@ impl<'a> Pool<'a> {
             return;
         }
         self.last_busy_warning = Some(now);
-        let backlog = if self.listener.has_waiting() {
-            ", more in the listen backlog"
-        } else {
-            ""
+        let queued = self.dispatcher.ready_len();
+        let mut waiting: Vec<String> = Vec::new();
+        if queued > 0 {
+            waiting.push(format!("{queued} in the master's queue"));
+        }
+        for (fd, name) in [
+            (self.ready.rx(), "the ready queue"),
+            (self.listener.as_fd(), "the listen backlog"),
+        ] {
+            if readable(fd) {
+                waiting.push(format!("some in {name}"));
+            }
+        }
+        let waiting = match waiting.is_empty() {
+            true => String::new(),
+            false => format!("; requests wait: {}", waiting.join(", ")),
         };
-        log::warn!(
-            "all {busy} workers are busy; {} requests wait in the queue{backlog} (raise {key} if this lasts)",
-            self.dispatcher.ready_len()
-        );
+        log::warn!("all {busy} workers are busy{waiting} (raise {key} if this lasts)");
     }
 
     /// Once a second: the busy workers counted (`max_active`) and, for a
@@ -527,9 +536,11 @@ impl<'a> Pool<'a> {
         }
         let counts = self.counts();
         self.board.record_active(counts.busy);
-        // Requests a busy pool leaves in the kernel's queue never reach the
-        // master's: look there too.
-        if counts.idle + counts.starting == 0 && self.listener.has_waiting() {
+        // Requests a busy pool leaves in the kernel's queues (the ready
+        // queue, the listen backlog) are not in the master's: look there.
+        if counts.idle + counts.starting == 0
+            && (readable(self.ready.rx()) || readable(self.listener.as_fd()))
+        {
             self.warn_all_busy();
         }
         match self.sizer.decide(counts) {
@@ -645,4 +656,11 @@ impl<'a> Pool<'a> {
             }
         }
     }
+}
+
+/// Something waits on `fd` (a listening socket's backlog, a queue's
+/// messages); never blocks.
+fn readable(fd: BorrowedFd<'_>) -> bool {
+    let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
