@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::byte_size::ByteSize;
 use crate::listen::SocketOptions;
 use crate::log::LogFormat;
+use crate::scoreboard::SLOTS;
+use crate::sizing::Dynamic;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -25,6 +28,17 @@ pub enum Isolation {
     /// Keep each script compiled in the worker and fork a child per
     /// request to run it: exact CGI semantics, at the cost of a fork.
     Fork,
+}
+
+/// How the pool is sized (php-fpm's `pm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// Always `workers` workers (default).
+    Static,
+    /// Between `min_spare` and `max_spare` idle workers, at most
+    /// `max_workers` in all.
+    Dynamic,
 }
 
 #[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
@@ -43,13 +57,35 @@ pub struct Settings {
     /// Group of the UNIX socket file.
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
-    /// listen(2) backlog [default: 1024].
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub backlog: Option<i32>,
-    /// Number of worker processes; 0: no fork, the master serves one
-    /// request at a time itself (for debugging a script) [default: 4].
+    /// listen(2) backlog: connections the kernel holds before a worker or
+    /// the master accepts them [default: 1024].
+    #[arg(long, visible_alias = "backlog", value_name = "N", allow_negative_numbers = true)]
+    #[serde(alias = "backlog")]
+    pub listen_backlog: Option<i32>,
+    /// Number of worker processes (static pool); 0: no fork, the master
+    /// serves one request at a time itself (for debugging a script)
+    /// [default: 4].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub workers: Option<usize>,
+    /// static: always `workers` workers; dynamic: as many as the load
+    /// needs, between `min_spare` and `max_spare` idle, at most
+    /// `max_workers` [default: static].
+    #[arg(long, value_enum)]
+    pub pool: Option<PoolMode>,
+    /// dynamic: most workers at once [default: 4 × workers, at most 64].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_workers: Option<usize>,
+    /// dynamic: workers started with the pool
+    /// [default: min_spare + (max_spare - min_spare) / 2].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub start_workers: Option<usize>,
+    /// dynamic: fewer idle workers than this, more are started [default: 1].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub min_spare: Option<usize>,
+    /// dynamic: more idle workers than this, one a second leaves
+    /// [default: max(min_spare, workers)].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_spare: Option<usize>,
     /// Directory scripts may run from (repeatable). None: any directory.
     #[arg(long = "root", value_name = "DIR")]
     #[serde(default, deserialize_with = "one_or_many")]
@@ -120,6 +156,14 @@ pub struct Settings {
     /// Recycle a worker after this many requests (0 = never) [default: 0].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_requests: Option<u64>,
+    /// A worker whose resident memory passed this after a request leaves
+    /// (bytes, or K, M, G; 0 = no limit) [default: 0].
+    #[arg(long, value_name = "SIZE", allow_negative_numbers = true)]
+    pub max_rss: Option<ByteSize>,
+    /// A worker whose private (unshared) memory passed this after a request
+    /// leaves (bytes, or K, M, G; 0 = no limit) [default: 0].
+    #[arg(long, value_name = "SIZE", allow_negative_numbers = true)]
+    pub max_unshared: Option<ByteSize>,
     /// Largest request body accepted, bytes; 413 past it [default: 104857600].
     #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
     pub max_body: Option<u64>,
@@ -131,6 +175,10 @@ pub struct Settings {
     /// worker whose script does not stop is replaced (0 = no limit) [default: 0].
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub request_timeout: Option<u64>,
+    /// Seconds after which a running request's Perl backtrace is logged
+    /// (once; the script runs on), as php-fpm's slowlog (0 = off) [default: 0].
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+    pub slowlog_timeout: Option<u64>,
     /// Seconds a connection may stay idle between requests, or take for a
     /// request's header and params (and a body up to 64 KiB) to arrive,
     /// before it is closed; also the longest wait for the rest of a larger
@@ -187,7 +235,10 @@ pub const STAT_FIELDS: &[&str] = &[
 pub struct Config {
     pub listen: Option<String>,
     pub socket: SocketOptions,
+    /// Static pool: the number of workers; dynamic: `max_workers`.
     pub workers: usize,
+    /// `Some` for a dynamic pool.
+    pub dynamic: Option<Dynamic>,
     pub roots: Vec<PathBuf>,
     /// `deny` globs: resolved script paths refused with a 403.
     pub deny: Vec<glob::Pattern>,
@@ -209,10 +260,14 @@ pub struct Config {
     /// Variables set for every script.
     pub env: Vec<(String, String)>,
     pub max_requests: u64,
+    /// Bytes; 0: no limit.
+    pub max_rss: u64,
+    pub max_unshared: u64,
     pub max_body: u64,
     pub body_spill: usize,
     pub grace_time: u64,
     pub request_timeout: u64,
+    pub slowlog_timeout: u64,
     pub idle_timeout: u64,
     pub user: Option<String>,
     pub group: Option<String>,
@@ -311,8 +366,13 @@ impl Settings {
             socket_mode: pick(flags.socket_mode, self.socket_mode),
             socket_owner: pick(flags.socket_owner, self.socket_owner),
             socket_group: pick(flags.socket_group, self.socket_group),
-            backlog: pick(flags.backlog, self.backlog),
+            listen_backlog: pick(flags.listen_backlog, self.listen_backlog),
             workers: pick(flags.workers, self.workers),
+            pool: pick(flags.pool, self.pool),
+            max_workers: pick(flags.max_workers, self.max_workers),
+            start_workers: pick(flags.start_workers, self.start_workers),
+            min_spare: pick(flags.min_spare, self.min_spare),
+            max_spare: pick(flags.max_spare, self.max_spare),
             root: list(flags.root, self.root),
             deny: list(flags.deny, self.deny),
             ext: pick(flags.ext, self.ext),
@@ -328,10 +388,13 @@ impl Settings {
             pass_env: list(flags.pass_env, self.pass_env),
             env: list(flags.env, self.env),
             max_requests: pick(flags.max_requests, self.max_requests),
+            max_rss: pick(flags.max_rss, self.max_rss),
+            max_unshared: pick(flags.max_unshared, self.max_unshared),
             max_body: pick(flags.max_body, self.max_body),
             body_spill: pick(flags.body_spill, self.body_spill),
             grace_time: pick(flags.grace_time, self.grace_time),
             request_timeout: pick(flags.request_timeout, self.request_timeout),
+            slowlog_timeout: pick(flags.slowlog_timeout, self.slowlog_timeout),
             idle_timeout: pick(flags.idle_timeout, self.idle_timeout),
             user: pick(flags.user, self.user),
             group: pick(flags.group, self.group),
@@ -368,8 +431,17 @@ impl Config {
             socket_mode: Some(format!("{:04o}", self.socket.mode)),
             socket_owner: self.socket.owner.clone(),
             socket_group: self.socket.group.clone(),
-            backlog: Some(self.socket.backlog),
+            listen_backlog: Some(self.socket.backlog),
             workers: Some(self.workers),
+            pool: Some(if self.dynamic.is_some() {
+                PoolMode::Dynamic
+            } else {
+                PoolMode::Static
+            }),
+            max_workers: self.dynamic.map(|d| d.max_workers),
+            start_workers: self.dynamic.map(|d| d.start_workers),
+            min_spare: self.dynamic.map(|d| d.min_spare),
+            max_spare: self.dynamic.map(|d| d.max_spare),
             root: self.roots.clone(),
             deny: self.deny.iter().map(|p| p.as_str().to_string()).collect(),
             ext: Some(self.extensions.join(",")),
@@ -389,9 +461,12 @@ impl Config {
             pass_env: self.pass_env.clone(),
             env: self.env.iter().map(|(n, v)| format!("{n}={v}")).collect(),
             max_requests: Some(self.max_requests),
+            max_rss: Some(ByteSize(self.max_rss)),
+            max_unshared: Some(ByteSize(self.max_unshared)),
             max_body: Some(self.max_body),
             body_spill: Some(self.body_spill),
             request_timeout: Some(self.request_timeout),
+            slowlog_timeout: Some(self.slowlog_timeout),
             idle_timeout: Some(self.idle_timeout),
             user: self.user.clone(),
             group: self.group.clone(),
@@ -426,6 +501,7 @@ impl Config {
         if workers > 4096 {
             return Err(invalid("workers", format!("{workers} is more than 4096")));
         }
+        let dynamic = resolve_pool(&s, workers).map_err(|(key, m)| invalid(key, m))?;
         let isolation = s.isolation.unwrap_or(Isolation::Perlrun);
         let mut isolation_for = Vec::new();
         for rule in &s.isolation_for {
@@ -528,9 +604,10 @@ impl Config {
                 mode,
                 owner: s.socket_owner,
                 group: s.socket_group,
-                backlog: s.backlog.unwrap_or(1024),
+                backlog: s.listen_backlog.unwrap_or(1024),
             },
-            workers,
+            workers: dynamic.map_or(workers, |d| d.max_workers),
+            dynamic,
             roots,
             deny,
             extensions,
@@ -546,10 +623,13 @@ impl Config {
             pass_env,
             env,
             max_requests: s.max_requests.unwrap_or(0),
+            max_rss: s.max_rss.map_or(0, |b| b.0),
+            max_unshared: s.max_unshared.map_or(0, |b| b.0),
             max_body: s.max_body.unwrap_or(100 << 20),
             body_spill: s.body_spill.unwrap_or(64 << 10),
             grace_time: s.grace_time.unwrap_or(30),
             request_timeout: s.request_timeout.unwrap_or(0),
+            slowlog_timeout: s.slowlog_timeout.unwrap_or(0),
             idle_timeout: s.idle_timeout.unwrap_or(30),
             user: s.user,
             group: s.group,
@@ -645,6 +725,63 @@ fn check_system(s: &Settings) -> Result<(), (&'static str, String)> {
             .map_err(|e| ("worker_init", format!("{}: {e}", script.display())))?;
     }
     Ok(())
+}
+
+/// `pool = "dynamic"`'s settings with their defaults, checked; None for a
+/// static pool. An error names the key.
+fn resolve_pool(s: &Settings, workers: usize) -> Result<Option<Dynamic>, (&'static str, String)> {
+    if s.pool != Some(PoolMode::Dynamic) {
+        let dynamic_only = [
+            ("max_workers", s.max_workers),
+            ("start_workers", s.start_workers),
+            ("min_spare", s.min_spare),
+            ("max_spare", s.max_spare),
+        ];
+        if let Some((key, _)) = dynamic_only.iter().find(|(_, v)| v.is_some()) {
+            return Err((key, "only applies with pool = \"dynamic\"".into()));
+        }
+        return Ok(None);
+    }
+    let max_workers = s.max_workers.unwrap_or((workers * 4).clamp(1, 64));
+    if max_workers == 0 || max_workers > SLOTS {
+        return Err((
+            "max_workers",
+            format!("{max_workers} is not between 1 and {SLOTS}"),
+        ));
+    }
+    let min_spare = s.min_spare.unwrap_or(1);
+    let max_spare = s
+        .max_spare
+        .unwrap_or(min_spare.max(workers).min(max_workers));
+    if min_spare > max_spare {
+        return Err((
+            "min_spare",
+            format!("{min_spare} is more than max_spare ({max_spare})"),
+        ));
+    }
+    if max_spare > max_workers {
+        return Err((
+            "max_spare",
+            format!("{max_spare} is more than max_workers ({max_workers})"),
+        ));
+    }
+    // php-fpm's range for pm.start_servers.
+    let start_workers = s
+        .start_workers
+        .unwrap_or(min_spare + (max_spare - min_spare) / 2)
+        .max(1);
+    if start_workers < min_spare || start_workers > max_spare {
+        return Err((
+            "start_workers",
+            format!("{start_workers} is not between min_spare ({min_spare}) and max_spare ({max_spare})"),
+        ));
+    }
+    Ok(Some(Dynamic {
+        start_workers,
+        min_spare,
+        max_spare,
+        max_workers,
+    }))
 }
 
 #[cfg(test)]
@@ -776,6 +913,43 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("precompile:"));
+    }
+
+    #[test]
+    fn dynamic_pool_defaults_and_checks_name_the_key() {
+        let c =
+            Config::resolve(Settings::from_toml("pool = \"dynamic\"\n").unwrap(), None).unwrap();
+        let d = c.dynamic.unwrap();
+        assert_eq!((d.min_spare, d.max_spare, d.max_workers), (1, 4, 16));
+        assert_eq!(d.start_workers, 2, "php-fpm: min + (max - min) / 2");
+        assert_eq!(c.workers, 16, "connections are sized for max_workers");
+        let file = "pool = \"dynamic\"\nmax_workers = 5\nmin_spare = 1\nmax_spare = 2\n\
+                    start_workers = 2\nlisten_backlog = 7\nmax_rss = \"80M\"\n";
+        let c = Config::resolve(Settings::from_toml(file).unwrap(), None).unwrap();
+        assert_eq!(
+            c.dynamic.map(|d| (d.start_workers, d.max_workers)),
+            Some((2, 5))
+        );
+        assert_eq!((c.socket.backlog, c.max_rss), (7, 80 << 20));
+        let alias = Settings::from_toml("backlog = 9\n").unwrap();
+        assert_eq!(Config::resolve(alias, None).unwrap().socket.backlog, 9);
+        let err = |toml: &str| {
+            Config::resolve(Settings::from_toml(toml).unwrap(), None)
+                .unwrap_err()
+                .to_string()
+        };
+        let dynamic = "pool = \"dynamic\"\n";
+        assert!(err(&format!("{dynamic}min_spare = 3\nmax_spare = 2\n")).starts_with("min_spare:"));
+        assert!(
+            err(&format!("{dynamic}max_spare = 6\nmax_workers = 5\n")).starts_with("max_spare:")
+        );
+        assert!(err(&format!("{dynamic}max_workers = 99999\n")).starts_with("max_workers:"));
+        assert!(err(&format!(
+            "{dynamic}min_spare = 2\nmax_spare = 3\nstart_workers = 5\n"
+        ))
+        .starts_with("start_workers:"));
+        assert!(err("max_spare = 3\n").starts_with("max_spare: only applies"));
+        assert!(Settings::from_toml("max_rss = \"lots\"\n").is_err());
     }
 
     #[test]

@@ -40,7 +40,16 @@ static SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
 pub struct Active {
     pub response: Response,
     pub started: Instant,
-    pub timeout: Option<Duration>,
+    pub timeouts: Timeouts,
+}
+
+/// What the pump does to a request that runs long (None: nothing).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timeouts {
+    /// `request_timeout`: stop it.
+    pub request: Option<Duration>,
+    /// `slowlog_timeout`: log its backtrace, once.
+    pub slowlog: Option<Duration>,
 }
 
 pub struct State {
@@ -290,7 +299,7 @@ impl Output {
         request_id: u16,
         script: &Path,
         stderr_to_client: bool,
-        timeout: Option<Duration>,
+        timeouts: Timeouts,
     ) {
         let conn_fd = conn.as_fd().as_raw_fd();
         self.free_fd_at_begin.set(self.lowest_free_fd());
@@ -301,7 +310,7 @@ impl Output {
             state.active = Some(Active {
                 response: Response::new(conn_fd, request_id, stderr_to_client),
                 started: Instant::now(),
-                timeout,
+                timeouts,
             });
         }
         self.shared.watch_soon();

@@ -14,7 +14,7 @@
 //! (`PR_SET_PDEATHSIG`), see [`Pool::spawn`].
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -33,6 +33,7 @@ use crate::fastcgi::Limits;
 use crate::listen::Listener;
 use crate::perl::Interpreter;
 use crate::scoreboard::{Scoreboard, WorkerState, SLOTS};
+use crate::sizing::{Action, Counts, Sizer};
 use crate::{signals, worker};
 
 const TOKEN_SIGNALS: u64 = 0;
@@ -57,6 +58,8 @@ pub struct Pool<'a> {
     /// Set once a stop began: the time by which workers must be gone.
     stopping: Option<Instant>,
     last_busy_warning: Option<Instant>,
+    /// The pool's size policy (`sizing`; a static pool's only samples).
+    sizer: Sizer,
 }
 
 struct Worker {
@@ -102,10 +105,11 @@ impl<'a> Pool<'a> {
             ),
             workers: Vec::new(),
             pids: HashMap::new(),
-            target: cfg.workers,
+            target: cfg.dynamic.map_or(cfg.workers, |d| d.start_workers),
             quick_deaths: 0,
             stopping: None,
             last_busy_warning: None,
+            sizer: Sizer::new(cfg.dynamic),
         })
     }
 
@@ -154,10 +158,15 @@ impl<'a> Pool<'a> {
             }
             self.dispatch();
             if self.stopping.is_none() {
+                self.resize();
                 self.fill()?;
             }
         }
-        log::info!("stopped");
+        log::info!(
+            "stopped (most workers busy at once: {}; slow requests: {})",
+            self.board.max_active(),
+            self.board.slow_requests()
+        );
         Ok(())
     }
 
@@ -481,6 +490,14 @@ impl<'a> Pool<'a> {
     }
 
     fn warn_all_busy(&mut self) {
+        let busy = self.counts().busy;
+        self.board.record_active(busy);
+        let key = match self.sizer.settings() {
+            None => "workers",
+            // Below max_workers the pool grows (`resize`): nothing to raise.
+            Some(dynamic) if busy < dynamic.max_workers => return,
+            Some(_) => "max_workers",
+        };
         let now = Instant::now();
         if self
             .last_busy_warning
@@ -489,11 +506,67 @@ impl<'a> Pool<'a> {
             return;
         }
         self.last_busy_warning = Some(now);
-        log::warn!(
-            "all {} workers are busy; {} requests wait for one (more --workers?)",
-            self.pids.len(),
-            self.dispatcher.ready_len()
-        );
+        let queued = self.dispatcher.ready_len();
+        let mut waiting: Vec<String> = Vec::new();
+        if queued > 0 {
+            waiting.push(format!("{queued} in the master's queue"));
+        }
+        for (fd, name) in [
+            (self.ready.rx(), "the ready queue"),
+            (self.listener.as_fd(), "the listen backlog"),
+        ] {
+            if readable(fd) {
+                waiting.push(format!("some in {name}"));
+            }
+        }
+        let waiting = match waiting.is_empty() {
+            true => String::new(),
+            false => format!("; requests wait: {}", waiting.join(", ")),
+        };
+        log::warn!("all {busy} workers are busy{waiting} (raise {key} if this lasts)");
+    }
+
+    /// Once a second: the busy workers counted (`max_active`) and, for a
+    /// dynamic pool, what `sizing` says done. The workers it starts, `fill`
+    /// forks; one it retires leaves between requests, told over its
+    /// channel.
+    fn resize(&mut self) {
+        if !self.sizer.due(Instant::now()) {
+            return;
+        }
+        let counts = self.counts();
+        self.board.record_active(counts.busy);
+        // Requests a busy pool leaves in the kernel's queues (the ready
+        // queue, the listen backlog) are not in the master's: look there.
+        if counts.idle + counts.starting == 0
+            && (readable(self.ready.rx()) || readable(self.listener.as_fd()))
+        {
+            self.warn_all_busy();
+        }
+        match self.sizer.decide(counts) {
+            Action::Start(n) => self.target += n,
+            Action::RetireIdle => {
+                let idle = self
+                    .staying()
+                    .find(|&s| self.board.slot(s).state() == WorkerState::Idle);
+                if let Some(slot) = idle {
+                    self.target = self.target.saturating_sub(1).max(1);
+                    self.tell_to_leave(slot);
+                }
+            }
+            Action::AtMax => self.warn_all_busy(),
+            Action::Nothing => {}
+        }
+    }
+
+    /// The slots of the workers not told to leave.
+    fn staying(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.workers.len()).filter(|&s| self.workers[s].as_ref().is_some_and(|w| !w.leaving))
+    }
+
+    /// The staying workers by what they do.
+    fn counts(&self) -> Counts {
+        Counts::of(self.staying().map(|s| self.board.slot(s).state()))
     }
 
     /// Collects exited workers and says why they went.
@@ -583,4 +656,11 @@ impl<'a> Pool<'a> {
             }
         }
     }
+}
+
+/// Something waits on `fd` (a listening socket's backlog, a queue's
+/// messages); never blocks.
+fn readable(fd: BorrowedFd<'_>) -> bool {
+    let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+    nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }

@@ -1,7 +1,7 @@
 //! The pump: one thread per worker that moves what arrives on the std pipes
 //! (fd 1 and 2 of the script and its children) to the client and the log,
 //! and watches a request that runs for a while: FCGI_ABORT_REQUEST, a client
-//! that went away, `--request-timeout`.
+//! that went away, `--request-timeout`, `--slowlog-timeout`.
 //!
 //! A quick request never wakes it: the script's own prints travel in the
 //! worker's memory (see `output.rs`), and the watch starts only when a timer
@@ -11,6 +11,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use crate::fastcgi::watch::{ClientEvent, ClientWatch};
 use crate::output::{Shared, WATCH_AFTER};
 use crate::perl::StopReason;
-use crate::stop::{kill_stubborn_script, stop_script};
+use crate::stop::{kill_stubborn_script, log_backtrace, stop_script};
 
 /// How long a timed-out script gets to stop before its worker is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -28,6 +29,15 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// reaches a script in Perl at its next op, so one that is still running
 /// after this ignores it (`$SIG{PIPE}` of its own, a long XS call).
 const GONE_GRACE: Duration = Duration::from_millis(800);
+
+/// Requests that ran past `slowlog_timeout` since the worker last asked.
+static SLOW_REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// The worker, after a request: how many were slow since it last asked
+/// (for the scoreboard's count).
+pub fn take_slow_requests() -> u64 {
+    SLOW_REQUESTS.swap(0, Ordering::Relaxed)
+}
 
 /// Starts the thread. Call in a worker only: the master must not have
 /// threads when it forks.
@@ -52,6 +62,8 @@ struct Watch {
     client: Option<ClientWatch>,
     generation: u64,
     deadline: Option<Deadline>,
+    /// `--slowlog-timeout`: when its backtrace is logged (once).
+    slow_at: Option<Instant>,
 }
 
 /// What happens at the watch's deadline.
@@ -113,6 +125,7 @@ impl PumpThread {
             if events.conn {
                 self.client_event();
             }
+            self.check_slow();
             self.check_deadline();
             self.drop_stale_watch();
         }
@@ -141,12 +154,16 @@ impl PumpThread {
             slots[2] = Some(fds.len());
             fds.push(PollFd::new(client.fd(), ClientWatch::POLL));
         }
-        let timeout = match self.watch.as_ref().and_then(|w| w.deadline.as_ref()) {
+        let next = self.watch.as_ref().and_then(|w| {
+            let deadline = w.deadline.as_ref().map(Deadline::at);
+            deadline.into_iter().chain(w.slow_at).min()
+        });
+        let timeout = match next {
             None => PollTimeout::NONE,
-            Some(d) => {
+            Some(at) => {
                 // Rounded up: a poll that ends just before the deadline
                 // would come straight back with 0 ms.
-                let left = d.at().saturating_duration_since(Instant::now());
+                let left = at.saturating_duration_since(Instant::now());
                 PollTimeout::from((left.as_millis() + 1).min(60_000) as u16)
             }
         };
@@ -192,8 +209,10 @@ impl PumpThread {
             client: Some(ClientWatch::new(conn, active.response.request_id())),
             generation: state.generation,
             deadline: active
-                .timeout
+                .timeouts
+                .request
                 .map(|t| Deadline::Timeout(active.started + t)),
+            slow_at: active.timeouts.slowlog.map(|t| active.started + t),
         });
         state.watched = true;
     }
@@ -291,13 +310,37 @@ impl PumpThread {
         if let Some(active) = state.active.as_mut() {
             log::warn!(
                 "{tag}: request timeout after {} s; stopping the script",
-                active.timeout.unwrap_or_default().as_secs()
+                active.timeouts.request.unwrap_or_default().as_secs()
             );
             active.response.time_out();
         }
         drop(state);
         let _ = stop_script(StopReason::Timeout);
         watch.deadline = Some(Deadline::Stop(now + STOP_GRACE, "its timeout", now));
+    }
+
+    /// `--slowlog-timeout`: a request still running then is counted and
+    /// its script's backtrace logged, once; it runs on.
+    fn check_slow(&mut self) {
+        let Some(watch) = self.watch.as_mut() else {
+            return;
+        };
+        if watch.slow_at.is_none_or(|at| Instant::now() < at) {
+            return;
+        }
+        watch.slow_at = None;
+        let state = self.shared.lock();
+        if state.generation != watch.generation {
+            return;
+        }
+        let Some(active) = state.active.as_ref() else {
+            return;
+        };
+        SLOW_REQUESTS.fetch_add(1, Ordering::Relaxed);
+        let secs = active.timeouts.slowlog.unwrap_or_default().as_secs();
+        let tag = state.tag().to_string();
+        drop(state);
+        log_backtrace(|how| log::warn!("{tag}: slow request: running for {secs} s; {how}"));
     }
 
     /// The watched request ended: let go of its connection.

@@ -1,6 +1,7 @@
 //! State the master and its workers share, in memory mapped before the
-//! first fork: one slot per worker saying what it is doing, and how many
-//! ready requests wait in the master.
+//! first fork: one slot per worker saying what it is doing, how many ready
+//! requests wait in the master, and the pool's counters (`max_active`,
+//! `slow_requests`).
 //!
 //! Dispatch rests on it: a worker between requests is `Idle`; whoever first
 //! moves it out of `Idle` with a compare-and-swap decides what it does next.
@@ -112,6 +113,11 @@ impl Slot {
 struct Board {
     /// Ready requests waiting in the master for a worker.
     queued: AtomicU32,
+    /// Most workers busy at once (sampled by the master: every second, and
+    /// whenever a request finds every worker busy).
+    max_active: AtomicU64,
+    /// Requests that ran past `slowlog_timeout`.
+    slow_requests: AtomicU64,
     slots: [Slot; SLOTS],
 }
 
@@ -174,6 +180,26 @@ impl Scoreboard {
 
     pub fn queued(&self) -> u32 {
         self.board().queued.load(Ordering::SeqCst)
+    }
+
+    /// `busy` workers are busy now: the most at once so far, if more.
+    pub fn record_active(&self, busy: usize) {
+        self.board()
+            .max_active
+            .fetch_max(busy as u64, Ordering::Relaxed);
+    }
+
+    pub fn max_active(&self) -> u64 {
+        self.board().max_active.load(Ordering::Relaxed)
+    }
+
+    /// A request ran past `slowlog_timeout` (its worker counts it).
+    pub fn count_slow_request(&self) {
+        self.board().slow_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn slow_requests(&self) -> u64 {
+        self.board().slow_requests.load(Ordering::Relaxed)
     }
 
     pub fn set_queued(&self, n: usize) {

@@ -1,14 +1,15 @@
 //! Stopping the running script from another thread (the pump: client gone,
 //! `--request-timeout`): in-process, through the request stage, so a stop
 //! meant for one request never reaches the next; and, when the script does
-//! not stop, the end of its process.
+//! not stop, the end of its process. Also the stop's harmless sibling for
+//! `--slowlog-timeout`: the script logs its backtrace and runs on.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{getpid, Pid};
 
-use crate::perl::{Stage, StopReason};
+use crate::perl::{request_backtrace, Stage, StopReason};
 
 /// The child of a `fork` isolation request, while it runs: a stop goes to
 /// it instead of to this process. 0: none.
@@ -34,6 +35,19 @@ pub fn stop_script(why: StopReason) -> bool {
         let _ = kill(getpid(), Signal::SIGPIPE);
     }
     true
+}
+
+/// `--slowlog-timeout`: the running script logs where it is, and runs on.
+/// In `fork` isolation the script runs in the request's child, out of the
+/// worker's reach without a signal it would see: no backtrace. `log` is
+/// told which first.
+pub fn log_backtrace(log: impl FnOnce(&str)) {
+    if REQUEST_CHILD.load(Ordering::SeqCst) != 0 {
+        log("no backtrace in fork isolation");
+    } else {
+        log("its backtrace follows");
+        request_backtrace();
+    }
 }
 
 /// The script ignored its stop: the request's child is killed, or, for a

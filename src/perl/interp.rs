@@ -309,6 +309,14 @@ impl Stage {
     }
 }
 
+/// Any thread: the running script logs its backtrace at its next op (the
+/// runner's `slow_request`, for `slowlog_timeout`) and runs on; nothing
+/// happens when no script runs by then.
+pub fn request_backtrace() {
+    // SAFETY: atomic stores in the glue, on the interpreter it registered.
+    unsafe { ffi::fs_request_backtrace() }
+}
+
 /// Why a running script is stopped (what the script's stop handler logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {

@@ -34,7 +34,7 @@ use crate::fastcgi::watch::peer_closed;
 use crate::fastcgi::{Body, Request};
 use crate::fds::{above_std_fds, dup2};
 use crate::listen::Stream;
-use crate::output::Output;
+use crate::output::{Output, Timeouts};
 use crate::path_policy::{PathPolicy, ScriptCheck};
 use crate::perl::{Interpreter, Stage};
 use crate::response;
@@ -50,7 +50,7 @@ pub struct Runner<'p> {
     stderr_to_client: bool,
     dev_null: OwnedFd,
     output: Output,
-    request_timeout: Option<std::time::Duration>,
+    timeouts: Timeouts,
     isolation: Isolation,
     isolation_for: Vec<(glob::Pattern, Isolation)>,
 }
@@ -79,7 +79,7 @@ impl<'p> Runner<'p> {
         perl: &'p Interpreter,
         policy: PathPolicy,
         stderr_to_client: bool,
-        request_timeout: Option<std::time::Duration>,
+        timeouts: Timeouts,
         isolation: Isolation,
         isolation_for: Vec<(glob::Pattern, Isolation)>,
     ) -> io::Result<Runner<'p>> {
@@ -98,7 +98,7 @@ impl<'p> Runner<'p> {
             stderr_to_client,
             dev_null,
             output,
-            request_timeout,
+            timeouts,
             isolation,
             isolation_for,
         })
@@ -188,13 +188,8 @@ impl<'p> Runner<'p> {
         }
         let isolation = Isolation::for_script(self.isolation, &self.isolation_for, &script);
 
-        self.output.begin(
-            conn,
-            req.id,
-            &script,
-            self.stderr_to_client,
-            self.request_timeout,
-        );
+        self.output
+            .begin(conn, req.id, &script, self.stderr_to_client, self.timeouts);
         let perl = self.steps.perl();
         let forks_before = perl.fork_count();
         let exit_status = match isolation {

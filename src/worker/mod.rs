@@ -9,17 +9,20 @@
 
 mod conn;
 mod idle;
+mod memory;
 
 use std::io;
 use std::time::Duration;
 
 use self::conn::{Conn, Readers};
 use self::idle::{Idle, Leave};
+use self::memory::MemoryLimits;
 use crate::config::Config;
 use crate::dispatch::channel::Channel;
 use crate::dispatch::ready::ReadyQueue;
 use crate::fastcgi::Limits;
 use crate::listen::Listener;
+use crate::output::Timeouts;
 use crate::path_policy::PathPolicy;
 use crate::perl::Interpreter;
 use crate::runner::Runner;
@@ -49,7 +52,10 @@ pub fn run(
         perl,
         PathPolicy::of(cfg),
         cfg.stderr_to_client,
-        (cfg.request_timeout > 0).then(|| Duration::from_secs(cfg.request_timeout)),
+        Timeouts {
+            request: (cfg.request_timeout > 0).then(|| Duration::from_secs(cfg.request_timeout)),
+            slowlog: (cfg.slowlog_timeout > 0).then(|| Duration::from_secs(cfg.slowlog_timeout)),
+        },
         cfg.isolation,
         cfg.isolation_for.clone(),
     )?;
@@ -92,6 +98,7 @@ fn serve_pooled(
         cfg.idle_timeout(),
         web_server_addrs(),
     );
+    let memory = MemoryLimits::new(cfg.max_rss, cfg.max_unshared);
     let mut served = 0;
     let leave = loop {
         let mut conn = match idle.next_request() {
@@ -112,6 +119,13 @@ fn serve_pooled(
             break Leave::Stop;
         }
         if cfg.max_requests > 0 && served >= cfg.max_requests {
+            break Leave::Stop;
+        }
+        if crate::pump::take_slow_requests() > 0 {
+            link.board.count_slow_request();
+        }
+        if let Some(why) = memory.as_ref().and_then(MemoryLimits::exceeded) {
+            log::info!("worker recycled: {why}");
             break Leave::Stop;
         }
     };

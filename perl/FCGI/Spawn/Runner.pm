@@ -884,6 +884,32 @@ sub client_gone {
     exit 0;
 }
 
+# slowlog_timeout: where the running script is, as php-fpm's slowlog does
+# it: each sub it is in, innermost first, with the file and line it is at.
+# Called between two of the script's ops by the glue's signal hook (no
+# signal reaches the script); the script then runs on.
+sub slow_request {
+    my @frames;
+    my $sandbox = defined $req{package} ? "$req{package}::" : "\0";
+    # Frame 0 is this sub, called by the glue's eval at the script's spot.
+    for (my $i = 1; my @here = caller $i; $i++) {
+        my @in = caller $i + 1;
+        my $sub = !@in || runner_file($in[1]) ? 'main program' : $in[3];
+        $sub =~ s/^\Q$sandbox\E/main::/;
+        push @frames, "  $sub at $here[1] line $here[2]\n";
+        last if $sub eq 'main program';
+    }
+    print STDERR "fcgi-spawn: slow request; backtrace, innermost first:\n", @frames;
+    return;
+}
+
+# True for a file of the runner itself (what calls the script).
+my $RUNNER_DIR = (__FILE__ =~ m{\A(.*/)[^/]+\z})[0] // __FILE__;
+sub runner_file {
+    my ($file) = @_;
+    return substr($file, 0, length $RUNNER_DIR) eq $RUNNER_DIR;
+}
+
 # fork mode, in the worker before it forks the request's child:
 # ($script, NAME, VALUE, ...) the cached compiled script (die trapped: the
 # child then compiles again and fails as a perl program would, with the

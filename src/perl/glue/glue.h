@@ -57,6 +57,9 @@ typedef enum fs_stop {
 /* RUNNING -> STOPPING for `why`; 1 if it moved (any other stage is left
  * alone). */
 int fs_stage_request_stop(int why);
+/* Any thread: the running script logs its backtrace (the runner's
+ * slow_request) at its next op and goes on; nothing while no script runs. */
+void fs_request_backtrace(void);
 
 /* The script's STDOUT (output.c): the sink sends bytes to the client and
  * returns 0, or -1 when the client is gone. While the stage is RUNNING a

@@ -64,6 +64,54 @@ XS(fs_xs_stop_reason)
     XSRETURN(1);
 }
 
+/* --- the slowlog backtrace ---------------------------------------------------
+ *
+ * slowlog_timeout: another thread (the pump) asks the running script for
+ * its backtrace without a signal the script could see or that would cut a
+ * sleep short. It raises a flag and PL_sig_pending, which perl polls
+ * between ops (PERL_ASYNC_CHECK); the hook below then calls the runner's
+ * slow_request (which walks `caller`) and the script goes on. A script
+ * blocked in a system call is seen when the call returns. */
+static int fs_backtrace_wanted;
+static PerlInterpreter *fs_backtrace_interp;
+static despatch_signals_proc_t fs_orig_signalhook;
+
+static void fs_log_backtrace(pTHX)
+{
+    dSP;
+    int saved_errno = errno;
+    ENTER;
+    SAVETMPS;
+    PUSHMARK(SP);
+    PUTBACK;
+    /* G_KEEPERR: the script's $@ is left alone, a failure only warns. */
+    call_pv("FCGI::Spawn::Runner::slow_request", G_DISCARD | G_NOARGS | G_EVAL | G_KEEPERR);
+    FREETMPS;
+    LEAVE;
+    errno = saved_errno;
+}
+
+static void fs_signalhook(pTHX)
+{
+    /* Real signals first: despatching them clears PL_sig_pending, so a
+     * request raised after that keeps it set for the next check. */
+    fs_orig_signalhook(aTHX);
+    if (__atomic_exchange_n(&fs_backtrace_wanted, 0, __ATOMIC_SEQ_CST)
+        && fs_stage_get() == FS_STAGE_RUNNING && !fs_forked)
+        fs_log_backtrace(aTHX);
+}
+
+void fs_request_backtrace(void)
+{
+    /* The field itself: PL_sig_pending would look up the calling thread's
+     * interpreter, and this thread has none. */
+    PerlInterpreter *interp = fs_backtrace_interp;
+    if (!interp)
+        return;
+    __atomic_store_n(&fs_backtrace_wanted, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&interp->Isig_pending, 1, __ATOMIC_SEQ_CST);
+}
+
 /* This process is the child of a `fork` isolation request. */
 static int fs_request_child;
 
@@ -145,6 +193,11 @@ void fs_register_process_xsubs(pTHX)
     if (!fs_orig_pp_exec) {
         fs_orig_pp_exec = PL_ppaddr[OP_EXEC];
         PL_ppaddr[OP_EXEC] = fs_pp_exec;
+    }
+    if (!fs_orig_signalhook) {
+        fs_orig_signalhook = PL_signalhook;
+        PL_signalhook = fs_signalhook;
+        fs_backtrace_interp = aTHX;
     }
 }
 
