@@ -136,6 +136,19 @@ pub struct Settings {
     /// own (multilog, svlogd, journald) [default: timestamped].
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Answer requests whose SCRIPT_NAME is this path with the pool's
+    /// status (text; `?json`, `?openmetrics`, `?full`), no script run,
+    /// like php-fpm's pm.status_path [default: off].
+    #[arg(long, value_name = "PATH")]
+    pub status_path: Option<String>,
+    /// Answer requests whose SCRIPT_NAME is this path with `pong`, like
+    /// php-fpm's ping.path [default: off].
+    #[arg(long, value_name = "PATH")]
+    pub ping_path: Option<String>,
+    /// Access log: one line per request (time, pid, method, URI, status,
+    /// bytes, ms, RSS, CPU ms); reopened on USR1 [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
     /// TOML configuration file; flags override its keys.
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
@@ -181,6 +194,9 @@ pub struct Config {
     pub pid_file: Option<PathBuf>,
     pub log: Option<PathBuf>,
     pub log_format: LogFormat,
+    pub status_path: Option<String>,
+    pub ping_path: Option<String>,
+    pub access_log: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -296,6 +312,9 @@ impl Settings {
             pid_file: pick(flags.pid_file, self.pid_file),
             log: pick(flags.log, self.log),
             log_format: pick(flags.log_format, self.log_format),
+            status_path: pick(flags.status_path, self.status_path),
+            ping_path: pick(flags.ping_path, self.ping_path),
+            access_log: pick(flags.access_log, self.access_log),
             config: flags.config,
         }
     }
@@ -353,6 +372,9 @@ impl Config {
             pid_file: self.pid_file.clone(),
             log: self.log.clone(),
             log_format: Some(self.log_format),
+            status_path: self.status_path.clone(),
+            ping_path: self.ping_path.clone(),
+            access_log: self.access_log.clone(),
             config: None,
         }
     }
@@ -453,6 +475,14 @@ impl Config {
         for g in &s.precompile {
             glob::Pattern::new(g).map_err(|e| invalid("precompile", format!("{g:?}: {e}")))?;
         }
+        for (key, path) in [("status_path", &s.status_path), ("ping_path", &s.ping_path)] {
+            if let Some(p) = path.as_deref().filter(|p| !p.starts_with('/')) {
+                return Err(invalid(
+                    key,
+                    format!("{p:?} is not a URL path (it starts with '/', like /fcgi-status)"),
+                ));
+            }
+        }
         Ok(Config {
             listen: s.listen,
             socket: SocketOptions {
@@ -484,6 +514,9 @@ impl Config {
             pid_file: s.pid_file,
             log: s.log,
             log_format: s.log_format.unwrap_or(LogFormat::Timestamped),
+            status_path: s.status_path,
+            ping_path: s.ping_path,
+            access_log: s.access_log,
         })
     }
 }

@@ -12,6 +12,7 @@
 //! one safe type; `config` the settings; `cli/` the subcommands. Arrows
 //! point one way: runner → pump → output → response → stop.
 
+mod access_log;
 mod cli;
 mod config;
 mod dispatch;
@@ -29,6 +30,7 @@ mod response;
 mod runner;
 mod scoreboard;
 mod signals;
+mod status;
 mod stop;
 mod worker;
 

@@ -48,6 +48,10 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     )
     .context("cannot make the listening socket non-blocking")?;
+    if let Some(path) = &cfg.access_log {
+        // Before privileges drop, as the log: the workers inherit it.
+        crate::access_log::init(path)?;
+    }
     drop_privileges(&cfg)?;
     if cfg.roots.is_empty() {
         log::warn!("no --root given: scripts may run from any directory");

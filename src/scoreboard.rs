@@ -15,12 +15,17 @@
 //! length (all `SeqCst`), so at least one of them sees the other: a request
 //! never stays queued while a worker sits idle.
 //!
-//! A future status page reads the same slots (SPEC §5 scoreboard).
+//! The status page (`status/`) reads the same slots and the pool's
+//! counters beside them (SPEC §5 scoreboard). Each is written by one
+//! process with a plain atomic store or add; the script name, too long for
+//! one atomic, sits behind a per-slot sequence number (a seqlock: the
+//! worker makes it odd while it writes), so a reader retries instead of
+//! showing half of one name and half of the next.
 
 use std::io;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 
@@ -44,6 +49,18 @@ pub enum WorkerState {
 }
 
 impl WorkerState {
+    /// The name the status page shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkerState::Free => "free",
+            WorkerState::Starting => "starting",
+            WorkerState::Idle => "idle",
+            WorkerState::Busy => "busy",
+            WorkerState::Assigned => "assigned",
+            WorkerState::Exiting => "exiting",
+        }
+    }
+
     fn from_u32(v: u32) -> WorkerState {
         match v {
             1 => WorkerState::Starting,
@@ -64,6 +81,61 @@ pub struct Slot {
     stop: AtomicBool,
     pid: AtomicI32,
     requests: AtomicU64,
+    /// The worker's start, microseconds since the epoch.
+    started_us: AtomicU64,
+    /// The running request's start (µs since the epoch); 0 between requests.
+    request_start_us: AtomicU64,
+    /// How long the last finished request took, µs.
+    last_duration_us: AtomicU64,
+    /// Resident and private memory after the last request, bytes.
+    rss: AtomicU64,
+    private: AtomicU64,
+    /// Seqlock of `script`: odd while the worker writes it.
+    script_seq: AtomicU32,
+    /// The running (or last) request's script, NUL-padded, truncated.
+    script: [AtomicU64; SCRIPT_WORDS],
+}
+
+/// Bytes of a script name the scoreboard keeps.
+pub const SCRIPT_BYTES: usize = 256;
+const SCRIPT_WORDS: usize = SCRIPT_BYTES / 8;
+
+/// A slot as the status page shows it, read at one moment.
+#[derive(Debug, Clone)]
+pub struct SlotView {
+    pub slot: usize,
+    pub pid: i32,
+    pub state: WorkerState,
+    pub requests: u64,
+    pub started_us: u64,
+    /// 0: no request running.
+    pub request_start_us: u64,
+    pub last_duration_us: u64,
+    pub rss: u64,
+    pub private: u64,
+    pub script: String,
+}
+
+/// The pool's counters, read at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct PoolView {
+    pub started_us: u64,
+    pub generation: u64,
+    pub accepted: u64,
+    pub active: u32,
+    pub max_active: u32,
+    pub queued: u32,
+    pub slow: u64,
+    pub recycled: u64,
+    pub crashed: u64,
+}
+
+/// Now, in microseconds since the epoch.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 impl Slot {
@@ -96,10 +168,98 @@ impl Slot {
         self.requests.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Worker side: a request for `script` starts now.
+    pub fn begin_request(&self, script: &[u8]) {
+        self.set_script(script);
+        self.request_start_us.store(now_us(), Ordering::Release);
+    }
+
+    /// Worker side: the request is over; `rss` and `private` as measured
+    /// after it (`None`: not measured this time, the last value stays).
+    pub fn end_request(&self, rss: Option<u64>, private: Option<u64>) {
+        let start = self.request_start_us.swap(0, Ordering::AcqRel);
+        if start != 0 {
+            let took = now_us().saturating_sub(start);
+            self.last_duration_us.store(took, Ordering::Relaxed);
+        }
+        if let Some(rss) = rss {
+            self.rss.store(rss, Ordering::Relaxed);
+        }
+        if let Some(private) = private {
+            self.private.store(private, Ordering::Relaxed);
+        }
+    }
+
+    /// Was a request running (a worker that died in it)?
+    fn in_request(&self) -> bool {
+        self.request_start_us.load(Ordering::Acquire) != 0
+    }
+
+    fn set_script(&self, script: &[u8]) {
+        let seq = self.script_seq.load(Ordering::Relaxed);
+        self.script_seq
+            .store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        let mut word = [0u8; 8];
+        for (i, cell) in self.script.iter().enumerate() {
+            word.fill(0);
+            let from = (i * 8).min(script.len());
+            let to = (from + 8).min(script.len());
+            word[..to - from].copy_from_slice(&script[from..to]);
+            cell.store(u64::from_ne_bytes(word), Ordering::Relaxed);
+        }
+        self.script_seq
+            .store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// The script name, never torn: retried while the worker writes it.
+    pub fn script(&self) -> String {
+        let mut bytes = [0u8; SCRIPT_BYTES];
+        loop {
+            let before = self.script_seq.load(Ordering::Acquire);
+            if before % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            for (i, cell) in self.script.iter().enumerate() {
+                bytes[i * 8..i * 8 + 8]
+                    .copy_from_slice(&cell.load(Ordering::Relaxed).to_ne_bytes());
+            }
+            fence(Ordering::Acquire);
+            if self.script_seq.load(Ordering::Relaxed) == before {
+                break;
+            }
+        }
+        let len = bytes.iter().position(|&b| b == 0).unwrap_or(SCRIPT_BYTES);
+        String::from_utf8_lossy(&bytes[..len]).into_owned()
+    }
+
+    fn view(&self, slot: usize) -> SlotView {
+        SlotView {
+            slot,
+            pid: self.pid.load(Ordering::Relaxed),
+            state: self.state(),
+            requests: self.requests.load(Ordering::Relaxed),
+            started_us: self.started_us.load(Ordering::Relaxed),
+            request_start_us: self.request_start_us.load(Ordering::Acquire),
+            last_duration_us: self.last_duration_us.load(Ordering::Relaxed),
+            rss: self.rss.load(Ordering::Relaxed),
+            private: self.private.load(Ordering::Relaxed),
+            script: self.script(),
+        }
+    }
+
     fn reset(&self, pid: i32) {
         self.stop.store(false, Ordering::SeqCst);
         self.pid.store(pid, Ordering::SeqCst);
         self.requests.store(0, Ordering::Relaxed);
+        self.started_us
+            .store(if pid == 0 { 0 } else { now_us() }, Ordering::Relaxed);
+        self.request_start_us.store(0, Ordering::Release);
+        self.last_duration_us.store(0, Ordering::Relaxed);
+        self.rss.store(0, Ordering::Relaxed);
+        self.private.store(0, Ordering::Relaxed);
+        self.set_script(b"");
         self.set_state(if pid == 0 {
             WorkerState::Free
         } else {
@@ -112,6 +272,26 @@ impl Slot {
 struct Board {
     /// Ready requests waiting in the master for a worker.
     queued: AtomicU32,
+    /// Requests being served now, and the most there ever were at once.
+    active: AtomicU32,
+    max_active: AtomicU32,
+    /// The master's start, µs since the epoch.
+    started_us: AtomicU64,
+    /// The pool's generation (1 until a reload makes a new one).
+    generation: AtomicU64,
+    /// Requests started.
+    accepted: AtomicU64,
+    /// Requests that ran past `slowlog_timeout`.
+    slow: AtomicU64,
+    /// Workers that left to be replaced after a request: `max_requests`,
+    /// an interpreter that could not be put back, a memory limit.
+    recycled: AtomicU64,
+    /// Workers that died: killed by a signal, or a non-zero exit.
+    crashed: AtomicU64,
+    /// Bumped by the master on USR1: workers reopen their access log.
+    reopen: AtomicU64,
+    /// One past the highest slot ever taken: readers scan no further.
+    slots_used: AtomicU32,
     slots: [Slot; SLOTS],
 }
 
@@ -139,7 +319,10 @@ impl Scoreboard {
                 MapFlags::MAP_SHARED,
             )
         }?;
-        Ok(Scoreboard { board: ptr.cast() })
+        let board = Scoreboard { board: ptr.cast() };
+        board.board().started_us.store(now_us(), Ordering::Relaxed);
+        board.board().generation.store(1, Ordering::Relaxed);
+        Ok(board)
     }
 
     fn board(&self) -> &Board {
@@ -159,6 +342,9 @@ impl Scoreboard {
             .iter()
             .position(|s| s.claim(WorkerState::Free, WorkerState::Starting))?;
         slots[index].reset(-1);
+        self.board()
+            .slots_used
+            .fetch_max(index as u32 + 1, Ordering::Relaxed);
         Some(index)
     }
 
@@ -169,7 +355,82 @@ impl Scoreboard {
 
     /// The slot's worker is gone.
     pub fn free_slot(&self, index: usize) {
+        if self.slot(index).in_request() {
+            // It died in a request it will never end.
+            self.board().active.fetch_sub(1, Ordering::AcqRel);
+        }
         self.slot(index).reset(0);
+    }
+
+    /// Worker side: the request on `index`, for `script`, starts.
+    pub fn begin_request(&self, index: usize, script: &[u8]) {
+        let board = self.board();
+        board.accepted.fetch_add(1, Ordering::Relaxed);
+        let active = board.active.fetch_add(1, Ordering::AcqRel) + 1;
+        board.max_active.fetch_max(active, Ordering::Relaxed);
+        self.slot(index).begin_request(script);
+    }
+
+    /// Worker side: the request on `index` is over (see [`Slot::end_request`]).
+    pub fn end_request(&self, index: usize, rss: Option<u64>, private: Option<u64>) {
+        let slot = self.slot(index);
+        if slot.in_request() {
+            self.board().active.fetch_sub(1, Ordering::AcqRel);
+        }
+        slot.end_request(rss, private);
+    }
+
+    /// A request ran past `slowlog_timeout`.
+    #[allow(dead_code)] // counted by the slowlog (issue 10, item 2)
+    pub fn count_slow(&self) {
+        self.board().slow.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A worker leaves to be replaced (see `Board::recycled`).
+    pub fn count_recycle(&self) {
+        self.board().recycled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A worker died (see `Board::crashed`).
+    pub fn count_crash(&self) {
+        self.board().crashed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Master side, on USR1: every worker reopens its access log.
+    pub fn ask_reopen(&self) {
+        self.board().reopen.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many reopens were asked for so far.
+    pub fn reopens(&self) -> u64 {
+        self.board().reopen.load(Ordering::Acquire)
+    }
+
+    /// The pool's counters now.
+    pub fn pool_view(&self) -> PoolView {
+        let b = self.board();
+        PoolView {
+            started_us: b.started_us.load(Ordering::Relaxed),
+            generation: b.generation.load(Ordering::Relaxed),
+            accepted: b.accepted.load(Ordering::Relaxed),
+            active: b.active.load(Ordering::Acquire),
+            max_active: b.max_active.load(Ordering::Relaxed),
+            queued: b.queued.load(Ordering::Relaxed),
+            slow: b.slow.load(Ordering::Relaxed),
+            recycled: b.recycled.load(Ordering::Relaxed),
+            crashed: b.crashed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Every slot with a worker in it, in slot order.
+    pub fn worker_views(&self) -> Vec<SlotView> {
+        let used = self.board().slots_used.load(Ordering::Relaxed) as usize;
+        self.board().slots[..used.min(SLOTS)]
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state() != WorkerState::Free)
+            .map(|(i, s)| s.view(i))
+            .collect()
     }
 
     pub fn queued(&self) -> u32 {
