@@ -2,14 +2,17 @@
 //! page and the access log: resident memory (`/proc/self/statm`, one short
 //! read), private memory (`Private_Clean + Private_Dirty` of
 //! `/proc/self/smaps_rollup`, which walks every mapping and so costs more:
-//! read only when the resident size moved, or every [`PRIVATE_EVERY`]
-//! requests) and CPU time (`getrusage` of the worker and of the children
+//! about 90 µs against 2 µs for `statm` in a small process, more with
+//! libperl's mappings; read only when the resident size moved by
+//! [`PRIVATE_MOVE`] since, or every [`PRIVATE_EVERY`] requests) and CPU time (`getrusage` of the worker and of the children
 //! it waited for: a `fork`-isolation request's child, `system`).
 
 use std::io::Read;
 
 /// Requests between two readings of `smaps_rollup` while RSS stays put.
 pub const PRIVATE_EVERY: u64 = 16;
+/// A move of the resident size that makes `smaps_rollup` be read again.
+pub const PRIVATE_MOVE: u64 = 256 << 10;
 
 /// Resident set size, bytes.
 pub fn rss_bytes() -> Option<u64> {
@@ -74,7 +77,8 @@ pub fn cpu_us() -> u64 {
 /// Memory readings after each request, `smaps_rollup` only when needed.
 #[derive(Default)]
 pub struct MemoryProbe {
-    last_rss: u64,
+    /// RSS when private memory was last read.
+    rss_then: u64,
     since_private: u64,
 }
 
@@ -83,15 +87,14 @@ impl MemoryProbe {
     pub fn measure(&mut self) -> (Option<u64>, Option<u64>) {
         let rss = rss_bytes();
         self.since_private += 1;
-        let moved = rss.is_some_and(|r| r != self.last_rss);
-        let private = if moved || self.since_private >= PRIVATE_EVERY {
-            self.since_private = 0;
-            private_bytes()
-        } else {
-            None
-        };
-        self.last_rss = rss.unwrap_or(0);
-        (rss, private)
+        let now = rss.unwrap_or(0);
+        let moved = self.rss_then == 0 || now.abs_diff(self.rss_then) >= PRIVATE_MOVE;
+        if !moved && self.since_private < PRIVATE_EVERY {
+            return (rss, None);
+        }
+        self.since_private = 0;
+        self.rss_then = now;
+        (rss, private_bytes())
     }
 }
 
