@@ -487,4 +487,45 @@ mod tests {
         board.free_slot(a);
         assert_eq!(board.slot(a).state(), WorkerState::Free);
     }
+
+    #[test]
+    fn a_script_name_is_never_read_torn() {
+        let board = Scoreboard::new().unwrap();
+        let (a, done) = (
+            board.take_free_slot().unwrap(),
+            board.take_free_slot().unwrap(),
+        );
+        // Two names as long as the field: a torn read mixes their letters.
+        let (x, y) = ([b'x'; SCRIPT_BYTES + 10], [b'y'; SCRIPT_BYTES]);
+        let names: [&[u8]; 2] = [&x, &y];
+        // SAFETY: the child only writes the shared mapping and _exits.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let mut i = 0;
+                while !board.slot(done).stop_requested() {
+                    board.slot(a).set_script(names[i % 2]);
+                    i += 1;
+                }
+                // SAFETY: leaving the forked test process without unwinding.
+                unsafe { libc::_exit(0) };
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let (x, y) = ("x".repeat(SCRIPT_BYTES), "y".repeat(SCRIPT_BYTES));
+                while board.slot(a).script().is_empty() {
+                    std::hint::spin_loop();
+                }
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(300);
+                let mut torn = None;
+                while torn.is_none() && std::time::Instant::now() < until {
+                    let seen = board.slot(a).script();
+                    if seen != x && seen != y {
+                        torn = Some(seen);
+                    }
+                }
+                board.slot(done).request_stop();
+                nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(torn, None, "a torn name was read");
+            }
+        }
+    }
 }

@@ -38,13 +38,16 @@ like $res->{headers}{'content-type'}, qr{^text/plain}, 'ping is text/plain';
 my $other = HTTP::Tiny->new(timeout => 10, keep_alive => 0, local_address => '127.0.0.2');
 is $other->get("$base/fcgi-status")->{status}, 403, 'status from another address: 403 (recipe)';
 
+# Adds no test of its own: it is polled.
 sub status_json {
     my $r = $http->get("$base/fcgi-status?json");
-    is $r->{status}, 200, 'status?json: 200' or diag $r->{content};
-    like $r->{headers}{'content-type'}, qr{^application/json}, 'JSON content type';
+    die "status?json: $r->{status} $r->{content}" unless $r->{status} == 200;
     return decode_json($r->{content});
 }
 
+$res = $http->get("$base/fcgi-status?json");
+is $res->{status}, 200, 'status?json: 200';
+like $res->{headers}{'content-type'}, qr{^application/json}, 'JSON content type';
 my $before = status_json();
 for my $field (qw(pool start_time start_since generation accepted queue idle_workers
     active_workers total_workers max_active_workers slow_requests recycled_workers
