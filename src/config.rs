@@ -553,6 +553,21 @@ mod tests {
     }
 
     #[test]
+    fn status_and_ping_paths_are_url_paths() {
+        let s =
+            Settings::from_toml("status_path = \"/fcgi-status\"\nping_path = \"/ping\"\n").unwrap();
+        let c = Config::resolve(s, None).unwrap();
+        assert_eq!(c.status_path.as_deref(), Some("/fcgi-status"));
+        assert_eq!(c.ping_path.as_deref(), Some("/ping"));
+        let bad = Settings::from_toml("ping_path = \"ping\"\n").unwrap();
+        let e = Config::resolve(bad, None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("ping_path: \"ping\" is not a URL path"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn isolation_rules_first_match_wins() {
         // /srv/app/a.pl matches both rules: the first one's mode applies.
         let s = Settings {

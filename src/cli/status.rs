@@ -45,7 +45,7 @@ struct Common {
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     /// The daemon's socket: a path (contains '/') or HOST:PORT.
-    #[arg(long, value_name = "PATH | HOST:PORT", alias = "connect")]
+    #[arg(long, value_name = "PATH | HOST:PORT", visible_alias = "connect")]
     listen: Option<String>,
     /// The daemon's status_path [default: from --config].
     #[arg(long, value_name = "PATH")]
