@@ -178,4 +178,14 @@ is $s->{recycled_workers}, 2, 'two workers recycled after 2 requests each';
 ok $s->{workers}[0]{requests} <= 1, 'the third worker has served 1 request so far';
 $d->stop;
 
+# --workers 0: the one process answers the pages from a scoreboard of its own.
+$d = start_daemon(workers => 0, args => \@pages);
+fcgi_request($d, 'hello.pl') for 1 .. 2;
+$s = $status->();
+is $s->{accepted}, 3, '--workers 0: accepted counts its requests';
+is $s->{total_workers}, 1, '--workers 0: one worker, the process itself';
+is $s->{workers}[0]{pid}, $d->pid, '--workers 0: with the daemon\'s pid';
+is $s->{workers}[0]{requests}, 2, '--workers 0: its requests served';
+$d->stop;
+
 done_testing;

@@ -101,6 +101,11 @@ impl<'a> Accounting<'a> {
         access_log::write(&entry, self.board.reopens());
     }
 
+    /// A request was answered: the worker's count, after it.
+    pub fn count_request(&self) -> u64 {
+        self.board.slot(self.slot).count_request()
+    }
+
     /// The worker leaves to be replaced after a request.
     pub fn count_recycle(&self) {
         self.board.count_recycle();

@@ -82,7 +82,6 @@ fn serve_pooled(
     link: Link<'_>,
 ) -> u64 {
     let max_conns = cfg.workers.max(1);
-    let slot = link.board.slot(link.slot);
     let mut idle = Idle::new(
         listener,
         link.board,
@@ -103,7 +102,7 @@ fn serve_pooled(
         };
         let outcome = serve(runner, &mut conn, cfg.idle_timeout(), &mut account);
         if outcome.answered {
-            served = slot.count_request();
+            served = account.count_request();
         }
         if outcome.keep {
             idle.keep(conn);
@@ -165,7 +164,9 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
         let mut conn = readers.open(stream, Vec::new(), Duration::ZERO);
         loop {
             let outcome = serve(runner, &mut conn, Duration::ZERO, &mut account);
-            served += u64::from(outcome.answered);
+            if outcome.answered {
+                served = account.count_request();
+            }
             if outcome.retire {
                 readers.close(conn);
                 return served;
