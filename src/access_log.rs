@@ -15,9 +15,10 @@
 //! (the child of a `fork`-isolation request, `system`).
 //!
 //! The master opens the file before it drops privileges, as it does the
-//! log, and the workers inherit it. On USR1 the master bumps a counter in
-//! the scoreboard; each worker reopens the file by its path before its
-//! next line (as its user: keep the file writable by it, as for `log`).
+//! log, and the workers inherit it. On USR1 the master reopens it and bumps
+//! a counter in the scoreboard; each worker reopens the file by its path
+//! before its next line (as its user: keep the file writable by it, as for
+//! `log`).
 
 use std::io;
 use std::os::fd::{IntoRawFd, RawFd};
@@ -60,6 +61,20 @@ fn open(path: &Path) -> io::Result<RawFd> {
     Ok(crate::log::open_append(path, "access log")?.into_raw_fd())
 }
 
+/// Reopens the file by its path on the descriptor in use (the master on
+/// USR1, so that workers forked later start on the new file; a worker
+/// before its first line after a USR1).
+pub fn reopen() -> io::Result<()> {
+    let (fd, Some(path)) = (FD.load(Ordering::Relaxed), PATH.get()) else {
+        return Ok(());
+    };
+    let new = open(path)?;
+    let moved = nix::unistd::dup3(new, fd, nix::fcntl::OFlag::O_CLOEXEC);
+    let _ = nix::unistd::close(new);
+    moved?;
+    Ok(())
+}
+
 /// Writes `entry`'s line; reopens the file first if a USR1 asked for it
 /// (`reopens`: the scoreboard's count) since it was opened.
 pub fn write(entry: &Entry<'_>, reopens: u64) {
@@ -68,14 +83,8 @@ pub fn write(entry: &Entry<'_>, reopens: u64) {
         return;
     }
     if OPENED_AT.swap(reopens, Ordering::Relaxed) != reopens {
-        if let Some(path) = PATH.get() {
-            match open(path) {
-                Ok(new) => {
-                    let _ = nix::unistd::dup3(new, fd, nix::fcntl::OFlag::O_CLOEXEC);
-                    let _ = nix::unistd::close(new);
-                }
-                Err(e) => log::error!("{e}"),
-            }
+        if let Err(e) = reopen() {
+            log::error!("{e}");
         }
     }
     let line = format_line(entry);

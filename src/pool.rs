@@ -269,6 +269,9 @@ impl<'a> Pool<'a> {
                 }
                 Signal::SIGUSR1 => {
                     self.board.ask_reopen();
+                    if let Err(e) = crate::access_log::reopen() {
+                        log::error!("SIGUSR1: {e}");
+                    }
                     if let Err(e) = crate::log::reopen() {
                         log::error!("SIGUSR1: cannot reopen the log: {e}");
                     } else {

@@ -67,6 +67,11 @@ ok wait_for(sub { $d->log_text =~ /SIGUSR1: log reopened/ }, 5), 'the master saw
 fcgi_request($d, 'hello.pl') for 1 .. 4;    # both workers, whichever serves
 ok wait_for(sub { -e $log && (() = slurp($log) =~ /\n/g) == 4 }, 5), 'new lines go to a new file';
 is scalar(() = slurp("$log.1") =~ /\n/g), @requests + 1, 'nothing more in the moved file';
+my @holders = grep {
+    my $pid = $_;
+    grep { (readlink($_) // '') eq "$log.1" } glob "/proc/$pid/fd/*";
+} $d->pid, map { $_->[1] } entries();
+is_deeply \@holders, [], 'neither the master nor a worker that wrote since holds the moved file';
 $d->stop;
 
 done_testing;
