@@ -85,15 +85,19 @@ ok wait_for(sub {
 }, 10), 'status shows a worker busy with sleep.pl for over 0.2 s';
 is $busy->{state}, 'busy', 'its state is busy';
 my $full = $http->get("$base/fcgi-status?full")->{content};
-like $full, qr{^script:\s+\S*/sleep\.pl$}m, 'full text names the script';
 like $full, qr{^active workers:\s+2$}m, 'two active: the slow one and the status request';
-my ($block) = grep { m{^script:\s+\S*/sleep\.pl$}m } split /^\*+$/m, $full;
-my ($elapsed) = ($block // '') =~ /^busy:\s+1\nelapsed us:\s+(\d+)$/m;
+my ($head, @rows) = map { [ split ' ' ] } grep { /^(?:slot|\d)/ } split /\n/, (split /\n\n/, $full)[1];
+is scalar(@rows), 2, 'full text: a row per worker';
+my %col = map { $head->[$_] => $_ } 0 .. $#$head;
+my ($row) = grep { $_->[-1] =~ m{/sleep\.pl$} } @rows;
+ok $row, 'full text: a row names the script' or diag $full;
+is $row && $row->[ $col{state} ], 'busy', 'full text: that worker is busy';
+my $elapsed = $row && $row->[ $col{elapsed_us} ];
 ok $elapsed && $elapsed > 200_000, "full text gives its elapsed time (" . ($elapsed // "none") . " us)";
 like $full, qr{^max active workers:\s+2$}m, 'max active workers: 2';
 my $text = $http->get("$base/fcgi-status")->{content};
 like $text, qr/^accepted:\s+\d+$/m, 'text: accepted';
-unlike $text, qr/^script:/m, 'text without ?full has no worker rows';
+unlike $text, qr/^slot /m, 'text without ?full has no worker rows';
 waitpid $kid, 0;
 
 # Prometheus / OpenMetrics: every line well formed, every sample typed.
@@ -143,6 +147,9 @@ is decode_json($out)->{total_workers}, 2, 'its JSON parses';
 ($rc, $out) = cli('status', '--connect', $d->socket, '--status-path', '/fcgi-status');
 is $rc, 0, 'fcgi-spawn status --connect --status-path: exit 0';
 like $out, qr/^accepted:\s+\d+$/m, 'prints the text page';
+is scalar(() = $out =~ /^\d+\s+\d+\s+(?:idle|busy)\s/mg), 2, 'with a row per worker';
+($rc, $out) = cli('status', '--config', $cfg, '--brief');
+unlike $out, qr/^slot /m, '--brief: the pool only';
 ($rc, $out, $err) = cli('ping', '--connect', $d->socket);
 is $rc, 1, 'ping without a ping_path: exit 1';
 like $err, qr/ping_path is not configured/, 'and says so';

@@ -47,7 +47,7 @@ enum Command {
     /// configuration.
     Check(check::CheckArgs),
     /// Print a running daemon's status page (its status_path, asked over
-    /// its socket): pool counters, and workers with --full, --json or
+    /// its socket): pool counters and a row per worker, as text, --json or
     /// --prometheus. Exit 1 when the daemon does not answer.
     Status(status::StatusArgs),
     /// Ask a running daemon for its ping_path: exit 0 on "pong", 1 (with

@@ -27,9 +27,9 @@ pub struct StatusArgs {
     /// Prometheus text exposition instead of text.
     #[arg(long)]
     prometheus: bool,
-    /// Text with a block per worker (JSON and Prometheus always list them).
-    #[arg(long)]
-    full: bool,
+    /// Text of the pool only, without the row per worker.
+    #[arg(long, conflicts_with_all = ["json", "prometheus"])]
+    brief: bool,
 }
 
 #[derive(Args)]
@@ -172,11 +172,11 @@ pub fn status_main(args: StatusArgs) -> i32 {
 
 fn status(args: &StatusArgs) -> Result<i32, Failed> {
     let (listen, path) = args.common.target(true)?;
-    let query = match (args.json, args.prometheus, args.full) {
+    let query = match (args.json, args.prometheus, args.brief) {
         (true, _, _) => "json",
         (_, true, _) => "prometheus",
-        (_, _, true) => "full",
-        _ => "",
+        (_, _, true) => "",
+        _ => "full",
     };
     let (code, body) = args.common.ask(&listen, &path, query)?;
     if code != 200 {

@@ -1,6 +1,6 @@
 //! The status page's formats, as pure functions of one [`Snapshot`] of the
 //! scoreboard: text (php-fpm's layout, `name: value` lines; `full` adds a
-//! block per worker), JSON, and the Prometheus text exposition (also as
+//! table, a row per worker), JSON, and the Prometheus text exposition (also as
 //! OpenMetrics). One list of fields feeds text and JSON, so the two carry
 //! the same names.
 
@@ -63,6 +63,18 @@ pub fn render(snap: &Snapshot, format: Format, full: bool) -> String {
 enum Value {
     Int(u64),
     Str(String),
+    /// Seconds since the epoch: a UTC date in text, a number in JSON.
+    Time(u64),
+}
+
+impl Value {
+    fn text(&self) -> String {
+        match self {
+            Value::Int(n) => n.to_string(),
+            Value::Str(s) => s.clone(),
+            Value::Time(t) => crate::log::format_timestamp(*t as i64),
+        }
+    }
 }
 
 fn secs(us: u64) -> u64 {
@@ -79,7 +91,7 @@ fn pool_fields(snap: &Snapshot) -> Vec<(&'static str, Value)> {
     vec![
         ("pool", Value::Str("fcgi-spawn".into())),
         ("process_manager", Value::Str("static".into())),
-        ("start_time", Value::Int(secs(p.started_us))),
+        ("start_time", Value::Time(secs(p.started_us))),
         (
             "start_since",
             Value::Int(secs(snap.now_us.saturating_sub(p.started_us))),
@@ -110,7 +122,7 @@ fn worker_fields(snap: &Snapshot, w: &SlotView) -> Vec<(&'static str, Value)> {
         ("slot", Value::Int(w.slot as u64)),
         ("pid", Value::Int(w.pid.max(0) as u64)),
         ("state", Value::Str(w.state.name().into())),
-        ("start_time", Value::Int(secs(w.started_us))),
+        ("start_time", Value::Time(secs(w.started_us))),
         (
             "start_since",
             Value::Int(secs(snap.now_us.saturating_sub(w.started_us))),
@@ -119,19 +131,44 @@ fn worker_fields(snap: &Snapshot, w: &SlotView) -> Vec<(&'static str, Value)> {
         ("busy", Value::Int(u64::from(w.request_start_us != 0))),
         ("elapsed_us", Value::Int(elapsed_us(snap, w))),
         ("last_request_duration_us", Value::Int(w.last_duration_us)),
-        ("script", Value::Str(w.script.clone())),
         ("rss_bytes", Value::Int(w.rss)),
         ("private_bytes", Value::Int(w.private)),
+        // Last: the one column of the text table of any width.
+        ("script", Value::Str(w.script.clone())),
     ]
 }
 
 fn text_block(out: &mut String, fields: &[(&'static str, Value)]) {
     for (name, value) in fields {
         let label = format!("{}:", name.replace('_', " "));
-        let _ = match value {
-            Value::Int(n) => writeln!(out, "{label:<26}{n}"),
-            Value::Str(s) => writeln!(out, "{label:<26}{s}"),
-        };
+        let _ = writeln!(out, "{label:<26}{}", value.text());
+    }
+}
+
+/// A row per worker under a header of the field names, columns aligned.
+fn text_table(out: &mut String, rows: &[Vec<(&'static str, Value)>]) {
+    let Some(first) = rows.first() else {
+        return;
+    };
+    let mut cells: Vec<Vec<String>> = vec![first.iter().map(|(n, _)| n.to_string()).collect()];
+    cells.extend(
+        rows.iter()
+            .map(|r| r.iter().map(|(_, v)| v.text()).collect()),
+    );
+    let widths: Vec<usize> = (0..first.len())
+        .map(|c| cells.iter().map(|row| row[c].len()).max().unwrap_or(0))
+        .collect();
+    for row in &cells {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
 }
 
@@ -139,10 +176,13 @@ fn text(snap: &Snapshot, full: bool) -> String {
     let mut out = String::new();
     text_block(&mut out, &pool_fields(snap));
     if full {
-        for w in &snap.workers {
-            out.push_str("\n************************\n");
-            text_block(&mut out, &worker_fields(snap, w));
-        }
+        out.push('\n');
+        let rows: Vec<_> = snap
+            .workers
+            .iter()
+            .map(|w| worker_fields(snap, w))
+            .collect();
+        text_table(&mut out, &rows);
     }
     out
 }
@@ -174,7 +214,7 @@ fn json_object(out: &mut String, fields: &[(&'static str, Value)]) {
         json_string(out, name);
         out.push(':');
         match value {
-            Value::Int(n) => {
+            Value::Int(n) | Value::Time(n) => {
                 let _ = write!(out, "{n}");
             }
             Value::Str(s) => json_string(out, s),
@@ -386,22 +426,48 @@ mod tests {
     }
 
     #[test]
-    fn text_has_pool_lines_and_worker_blocks_when_full() {
+    fn text_has_pool_lines_and_a_row_per_worker_when_full() {
         let snap = snapshot();
         let short = render(&snap, Format::Text, false);
         assert!(short.contains("accepted:                 7\n"), "{short}");
+        assert!(short.contains("start time:               1970-01-01T00:16:40Z\n"));
         assert!(
             short.contains("start since:              1000\n"),
             "{short}"
         );
-        assert!(!short.contains("rss bytes"), "{short}");
+        assert!(!short.contains("rss_bytes"), "{short}");
         let full = render(&snap, Format::Text, true);
-        assert_eq!(full.matches("************************").count(), 2);
-        assert!(
-            full.contains("elapsed us:               500000000\n"),
-            "{full}"
+        let table: Vec<Vec<&str>> = full
+            .split("\n\n")
+            .nth(1)
+            .expect("a table after the pool")
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(table.len(), 3, "{full}");
+        assert_eq!(table[0][..3], ["slot", "pid", "state"]);
+        assert_eq!(table[0].last(), Some(&"script"));
+        assert_eq!(
+            table[1],
+            [
+                "0",
+                "100",
+                "busy",
+                "1970-01-01T00:16:40Z",
+                "1000",
+                "3",
+                "1",
+                "500000000",
+                "1234",
+                "20971520",
+                "2097152",
+                "/srv/www/\"slow\".pl"
+            ]
         );
-        assert!(full.contains("script:                   /srv/www/\"slow\".pl\n"));
+        assert_eq!(table[2][2], "idle");
+        let header = full.lines().find(|l| l.starts_with("slot")).unwrap();
+        let row = full.lines().find(|l| l.starts_with("0 ")).unwrap();
+        assert_eq!(header.find("script"), row.find("/srv"), "aligned:\n{full}");
     }
 
     #[test]
