@@ -196,7 +196,9 @@ impl Slot {
     }
 
     fn set_script(&self, script: &[u8]) {
-        let seq = self.script_seq.load(Ordering::Relaxed);
+        // Even again even if a writer died half-way (the master resets
+        // the slot of a worker killed in here).
+        let seq = self.script_seq.load(Ordering::Relaxed) & !1;
         self.script_seq
             .store(seq.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
@@ -215,7 +217,14 @@ impl Slot {
     /// The script name, never torn: retried while the worker writes it.
     pub fn script(&self) -> String {
         let mut bytes = [0u8; SCRIPT_BYTES];
-        loop {
+        // A worker stopped (SIGSTOP) or killed half-way through a write
+        // must not hang the status page: after 100 ms of tries, what was
+        // read last is shown.
+        let since = std::time::Instant::now();
+        for tries in 1u32.. {
+            if tries % 1024 == 0 && since.elapsed() > std::time::Duration::from_millis(100) {
+                break;
+            }
             let before = self.script_seq.load(Ordering::Acquire);
             if before % 2 == 1 {
                 std::hint::spin_loop();
@@ -527,5 +536,22 @@ mod tests {
                 assert_eq!(torn, None, "a torn name was read");
             }
         }
+    }
+
+    #[test]
+    fn a_writer_gone_half_way_does_not_hang_readers() {
+        let board = Scoreboard::new().unwrap();
+        let slot = board.slot(board.take_free_slot().unwrap());
+        slot.set_script(b"/a.pl");
+        // A worker killed (or stopped) in the middle of set_script.
+        slot.script_seq.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let _ = slot.script();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // The next write (the master's reset, a new worker) mends it.
+        slot.set_script(b"/b.pl");
+        let started = std::time::Instant::now();
+        assert_eq!(slot.script(), "/b.pl");
+        assert!(started.elapsed() < std::time::Duration::from_millis(50));
     }
 }
