@@ -210,6 +210,19 @@ pub struct Settings {
     /// own (multilog, svlogd, journald) [default: timestamped].
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Answer requests whose SCRIPT_NAME is this path with the pool's
+    /// status (text; `?json`, `?openmetrics`, `?full`), no script run,
+    /// like php-fpm's pm.status_path [default: off].
+    #[arg(long, value_name = "PATH")]
+    pub status_path: Option<String>,
+    /// Answer requests whose SCRIPT_NAME is this path with `pong`, like
+    /// php-fpm's ping.path [default: off].
+    #[arg(long, value_name = "PATH")]
+    pub ping_path: Option<String>,
+    /// Access log: one line per request (time, pid, method, URI, status,
+    /// bytes, ms, RSS, CPU ms); reopened on USR1 [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
     /// TOML configuration file; flags override its keys.
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
@@ -275,6 +288,9 @@ pub struct Config {
     pub pid_file: Option<PathBuf>,
     pub log: Option<PathBuf>,
     pub log_format: LogFormat,
+    pub status_path: Option<String>,
+    pub ping_path: Option<String>,
+    pub access_log: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -402,6 +418,9 @@ impl Settings {
             pid_file: pick(flags.pid_file, self.pid_file),
             log: pick(flags.log, self.log),
             log_format: pick(flags.log_format, self.log_format),
+            status_path: pick(flags.status_path, self.status_path),
+            ping_path: pick(flags.ping_path, self.ping_path),
+            access_log: pick(flags.access_log, self.access_log),
             config: flags.config,
         }
     }
@@ -475,6 +494,9 @@ impl Config {
             pid_file: self.pid_file.clone(),
             log: self.log.clone(),
             log_format: Some(self.log_format),
+            status_path: self.status_path.clone(),
+            ping_path: self.ping_path.clone(),
+            access_log: self.access_log.clone(),
             config: None,
         }
     }
@@ -598,6 +620,14 @@ impl Config {
             }
         }
         check_system(&s).map_err(|(key, message)| invalid(key, message))?;
+        for (key, path) in [("status_path", &s.status_path), ("ping_path", &s.ping_path)] {
+            if let Some(p) = path.as_deref().filter(|p| !p.starts_with('/')) {
+                return Err(invalid(
+                    key,
+                    format!("{p:?} is not a URL path (it starts with '/', like /fcgi-status)"),
+                ));
+            }
+        }
         Ok(Config {
             listen: s.listen,
             socket: SocketOptions {
@@ -637,6 +667,9 @@ impl Config {
             pid_file: s.pid_file,
             log: s.log,
             log_format: s.log_format.unwrap_or(LogFormat::Timestamped),
+            status_path: s.status_path,
+            ping_path: s.ping_path,
+            access_log: s.access_log,
         })
     }
 }
@@ -857,6 +890,21 @@ mod tests {
         let never = Settings::from_toml("idle_timeout = 0\n").unwrap();
         let c = Config::resolve(never, None).unwrap();
         assert!(c.idle_timeout() > std::time::Duration::from_secs(86400 * 365));
+    }
+
+    #[test]
+    fn status_and_ping_paths_are_url_paths() {
+        let s =
+            Settings::from_toml("status_path = \"/fcgi-status\"\nping_path = \"/ping\"\n").unwrap();
+        let c = Config::resolve(s, None).unwrap();
+        assert_eq!(c.status_path.as_deref(), Some("/fcgi-status"));
+        assert_eq!(c.ping_path.as_deref(), Some("/ping"));
+        let bad = Settings::from_toml("ping_path = \"ping\"\n").unwrap();
+        let e = Config::resolve(bad, None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("ping_path: \"ping\" is not a URL path"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -154,6 +154,11 @@ pub fn reopen() -> io::Result<()> {
 }
 
 fn open(path: &Path) -> io::Result<OwnedFd> {
+    open_append(path, "log file")
+}
+
+/// Opens `path` (`what`, for the error) for appending, above fd 2.
+pub fn open_append(path: &Path, what: &str) -> io::Result<OwnedFd> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -161,7 +166,7 @@ fn open(path: &Path) -> io::Result<OwnedFd> {
         .map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("cannot open log file {}: {e}", path.display()),
+                format!("cannot open {what} {}: {e}", path.display()),
             )
         })?;
     crate::fds::above_std_fds(file.into())
@@ -193,7 +198,7 @@ fn timestamp() -> String {
 
 /// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`, UTC, without pulling
 /// in a date crate.
-fn format_timestamp(secs: i64) -> String {
+pub fn format_timestamp(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days + 719_468;

@@ -12,6 +12,7 @@
 //! one safe type; `config` the settings; `cli/` the subcommands. Arrows
 //! point one way: runner → pump → output → response → stop.
 
+mod access_log;
 mod byte_size;
 mod cli;
 mod config;
@@ -31,6 +32,7 @@ mod runner;
 mod scoreboard;
 mod signals;
 mod sizing;
+mod status;
 mod stop;
 mod worker;
 

@@ -63,6 +63,10 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         leftovers.pid_file = Some(pid_file.clone());
         give_to_user(pid_file, &cfg)?;
     }
+    if let Some(path) = &cfg.access_log {
+        // Before privileges drop, as the log: the workers inherit it.
+        crate::access_log::init(path)?;
+    }
     drop_privileges(&cfg)?;
     if cfg.roots.is_empty() {
         log::warn!("no --root given: scripts may run from any directory");

@@ -277,6 +277,10 @@ impl<'a> Pool<'a> {
                     self.retire_one();
                 }
                 Signal::SIGUSR1 => {
+                    self.board.ask_reopen();
+                    if let Err(e) = crate::access_log::reopen() {
+                        log::error!("SIGUSR1: {e}");
+                    }
                     if let Err(e) = crate::log::reopen() {
                         log::error!("SIGUSR1: cannot reopen the log: {e}");
                     } else {
@@ -574,9 +578,15 @@ impl<'a> Pool<'a> {
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => {
+                    if code != 0 && self.pids.contains_key(&pid) {
+                        self.board.count_crash();
+                    }
                     self.forget(pid, &format!("exited with status {code}"), code == 0)
                 }
                 Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    if self.pids.contains_key(&pid) {
+                        self.board.count_crash();
+                    }
                     self.forget(pid, &format!("killed by {}", sig.as_str()), false)
                 }
                 Ok(WaitStatus::StillAlive) | Err(_) => return,

@@ -79,13 +79,22 @@ pub struct Finished {
     pub empty: bool,
     /// The connection failed; it cannot be used again.
     pub client_gone: bool,
+    /// The HTTP status the client got (from the CGI headers, see
+    /// [`cgi_status`]) and the bytes of the response (headers included).
+    pub status: u16,
+    pub bytes: u64,
 }
+
+/// How much of a response's start is kept to read its status from.
+const HEAD_KEPT: usize = 1024;
 
 /// The response of the running request.
 pub struct Response {
     writer: ResponseWriter<ConnFd>,
     delivery: Delivery,
     stderr_to_client: bool,
+    /// The first bytes sent (the CGI headers, for the status).
+    head: Vec<u8>,
 }
 
 impl Response {
@@ -97,7 +106,13 @@ impl Response {
             writer: ResponseWriter::new(ConnFd(conn), request_id),
             delivery: Delivery::Open,
             stderr_to_client,
+            head: Vec::new(),
         }
+    }
+
+    fn keep_head(&mut self, data: &[u8]) {
+        let room = HEAD_KEPT - self.head.len();
+        self.head.extend_from_slice(&data[..room.min(data.len())]);
     }
 
     pub fn conn_fd(&self) -> RawFd {
@@ -118,6 +133,7 @@ impl Response {
         if !self.can_send() {
             return false;
         }
+        self.keep_head(data);
         match self.writer.write_stdout(data) {
             Ok(()) => true,
             Err(e) => {
@@ -145,7 +161,9 @@ impl Response {
     /// response takes nothing more but its end.
     pub fn time_out(&mut self) {
         if self.can_send() && self.writer.bytes_sent() == 0 {
-            let _ = self.writer.write_stdout(&error_page(GATEWAY_TIMEOUT));
+            let page = error_page(GATEWAY_TIMEOUT);
+            self.keep_head(&page);
+            let _ = self.writer.write_stdout(&page);
         }
         if self.delivery == Delivery::Open {
             self.delivery = Delivery::TimedOut;
@@ -161,6 +179,8 @@ impl Response {
             return Finished {
                 empty,
                 client_gone: true,
+                status: cgi_status(&self.head),
+                bytes: self.writer.bytes_sent(),
             };
         }
         let page;
@@ -172,6 +192,7 @@ impl Response {
             }
             _ => pending,
         };
+        self.keep_head(data);
         let client_gone = match self.writer.finish_with(data, exit_status as u32, 0) {
             Ok(()) => false,
             Err(e) => {
@@ -179,7 +200,12 @@ impl Response {
                 true
             }
         };
-        Finished { empty, client_gone }
+        Finished {
+            empty,
+            client_gone,
+            status: cgi_status(&self.head),
+            bytes: self.writer.bytes_sent(),
+        }
     }
 }
 
@@ -191,6 +217,42 @@ pub fn answer(conn: &mut impl Write, request_id: u16, status: u16, reason: &str)
     writer.finish(0, 0)
 }
 
+/// The HTTP status of a CGI response, from its headers: `Status: NNN`, else
+/// 302 with a `Location` (RFC 3875 §6.2.3), else 200; a response with no
+/// header block at all (nothing sent) is the daemon's 500.
+pub fn cgi_status(head: &[u8]) -> u16 {
+    if head.is_empty() {
+        return NO_OUTPUT.0;
+    }
+    let mut location = false;
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"status") {
+            let digits = value.get(..3).unwrap_or_default();
+            if let Some(code) = std::str::from_utf8(digits)
+                .ok()
+                .and_then(|d| d.parse::<u16>().ok())
+            {
+                return code;
+            }
+        } else if name.eq_ignore_ascii_case(b"location") {
+            location = true;
+        }
+    }
+    if location {
+        302
+    } else {
+        200
+    }
+}
+
 /// The CGI response of an error page.
 pub fn error_page((status, reason): (u16, &str)) -> Vec<u8> {
     format!(
@@ -199,4 +261,26 @@ pub fn error_page((status, reason): (u16, &str)) -> Vec<u8> {
          <body><h1>{reason}</h1></body></html>\n"
     )
     .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cgi_status;
+
+    #[test]
+    fn status_comes_from_the_cgi_headers() {
+        assert_eq!(
+            cgi_status(b"Content-Type: text/plain\r\n\r\nStatus: 404\n"),
+            200
+        );
+        assert_eq!(cgi_status(b"Status: 404 Not Found\r\n\r\n"), 404);
+        assert_eq!(cgi_status(b"content-type: text/html\nstatus:503\n\nx"), 503);
+        assert_eq!(cgi_status(b"Location: /next\r\n\r\n"), 302);
+        assert_eq!(cgi_status(b"Location: /x\nStatus: 301 Moved\n\n"), 301);
+        assert_eq!(cgi_status(b""), 500);
+        assert_eq!(
+            cgi_status(&super::error_page((504, "Gateway Timeout"))),
+            504
+        );
+    }
 }

@@ -5,6 +5,7 @@ mod compare;
 mod fcgi_spawn;
 mod request;
 mod version;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +50,13 @@ enum Command {
     /// file and line; exit 0 when all compile, 1 otherwise, 2 on a bad
     /// configuration.
     Check(check::CheckArgs),
+    /// Print a running daemon's status page (its status_path, asked over
+    /// its socket): pool counters and a row per worker, as text, --json or
+    /// --prometheus. Exit 1 when the daemon does not answer.
+    Status(status::StatusArgs),
+    /// Ask a running daemon for its ping_path: exit 0 on "pong", 1 (with
+    /// the reason on stderr) otherwise. For health checks.
+    Ping(status::PingArgs),
     /// Check the configuration (config file + flags); with --print, show
     /// every setting with its effective value as TOML.
     Config {
@@ -98,6 +106,8 @@ pub fn main() -> i32 {
         Command::Request(args) => request::main(args),
         Command::Compare(args) => compare::main(*args),
         Command::Check(args) => check::main(args),
+        Command::Status(args) => status::status_main(args),
+        Command::Ping(args) => status::ping_main(args),
         Command::Config { settings, print } => check_config(settings, print),
         Command::FcgiSpawn { args } => fcgi_spawn::main(&args),
     }

@@ -63,6 +63,9 @@ pub struct RequestResult {
     /// The interpreter's state could not be put back (the reason): the
     /// worker must not serve again.
     pub retire: Option<String>,
+    /// The HTTP status the client got, and the response's bytes.
+    pub status: u16,
+    pub bytes: u64,
 }
 
 impl RequestResult {
@@ -70,6 +73,17 @@ impl RequestResult {
         RequestResult {
             signals_touched: false,
             retire: None,
+            status: 200,
+            bytes: 0,
+        }
+    }
+
+    /// A page the daemon answered itself, no script run.
+    fn page(status: u16, reason: &str) -> RequestResult {
+        RequestResult {
+            status,
+            bytes: response::error_page((status, reason)).len() as u64,
+            ..RequestResult::clean()
         }
     }
 }
@@ -143,12 +157,12 @@ impl<'p> Runner<'p> {
                     String::from_utf8_lossy(&script_filename)
                 );
                 response::answer(conn, req.id, 404, "Not Found")?;
-                return Ok(RequestResult::clean());
+                return Ok(RequestResult::page(404, "Not Found"));
             }
             ScriptCheck::Forbidden(why) => {
                 log::warn!("403: {why}");
                 response::answer(conn, req.id, 403, "Forbidden")?;
-                return Ok(RequestResult::clean());
+                return Ok(RequestResult::page(403, "Forbidden"));
             }
         };
         if req.body_too_large {
@@ -157,7 +171,7 @@ impl<'p> Runner<'p> {
                 script.display()
             );
             response::answer(conn, req.id, 413, "Request Entity Too Large")?;
-            return Ok(RequestResult::clean());
+            return Ok(RequestResult::page(413, "Request Entity Too Large"));
         }
 
         if peer_closed(conn.as_fd()).unwrap_or(false) {
@@ -222,6 +236,8 @@ impl<'p> Runner<'p> {
         }
         let finished = finished?;
         parked?;
+        result.status = finished.status;
+        result.bytes = finished.bytes;
         if finished.empty {
             log::warn!(
                 "500: {} produced no output (exit status {exit_status})",

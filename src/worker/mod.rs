@@ -7,6 +7,7 @@
 //! channel and scoreboard slot: nothing interrupts a running script, and a
 //! script's `%SIG` handlers cannot keep a worker from leaving.
 
+mod account;
 mod conn;
 mod idle;
 mod memory;
@@ -14,6 +15,7 @@ mod memory;
 use std::io;
 use std::time::Duration;
 
+use self::account::Accounting;
 use self::conn::{Conn, Readers};
 use self::idle::{Idle, Leave};
 use self::memory::MemoryLimits;
@@ -86,7 +88,6 @@ fn serve_pooled(
     link: Link<'_>,
 ) -> u64 {
     let max_conns = cfg.workers.max(1);
-    let slot = link.board.slot(link.slot);
     let mut idle = Idle::new(
         listener,
         link.board,
@@ -99,15 +100,16 @@ fn serve_pooled(
         web_server_addrs(),
     );
     let memory = MemoryLimits::new(cfg.max_rss, cfg.max_unshared);
+    let mut account = Accounting::new(link.board, link.slot, cfg);
     let mut served = 0;
     let leave = loop {
         let mut conn = match idle.next_request() {
             Ok(conn) => conn,
             Err(leave) => break leave,
         };
-        let outcome = serve(runner, &mut conn, cfg.idle_timeout());
+        let outcome = serve(runner, &mut conn, cfg.idle_timeout(), &mut account);
         if outcome.answered {
-            served = slot.count_request();
+            served = account.count_request();
         }
         if outcome.keep {
             idle.keep(conn);
@@ -116,13 +118,15 @@ fn serve_pooled(
         }
         if outcome.retire {
             // Its state cannot be trusted: the master starts a fresh one.
+            account.count_recycle();
             break Leave::Stop;
         }
         if cfg.max_requests > 0 && served >= cfg.max_requests {
+            account.count_recycle();
             break Leave::Stop;
         }
         if crate::pump::take_slow_requests() > 0 {
-            link.board.count_slow_request();
+            link.board.count_slow();
         }
         if let Some(why) = memory.as_ref().and_then(MemoryLimits::exceeded) {
             log::info!("worker recycled: {why}");
@@ -138,6 +142,22 @@ fn serve_pooled(
 /// `--workers 0`: accept and serve connection after connection in this
 /// one process (for debugging a script).
 fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limits) -> u64 {
+    // A scoreboard of its own, for the status page.
+    let board = Scoreboard::new();
+    let slot = board.as_ref().ok().and_then(|b| b.take_free_slot());
+    let mut account = match (&board, slot) {
+        (Ok(board), Some(slot)) => {
+            board.set_pid(slot, std::process::id() as i32);
+            board
+                .slot(slot)
+                .set_state(crate::scoreboard::WorkerState::Busy);
+            Accounting::new(board, slot, cfg)
+        }
+        _ => {
+            log::error!("cannot map a scoreboard");
+            return 0;
+        }
+    };
     let mut served = 0;
     let mut readers = Readers::new(limits.clone(), 1);
     let recycle = |served: u64| cfg.max_requests > 0 && served >= cfg.max_requests;
@@ -157,8 +177,10 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
         }
         let mut conn = readers.open(stream, Vec::new(), Duration::ZERO);
         loop {
-            let outcome = serve(runner, &mut conn, Duration::ZERO);
-            served += u64::from(outcome.answered);
+            let outcome = serve(runner, &mut conn, Duration::ZERO, &mut account);
+            if outcome.answered {
+                served = account.count_request();
+            }
             if outcome.retire {
                 readers.close(conn);
                 return served;
@@ -183,8 +205,14 @@ struct Served {
     retire: bool,
 }
 
-/// Reads and answers one request.
-fn serve(runner: &Runner, conn: &mut Conn, idle_timeout: Duration) -> Served {
+/// Reads and answers one request: the pool's own pages here, scripts
+/// through the runner.
+fn serve(
+    runner: &Runner,
+    conn: &mut Conn,
+    idle_timeout: Duration,
+    account: &mut Accounting<'_>,
+) -> Served {
     let closed = Served {
         keep: false,
         answered: false,
@@ -199,7 +227,25 @@ fn serve(runner: &Runner, conn: &mut Conn, idle_timeout: Duration) -> Served {
         }
     };
     let keep_conn = req.keep_conn;
-    match runner.handle(req, conn.writer()) {
+    let begun = account.begin(&req);
+    if let Some(page) = account.page_for(&req) {
+        let answered = account.answer(page, &req, conn.writer());
+        let (status, bytes) = *answered.as_ref().unwrap_or(&(499, 0));
+        account.end(begun, status, bytes);
+        return Served {
+            keep: keep_conn && answered.is_ok(),
+            answered: true,
+            retire: false,
+        };
+    }
+    let handled = runner.handle(req, conn.writer());
+    let (status, bytes) = match &handled {
+        Ok(result) => (result.status, result.bytes),
+        // The client went away: nginx's name for it.
+        Err(_) => (499, 0),
+    };
+    account.end(begun, status, bytes);
+    match handled {
         Ok(result) => {
             if result.signals_touched {
                 signals::install_worker_handlers();
