@@ -122,6 +122,10 @@ pub struct Settings {
     /// Seconds a graceful stop waits for requests in flight [default: 30].
     #[arg(long, value_name = "SECS")]
     pub grace_time: Option<u64>,
+    /// Seconds the old workers get to finish their requests after a reload
+    /// (SIGHUP) before they are killed [default: grace_time].
+    #[arg(long, value_name = "SECS")]
+    pub drain_timeout: Option<u64>,
     /// Also send script STDERR to the web server as FCGI_STDERR.
     #[arg(long)]
     #[serde(default)]
@@ -173,6 +177,7 @@ pub struct Config {
     pub max_body: u64,
     pub body_spill: usize,
     pub grace_time: u64,
+    pub drain_timeout: u64,
     pub request_timeout: u64,
     pub idle_timeout: u64,
     pub user: Option<String>,
@@ -288,6 +293,7 @@ impl Settings {
             max_body: pick(flags.max_body, self.max_body),
             body_spill: pick(flags.body_spill, self.body_spill),
             grace_time: pick(flags.grace_time, self.grace_time),
+            drain_timeout: pick(flags.drain_timeout, self.drain_timeout),
             request_timeout: pick(flags.request_timeout, self.request_timeout),
             idle_timeout: pick(flags.idle_timeout, self.idle_timeout),
             user: pick(flags.user, self.user),
@@ -349,6 +355,7 @@ impl Config {
             user: self.user.clone(),
             group: self.group.clone(),
             grace_time: Some(self.grace_time),
+            drain_timeout: Some(self.drain_timeout),
             stderr_to_client: self.stderr_to_client,
             pid_file: self.pid_file.clone(),
             log: self.log.clone(),
@@ -476,6 +483,7 @@ impl Config {
             max_body: s.max_body.unwrap_or(100 << 20),
             body_spill: s.body_spill.unwrap_or(64 << 10),
             grace_time: s.grace_time.unwrap_or(30),
+            drain_timeout: s.drain_timeout.or(s.grace_time).unwrap_or(30),
             request_timeout: s.request_timeout.unwrap_or(0),
             idle_timeout: s.idle_timeout.unwrap_or(30),
             user: s.user,

@@ -4,17 +4,20 @@
 //! forks the workers and dispatches until told to stop.
 //!
 //! The master never starts a thread: everything that happens before `fork`
-//! must be safe to copy into a child.
+//! must be safe to copy into a child. A reload (SIGHUP) runs
+//! [`prepare_perl`] again, in the pool's loop, for the next generation.
 
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use crate::config::Config;
+use crate::config::{Config, Settings};
 use crate::listen::Listener;
+use crate::notify::Notifier;
 use crate::perl::{Interpreter, Outcome};
 use crate::pool::Pool;
-use crate::worker;
+use crate::reload::Reloader;
+use crate::{signals, worker};
 
 /// Perl code compiled into the binary, so the daemon needs no files besides
 /// itself: (path under perl/ — also its %INC key —, source).
@@ -34,8 +37,12 @@ const PERL_MODULES: &[(&str, &str)] = &[
     ("FCGI/Spawn.pm", include_str!("../perl/FCGI/Spawn.pm")),
 ];
 
-pub fn run(cfg: Config) -> anyhow::Result<()> {
+/// Runs the daemon with `cfg`, read from `flags` (and the file they name),
+/// which a reload reads again.
+pub fn run(cfg: Config, flags: Settings) -> anyhow::Result<()> {
     ensure_std_fds_open()?;
+    // Before Perl copies the environment: no worker or script sees it.
+    let notifier = Notifier::from_env();
     let listener = match &cfg.listen {
         Some(addr) => Listener::bind(addr, &cfg.socket)?,
         None => Listener::inherited()?,
@@ -65,22 +72,32 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         std::fs::write(pid_file, format!("{}\n", std::process::id()))
             .with_context(|| format!("cannot write pid file {}", pid_file.display()))?;
     }
+    let pid_file = cfg.pid_file.clone();
     let result = if cfg.workers == 0 {
         log::info!(
             "ready: serving on {} in this process (--workers 0)",
             listener.describe()
         );
-        worker::run(&perl, &listener, &cfg, None).map_err(Into::into)
+        if let Some(n) = &notifier {
+            n.ready("serving in one process (--workers 0)");
+        }
+        signals::serve_in_process();
+        let served = worker::run(&perl, &listener, &cfg, None).map_err(Into::into);
+        if let Some(n) = &notifier {
+            n.stopping();
+        }
+        // Global destruction would run the preloaded modules' END blocks;
+        // the master has nothing to clean up in Perl.
+        std::mem::forget(perl);
+        served
     } else {
-        Pool::new(&perl, &listener, &cfg).and_then(|pool| pool.run(started))
+        Pool::new(perl, &listener, cfg, Reloader::new(flags), notifier)
+            .and_then(|pool| pool.run(started))
     };
     listener.remove_socket_file();
-    if let Some(pid_file) = &cfg.pid_file {
+    if let Some(pid_file) = &pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
-    // Global destruction would run the preloaded modules' END blocks; the
-    // master has nothing to clean up in Perl.
-    std::mem::forget(perl);
     result
 }
 
@@ -138,23 +155,32 @@ pub fn drop_privileges(cfg: &Config) -> anyhow::Result<()> {
 }
 
 /// The interpreter, warmed up and with the `--precompile` scripts compiled:
-/// what the workers are forked from.
-fn prepare_perl(cfg: &Config) -> anyhow::Result<Interpreter> {
+/// what the workers are forked from (at start, and at each reload, beside
+/// the running one).
+pub fn prepare_perl(cfg: &Config) -> anyhow::Result<Interpreter> {
     let perl = start_perl(cfg)?;
     if let Err(e) = crate::runner::warm_up(&perl) {
         log::warn!("warm-up request before forking the workers failed (workers will do that work themselves): {e}");
     }
-    crate::runner::precompile(&perl, cfg)?;
+    if let Err(e) = crate::runner::precompile(&perl, cfg) {
+        perl.discard();
+        return Err(e);
+    }
     Ok(perl)
 }
 
 /// The interpreter the workers inherit: the runner and the preloads
-/// loaded (also what `fcgi-spawn check` compiles scripts in).
+/// loaded (also what `fcgi-spawn check` compiles scripts in). One that
+/// fails to load is freed without running END blocks.
 pub fn start_perl(cfg: &Config) -> anyhow::Result<Interpreter> {
     let perl = Interpreter::start()?;
-    load_embedded_modules(&perl)?;
-    preload(&perl, cfg)?;
-    Ok(perl)
+    match load_embedded_modules(&perl).and_then(|()| preload(&perl, cfg)) {
+        Ok(()) => Ok(perl),
+        Err(e) => {
+            perl.discard();
+            Err(e)
+        }
+    }
 }
 
 fn load_embedded_modules(perl: &Interpreter) -> anyhow::Result<()> {

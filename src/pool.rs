@@ -11,9 +11,13 @@
 //! over their channel and their scoreboard slot, never with a signal a
 //! running script would see; only a fast stop, a grace time running out or
 //! a worker that does not leave get `SIGKILL`. Workers die with the master
-//! (`PR_SET_PDEATHSIG`), see [`Pool::spawn`].
+//! (`PR_SET_PDEATHSIG`), see [`Pool::spawn`]. A reload (SIGHUP) replaces
+//! the interpreter and the workers by a new generation (`generation`).
+
+mod generation;
 
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
@@ -31,7 +35,9 @@ use crate::dispatch::ready::ReadyQueue;
 use crate::fastcgi::preamble::PreambleSettings;
 use crate::fastcgi::Limits;
 use crate::listen::Listener;
+use crate::notify::Notifier;
 use crate::perl::Interpreter;
+use crate::reload::Reloader;
 use crate::scoreboard::{Scoreboard, WorkerState, SLOTS};
 use crate::{signals, worker};
 
@@ -40,9 +46,14 @@ const TOKEN_SIGNALS: u64 = 0;
 const TOKEN_CHANNEL_BASE: u64 = 1;
 
 pub struct Pool<'a> {
-    perl: &'a Interpreter,
+    /// The current generation's interpreter. Never dropped: global
+    /// destruction would run the preloaded modules' END blocks, and the
+    /// master has nothing to clean up in Perl.
+    perl: ManuallyDrop<Interpreter>,
     listener: &'a Listener,
-    cfg: &'a Config,
+    cfg: Config,
+    reloader: Reloader,
+    notifier: Option<Notifier>,
     board: Scoreboard,
     /// Ready requests, for whichever worker is free first.
     ready: ReadyQueue,
@@ -63,15 +74,19 @@ struct Worker {
     pid: Pid,
     born: Instant,
     channel: Channel,
-    /// Told to leave (TTOU): not given requests any more.
+    /// Told to leave (TTOU, reload): not given requests any more.
     leaving: bool,
+    /// Of an old generation: killed if still there then.
+    drain_by: Option<Instant>,
 }
 
 impl<'a> Pool<'a> {
     pub fn new(
-        perl: &'a Interpreter,
+        perl: Interpreter,
         listener: &'a Listener,
-        cfg: &'a Config,
+        cfg: Config,
+        reloader: Reloader,
+        notifier: Option<Notifier>,
     ) -> anyhow::Result<Pool<'a>> {
         let set = signals::master_set();
         signals::block(&set)?;
@@ -88,21 +103,25 @@ impl<'a> Pool<'a> {
             ..Limits::default()
         };
         let max_conns = cfg.workers.max(1);
+        let target = cfg.workers;
+        let idle_timeout = Duration::from_secs(cfg.idle_timeout);
         Ok(Pool {
-            perl,
+            perl: ManuallyDrop::new(perl),
             listener,
             cfg,
+            reloader,
+            notifier,
             board: Scoreboard::new().context("cannot map the scoreboard")?,
             ready: ReadyQueue::new().context("cannot create the ready queue")?,
             epoll,
             signals,
             dispatcher: Dispatcher::new(
                 PreambleSettings::new(limits, max_conns, max_conns),
-                Duration::from_secs(cfg.idle_timeout),
+                idle_timeout,
             ),
             workers: Vec::new(),
             pids: HashMap::new(),
-            target: cfg.workers,
+            target,
             quick_deaths: 0,
             stopping: None,
             last_busy_warning: None,
@@ -110,20 +129,28 @@ impl<'a> Pool<'a> {
     }
 
     pub fn run(mut self, started: Instant) -> anyhow::Result<()> {
+        self.board.set_generation(1);
         for _ in 0..self.target {
             self.spawn()?;
         }
         log::info!(
-            "ready: {} workers serving on {} (started in {} ms)",
+            "ready: {} workers serving on {} (started in {} ms, generation {})",
             self.target,
             self.listener.describe(),
-            started.elapsed().as_millis()
+            started.elapsed().as_millis(),
+            self.board.generation()
         );
+        if let Some(n) = &self.notifier {
+            n.ready(&format!("{} workers serving, generation 1", self.target));
+        }
         let mut events = vec![EpollEvent::empty(); 64];
         loop {
             let now = Instant::now();
             let mut wake = now + Duration::from_secs(1);
             if let Some(deadline) = self.dispatcher.expire(&self.epoll, now) {
+                wake = wake.min(deadline);
+            }
+            if let Some(deadline) = self.drain_overdue(now) {
                 wake = wake.min(deadline);
             }
             if let Some(deadline) = self.stopping {
@@ -176,7 +203,8 @@ impl<'a> Pool<'a> {
         match unsafe { fork() }.context("fork failed")? {
             ForkResult::Parent { child } => {
                 drop(theirs);
-                self.board.set_pid(slot, child.as_raw());
+                self.board
+                    .set_pid(slot, child.as_raw(), self.board.generation());
                 self.epoll.add(
                     ours.as_fd(),
                     EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CHANNEL_BASE + slot as u64),
@@ -189,6 +217,7 @@ impl<'a> Pool<'a> {
                     born: Instant::now(),
                     channel: ours,
                     leaving: false,
+                    drain_by: None,
                 });
                 self.pids.insert(child, slot);
                 Ok(())
@@ -215,7 +244,7 @@ impl<'a> Pool<'a> {
                     channel: theirs,
                     ready: &self.ready,
                 };
-                let code = match worker::run(self.perl, self.listener, self.cfg, Some(link)) {
+                let code = match worker::run(&self.perl, self.listener, &self.cfg, Some(link)) {
                     Ok(()) => 0,
                     Err(e) => {
                         log::error!("worker failed: {e}");
@@ -274,11 +303,7 @@ impl<'a> Pool<'a> {
                         log::info!("SIGUSR1: log reopened");
                     }
                 }
-                Signal::SIGHUP => {
-                    log::warn!(
-                        "SIGHUP: reload is not supported yet; restart the daemon to apply changes"
-                    );
-                }
+                Signal::SIGHUP if self.stopping.is_none() => self.reload(),
                 Signal::SIGCHLD => self.reap(),
                 _ => {}
             }
@@ -290,6 +315,9 @@ impl<'a> Pool<'a> {
     /// any) is done; `grace` later, what is left is killed.
     fn begin_stop(&mut self, grace: Duration) {
         self.stopping = Some(Instant::now() + grace);
+        if let Some(n) = &self.notifier {
+            n.stopping();
+        }
         self.dispatcher.close_all(&self.epoll);
         self.board.set_queued(0);
         // Requests queued for the workers are not served any more.
@@ -528,9 +556,14 @@ impl<'a> Pool<'a> {
                 self.dispatcher.adopt(&self.epoll, conn);
             }
         }
+        let generation = self.board.slot(slot).generation();
         self.board.free_slot(slot);
         if self.stopping.is_some() {
             log::debug!("worker {pid} {how}");
+            return;
+        }
+        if generation != self.board.generation() {
+            log::info!("worker {pid} of generation {generation} {how}");
             return;
         }
         if clean {
@@ -548,7 +581,7 @@ impl<'a> Pool<'a> {
     /// Brings the pool back to its size, slowing down when workers keep
     /// dying right after they start (a broken preload, a crash at init).
     fn fill(&mut self) -> anyhow::Result<()> {
-        if self.pids.len() < self.target && self.quick_deaths >= 3 {
+        if self.serving() < self.target && self.quick_deaths >= 3 {
             let pause = Duration::from_millis(200 * u64::from(self.quick_deaths.min(25)));
             log::warn!(
                 "workers keep dying at start; waiting {} ms before the next one",
@@ -556,10 +589,15 @@ impl<'a> Pool<'a> {
             );
             std::thread::sleep(pause);
         }
-        while self.pids.len() < self.target {
+        while self.serving() < self.target {
             self.spawn()?;
         }
         Ok(())
+    }
+
+    /// Workers not told to leave.
+    fn serving(&self) -> usize {
+        self.workers.iter().flatten().filter(|w| !w.leaving).count()
     }
 
     /// The grace time is over: kill what is left and wait for it.

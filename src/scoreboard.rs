@@ -64,6 +64,9 @@ pub struct Slot {
     stop: AtomicBool,
     pid: AtomicI32,
     requests: AtomicU64,
+    /// The pool generation the worker was forked in (1, then +1 per
+    /// reload).
+    generation: AtomicU64,
 }
 
 impl Slot {
@@ -92,6 +95,10 @@ impl Slot {
         self.stop.load(Ordering::SeqCst)
     }
 
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
     pub fn count_request(&self) -> u64 {
         self.requests.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -100,6 +107,7 @@ impl Slot {
         self.stop.store(false, Ordering::SeqCst);
         self.pid.store(pid, Ordering::SeqCst);
         self.requests.store(0, Ordering::Relaxed);
+        self.generation.store(0, Ordering::Relaxed);
         self.set_state(if pid == 0 {
             WorkerState::Free
         } else {
@@ -112,6 +120,8 @@ impl Slot {
 struct Board {
     /// Ready requests waiting in the master for a worker.
     queued: AtomicU32,
+    /// The generation now serving (a reload starts the next one).
+    generation: AtomicU64,
     slots: [Slot; SLOTS],
 }
 
@@ -162,9 +172,20 @@ impl Scoreboard {
         Some(index)
     }
 
-    /// Records the pid of the worker in `index` (master side, after fork).
-    pub fn set_pid(&self, index: usize, pid: i32) {
-        self.slot(index).pid.store(pid, Ordering::SeqCst);
+    /// Records the pid and generation of the worker in `index` (master
+    /// side, after fork).
+    pub fn set_pid(&self, index: usize, pid: i32, generation: u64) {
+        let slot = self.slot(index);
+        slot.generation.store(generation, Ordering::Relaxed);
+        slot.pid.store(pid, Ordering::SeqCst);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.board().generation.load(Ordering::Relaxed)
+    }
+
+    pub fn set_generation(&self, generation: u64) {
+        self.board().generation.store(generation, Ordering::Relaxed);
     }
 
     /// The slot's worker is gone.

@@ -69,7 +69,7 @@ pub fn main() -> i32 {
 }
 
 fn run(settings: Settings, verbose: bool) -> i32 {
-    let cfg = match Config::load(settings) {
+    let cfg = match Config::load(settings.clone()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fcgi-spawn: {e}");
@@ -81,7 +81,7 @@ fn run(settings: Settings, verbose: bool) -> i32 {
         eprintln!("fcgi-spawn: {e}");
         return 2;
     }
-    match crate::master::run(cfg) {
+    match crate::master::run(cfg, settings) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("{e:#}");

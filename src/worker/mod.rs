@@ -128,6 +128,7 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
     let mut readers = Readers::new(limits.clone(), 1);
     let recycle = |served: u64| cfg.max_requests > 0 && served >= cfg.max_requests;
     while !signals::stop_requested() && !recycle(served) {
+        note_hup();
         let stream = match idle::accept_blocking(listener) {
             Ok(stream) => stream,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -143,6 +144,7 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
         }
         let mut conn = readers.open(stream, Vec::new(), Duration::ZERO);
         loop {
+            note_hup();
             let outcome = serve(runner, &mut conn, Duration::ZERO);
             served += u64::from(outcome.answered);
             if outcome.retire {
@@ -157,6 +159,16 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
         readers.close(conn);
     }
     served
+}
+
+/// `--workers 0`: a HUP (seen between requests) changes nothing.
+fn note_hup() {
+    if signals::take_hup() {
+        log::warn!(
+            "SIGHUP: reload needs a pool of workers (--workers 0 serves in this process); \
+             restart the daemon to apply changes"
+        );
+    }
 }
 
 /// What serving one request left to do.
