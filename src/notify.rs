@@ -16,6 +16,8 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 pub struct Notifier {
     socket: UnixDatagram,
     addr: SocketAddr,
+    /// A send failed already (said once, as a warning).
+    failed: std::cell::Cell<bool>,
 }
 
 impl Notifier {
@@ -53,13 +55,21 @@ impl Notifier {
         };
         let socket = UnixDatagram::unbound()?;
         socket.set_nonblocking(true)?;
-        Ok(Notifier { socket, addr })
+        Ok(Notifier {
+            socket,
+            addr,
+            failed: std::cell::Cell::new(false),
+        })
     }
 
     /// Sends `NAME=value` lines as one datagram.
     pub fn send(&self, state: &str) {
         if let Err(e) = self.socket.send_to_addr(state.as_bytes(), &self.addr) {
-            log::debug!("sd_notify: {e}");
+            if self.failed.replace(true) {
+                log::debug!("sd_notify: {e}");
+            } else {
+                log::warn!("cannot notify systemd (NOTIFY_SOCKET): {e}");
+            }
         }
     }
 
