@@ -167,7 +167,7 @@ PL
     };
     $page->('v1');
     my $d = start_daemon(workers => 2, root => "$dir/www", isolation => 'registry',
-        args => [ '--precompile', "$dir/www/*.pl" ]);
+        args => [ '--precompile', "$dir/www/*.pl", '--precompile-strict' ]);
     my $get = sub { my ($out) = fcgi_request($d, $script); $out =~ /^(v\d compiled in .*)$/m ? $1 : $out };
     is $get->(), 'v1 compiled in the master', 'precompiled at start';
     $page->('v2');
@@ -176,6 +176,13 @@ PL
     ok wait_for(sub { count_of($d, qr/reloaded: generation 2/) }, 10), 'reloaded';
     is count_of($d, qr/precompiled 1 script\(s\)/), 2, 'the log says it precompiled again';
     is $get->(), 'v2 compiled in the master', 'the new generation serves the new version, compiled in the master';
+
+    my @workers = worker_pids($d);
+    spew($script, "print 'v3\n';\nsyntax error here (\n");
+    kill 'HUP', $d->pid;
+    ok wait_for(sub { $d->log_text =~ /reload refused, generation 2 serves on: --precompile-strict: 1 script\(s\) did not compile/ }, 10),
+        'with --precompile-strict a script that does not compile refuses the reload';
+    is_deeply [ sort(worker_pids($d)) ], [ sort @workers ], 'generation 2 serves on';
     $d->stop;
 };
 
