@@ -60,7 +60,7 @@ pub fn run(cfg: Config, flags: Settings) -> anyhow::Result<()> {
         log::warn!("no --root given: scripts may run from any directory");
     }
     let started = Instant::now();
-    let perl = match prepare_perl(&cfg) {
+    let perl = match prepare_perl(&cfg, &mut || {}) {
         Ok(perl) => perl,
         Err(e) => {
             // Nothing will serve on it.
@@ -156,17 +156,22 @@ pub fn drop_privileges(cfg: &Config) -> anyhow::Result<()> {
 
 /// The interpreter, warmed up and with the `--precompile` scripts compiled:
 /// what the workers are forked from (at start, and at each reload, beside
-/// the running one).
-pub fn prepare_perl(cfg: &Config) -> anyhow::Result<Interpreter> {
-    let perl = start_perl(cfg)?;
-    if let Err(e) = crate::runner::warm_up(&perl) {
-        log::warn!("warm-up request before forking the workers failed (workers will do that work themselves): {e}");
-    }
-    if let Err(e) = crate::runner::precompile(&perl, cfg) {
-        perl.discard();
-        return Err(e);
-    }
-    Ok(perl)
+/// the running one). `between` runs between the steps (each module,
+/// preload script and precompiled script): a reload lets the master's
+/// loop dispatch meanwhile. One that fails is freed without END blocks.
+pub fn prepare_perl(cfg: &Config, between: &mut dyn FnMut()) -> anyhow::Result<Interpreter> {
+    let perl = Interpreter::start()?;
+    between();
+    let loaded = load_embedded_modules(&perl, between)
+        .and_then(|()| preload(&perl, cfg, between))
+        .and_then(|()| {
+            if let Err(e) = crate::runner::warm_up(&perl) {
+                log::warn!("warm-up request before forking the workers failed (workers will do that work themselves): {e}");
+            }
+            between();
+            crate::runner::precompile(&perl, cfg, between)
+        });
+    kept_if_loaded(perl, loaded)
 }
 
 /// The interpreter the workers inherit: the runner and the preloads
@@ -174,7 +179,14 @@ pub fn prepare_perl(cfg: &Config) -> anyhow::Result<Interpreter> {
 /// fails to load is freed without running END blocks.
 pub fn start_perl(cfg: &Config) -> anyhow::Result<Interpreter> {
     let perl = Interpreter::start()?;
-    match load_embedded_modules(&perl).and_then(|()| preload(&perl, cfg)) {
+    let loaded =
+        load_embedded_modules(&perl, &mut || {}).and_then(|()| preload(&perl, cfg, &mut || {}));
+    kept_if_loaded(perl, loaded)
+}
+
+/// An interpreter that failed to load is freed (no END blocks).
+fn kept_if_loaded(perl: Interpreter, loaded: anyhow::Result<()>) -> anyhow::Result<Interpreter> {
+    match loaded {
         Ok(()) => Ok(perl),
         Err(e) => {
             perl.discard();
@@ -183,7 +195,7 @@ pub fn start_perl(cfg: &Config) -> anyhow::Result<Interpreter> {
     }
 }
 
-fn load_embedded_modules(perl: &Interpreter) -> anyhow::Result<()> {
+fn load_embedded_modules(perl: &Interpreter, between: &mut dyn FnMut()) -> anyhow::Result<()> {
     for (path, source) in PERL_MODULES {
         let code = format!("#line 1 \"{path}\"\n{source}");
         if let Outcome::Died(msg) = perl.eval(&code) {
@@ -192,16 +204,18 @@ fn load_embedded_modules(perl: &Interpreter) -> anyhow::Result<()> {
         perl.eval(&format!(
             "$INC{{'{path}'}} = '(embedded in fcgi-spawn)/{path}'; 1"
         ));
+        between();
     }
     Ok(())
 }
 
-fn preload(perl: &Interpreter, cfg: &Config) -> anyhow::Result<()> {
+fn preload(perl: &Interpreter, cfg: &Config, between: &mut dyn FnMut()) -> anyhow::Result<()> {
     for module in &cfg.preload {
         // Names were validated in config (no code can ride along).
         if let Outcome::Died(msg) = perl.eval(&format!("require {module}; 1")) {
             bail!("--preload {module}: {msg}");
         }
+        between();
     }
     let steps = crate::runner::PerlSteps::new(perl);
     for script in &cfg.preload_scripts {
@@ -209,6 +223,7 @@ fn preload(perl: &Interpreter, cfg: &Config) -> anyhow::Result<()> {
         if let Err(why) = steps.preload_script(&path) {
             bail!("--preload-script {path}: {why}");
         }
+        between();
     }
     Ok(())
 }

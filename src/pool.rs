@@ -54,6 +54,9 @@ pub struct Pool<'a> {
     cfg: Config,
     reloader: Reloader,
     notifier: Option<Notifier>,
+    /// A reload's new workers are starting; the old ones leave once they
+    /// serve.
+    handover: Option<generation::Handover>,
     board: Scoreboard,
     /// Ready requests, for whichever worker is free first.
     ready: ReadyQueue,
@@ -111,6 +114,7 @@ impl<'a> Pool<'a> {
             cfg,
             reloader,
             notifier,
+            handover: None,
             board: Scoreboard::new().context("cannot map the scoreboard")?,
             ready: ReadyQueue::new().context("cannot create the ready queue")?,
             epoll,
@@ -150,6 +154,9 @@ impl<'a> Pool<'a> {
             if let Some(deadline) = self.dispatcher.expire(&self.epoll, now) {
                 wake = wake.min(deadline);
             }
+            if let Some(deadline) = self.hand_over(now, false) {
+                wake = wake.min(deadline);
+            }
             if let Some(deadline) = self.drain_overdue(now) {
                 wake = wake.min(deadline);
             }
@@ -173,10 +180,7 @@ impl<'a> Pool<'a> {
             for event in &events[..n] {
                 match event.data() {
                     TOKEN_SIGNALS => self.on_signals()?,
-                    token if token >= CONN_TOKEN_BASE => {
-                        self.dispatcher.readable(&self.epoll, token)
-                    }
-                    token => self.on_channel((token - TOKEN_CHANNEL_BASE) as usize, event.events()),
+                    _ => self.on_event(event),
                 }
             }
             self.dispatch();
@@ -186,6 +190,14 @@ impl<'a> Pool<'a> {
         }
         log::info!("stopped");
         Ok(())
+    }
+
+    /// A connection the master watches, or a worker's channel.
+    fn on_event(&mut self, event: &EpollEvent) {
+        match event.data() {
+            token if token >= CONN_TOKEN_BASE => self.dispatcher.readable(&self.epoll, token),
+            token => self.on_channel((token - TOKEN_CHANNEL_BASE) as usize, event.events()),
+        }
     }
 
     /// Forks one worker into a free scoreboard slot. The child never

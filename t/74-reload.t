@@ -59,6 +59,9 @@ end
 LUA
     for my $keep (0, 1) {
         my $ngx = start_nginx($d, keep_conn => $keep);
+        # The same load without reloads, for comparison (the machine is
+        # shared: its figures move with what else runs).
+        my $quiet = wrk($ngx->url('/reload-env.pl'), conns => 8, secs => 4, lua => $lua);
         my $base = value_of($d);
         my ($reloads, $hup_secs) = (0, 0);
         my $r = wrk($ngx->url('/reload-env.pl'), conns => 8, secs => 12, lua => $lua, during => sub {
@@ -81,6 +84,8 @@ LUA
         diag sprintf 'reload under load (nginx, keep_conn %s, 2 workers, 8 connections): '
             . '%d requests, %.0f req/s, p50 %.2f ms, p99 %.2f ms over 12 s with 10 reloads',
             $keep ? 'on' : 'off', $r->{requests}, $r->{rps}, $r->{p50}, $r->{p99};
+        diag sprintf '    the same without reloads, just before: %.0f req/s, p50 %.2f ms, p99 %.2f ms',
+            $quiet->{rps}, $quiet->{p50}, $quiet->{p99};
         like $ngx->error_log_text, qr/\A(?:(?!\[error\]).)*\z/s, "keep_conn $keep: nginx logged no error";
         $ngx->stop;
     }
