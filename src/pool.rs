@@ -356,12 +356,8 @@ impl<'a> Pool<'a> {
 
     /// One worker fewer (TTOU): an idle one if there is one.
     fn retire_one(&mut self) {
-        let candidates: Vec<usize> = self
-            .workers
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.as_ref().is_some_and(|w| !w.leaving))
-            .map(|(slot, _)| slot)
+        let candidates: Vec<usize> = (0..self.workers.len())
+            .filter(|&slot| self.is_serving(slot))
             .collect();
         let pick = candidates
             .iter()
@@ -607,9 +603,18 @@ impl<'a> Pool<'a> {
         Ok(())
     }
 
-    /// Workers not told to leave.
+    /// Workers of the current generation not told to leave.
     fn serving(&self) -> usize {
-        self.workers.iter().flatten().filter(|w| !w.leaving).count()
+        (0..self.workers.len())
+            .filter(|&slot| self.is_serving(slot))
+            .count()
+    }
+
+    /// The slot holds a worker of the current generation, not told to
+    /// leave.
+    fn is_serving(&self, slot: usize) -> bool {
+        self.workers[slot].as_ref().is_some_and(|w| !w.leaving)
+            && self.board.slot(slot).generation() == self.board.generation()
     }
 
     /// The grace time is over: kill what is left and wait for it.

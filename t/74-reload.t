@@ -154,6 +154,10 @@ subtest 'a bad configuration is refused and the running generation serves on' =>
         'a restart-only setting is named and kept';
     is sprintf('%04o', (stat $d->socket)[2] & 07777), '0660', 'the socket kept its mode';
     like $d->log_text, qr/reloaded: generation 2 serving/, 'the refused ones used no generation';
+    # The new interpreter owns the process's environment: what a script
+    # sets in %ENV reaches the programs it runs.
+    my ($out) = fcgi_request($d, 'child-env.pl', query => 'x=1');
+    like $out, qr/^child SET_BY_SCRIPT=yes-x=1$/m, "after a reload a script's child sees its %ENV";
     $d->stop;
 };
 

@@ -81,9 +81,7 @@ impl Pool<'_> {
         let handover = self.handover.as_ref()?;
         let current = self.board.generation();
         let starting = (0..self.workers.len()).any(|slot| {
-            self.workers[slot].as_ref().is_some_and(|w| !w.leaving)
-                && self.board.slot(slot).generation() == current
-                && self.board.slot(slot).state() == WorkerState::Starting
+            self.is_serving(slot) && self.board.slot(slot).state() == WorkerState::Starting
         });
         if starting && now < handover.by && self.stopping.is_none() && !now_anyway {
             // Workers turning idle do not wake the master.
