@@ -271,10 +271,11 @@ impl<'a> Pool<'a> {
 
     /// In a new worker: closes the master's descriptors it inherited (the
     /// other workers' channels, the connections the master watches, epoll,
-    /// signalfd). A copy left open here would keep a connection open after
+    /// signalfd, the systemd notification socket). A copy left open here would keep a connection open after
     /// the master closed it, or hide a worker's exit from the master.
     fn close_in_child(&mut self) {
         drop(std::mem::take(&mut self.workers));
+        drop(self.notifier.take());
         let settings = PreambleSettings::new(Limits::default(), 1, 1);
         drop(std::mem::replace(
             &mut self.dispatcher,
