@@ -130,15 +130,19 @@ subtest 'a bad configuration is refused and the running generation serves on' =>
     kill 'HUP', $d->pid;
     ok wait_for(sub { $d->log_text =~ /reload refused, generation 1 serves on: \S*fcgi-spawn.toml: TOML parse error at line 1/ }, 5),
         'a TOML syntax error: refused, naming the file and line';
-    config_file($dir, 'missing', 'preload = ["No::Such::Module"]');
     spew($cfg, qq{env = ["RELOAD_V=missing"]\npreload = ["CGI", "No::Such::Module"]\n});
     kill 'HUP', $d->pid;
     ok wait_for(sub { $d->log_text =~ /reload refused, generation 1 serves on: --preload No::Such::Module: Can't locate/ }, 10),
         'a preload that fails: refused, naming the module';
+    spew("$dir/startup.pl", "die qq{no database today\\n};\n");
+    config_file($dir, 'startup', qq{preload_script = ["$dir/startup.pl"]});
+    kill 'HUP', $d->pid;
+    ok wait_for(sub { $d->log_text =~ /reload refused, generation 1 serves on: --preload-script \S*startup.pl: .*no database today/ }, 10),
+        'a preload script that dies: refused, with its message';
     spew($cfg, qq{env = ["RELOAD_V=typo"]\nworkerz = 3\n});
     kill 'HUP', $d->pid;
     ok wait_for(sub { $d->log_text =~ /reload refused.*workerz/ }, 5), 'an unknown key: refused, naming it';
-    is count_of($d, qr/reload refused/), 3, 'one line each';
+    is count_of($d, qr/reload refused/), 4, 'one line each';
     is value_of($d), 'good', 'the old generation serves';
     is_deeply [ sort(worker_pids($d)) ], [ sort @before ], 'with the same workers';
 
@@ -250,6 +254,28 @@ subtest 'drain_timeout: an old worker still busy is killed, and logged' => sub {
     ok !collect_response($recs, 1)->{ended}, 'its client sees the connection end without a response end';
     is value_of($d), 'new', 'the pool serves on';
     $d->stop;
+};
+
+subtest 'the log may move and change its format at a reload' => sub {
+    my $dir = File::Temp::tempdir(CLEANUP => 1, TMPDIR => 1);
+    my $cfg = config_file($dir, 'one', qq{log = "$dir/one.log"});
+    # Without start_daemon's --log flag, which would override the file.
+    my @argv = (bin_path(), 'run', '--listen', "$dir/fcgi.sock", '--config', $cfg,
+        '--workers', 1, '--root', scripts_dir());
+    my $pid = FcgiSpawn::Test::_spawn(argv => \@argv, stdout => "$dir/stderr", stderr => "$dir/stderr");
+    my $d = bless { dir => $dir, listen => "$dir/fcgi.sock", log => "$dir/one.log",
+        stderr => "$dir/stderr", pid => $pid, argv => \@argv }, 'FcgiSpawn::Test::Daemon';
+    ok wait_for(sub { slurp("$dir/one.log") =~ /ready:/ }, 10), 'logging to the first file';
+    config_file($dir, 'two', qq{log = "$dir/two.log"}, 'log_format = "plain"');
+    ok hup_until($d, 'two'), 'reloaded';
+    ok wait_for(sub { -e "$dir/two.log" && slurp("$dir/two.log") =~ /reloaded: generation 2/ }, 5),
+        'the master writes to the new file';
+    like slurp("$dir/two.log"), qr/^fcgi-spawn\[$pid\]: info: reloaded/m, 'in the new format (plain)';
+    like slurp("$dir/one.log"), qr/SIGHUP: reloading/, 'what came before stays in the old one';
+    $d->{log} = "$dir/two.log";
+    $d->stop;
+    like slurp("$dir/two.log"), qr/stopped/, 'to the end';
+    is slurp("$dir/stderr"), '', 'nothing on stderr';
 };
 
 subtest '--workers 0: HUP says reload needs a pool, and serving goes on' => sub {
