@@ -256,6 +256,26 @@ subtest 'drain_timeout: an old worker still busy is killed, and logged' => sub {
     $d->stop;
 };
 
+subtest "twenty reloads: the master's memory stays bounded" => sub {
+    my $dir = File::Temp::tempdir(CLEANUP => 1, TMPDIR => 1);
+    my $cfg = config_file($dir, 0);
+    my $d = start_daemon(workers => 1, isolation => 'registry',
+        args => [ '--config', $cfg, '--precompile', scripts_dir() . '/*.pl' ]);
+    my %rss;
+    for my $i (1 .. 20) {
+        config_file($dir, $i);
+        ok(hup_until($d, $i), "reload $i") or last;
+        $rss{$i} = rss_kb($d->pid) if $i == 2 || $i == 20;
+    }
+    my $growth = $rss{20} - $rss{2};
+    diag sprintf "master RSS after reload 2: %d kB, after reload 20: %d kB (%+d kB, %.0f kB per reload)",
+        $rss{2}, $rss{20}, $growth, $growth / 18;
+    # A leaked interpreter (preloads and precompiled scripts) is several MB:
+    # one per reload would be far past this.
+    cmp_ok $growth, '<', 3 * 1024, 'no interpreter is kept per reload';
+    $d->stop;
+};
+
 subtest 'the log may move and change its format at a reload' => sub {
     my $dir = File::Temp::tempdir(CLEANUP => 1, TMPDIR => 1);
     my $cfg = config_file($dir, 'one', qq{log = "$dir/one.log"});
