@@ -83,6 +83,21 @@ struct Worker {
     drain_by: Option<Instant>,
 }
 
+/// What the master's watcher of handed-back connections takes from the
+/// configuration.
+fn dispatcher_settings(cfg: &Config) -> (PreambleSettings, Duration) {
+    let limits = Limits {
+        max_body: cfg.max_body,
+        spill_threshold: cfg.body_spill,
+        ..Limits::default()
+    };
+    let max_conns = cfg.workers.max(1);
+    (
+        PreambleSettings::new(limits, max_conns, max_conns),
+        Duration::from_secs(cfg.idle_timeout),
+    )
+}
+
 impl<'a> Pool<'a> {
     pub fn new(
         perl: Interpreter,
@@ -100,14 +115,8 @@ impl<'a> Pool<'a> {
             signals.as_fd(),
             EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNALS),
         )?;
-        let limits = Limits {
-            max_body: cfg.max_body,
-            spill_threshold: cfg.body_spill,
-            ..Limits::default()
-        };
-        let max_conns = cfg.workers.max(1);
+        let (settings, idle_timeout) = dispatcher_settings(&cfg);
         let target = cfg.workers;
-        let idle_timeout = Duration::from_secs(cfg.idle_timeout);
         Ok(Pool {
             perl: ManuallyDrop::new(perl),
             listener,
@@ -119,10 +128,7 @@ impl<'a> Pool<'a> {
             ready: ReadyQueue::new().context("cannot create the ready queue")?,
             epoll,
             signals,
-            dispatcher: Dispatcher::new(
-                PreambleSettings::new(limits, max_conns, max_conns),
-                idle_timeout,
-            ),
+            dispatcher: Dispatcher::new(settings, idle_timeout),
             workers: Vec::new(),
             pids: HashMap::new(),
             target,

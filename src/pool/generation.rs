@@ -147,6 +147,8 @@ impl Pool<'_> {
         let old = std::mem::replace(&mut *self.perl, perl);
         self.cfg = cfg;
         self.target = self.cfg.workers;
+        let (settings, idle_timeout) = super::dispatcher_settings(&self.cfg);
+        self.dispatcher.reconfigure(settings, idle_timeout);
         self.board.set_generation(self.board.generation() + 1);
         self.quick_deaths = 0;
         if let Err(e) = self.fill() {
