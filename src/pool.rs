@@ -94,7 +94,7 @@ fn dispatcher_settings(cfg: &Config) -> (PreambleSettings, Duration) {
     let max_conns = cfg.workers.max(1);
     (
         PreambleSettings::new(limits, max_conns, max_conns),
-        Duration::from_secs(cfg.idle_timeout),
+        cfg.idle_timeout(),
     )
 }
 
