@@ -59,7 +59,12 @@ pub struct Settings {
     pub socket_group: Option<String>,
     /// listen(2) backlog: connections the kernel holds before a worker or
     /// the master accepts them [default: 1024].
-    #[arg(long, visible_alias = "backlog", value_name = "N", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        visible_alias = "backlog",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     #[serde(alias = "backlog")]
     pub listen_backlog: Option<i32>,
     /// Number of worker processes (static pool); 0: no fork, the master
@@ -195,6 +200,10 @@ pub struct Settings {
     /// Seconds a graceful stop waits for requests in flight [default: 30].
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub grace_time: Option<u64>,
+    /// Seconds the old workers get to finish their requests after a reload
+    /// (SIGHUP) before they are killed [default: grace_time].
+    #[arg(long, value_name = "SECS")]
+    pub drain_timeout: Option<u64>,
     /// Also send script STDERR to the web server as FCGI_STDERR.
     #[arg(long)]
     #[serde(default)]
@@ -279,6 +288,7 @@ pub struct Config {
     pub max_body: u64,
     pub body_spill: usize,
     pub grace_time: u64,
+    pub drain_timeout: u64,
     pub request_timeout: u64,
     pub slowlog_timeout: u64,
     pub idle_timeout: u64,
@@ -409,6 +419,7 @@ impl Settings {
             max_body: pick(flags.max_body, self.max_body),
             body_spill: pick(flags.body_spill, self.body_spill),
             grace_time: pick(flags.grace_time, self.grace_time),
+            drain_timeout: pick(flags.drain_timeout, self.drain_timeout),
             request_timeout: pick(flags.request_timeout, self.request_timeout),
             slowlog_timeout: pick(flags.slowlog_timeout, self.slowlog_timeout),
             idle_timeout: pick(flags.idle_timeout, self.idle_timeout),
@@ -490,6 +501,7 @@ impl Config {
             user: self.user.clone(),
             group: self.group.clone(),
             grace_time: Some(self.grace_time),
+            drain_timeout: Some(self.drain_timeout),
             stderr_to_client: self.stderr_to_client,
             pid_file: self.pid_file.clone(),
             log: self.log.clone(),
@@ -658,6 +670,7 @@ impl Config {
             max_body: s.max_body.unwrap_or(100 << 20),
             body_spill: s.body_spill.unwrap_or(64 << 10),
             grace_time: s.grace_time.unwrap_or(30),
+            drain_timeout: s.drain_timeout.or(s.grace_time).unwrap_or(30),
             request_timeout: s.request_timeout.unwrap_or(0),
             slowlog_timeout: s.slowlog_timeout.unwrap_or(0),
             idle_timeout: s.idle_timeout.unwrap_or(30),

@@ -21,14 +21,15 @@ use std::io;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 static LOG_FD: AtomicI32 = AtomicI32::new(2);
-static LOG_PATH: OnceLock<PathBuf> = OnceLock::new();
+/// The log file's path (null: stderr). Set at start, changed by a reload;
+/// a replaced path is leaked, so a reader never sees freed memory.
+static LOG_PATH: AtomicPtr<PathBuf> = AtomicPtr::new(std::ptr::null_mut());
 static PLAIN: AtomicBool = AtomicBool::new(false);
 static LOGGER: Logger = Logger;
 
@@ -107,7 +108,7 @@ pub fn init(path: Option<&Path>, format: LogFormat, verbose: bool) -> io::Result
     let fd: RawFd = match path {
         Some(p) => {
             let fd = open(p)?.into_raw_fd();
-            let _ = LOG_PATH.set(p.to_path_buf());
+            set_path(Some(p));
             fd
         }
         None => nix::fcntl::fcntl(
@@ -125,11 +126,45 @@ pub fn init(path: Option<&Path>, format: LogFormat, verbose: bool) -> io::Result
     Ok(())
 }
 
+fn set_path(path: Option<&Path>) {
+    let new = path.map_or(std::ptr::null_mut(), |p| {
+        Box::into_raw(Box::new(p.to_path_buf()))
+    });
+    LOG_PATH.store(new, Ordering::SeqCst);
+}
+
+fn path() -> Option<&'static Path> {
+    let p = LOG_PATH.load(Ordering::SeqCst);
+    // SAFETY: a non-null LOG_PATH comes from Box::into_raw in `set_path`
+    // and is never freed.
+    unsafe { p.as_ref() }.map(PathBuf::as_path)
+}
+
+/// A reload's log settings: lines go to `to` (None: stderr) from now on,
+/// in `format`.
+pub fn switch(to: Option<&Path>, format: LogFormat) -> io::Result<()> {
+    PLAIN.store(format == LogFormat::Plain, Ordering::Relaxed);
+    if to == path() {
+        return Ok(());
+    }
+    let target = match to {
+        Some(p) => open(p)?,
+        None => crate::fds::dup_above_std(2)?,
+    };
+    nix::unistd::dup3(
+        target.as_raw_fd(),
+        LOG_FD.load(Ordering::Relaxed),
+        nix::fcntl::OFlag::O_CLOEXEC,
+    )?;
+    set_path(to);
+    Ok(())
+}
+
 /// Gives the open log file to `uid` (the master switches to `--user`
 /// next): a USR1 reopen, or a worker's, opens the same path again as that
 /// user. Logging to stderr: nothing to do.
 pub fn give_to(uid: nix::unistd::Uid) -> io::Result<()> {
-    if LOG_PATH.get().is_none() {
+    if path().is_none() {
         return Ok(());
     }
     nix::unistd::fchown(LOG_FD.load(Ordering::Relaxed), Some(uid), None)?;
@@ -139,7 +174,7 @@ pub fn give_to(uid: nix::unistd::Uid) -> io::Result<()> {
 /// Reopens the log file (USR1, or a rotation noticed before a line) on the
 /// descriptor number already in use. Logging to stderr: nothing to do.
 pub fn reopen() -> io::Result<()> {
-    let Some(path) = LOG_PATH.get() else {
+    let Some(path) = path() else {
         return Ok(());
     };
     let file = open(path)?;
@@ -175,7 +210,7 @@ pub fn open_append(path: &Path, what: &str) -> io::Result<OwnedFd> {
 /// The log file's path now names another file than the one open (moved
 /// away by logrotate, a new one created in its place).
 fn rotated() -> bool {
-    let Some(path) = LOG_PATH.get() else {
+    let Some(path) = path() else {
         return false;
     };
     let Ok(on_disk) = std::fs::metadata(path) else {

@@ -3,7 +3,8 @@
 //!
 //! Layout: `fastcgi/` is the protocol (pure codec, connection, request
 //! preamble, client); `listen` the socket; `master` the start-up, `pool` the
-//! worker pool and its event loop, `dispatch/` how requests reach workers,
+//! worker pool and its event loop (`reload` what a SIGHUP reads again,
+//! `notify` systemd's readiness messages), `dispatch/` how requests reach workers,
 //! `scoreboard` the state they share, `worker/` a worker's life, `runner`
 //! one request (with `perl/FCGI/Spawn/Runner.pm`, its Perl half), `output`
 //! the script's std pipes, `pump` the thread that drains them and watches
@@ -22,11 +23,13 @@ mod fds;
 mod listen;
 mod log;
 mod master;
+mod notify;
 mod output;
 mod path_policy;
 mod perl;
 mod pool;
 mod pump;
+mod reload;
 mod response;
 mod runner;
 mod scoreboard;

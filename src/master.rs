@@ -4,17 +4,20 @@
 //! forks the workers and dispatches until told to stop.
 //!
 //! The master never starts a thread: everything that happens before `fork`
-//! must be safe to copy into a child.
+//! must be safe to copy into a child. A reload (SIGHUP) runs
+//! [`prepare_perl`] again, in the pool's loop, for the next generation.
 
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use crate::config::Config;
+use crate::config::{Config, Settings};
 use crate::listen::Listener;
+use crate::notify::Notifier;
 use crate::perl::{Interpreter, Outcome};
 use crate::pool::Pool;
-use crate::worker;
+use crate::reload::Reloader;
+use crate::{signals, worker};
 
 /// Perl code compiled into the binary, so the daemon needs no files besides
 /// itself: (path under perl/ — also its %INC key —, source).
@@ -38,8 +41,12 @@ const PERL_MODULES: &[(&str, &str)] = &[
     ("FCGI/Spawn.pm", include_str!("../perl/FCGI/Spawn.pm")),
 ];
 
-pub fn run(cfg: Config) -> anyhow::Result<()> {
+/// Runs the daemon with `cfg`, read from `flags` (and the file they name),
+/// which a reload reads again.
+pub fn run(cfg: Config, flags: Settings) -> anyhow::Result<()> {
     ensure_std_fds_open()?;
+    // Before Perl copies the environment: no worker or script sees it.
+    let notifier = Notifier::from_env();
     let socket = socket_options(&cfg);
     let listener = match &cfg.listen {
         Some(addr) => Listener::bind(addr, &socket)?,
@@ -72,20 +79,29 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         log::warn!("no --root given: scripts may run from any directory");
     }
     let started = Instant::now();
-    let perl = prepare_perl(&cfg)?;
+    let perl = prepare_perl(&cfg, &mut || {})?;
     let result = if cfg.workers == 0 {
         log::info!(
             "ready: serving on {} in this process (--workers 0)",
             listener.describe()
         );
-        worker::run(&perl, &listener, &cfg, None).map_err(Into::into)
+        if let Some(n) = &notifier {
+            n.ready("serving in one process (--workers 0)");
+        }
+        signals::serve_in_process();
+        let served = worker::run(&perl, &listener, &cfg, None).map_err(Into::into);
+        if let Some(n) = &notifier {
+            n.stopping();
+        }
+        // Global destruction would run the preloaded modules' END blocks;
+        // the master has nothing to clean up in Perl.
+        std::mem::forget(perl);
+        served
     } else {
-        Pool::new(&perl, &listener, &cfg).and_then(|pool| pool.run(started))
+        Pool::new(perl, &listener, cfg, Reloader::new(flags), notifier)
+            .and_then(|pool| pool.run(started))
     };
     drop(leftovers);
-    // Global destruction would run the preloaded modules' END blocks; the
-    // master has nothing to clean up in Perl.
-    std::mem::forget(perl);
     result
 }
 
@@ -230,26 +246,47 @@ pub fn drop_privileges(cfg: &Config) -> anyhow::Result<()> {
 }
 
 /// The interpreter, warmed up and with the `--precompile` scripts compiled:
-/// what the workers are forked from.
-fn prepare_perl(cfg: &Config) -> anyhow::Result<Interpreter> {
-    let perl = start_perl(cfg)?;
-    if let Err(e) = crate::runner::warm_up(&perl) {
-        log::warn!("warm-up request before forking the workers failed (workers will do that work themselves): {e}");
-    }
-    crate::runner::precompile(&perl, cfg)?;
-    Ok(perl)
+/// what the workers are forked from (at start, and at each reload, beside
+/// the running one). `between` runs between the steps (each module,
+/// preload script and precompiled script): a reload lets the master's
+/// loop dispatch meanwhile. One that fails is freed without END blocks.
+pub fn prepare_perl(cfg: &Config, between: &mut dyn FnMut()) -> anyhow::Result<Interpreter> {
+    let perl = Interpreter::start()?;
+    between();
+    let loaded = load_embedded_modules(&perl, between)
+        .and_then(|()| preload(&perl, cfg, between))
+        .and_then(|()| {
+            if let Err(e) = crate::runner::warm_up(&perl) {
+                log::warn!("warm-up request before forking the workers failed (workers will do that work themselves): {e}");
+            }
+            between();
+            crate::runner::precompile(&perl, cfg, between)
+        });
+    kept_if_loaded(perl, loaded)
 }
 
 /// The interpreter the workers inherit: the runner and the preloads
-/// loaded (also what `fcgi-spawn check` compiles scripts in).
+/// loaded (also what `fcgi-spawn check` compiles scripts in). One that
+/// fails to load is freed without running END blocks.
 pub fn start_perl(cfg: &Config) -> anyhow::Result<Interpreter> {
     let perl = Interpreter::start()?;
-    load_embedded_modules(&perl)?;
-    preload(&perl, cfg)?;
-    Ok(perl)
+    let loaded =
+        load_embedded_modules(&perl, &mut || {}).and_then(|()| preload(&perl, cfg, &mut || {}));
+    kept_if_loaded(perl, loaded)
 }
 
-fn load_embedded_modules(perl: &Interpreter) -> anyhow::Result<()> {
+/// An interpreter that failed to load is freed (no END blocks).
+fn kept_if_loaded(perl: Interpreter, loaded: anyhow::Result<()>) -> anyhow::Result<Interpreter> {
+    match loaded {
+        Ok(()) => Ok(perl),
+        Err(e) => {
+            perl.discard();
+            Err(e)
+        }
+    }
+}
+
+fn load_embedded_modules(perl: &Interpreter, between: &mut dyn FnMut()) -> anyhow::Result<()> {
     for (path, source) in PERL_MODULES {
         let code = format!("#line 1 \"{path}\"\n{source}");
         if let Outcome::Died(msg) = perl.eval(&code) {
@@ -258,16 +295,18 @@ fn load_embedded_modules(perl: &Interpreter) -> anyhow::Result<()> {
         perl.eval(&format!(
             "$INC{{'{path}'}} = '(embedded in fcgi-spawn)/{path}'; 1"
         ));
+        between();
     }
     Ok(())
 }
 
-fn preload(perl: &Interpreter, cfg: &Config) -> anyhow::Result<()> {
+fn preload(perl: &Interpreter, cfg: &Config, between: &mut dyn FnMut()) -> anyhow::Result<()> {
     for module in &cfg.preload {
         // Names were validated in config (no code can ride along).
         if let Outcome::Died(msg) = perl.eval(&format!("require {module}; 1")) {
             bail!("--preload {module}: {msg}");
         }
+        between();
     }
     let steps = crate::runner::PerlSteps::new(perl);
     for script in &cfg.preload_scripts {
@@ -275,6 +314,7 @@ fn preload(perl: &Interpreter, cfg: &Config) -> anyhow::Result<()> {
         if let Err(why) = steps.preload_script(&path) {
             bail!("--preload-script {path}: {why}");
         }
+        between();
     }
     if cfg.stats {
         // The baseline every worker forked from here compares with.

@@ -11,9 +11,13 @@
 //! over their channel and their scoreboard slot, never with a signal a
 //! running script would see; only a fast stop, a grace time running out or
 //! a worker that does not leave get `SIGKILL`. Workers die with the master
-//! (`PR_SET_PDEATHSIG`), see [`Pool::spawn`].
+//! (`PR_SET_PDEATHSIG`), see [`Pool::spawn`]. A reload (SIGHUP) replaces
+//! the interpreter and the workers by a new generation (`generation`).
+
+mod generation;
 
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
@@ -31,7 +35,9 @@ use crate::dispatch::ready::ReadyQueue;
 use crate::fastcgi::preamble::PreambleSettings;
 use crate::fastcgi::Limits;
 use crate::listen::Listener;
+use crate::notify::Notifier;
 use crate::perl::Interpreter;
+use crate::reload::Reloader;
 use crate::scoreboard::{Scoreboard, WorkerState, SLOTS};
 use crate::sizing::{Action, Counts, Sizer};
 use crate::{signals, worker};
@@ -41,9 +47,17 @@ const TOKEN_SIGNALS: u64 = 0;
 const TOKEN_CHANNEL_BASE: u64 = 1;
 
 pub struct Pool<'a> {
-    perl: &'a Interpreter,
+    /// The current generation's interpreter. Never dropped: global
+    /// destruction would run the preloaded modules' END blocks, and the
+    /// master has nothing to clean up in Perl.
+    perl: ManuallyDrop<Interpreter>,
     listener: &'a Listener,
-    cfg: &'a Config,
+    cfg: Config,
+    reloader: Reloader,
+    notifier: Option<Notifier>,
+    /// A reload's new workers are starting; the old ones leave once they
+    /// serve.
+    handover: Option<generation::Handover>,
     board: Scoreboard,
     /// Ready requests, for whichever worker is free first.
     ready: ReadyQueue,
@@ -66,15 +80,34 @@ struct Worker {
     pid: Pid,
     born: Instant,
     channel: Channel,
-    /// Told to leave (TTOU): not given requests any more.
+    /// Told to leave (TTOU, reload): not given requests any more.
     leaving: bool,
+    /// Of an old generation: killed if still there then.
+    drain_by: Option<Instant>,
+}
+
+/// What the master's watcher of handed-back connections takes from the
+/// configuration.
+fn dispatcher_settings(cfg: &Config) -> (PreambleSettings, Duration) {
+    let limits = Limits {
+        max_body: cfg.max_body,
+        spill_threshold: cfg.body_spill,
+        ..Limits::default()
+    };
+    let max_conns = cfg.workers.max(1);
+    (
+        PreambleSettings::new(limits, max_conns, max_conns),
+        cfg.idle_timeout(),
+    )
 }
 
 impl<'a> Pool<'a> {
     pub fn new(
-        perl: &'a Interpreter,
+        perl: Interpreter,
         listener: &'a Listener,
-        cfg: &'a Config,
+        cfg: Config,
+        reloader: Reloader,
+        notifier: Option<Notifier>,
     ) -> anyhow::Result<Pool<'a>> {
         let set = signals::master_set();
         signals::block(&set)?;
@@ -85,49 +118,57 @@ impl<'a> Pool<'a> {
             signals.as_fd(),
             EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNALS),
         )?;
-        let limits = Limits {
-            max_body: cfg.max_body,
-            spill_threshold: cfg.body_spill,
-            ..Limits::default()
-        };
-        let max_conns = cfg.workers.max(1);
+        let (settings, idle_timeout) = dispatcher_settings(&cfg);
+        let target = cfg.dynamic.map_or(cfg.workers, |d| d.start_workers);
+        let sizer = Sizer::new(cfg.dynamic);
         Ok(Pool {
-            perl,
+            perl: ManuallyDrop::new(perl),
             listener,
             cfg,
+            reloader,
+            notifier,
+            handover: None,
             board: Scoreboard::new().context("cannot map the scoreboard")?,
             ready: ReadyQueue::new().context("cannot create the ready queue")?,
             epoll,
             signals,
-            dispatcher: Dispatcher::new(
-                PreambleSettings::new(limits, max_conns, max_conns),
-                Duration::from_secs(cfg.idle_timeout),
-            ),
+            dispatcher: Dispatcher::new(settings, idle_timeout),
             workers: Vec::new(),
             pids: HashMap::new(),
-            target: cfg.dynamic.map_or(cfg.workers, |d| d.start_workers),
+            target,
             quick_deaths: 0,
             stopping: None,
             last_busy_warning: None,
-            sizer: Sizer::new(cfg.dynamic),
+            sizer,
         })
     }
 
     pub fn run(mut self, started: Instant) -> anyhow::Result<()> {
+        self.board.set_generation(1);
         for _ in 0..self.target {
             self.spawn()?;
         }
         log::info!(
-            "ready: {} workers serving on {} (started in {} ms)",
+            "ready: {} workers serving on {} (started in {} ms, generation {})",
             self.target,
             self.listener.describe(),
-            started.elapsed().as_millis()
+            started.elapsed().as_millis(),
+            self.board.generation()
         );
+        if let Some(n) = &self.notifier {
+            n.ready(&format!("{} workers serving, generation 1", self.target));
+        }
         let mut events = vec![EpollEvent::empty(); 64];
         loop {
             let now = Instant::now();
             let mut wake = now + Duration::from_secs(1);
             if let Some(deadline) = self.dispatcher.expire(&self.epoll, now) {
+                wake = wake.min(deadline);
+            }
+            if let Some(deadline) = self.hand_over(now, false) {
+                wake = wake.min(deadline);
+            }
+            if let Some(deadline) = self.drain_overdue(now) {
                 wake = wake.min(deadline);
             }
             if let Some(deadline) = self.stopping {
@@ -150,10 +191,7 @@ impl<'a> Pool<'a> {
             for event in &events[..n] {
                 match event.data() {
                     TOKEN_SIGNALS => self.on_signals()?,
-                    token if token >= CONN_TOKEN_BASE => {
-                        self.dispatcher.readable(&self.epoll, token)
-                    }
-                    token => self.on_channel((token - TOKEN_CHANNEL_BASE) as usize, event.events()),
+                    _ => self.on_event(event),
                 }
             }
             self.dispatch();
@@ -168,6 +206,14 @@ impl<'a> Pool<'a> {
             self.board.slow_requests()
         );
         Ok(())
+    }
+
+    /// A connection the master watches, or a worker's channel.
+    fn on_event(&mut self, event: &EpollEvent) {
+        match event.data() {
+            token if token >= CONN_TOKEN_BASE => self.dispatcher.readable(&self.epoll, token),
+            token => self.on_channel((token - TOKEN_CHANNEL_BASE) as usize, event.events()),
+        }
     }
 
     /// Forks one worker into a free scoreboard slot. The child never
@@ -185,7 +231,8 @@ impl<'a> Pool<'a> {
         match unsafe { fork() }.context("fork failed")? {
             ForkResult::Parent { child } => {
                 drop(theirs);
-                self.board.set_pid(slot, child.as_raw());
+                self.board
+                    .set_pid(slot, child.as_raw(), self.board.generation());
                 self.epoll.add(
                     ours.as_fd(),
                     EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CHANNEL_BASE + slot as u64),
@@ -198,6 +245,7 @@ impl<'a> Pool<'a> {
                     born: Instant::now(),
                     channel: ours,
                     leaving: false,
+                    drain_by: None,
                 });
                 self.pids.insert(child, slot);
                 Ok(())
@@ -224,7 +272,7 @@ impl<'a> Pool<'a> {
                     channel: theirs,
                     ready: &self.ready,
                 };
-                let code = match worker::run(self.perl, self.listener, self.cfg, Some(link)) {
+                let code = match worker::run(&self.perl, self.listener, &self.cfg, Some(link)) {
                     Ok(()) => 0,
                     Err(e) => {
                         log::error!("worker failed: {e}");
@@ -239,10 +287,11 @@ impl<'a> Pool<'a> {
 
     /// In a new worker: closes the master's descriptors it inherited (the
     /// other workers' channels, the connections the master watches, epoll,
-    /// signalfd). A copy left open here would keep a connection open after
+    /// signalfd, the systemd notification socket). A copy left open here would keep a connection open after
     /// the master closed it, or hide a worker's exit from the master.
     fn close_in_child(&mut self) {
         drop(std::mem::take(&mut self.workers));
+        drop(self.notifier.take());
         let settings = PreambleSettings::new(Limits::default(), 1, 1);
         drop(std::mem::replace(
             &mut self.dispatcher,
@@ -287,11 +336,7 @@ impl<'a> Pool<'a> {
                         log::info!("SIGUSR1: log reopened");
                     }
                 }
-                Signal::SIGHUP => {
-                    log::warn!(
-                        "SIGHUP: reload is not supported yet; restart the daemon to apply changes"
-                    );
-                }
+                Signal::SIGHUP if self.stopping.is_none() => self.reload(),
                 Signal::SIGCHLD => self.reap(),
                 _ => {}
             }
@@ -303,6 +348,9 @@ impl<'a> Pool<'a> {
     /// any) is done; `grace` later, what is left is killed.
     fn begin_stop(&mut self, grace: Duration) {
         self.stopping = Some(Instant::now() + grace);
+        if let Some(n) = &self.notifier {
+            n.stopping();
+        }
         self.dispatcher.close_all(&self.epoll);
         self.board.set_queued(0);
         // Requests queued for the workers are not served any more.
@@ -329,12 +377,8 @@ impl<'a> Pool<'a> {
 
     /// One worker fewer (TTOU): an idle one if there is one.
     fn retire_one(&mut self) {
-        let candidates: Vec<usize> = self
-            .workers
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.as_ref().is_some_and(|w| !w.leaving))
-            .map(|(slot, _)| slot)
+        let candidates: Vec<usize> = (0..self.workers.len())
+            .filter(|&slot| self.is_serving(slot))
             .collect();
         let pick = candidates
             .iter()
@@ -563,9 +607,9 @@ impl<'a> Pool<'a> {
         }
     }
 
-    /// The slots of the workers not told to leave.
+    /// The slots of the current generation's workers not told to leave.
     fn staying(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.workers.len()).filter(|&s| self.workers[s].as_ref().is_some_and(|w| !w.leaving))
+        (0..self.workers.len()).filter(|&s| self.is_serving(s))
     }
 
     /// The staying workers by what they do.
@@ -611,9 +655,14 @@ impl<'a> Pool<'a> {
                 self.dispatcher.adopt(&self.epoll, conn);
             }
         }
+        let generation = self.board.slot(slot).generation();
         self.board.free_slot(slot);
         if self.stopping.is_some() {
             log::debug!("worker {pid} {how}");
+            return;
+        }
+        if generation != self.board.generation() {
+            log::info!("worker {pid} of generation {generation} {how}");
             return;
         }
         if clean {
@@ -631,7 +680,7 @@ impl<'a> Pool<'a> {
     /// Brings the pool back to its size, slowing down when workers keep
     /// dying right after they start (a broken preload, a crash at init).
     fn fill(&mut self) -> anyhow::Result<()> {
-        if self.pids.len() < self.target && self.quick_deaths >= 3 {
+        if self.serving() < self.target && self.quick_deaths >= 3 {
             let pause = Duration::from_millis(200 * u64::from(self.quick_deaths.min(25)));
             log::warn!(
                 "workers keep dying at start; waiting {} ms before the next one",
@@ -639,10 +688,24 @@ impl<'a> Pool<'a> {
             );
             std::thread::sleep(pause);
         }
-        while self.pids.len() < self.target {
+        while self.serving() < self.target {
             self.spawn()?;
         }
         Ok(())
+    }
+
+    /// Workers of the current generation not told to leave.
+    fn serving(&self) -> usize {
+        (0..self.workers.len())
+            .filter(|&slot| self.is_serving(slot))
+            .count()
+    }
+
+    /// The slot holds a worker of the current generation, not told to
+    /// leave.
+    fn is_serving(&self, slot: usize) -> bool {
+        self.workers[slot].as_ref().is_some_and(|w| !w.leaving)
+            && self.board.slot(slot).generation() == self.board.generation()
     }
 
     /// The grace time is over: kill what is left and wait for it.

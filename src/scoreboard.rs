@@ -95,6 +95,9 @@ pub struct Slot {
     script_seq: AtomicU32,
     /// The running (or last) request's script, NUL-padded, truncated.
     script: [AtomicU64; SCRIPT_WORDS],
+    /// The pool generation the worker was forked in (1, then +1 per
+    /// reload).
+    generation: AtomicU64,
 }
 
 /// Bytes of a script name the scoreboard keeps.
@@ -165,6 +168,10 @@ impl Slot {
         self.stop.load(Ordering::SeqCst)
     }
 
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
     pub fn count_request(&self) -> u64 {
         self.requests.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -219,15 +226,22 @@ impl Slot {
     pub fn script(&self) -> String {
         let mut bytes = [0u8; SCRIPT_BYTES];
         // A worker stopped (SIGSTOP) or killed half-way through a write
-        // must not hang the status page: after 100 ms of tries, what was
-        // read last is shown.
-        let since = std::time::Instant::now();
-        for tries in 1u32.. {
-            if tries % 1024 == 0 && since.elapsed() > std::time::Duration::from_millis(100) {
-                break;
-            }
+        // must not hang the status page: once the same write has been in
+        // progress for 100 ms, what was read last is shown. A writer that
+        // keeps finishing writes is only waited out (a worker writes the
+        // name once a request).
+        let mut stuck: Option<(u32, std::time::Instant)> = None;
+        loop {
             let before = self.script_seq.load(Ordering::Acquire);
             if before % 2 == 1 {
+                match stuck {
+                    Some((seq, since)) if seq == before => {
+                        if since.elapsed() > std::time::Duration::from_millis(100) {
+                            break;
+                        }
+                    }
+                    _ => stuck = Some((before, std::time::Instant::now())),
+                }
                 std::hint::spin_loop();
                 continue;
             }
@@ -270,6 +284,7 @@ impl Slot {
         self.rss.store(0, Ordering::Relaxed);
         self.private.store(0, Ordering::Relaxed);
         self.set_script(b"");
+        self.generation.store(0, Ordering::Relaxed);
         self.set_state(if pid == 0 {
             WorkerState::Free
         } else {
@@ -358,9 +373,20 @@ impl Scoreboard {
         Some(index)
     }
 
-    /// Records the pid of the worker in `index` (master side, after fork).
-    pub fn set_pid(&self, index: usize, pid: i32) {
-        self.slot(index).pid.store(pid, Ordering::SeqCst);
+    /// Records the pid and generation of the worker in `index` (master
+    /// side, after fork).
+    pub fn set_pid(&self, index: usize, pid: i32, generation: u64) {
+        let slot = self.slot(index);
+        slot.generation.store(generation, Ordering::Relaxed);
+        slot.pid.store(pid, Ordering::SeqCst);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.board().generation.load(Ordering::Relaxed)
+    }
+
+    pub fn set_generation(&self, generation: u64) {
+        self.board().generation.store(generation, Ordering::Relaxed);
     }
 
     /// The slot's worker is gone.

@@ -1,6 +1,6 @@
 # The shipped daemontools service directory (contrib/daemontools/fcgi-spawn,
 # with contrib/fcgi-spawn.toml) under the real svscan, supervise and
-# multilog: up, svc -h (HUP), svc -t (restart: a new master that serves),
+# multilog: up, svc -h (HUP: a reload, no request fails), svc -t (restart: a new master that serves),
 # svc -d (graceful stop: the request in flight finishes, no process and no
 # socket left), svc -u; log lines reach multilog with its stamp and no
 # second one.
@@ -9,6 +9,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use File::Temp qw(tempdir);
+use POSIX ();
 use Test::More;
 use FcgiSpawn::Test;
 use FcgiSpawn::Recipe;
@@ -75,19 +76,31 @@ is scalar(@stamped), scalar(@lines), "every line: multilog's TAI64N stamp, then 
     or diag log_text();
 is scalar(grep { /^\@\S+ \d{4}-\d\d-\d\dT\d\d:/ } @lines), 0, 'and no second timestamp (log_format = "plain")';
 
-# svc -h: HUP. Reload is not implemented (issue 10, item 1): today the
-# master logs a warning and keeps serving with the same workers.
+# svc -h: HUP, a reload: the same master, a new generation of workers, and
+# no request fails meanwhile (a client keeps asking while it happens).
 my @workers = worker_pids($m1);
-system 'svc', '-h', $svc;
-ok wait_for(sub { log_text() =~ /SIGHUP/ }, 10), 'svc -h: the master logs the HUP';
-is master_pid(), $m1, 'svc -h: the master stays';
-ok serves(), 'svc -h: still serving';
-TODO: {
-    local $TODO = 'HUP reload (issue 10, item 1) is not implemented: the workers stay';
-    my %old = map { $_ => 1 } @workers;
-    ok wait_for(sub { my @now = worker_pids($m1); @now && !grep { $old{$_} } @now }, 5),
-        'svc -h: a new generation of workers serves';
+my $asking = fork // die "fork: $!";
+if (!$asking) {
+    my ($asked, $failed) = (0, 0);
+    my $until = time + 3;
+    while (time < $until) {
+        $asked++;
+        $failed++ unless serves();
+    }
+    print "asked $asked failed $failed\n";
+    POSIX::_exit($failed ? 1 : 0);
 }
+sleep 0.5;
+system 'svc', '-h', $svc;
+waitpid $asking, 0;
+is $?, 0, 'svc -h: no request failed during the reload';
+ok wait_for(sub { log_text() =~ /reloaded: generation 2 serving/ }, 10), 'svc -h: the master reloaded'
+    or diag log_text();
+is master_pid(), $m1, 'svc -h: the master stays';
+my %old = map { $_ => 1 } @workers;
+ok wait_for(sub { my @now = worker_pids($m1); @now && !grep { $old{$_} } @now }, 5),
+    'svc -h: a new generation of workers serves';
+ok serves(), 'svc -h: serving';
 
 # svc -t: TERM; supervise runs ./run again: a new master that serves.
 system 'svc', '-t', $svc;

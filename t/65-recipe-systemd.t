@@ -11,6 +11,9 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use File::Temp qw(tempdir);
+use IO::Select;
+use IO::Socket::UNIX;
+use Socket qw(SOCK_DGRAM);
 use Test::More;
 use FcgiSpawn::Test;
 use FcgiSpawn::Recipe;
@@ -51,8 +54,9 @@ SKIP: {
     is $?, 0, 'systemd-analyze verify accepts the units';
     is $out, '', 'and has nothing to say about them (no unknown key, no missing binary)';
 }
-is_deeply $svc->{'Service.Type'}, ['simple'],
-    'Type=simple: the daemon does not send sd_notify yet (Type=notify would wait for READY=1)';
+is_deeply $svc->{'Service.Type'}, ['notify'], 'Type=notify: systemd waits for READY=1';
+my ($reload) = @{ $svc->{'Service.ExecReload'} || [] };
+is $reload, '/bin/kill -HUP $MAINPID', 'ExecReload sends HUP to the main pid';
 is_deeply $svc->{'Service.KillMode'}, ['mixed'], 'KillMode=mixed: TERM to the master, which stops its workers';
 is_deeply $svc->{'Unit.Requires'}, ['fcgi-spawn.socket'], 'the service requires the socket unit';
 my ($listen) = @{ $skt->{'Socket.ListenStream'} || [] };
@@ -62,11 +66,22 @@ like $exec, qr/^\Q@{[ bin_path() ]}\E run /, 'ExecStart runs fcgi-spawn run';
 unlike $exec, qr/--listen/, 'without --listen: the socket comes from systemd';
 
 # systemd-socket-activate binds ListenStream, waits for a connection, then
-# execs ExecStart with LISTEN_FDS=1 (the same pid, as systemd's main pid).
+# execs ExecStart with LISTEN_FDS=1 (the same pid, as systemd's main pid),
+# in a clean environment: -E passes NOTIFY_SOCKET on, as systemd sets it.
+# systemd's notification socket, as the service manager would pass it.
+my $notify = IO::Socket::UNIX->new(Type => SOCK_DGRAM, Local => "$dir/notify") or die "notify socket: $!";
+# As systemd's: anyone may send (the daemon runs as www-data by then).
+chmod 0777, "$dir/notify";
+local $ENV{NOTIFY_SOCKET} = "$dir/notify";
+sub notified {
+    return '' unless IO::Select->new($notify)->can_read(15);
+    $notify->recv(my $msg, 4096);
+    return $msg;
+}
 my $log = "$dir/journal.txt";
 my $first;
 my $srv = start_server(name => 'systemd-socket-activate', log => $log,
-    argv => [ $activate, '-l', $listen, split ' ', $exec ],
+    argv => [ $activate, '-l', $listen, '-E', 'NOTIFY_SOCKET', split ' ', $exec ],
     ready => sub {
         return 0 unless -S $sock;
         $first ||= FcgiSpawn::Test::_connect_listen($sock);
@@ -92,12 +107,27 @@ ok @lines >= 3, 'the daemon logs on stderr';
 is scalar(grep { /^fcgi-spawn\[\d+\]: (?:info|warning|error|debug): / } @lines), scalar(@lines),
     'every line is plain "fcgi-spawn[PID]: LEVEL: message" (journald adds the time)' or diag slurp($log);
 
+like notified(), qr/\AREADY=1\nSTATUS=2 workers serving/, 'READY=1 to NOTIFY_SOCKET once the workers serve';
+
+# systemctl reload: ExecReload as systemd runs it.
+(my $reload_cmd = $reload) =~ s/\$MAINPID/$master/;
+my @before = worker_pids($master);
+system split ' ', $reload_cmd;
+like notified(), qr/\ARELOADING=1\nMONOTONIC_USEC=\d+/, 'ExecReload: RELOADING=1';
+like notified(), qr/\AREADY=1\nSTATUS=2 workers serving, generation 2/, 'then READY=1, generation 2';
+my %old = map { $_ => 1 } @before;
+ok wait_for(sub { my @now = worker_pids($master); @now == 2 && !grep { $old{$_} } @now }, 10),
+    'a new generation of workers serves';
+my ($out, $err, $rc) = fcgi_request($client, 'pid.pl', timeout => 10);
+ok $rc == 0 && $out =~ /^(\d+)$/m && !$old{$1}, 'and answers' or diag $err;
+
 # A request in flight when systemd stops the service (TERM to the main pid).
 my @workers = worker_pids($master);
 my $s = raw_connect($client);
 print {$s} fcgi_request_bytes(1, 'sleep.pl', query => '1');
 sleep 0.3;
 is stop_server($srv, 'TERM'), 0, 'TERM: the main pid exits 0';
+like notified(), qr/\ASTOPPING=1/, 'STOPPING=1 when the stop began';
 my ($recs) = read_records($s, timeout => 10);
 like collect_response($recs, 1)->{stdout}, qr/^done \d+$/m, 'the request in flight finished';
 ok !(grep { running($_) } @workers), 'no worker left';

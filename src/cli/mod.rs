@@ -4,8 +4,8 @@ mod check;
 mod compare;
 mod fcgi_spawn;
 mod request;
-mod version;
 mod status;
+mod version;
 
 use clap::{Parser, Subcommand};
 
@@ -138,7 +138,7 @@ fn run(settings: Settings, verbose: bool) -> i32 {
 /// `run`, with info lines to log once logging is set up (what a migrated
 /// configuration asked for that is always so).
 fn run_with_notes(settings: Settings, verbose: bool, notes: &[String]) -> i32 {
-    let cfg = match Config::load(settings) {
+    let cfg = match Config::load(settings.clone()) {
         Ok(c) => c,
         Err(e) => {
             // In the format of the log lines that would have followed.
@@ -156,7 +156,7 @@ fn run_with_notes(settings: Settings, verbose: bool, notes: &[String]) -> i32 {
     for note in notes {
         log::info!("{note}");
     }
-    match crate::master::run(cfg) {
+    match crate::master::run(cfg, settings) {
         Ok(()) => 0,
         Err(e) => {
             let message = report(&e);

@@ -73,6 +73,12 @@ impl Dispatcher {
         }
     }
 
+    /// A reload's settings, for what arrives from now on.
+    pub fn reconfigure(&mut self, settings: PreambleSettings, idle_timeout: Duration) {
+        self.settings = settings;
+        self.idle_timeout = idle_timeout;
+    }
+
     pub fn ready_len(&self) -> usize {
         self.ready.len()
     }

@@ -1,20 +1,21 @@
 //! Safe wrapper around the embedded interpreter.
 //!
-//! A process has at most one interpreter; after `fork` the child simply keeps
-//! using its copy-on-write image, which is the point of the design. The
-//! interpreter is not thread-safe, so `Interpreter` is neither `Send` nor
-//! `Sync`: only the thread that created it (the main thread of the master,
-//! and of each worker after fork) can call into Perl.
+//! A process normally has one interpreter; after `fork` the child simply
+//! keeps using its copy-on-write image, which is the point of the design.
+//! A reload (SIGHUP) builds the next generation's interpreter in the master
+//! beside the current one, then drops the one it does not keep
+//! ([`Interpreter::discard`]); each call selects its own interpreter first,
+//! so two values never mix. The interpreter is not thread-safe, so
+//! `Interpreter` is neither `Send` nor `Sync`: only the thread that created
+//! it (the main thread of the master, and of each worker after fork) can
+//! call into Perl.
 
 use std::ffi::{CString, NulError};
-use std::marker::PhantomData;
-use std::os::raw::{c_char, c_int};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::raw::{c_char, c_int, c_void};
+use std::ptr::NonNull;
 use std::sync::OnceLock;
 
 use super::ffi;
-
-static STARTED: AtomicBool = AtomicBool::new(false);
 
 /// Where the STDOUT layer's flushes go (see [`Interpreter::capture_output`]).
 static OUTPUT_SINK: OnceLock<fn(&[u8]) -> bool> = OnceLock::new();
@@ -61,27 +62,24 @@ pub enum Outcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PerlError {
-    #[error("the Perl interpreter is already running in this process")]
-    AlreadyStarted,
     #[error("libperl failed to start (perl_parse/perl_run returned {0})")]
     StartFailed(i32),
     #[error("a name passed to Perl contains a NUL byte: {0}")]
     Nul(#[from] NulError),
 }
 
-/// The process's Perl interpreter. Dropping it runs END blocks and frees it.
+/// A Perl interpreter of this process. Dropping it runs END blocks and
+/// frees it; [`Interpreter::discard`] frees it without END blocks.
 pub struct Interpreter {
-    // Raw-pointer marker: keeps the type !Send and !Sync.
-    _not_send: PhantomData<*mut ()>,
+    // A raw pointer: keeps the type !Send and !Sync.
+    raw: NonNull<c_void>,
 }
 
 impl Interpreter {
-    /// Constructs the interpreter as `perl -e0` with DynaLoader booted, so
-    /// XS modules load.
+    /// Constructs an interpreter as `perl -e0` with DynaLoader booted, so
+    /// XS modules load. It becomes the current one; another interpreter
+    /// of the process stays as it is until one of its calls.
     pub fn start() -> Result<Interpreter, PerlError> {
-        if STARTED.swap(true, Ordering::SeqCst) {
-            return Err(PerlError::AlreadyStarted);
-        }
         // perl keeps argv for the life of the interpreter (assigning to $0
         // writes into argv[0]), so these strings are never freed.
         let args: &'static [CString] = Box::leak(Box::new([
@@ -101,23 +99,57 @@ impl Interpreter {
         // SAFETY: reading the process's environ pointer; nothing else in this
         // single-threaded start-up modifies it concurrently.
         let envp = unsafe { environ };
+        let mut raw: *mut c_void = std::ptr::null_mut();
         // SAFETY: argv is a NULL-terminated array of NUL-terminated strings
         // that lives for the rest of the process, envp is the process's own
-        // environment (perl builds %ENV from it). This is the first and only
-        // interpreter in the process (STARTED guard).
-        let rc = unsafe { ffi::fs_interp_start(args.len() as i32, argv.as_mut_ptr(), envp) };
+        // environment (perl builds %ENV from it). The glue sets the other
+        // interpreters' statics aside before it constructs this one.
+        let rc =
+            unsafe { ffi::fs_interp_start(args.len() as i32, argv.as_mut_ptr(), envp, &mut raw) };
+        let Some(raw) = NonNull::new(raw) else {
+            return Err(PerlError::StartFailed(rc));
+        };
+        let perl = Interpreter { raw };
         if rc != 0 {
+            perl.discard();
             return Err(PerlError::StartFailed(rc));
         }
-        Ok(Interpreter {
-            _not_send: PhantomData,
-        })
+        Ok(perl)
+    }
+
+    /// Makes this interpreter the one the glue's calls go to (a no-op when
+    /// it is already: the common case, one interpreter per process).
+    fn select(&self) {
+        // SAFETY: `raw` is a live interpreter of this process (freed only
+        // by consuming `self`), and this thread is the one it runs on.
+        unsafe { ffi::fs_interp_select(self.raw.as_ptr()) }
+    }
+
+    /// This interpreter becomes the process's main one, whose `%ENV` is
+    /// the process's environment (after a reload: the new generation's).
+    pub fn adopt(&self) {
+        self.select();
+        // SAFETY: as in `select`; only sets perl's global pointer.
+        unsafe { ffi::fs_interp_adopt(self.raw.as_ptr()) }
+    }
+
+    /// Frees the interpreter without running END blocks (objects are
+    /// still destroyed): what the master does with the one a reload
+    /// replaced, or with a new one that failed to load.
+    pub fn discard(self) {
+        let raw = self.raw;
+        std::mem::forget(self);
+        // SAFETY: `raw` is live and owned by the value just forgotten, so
+        // nothing calls into it afterwards; the glue puts the previously
+        // current interpreter back.
+        unsafe { ffi::fs_interp_discard(raw.as_ptr()) }
     }
 
     /// Marks the current process as the one running the request loop. A
     /// child forked by a script that leaves Perl through exit, die or by
     /// returning is then ended inside the glue instead of coming back here.
     pub fn set_owner_pid(&self, pid: i32) {
+        self.select();
         // SAFETY: plain store of an int in the glue's static.
         unsafe { ffi::fs_set_owner_pid(pid) }
     }
@@ -128,6 +160,7 @@ impl Interpreter {
     /// [`Stage::Running`] a flush hands it to `sink` (which returns false
     /// when the client is gone: the script's print then fails with EPIPE).
     pub fn capture_output(&self, sink: fn(&[u8]) -> bool) {
+        self.select();
         let _ = OUTPUT_SINK.set(sink);
         // SAFETY: registers a C-ABI function that only reads the bytes it is
         // given; the interpreter runs on this thread (!Send type).
@@ -136,6 +169,7 @@ impl Interpreter {
 
     /// Hands the output printed but not yet sent to `f`, then forgets it.
     pub fn take_pending_output<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        self.select();
         let mut len = 0usize;
         // SAFETY: the glue's buffer is valid for `len` bytes until the next
         // call into Perl; no Perl code runs while `f` looks at it.
@@ -156,6 +190,7 @@ impl Interpreter {
     /// values go to fresh arenas, not into free slots of the pages they
     /// share copy-on-write with the master.
     pub fn prepare_to_fork_workers(&self) {
+        self.select();
         // SAFETY: resets two interpreter free-list heads on this thread;
         // the slots they held are simply never reused.
         unsafe { ffi::fs_before_fork_workers() }
@@ -172,6 +207,7 @@ impl Interpreter {
     /// throwaway CGI process (output straight to fd 1, a real `exec`), and
     /// its own request loop owner.
     pub fn become_request_child(&self) {
+        self.select();
         self.set_owner_pid(std::process::id() as i32);
         // SAFETY: sets two flags in the glue; the interpreter runs on this
         // thread (!Send type).
@@ -182,6 +218,7 @@ impl Interpreter {
     /// destruction, handles flushed), with `status` or what the END blocks
     /// made of `$?`. For the child of a `fork` isolation request only.
     pub fn exit_process(&self, status: i32) -> ! {
+        self.select();
         // SAFETY: the glue destructs the interpreter and calls _exit; no
         // Rust destructor or other thread depends on it in this child.
         unsafe { ffi::fs_exit_process(status) };
@@ -190,6 +227,7 @@ impl Interpreter {
 
     /// Evaluates Perl source at file scope; `die` is trapped.
     pub fn eval(&self, code: &str) -> Outcome {
+        self.select();
         // SAFETY: `code` is valid for `len` bytes during the call; perl copies
         // it into an SV before compiling.
         let out = unsafe { ffi::fs_eval(code.as_ptr() as *const c_char, code.len()) };
@@ -205,6 +243,7 @@ impl Interpreter {
         die_mode: DieMode,
     ) -> Result<Outcome, PerlError> {
         let name = CString::new(name)?;
+        self.select();
         let ptrs: Vec<*const c_char> = args.iter().map(|a| a.as_ptr() as *const c_char).collect();
         let lens: Vec<usize> = args.iter().map(|a| a.len()).collect();
         // SAFETY: `ptrs[i]` is valid for `lens[i]` bytes for the whole call
@@ -250,7 +289,7 @@ impl Drop for Interpreter {
     fn drop(&mut self) {
         // SAFETY: the interpreter was started by this value and no Perl call
         // can be in progress (calls borrow &self).
-        unsafe { ffi::fs_interp_stop() }
+        unsafe { ffi::fs_interp_stop(self.raw.as_ptr()) }
     }
 }
 

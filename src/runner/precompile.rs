@@ -39,8 +39,13 @@ struct Target {
 /// In the master, after the warm-up and before the fork: compiles the
 /// scripts the `--precompile` globs match. A failure is logged and left
 /// for the first request (which answers 500 as for any compile error);
-/// with `--precompile-strict` it stops the start.
-pub fn precompile(perl: &Interpreter, cfg: &Config) -> anyhow::Result<()> {
+/// with `--precompile-strict` it stops the start. `between` runs after
+/// each script (a reload lets the master's loop work meanwhile).
+pub fn precompile(
+    perl: &Interpreter,
+    cfg: &Config,
+    between: &mut dyn FnMut(),
+) -> anyhow::Result<()> {
     if cfg.precompile.is_empty() {
         return Ok(());
     }
@@ -49,7 +54,7 @@ pub fn precompile(perl: &Interpreter, cfg: &Config) -> anyhow::Result<()> {
     let targets = daemon_targets(cfg, &policy);
     let worker = WorkerSettings::new(&cfg.pass_env, &cfg.env, &policy);
     let (mut cached, mut perlrun, mut failed) = (0, 0, Vec::new());
-    for (script, outcome) in compile_all(perl, &worker, &policy, &targets)? {
+    for (script, outcome) in compile_all(perl, &worker, &policy, &targets, between)? {
         match outcome {
             Ok(Compiled::Cached) => cached += 1,
             Ok(Compiled::RunsInPerlrun) => perlrun += 1,
@@ -125,7 +130,7 @@ pub fn check_scripts(perl: &Interpreter, cfg: &Config, scripts: &[PathBuf]) -> i
         }
     }
     let worker = WorkerSettings::new(&cfg.pass_env, &cfg.env, &policy);
-    for (script, outcome) in compile_all(perl, &worker, &policy, &targets)? {
+    for (script, outcome) in compile_all(perl, &worker, &policy, &targets, &mut || {})? {
         match outcome {
             Ok(Compiled::Cached) => println!("{}: OK", script.display()),
             Ok(Compiled::RunsInPerlrun) => println!(
@@ -220,6 +225,7 @@ fn compile_all(
     worker: &WorkerSettings,
     policy: &PathPolicy,
     targets: &[Target],
+    between: &mut dyn FnMut(),
 ) -> io::Result<Vec<(PathBuf, Result<Compiled, String>)>> {
     let mut outcomes = Vec::with_capacity(targets.len());
     if targets.is_empty() {
@@ -249,6 +255,7 @@ fn compile_all(
             started.elapsed().as_millis()
         );
         outcomes.push((target.script.clone(), outcome));
+        between();
     }
     let ended = steps.precompile_end().map_err(io::Error::other);
     fds.restore()?;

@@ -147,7 +147,7 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
     let slot = board.as_ref().ok().and_then(|b| b.take_free_slot());
     let mut account = match (&board, slot) {
         (Ok(board), Some(slot)) => {
-            board.set_pid(slot, std::process::id() as i32);
+            board.set_pid(slot, std::process::id() as i32, 1);
             board
                 .slot(slot)
                 .set_state(crate::scoreboard::WorkerState::Busy);
@@ -162,6 +162,7 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
     let mut readers = Readers::new(limits.clone(), 1);
     let recycle = |served: u64| cfg.max_requests > 0 && served >= cfg.max_requests;
     while !signals::stop_requested() && !recycle(served) {
+        note_hup();
         let stream = match idle::accept_blocking(listener) {
             Ok(stream) => stream,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -177,6 +178,7 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
         }
         let mut conn = readers.open(stream, Vec::new(), Duration::ZERO);
         loop {
+            note_hup();
             let outcome = serve(runner, &mut conn, Duration::ZERO, &mut account);
             if outcome.answered {
                 served = account.count_request();
@@ -193,6 +195,16 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
         readers.close(conn);
     }
     served
+}
+
+/// `--workers 0`: a HUP (seen between requests) changes nothing.
+fn note_hup() {
+    if signals::take_hup() {
+        log::warn!(
+            "SIGHUP: reload needs a pool of workers (--workers 0 serves in this process); \
+             restart the daemon to apply changes"
+        );
+    }
 }
 
 /// What serving one request left to do.

@@ -27,6 +27,51 @@ static STRLEN fs_code_inc_keys;
 /* The recorded stashes, by address: a package is recorded once. */
 static HV *fs_code_known;
 
+/* The statics above belong to the interpreter that filled them; while
+ * another one is current (a reload building the next generation in the
+ * master) they are parked with their owner (glue.c). */
+typedef struct {
+    fs_code_record *code;
+    size_t count, cap;
+    STRLEN inc_keys;
+    HV *known;
+} fs_code_parked;
+
+void *fs_code_park(void)
+{
+    fs_code_parked *p = (fs_code_parked *)calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->code = fs_code;
+    p->count = fs_code_count;
+    p->cap = fs_code_cap;
+    p->inc_keys = fs_code_inc_keys;
+    p->known = fs_code_known;
+    fs_code = NULL;
+    fs_code_count = fs_code_cap = 0;
+    fs_code_inc_keys = 0;
+    fs_code_known = NULL;
+    return p;
+}
+
+void fs_code_unpark(void *parked, int keep)
+{
+    fs_code_parked *p = (fs_code_parked *)parked;
+    if (!p)
+        return;
+    if (keep) {
+        fs_code = p->code;
+        fs_code_count = p->count;
+        fs_code_cap = p->cap;
+        fs_code_inc_keys = p->inc_keys;
+        fs_code_known = p->known;
+    } else {
+        /* The owner is gone, and its SVs with it: only our array is ours. */
+        Safefree(p->code);
+    }
+    free(p);
+}
+
 static U32 fs_stash_gen(HV *stash)
 {
     struct mro_meta *meta = SvOOK(stash) ? HvAUX(stash)->xhv_mro_meta : NULL;

@@ -103,37 +103,136 @@ static void xs_init(pTHX)
     fs_register_process_xsubs(aTHX);
 }
 
-int fs_interp_start(int argc, char **argv, char **env)
+/* The interpreters of this process: normally one. A reload builds the
+ * next one in the master beside the current one (MULTIPLICITY: every
+ * interpreter is its own struct; the current one is the thread's
+ * context), then destroys whichever is not kept. The C statics that point
+ * into an interpreter (code.c, state.c) are parked in its PL_modglobal
+ * while another one is current. */
+static int fs_interp_count;
+#define FS_PARKED_KEY "FCGI::Spawn::glue::parked"
+
+typedef struct {
+    void *code, *state;
+} fs_parked;
+
+static void fs_park_statics(pTHX)
 {
+    fs_parked *p = (fs_parked *)calloc(1, sizeof *p);
+    if (!p)
+        croak("fcgi-spawn: out of memory");
+    p->code = fs_code_park();
+    p->state = fs_state_park();
+    (void)hv_store(PL_modglobal, FS_PARKED_KEY, sizeof FS_PARKED_KEY - 1, newSViv(PTR2IV(p)), 0);
+}
+
+static void fs_unpark_statics(pTHX_ int keep)
+{
+    SV *sv = hv_delete(PL_modglobal, FS_PARKED_KEY, sizeof FS_PARKED_KEY - 1, 0);
+    fs_parked *p;
+    if (!sv)
+        return;
+    p = INT2PTR(fs_parked *, SvIV(sv));
+    fs_code_unpark(p->code, keep);
+    fs_state_unpark(p->state, keep);
+    free(p);
+}
+
+void fs_interp_select(void *interp)
+{
+    PerlInterpreter *to = (PerlInterpreter *)interp;
+    if (fs_interp == to)
+        return;
+    if (fs_interp) {
+        dTHXa(fs_interp);
+        fs_park_statics(aTHX);
+    }
+    PERL_SET_CONTEXT(to);
+    fs_interp = to;
+    if (to) {
+        dTHXa(to);
+        fs_unpark_statics(aTHX_ 1);
+    }
+}
+
+void fs_interp_adopt(void *interp)
+{
+    /* perl lets only this one change the process's environ (%ENV) and
+     * free it at destruction. */
+    PERL_SET_INTERP((PerlInterpreter *)interp);
+}
+
+int fs_interp_start(int argc, char **argv, char **env, void **interp)
+{
+    static int sys_init;
+    PerlInterpreter *my;
     int rc;
-    PERL_SYS_INIT3(&argc, &argv, &env);
+    if (!sys_init) {
+        PERL_SYS_INIT3(&argc, &argv, &env);
+        sys_init = 1;
+    }
     /* As perlmain.c does: perl manages environ itself, freeing what it
      * replaces. The embedder default (setenv) leaks every distinct
      * NAME=VALUE inside glibc, i.e. some bytes per request via %ENV. */
     PL_use_safe_putenv = FALSE;
-    fs_interp = perl_alloc();
-    if (!fs_interp)
+    my = perl_alloc();
+    if (!my)
         return -1;
-    PERL_SET_CONTEXT(fs_interp);
-    perl_construct(fs_interp);
+    /* The current interpreter's statics go aside: the new one fills its
+     * own while it preloads. */
+    fs_interp_select(NULL);
+    PERL_SET_CONTEXT(my);
+    fs_interp = my;
+    fs_interp_count++;
+    *interp = my;
+    perl_construct(my);
     {
-        dTHX;
+        dTHXa(my);
         PL_exit_flags |= PERL_EXIT_DESTRUCT_END;
     }
-    rc = perl_parse(fs_interp, xs_init, argc, argv, env);
+    rc = perl_parse(my, xs_init, argc, argv, env);
     if (rc != 0)
         return rc;
-    return perl_run(fs_interp);
+    return perl_run(my);
 }
 
-void fs_interp_stop(void)
+void fs_interp_discard(void *interp)
 {
-    if (!fs_interp)
+    PerlInterpreter *gone = (PerlInterpreter *)interp;
+    PerlInterpreter *back = fs_interp == gone ? NULL : fs_interp;
+    if (!gone)
         return;
-    perl_destruct(fs_interp);
-    perl_free(fs_interp);
+    fs_interp_select(gone);
+    {
+        dTHXa(gone);
+        /* No END blocks: the modules' ENDs are for the end of the process
+         * (a worker's exit), not for an interpreter the master replaced. */
+        PL_exit_flags &= ~PERL_EXIT_DESTRUCT_END;
+        perl_destruct(gone);
+    }
+    perl_free(gone);
+    /* What pointed into it points nowhere now. */
+    fs_state_unpark(fs_state_park(), 0);
+    fs_code_unpark(fs_code_park(), 0);
     fs_interp = NULL;
-    PERL_SYS_TERM();
+    PERL_SET_CONTEXT(NULL);
+    fs_interp_count--;
+    if (back)
+        fs_interp_select(back);
+}
+
+void fs_interp_stop(void *interp)
+{
+    PerlInterpreter *gone = (PerlInterpreter *)interp;
+    if (!gone)
+        return;
+    fs_interp_select(gone);
+    perl_destruct(gone);
+    perl_free(gone);
+    fs_interp = NULL;
+    PERL_SET_CONTEXT(NULL);
+    if (--fs_interp_count == 0)
+        PERL_SYS_TERM();
 }
 
 void fs_set_owner_pid(int pid)

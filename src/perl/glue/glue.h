@@ -21,10 +21,20 @@ typedef struct fs_outcome {
     int exit_status;
 } fs_outcome;
 
-/* Constructs, parses ("-e0") and runs the interpreter. 0 on success. */
-int fs_interp_start(int argc, char **argv, char **env);
+/* Constructs, parses ("-e0") and runs a new interpreter, which becomes
+ * the current one (`*interp`, also set when it fails). 0 on success. */
+int fs_interp_start(int argc, char **argv, char **env, void **interp);
+/* Makes `interp` the one later calls go to (the thread's context); the
+ * statics of the one it replaces are kept aside for it. */
+void fs_interp_select(void *interp);
+/* `interp` becomes the process's main interpreter: the one whose %ENV is
+ * the process's environment. */
+void fs_interp_adopt(void *interp);
+/* Destroys `interp` without running END blocks (global destruction and
+ * DESTROYs do run), then makes the previous current one current again. */
+void fs_interp_discard(void *interp);
 /* Runs END blocks and global destruction, frees the interpreter. */
-void fs_interp_stop(void);
+void fs_interp_stop(void *interp);
 /* The process that owns the request loop; a fork()ed child of a script
  * that leaves Perl through exit/die/return is ended here instead. */
 void fs_set_owner_pid(int pid);

@@ -48,6 +48,14 @@ void fs_register_code_xsubs(pTHX);
  * (packages.c). */
 int fs_set_gv_code(pTHX_ GV *gv, CV *cv);
 
+/* Statics that point into the current interpreter (code.c, state.c):
+ * taken out while another interpreter is current, put back (keep = 1) or
+ * dropped with their destroyed owner (keep = 0). */
+void *fs_code_park(void);
+void fs_code_unpark(void *parked, int keep);
+void *fs_state_park(void);
+void fs_state_unpark(void *parked, int keep);
+
 /* The package's symbol table, or NULL; never creates one. */
 HV *fs_find_stash(pTHX_ const char *name, STRLEN len);
 

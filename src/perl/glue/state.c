@@ -193,6 +193,41 @@ static void fs_set_form(pTHX_ GV *gv, CV *form)
     SvREFCNT_dec(old);
 }
 
+/* The snapshots above belong to the interpreter that took them; parked
+ * with it while another one is current (glue.c). */
+typedef struct {
+    SV *signals[SIG_SIZE];
+    GV *gv[FS_FORCED_MAIN_COUNT];
+    CV *formats[FS_FORCED_MAIN_COUNT];
+} fs_state_parked;
+
+void *fs_state_park(void)
+{
+    fs_state_parked *p = (fs_state_parked *)calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    memcpy(p->signals, fs_signal_snapshot, sizeof p->signals);
+    memcpy(p->gv, fs_forced_main_gv, sizeof p->gv);
+    memcpy(p->formats, fs_base_formats, sizeof p->formats);
+    memset(fs_signal_snapshot, 0, sizeof fs_signal_snapshot);
+    memset(fs_forced_main_gv, 0, sizeof fs_forced_main_gv);
+    memset(fs_base_formats, 0, sizeof fs_base_formats);
+    return p;
+}
+
+void fs_state_unpark(void *parked, int keep)
+{
+    fs_state_parked *p = (fs_state_parked *)parked;
+    if (!p)
+        return;
+    if (keep) {
+        memcpy(fs_signal_snapshot, p->signals, sizeof p->signals);
+        memcpy(fs_forced_main_gv, p->gv, sizeof p->gv);
+        memcpy(fs_base_formats, p->formats, sizeof p->formats);
+    }
+    free(p);
+}
+
 /* FCGI::Spawn::Native::snapshot_formats() — once per worker. */
 XS(fs_xs_snapshot_formats)
 {

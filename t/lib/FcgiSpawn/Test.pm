@@ -485,6 +485,7 @@ sub http_post {
 Runs C<wrk --latency> (C<conns> default 4, C<secs> default 3, C<threads>
 default 2) and returns C<< { rps, p50, p99, requests, errors } >>, latencies
 in milliseconds; C<errors> counts socket errors and non-2xx answers.
+C<lua>: a wrk script (C<-s>); C<during>: a sub run while wrk runs.
 
 =cut
 
@@ -494,7 +495,12 @@ sub wrk {
     my $threads = $o{threads} || 2;
     $threads = $conns if $threads > $conns;
     my $secs = $o{secs} || 3;
-    my $out = `wrk -t$threads -c$conns -d${secs}s --latency '$url' 2>&1`;
+    my @cmd = ('wrk', "-t$threads", "-c$conns", "-d${secs}s", '--latency',
+        ($o{lua} ? ('-s', $o{lua}) : ()), $url);
+    open my $wrk, '-|', @cmd or croak "cannot run wrk: $!";
+    $o{during}->() if $o{during};
+    my $out = do { local $/; <$wrk> } // '';
+    close $wrk;
     croak "wrk failed: $out" if $?;
     my %ms = (us => 0.001, ms => 1, s => 1000, m => 60_000);
     my %r = (errors => 0, output => $out);
