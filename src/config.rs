@@ -75,6 +75,13 @@ pub struct Settings {
     #[arg(long)]
     #[serde(default)]
     pub precompile_strict: bool,
+    /// Run the precompiled registry scripts matching GLOB once in the
+    /// master, a GET with QUERY (or none) whose response is discarded, so
+    /// what their run loads is shared too (repeatable; only for scripts
+    /// whose GET changes nothing the site would see).
+    #[arg(long, value_name = "GLOB[=QUERY]")]
+    #[serde(default)]
+    pub precompile_warm: Vec<String>,
     /// How requests are isolated [default: perlrun].
     #[arg(long, value_enum)]
     pub isolation: Option<Isolation>,
@@ -162,6 +169,9 @@ pub struct Config {
     /// `precompile` globs, valid patterns.
     pub precompile: Vec<String>,
     pub precompile_strict: bool,
+    /// `precompile_warm` rules: the scripts to run once in the master, and
+    /// the query string of that GET.
+    pub precompile_warm: Vec<(glob::Pattern, String)>,
     pub isolation: Isolation,
     /// Per-path overrides of `isolation`, in order.
     pub isolation_for: Vec<(glob::Pattern, Isolation)>,
@@ -280,6 +290,7 @@ impl Settings {
             preload_script: list(flags.preload_script, self.preload_script),
             precompile: list(flags.precompile, self.precompile),
             precompile_strict: flags.precompile_strict || self.precompile_strict,
+            precompile_warm: list(flags.precompile_warm, self.precompile_warm),
             isolation: pick(flags.isolation, self.isolation),
             isolation_for: list(flags.isolation_for, self.isolation_for),
             pass_env: list(flags.pass_env, self.pass_env),
@@ -333,6 +344,14 @@ impl Config {
             preload_script: self.preload_scripts.clone(),
             precompile: self.precompile.clone(),
             precompile_strict: self.precompile_strict,
+            precompile_warm: self
+                .precompile_warm
+                .iter()
+                .map(|(pattern, query)| match query.as_str() {
+                    "" => pattern.as_str().to_string(),
+                    q => format!("{}={q}", pattern.as_str()),
+                })
+                .collect(),
             isolation: Some(self.isolation),
             isolation_for: self
                 .isolation_for
@@ -453,6 +472,13 @@ impl Config {
         for g in &s.precompile {
             glob::Pattern::new(g).map_err(|e| invalid("precompile", format!("{g:?}: {e}")))?;
         }
+        let mut precompile_warm = Vec::new();
+        for rule in &s.precompile_warm {
+            let (pattern, query) = rule.split_once('=').unwrap_or((rule, ""));
+            let pattern = glob::Pattern::new(pattern)
+                .map_err(|e| invalid("precompile_warm", format!("{pattern:?}: {e}")))?;
+            precompile_warm.push((pattern, query.to_string()));
+        }
         Ok(Config {
             listen: s.listen,
             socket: SocketOptions {
@@ -468,6 +494,7 @@ impl Config {
             preload_scripts: s.preload_script,
             precompile: s.precompile,
             precompile_strict: s.precompile_strict,
+            precompile_warm,
             isolation,
             isolation_for,
             pass_env,

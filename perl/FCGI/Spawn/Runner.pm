@@ -864,6 +864,19 @@ sub precompile_script {
     return $entry->{perlrun_only} ? 2 : 1;
 }
 
+# The warm run of a precompile (--precompile-warm), after precompile_script
+# cached a registry script: Rust then runs it (run_script, run_end_blocks)
+# as a worker would, and finish_request and end_request put its package
+# and the interpreter back as after any request. What its run loads from
+# the system @INC stays loaded, shared by the workers.
+sub precompile_warm {
+    my $entry = $REGISTRY{ $req{script} };
+    die "fcgi-spawn: $req{script} is not cached in registry isolation: not warmed\n"
+        if $req{mode} ne 'registry' || !$entry || $entry->{perlrun_only};
+    switch_mode('registry');
+    return 1;
+}
+
 # Once in each worker, after fork (arguments: see worker_settings).
 sub init_worker {
     my ($keep, $set) = worker_settings(@_);
