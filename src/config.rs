@@ -109,6 +109,12 @@ pub struct Settings {
     /// Bodies larger than this go to a temp file, bytes [default: 65536].
     #[arg(long, value_name = "BYTES")]
     pub body_spill: Option<usize>,
+    /// After a request that left the worker's resident memory more than
+    /// this many bytes above its figure after the last trim, the worker
+    /// gives its free heap back to the system (malloc_trim), once the
+    /// response is complete; 0 turns it off [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub heap_trim: Option<usize>,
     /// Seconds a request may run: then the client gets a 504 (if nothing was
     /// sent yet), the script is stopped with a backtrace in the log, and a
     /// worker whose script does not stop is replaced (0 = no limit) [default: 0].
@@ -182,6 +188,8 @@ pub struct Config {
     pub max_requests: u64,
     pub max_body: u64,
     pub body_spill: usize,
+    /// `heap_trim` in bytes (0: off).
+    pub heap_trim: usize,
     pub grace_time: u64,
     pub request_timeout: u64,
     pub idle_timeout: u64,
@@ -298,6 +306,7 @@ impl Settings {
             max_requests: pick(flags.max_requests, self.max_requests),
             max_body: pick(flags.max_body, self.max_body),
             body_spill: pick(flags.body_spill, self.body_spill),
+            heap_trim: pick(flags.heap_trim, self.heap_trim),
             grace_time: pick(flags.grace_time, self.grace_time),
             request_timeout: pick(flags.request_timeout, self.request_timeout),
             idle_timeout: pick(flags.idle_timeout, self.idle_timeout),
@@ -363,6 +372,7 @@ impl Config {
             max_requests: Some(self.max_requests),
             max_body: Some(self.max_body),
             body_spill: Some(self.body_spill),
+            heap_trim: Some(self.heap_trim),
             request_timeout: Some(self.request_timeout),
             idle_timeout: Some(self.idle_timeout),
             user: self.user.clone(),
@@ -502,6 +512,7 @@ impl Config {
             max_requests: s.max_requests.unwrap_or(0),
             max_body: s.max_body.unwrap_or(100 << 20),
             body_spill: s.body_spill.unwrap_or(64 << 10),
+            heap_trim: s.heap_trim.unwrap_or(1 << 20),
             grace_time: s.grace_time.unwrap_or(30),
             request_timeout: s.request_timeout.unwrap_or(0),
             idle_timeout: s.idle_timeout.unwrap_or(30),
@@ -518,6 +529,12 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `settings` are refused, and the error starts with `key`.
+    fn assert_refused(settings: Settings, key: &str) {
+        let err = Config::resolve(settings, None).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{key}:")), "{err}");
+    }
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
@@ -576,6 +593,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("isolation_for:"));
+    }
+
+    #[test]
+    fn precompile_warm_rules_split_glob_and_query() {
+        let file = Settings::from_toml(
+            "precompile_warm = [\"/srv/a.pl=config=x&y=1\", \"/srv/b/*.pl\"]\nheap_trim = 0\n",
+        )
+        .unwrap();
+        let c = Config::resolve(file, None).unwrap();
+        let rules: Vec<(&str, &str)> = c
+            .precompile_warm
+            .iter()
+            .map(|(p, q)| (p.as_str(), q.as_str()))
+            .collect();
+        assert_eq!(
+            rules,
+            vec![("/srv/a.pl", "config=x&y=1"), ("/srv/b/*.pl", "")]
+        );
+        assert_eq!(c.heap_trim, 0);
+        let shown = c.effective_settings().precompile_warm;
+        assert_eq!(shown, vec!["/srv/a.pl=config=x&y=1", "/srv/b/*.pl"]);
+        assert_eq!(
+            Config::resolve(Settings::default(), None)
+                .unwrap()
+                .heap_trim,
+            1 << 20
+        );
+        let bad_glob = Settings::from_toml("precompile_warm = [\"/srv/[a.pl=x=1\"]\n").unwrap();
+        assert_refused(bad_glob, "precompile_warm");
     }
 
     #[test]

@@ -8,12 +8,14 @@
 //! script's `%SIG` handlers cannot keep a worker from leaving.
 
 mod conn;
+mod heap;
 mod idle;
 
 use std::io;
 use std::time::Duration;
 
 use self::conn::{Conn, Readers};
+use self::heap::HeapTrim;
 use self::idle::{Idle, Leave};
 use crate::config::Config;
 use crate::dispatch::channel::Channel;
@@ -93,12 +95,14 @@ fn serve_pooled(
         web_server_addrs(),
     );
     let mut served = 0;
+    let mut heap = HeapTrim::new(cfg.heap_trim);
     let leave = loop {
         let mut conn = match idle.next_request() {
             Ok(conn) => conn,
             Err(leave) => break leave,
         };
         let outcome = serve(runner, &mut conn, cfg.idle_timeout());
+        heap.after_request();
         if outcome.answered {
             served = slot.count_request();
         }
@@ -126,6 +130,7 @@ fn serve_pooled(
 fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limits) -> u64 {
     let mut served = 0;
     let mut readers = Readers::new(limits.clone(), 1);
+    let mut heap = HeapTrim::new(cfg.heap_trim);
     let recycle = |served: u64| cfg.max_requests > 0 && served >= cfg.max_requests;
     while !signals::stop_requested() && !recycle(served) {
         let stream = match idle::accept_blocking(listener) {
@@ -144,6 +149,7 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
         let mut conn = readers.open(stream, Vec::new(), Duration::ZERO);
         loop {
             let outcome = serve(runner, &mut conn, Duration::ZERO);
+            heap.after_request();
             served += u64::from(outcome.answered);
             if outcome.retire {
                 readers.close(conn);
