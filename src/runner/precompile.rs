@@ -264,8 +264,19 @@ fn compile_all(
         perl.take_pending_output(|_| ());
         if let Restored::Unclean(reason) = steps.end_request() {
             result = Err(io::Error::other(format!(
-                "the interpreter's state after precompiling {} could not be put back: {reason}",
-                target.script.display()
+                "the interpreter's state after {} {} could not be put back: {reason}{}",
+                if target.warm.is_some() {
+                    "precompiling and the warm run of"
+                } else {
+                    "precompiling"
+                },
+                target.script.display(),
+                if target.warm.is_some() {
+                    " (a worker would be replaced after such a request: leave this script \
+                     out of --precompile-warm)"
+                } else {
+                    ""
+                }
             )));
             break;
         }
