@@ -140,6 +140,13 @@ pub struct Settings {
     #[arg(long)]
     #[serde(default)]
     pub precompile_strict: bool,
+    /// Run the precompiled registry scripts matching GLOB once in the
+    /// master, a GET with QUERY (or none) whose response is discarded, so
+    /// what their run loads is shared too (repeatable; only for scripts
+    /// whose GET changes nothing the site would see).
+    #[arg(long, value_name = "GLOB[=QUERY]")]
+    #[serde(default)]
+    pub precompile_warm: Vec<String>,
     /// How requests are isolated [default: perlrun].
     #[arg(long, value_enum)]
     pub isolation: Option<Isolation>,
@@ -175,6 +182,12 @@ pub struct Settings {
     /// Bodies larger than this go to a temp file, bytes [default: 65536].
     #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
     pub body_spill: Option<usize>,
+    /// After a request that left the worker's resident memory more than
+    /// this many bytes above its figure after the last trim, the worker
+    /// gives its free heap back to the system (malloc_trim), once the
+    /// response is complete; 0 turns it off [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    pub heap_trim: Option<usize>,
     /// Seconds a request may run: then the client gets a 504 (if nothing was
     /// sent yet), the script is stopped with a backtrace in the log, and a
     /// worker whose script does not stop is replaced (0 = no limit) [default: 0].
@@ -274,6 +287,9 @@ pub struct Config {
     /// `precompile` globs, valid patterns.
     pub precompile: Vec<String>,
     pub precompile_strict: bool,
+    /// `precompile_warm` rules: the scripts to run once in the master, and
+    /// the query string of that GET.
+    pub precompile_warm: Vec<(glob::Pattern, String)>,
     pub isolation: Isolation,
     /// Per-path overrides of `isolation`, in order.
     pub isolation_for: Vec<(glob::Pattern, Isolation)>,
@@ -287,6 +303,8 @@ pub struct Config {
     pub max_unshared: u64,
     pub max_body: u64,
     pub body_spill: usize,
+    /// `heap_trim` in bytes (0: off).
+    pub heap_trim: usize,
     pub grace_time: u64,
     pub drain_timeout: u64,
     pub request_timeout: u64,
@@ -409,6 +427,7 @@ impl Settings {
             stats_policy: list(flags.stats_policy, self.stats_policy),
             precompile: list(flags.precompile, self.precompile),
             precompile_strict: flags.precompile_strict || self.precompile_strict,
+            precompile_warm: list(flags.precompile_warm, self.precompile_warm),
             isolation: pick(flags.isolation, self.isolation),
             isolation_for: list(flags.isolation_for, self.isolation_for),
             pass_env: list(flags.pass_env, self.pass_env),
@@ -418,6 +437,7 @@ impl Settings {
             max_unshared: pick(flags.max_unshared, self.max_unshared),
             max_body: pick(flags.max_body, self.max_body),
             body_spill: pick(flags.body_spill, self.body_spill),
+            heap_trim: pick(flags.heap_trim, self.heap_trim),
             grace_time: pick(flags.grace_time, self.grace_time),
             drain_timeout: pick(flags.drain_timeout, self.drain_timeout),
             request_timeout: pick(flags.request_timeout, self.request_timeout),
@@ -482,6 +502,14 @@ impl Config {
             stats_policy: self.stats_policy.clone(),
             precompile: self.precompile.clone(),
             precompile_strict: self.precompile_strict,
+            precompile_warm: self
+                .precompile_warm
+                .iter()
+                .map(|(pattern, query)| match query.as_str() {
+                    "" => pattern.as_str().to_string(),
+                    q => format!("{}={q}", pattern.as_str()),
+                })
+                .collect(),
             isolation: Some(self.isolation),
             isolation_for: self
                 .isolation_for
@@ -495,6 +523,7 @@ impl Config {
             max_unshared: Some(ByteSize(self.max_unshared)),
             max_body: Some(self.max_body),
             body_spill: Some(self.body_spill),
+            heap_trim: Some(self.heap_trim),
             request_timeout: Some(self.request_timeout),
             slowlog_timeout: Some(self.slowlog_timeout),
             idle_timeout: Some(self.idle_timeout),
@@ -640,6 +669,13 @@ impl Config {
                 ));
             }
         }
+        let mut precompile_warm = Vec::new();
+        for rule in &s.precompile_warm {
+            let (pattern, query) = rule.split_once('=').unwrap_or((rule, ""));
+            let pattern = glob::Pattern::new(pattern)
+                .map_err(|e| invalid("precompile_warm", format!("{pattern:?}: {e}")))?;
+            precompile_warm.push((pattern, query.to_string()));
+        }
         Ok(Config {
             listen: s.listen,
             socket: SocketOptions {
@@ -660,6 +696,7 @@ impl Config {
             stats_policy,
             precompile: s.precompile,
             precompile_strict: s.precompile_strict,
+            precompile_warm,
             isolation,
             isolation_for,
             pass_env,
@@ -669,6 +706,7 @@ impl Config {
             max_unshared: s.max_unshared.map_or(0, |b| b.0),
             max_body: s.max_body.unwrap_or(100 << 20),
             body_spill: s.body_spill.unwrap_or(64 << 10),
+            heap_trim: s.heap_trim.unwrap_or(1 << 20),
             grace_time: s.grace_time.unwrap_or(30),
             drain_timeout: s.drain_timeout.or(s.grace_time).unwrap_or(30),
             request_timeout: s.request_timeout.unwrap_or(0),
@@ -834,6 +872,12 @@ fn resolve_pool(s: &Settings, workers: usize) -> Result<Option<Dynamic>, (&'stat
 mod tests {
     use super::*;
 
+    /// `settings` are refused, and the error starts with `key`.
+    fn assert_refused(settings: Settings, key: &str) {
+        let err = Config::resolve(settings, None).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{key}:")), "{err}");
+    }
+
     #[test]
     fn unknown_key_is_named_with_its_line() {
         let err = Settings::from_toml("workers = 2\nmax_request = 5\n").unwrap_err();
@@ -950,6 +994,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("isolation_for:"));
+    }
+
+    #[test]
+    fn precompile_warm_rules_split_glob_and_query() {
+        let file = Settings::from_toml(
+            "precompile_warm = [\"/srv/a.pl=config=x&y=1\", \"/srv/b/*.pl\"]\nheap_trim = 0\n",
+        )
+        .unwrap();
+        let c = Config::resolve(file, None).unwrap();
+        let rules: Vec<(&str, &str)> = c
+            .precompile_warm
+            .iter()
+            .map(|(p, q)| (p.as_str(), q.as_str()))
+            .collect();
+        assert_eq!(
+            rules,
+            vec![("/srv/a.pl", "config=x&y=1"), ("/srv/b/*.pl", "")]
+        );
+        assert_eq!(c.heap_trim, 0);
+        let shown = c.effective_settings().precompile_warm;
+        assert_eq!(shown, vec!["/srv/a.pl=config=x&y=1", "/srv/b/*.pl"]);
+        assert_eq!(
+            Config::resolve(Settings::default(), None)
+                .unwrap()
+                .heap_trim,
+            1 << 20
+        );
+        let bad_glob = Settings::from_toml("precompile_warm = [\"/srv/[a.pl=x=1\"]\n").unwrap();
+        assert_refused(bad_glob, "precompile_warm");
     }
 
     #[test]

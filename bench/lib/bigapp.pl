@@ -17,7 +17,7 @@
 # request); Apache over HTTP on 127.0.0.1 (no nginx in front of either).
 #
 #   bigapp.pl --bin FCGI_SPAWN [--workers 4] [--rounds 3] [--fresh 3]
-#             [--contenders spawn,spawn-precompile,modperl-loader] --out FILE.md
+#             [--contenders spawn,spawn-precompile,spawn-warm,modperl-loader] --out FILE.md
 use strict;
 use warnings;
 use FindBin;
@@ -34,13 +34,14 @@ use FcgiSpawn::Apps::Gitweb;
 use FcgiSpawn::Apps::Awstats;
 use FcgiSpawn::Test qw(fcgi_request_bytes read_records collect_response);
 
-my %o = (workers => 4, rounds => 3, fresh => 3, contenders => 'spawn,spawn-precompile,modperl-loader');
+my %o = (workers => 4, rounds => 3, fresh => 3, contenders => 'spawn,spawn-precompile,spawn-warm,modperl-loader');
 GetOptions(\%o, 'bin=s', 'workers=i', 'rounds=i', 'fresh=i', 'contenders=s', 'out=s', 'keep-tmp')
     && $o{bin} && $o{out} or die "usage: $0 --bin FCGI_SPAWN --out FILE.md [--workers N] [--rounds N] [--fresh N] [--contenders a,b]\n";
 my @contenders = split /,/, $o{contenders};
 my %LABEL = (
     'spawn'            => 'fcgi-spawn',
     'spawn-precompile' => 'fcgi-spawn --precompile',
+    'spawn-warm'       => 'fcgi-spawn --precompile --precompile-warm',
     'modperl-loader'   => 'mod_perl ModPerl::Registry + RegistryLoader',
 );
 $LABEL{$_} or die "unknown contender $_ (known: @{[ sort keys %LABEL ]})\n" for @contenders;
@@ -125,7 +126,7 @@ sub stop_server {
 END { kill 'KILL', @children if @children }
 
 sub start_spawn {
-    my ($name, $workers, $precompile) = @_;
+    my ($name, $workers, $precompile, $warm) = @_;
     my $dir = "$tmp/$name-$workers";
     mkdir $dir;
     my $sock = "$dir/fcgi.sock";
@@ -133,7 +134,9 @@ sub start_spawn {
         '--isolation-for', "$scripts[0]=fork",
         '--log', "$dir/daemon.log", (map { ('--root', $_) } '/usr/share/gitweb', '/usr/lib/cgi-bin'),
         (map { ('--preload', $_) } @preload), (map { ('--env', "$_=$env{$_}") } sort keys %env),
-        ($precompile ? (map { ('--precompile', $_) } @scripts) : ()));
+        ($precompile ? (map { ('--precompile', $_) } @scripts) : ()),
+        # AWStats' main page reads its data files only: safe to warm.
+        ($warm ? ('--precompile-warm', "$scripts[1]=$TYPES{awstats}[0]{query}") : ()));
     my $pid = spawn_logged("$dir/stderr.log", @argv);
     my $log = "$dir/daemon.log";
     wait_until(60, sub { -e $log && do { open my $fh, '<', $log; local $/; <$fh> =~ /\bready\b/ } })
@@ -217,6 +220,7 @@ sub start_contender {
     my ($c, $workers) = @_;
     return start_spawn($c, $workers, 0) if $c eq 'spawn';
     return start_spawn($c, $workers, 1) if $c eq 'spawn-precompile';
+    return start_spawn($c, $workers, 1, 1) if $c eq 'spawn-warm';
     return start_apache($c, $workers);
 }
 

@@ -29,11 +29,13 @@ use crate::config::{Config, Isolation};
 use crate::path_policy::{PathPolicy, ScriptCheck};
 use crate::perl::Interpreter;
 
-/// A script to compile, and the isolation its requests run in.
+/// A script to compile, the isolation its requests run in, and the query
+/// string of its warm run (`--precompile-warm`), if it has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Target {
     script: PathBuf,
     isolation: Isolation,
+    warm: Option<String>,
 }
 
 /// In the master, after the warm-up and before the fork: compiles the
@@ -114,7 +116,11 @@ pub fn check_scripts(perl: &Interpreter, cfg: &Config, scripts: &[PathBuf]) -> i
                 path_info: None,
             } => {
                 let isolation = Isolation::for_script(cfg.isolation, &cfg.isolation_for, &script);
-                targets.push(Target { script, isolation });
+                targets.push(Target {
+                    script,
+                    isolation,
+                    warm: None,
+                });
             }
             ScriptCheck::Run { .. } | ScriptCheck::NotFound => {
                 eprintln!("{}: no such file", given.display());
@@ -175,7 +181,12 @@ fn daemon_targets(cfg: &Config, policy: &PathPolicy) -> Vec<Target> {
                 continue;
             }
             if !targets.iter().any(|t| t.script == script) {
-                targets.push(Target { script, isolation });
+                let warm = warm_query(cfg, &script);
+                targets.push(Target {
+                    script,
+                    isolation,
+                    warm,
+                });
             }
         }
         if matched == 0 {
@@ -189,6 +200,19 @@ fn daemon_targets(cfg: &Config, policy: &PathPolicy) -> Vec<Target> {
         );
     }
     targets
+}
+
+/// The query string of the script's warm run: the first `--precompile-warm`
+/// rule that matches it (`*` within a directory, `**` across them).
+fn warm_query(cfg: &Config, script: &Path) -> Option<String> {
+    let options = glob::MatchOptions {
+        require_literal_separator: true,
+        ..Default::default()
+    };
+    cfg.precompile_warm
+        .iter()
+        .find(|(pattern, _)| pattern.matches_path_with(script, options))
+        .map(|(_, query)| query.clone())
 }
 
 /// The regular files a glob matches that have an allowed extension, sorted.
@@ -239,12 +263,26 @@ fn compile_all(
         fds.park()?;
         let started = Instant::now();
         let outcome = compile_one(&steps, policy, target);
+        if let (Ok(Compiled::Cached), Some(query)) = (&outcome, &target.warm) {
+            warm_run(&steps, target, query);
+        }
         steps.finish_request();
         perl.take_pending_output(|_| ());
         if let Restored::Unclean(reason) = steps.end_request() {
             result = Err(io::Error::other(format!(
-                "the interpreter's state after precompiling {} could not be put back: {reason}",
-                target.script.display()
+                "the interpreter's state after {} {} could not be put back: {reason}{}",
+                if target.warm.is_some() {
+                    "precompiling and the warm run of"
+                } else {
+                    "precompiling"
+                },
+                target.script.display(),
+                if target.warm.is_some() {
+                    " (a worker would be replaced after such a request: leave this script \
+                     out of --precompile-warm)"
+                } else {
+                    ""
+                }
             )));
             break;
         }
@@ -275,7 +313,7 @@ fn compile_one(
         b"REQUEST_METHOD",
         b"GET",
         b"QUERY_STRING",
-        b"",
+        target.warm.as_deref().unwrap_or("").as_bytes(),
         b"SCRIPT_FILENAME",
         script,
         b"SCRIPT_NAME",
@@ -289,6 +327,36 @@ fn compile_one(
         .begin_request(script, Isolation::Registry, &params)
         .map_err(|ended| format!("setting up its environment ended with status {}", ended.0))?;
     steps.precompile_script(target.isolation)
+}
+
+/// The warm run of a script just compiled: run once as a registry
+/// request, in the environment of its compile, with no body; its output
+/// is discarded, and `finish_request`/`end_request` put the interpreter
+/// back as after any request. Only `registry` scripts: a `fork` script
+/// runs in a child per request, whose writes the worker never keeps (and
+/// whose file-scoped state a run here would change for every child).
+fn warm_run(steps: &PerlSteps, target: &Target, query: &str) {
+    let script = target.script.display();
+    if target.isolation != Isolation::Registry {
+        log::warn!(
+            "--precompile-warm: {script} runs in {} isolation: not warmed (only registry \
+             scripts are)",
+            target.isolation.as_str()
+        );
+        return;
+    }
+    if let Err(why) = steps.precompile_warm() {
+        log::warn!("--precompile-warm: {}", why.trim_end());
+        return;
+    }
+    let started = Instant::now();
+    let status = steps.run_script();
+    steps.run_end_blocks();
+    log::info!(
+        "--precompile-warm: ran {script} once (GET ?{query}, response discarded): exit status \
+         {status}, {} ms",
+        started.elapsed().as_millis()
+    );
 }
 
 /// `SCRIPT_NAME` of a precompile: the script's path under the --root that

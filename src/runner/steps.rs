@@ -16,6 +16,7 @@ mod entry {
     pub const WARM_UP_END: &str = "FCGI::Spawn::Runner::warm_up_end";
     pub const PRECOMPILE_BEGIN: &str = "FCGI::Spawn::Runner::precompile_begin";
     pub const PRECOMPILE_SCRIPT: &str = "FCGI::Spawn::Runner::precompile_script";
+    pub const PRECOMPILE_WARM: &str = "FCGI::Spawn::Runner::precompile_warm";
     pub const PRECOMPILE_END: &str = "FCGI::Spawn::Runner::precompile_end";
     pub const INIT_WORKER: &str = "FCGI::Spawn::Runner::init_worker";
     pub const COMPILE_SCRIPT: &str = "FCGI::Spawn::Runner::compile_script";
@@ -165,6 +166,13 @@ impl<'p> PerlSteps<'p> {
             Outcome::Died(msg) => Err(msg),
             Outcome::Exited(code) => Err(format!("called exit({code}) while compiling")),
         }
+    }
+
+    /// After `precompile_script` cached a registry script: its steps are
+    /// then a registry request's, for a warm run (`run_script`,
+    /// `run_end_blocks`) before `finish_request`.
+    pub fn precompile_warm(&self) -> Result<(), String> {
+        self.internal(entry::PRECOMPILE_WARM, &[])
     }
 
     pub fn precompile_end(&self) -> Result<(), String> {

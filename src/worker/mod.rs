@@ -9,6 +9,7 @@
 
 mod account;
 mod conn;
+mod heap;
 mod idle;
 mod memory;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use self::account::Accounting;
 use self::conn::{Conn, Readers};
+use self::heap::HeapTrim;
 use self::idle::{Idle, Leave};
 use self::memory::MemoryLimits;
 use crate::config::Config;
@@ -102,12 +104,14 @@ fn serve_pooled(
     let memory = MemoryLimits::new(cfg.max_rss, cfg.max_unshared);
     let mut account = Accounting::new(link.board, link.slot, cfg);
     let mut served = 0;
+    let mut heap = HeapTrim::new(cfg.heap_trim);
     let leave = loop {
         let mut conn = match idle.next_request() {
             Ok(conn) => conn,
             Err(leave) => break leave,
         };
         let outcome = serve(runner, &mut conn, cfg.idle_timeout(), &mut account);
+        heap.after_request();
         if outcome.answered {
             served = account.count_request();
         }
@@ -160,6 +164,7 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
     };
     let mut served = 0;
     let mut readers = Readers::new(limits.clone(), 1);
+    let mut heap = HeapTrim::new(cfg.heap_trim);
     let recycle = |served: u64| cfg.max_requests > 0 && served >= cfg.max_requests;
     while !signals::stop_requested() && !recycle(served) {
         note_hup();
@@ -180,6 +185,7 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
         loop {
             note_hup();
             let outcome = serve(runner, &mut conn, Duration::ZERO, &mut account);
+            heap.after_request();
             if outcome.answered {
                 served = account.count_request();
             }

@@ -124,7 +124,7 @@ my %MODES = (
 # --- prepare -----------------------------------------------------------------
 
 sub capture_base_state {
-    my ($keep_env, $set_env) = @_;
+    my ($keep_env, $set_env, $inherited) = @_;
     $BASE{env} = {
         (map { exists $ENV{$_} ? ($_ => $ENV{$_}) : () } @$keep_env),
         @$set_env,
@@ -142,7 +142,16 @@ sub capture_base_state {
     }
     FCGI::Spawn::Native::snapshot_signals();
     FCGI::Spawn::Native::snapshot_formats();
-    FCGI::Spawn::Native::snapshot_code();
+    if ($inherited) {
+        # A worker keeps the record of the subs the master took (and kept
+        # current): taking it again would write to every sub's reference
+        # count, and copy every page the worker shares with the master
+        # that holds one (about half of its heap).
+        FCGI::Spawn::Native::record_new_code() if FCGI::Spawn::Native::code_snapshot_stale();
+    }
+    else {
+        FCGI::Spawn::Native::snapshot_code();
+    }
     FCGI::Spawn::Symbols::own_current_names();
     return;
 }
@@ -855,6 +864,19 @@ sub precompile_script {
     return $entry->{perlrun_only} ? 2 : 1;
 }
 
+# The warm run of a precompile (--precompile-warm), after precompile_script
+# cached a registry script: Rust then runs it (run_script, run_end_blocks)
+# as a worker would, and finish_request and end_request put its package
+# and the interpreter back as after any request. What its run loads from
+# the system @INC stays loaded, shared by the workers.
+sub precompile_warm {
+    my $entry = $REGISTRY{ $req{script} };
+    die "fcgi-spawn: $req{script} is not cached in registry isolation: not warmed\n"
+        if $req{mode} ne 'registry' || !$entry || $entry->{perlrun_only};
+    switch_mode('registry');
+    return 1;
+}
+
 # Once in each worker, after fork (arguments: see worker_settings).
 sub init_worker {
     my ($keep, $set) = worker_settings(@_);
@@ -865,7 +887,7 @@ sub init_worker {
     # A vanished client closes the response pipe; the script's next write
     # then ends it (children it execs get the default disposition back).
     $SIG{PIPE} = \&client_gone;
-    capture_base_state($keep, $set);
+    capture_base_state($keep, $set, 'inherited');
     return 1;
 }
 
