@@ -141,7 +141,7 @@ subtest 'a bad configuration is refused and the running generation serves on' =>
         'a preload script that dies: refused, with its message';
     spew($cfg, qq{env = ["RELOAD_V=typo"]\nworkerz = 3\n});
     kill 'HUP', $d->pid;
-    ok wait_for(sub { $d->log_text =~ /reload refused.*workerz/ }, 5), 'an unknown key: refused, naming it';
+    ok wait_for(sub { $d->log_text =~ /reload refused.*?workerz/s }, 5), 'an unknown key: refused, naming it';
     is count_of($d, qr/reload refused/), 4, 'one line each';
     is value_of($d), 'good', 'the old generation serves';
     is_deeply [ sort(worker_pids($d)) ], [ sort @before ], 'with the same workers';

@@ -154,7 +154,7 @@ subtest '--help and --version' => sub {
     my ($rc, $out) = run_cmd($bin, '--help');
     like $out, qr/Signals.*\n(?:.*\n)*.*TERM.*\n(?:.*\n)*.*USR1/, '--help lists the signals';
     ($rc, $out) = run_cmd($bin, 'run', '--help');
-    like $out, qr/--workers <N>\s+Number of worker processes; 0: no fork/, 'run --help documents --workers 0';
+    like $out, qr/--workers <N>\s+Number of worker processes \(static pool\); 0: no fork/, 'run --help documents --workers 0';
     like $out, qr/--user <USER>\s+Run as this user: the master/, 'and that the master switches with --user';
     like $out, qr/Signals.*\n(?:.*\n)*.*QUIT/, 'and lists the signals';
     ($rc, $out) = run_cmd($bin, '--version');

@@ -1,12 +1,14 @@
 #!/usr/bin/perl
-# Grows its worker by ?N MiB (default 80) of its own memory that stays
-# after the request, as a leak does (64 KiB strings: the allocator keeps
-# them when they are freed), and prints the worker's pid.
+# Grows its worker by ?N MiB (default 80) that stays after the request, as
+# a real leak does: the data hangs off a reference cycle, which perl never
+# frees, so neither the namespace clean-up nor a heap trim gets it back.
+# Prints the worker's pid.
 use strict;
 use warnings;
 
 my ($mib) = ($ENV{QUERY_STRING} || '') =~ /(\d+)/;
 $mib = 80 unless defined $mib;
-push @main::leak, map { 'x' x 65536 } 1 .. $mib * 16;
+my $leak = { data => [ map { 'x' x 65536 } 1 .. $mib * 16 ] };
+$leak->{self} = $leak;
 print "Content-Type: text/plain\r\n\r\n";
 print "grown $$\n";
