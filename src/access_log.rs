@@ -52,6 +52,17 @@ pub fn init(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Gives the open file to `uid` (the master switches to `--user` next), as
+/// the log: a reopen after USR1 then opens the same path as that user.
+pub fn give_to(uid: nix::unistd::Uid) -> io::Result<()> {
+    let fd = FD.load(Ordering::Relaxed);
+    if fd < 0 {
+        return Ok(());
+    }
+    nix::unistd::fchown(fd, Some(uid), None)?;
+    Ok(())
+}
+
 /// Whether lines are written at all.
 pub fn enabled() -> bool {
     FD.load(Ordering::Relaxed) >= 0

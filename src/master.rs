@@ -235,6 +235,9 @@ pub fn drop_privileges(cfg: &Config) -> anyhow::Result<()> {
     };
     crate::log::give_to(user.uid)
         .with_context(|| format!("--user {name}: cannot give it the log file (run as root)"))?;
+    crate::access_log::give_to(user.uid).with_context(|| {
+        format!("--user {name}: cannot give it the access log file (run as root)")
+    })?;
     let cname = std::ffi::CString::new(name.as_str())?;
     nix::unistd::initgroups(&cname, gid)
         .with_context(|| format!("--user {name}: cannot set its groups (run as root)"))?;

@@ -91,6 +91,13 @@ pub fn keep_restart_only(running: &Config, next: &mut Config) -> Vec<&'static st
     keep(&mut kept, "user", &running.user, &mut next.user);
     keep(&mut kept, "group", &running.group, &mut next.group);
     keep(&mut kept, "pid_file", &running.pid_file, &mut next.pid_file);
+    // Opened by the master before the switch to --user, like the socket.
+    keep(
+        &mut kept,
+        "access_log",
+        &running.access_log,
+        &mut next.access_log,
+    );
     kept
 }
 

@@ -89,9 +89,10 @@ subtest '--user: pid file in a root-owned directory, log reopened on USR1, socke
     mkdir $sticky;
     chmod 01777, $sticky;
     my ($pid_file, $sock, $log) = ("$rootdir/fcgi-spawn.pid", "$sticky/fcgi.sock", "$rootdir/fcgi-spawn.log");
+    my $access = "$rootdir/access.log";
     my $srv = start_server(name => 'fcgi-spawn', log => "$dir/user.stderr",
         argv => [ $bin, 'run', '--listen', $sock, '--workers', 1, '--root', scripts_dir(),
-                  '--user', 'nobody', '--pid-file', $pid_file, '--log', $log ],
+                  '--user', 'nobody', '--pid-file', $pid_file, '--log', $log, '--access-log', $access ],
         ready => sub { slurp($log) =~ /ready:/ && -S $sock });
     is slurp($pid_file), "$srv->{pid}\n", 'the pid file is written in a root-owned directory';
     is((stat $sock)[4], scalar(getpwnam 'nobody'), 'the socket file is the user\'s');
@@ -102,6 +103,12 @@ subtest '--user: pid file in a root-owned directory, log reopened on USR1, socke
     ok wait_for(sub { slurp($log) =~ /SIGUSR1: log reopened/ }, 5),
         'USR1 reopens the log file as the user (the master gave it the file)';
     unlike slurp($log), qr/cannot open log file/, 'without an error';
+    is((stat $access)[4], scalar(getpwnam 'nobody'), 'the access log file is the user\'s too');
+    ($out, $err, $rc) = fcgi_request($client, 'hello.pl', timeout => 10);
+    is $rc, 0, 'it serves after USR1' or diag $err;
+    ok wait_for(sub { (() = slurp($access) =~ /hello\.pl/g) == 2 }, 5),
+        'and the access log, reopened by the worker as the user, has both requests';
+    unlike slurp($log), qr/access log/i, 'without an error about it';
     is stop_server($srv, 'TERM'), 0, 'TERM: exit 0';
     ok !-e $sock, 'the socket in a sticky directory is removed by the user';
     ok -e $pid_file && -z $pid_file, 'the pid file it may not remove is emptied';
