@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use crate::config::{Config, Settings};
+use crate::config::Config;
 use crate::listen::Listener;
 use crate::notify::Notifier;
 use crate::perl::{Interpreter, Outcome};
@@ -41,9 +41,9 @@ const PERL_MODULES: &[(&str, &str)] = &[
     ("FCGI/Spawn.pm", include_str!("../perl/FCGI/Spawn.pm")),
 ];
 
-/// Runs the daemon with `cfg`, read from `flags` (and the file they name),
-/// which a reload reads again.
-pub fn run(cfg: Config, flags: Settings) -> anyhow::Result<()> {
+/// Runs the daemon with `cfg`; a reload reads the settings again from
+/// `reloader`.
+pub fn run(cfg: Config, reloader: Reloader) -> anyhow::Result<()> {
     ensure_std_fds_open()?;
     // Before Perl copies the environment: no worker or script sees it.
     let notifier = Notifier::from_env();
@@ -98,8 +98,7 @@ pub fn run(cfg: Config, flags: Settings) -> anyhow::Result<()> {
         std::mem::forget(perl);
         served
     } else {
-        Pool::new(perl, &listener, cfg, Reloader::new(flags), notifier)
-            .and_then(|pool| pool.run(started))
+        Pool::new(perl, &listener, cfg, reloader, notifier).and_then(|pool| pool.run(started))
     };
     drop(leftovers);
     result

@@ -12,18 +12,28 @@ use std::path::PathBuf;
 
 use crate::config::{Config, Settings};
 
+/// Where the settings come from again at a reload: `run`'s flags (which
+/// name the `--config` file read with them), or a migrated FCGI::Spawn
+/// command line, whose `fcgi_spawn.conf` is read again.
+pub type SettingsSource = Box<dyn Fn() -> Result<Settings, String>>;
+
 /// What the daemon was started with, to read the configuration again.
 pub struct Reloader {
-    flags: Settings,
+    source: SettingsSource,
     /// Relative paths in flags and file (`--config`, `--root`...) mean
     /// what they meant at start.
     cwd: Option<PathBuf>,
 }
 
 impl Reloader {
+    /// `run`'s flags.
     pub fn new(flags: Settings) -> Reloader {
+        Reloader::from_source(Box::new(move || Ok(flags.clone())))
+    }
+
+    pub fn from_source(source: SettingsSource) -> Reloader {
         Reloader {
-            flags,
+            source,
             cwd: std::env::current_dir().ok(),
         }
     }
@@ -35,7 +45,7 @@ impl Reloader {
             std::env::set_current_dir(cwd)
                 .map_err(|e| format!("cannot go back to {}: {e}", cwd.display()))?;
         }
-        let mut next = Config::load(self.flags.clone()).map_err(|e| e.to_string())?;
+        let mut next = Config::load((self.source)()?).map_err(|e| e.to_string())?;
         let kept = keep_restart_only(running, &mut next);
         if !kept.is_empty() {
             log::warn!(

@@ -98,6 +98,17 @@ like info(), qr/^version=two$/m, 'stats 1: the changed module is reloaded for th
 like slurp($log), qr/stats: reloaded StatMod\.pm \(\Q$dir\E\/lib\/StatMod\.pm changed\)/, 'with a log line';
 like info(), qr/^version=two$/m, 'and stays so';
 
+# HUP reads fcgi_spawn.conf again, as FCGI::Spawn's did.
+(my $conf = slurp("$dir/etc/fcgi_spawn.conf")) =~ s/n_processes\s+3/n_processes 2/;
+spew("$dir/etc/fcgi_spawn.conf", $conf);
+kill 'HUP', $srv->{pid};
+ok wait_for(sub { slurp($log) =~ /reloaded: generation 2 serving \(2 workers/ }, 15),
+    'HUP: fcgi_spawn.conf is read again (n_processes 2)'
+    or diag slurp($log);
+ok wait_for(sub { worker_pids($srv->{pid}) == 2 }, 10), 'two workers serve after the reload'
+    or diag 'workers: ' . join ' ', worker_pids($srv->{pid});
+like info(), qr/^version=two$/m, 'and serve';
+
 is stop_server($srv, 'TERM'), 0, 'TERM: exit 0';
 ok !-e $sock, 'the socket is removed';
 ok !-e $pidfile, 'the pid file is removed';

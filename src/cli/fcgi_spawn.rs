@@ -81,7 +81,13 @@ pub fn main(args: &[String]) -> i32 {
         return 0;
     }
     match legacy(args) {
-        Ok(legacy) => super::run_with_notes(legacy.settings, false, &legacy.notes),
+        Ok(legacy) => {
+            // A reload reads fcgi_spawn.conf again, as FCGI::Spawn's HUP did.
+            let again = args.to_vec();
+            let reloader =
+                crate::reload::Reloader::from_source(Box::new(move || legacy_settings(&again)));
+            super::run_with_notes(legacy.settings, false, &legacy.notes, reloader)
+        }
         Err(e) => {
             eprintln!("fcgi_spawn: {e}");
             2
@@ -90,6 +96,11 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 /// Reads the flags, the config directory and its preload scripts.
+/// The settings of an FCGI::Spawn command line, read again at a reload.
+fn legacy_settings(args: &[String]) -> Result<Settings, String> {
+    legacy(args).map(|l| l.settings)
+}
+
 pub fn legacy(args: &[String]) -> Result<Legacy, String> {
     let (ours, theirs) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),

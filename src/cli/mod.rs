@@ -132,13 +132,20 @@ pub fn report(e: &anyhow::Error) -> String {
 }
 
 fn run(settings: Settings, verbose: bool) -> i32 {
-    run_with_notes(settings, verbose, &[])
+    let reloader = crate::reload::Reloader::new(settings.clone());
+    run_with_notes(settings, verbose, &[], reloader)
 }
 
 /// `run`, with info lines to log once logging is set up (what a migrated
-/// configuration asked for that is always so).
-fn run_with_notes(settings: Settings, verbose: bool, notes: &[String]) -> i32 {
-    let cfg = match Config::load(settings.clone()) {
+/// configuration asked for that is always so), and where a reload reads
+/// the settings again.
+fn run_with_notes(
+    settings: Settings,
+    verbose: bool,
+    notes: &[String],
+    reloader: crate::reload::Reloader,
+) -> i32 {
+    let cfg = match Config::load(settings) {
         Ok(c) => c,
         Err(e) => {
             // In the format of the log lines that would have followed.
@@ -156,7 +163,7 @@ fn run_with_notes(settings: Settings, verbose: bool, notes: &[String]) -> i32 {
     for note in notes {
         log::info!("{note}");
     }
-    match crate::master::run(cfg, settings) {
+    match crate::master::run(cfg, reloader) {
         Ok(()) => 0,
         Err(e) => {
             let message = report(&e);
