@@ -29,7 +29,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::config::Config;
-use crate::dispatch::channel::{Channel, Message};
+use crate::dispatch::channel::{Channel, Conn, Message};
 use crate::dispatch::dispatcher::{Dispatcher, CONN_TOKEN_BASE};
 use crate::dispatch::ready::ReadyQueue;
 use crate::fastcgi::preamble::PreambleSettings;
@@ -43,6 +43,10 @@ use crate::sizing::{Action, Counts, Sizer};
 use crate::{signals, worker};
 
 const TOKEN_SIGNALS: u64 = 0;
+/// At a graceful stop, how long a connection that has sent nothing yet may
+/// take to send its request (an idle kept one is closed sooner or later
+/// anyway; a new one is usually just behind its `connect`).
+const ARRIVAL_AT_STOP: Duration = Duration::from_secs(1);
 /// Worker channels: this + the worker's slot.
 const TOKEN_CHANNEL_BASE: u64 = 1;
 
@@ -71,6 +75,9 @@ pub struct Pool<'a> {
     quick_deaths: u32,
     /// Set once a stop began: the time by which workers must be gone.
     stopping: Option<Instant>,
+    /// A graceful stop has served what had arrived (see `begin_stop`) and
+    /// told every worker to leave; nothing is dispatched any more.
+    workers_told: bool,
     last_busy_warning: Option<Instant>,
     /// The pool's size policy (`sizing`; a static pool's only samples).
     sizer: Sizer,
@@ -138,6 +145,7 @@ impl<'a> Pool<'a> {
             target,
             quick_deaths: 0,
             stopping: None,
+            workers_told: false,
             last_busy_warning: None,
             sizer,
         })
@@ -172,6 +180,9 @@ impl<'a> Pool<'a> {
                 wake = wake.min(deadline);
             }
             if let Some(deadline) = self.stopping {
+                if !self.workers_told && self.drained() {
+                    self.tell_all_to_leave();
+                }
                 if self.pids.is_empty() {
                     break;
                 }
@@ -344,34 +355,91 @@ impl<'a> Pool<'a> {
         Ok(())
     }
 
-    /// Stop accepting and ask every worker to leave once its request (if
-    /// any) is done; `grace` later, what is left is killed.
+    /// Stop accepting, serve what already arrived, then ask every worker to
+    /// leave once its request (if any) is done; `grace` later, what is
+    /// left is killed. A fast stop (`grace` zero) kills at once.
+    ///
+    /// What already arrived is served, not reset: a web server that sent a
+    /// request does not retry it elsewhere unless it is idempotent (nginx
+    /// `fastcgi_next_upstream`), so a POST lost here would be an error
+    /// page. That is: connections the kernel queued on our socket (the
+    /// master accepts them before it closes it), requests queued for the
+    /// workers, and connections with part of a request. Idle kept
+    /// connections are closed, and new ones get a second to send their
+    /// request (`Dispatcher::hurry`).
     fn begin_stop(&mut self, grace: Duration) {
         self.stopping = Some(Instant::now() + grace);
         if let Some(n) = &self.notifier {
             n.stopping();
         }
-        self.dispatcher.close_all(&self.epoll);
-        self.board.set_queued(0);
-        // Requests queued for the workers are not served any more.
-        let mut buf = ReadyQueue::buffer();
-        while let Ok(Some(conn)) = self.ready.pop(&mut buf) {
-            drop(conn);
+        if grace.is_zero() {
+            self.workers_told = true;
+            self.dispatcher.close_all(&self.epoll);
+            self.board.set_queued(0);
+            for w in self.workers.iter().flatten() {
+                let _ = kill(w.pid, Signal::SIGKILL);
+            }
+            return;
         }
-        let slots: Vec<usize> = self.pids.values().copied().collect();
-        for slot in slots {
-            if grace.is_zero() {
-                if let Some(w) = &self.workers[slot] {
-                    let _ = kill(w.pid, Signal::SIGKILL);
+        self.dispatcher.hurry(ARRIVAL_AT_STOP);
+        // Workers no longer accept: the master takes what is queued.
+        self.board.stop_listening();
+        if self.cfg.listen.is_some() {
+            // No new connection on a UNIX socket from here (nginx tries
+            // the next server); then the ones already queued are taken,
+            // and the socket closed for every process.
+            self.listener.remove_socket_file();
+            self.accept_queued();
+            self.listener.stop_listening();
+        }
+        // An inherited socket stays open (systemd holds what queues on it
+        // for the next start).
+    }
+
+    /// At a stop: the connections queued on the listening socket, into the
+    /// dispatcher, which hands their requests to workers as usual.
+    fn accept_queued(&mut self) {
+        let tcp = matches!(self.listener, Listener::Tcp(_));
+        let mut taken = 0;
+        loop {
+            match self.listener.accept() {
+                Ok(stream) => {
+                    taken += 1;
+                    let conn = Conn {
+                        fd: stream.into(),
+                        tcp,
+                        input: Vec::new(),
+                        idle: Duration::ZERO,
+                    };
+                    self.dispatcher.adopt(&self.epoll, conn);
                 }
-            } else {
-                self.tell_to_leave(slot);
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
             }
         }
-        // After the workers were told, so none mistakes the end of the
-        // listening for an accept error.
-        if self.cfg.listen.is_some() {
-            self.listener.stop_listening();
+        if taken > 0 {
+            log::info!("stopping: serving {taken} connection(s) that were queued on the socket");
+        }
+    }
+
+    /// Nothing that arrived before the stop waits any more: no connection
+    /// in the master, none queued for the workers.
+    fn drained(&self) -> bool {
+        self.dispatcher.is_empty()
+            && self.board.queued() == 0
+            && !readable(self.ready.rx())
+            && !self
+                .workers
+                .iter()
+                .flatten()
+                .any(|w| w.channel.wants_write())
+    }
+
+    fn tell_all_to_leave(&mut self) {
+        self.workers_told = true;
+        let slots: Vec<usize> = self.pids.values().copied().collect();
+        for slot in slots {
+            self.tell_to_leave(slot);
         }
     }
 
@@ -474,13 +542,13 @@ impl<'a> Pool<'a> {
     fn on_message(&mut self, slot: usize, msg: Message) {
         match msg {
             Message::HandBack { conn } => {
-                if self.stopping.is_none() {
+                if !self.workers_told {
                     self.dispatcher.adopt(&self.epoll, conn);
                 }
             }
             Message::Idle => {
                 let state = self.board.slot(slot);
-                if self.stopping.is_some() {
+                if self.workers_told {
                     return;
                 }
                 if self.dispatcher.ready_len() > 0
@@ -502,7 +570,7 @@ impl<'a> Pool<'a> {
     /// workers directly. The length of what is left is published before
     /// looking for idle workers (see `scoreboard`).
     fn dispatch(&mut self) {
-        if self.stopping.is_some() {
+        if self.workers_told {
             return;
         }
         while let Some(conn) = self.dispatcher.pop_ready() {
@@ -650,7 +718,7 @@ impl<'a> Pool<'a> {
             return;
         };
         let _ = self.epoll.delete(w.channel.as_fd());
-        if self.stopping.is_none() {
+        if !self.workers_told {
             for conn in w.channel.take_unsent() {
                 self.dispatcher.adopt(&self.epoll, conn);
             }

@@ -297,6 +297,9 @@ impl Slot {
 struct Board {
     /// Ready requests waiting in the master for a worker.
     queued: AtomicU32,
+    /// Set by the master at a graceful stop: workers no longer accept
+    /// connections (the master takes those queued on the socket).
+    listening_stopped: AtomicBool,
     /// Requests being served now, and the most there ever were at once.
     active: AtomicU32,
     max_active: AtomicU32,
@@ -492,6 +495,15 @@ impl Scoreboard {
     pub fn set_queued(&self, n: usize) {
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         self.board().queued.store(n, Ordering::SeqCst);
+    }
+
+    /// Master side, at a graceful stop: workers accept no more.
+    pub fn stop_listening(&self) {
+        self.board().listening_stopped.store(true, Ordering::SeqCst);
+    }
+
+    pub fn listening_stopped(&self) -> bool {
+        self.board().listening_stopped.load(Ordering::SeqCst)
     }
 }
 

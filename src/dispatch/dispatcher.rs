@@ -39,6 +39,8 @@ pub struct Dispatcher {
     /// Closed for idle_timeout with part of a request, not logged yet.
     expired_incomplete: usize,
     last_expiry_log: Option<Instant>,
+    /// Set at a stop: what has sent nothing has this long (`hurry`).
+    hurry: Option<Duration>,
 }
 
 struct Entry {
@@ -70,6 +72,7 @@ impl Dispatcher {
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
             expired_incomplete: 0,
             last_expiry_log: None,
+            hurry: None,
         }
     }
 
@@ -83,9 +86,36 @@ impl Dispatcher {
         self.ready.len()
     }
 
+    /// No connection here at all (none ready, none being read).
+    pub fn is_empty(&self) -> bool {
+        self.entries.iter().all(Option::is_none)
+    }
+
+    /// The daemon stops: a connection that has sent nothing of a request
+    /// (an idle kept one, a new one) gets `window` to do so, from now on
+    /// for those adopted later too; one with part of a request keeps its
+    /// deadline.
+    pub fn hurry(&mut self, window: Duration) {
+        self.hurry = Some(window);
+        let by = Instant::now() + window;
+        for index in 0..self.entries.len() {
+            let Some(entry) = self.entries[index].as_mut() else {
+                continue;
+            };
+            if entry.ready || !entry.preamble.is_empty() || entry.deadline <= by {
+                continue;
+            }
+            entry.deadline = by;
+            self.deadlines.push(Reverse((by, index, entry.generation)));
+        }
+    }
+
     /// Takes a connection handed over by a worker.
     pub fn adopt(&mut self, epoll: &Epoll, conn: Conn) {
-        let deadline = Instant::now() + self.idle_timeout.saturating_sub(conn.idle);
+        let mut deadline = Instant::now() + self.idle_timeout.saturating_sub(conn.idle);
+        if let Some(window) = self.hurry.filter(|_| conn.input.is_empty()) {
+            deadline = deadline.min(Instant::now() + window);
+        }
         let index = self.insert(conn, deadline, false);
         match self.scan(index) {
             Outcome::Ready => self.make_ready(index),

@@ -350,6 +350,9 @@ impl<'a> Idle<'a> {
     }
 
     fn accept(&mut self) -> Option<Conn> {
+        if self.board.listening_stopped() {
+            return None;
+        }
         let stream = match self.listener.accept() {
             Ok(stream) => stream,
             // Another worker took it, or a signal came.
@@ -446,8 +449,14 @@ impl<'a> Idle<'a> {
             .unwrap_or(PollTimeout::NONE);
         let mut fds = Vec::with_capacity(self.held.len() + 3);
         fds.push(PollFd::new(self.channel.as_fd(), PollFlags::POLLIN));
-        fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
         fds.push(PollFd::new(self.ready.rx(), PollFlags::POLLIN));
+        // At a graceful stop the master takes what is queued on the socket
+        // and closes it; a closed listener would poll ready for ever.
+        let listening = !self.board.listening_stopped();
+        if listening {
+            fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+        }
+        let first_held = fds.len();
         for conn in &self.held {
             fds.push(PollFd::new(conn.as_fd(), PollFlags::POLLIN));
         }
@@ -464,11 +473,11 @@ impl<'a> Idle<'a> {
         let fired = |p: &PollFd| p.revents().is_none_or(|r| !r.is_empty());
         Ok(Ready {
             channel: fired(&fds[0]),
-            listener: fired(&fds[1]),
-            queue: fired(&fds[2]),
-            held: (3..fds.len())
+            queue: fired(&fds[1]),
+            listener: listening && fired(&fds[2]),
+            held: (first_held..fds.len())
                 .filter(|&i| fired(&fds[i]))
-                .map(|i| i - 3)
+                .map(|i| i - first_held)
                 .collect(),
         })
     }
