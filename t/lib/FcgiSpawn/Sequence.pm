@@ -76,6 +76,8 @@ our %SKIP = (
     't/scripts/iso-check.pl'        => 'prints the @INC count and STDOUT\'s raw PerlIO layers, which differ on a clean worker '
         . '(the @INC hook the daemon loads scripts through, its fcgi_spawn_stdout layer); check/inc.pl and '
         . 'check/handles.pl print the same state comparably (t/40-isolation.t)',
+    't/scripts/grow.pl'             => 'leaks 80 MiB through a reference cycle, a max_rss fixture (t/76)',
+    't/scripts/slow.pl'             => 'sleeps inside nested subs, a slowlog fixture (t/76)',
     't/scripts/legacy/common.pl'    => 'a library required by legacy/page.pl, not a page',
     't/scripts/legacy/settings.pl'  => 'a configuration file done by legacy/page.pl, not a page',
 );
@@ -93,6 +95,7 @@ my $MULTIPART = join "\r\n",
 my $PID_LINE = qr/^\d+$/m;
 our %REQUESTS = (
     't/scripts/pid.pl'      => [ { mask => [$PID_LINE] } ],
+    't/scripts/reload-env.pl' => [ { mask => [qr/pid=\K\d+/] } ],
     't/scripts/rand.pl'     => [ { mask => [qr/pid=\d+ rand=\d+/] } ],
     't/scripts/fork.pl'     => [ map { { query => "how=$_", mask => [qr/(?:child|parent) \K\d+/] } } qw(exit die) ],
     't/scripts/exit.pl'     => [ { query => 'code=0' }, { query => 'code=2' } ],
