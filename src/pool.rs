@@ -276,7 +276,6 @@ impl<'a> Pool<'a> {
                 let _ = signals::unblock(&signals::master_set());
                 drop(ours);
                 self.close_in_child();
-                self.ready.close_tx_in_worker();
                 let link = worker::Link {
                     board: &self.board,
                     slot,

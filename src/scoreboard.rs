@@ -300,6 +300,10 @@ struct Board {
     /// Set by the master at a graceful stop: workers no longer accept
     /// connections (the master takes those queued on the socket).
     listening_stopped: AtomicBool,
+    /// Set by the master while it builds a reload's interpreter and cannot
+    /// dispatch: workers keep their kept connections instead of handing
+    /// them back (see `worker::idle`).
+    master_busy: AtomicBool,
     /// Requests being served now, and the most there ever were at once.
     active: AtomicU32,
     max_active: AtomicU32,
@@ -500,6 +504,15 @@ impl Scoreboard {
     /// Master side, at a graceful stop: workers accept no more.
     pub fn stop_listening(&self) {
         self.board().listening_stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// Master side: it is (or no longer is) too busy to dispatch.
+    pub fn set_master_busy(&self, busy: bool) {
+        self.board().master_busy.store(busy, Ordering::SeqCst);
+    }
+
+    pub fn master_busy(&self) -> bool {
+        self.board().master_busy.load(Ordering::SeqCst)
     }
 
     pub fn listening_stopped(&self) -> bool {

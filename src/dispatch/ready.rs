@@ -11,6 +11,10 @@
 //! a busy machine, waits to be scheduled), and an idle worker is woken by
 //! the message itself.
 //!
+//! Workers keep the sending end too: while the master builds a reload's
+//! interpreter (and dispatches nothing), a worker that takes a request
+//! passes the other ready requests it holds straight into the queue.
+//!
 //! The kernel holds a few messages only (`net.unix.max_dgram_qlen`, 10 by
 //! default) of at most [`MAX_INPUT`] bytes each; what does not fit stays in
 //! the master's own queue and goes the slow way (`Idle`, then `Assign`
@@ -144,13 +148,6 @@ impl ReadyQueue {
     /// The end workers poll.
     pub fn rx(&self) -> BorrowedFd<'_> {
         self.rx.as_fd()
-    }
-
-    /// In a worker: the master's end is not ours to keep. Closed by number,
-    /// as the master's epoll and signalfd are: the owner is never dropped
-    /// there (a worker leaves with `_exit`).
-    pub fn close_tx_in_worker(&self) {
-        let _ = nix::unistd::close(self.tx.as_raw_fd());
     }
 }
 

@@ -129,12 +129,18 @@ impl Pool<'_> {
         let building = Instant::now();
         let mut longest_step = Duration::ZERO;
         let mut step = Instant::now();
-        let perl = crate::master::prepare_perl(&cfg, &mut || {
+        // Within one step (a big module's `require`) the master answers
+        // nothing: workers keep their kept connections meanwhile, so a
+        // request on one waits for its worker's current request at most,
+        // not for the build.
+        self.board.set_master_busy(true);
+        let built = crate::master::prepare_perl(&cfg, &mut || {
             longest_step = longest_step.max(step.elapsed());
             self.serve_pending();
             step = Instant::now();
-        })
-        .map_err(|e| format!("{e:#}"))?;
+        });
+        self.board.set_master_busy(false);
+        let perl = built.map_err(|e| format!("{e:#}"))?;
         log::debug!(
             "reload: the new interpreter built in {} ms (longest step {} ms)",
             building.elapsed().as_millis(),

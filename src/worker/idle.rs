@@ -308,7 +308,11 @@ impl<'a> Idle<'a> {
             return Err(Leave::Stop);
         }
         if self.slot().claim(WorkerState::Idle, WorkerState::Busy) {
-            self.hand_back_all();
+            if self.board.master_busy() {
+                self.pass_on_ready();
+            } else {
+                self.hand_back_all();
+            }
             return Ok(conn);
         }
         // Assigned: the master's request is on its way and comes first.
@@ -330,6 +334,36 @@ impl<'a> Idle<'a> {
     fn hand_back(&mut self, conn: Conn) {
         let conn = self.readers.hand_over(conn);
         if let Err(e) = self.channel.send(Message::HandBack { conn }) {
+            log::warn!("cannot hand a connection back to the master: {e}");
+        }
+    }
+
+    /// While the master builds a reload it dispatches nothing: a held
+    /// connection whose request has arrived goes straight to the ready
+    /// queue, for whichever worker is free first; the others stay here and
+    /// wait for this worker's request to end rather than for the master.
+    fn pass_on_ready(&mut self) {
+        let mut index = self.held.len();
+        while index > 0 {
+            index -= 1;
+            match self.check(index) {
+                Check::Waiting => {}
+                Check::Closed => {
+                    let conn = self.held.remove(index);
+                    self.readers.close(conn);
+                }
+                Check::Ready => {
+                    let conn = self.held.remove(index);
+                    let conn = self.readers.hand_over(conn);
+                    if let Err(conn) = self.ready.push(conn) {
+                        // Full, or too large for one message: the master's
+                        // way, once it is back.
+                        self.channel.queue(Message::HandBack { conn });
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.channel.flush() {
             log::warn!("cannot hand a connection back to the master: {e}");
         }
     }
