@@ -43,9 +43,9 @@ use crate::sizing::{Action, Counts, Sizer};
 use crate::{signals, worker};
 
 const TOKEN_SIGNALS: u64 = 0;
-/// At a graceful stop, how long a connection that has sent nothing yet may
-/// take to send its request (an idle kept one is closed sooner or later
-/// anyway; a new one is usually just behind its `connect`).
+/// At a graceful stop, how long a connection whose request has not fully
+/// arrived may take to send the rest (a web server sends a request's
+/// header and params at once; an idle kept connection is closed then).
 const ARRIVAL_AT_STOP: Duration = Duration::from_secs(1);
 /// Worker channels: this + the worker's slot.
 const TOKEN_CHANNEL_BASE: u64 = 1;
@@ -363,9 +363,9 @@ impl<'a> Pool<'a> {
     /// `fastcgi_next_upstream`), so a POST lost here would be an error
     /// page. That is: connections the kernel queued on our socket (the
     /// master accepts them before it closes it), requests queued for the
-    /// workers, and connections with part of a request. Idle kept
-    /// connections are closed, and new ones get a second to send their
-    /// request (`Dispatcher::hurry`).
+    /// workers, and connections with part of a request. A connection whose
+    /// request has not fully arrived (an idle kept one, a new one, a
+    /// stalled one) gets a second more (`Dispatcher::hurry`).
     fn begin_stop(&mut self, grace: Duration) {
         self.stopping = Some(Instant::now() + grace);
         if let Some(n) = &self.notifier {

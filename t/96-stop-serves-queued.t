@@ -1,7 +1,8 @@
 # A graceful stop (TERM) serves what had already arrived: connections the
 # kernel queued on the socket while every worker was busy, and a POST among
-# them, are answered in full, not reset; a connection that sends nothing is
-# closed within a second; new connections are refused at once (the UNIX
+# them, are answered in full, not reset; a connection that sends nothing,
+# or half a request, is closed within a second (a stalled client does not
+# hold the stop up for idle_timeout); new connections are refused at once (the UNIX
 # socket file is gone); the daemon exits 0. Before, the queued ones were
 # reset at the stop, and a web server does not retry a POST elsewhere.
 use strict;
@@ -28,10 +29,12 @@ for my $listen (qw(unix tcp)) {
         print {$queued[1]} fcgi_request_bytes(1, 'hello.pl');
         print {$queued[2]} fcgi_request_bytes(1, 'post.pl', stdin => 'a=1&b=two');
         my $silent = raw_connect($d);    # connects, says nothing
+        my $stalled = raw_connect($d);   # half a request, then nothing
+        print {$stalled} substr(fcgi_request_bytes(1, 'hello.pl'), 0, 40);
         sleep 0.3;
         my $stopped_at = time;
         kill 'TERM', $d->pid;
-        ok wait_for(sub { $d->log_text =~ /serving 4 connection\(s\) that were queued/ }, 5),
+        ok wait_for(sub { $d->log_text =~ /serving 5 connection\(s\) that were queued/ }, 5),
             'the master takes the queued connections'
             or diag $d->log_text;
         if ($listen eq 'unix') {
@@ -50,6 +53,8 @@ for my $listen (qw(unix tcp)) {
         }
         my ($r, $why) = read_records($silent, timeout => 5);
         is $why, 'eof', 'the silent connection is closed';
+        ($r, $why) = read_records($stalled, timeout => 5);
+        is $why, 'eof', 'so is the stalled one';
         cmp_ok time - $stopped_at, '<', 6, 'all within the slow request plus a second or so';
         is $d->wait_exit(15), 0, 'the daemon exits 0';
     };

@@ -39,7 +39,7 @@ pub struct Dispatcher {
     /// Closed for idle_timeout with part of a request, not logged yet.
     expired_incomplete: usize,
     last_expiry_log: Option<Instant>,
-    /// Set at a stop: what has sent nothing has this long (`hurry`).
+    /// Set at a stop: how long a request may still take to arrive (`hurry`).
     hurry: Option<Duration>,
 }
 
@@ -91,10 +91,10 @@ impl Dispatcher {
         self.entries.iter().all(Option::is_none)
     }
 
-    /// The daemon stops: a connection that has sent nothing of a request
-    /// (an idle kept one, a new one) gets `window` to do so, from now on
-    /// for those adopted later too; one with part of a request keeps its
-    /// deadline.
+    /// The daemon stops: a connection whose request has not fully arrived
+    /// (an idle kept one, a new one, a stalled one) gets `window` to send
+    /// it, from now on for those adopted later too, so a stalled client
+    /// cannot hold the stop up for `idle_timeout`.
     pub fn hurry(&mut self, window: Duration) {
         self.hurry = Some(window);
         let by = Instant::now() + window;
@@ -102,7 +102,7 @@ impl Dispatcher {
             let Some(entry) = self.entries[index].as_mut() else {
                 continue;
             };
-            if entry.ready || !entry.preamble.is_empty() || entry.deadline <= by {
+            if entry.ready || entry.deadline <= by {
                 continue;
             }
             entry.deadline = by;
@@ -113,7 +113,7 @@ impl Dispatcher {
     /// Takes a connection handed over by a worker.
     pub fn adopt(&mut self, epoll: &Epoll, conn: Conn) {
         let mut deadline = Instant::now() + self.idle_timeout.saturating_sub(conn.idle);
-        if let Some(window) = self.hurry.filter(|_| conn.input.is_empty()) {
+        if let Some(window) = self.hurry {
             deadline = deadline.min(Instant::now() + window);
         }
         let index = self.insert(conn, deadline, false);
@@ -282,7 +282,11 @@ impl Dispatcher {
                     // From idle to partial: the timeout now counts how long
                     // the request takes to arrive.
                     if started {
-                        entry.deadline = Instant::now() + self.idle_timeout;
+                        let mut timeout = self.idle_timeout;
+                        if let Some(window) = self.hurry {
+                            timeout = timeout.min(window);
+                        }
+                        entry.deadline = Instant::now() + timeout;
                         self.deadlines
                             .push(Reverse((entry.deadline, index, entry.generation)));
                     }
