@@ -14,15 +14,39 @@ pub const PRIVATE_EVERY: u64 = 16;
 /// A move of the resident size that makes `smaps_rollup` be read again.
 pub const PRIVATE_MOVE: u64 = 256 << 10;
 
-/// Resident set size, bytes.
-pub fn rss_bytes() -> Option<u64> {
+/// `/proc/self/statm`'s resident set and the part of it that is shared
+/// (file-backed), bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Statm {
+    pub resident: u64,
+    pub shared: u64,
+}
+
+impl Statm {
+    /// Resident memory that is not file-backed: the heap and the stacks.
+    pub fn anonymous(&self) -> u64 {
+        self.resident.saturating_sub(self.shared)
+    }
+}
+
+/// This process's `/proc/self/statm`, one short read.
+pub fn statm() -> Option<Statm> {
     let mut buf = [0u8; 128];
     let n = std::fs::File::open("/proc/self/statm")
         .and_then(|mut f| f.read(&mut buf))
         .ok()?;
-    let text = std::str::from_utf8(&buf[..n]).ok()?;
-    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * page_size())
+    parse_statm(std::str::from_utf8(&buf[..n]).ok()?, page_size())
+}
+
+/// "size resident shared text lib data dt", in pages.
+fn parse_statm(text: &str, page: u64) -> Option<Statm> {
+    let mut pages = text.split_whitespace().skip(1).map(|f| f.parse::<u64>());
+    let resident = pages.next()?.ok()?;
+    let shared = pages.next()?.ok()?;
+    Some(Statm {
+        resident: resident * page,
+        shared: shared * page,
+    })
 }
 
 /// Private (unshared) memory, bytes.
@@ -83,18 +107,18 @@ pub struct MemoryProbe {
 }
 
 impl MemoryProbe {
-    /// RSS now, and private memory when it was read this time.
-    pub fn measure(&mut self) -> (Option<u64>, Option<u64>) {
-        let rss = rss_bytes();
+    /// `statm` now, and private memory when it was read this time.
+    pub fn measure(&mut self) -> (Option<Statm>, Option<u64>) {
+        let now = statm();
+        let rss = now.map_or(0, |m| m.resident);
         self.since_private += 1;
-        let now = rss.unwrap_or(0);
-        let moved = self.rss_then == 0 || now.abs_diff(self.rss_then) >= PRIVATE_MOVE;
+        let moved = self.rss_then == 0 || rss.abs_diff(self.rss_then) >= PRIVATE_MOVE;
         if !moved && self.since_private < PRIVATE_EVERY {
-            return (rss, None);
+            return (now, None);
         }
         self.since_private = 0;
-        self.rss_then = now;
-        (rss, private_bytes())
+        self.rss_then = rss;
+        (now, private_bytes())
     }
 }
 
@@ -111,8 +135,16 @@ mod tests {
     }
 
     #[test]
+    fn statm_gives_resident_and_shared_bytes() {
+        let m = parse_statm("5000 1200 300 10 0 900 0\n", 4096).unwrap();
+        assert_eq!(m.resident, 1200 * 4096);
+        assert_eq!(m.anonymous(), 900 * 4096);
+        assert_eq!(parse_statm("5000\n", 4096), None);
+    }
+
+    #[test]
     fn this_process_has_memory_and_cpu() {
-        let rss = rss_bytes().unwrap();
+        let rss = statm().unwrap().resident;
         let private = private_bytes().unwrap();
         assert!(
             rss > 0 && private > 0 && private <= rss * 2,

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::fastcgi::Request;
 use crate::listen::Stream;
 use crate::scoreboard::Scoreboard;
-use crate::status::usage::{self, MemoryProbe};
+use crate::status::usage::{self, MemoryProbe, Statm};
 use crate::status::{self, Page, Pages};
 
 pub struct Accounting<'a> {
@@ -19,6 +19,9 @@ pub struct Accounting<'a> {
     slot: usize,
     pages: Pages,
     memory: MemoryProbe,
+    /// What the last request's end read of `/proc/self/statm`, for the
+    /// worker's own checks after it (`worker::heap`, `worker::memory`).
+    last_statm: Option<Statm>,
 }
 
 /// A request under way.
@@ -37,6 +40,7 @@ impl<'a> Accounting<'a> {
             slot,
             pages: Pages::new(cfg),
             memory: MemoryProbe::default(),
+            last_statm: None,
         }
     }
 
@@ -78,7 +82,9 @@ impl<'a> Accounting<'a> {
 
     /// The request is over: memory measured, the slot and the log told.
     pub fn end(&mut self, begun: Begun, status: u16, bytes: u64) {
-        let (rss, private) = self.memory.measure();
+        let (statm, private) = self.memory.measure();
+        self.last_statm = statm;
+        let rss = statm.map(|m| m.resident);
         self.board.end_request(self.slot, rss, private);
         if !access_log::enabled() {
             return;
@@ -99,6 +105,11 @@ impl<'a> Accounting<'a> {
             cpu_us: usage::cpu_us().saturating_sub(begun.cpu_us),
         };
         access_log::write(&entry, self.board.reopens());
+    }
+
+    /// The memory reading the last request ended with, once.
+    pub fn take_statm(&mut self) -> Option<Statm> {
+        self.last_statm.take()
     }
 
     /// A request was answered: the worker's count, after it.

@@ -12,6 +12,8 @@
 
 use std::time::Instant;
 
+use crate::status::usage::{self, Statm};
+
 /// The worker's resident memory between requests, and when to trim.
 pub struct HeapTrim {
     /// Trim when resident anonymous memory exceeds the figure after the
@@ -26,50 +28,42 @@ impl HeapTrim {
         let threshold = threshold as u64;
         HeapTrim {
             threshold,
-            baseline: if threshold > 0 { resident_anon() } else { 0 },
+            baseline: if threshold > 0 { anonymous(None) } else { 0 },
         }
     }
 
     /// Between requests: trims the heap if the last request left the
     /// worker's resident memory more than the threshold above the baseline.
-    pub fn after_request(&mut self) {
+    /// `reading`: `/proc/self/statm` as the request's end read it (None:
+    /// read it here). Returns the reading that holds now: after a trim, a
+    /// new one.
+    pub fn after_request(&mut self, reading: Option<Statm>) -> Option<Statm> {
         if self.threshold == 0 {
-            return;
+            return reading;
         }
-        let before = resident_anon();
+        let reading = reading.or_else(usage::statm);
+        let before = anonymous(reading);
         if before <= self.baseline.saturating_add(self.threshold) {
-            return;
+            return reading;
         }
         let started = Instant::now();
         // SAFETY: malloc_trim only walks and releases malloc's own free
         // chunks under its arena locks; no pointer of ours is involved.
         unsafe { libc::malloc_trim(0) };
-        self.baseline = resident_anon();
+        let after = usage::statm();
+        self.baseline = anonymous(after);
         log::debug!(
             "heap trimmed: resident {} kB before, {} kB after, in {} µs",
             before / 1024,
             self.baseline / 1024,
             started.elapsed().as_micros()
         );
+        after
     }
 }
 
-/// Resident anonymous memory of this process, bytes (`/proc/self/statm`:
-/// resident minus file-backed and shared pages); 0 if unreadable.
-fn resident_anon() -> u64 {
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
-        return 0;
-    };
-    let mut fields = statm.split_whitespace().skip(1).map(|f| f.parse::<u64>());
-    match (fields.next(), fields.next()) {
-        (Some(Ok(resident)), Some(Ok(shared))) => resident.saturating_sub(shared) * page_size(),
-        _ => 0,
-    }
-}
-
-fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4096, |n| n as u64)
+/// Resident anonymous memory, bytes, of `reading` or read now; 0 if
+/// unreadable.
+fn anonymous(reading: Option<Statm>) -> u64 {
+    reading.or_else(usage::statm).map_or(0, |m| m.anonymous())
 }

@@ -11,34 +11,31 @@
 //! private memory is part of the resident set, so while the resident set
 //! is below `max_unshared` the private part is too.
 
-use std::fs;
+use crate::status::usage::{self, Statm};
 
 pub struct MemoryLimits {
     max_rss: u64,
     max_unshared: u64,
-    page: u64,
 }
 
 impl MemoryLimits {
     /// None when neither limit is set.
     pub fn new(max_rss: u64, max_unshared: u64) -> Option<MemoryLimits> {
-        // SAFETY: sysconf only reads a system constant.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         (max_rss > 0 || max_unshared > 0).then_some(MemoryLimits {
             max_rss,
             max_unshared,
-            page: u64::try_from(page).unwrap_or(4096),
         })
     }
 
     /// After a request: why this worker should leave now, if it should.
-    pub fn exceeded(&self) -> Option<String> {
-        let rss = resident_pages(&fs::read_to_string("/proc/self/statm").ok()?)? * self.page;
+    /// `reading`: `/proc/self/statm` as it is now (None: read it here).
+    pub fn exceeded(&self, reading: Option<Statm>) -> Option<String> {
+        let rss = reading.or_else(usage::statm)?.resident;
         if self.max_rss > 0 && rss > self.max_rss {
             return Some(over("resident memory", rss, "max_rss", self.max_rss));
         }
         if self.max_unshared > 0 && rss > self.max_unshared {
-            let private = private_bytes(&fs::read_to_string("/proc/self/smaps_rollup").ok()?)?;
+            let private = usage::private_bytes()?;
             if private > self.max_unshared {
                 return Some(over(
                     "private memory",
@@ -61,56 +58,28 @@ fn over(what: &str, bytes: u64, key: &str, limit: u64) -> String {
     )
 }
 
-/// The resident set, in pages, from `/proc/self/statm` ("size resident
-/// shared text lib data dt").
-fn resident_pages(statm: &str) -> Option<u64> {
-    statm.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// `Private_Clean + Private_Dirty` of `/proc/self/smaps_rollup`, in bytes.
-fn private_bytes(rollup: &str) -> Option<u64> {
-    let mut total = None;
-    for line in rollup.lines() {
-        let Some(rest) = line
-            .strip_prefix("Private_Clean:")
-            .or_else(|| line.strip_prefix("Private_Dirty:"))
-        else {
-            continue;
-        };
-        let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
-        total = Some(total.unwrap_or(0) + kb * 1024);
-    }
-    total
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::time::Instant;
-
-    #[test]
-    fn parses_statm_and_smaps_rollup() {
-        assert_eq!(resident_pages("5000 1200 300 10 0 900 0\n"), Some(1200));
-        let rollup = "00400000-7fff [rollup]\nRss:  9000 kB\nShared_Clean:  3000 kB\n\
-                      Private_Clean:  100 kB\nPrivate_Dirty:  2000 kB\nSwap: 0 kB\n";
-        assert_eq!(private_bytes(rollup), Some(2100 * 1024));
-        assert_eq!(private_bytes("Rss: 1 kB\n"), None);
-    }
 
     #[test]
     fn limits_of_this_process() {
         assert!(MemoryLimits::new(0, 0).is_none());
         let tiny = MemoryLimits::new(4096, 0).unwrap();
-        let why = tiny.exceeded().expect("this test is bigger than a page");
+        let why = tiny
+            .exceeded(None)
+            .expect("this test is bigger than a page");
         assert!(
             why.starts_with("resident memory ") && why.contains("max_rss"),
             "{why}"
         );
         let tiny = MemoryLimits::new(0, 4096).unwrap();
-        assert!(tiny.exceeded().unwrap().contains("over max_unshared"));
+        assert!(tiny.exceeded(None).unwrap().contains("over max_unshared"));
         assert!(MemoryLimits::new(1 << 50, 1 << 50)
             .unwrap()
-            .exceeded()
+            .exceeded(None)
             .is_none());
     }
 

@@ -111,7 +111,9 @@ fn serve_pooled(
             Err(leave) => break leave,
         };
         let outcome = serve(runner, &mut conn, cfg.idle_timeout(), &mut account);
-        heap.after_request();
+        // One reading of the worker's memory serves the status slot, the
+        // heap trim and the limits.
+        let memory_now = heap.after_request(account.take_statm());
         if outcome.answered {
             served = account.count_request();
         }
@@ -132,7 +134,7 @@ fn serve_pooled(
         if crate::pump::take_slow_requests() > 0 {
             link.board.count_slow();
         }
-        if let Some(why) = memory.as_ref().and_then(MemoryLimits::exceeded) {
+        if let Some(why) = memory.as_ref().and_then(|m| m.exceeded(memory_now)) {
             log::info!("worker recycled: {why}");
             break Leave::Stop;
         }
@@ -185,7 +187,7 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
         loop {
             note_hup();
             let outcome = serve(runner, &mut conn, Duration::ZERO, &mut account);
-            heap.after_request();
+            heap.after_request(account.take_statm());
             if outcome.answered {
                 served = account.count_request();
             }
