@@ -195,7 +195,7 @@ sub bind_std_handles {
     # What the script prints stays in the worker until a flush or the end
     # of the request; fd 1 underneath is still the real thing.
     FCGI::Spawn::Native::capture_stdout();
-    FCGI::Spawn::Native::reset_formats();
+    FCGI::Spawn::Native::reset_handles();
     select STDOUT;
     $| = 0;
     return;
@@ -1034,7 +1034,7 @@ sub finish_request {
         [ "putting back the worker's subs it replaced" => sub {
             FCGI::Spawn::Native::restore_code(FCGI::Spawn::Loader::request_files($req{script}));
         } ],
-        [ 'resetting formats' => \&FCGI::Spawn::Native::reset_formats ],
+        [ 'resetting handles' => \&FCGI::Spawn::Native::reset_handles ],
         [ 'closing the std handles' => \&close_std_handles ],
         )
     {

@@ -106,6 +106,10 @@ static void fs_close_handle(pTHX_ GV *gv)
         sv_unmagic((SV *)io, PERL_MAGIC_tiedscalar);
     if (IoIFP(io))
         (void)Perl_io_close(aTHX_ io, gv, FALSE, FALSE);
+    /* As a new process has it: compiled code keeps the glob, and opening
+     * it again would count $. on from here. */
+    IoLINES(io) = 0;
+    IoFLAGS(io) &= ~IOf_NOLINE;
 }
 
 int fs_set_gv_code(pTHX_ GV *gv, CV *cv)
@@ -142,7 +146,7 @@ static void fs_restore_glob(pTHX_ HV *stash, GV *gv, AV *rec)
     SV *hash = fs_rec_get(aTHX_ rec, REC_HASH);
     SV *nested = fs_rec_get(aTHX_ rec, REC_NESTED);
 
-    if (GvIOp(gv) && IoIFP(GvIOp(gv)) && !fs_rec_get(aTHX_ rec, REC_IO_OPEN))
+    if (GvIOp(gv) && !fs_rec_get(aTHX_ rec, REC_IO_OPEN))
         fs_close_handle(aTHX_ gv);
     if (scalar)
         sv_setsv_mg(GvSVn(gv), scalar);

@@ -285,14 +285,21 @@ XS(fs_xs_install_formats)
     XSRETURN_EMPTY;
 }
 
-/* FCGI::Spawn::Native::reset_formats() — every request starts as a new
+/* FCGI::Spawn::Native::reset_handles() — every request starts as a new
  * process would: no formats on the forced-main globs (but the worker's
- * own), and fresh format state on every handle among them (an explicit
- * `close STDOUT` leaves $- at the page length, for one). */
-XS(fs_xs_reset_formats)
+ * own), fresh format state on every handle among them (an explicit
+ * `close STDOUT` leaves $- at the page length, for one), and no handle
+ * read yet. Reopening a handle keeps its line count (perlvar on $.), and
+ * a GET's STDIN is never reopened: a script that read it would leave
+ * `$.`, and the ", <STDIN> line 1." perl adds to every die and warn
+ * message, to the next request; and one that read a GET's empty STDIN in
+ * slurp mode would get nothing, not one empty string, from it next time
+ * (IOf_NOLINE). */
+XS(fs_xs_reset_handles)
 {
     dXSARGS;
     size_t i;
+    SV *dot;
     PERL_UNUSED_VAR(items);
     for (i = 0; i < FS_FORCED_MAIN_COUNT; i++) {
         GV *gv = fs_forced_main_gv[i];
@@ -300,9 +307,17 @@ XS(fs_xs_reset_formats)
             continue;
         if (GvFORM(gv) != fs_base_formats[i])
             fs_set_form(aTHX_ gv, fs_base_formats[i]);
-        if (GvIOp(gv))
+        if (GvIOp(gv)) {
             fs_reset_io_format(aTHX_ GvIOp(gv));
+            IoLINES(GvIOp(gv)) = 0;
+            IoFLAGS(GvIOp(gv)) &= ~IOf_NOLINE;
+        }
     }
+    /* $. reads the last-read handle's count, and keeps its old value when
+     * there is none. */
+    PL_last_in_gv = NULL;
+    if ((dot = get_sv(".", 0)))
+        SvOK_off(dot);
     XSRETURN_EMPTY;
 }
 
@@ -315,7 +330,7 @@ static const fs_xsub fs_state_xsubs_table[] = {
     FS_XSUB("snapshot_formats", fs_xs_snapshot_formats),
     FS_XSUB("take_formats", fs_xs_take_formats),
     FS_XSUB("install_formats", fs_xs_install_formats),
-    FS_XSUB("reset_formats", fs_xs_reset_formats),
+    FS_XSUB("reset_handles", fs_xs_reset_handles),
 };
 
 void fs_register_state_xsubs(pTHX)

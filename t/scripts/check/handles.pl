@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 # The standard handles: descriptors, PerlIO layers (the daemon's own
 # fcgi_spawn_* output layer left out: it is how fcgi-spawn captures STDOUT,
-# not something a script pushed), ties, file types.
+# not something a script pushed), ties, file types; and what was last read.
 use strict;
 use warnings;
 
@@ -18,6 +18,11 @@ for my $name (qw(STDIN STDOUT STDERR)) {
         . ' type=' . (!defined $fd ? 'closed' : -p $fh ? 'pipe' : -c $fh ? 'chardev' : -f $fh ? 'file' : -S $fh ? 'socket' : 'other')
         . "\n";
 }
+# Nothing read yet: no $., and no ", <FH> line N." after a die message.
+my $suffix = do { eval { die 'probe' }; $@ };
+$suffix =~ s/^probe at \S+ line \d+//;
+$r .= '$. ' . (defined $. ? $. : 'undef') . ', last read ' . (defined ${^LAST_FH} ? *{ ${^LAST_FH} }{NAME} : 'none')
+    . ", die suffix:$suffix";
 {
     local ($\, $,);
     print STDOUT "Content-Type: text/plain\n\n", $r;
