@@ -228,6 +228,12 @@ pub struct Settings {
     /// Log file (appended; reopened on USR1) [default: stderr].
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Go to the background once serving, for init scripts (needs --log):
+    /// the command returns 0 when the pool serves, or 1 with the reason.
+    /// Under a supervisor (daemontools, runit, systemd) leave it off.
+    #[arg(long)]
+    #[serde(default)]
+    pub detach: bool,
     /// Log lines with a timestamp, or plain for a collector that adds its
     /// own (multilog, svlogd, journald) [default: timestamped].
     #[arg(long, value_enum, value_name = "FORMAT")]
@@ -315,6 +321,7 @@ pub struct Config {
     pub stderr_to_client: bool,
     pub pid_file: Option<PathBuf>,
     pub log: Option<PathBuf>,
+    pub detach: bool,
     pub log_format: LogFormat,
     pub status_path: Option<String>,
     pub ping_path: Option<String>,
@@ -448,6 +455,7 @@ impl Settings {
             stderr_to_client: flags.stderr_to_client || self.stderr_to_client,
             pid_file: pick(flags.pid_file, self.pid_file),
             log: pick(flags.log, self.log),
+            detach: flags.detach || self.detach,
             log_format: pick(flags.log_format, self.log_format),
             status_path: pick(flags.status_path, self.status_path),
             ping_path: pick(flags.ping_path, self.ping_path),
@@ -534,6 +542,7 @@ impl Config {
             stderr_to_client: self.stderr_to_client,
             pid_file: self.pid_file.clone(),
             log: self.log.clone(),
+            detach: self.detach,
             log_format: Some(self.log_format),
             status_path: self.status_path.clone(),
             ping_path: self.ping_path.clone(),
@@ -560,6 +569,12 @@ impl Config {
                     )
                 })?,
         };
+        if s.detach && s.log.is_none() {
+            return Err(invalid(
+                "detach",
+                "needs log (--log FILE): a detached daemon has no terminal to log to".into(),
+            ));
+        }
         let workers = s.workers.unwrap_or(4);
         if workers > 4096 {
             return Err(invalid("workers", format!("{workers} is more than 4096")));
@@ -717,6 +732,7 @@ impl Config {
             stderr_to_client: s.stderr_to_client,
             pid_file: s.pid_file,
             log: s.log,
+            detach: s.detach,
             log_format: s.log_format.unwrap_or(LogFormat::Timestamped),
             status_path: s.status_path,
             ping_path: s.ping_path,
@@ -905,6 +921,7 @@ mod tests {
             ("pid_file", "pid_file = \"/no/such/dir/p.pid\"\n"),
             ("preload_script", "preload_script = \"/no/such/file.pl\"\n"),
             ("socket_group", "socket_group = \"no-such-group-xyz\"\n"),
+            ("detach", "detach = true\n"),
         ];
         for (key, toml) in cases {
             let e = Config::resolve(Settings::from_toml(toml).unwrap(), None)
@@ -927,6 +944,8 @@ mod tests {
         );
         let ok = Settings::from_toml("listen = \"/tmp/s.sock\"\nuser = \"root\"\n").unwrap();
         assert!(Config::resolve(ok, None).is_ok());
+        let detached = Settings::from_toml("detach = true\nlog = \"/tmp/x.log\"\n").unwrap();
+        assert!(Config::resolve(detached, None).unwrap().detach);
     }
 
     #[test]

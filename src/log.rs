@@ -188,6 +188,19 @@ pub fn reopen() -> io::Result<()> {
     Ok(())
 }
 
+/// Points stdout and stderr at the log (a detached master's: what Perl
+/// or a library prints outside any request lands there). Logging to
+/// stderr: nothing to do.
+pub fn std_streams_to_log() -> io::Result<()> {
+    if path().is_none() {
+        return Ok(());
+    }
+    let fd = LOG_FD.load(Ordering::Relaxed);
+    nix::unistd::dup2(fd, 1)?;
+    nix::unistd::dup2(fd, 2)?;
+    Ok(())
+}
+
 fn open(path: &Path) -> io::Result<OwnedFd> {
     open_append(path, "log file")
 }

@@ -2,9 +2,10 @@
 //! an embedded libperl — what php-fpm is for PHP.
 //!
 //! Layout: `fastcgi/` is the protocol (pure codec, connection, request
-//! preamble, client); `listen` the socket; `master` the start-up, `pool` the
-//! worker pool and its event loop (`reload` what a SIGHUP reads again,
-//! `notify` systemd's readiness messages), `dispatch/` how requests reach workers,
+//! preamble, client); `listen` the socket; `master` the start-up (`detach`
+//! the background start init scripts want), `pool` the worker pool and its
+//! event loop (`reload` what a SIGHUP reads again, `notify` systemd's
+//! readiness messages), `dispatch/` how requests reach workers,
 //! `scoreboard` the state they share, `worker/` a worker's life, `runner`
 //! one request (with `perl/FCGI/Spawn/Runner.pm`, its Perl half), `output`
 //! the script's std pipes, `pump` the thread that drains them and watches
@@ -17,6 +18,7 @@ mod access_log;
 mod byte_size;
 mod cli;
 mod config;
+mod detach;
 mod dispatch;
 mod fastcgi;
 mod fds;

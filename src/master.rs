@@ -88,6 +88,7 @@ pub fn run(cfg: Config, reloader: Reloader) -> anyhow::Result<()> {
         if let Some(n) = &notifier {
             n.ready("serving in one process (--workers 0)");
         }
+        crate::detach::ready();
         signals::serve_in_process();
         let served = worker::run(&perl, &listener, &cfg, None).map_err(Into::into);
         if let Some(n) = &notifier {

@@ -166,6 +166,7 @@ impl<'a> Pool<'a> {
         if let Some(n) = &self.notifier {
             n.ready(&format!("{} workers serving, generation 1", self.target));
         }
+        crate::detach::ready();
         let mut events = vec![EpollEvent::empty(); 64];
         loop {
             let now = Instant::now();
@@ -297,11 +298,12 @@ impl<'a> Pool<'a> {
 
     /// In a new worker: closes the master's descriptors it inherited (the
     /// other workers' channels, the connections the master watches, epoll,
-    /// signalfd, the systemd notification socket). A copy left open here would keep a connection open after
+    /// signalfd, the systemd notification socket, a detached start's pipe). A copy left open here would keep a connection open after
     /// the master closed it, or hide a worker's exit from the master.
     fn close_in_child(&mut self) {
         drop(std::mem::take(&mut self.workers));
         drop(self.notifier.take());
+        crate::detach::close_in_child();
         let settings = PreambleSettings::new(Limits::default(), 1, 1);
         drop(std::mem::replace(
             &mut self.dispatcher,
@@ -340,7 +342,9 @@ impl<'a> Pool<'a> {
                     if let Err(e) = crate::access_log::reopen() {
                         log::error!("SIGUSR1: {e}");
                     }
-                    if let Err(e) = crate::log::reopen() {
+                    if let Err(e) =
+                        crate::log::reopen().and_then(|()| crate::detach::log_reopened())
+                    {
                         log::error!("SIGUSR1: cannot reopen the log: {e}");
                     } else {
                         log::info!("SIGUSR1: log reopened");

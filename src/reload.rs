@@ -101,6 +101,7 @@ pub fn keep_restart_only(running: &Config, next: &mut Config) -> Vec<&'static st
     keep(&mut kept, "user", &running.user, &mut next.user);
     keep(&mut kept, "group", &running.group, &mut next.group);
     keep(&mut kept, "pid_file", &running.pid_file, &mut next.pid_file);
+    keep(&mut kept, "detach", &running.detach, &mut next.detach);
     // Opened by the master before the switch to --user, like the socket.
     keep(
         &mut kept,

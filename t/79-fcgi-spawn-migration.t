@@ -57,7 +57,7 @@ symlink bin_path(), "$dir/bin/fcgi_spawn" or die "symlink: $!";
 my ($sock, $pidfile, $log) = ("$dir/run/fcgi.sock", "$dir/run/fcgi_spawn.pid", "$dir/fcgi_spawn.log");
 my $srv = start_server(name => 'fcgi_spawn', log => "$dir/stderr.txt",
     argv => [ "$dir/bin/fcgi_spawn", '-c', "$dir/etc", '-p', $pidfile, '-l', $log, '-s', $sock,
-              @as_user, '-e', '-pl', '--', '--root', "$dir/www" ],
+              @as_user, '-e', '-pl', '-nd', '--', '--root', "$dir/www" ],
     ready => sub { slurp($log) =~ /ready:/ && -S $sock });
 my $client = bless { dir => $dir, listen => $sock, stopped => 1 }, 'FcgiSpawn::Test::Daemon';
 
@@ -116,7 +116,7 @@ ok !-e $pidfile, 'the pid file is removed';
 my $bad = "$dir/bad";
 mkdir $bad;
 spew("$bad/fcgi_spawn.conf", "n_processes 2\nchroot_path /var/www\n");
-my $said = qx{$dir/bin/fcgi_spawn -c $bad -s $dir/bad.sock 2>&1};
+my $said = qx{$dir/bin/fcgi_spawn -c $bad -s $dir/bad.sock -nd 2>&1};
 is $? >> 8, 2, 'an unknown fcgi_spawn.conf key: exit 2';
 like $said, qr/\Q$bad\E\/fcgi_spawn\.conf: line 2: chroot_path: unknown key/, 'naming file, line and key';
 ok !-e "$dir/bad.sock", 'no socket made';

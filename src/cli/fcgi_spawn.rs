@@ -28,7 +28,8 @@ pub const ABOUT: &str = "Run as FCGI::Spawn's fcgi_spawn daemon would, with its 
     -c CONFDIR (reads CONFDIR/fcgi_spawn.conf), -p PIDFILE, -l LOGFILE, -u USER, -g GROUP, \
     -s SOCKET (a path, HOST:PORT or :PORT), -pl (run CONFDIR/preload_nonprepared_NN.pl in the \
     master and preload_prepared_NN.pl in each worker), -t SECS (request timeout, default 60), \
-    -e and -nd (accepted: always so). Flags of `run` may follow `--`. The same runs when this \
+    -nd (stay in the foreground; without it the daemon goes to the background once serving, \
+    and -l is needed), -e (accepted: always so). Flags of `run` may follow `--`. The same runs when this \
     binary is called as `fcgi_spawn` (a symlink).";
 
 /// fcgi_spawn.conf keys for what fcgi-spawn always does (or never
@@ -130,6 +131,15 @@ pub fn legacy(args: &[String]) -> Result<Legacy, String> {
             .as_deref()
             .or(std::env::var("FCGI_SOCKET_PATH").ok().as_deref()),
     ));
+    // As fcgi_spawn: in the background unless -nd, and then -l is needed.
+    if !flags.no_detach && flags.log.is_none() {
+        return Err(
+            "without -nd the daemon goes to the background: give -l LOGFILE \
+             (or -nd to stay in the foreground, under a supervisor)"
+                .into(),
+        );
+    }
+    s.detach = !flags.no_detach;
     s.pid_file = flags.pid_file;
     s.log = flags.log;
     s.user = flags.user;
@@ -153,6 +163,7 @@ struct Flags {
     socket: Option<String>,
     time_limit: Option<u64>,
     preload: bool,
+    no_detach: bool,
     notes: Vec<String>,
 }
 
@@ -186,9 +197,7 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
                 "-e: exit() always ends only the script, never the worker (nothing to redefine)"
                     .into(),
             ),
-            "-nd" => f
-                .notes
-                .push("-nd: fcgi-spawn always stays in the foreground".into()),
+            "-nd" => f.no_detach = true,
             "-stl" | "-mmf" | "-mms" => {
                 let v = value()?;
                 f.notes.push(format!(
@@ -376,9 +385,15 @@ mod tests {
         assert_eq!(s.request_timeout, Some(0));
         assert_eq!(s.workers, Some(2));
         assert_eq!(s.root, vec![PathBuf::from("/srv")]);
-        assert_eq!(l.notes.len(), 2);
-        let l = legacy(&args("-s /tmp/a.sock")).unwrap();
+        assert!(!s.detach, "-nd: in the foreground");
+        assert_eq!(l.notes.len(), 1, "{:?}", l.notes);
+        let l = legacy(&args("-s /tmp/a.sock -nd")).unwrap();
         assert_eq!(l.settings.request_timeout, Some(DEFAULT_TIME_LIMIT));
+        let l = legacy(&args("-s /tmp/a.sock -l /tmp/a.log")).unwrap();
+        assert!(l.settings.detach, "fcgi_spawn's default: detached");
+        assert!(legacy(&args("-s /tmp/a.sock"))
+            .unwrap_err()
+            .contains("give -l LOGFILE (or -nd"));
         assert!(legacy(&args("-x"))
             .unwrap_err()
             .contains("unknown flag \"-x\""));

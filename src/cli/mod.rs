@@ -160,6 +160,15 @@ fn run_with_notes(
         log::error!("{e}");
         return 2;
     }
+    if cfg.detach {
+        // Before anything else happens: one process, no thread yet.
+        let log = log_path.as_deref().expect("detach needs log (checked)");
+        if let Err(e) = crate::detach::detach(log) {
+            log::error!("cannot detach: {e}");
+            eprintln!("fcgi-spawn: cannot detach: {e}");
+            return 1;
+        }
+    }
     for note in notes {
         log::info!("{note}");
     }
@@ -168,7 +177,9 @@ fn run_with_notes(
         Err(e) => {
             let message = report(&e);
             log::error!("{message}");
-            if log_path.is_some() {
+            // A detached start's parent prints it; else the terminal gets
+            // it when the log went to a file.
+            if !crate::detach::failed(&message) && log_path.is_some() {
                 eprintln!("fcgi-spawn: {message}");
             }
             1
