@@ -22,17 +22,7 @@ for my $prog (qw(svscan supervise svc svstat multilog)) {
 
 my $dir = tempdir('fcgi-spawn-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 chmod 0755, $dir;
-my $toml = install_recipe('fcgi-spawn.toml', "$dir/fcgi-spawn.toml",
-    '/srv/www' => scripts_dir(), 'workers = 4' => 'workers = 2');
-my $svc = "$dir/service/fcgi-spawn";
-mkdir "$dir/service";
-mkdir $svc;
-mkdir "$svc/log";
-install_recipe('daemontools/fcgi-spawn/run', "$svc/run",
-    '/etc/fcgi-spawn/fcgi-spawn.toml' => $toml, '/run/fcgi-spawn' => "$dir/run");
-install_recipe('daemontools/fcgi-spawn/log/run', "$svc/log/run");
-my $sock = "$dir/run/fcgi.sock";
-my $multilog = "$svc/log/main/current";
+my ($svc, $sock, $multilog) = install_service_dir($dir);
 local $ENV{PATH} = bin_dir($dir) . ":$ENV{PATH}";
 
 # A handle for fcgi_request on the socket the service listens on.

@@ -40,7 +40,7 @@ use Time::HiRes qw(sleep time);
 use FcgiSpawn::Test ();
 
 our @EXPORT = qw(
-    contrib_path recipe_text install_recipe free_port bin_dir
+    contrib_path recipe_text install_recipe install_service_dir free_port bin_dir
     start_nginx_site start_apache_site start_server stop_server http_ok
     descendants
 );
@@ -75,6 +75,24 @@ sub install_recipe {
     my ($file, $dest, @pairs) = @_;
     my $mode = (stat contrib_path($file))[2] & 07777;
     return FcgiSpawn::Test::spew($dest, recipe_text($file, @pairs), $mode);
+}
+
+# The shipped service directory (contrib/daemontools/fcgi-spawn, its
+# log/run, contrib/fcgi-spawn.toml with 2 workers serving t/scripts) in
+# $dir/service, its runtime directory $dir/run; `fcgi-spawn` first in PATH
+# (set by the caller from bin_dir). Returns the service directory, the
+# socket and the log service's current file. Needs root (as the run
+# script: the runtime directory goes to www-data).
+sub install_service_dir {
+    my ($dir) = @_;
+    my $toml = install_recipe('fcgi-spawn.toml', "$dir/fcgi-spawn.toml",
+        '/srv/www' => FcgiSpawn::Test::scripts_dir(), 'workers = 4' => 'workers = 2');
+    my $svc = "$dir/service/fcgi-spawn";
+    mkdir $_ for "$dir/service", $svc, "$svc/log";
+    install_recipe('daemontools/fcgi-spawn/run', "$svc/run",
+        '/etc/fcgi-spawn/fcgi-spawn.toml' => $toml, '/run/fcgi-spawn' => "$dir/run");
+    install_recipe('daemontools/fcgi-spawn/log/run', "$svc/log/run");
+    return ($svc, "$dir/run/fcgi.sock", "$svc/log/main/current");
 }
 
 # A directory holding `fcgi-spawn` (a link to the binary under test), to put
