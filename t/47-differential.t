@@ -9,7 +9,8 @@
 # FCGI_SPAWN_SEED=n replays a sequence, FCGI_SPAWN_LONG=1 runs a long one
 # plus every poisoner followed by every checker (FCGI_SPAWN_PAIRS=1: the
 # pairs alone), FCGI_SPAWN_STEPS=n sets the length, FCGI_SPAWN_MODES the
-# modes (default: perlrun registry, and fork when the daemon has it).
+# modes (default: perlrun registry, and fork when the daemon has it);
+# FCGI_SPAWN_FROM_STEP=n and FCGI_SPAWN_SKIP_STEPS=a,b narrow a failure down.
 use strict;
 use warnings;
 use FindBin;

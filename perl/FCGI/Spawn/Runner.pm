@@ -698,8 +698,15 @@ sub close_std_handles {
     return;
 }
 
+# STDERR as a new process has it: unix and perlio layers, the latter
+# unbuffered (reset_handles marks it so). A script's extra buffering layer
+# (binmode ':perlio', Capture::Tiny's re-layering) goes.
 sub restore_stderr {
     binmode STDERR;
+    if (join(' ', PerlIO::get_layers(*STDERR)) ne 'unix perlio') {
+        binmode STDERR, ':pop' while (() = PerlIO::get_layers(*STDERR)) > 1;
+        binmode STDERR, ':perlio';
+    }
     select STDERR;
     return;
 }

@@ -5,6 +5,7 @@
  * instead of a slower or impossible pure-Perl equivalent.
  */
 #include "glue_internal.h"
+#include <perliol.h>
 
 /* FCGI::Spawn::Native::end_block_count() — length of PL_endav. */
 XS(fs_xs_end_block_count)
@@ -285,6 +286,22 @@ XS(fs_xs_install_formats)
     XSRETURN_EMPTY;
 }
 
+/* A new process's STDERR is unbuffered: perl marks its buffering layer so.
+ * A script that re-layers it (Capture::Tiny does, as does binmode STDERR,
+ * ':perlio') leaves a buffered one, which would hold back what the next
+ * request prints to STDERR until after its end (and past a `2>&1` it made
+ * into the page). Flushed first: what is held is this request's. */
+static void fs_unbuffer(pTHX_ PerlIO *f)
+{
+    PerlIO *t;
+    if (!PerlIOValid(f))
+        return;
+    PerlIO_flush(f);
+    for (t = f; t && *t; t = PerlIONext(t))
+        if ((*t)->tab && ((*t)->tab->kind & PERLIO_K_BUFFERED))
+            (*t)->flags |= PERLIO_F_UNBUF;
+}
+
 /* FCGI::Spawn::Native::reset_handles() — every request starts as a new
  * process would: no formats on the forced-main globs (but the worker's
  * own), fresh format state on every handle among them (an explicit
@@ -294,7 +311,7 @@ XS(fs_xs_install_formats)
  * `$.`, and the ", <STDIN> line 1." perl adds to every die and warn
  * message, to the next request; and one that read a GET's empty STDIN in
  * slurp mode would get nothing, not one empty string, from it next time
- * (IOf_NOLINE). */
+ * (IOf_NOLINE). STDERR is unbuffered again (fs_unbuffer). */
 XS(fs_xs_reset_handles)
 {
     dXSARGS;
@@ -311,6 +328,14 @@ XS(fs_xs_reset_handles)
             fs_reset_io_format(aTHX_ GvIOp(gv));
             IoLINES(GvIOp(gv)) = 0;
             IoFLAGS(GvIOp(gv)) &= ~IOf_NOLINE;
+        }
+    }
+    {
+        IO *err = GvIO(gv_fetchpvs("STDERR", 0, SVt_PVIO));
+        if (err) {
+            fs_unbuffer(aTHX_ IoOFP(err));
+            if (IoIFP(err) != IoOFP(err))
+                fs_unbuffer(aTHX_ IoIFP(err));
         }
     }
     /* $. reads the last-read handle's count, and keeps its old value when

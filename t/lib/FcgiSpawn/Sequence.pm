@@ -403,13 +403,21 @@ sub run {
     my %session;
     my $failures = 0;
     my $step = 0;
+    my $worker_from = 1;    # the step the current worker started at
+    # Narrowing a failure down: FCGI_SPAWN_FROM_STEP=n starts a fresh
+    # worker at step n and skips what came before; FCGI_SPAWN_SKIP_STEPS
+    # (a comma list) leaves steps out.
+    my $from = $ENV{FCGI_SPAWN_FROM_STEP} || 1;
+    my %skip = map { $_ => 1 } split /,/, $ENV{FCGI_SPAWN_SKIP_STEPS} // '';
     for my $p (@{ $self->{plan} }) {
         $step++;
+        next if $step < $from || $skip{$step};
         my ($si, $ri, $new_session, $fresh_worker) = @$p;
-        if ($fresh_worker && $step > 1) {
+        if (($fresh_worker || $step == $from) && $step > 1) {
             $boot->();
             @previous = ();
             ($worker) = $site->worker_pids;
+            $worker_from = $step;
         }
         my $src = $sources->[$si];
         my $req = $src->{requests}[$ri];
@@ -432,7 +440,9 @@ sub run {
             my $s = ($self->{seed} eq 'pairs'
                 ? "  plan: every poisoner then every checker (replay: FCGI_SPAWN_PAIRS=1)\n"
                 : "  seed: $self->{seed} (replay: FCGI_SPAWN_SEED=$self->{seed}"
-                    . ($self->{steps} != 120 ? " FCGI_SPAWN_STEPS=$self->{steps}" : '') . ")\n")
+                    . ($self->{steps} != 120 ? " FCGI_SPAWN_STEPS=$self->{steps}" : '')
+                    . ($worker_from > 1 ? "; this worker's steps alone: FCGI_SPAWN_FROM_STEP=$worker_from" : '')
+                    . ")\n")
                 . "  request: " . _describe($req) . ($req->{query} ? " ?$req->{query}" : '') . "\n"
                 . '  served before it by this worker (' . @previous . ' requests since it started; last first):'
                 . "\n" . join('', map { '    ' . _describe($_) . "\n" } reverse @last);
