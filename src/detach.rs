@@ -77,6 +77,11 @@ fn wait_for_child(from_child: OwnedFd, child: nix::unistd::Pid, log: &Path) -> i
     }
 }
 
+/// This process is a detached master (its stderr is the log file).
+pub fn detached() -> bool {
+    DETACHED.load(Ordering::Relaxed)
+}
+
 /// The pool serves: the waiting parent exits 0.
 pub fn ready() {
     tell_parent(b"R");
@@ -112,7 +117,7 @@ pub fn close_in_child() {
 /// The log file was reopened (USR1): a detached master's stdout and
 /// stderr (what Perl warns while a reload loads code) follow it.
 pub fn log_reopened() -> io::Result<()> {
-    if DETACHED.load(Ordering::Relaxed) {
+    if detached() {
         crate::log::std_streams_to_log()?;
     }
     Ok(())
