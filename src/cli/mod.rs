@@ -179,9 +179,7 @@ fn run_with_notes(
             log::error!("{message}");
             // A detached start's parent prints it; else the terminal gets
             // it when the log went to a file (a detached master has none).
-            if !crate::detach::failed(&message)
-                && log_path.is_some()
-                && !crate::detach::detached()
+            if !crate::detach::failed(&message) && log_path.is_some() && !crate::detach::detached()
             {
                 eprintln!("fcgi-spawn: {message}");
             }
