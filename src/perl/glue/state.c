@@ -327,7 +327,7 @@ XS(fs_xs_reset_handles)
         if (GvIOp(gv)) {
             fs_reset_io_format(aTHX_ GvIOp(gv));
             IoLINES(GvIOp(gv)) = 0;
-            IoFLAGS(GvIOp(gv)) &= ~IOf_NOLINE;
+            IoFLAGS(GvIOp(gv)) &= ~(IOf_NOLINE | IOf_FLUSH); /* and $| off */
         }
     }
     {

@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 # The standard handles: descriptors, PerlIO layers (the daemon's own
 # fcgi_spawn_* output layer left out: it is how fcgi-spawn captures STDOUT,
-# not something a script pushed), ties, file types; and what was last read.
+# not something a script pushed), ties, autoflush ($|), file types; and
+# what was last read.
 use strict;
 use warnings;
 
@@ -12,9 +13,13 @@ for my $name (qw(STDIN STDOUT STDERR)) {
     my $fd = fileno $fh;
     my @layers = grep { !/^fcgi_spawn/ } PerlIO::get_layers($fh);
     my $tied = tied *$fh;
+    my $old = select $fh;
+    my $autoflush = $|;
+    select $old;
     $r .= "$name fileno=" . (defined $fd ? $fd : 'undef')
         . ' layers=' . join(',', @layers)
         . ' tied=' . ($tied ? ref $tied : 'no')
+        . " autoflush=$autoflush"
         . ' type=' . (!defined $fd ? 'closed' : -p $fh ? 'pipe' : -c $fh ? 'chardev' : -f $fh ? 'file' : -S $fh ? 'socket' : 'other')
         . "\n";
 }
