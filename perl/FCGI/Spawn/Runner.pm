@@ -160,6 +160,8 @@ sub set_environment {
     my ($script, $params) = @_;
     FCGI::Spawn::Native::sync_env(%{ $BASE{env} }, @$params);
     $0 = $script;
+    # The script's start, as in a new process: -M, -A and -C count from it.
+    $^T = time;
     my $qs = $ENV{QUERY_STRING};
     # An isindex query (no '=') becomes @ARGV, as a CGI server does.
     if (defined $qs && length $qs && index($qs, '=') < 0) {
