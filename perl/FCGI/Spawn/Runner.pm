@@ -724,6 +724,7 @@ sub restore_special_variables {
     $^L = "\f";
     $: = " \n-";
     $_ = undef;
+    $^R = undef;
     @ARGV = ();
     $0 = $BASE{program_name};
     @INC = @{ $BASE{inc} };

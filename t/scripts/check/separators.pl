@@ -1,6 +1,7 @@
 #!/usr/bin/perl
 # Prints the special variables a script may leave changed: the separators,
-# $_, the selected handle and $| (of STDOUT and of the selected handle), $^W.
+# $_, the selected handle and $| (of STDOUT and of the selected handle), $^W,
+# $^R, $@, $?.
 # The report goes to STDOUT explicitly, so a leaked select shows as such.
 use strict;
 use warnings;
@@ -24,7 +25,10 @@ my $r = join '',
     "selected=$selected\n",
     "selected_autoflush=$selected_af\n",
     "stdout_autoflush=$stdout_af\n",
-    "warnings_flag=$^W\n";
+    "warnings_flag=$^W\n",
+    'last_regex_code_result=', show($^R), "\n",
+    'eval_error=', show($@), "\n",
+    'child_status=', show($?), "\n";
 {
     local ($\, $,);
     print STDOUT "Content-Type: text/plain\n\n", $r;
