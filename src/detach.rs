@@ -6,11 +6,11 @@
 //! `fcgi-spawn run --detach ... && echo started` means started, and the pid
 //! file (written by the child) names the master.
 //!
-//! The child tells the parent over a pipe: one byte `R` when ready, or `E`
-//! and the error line. The pipe's write end is closed in every worker, so
-//! a master that dies during the start shows as end of file.
+//! The child tells the parent over a pipe: `R` when ready, or `E` and the
+//! error, then a NUL. The pipe's write end is closed in every worker, so a
+//! master that dies during the start shows as end of file.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -53,8 +53,13 @@ pub fn detach(log: &Path) -> io::Result<()> {
 
 /// The parent's side: 0 once the child serves; 1 with the reason printed.
 fn wait_for_child(from_child: OwnedFd, child: nix::unistd::Pid, log: &Path) -> i32 {
+    // Up to the NUL that ends the word, not to end of file: a process the
+    // master's preload scripts started may hold the pipe for long.
     let mut said = Vec::new();
-    let _ = std::fs::File::from(from_child).read_to_end(&mut said);
+    let _ = io::BufReader::new(std::fs::File::from(from_child)).read_until(0, &mut said);
+    if said.last() == Some(&0) {
+        said.pop();
+    }
     match said.split_first() {
         Some((b'R', _)) => 0,
         Some((b'E', message)) => {
@@ -93,6 +98,7 @@ pub fn failed(message: &str) -> bool {
     tell_parent(format!("E{message}").as_bytes())
 }
 
+/// Sends `word` and a NUL, and closes the pipe.
 fn tell_parent(word: &[u8]) -> bool {
     let fd = TO_PARENT.swap(-1, Ordering::Relaxed);
     if fd < 0 {
@@ -101,7 +107,7 @@ fn tell_parent(word: &[u8]) -> bool {
     // SAFETY: `fd` was the pipe's write end, owned here alone since the
     // swap above took it out of TO_PARENT.
     let mut pipe = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let _ = pipe.write_all(word);
+    let _ = pipe.write_all(&[word, b"\0"].concat());
     true
 }
 

@@ -104,6 +104,29 @@ subtest 'run --detach: a master that dies while starting is reported' => sub {
     cmp_ok $took, '<', 5, 'without waiting for anything else';
 };
 
+subtest 'run --detach: a process a preload script left running does not hold the command' => sub {
+    my ($sock, $pidf, $log) = ("$dir/b.sock", "$dir/b.pid", "$dir/b.log");
+    push @started, $pidf, "$dir/bg.pid";
+    spew("$dir/etc/background.pl", <<"PL");
+my \$pid = fork;
+if (defined \$pid && !\$pid) { sleep 30; require POSIX; POSIX::_exit(0) }
+open my \$fh, '>', '$dir/bg.pid' or die \$!;
+print \$fh "\$pid\\n";
+close \$fh;
+1;
+PL
+    my ($rc, $out, $took) = run_cmd($bin, 'run', '--listen', $sock, '--workers', 1, '--root', "$dir/www",
+        '--detach', '--log', $log, '--pid-file', $pidf, '--preload-script', "$dir/etc/background.pl");
+    is $rc, 0, 'exit 0' or diag $out;
+    cmp_ok $took, '<', 10, 'at once, though the background process holds the pipe';
+    my ($bg) = (eval { slurp("$dir/bg.pid") } // '') =~ /(\d+)/;
+    ok $bg && running($bg), 'the background process still runs';
+    my ($pid) = slurp($pidf) =~ /^(\d+)$/;
+    kill 'TERM', $pid;
+    kill 'KILL', $bg if $bg;
+    ok gone($pid), 'stopped';
+};
+
 subtest 'fcgi_spawn without -nd goes to the background, as FCGI::Spawn did' => sub {
     symlink $bin, "$dir/fcgi_spawn" or die "symlink: $!";
     spew("$dir/etc/fcgi_spawn.conf", "n_processes 2\n");
