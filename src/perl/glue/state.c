@@ -162,6 +162,7 @@ static const char *const fs_forced_main[] = {
     "STDOUT", "STDERR", "STDIN", "ARGV", "ARGVOUT", "ENV", "INC", "SIG",
 };
 #define FS_FORCED_MAIN_COUNT (sizeof(fs_forced_main) / sizeof(fs_forced_main[0]))
+#define FS_FORCED_MAIN_STDERR 1 /* its index above */
 
 /* Those globs (they live as long as main::), and the formats they had
  * when the worker started (normally none). */
@@ -331,7 +332,8 @@ XS(fs_xs_reset_handles)
         }
     }
     {
-        IO *err = GvIO(gv_fetchpvs("STDERR", 0, SVt_PVIO));
+        GV *gv = fs_forced_main_gv[FS_FORCED_MAIN_STDERR];
+        IO *err = gv && isGV_with_GP(gv) ? GvIOp(gv) : NULL;
         if (err) {
             fs_unbuffer(aTHX_ IoOFP(err));
             if (IoIFP(err) != IoOFP(err))
