@@ -31,6 +31,10 @@ const PERL_MODULES: &[(&str, &str)] = &[
         include_str!("../perl/FCGI/Spawn/Loader.pm"),
     ),
     (
+        "FCGI/Spawn/Modules.pm",
+        include_str!("../perl/FCGI/Spawn/Modules.pm"),
+    ),
+    (
         "FCGI/Spawn/Stats.pm",
         include_str!("../perl/FCGI/Spawn/Stats.pm"),
     ),

@@ -41,6 +41,9 @@ our %AFTER_LOAD;
 # without loading a file (`$INC{'Foo.pm'} = 1` to stand in for a module)
 # goes, one it deletes comes back.
 our %WORKER_INC;
+# The directories of @INC between requests (the daemon's @INC, a
+# preload's `use lib`): a module found in one of them is the worker's.
+our %WORKER_INC_DIRS;
 # %INC keys of the files loaded since the last request ended.
 my %LOADED_NOW;
 # Set while a registry script compiles: what it loads then is part of the
@@ -77,11 +80,13 @@ sub script_require {
     }
     my $result = FCGI::Spawn::Symbols::owning_new_names(
         sub { load($requirer, $file, $caller_file, $caller_line) });
+    # What the runner does when a module loads (FCGI's accept replaced)
+    # is part of the module as the worker has it.
+    $AFTER_LOAD{$file}->() if $AFTER_LOAD{$file};
     # Its subs are the worker's: a script that redefines one later gets it
     # put back. (The running script's packages are not.)
     FCGI::Spawn::Native::record_new_code(keys %SCRIPT_PACKAGES,
         map { substr $_, 0, -2 } grep { /::\z/ } FCGI::Spawn::Symbols::script_names());
-    $AFTER_LOAD{$file}->() if $AFTER_LOAD{$file};
     return $result;
 }
 
@@ -89,11 +94,15 @@ sub script_require {
 # is not a registry script's compile (what that loads is the script's).
 sub in_request { return %SCRIPT_PACKAGES && !$KEEP_LOADED }
 
-# A file of the site rather than of the system: named by path, or found
-# under a --root.
+# A file of the site rather than of the system: named by path, found
+# under a --root, or found through a directory the script added to @INC
+# (its own `use lib`, not the worker's @INC): a script's own modules are
+# the script's, as much as the files it requires by path.
 sub site_file {
     my ($file, $path) = @_;
-    return $file =~ m{^(?:/|\.\.?/)} || grep { index($path, $_) == 0 } @ROOTS;
+    return 1 if $file =~ m{^(?:/|\.\.?/)} || grep { index($path, $_) == 0 } @ROOTS;
+    return 0 unless %WORKER_INC_DIRS;
+    return !$WORKER_INC_DIRS{ substr $path, 0, length($path) - length($file) - 1 };
 }
 
 sub script_do {

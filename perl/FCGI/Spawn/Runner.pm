@@ -34,23 +34,6 @@ my $VIRTUAL_FILE = 'FCGI-Spawn-script.pl';
 # Name of the sub a script becomes in registry and fork modes.
 my $HANDLER = '__fcgi_spawn_handler';
 
-# Packages whose per-request globals are reset between requests (their
-# own reset sub), and whose compile-time pragmas a registry script keeps.
-# Modules whose settings live in package scalars that scripts set for
-# themselves, with no reset of their own: CGI::Carp (fatalsToBrowser,
-# set_message: a code ref into the script, gone with it), Data::Dumper
-# ($Data::Dumper::Indent = 1), Carp ($Carp::Verbose), Text::Wrap
-# ($columns), Storable ($canonical). Their scalars go back to their values
-# as loaded after every request.
-my @MODULES_WITH_SETTINGS = qw(CGI::Carp Data::Dumper Carp Text::Wrap Storable);
-my %SCALARS_AS_LOADED;    # package => { name => value }, taken when it loads
-
-my @MODULES_WITH_REQUEST_STATE = (
-    [ 'CGI',         \&reset_cgi ],
-    [ 'CGI::Simple', \&reset_cgi_simple ],
-    map { my $package = $_; [ $package, sub { reset_scalars($package) } ] } @MODULES_WITH_SETTINGS,
-);
-
 # Names forced into main:: whatever the package, and other special globals.
 my %SPECIAL_NAMES = map { $_ => 1 }
     qw(STDIN STDOUT STDERR ARGV ARGVOUT ENV INC SIG _ a b);
@@ -135,11 +118,9 @@ sub capture_base_state {
     $BASE{umask} = umask;
     $BASE{sig} = { map { $_ => $SIG{$_} } keys %SIG };
     $BASE{inc} = [@INC];
+    %FCGI::Spawn::Loader::WORKER_INC_DIRS = map { $_ => 1 } grep { !ref } @INC;
     $BASE{core_global} = FCGI::Spawn::Native::snapshot_package('CORE::GLOBAL');
-    for my $package (@MODULES_WITH_SETTINGS) {
-        (my $file = "$package.pm") =~ s{::}{/}g;
-        take_scalars_as_loaded($package) if $INC{$file} && !$SCALARS_AS_LOADED{$package};
-    }
+    FCGI::Spawn::Modules::take_loaded();
     FCGI::Spawn::Native::snapshot_signals();
     FCGI::Spawn::Native::snapshot_formats();
     if ($inherited) {
@@ -212,19 +193,35 @@ sub std_handles_pristine {
         && join(' ', PerlIO::get_layers(*STDOUT)) eq 'unix perlio fcgi_spawn_stdout';
 }
 
-# Package a script is compiled into: unique per path, valid as a name.
+# Package a registry (or fork) script is compiled into: unique per path,
+# valid as a name, the same for every run.
 my %NAMESPACE_OF;
 
 sub make_namespace {
     my ($script) = @_;
-    return $NAMESPACE_OF{$script} //= do {
-        my $name = $script;
-        $name =~ s{([^A-Za-z0-9_/])}{sprintf '_%02x', ord $1}ge;
-        $name =~ s{/+}{::}g;
-        $name =~ s{::(?=\d)}{::_}g;
-        $name =~ s{^::}{};
-        "FCGI::Spawn::Sandbox::$name";
-    };
+    return $NAMESPACE_OF{$script} //= 'FCGI::Spawn::Sandbox::' . mangled_path($script);
+}
+
+sub mangled_path {
+    my ($script) = @_;
+    (my $name = $script) =~ s{([^A-Za-z0-9_/])}{sprintf '_%02x', ord $1}ge;
+    $name =~ s{/+}{::}g;
+    $name =~ s{::(?=\d)}{::_}g;
+    $name =~ s{^::}{};
+    return $name;
+}
+
+# perlrun: each request compiles into a package no module in this worker
+# has seen, as each CGI process has a `main` of its own: importers that
+# remember the packages they served (Log::Log4perl's `:easy`, Exporter's
+# cache) export into it again. Returns (package, the top of its tree,
+# which drop_sandbox deletes with everything in it).
+my $PERLRUN_SERIAL = 0;
+
+sub fresh_namespace {
+    my ($script) = @_;
+    my $top = 'FCGI::Spawn::Sandbox::Run' . ++$PERLRUN_SERIAL;
+    return ("${top}::" . mangled_path($script), $top);
 }
 
 # --- compile -----------------------------------------------------------------
@@ -251,13 +248,16 @@ sub read_source {
 }
 
 # What our @INC hook hands to `do`: a prologue, then the file itself, so
-# __FILE__, line numbers, __DATA__, BEGIN/END and use/require behave as
-# when perl runs the file directly.
+# __FILE__, line numbers, BEGIN/END and use/require behave as when perl
+# runs the file directly.
 #   perlrun:  the file at file scope in the sandbox package; the prologue
 #             clears the "inside eval" flag `do` sets, so $^S is 0 and an
 #             uncaught die ends the script like a perl program.
-#   registry, fork: the file becomes the body of one sub; the filter closes
-#             the sub at EOF or before __DATA__.
+#   registry, fork: the file becomes the body of one sub.
+# The text stops at a __DATA__ or __END__ line; the DATA handle is opened
+# on the file at what follows it (open_data), as perl opens it for a main
+# program. (Letting perl read the file through a source filter instead
+# leaked each request's filter state in perlrun.)
 sub source_for_do {
     my ($source, $package, $as_sub) = @_;
     my $script = $source->{path};
@@ -270,43 +270,36 @@ sub source_for_do {
         ? "package $package; $unhook sub $HANDLER { $switches\n#line 1 \"$script\"\n"
         : "package $package; $unhook FCGI::Spawn::Native::clear_in_eval(); "
             . "\$FCGI::Spawn::Runner::SCRIPT_STARTED = 1; $switches\n#line 1 \"$script\"\n";
+    my $text = ${ $source->{text} };
+    my $epilogue = '';
+    if ($text =~ /^__(END|DATA)__\b[^\n]*\n?/mg) {
+        my ($marker, $data_at) = ($1, pos $text);
+        substr($text, $-[0]) = '';
+        # __DATA__ opens the DATA handle of the package current there,
+        # __END__ main's: the script's own package here. $^H tells whether
+        # `use utf8` is in force there, which gives DATA a :utf8 layer.
+        my $owner = $marker eq 'DATA' ? '__PACKAGE__' : "'$package'";
+        $epilogue = "\n;BEGIN { FCGI::Spawn::Runner::open_data($owner, $data_at, \$^H) }";
+    }
     # A script that switches back with `package main;` means its own file
     # scope, which is the sandbox package here.
-    my $rewrite = sub { $_[0] =~ s/^(\s*package\s+)main(?=\s*[;{])/$1$package/mg };
+    $text =~ s/^(\s*package\s+)main(?=\s*[;{])/$1$package/mg;
+    $text = $prologue . $text . $epilogue . ($as_sub ? "\n}\n" : "\n");
+    return (\$text);
+}
 
-    # Usual case, no data section: the whole text in one string.
-    if (${ $source->{text} } !~ /^__(?:END|DATA)__\b/m) {
-        my $text = ${ $source->{text} };
-        $rewrite->($text);
-        $text = $prologue . $text . ($as_sub ? "\n}\n" : '');
-        return (\$text);
-    }
+# The DATA handle of the script being compiled, at the byte after its
+# __DATA__/__END__ line. Called from the compiled text's last BEGIN block.
+our $COMPILING;    # the source being compiled
 
-    # With a data section, perl must read the file itself so that DATA is a
-    # handle on it; a line filter closes the handler sub before the marker
-    # and turns __END__ (which opens DATA only in a main program) into
-    # __DATA__.
-    my $fh = $source->{fh};
-    seek $fh, 0, 0;
-    my ($in_data, $closed);
-    my $filter = sub {
-        return 0 if $closed;
-        return length $_ ? 1 : 0 if $in_data;
-        if (!length $_) {
-            return 0 unless $as_sub;
-            $_ = "\n}\n";
-            $closed = 1;
-            return 1;
-        }
-        if (/^__(?:END|DATA)__\b/) {
-            $_ = ($as_sub ? "}\n" : '') . "__DATA__\n";
-            $in_data = 1;
-            return 1;
-        }
-        $rewrite->($_);
-        return 1;
-    };
-    return (\$prologue, $fh, $filter);
+sub open_data {
+    my ($package, $offset, $hints) = @_;
+    my $data = do { no strict 'refs'; \*{"${package}::DATA"} };
+    no warnings 'io';    # see bind_std_handles
+    open $data, '<&', $COMPILING->{fh} or die "fcgi-spawn: cannot open DATA of $COMPILING->{path}: $!\n";
+    seek $data, $offset, 0;
+    binmode $data, ':utf8' if $hints & 0x00800000;    # HINT_UTF8
+    return;
 }
 
 # The @INC hook that hands a script's source to `do`, while it is there.
@@ -316,6 +309,7 @@ our $SOURCE_HOOK;
 # @INC hook. $@ says how it went, as after `do FILE`.
 sub do_source {
     my ($source, $package, $as_sub) = @_;
+    local $COMPILING = $source;
     local $SOURCE_HOOK = sub {
         return unless $_[1] eq $VIRTUAL_FILE;
         return source_for_do($source, $package, $as_sub);
@@ -349,6 +343,7 @@ sub new_declared_packages {
 # perlrun: compile and run in one go, every request.
 sub compile_and_run {
     my $source = read_source($req{script});
+    @req{qw(package sandbox)} = fresh_namespace($req{script});
     $req{new_packages} = [ new_declared_packages($source) ];
     script_packages($req{package}, @{ $req{new_packages} });
     local $SCRIPT_STARTED = 0;
@@ -377,7 +372,7 @@ sub compile_cached {
     my @packages = ($package, new_declared_packages($source));
     my $ends_before = FCGI::Spawn::Native::end_block_count();
     my @inc_before = @INC;
-    my $module_state_before = module_scalars();
+    my $module_state_before = FCGI::Spawn::Modules::scalars();
     my %compile_sig;
     {
         # What the script loads while compiling (its `use` lines) is part of
@@ -449,7 +444,7 @@ sub compile_cached {
         inc          => ("@inc" eq "@inc_before" ? undef : \@inc),
         site_inc     => (%$site_inc ? $site_inc : undef),
         sig          => (%compile_sig ? \%compile_sig : undef),
-        module_state => changed_module_scalars($module_state_before),
+        module_state => FCGI::Spawn::Modules::changed_scalars($module_state_before),
         package_names => \@packages,
         packages     => [ map { FCGI::Spawn::Native::snapshot_package($_) } @packages ],
         main_globals => [ map { \$main::{$_} } grep { !/::\z/ } @made ],
@@ -555,7 +550,7 @@ sub run_cached {
     show_hidden($entry);
     seek $entry->{data}, $entry->{data_pos}, 0 if $entry->{data_pos} >= 0;
     FCGI::Spawn::Native::install_formats(%{ $entry->{formats} });
-    set_module_scalars($entry->{module_state});
+    FCGI::Spawn::Modules::set_scalars($entry->{module_state});
     @INC = @{ $entry->{inc} } if $entry->{inc};
     @INC{ keys %{ $entry->{site_inc} } } = values %{ $entry->{site_inc} } if $entry->{site_inc};
     @SIG{ keys %{ $entry->{sig} } } = values %{ $entry->{sig} } if $entry->{sig};
@@ -597,8 +592,10 @@ sub cached_end_blocks {
 # perlrun: the request's package, the packages the script declared, its
 # formats: gone, so nothing the sandbox owned stays reachable.
 sub drop_sandbox {
-    FCGI::Spawn::Symbols::delete_package($req{package});
-    FCGI::Spawn::Symbols::delete_package($_) for @{ $req{new_packages} || [] };
+    my @packages = @{ $req{new_packages} || [] };
+    FCGI::Spawn::Symbols::delete_package($_) for grep { defined } $req{sandbox}, @packages;
+    # The script's own package, deep in the deleted tree, by its name.
+    FCGI::Spawn::Modules::forget($req{package}) if defined $req{package};
     return;
 }
 
@@ -618,71 +615,6 @@ sub reset_cached_state {
         %{ *{$glob}{HASH} } = () if *{$glob}{HASH};
     }
     hide_again($entry);
-    return;
-}
-
-# --- module state ------------------------------------------------------------
-
-sub reset_cgi { CGI::_reset_globals() if defined &CGI::_reset_globals }
-sub reset_cgi_simple { CGI::Simple::_reset_globals() if defined &CGI::Simple::_reset_globals }
-
-for my $package (@MODULES_WITH_SETTINGS) {
-    (my $file = "$package.pm") =~ s{::}{/}g;
-    $FCGI::Spawn::Loader::AFTER_LOAD{$file} = sub { take_scalars_as_loaded($package) };
-}
-
-sub take_scalars_as_loaded {
-    my ($package) = @_;
-    my $stash = FCGI::Spawn::Symbols::stash_of($package) or return;
-    $SCALARS_AS_LOADED{$package} = {
-        map { (ref \$stash->{$_} eq 'GLOB' && $_ !~ /::\z/) ? ($_ => ${ *{ \$stash->{$_} }{SCALAR} }) : () }
-            keys %$stash
-    };
-    return;
-}
-
-sub reset_scalars {
-    my ($package) = @_;
-    my $as_loaded = $SCALARS_AS_LOADED{$package} or return;
-    no strict 'refs';
-    ${"${package}::$_"} = $as_loaded->{$_} for keys %$as_loaded;
-    return;
-}
-
-# The plain (non-reference) scalars of the packages with request state:
-# where `use CGI qw(-nosticky)` and its like leave their mark.
-sub module_scalars {
-    my %values;
-    for my $module (@MODULES_WITH_REQUEST_STATE) {
-        my $package = $module->[0];
-        my $stash = FCGI::Spawn::Symbols::stash_of($package) or next;
-        for my $name (keys %$stash) {
-            my $glob = \$stash->{$name};
-            next unless ref $glob eq 'GLOB' && $name !~ /::\z/;
-            my $scalar = *{$glob}{SCALAR};
-            $values{"${package}::$name"} = $$scalar if defined $$scalar && !ref $$scalar;
-        }
-    }
-    return \%values;
-}
-
-sub changed_module_scalars {
-    my ($before) = @_;
-    my $after = module_scalars();
-    my %changed = map { $_ => $after->{$_} }
-        grep { !exists $before->{$_} || $before->{$_} ne $after->{$_} } keys %$after;
-    return \%changed;
-}
-
-sub set_module_scalars {
-    my ($values) = @_;
-    no strict 'refs';
-    ${$_} = $values->{$_} for keys %$values;
-    return;
-}
-
-sub reset_module_state {
-    $_->[1]->() for @MODULES_WITH_REQUEST_STATE;
     return;
 }
 
@@ -1069,7 +1001,7 @@ sub end_request {
                 if $left > 0 && defined $req{script};
         } ],
         [ 'STDERR' => \&restore_stderr ],
-        [ 'module state' => \&reset_module_state ],
+        [ 'module state' => \&FCGI::Spawn::Modules::reset_request_state ],
         [ 'site files' => \&forget_site_files ],
         [ 'special variables' => \&restore_special_variables ],
         [ 'process state' => \&restore_process_state ],

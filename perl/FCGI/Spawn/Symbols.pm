@@ -23,8 +23,10 @@ sub stash_of {
     my $stash = \%main::;
     for my $part (split /::/, $name) {
         next if $part eq 'main' && $stash == \%main::;
+        # exists first: a reference to a missing element would make it.
+        return undef unless exists $stash->{"${part}::"};
         my $entry = \$stash->{"${part}::"};
-        return undef unless exists $stash->{"${part}::"} && ref $entry eq 'GLOB';
+        return undef unless ref $entry eq 'GLOB';
         $stash = *{$entry}{HASH} or return undef;
     }
     return $stash;
@@ -52,6 +54,7 @@ sub delete_package {
     if ($parent == \%main:: && delete $OWNED{"${leaf}::"}) {
         $OWNED_COUNT = keys %OWNED;
     }
+    FCGI::Spawn::Modules::forget($name) if defined &FCGI::Spawn::Modules::forget;
     return;
 }
 

@@ -131,6 +131,8 @@ our %REQUESTS = (
     't/scripts/poison/gzip-pipe-close.pl'        => [ { gunzip => 1, params => { HTTP_ACCEPT_ENCODING => 'gzip' } } ],
     't/scripts/poison/gzip-pipe-open.pl'         => [ { gunzip => 1, params => { HTTP_ACCEPT_ENCODING => 'gzip' } } ],
     't/scripts/poison/gzip-tie.pl'               => [ { gunzip => 1, params => { HTTP_ACCEPT_ENCODING => 'gzip' } } ],
+    't/scripts/poison/cgi-fast-loop.pl'          => [ {}, { query => 'name=a%20b' } ],
+    't/scripts/poison/fcgi-request-loop.pl'      => [ { query => 'x=1' } ],
     't/scripts/check/stdin.pl'                   => [ {}, { body => "one\r\ntwo\r\n" } ],
     't/scripts/check/cgi.pl'                     => [ {}, { query => 'c=on&name=x' } ],
 );

@@ -1,0 +1,45 @@
+# What belongs to a script goes with it, on a worker that has already
+# served it and others (SPEC §3.6): a CGI::Fast or FCGI accept loop runs its
+# body once per request; an importer that remembers the packages it served
+# (Log::Log4perl's :easy) exports again; a module from the script's own
+# `use lib` directory (outside the roots and the daemon's @INC) starts as
+# loaded; classes a script builds with Moo, Class::Accessor, constant and
+# Exporter are built again. Each request is compared with the same request
+# run as a plain CGI process, in every mode, twice or more on one worker.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use FcgiSpawn::Test qw(scripts_dir);
+use Test::FCGI::Spawn;
+
+$ENV{FCGI_SPAWN_BIN} //= FcgiSpawn::Test::bin_path();
+my $scripts = scripts_dir();
+my %request = (
+    loop       => { script => "$scripts/poison/cgi-fast-loop.pl", query => 'name=first' },
+    loop2      => { script => "$scripts/poison/cgi-fast-loop.pl", query => 'name=second' },
+    fcgi       => { script => "$scripts/poison/fcgi-request-loop.pl", query => 'q=1' },
+    log4perl   => { script => "$scripts/poison/log4perl-easy.pl" },
+    own_lib    => { script => "$scripts/poison/own-lib-state.pl" },
+    own_check  => { script => "$scripts/check/own-lib.pl" },
+    classes    => { script => "$scripts/check/classes.pl" },
+);
+# Each twice or more, the repros' order first (a loop, then the loop
+# again; the importer twice; the module switched, then read).
+my @order = qw(loop loop2 loop fcgi fcgi loop log4perl log4perl own_lib own_check own_lib own_check
+    classes classes loop2 own_check log4perl);
+
+for my $mode (qw(perlrun registry fork)) {
+    my $site = Test::FCGI::Spawn->start(roots => [$scripts], isolation => $mode, preload => ['CGI']);
+    for my $i (0 .. $#order) {
+        my $req = { %{ $request{ $order[$i] } }, name => "$order[$i] #$i" };
+        $site->same_as_cgi($req, "$mode: $req->{name} as under plain CGI");
+    }
+    my $log = $site->log_text;
+    unlike $log, qr/could not be restored|will be replaced|worker \d+ exited/,
+        "$mode: one worker served them all, none retired" or diag $log;
+    $site->stop;
+}
+
+done_testing;
