@@ -6,6 +6,9 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use FcgiSpawn::Test;
+use Test::FCGI::Spawn;
+
+$ENV{FCGI_SPAWN_BIN} //= FcgiSpawn::Test::bin_path();
 
 my $d = start_daemon(workers => 1);
 my ($pid0) = fcgi_request($d, 'pid.pl') =~ /(\d+)/;
@@ -46,5 +49,20 @@ for my $mode (qw(perlrun registry fork)) {
     unlike $w->log_text, qr/could not be restored/, "$mode: no restore failed";
     unlike $w->log_text, qr/worker \d+ (?:exited|killed)/, "$mode: the same worker served every request";
     $w->stop;
+}
+
+# What a script's __DIE__ handler (CGI::Carp's fatalsToBrowser among them)
+# and so the browser get for a compile error: perl's message for a program,
+# on a worker that has served the others first.
+for my $mode (qw(perlrun registry fork)) {
+    my $site = Test::FCGI::Spawn->start(roots => [ FcgiSpawn::Test::scripts_dir() ], isolation => $mode,
+        preload => ['CGI']);
+    for my $round (1 .. 2) {
+        for my $name (qw(compile-fatals-to-browser compile-die-handler-syntax compile-die-handler-begin)) {
+            $site->same_as_cgi({ script => script_path("poison/$name.pl"), name => "$name (round $round)" },
+                "$mode: $name.pl, round $round, as under plain CGI");
+        }
+    }
+    $site->stop;
 }
 done_testing;

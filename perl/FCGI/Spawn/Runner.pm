@@ -141,8 +141,10 @@ sub set_environment {
     my ($script, $params) = @_;
     FCGI::Spawn::Native::sync_env(%{ $BASE{env} }, @$params);
     $0 = $script;
-    # The script's start, as in a new process: -M, -A and -C count from it.
+    # The script's start, as in a new process: -M, -A and -C count from it;
+    # and rand seeds itself when first used.
     $^T = time;
+    FCGI::Spawn::Native::forget_rand_seed();
     my $qs = $ENV{QUERY_STRING};
     # An isindex query (no '=') becomes @ARGV, as a CGI server does.
     if (defined $qs && length $qs && index($qs, '=') < 0) {
@@ -350,8 +352,24 @@ sub compile_and_run {
     do_source($source, $req{package}, 0);
     # Reached when the script fell off its end. A compile error never ran
     # the prologue: report it as perl would, by dying at the top level.
-    die $@ if !$SCRIPT_STARTED && $@ ne '';
+    die_compile_error($@, $req{script}) if !$SCRIPT_STARTED && $@ ne '';
     return;
+}
+
+# Dies with a compile error as perl reports it for a program (what the
+# script's $SIG{__DIE__}, CGI::Carp's fatalsToBrowser among them, and the
+# log get). A compile that ended with errors leaves only the errors in $@
+# after `do`, and no die handler ran: a program's message ends with
+# "Execution of SCRIPT aborted due to compilation errors." One aborted by
+# a die (a BEGIN block's, too many errors) is whole, and the handler has
+# already had it: it does not get it twice.
+sub die_compile_error {
+    my ($error, $script) = @_;
+    if ($error =~ /(?:\bfailed--compilation aborted at .* line \d+\.|has too many errors\.)\n\z/) {
+        local $SIG{__DIE__};
+        die $error;
+    }
+    die "${error}Execution of $script aborted due to compilation errors.\n";
 }
 
 # registry, fork: the compiled sub of a script, compiled again when the
@@ -405,7 +423,8 @@ sub compile_cached {
     if (!$handler) {
         FCGI::Spawn::Symbols::delete_package($_) for @packages;
         FCGI::Spawn::Symbols::delete_script_names();
-        die $error ne '' ? $error : "fcgi-spawn: $script did not compile into a handler\n";
+        die_compile_error($error, $script) if $error ne '';
+        die "fcgi-spawn: $script did not compile into a handler\n";
     }
     my @captured = FCGI::Spawn::Native::captured_lexicals($package, $handler, @ends);
     if (@captured && $req{mode} eq 'registry') {

@@ -348,7 +348,21 @@ XS(fs_xs_reset_handles)
     XSRETURN_EMPTY;
 }
 
+/* FCGI::Spawn::Native::forget_rand_seed() — rand() seeds itself on its
+ * first use again, from the system's random source, as in a new process:
+ * a fork-mode child would otherwise repeat its worker's sequence on every
+ * request (every visitor the same "random" token), and a script's
+ * srand(42) would make the next script's rand() predictable. */
+XS(fs_xs_forget_rand_seed)
+{
+    dXSARGS;
+    PERL_UNUSED_VAR(items);
+    PL_srand_called = FALSE;
+    XSRETURN_EMPTY;
+}
+
 static const fs_xsub fs_state_xsubs_table[] = {
+    FS_XSUB("forget_rand_seed", fs_xs_forget_rand_seed),
     FS_XSUB("end_block_count", fs_xs_end_block_count),
     FS_XSUB("take_end_blocks", fs_xs_take_end_blocks),
     FS_XSUB("sync_env", fs_xs_sync_env),
