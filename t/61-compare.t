@@ -1,6 +1,8 @@
-# fcgi-spawn compare: a request as plain CGI and on a warm worker of a
-# daemon it starts itself; "identical" and exit 0, or a diff and exit 1;
-# exit 2 for what it cannot run; nothing left running, also after Ctrl-C.
+# fcgi-spawn compare: a request as plain CGI and several times on one
+# worker of a daemon it starts itself; "identical" and exit 0, or a diff
+# and exit 1, naming the first run that differs and whether its worker was
+# warm; exit 2 for what it cannot run; nothing left running, also after
+# Ctrl-C.
 use strict;
 use warnings;
 use FindBin;
@@ -136,7 +138,12 @@ sub nothing_left {
     is $rc, 1, 'state.pl --mode all: exit 1' or diag "$out\n$err";
     like $out, qr/^perlrun: identical/m, 'perlrun identical';
     like $out, qr/^fork: identical/m, 'fork identical';
-    like $out, qr/^registry: different from plain CGI in runs 2 and 3 of 3$/m, 'registry: runs 2 and 3 differ';
+    like $out, qr/^registry: different from plain CGI on a warm worker \(run 2\): runs 2 and 3 of 3 differ$/m,
+        'registry: different on a warm worker, from run 2 on';
+    like $out, qr/^    \(run 1 was identical: an earlier run left state in the worker that changes this page\)$/m,
+        'says run 1 was identical';
+    like $out, qr/^perlrun: identical \(3 runs on one worker, warm from run 2 on\)$/m,
+        'no warm-up page: run 1 meets a fresh worker';
     like $out, qr/^--- plain CGI\n\+\+\+ registry, run 2\n\@\@ -1,3 \+1,3 \@\@\n Content-Type: text\/plain\n \n-n=1\n\+n=2\n/m,
         'a unified diff of run 2';
     like $out, qr/^-n=1\n\+n=3$/m, 'and of run 3';
@@ -147,14 +154,47 @@ sub nothing_left {
 # The configured mode: a registry rule for the script applies without --mode.
 {
     my $conf = "$site/../compare-site.toml";
-    spew($conf, qq{root = ["$site"]\nisolation_for = ["$site/state*=registry"]\n});
+    # A dynamic pool would start a second worker while the first is busy;
+    # compare's daemon keeps one, in the foreground.
+    spew($conf, qq{root = ["$site"]\nisolation_for = ["$site/state*=registry"]\n}
+        . qq{pool = "dynamic"\nmin_spare = 2\nmax_spare = 3\ndetach = true\nlog = "$site/../compare-site.log"\n});
     my ($out, $err, $rc) = compare('--config', $conf, "$site/state.pl");
     is $rc, 1, 'config file isolation_for: exit 1' or diag "$out\n$err";
-    like $out, qr/^registry: different/m, 'the mode the config gives the script';
+    like $out, qr/^registry: different from plain CGI on a warm worker \(run 2\)/m,
+        'the mode the config gives the script, on one worker despite the dynamic pool';
     ($out, $err, $rc) = compare('--config', $conf, '--repeat', '1', "$site/state.pl");
     is $rc, 0, '--repeat 1: one run, nothing to leak' or diag "$out\n$err";
-    like $out, qr/^registry: identical \(1 run on one warm worker\)$/m, 'one run';
+    like $out, qr/^registry: identical \(1 run, on a fresh worker\)$/m, 'one run';
+    like $out, qr/^note: one run and no warm-up page: .*leave --repeat at 2 or more\)$/m,
+        'says one run on a fresh worker cannot show what a run leaves';
+    # max_requests stays the user's: a run that gets a new worker is fresh.
+    ($out, $err, $rc) = compare('--config', $conf, '--max-requests', '2', "$site/state.pl");
+    is $rc, 1, '--max-requests 2: exit 1' or diag "$out\n$err";
+    like $out, qr/^registry: different from plain CGI on a warm worker \(run 2\): run 2 of 3 differs$/m,
+        'run 3 meets a new worker and is identical';
+    unlink "$site/../compare-site.log";
     unlink $conf;
+}
+
+# State a script leaves in a module from the system @INC stays in the worker
+# (the documented limit): right on a fresh worker, wrong from run 2 on, and
+# compare says so. fork starts every run from the worker's clean state.
+{
+    my $fixture = "$FindBin::Bin/compare-fixtures/system-module-state.pl";
+    my ($out, $err, $rc) = compare('--mode', 'all', $fixture);
+    is $rc, 1, 'state in a system module: exit 1' or diag "$out\n$err";
+    for my $mode (qw(perlrun registry)) {
+        like $out, qr/^$mode: different from plain CGI on a warm worker \(run 2\): runs 2 and 3 of 3 differ$/m,
+            "$mode: the difference shows on a warm worker, run 2";
+        like $out, qr/^--- plain CGI\n\+\+\+ $mode, run 2\n\@\@ -1,3 \+1,3 \@\@\n Content-Type: text\/plain\n \n-runs in this process: 1\n\+runs in this process: 2$/m,
+            "$mode: the diff of run 2";
+    }
+    like $out, qr/^fork: identical \(3 runs on one worker, warm from run 2 on\)$/m, 'fork: identical';
+    like $out, qr/^different\n\z/m, 'last line: different';
+    ($out, $err, $rc) = compare('--repeat', '2', $fixture);
+    is $rc, 1, '--repeat 2 is enough to see it' or diag "$out\n$err";
+    like $out, qr/^perlrun: different from plain CGI on a warm worker \(run 2\): run 2 of 2 differs$/m, 'run 2 of 2';
+    nothing_left('system module state');
 }
 
 # --- request shape: --data, --param, --env, isindex, cwd -------------------------
@@ -179,7 +219,8 @@ sub nothing_left {
 {
     my ($out, $err, $rc) = compare('--mode', 'registry', '--warm-up', "$site/state.pl", "$site/state.pl");
     is $rc, 1, 'a warm-up of the same script: run 1 already differs in registry' or diag "$out\n$err";
-    like $out, qr/^registry: different from plain CGI in runs 1, 2 and 3 of 3$/m, 'every run differs';
+    like $out, qr/^registry: different from plain CGI on a warm worker \(run 1\): runs 1, 2 and 3 of 3 differ$/m,
+        'every run differs, the first on a worker the warm-up page warmed';
 }
 
 # --- volatile output ------------------------------------------------------------
@@ -234,7 +275,7 @@ sub nothing_left {
     my ($out, $err, $rc) = compare('--timeout', '2', "$site/slow.pl");
     is $rc, 1, 'persistent run past --timeout: exit 1' or diag "$out\n$err";
     like $out, qr/^\+\[no response within 2 s\]$/m, 'the diff says no response';
-    like $out, qr/^perlrun: different from plain CGI in run 1 of 3 \(runs 2 and 3 not sent: the worker was still busy with run 1\)$/m,
+    like $out, qr/^perlrun: different from plain CGI on a fresh worker \(run 1\): run 1 of 3 differs \(runs 2 and 3 not sent: the worker was still busy with run 1\)$/m,
         'the runs after it are not sent';
     cmp_ok time - $t0, '<', 40, 'and compare does not wait for the script';
     nothing_left('timeout');

@@ -2,7 +2,9 @@ package Test::FCGI::Spawn;
 
 # A test module for a site's own `prove t/`: starts fcgi-spawn on a temp
 # socket, sends it requests with the product's own client, runs the same
-# request as a plain CGI process (the oracle) and compares the bytes. The POD
+# request as a plain CGI process (the oracle) and compares the bytes, twice
+# or more in a row on the one worker: a script that breaks when persistent
+# is most often right on a fresh worker and wrong from its second run. The POD
 # at the end is the user documentation; the comments say why the code is
 # shaped this way.
 
@@ -147,6 +149,7 @@ sub start {
         stderr  => "$dir/daemon.stderr",
         timeout => $o{timeout} || 60,
         nreq    => 0,
+        warm_runs => _warm_runs_option($o{warm_runs}, 2),
     }, $class;
     my %env = %{ $o{env} || {} };
     my @pass = $o{pass_env} ? @{ $o{pass_env} } : @DEFAULT_PASS_ENV;
@@ -184,7 +187,16 @@ sub start {
     return $self;
 }
 
+# warm_runs: how many times compare and same_as_cgi run a request.
+sub _warm_runs_option {
+    my ($n, $default) = @_;
+    return $default unless defined $n;
+    croak "warm_runs => $n: give a whole number, 1 or more (1: each request once)" unless $n =~ /\A[1-9][0-9]*\z/;
+    return $n;
+}
+
 sub socket    { $_[0]{listen} }
+sub warm_runs { $_[0]{warm_runs} }
 sub pid       { $_[0]{pid} }
 sub dir       { $_[0]{dir} }
 sub log_file  { $_[0]{log} }
@@ -581,11 +593,37 @@ sub compare_responses {
 
 sub compare {
     my ($self, $req) = @_;
-    $req = _with_jar($self, $req);
-    my $p = $self->request($req);
-    my $c = $self->run_cgi_for($req);
-    _keep_cookies($self, $req, persistent => $p, cgi => $c);
-    return compare_responses($p, $c, $req, 'fastcgi', $self->{ids} ||= {});
+    return _compare_runs($self, $req, 'fastcgi', sub {
+        my ($sent) = @_;
+        return ($self->request($sent), $self->run_cgi_for($sent));
+    });
+}
+
+# The request $holder->{warm_runs} times in a row (the daemon's one worker
+# serves them one after the other), each run a full request on both sides:
+# $run->($request) returns the persistent response and the oracle's, with
+# the cookie jars and id numbering carried from run to run as from request
+# to request. Returns the comparison of the first run that differs (else of
+# the last run), with run (its number), warm_runs and results (every run's
+# comparison). A run whose request failed (a timeout: the worker is still
+# busy) ends the series.
+sub _compare_runs {
+    my ($holder, $req, $via, $run) = @_;
+    my $n = $holder->{warm_runs} || 1;
+    my @results;
+    for my $i (1 .. $n) {
+        my $sent = _with_jar($holder, $req);
+        my ($p, $c) = $run->($sent);
+        _keep_cookies($holder, $sent, persistent => $p, cgi => $c);
+        push @results, compare_responses($p, $c, $sent, $via, $holder->{ids} ||= {});
+        last if $p->{error};
+    }
+    my ($first) = grep { !$results[$_]{same} } 0 .. $#results;
+    my $k = defined $first ? $first : $#results;
+    my %res = (%{ $results[$k] }, run => $k + 1, warm_runs => $n, results => \@results);
+    $res{diff} = unified_diff($res{cgi_text}, $res{persistent_text}, 'plain CGI', "persistent, run $res{run}")
+        if !$res{same} && $n > 1;
+    return \%res;
 }
 
 # Cookie jars (request key jar => NAME): one per name and side, filled from
@@ -643,11 +681,34 @@ sub _assert {
 # stderr (and the daemon's log lines for the request).
 sub describe_difference {
     my ($res) = @_;
-    my $s = $res->{diff};
+    my $s = _which_runs($res) . $res->{diff};
     my $p = $res->{persistent};
     my $c = $res->{cgi};
     $s .= "plain CGI stderr:\n" . _indent($c->{stderr}) if length($c->{stderr} || '');
     $s .= "daemon log during the request:\n" . _indent($p->{log}) if length($p->{log} || '');
+    return $s;
+}
+
+# Which of the runs of a request differ, and whether the first that does
+# met a warm worker: "on a warm worker (run 2 of 2)" is the line that tells
+# a site owner the script keeps state from one request to the next.
+sub _which_runs {
+    my ($res) = @_;
+    my $n = $res->{warm_runs} || 1;
+    return '' if $n == 1 || !$res->{results};
+    my @differ = grep { !$res->{results}[ $_ - 1 ]{same} } 1 .. @{ $res->{results} };
+    my $k = $res->{run};
+    my $list = @differ == 1 ? "run @differ" : 'runs ' . join(', ', @differ[0 .. $#differ - 1]) . " and $differ[-1]";
+    my $s = "the request ran $n times in a row on the daemon; $list of $n "
+        . (@differ == 1 ? 'differs' : 'differ') . " from plain CGI";
+    $s .= ' (runs ' . (@{ $res->{results} } + 1) . "-$n not sent: the request failed)"
+        if @{ $res->{results} } < $n;
+    $s .= "\n";
+    if ($k > 1) {
+        $s .= "different on a warm worker (run $k): "
+            . ($k == 2 ? 'run 1 was' : 'runs 1-' . ($k - 1) . ' were')
+            . " identical, so an earlier run left state in the worker that changes this page\n";
+    }
     return $s;
 }
 
@@ -889,7 +950,8 @@ $locations    }
 CONF
     Test::FCGI::Spawn::_spew("$prefix/nginx.conf", $conf);
     my $self = bless { prefix => $prefix, port => $port, root => $root, table => \@table,
-        extra => { map { $_ => 1 } @extra } }, $class;
+        extra => { map { $_ => 1 } @extra },
+        warm_runs => Test::FCGI::Spawn::_warm_runs_option($o{warm_runs}, $o{site} ? $o{site}{warm_runs} : 2) }, $class;
     if ($o{site}) { $self->{site} = $o{site}; weaken $self->{site} }
     $self->{pid} = Test::FCGI::Spawn::_spawn(
         argv   => [ $nginx, '-p', "$prefix/", '-c', "$prefix/nginx.conf", '-e', "$prefix/logs/error.log" ],
@@ -1097,7 +1159,12 @@ sub request {
 # The oracle for a request sent through nginx: the same params nginx sent.
 sub compare {
     my ($self, $req) = @_;
-    $req = Test::FCGI::Spawn::_with_jar($self, $req);
+    return Test::FCGI::Spawn::_compare_runs($self, $req, 'http', sub { $self->_one_run($_[0]) });
+}
+
+# One run of a request through nginx, and its oracle.
+sub _one_run {
+    my ($self, $req) = @_;
     my $p = $self->request($req);
     my $c;
     if ($p->{params}) {
@@ -1115,8 +1182,7 @@ sub compare {
     else {
         $c = { error => 'not run: the persistent side failed', raw => '', stderr => '' };
     }
-    Test::FCGI::Spawn::_keep_cookies($self, $req, persistent => $p, cgi => $c);
-    return Test::FCGI::Spawn::compare_responses($p, $c, $req, 'http', $self->{ids} ||= {});
+    return ($p, $c);
 }
 
 sub same_as_cgi {
@@ -1178,6 +1244,15 @@ the daemon on a temporary UNIX socket for your roots and preloads, sends it
 requests with C<fcgi-spawn request>, runs the very same request as a plain
 CGI process, and compares the two responses byte for byte.
 
+Each request runs twice in a row (C<warm_runs>) on the daemon's one worker,
+each run compared with its own plain CGI run. Most scripts that break when
+persistent give the right page on a fresh worker and the wrong one from
+their second request on (a module setting one request switched, a
+C<while (CGI::Fast-E<gt>new)> loop that ran once, a global that keeps
+counting); a single run on a fresh worker would pass them. A failure says
+which run differed, and "different on a warm worker (run 2)" when the
+first run was right.
+
 The plain CGI run (the I<oracle>) is what a CGI server does: the script's
 directory as working directory, C<%ENV> = the daemon's clean base
 environment (the variables C<--pass-env> lets through, by default C<PATH
@@ -1212,6 +1287,13 @@ C<--preload>, C<--preload-script>.
 
 Default 1: one warm worker serves every request, which is what finds
 leaks between requests.
+
+=item warm_runs => N
+
+How many times C<compare> and C<same_as_cgi> run each request, one run
+after the other (default 2; 1 runs it once, as before this option). With
+one worker, run 1 warms it (unless earlier requests did) and the later
+runs show what a run leaves behind.
 
 =item env => { NAME => VALUE }
 
@@ -1251,19 +1333,29 @@ the same with the site's base environment.
 
 =head2 $site->same_as_cgi(\%request, $test_name)
 
-A L<Test::More> assertion: passes when the persistent response equals the
-plain CGI one after the request's masks; on failure the diagnostics show a
-unified diff, the plain CGI stderr and the daemon's log lines. A script that
-prints nothing counts as equal to the daemon's 500 page for it (a CGI server
-answers 500 too). C<< $site->compare(\%request) >> returns the comparison
-(C<same>, C<diff>, both texts, both responses) without asserting.
+A L<Test::More> assertion (one per request, whatever C<warm_runs>): sends
+the request C<warm_runs> times and runs it as plain CGI as many times, each
+run a full request on both sides (cookie jars and C<map_ids> carry on from
+run to run as from request to request), and passes when every persistent
+response equals its plain CGI one after the request's masks. On failure
+the diagnostics say which runs differ and, when the first of them is not
+run 1, that the difference shows on a warm worker; then the unified diff of
+the first run that differs, the plain CGI stderr and the daemon's log
+lines. A script that prints nothing counts as equal to the daemon's 500
+page for it (a CGI server answers 500 too). A run whose request fails (a
+timeout) ends the series. C<< $site->compare(\%request) >> returns the
+comparison without asserting: C<same>, C<diff>, both texts and both
+responses of the first run that differs (else of the last run), C<run>
+(its number), C<warm_runs>, and C<results> (every run's comparison, in
+order).
 
-=head2 $site->start_nginx(root => '/', params => [NAME, ...], scripts => [PATH, ...])
+=head2 $site->start_nginx(root => '/', params => [NAME, ...], scripts => [PATH, ...], warm_runs => N)
 
 Starts nginx on a free 127.0.0.1 port in front of the daemon (upstream
 keepalive, C<fastcgi_keep_conn on>). The document root defaults to C</>, so
 a script's URL path is its file path. The returned object has C<request>,
-C<compare> and C<same_as_cgi> like the site, C<url>, C<port>,
+C<compare> and C<same_as_cgi> like the site (C<warm_runs> runs each, by
+default the site's), C<url>, C<port>,
 C<error_log_text> and C<stop>. The plain CGI run gets the exact params
 nginx sent (read back from an access log); the comparison covers the status,
 the script's headers (sorted by name; nginx's own C<Server>, C<Date>,
@@ -1280,10 +1372,10 @@ installed without an extension).
 Sends TERM to the daemon's pid, waits (KILL after 15 s), and returns its
 wait status.
 
-=head2 $site->crashes, $site->log_text, $site->worker_pids
+=head2 $site->crashes, $site->log_text, $site->worker_pids, $site->warm_runs
 
 Log lines of workers killed by a signal; the daemon's whole log; the pids
-of its workers.
+of its workers; the runs per request.
 
 =head1 REQUESTS
 

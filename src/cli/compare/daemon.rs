@@ -1,9 +1,10 @@
 //! The daemon `compare` runs the persistent side on: this very binary's
 //! `run`, with the user's settings (config file and flags, merged as `run`
 //! merges them) written to a config file in compare's temp dir, except
-//! what makes it compare's own: a socket in that dir, one worker (so every
-//! request lands on the same, warm, worker), the log in that dir, no pid
-//! file, no user switch. It runs in a process group of its own (a Ctrl-C
+//! what makes it compare's own: a socket in that dir, one worker in a
+//! static pool (so every request lands on the same, warm, worker: a dynamic
+//! pool would start a second one while the first is busy), the log in that
+//! dir, no pid file, no user switch, in the foreground. It runs in a process group of its own (a Ctrl-C
 //! at the terminal reaches `compare`, which stops it by pid) and gets TERM
 //! if `compare` dies without stopping it.
 
@@ -39,6 +40,12 @@ pub fn settings_for_compare(
     let mut s = settings.clone();
     s.listen = Some(socket.display().to_string());
     s.workers = Some(1);
+    s.pool = None;
+    s.max_workers = None;
+    s.start_workers = None;
+    s.min_spare = None;
+    s.max_spare = None;
+    s.detach = false;
     s.log = None;
     s.pid_file = None;
     s.user = None;
@@ -158,12 +165,16 @@ mod tests {
             "listen = \"/run/fcgi.sock\"\nworkers = 8\nlog = \"/var/log/f.log\"\n\
              pid_file = \"/run/f.pid\"\nuser = \"www-data\"\npreload = [\"CGI\"]\n\
              isolation = \"registry\"\nisolation_for = [\"/srv/a/**=fork\"]\n\
-             env = [\"SITE=1\"]\nmax_requests = 500\n",
+             env = [\"SITE=1\"]\nmax_requests = 500\npool = \"dynamic\"\nmin_spare = 2\n\
+             max_spare = 3\ndetach = true\n",
         )
         .unwrap();
         let s = settings_for_compare(&user, Path::new("/tmp/x/perlrun.sock"), None);
         assert_eq!(s.listen.as_deref(), Some("/tmp/x/perlrun.sock"));
         assert_eq!(s.workers, Some(1));
+        // One worker for good: no dynamic pool to start a second one.
+        assert!(s.pool.is_none() && s.min_spare.is_none() && s.max_spare.is_none());
+        assert!(!s.detach);
         assert!(s.log.is_none() && s.pid_file.is_none() && s.user.is_none());
         assert_eq!(s.preload, ["CGI"]);
         assert_eq!(s.env, ["SITE=1"]);
@@ -174,6 +185,11 @@ mod tests {
         let text = toml::to_string(&s).unwrap();
         let back = Settings::from_toml(&text).unwrap();
         assert_eq!(back.listen, s.listen);
+        // And `run` resolves it to one worker in a static pool.
+        let in_temp = settings_for_compare(&user, &std::env::temp_dir().join("x.sock"), None);
+        let config = crate::config::Config::resolve(in_temp, None).unwrap();
+        assert_eq!(config.workers, 1);
+        assert!(config.dynamic.is_none());
 
         let forced =
             settings_for_compare(&user, Path::new("/tmp/x/fork.sock"), Some(Isolation::Fork));

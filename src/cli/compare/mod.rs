@@ -4,13 +4,17 @@
 //!
 //! The request runs as plain CGI (`cgi`), then on a daemon of `compare`'s
 //! own (`daemon`: this binary's `run` with the user's settings, one worker)
-//! after the warm-up requests, several times in a row, so state a run
-//! leaves shows in the next; then as plain CGI once more. Each persistent
-//! run is compared with the first plain CGI run (`diff`); the second plain
-//! CGI run tells volatile output (a time, a pid, random data) from a real
-//! difference: whatever a persistent run shows lies, in time, between the
-//! two plain CGI runs, so where those two agree a difference is not the
-//! clock's. Nothing outlives the command (`cleanup`), also on Ctrl-C.
+//! after the warm-up requests, several times in a row on that one worker,
+//! so state a run leaves shows in the next: most scripts that break when
+//! persistent work on a fresh worker and fail from the second request on,
+//! which is why the verdict names the first run that differs and whether
+//! its worker was fresh or warm. Then the request runs as plain CGI once
+//! more. Each persistent run is compared with the first plain CGI run
+//! (`diff`); the second plain CGI run tells volatile output (a time, a pid,
+//! random data) from a real difference: whatever a persistent run shows
+//! lies, in time, between the two plain CGI runs, so where those two agree
+//! a difference is not the clock's. Nothing outlives the command
+//! (`cleanup`), also on Ctrl-C.
 
 mod cgi;
 mod cleanup;
@@ -45,13 +49,17 @@ The request (SCRIPT, QUERY, --param, --data) runs:
      plus the CGI params, and the body on stdin;
   2. on a daemon compare starts with your settings (--config and the run
      flags; its own temp socket, one worker, --user ignored): the --warm-up
-     pages, then the request --repeat times on that one worker, so that
-     state one run leaves shows in the next;
+     pages, then the request --repeat times (default 3) on that one worker:
+     the first run warms it, the later ones show state a run leaves behind
+     (a module setting a script switched, a loop that ran once);
   3. as plain CGI again, which tells volatile output (a time, a pid,
      random data) from a real difference.
 Each persistent response (headers and body, as bytes) is compared with the
-first plain CGI one; a unified diff shows each difference. --mask REGEX
-hides volatile parts on both sides. Nothing is left running.
+first plain CGI one; a unified diff shows each difference, and the verdict
+names the first run that differs and whether its worker was fresh or warm
+(\"different from plain CGI on a warm worker (run 2)\": the script breaks
+only once a worker has served it). --mask REGEX hides volatile parts on
+both sides. Nothing is left running.
 
 Exit status: 0 identical; 1 different (also when two plain CGI runs
 differ); 2 usage or start error (no such script, a script the settings
@@ -88,7 +96,9 @@ pub struct CompareArgs {
     mode: Option<ModeArg>,
     #[command(flatten)]
     request: RequestFlags,
-    /// Runs of the request on the warm worker.
+    /// Times the request runs on the one worker, one after another: the
+    /// first run warms it (unless a warm-up page did), the later ones show
+    /// what a run leaves behind; 1 checks a single run.
     #[arg(long, value_name = "N", default_value_t = 3)]
     repeat: usize,
     /// Page the worker serves before the runs, SCRIPT[?QUERY], a GET
@@ -137,13 +147,14 @@ enum Verdict {
 }
 
 /// One mode's persistent side: the runs' responses as compared (masked),
-/// and what
-/// the daemon logged meanwhile.
+/// and what the daemon logged meanwhile.
 struct ModeRuns {
     mode: Isolation,
     /// As many as asked for, unless one got no response in time.
     runs: Vec<Vec<u8>>,
-    asked: usize,
+    /// One per run asked for: whether it met a fresh worker (see
+    /// `on_fresh_worker`).
+    fresh: Vec<bool>,
     log: String,
 }
 
@@ -198,6 +209,7 @@ fn compare(args: CompareArgs) -> anyhow::Result<Verdict> {
         warm_ups: &warm_ups,
         request: &request,
         repeat: args.repeat,
+        max_requests: config.max_requests,
         timeout,
         masks: &masks,
     };
@@ -240,6 +252,13 @@ fn compare(args: CompareArgs) -> anyhow::Result<Verdict> {
         args.repeat,
         if args.repeat == 1 { "" } else { "s" }
     );
+    if args.repeat == 1 && warm_ups.is_empty() {
+        let _ = writeln!(
+            out,
+            "note: one run and no warm-up page: the request meets a fresh worker only, so \
+             what a run leaves for the next cannot show (leave --repeat at 2 or more)"
+        );
+    }
     if nix::unistd::geteuid().is_root() {
         if let Some(user) = &config.user {
             let _ = writeln!(
@@ -377,6 +396,8 @@ struct Sequence<'a> {
     warm_ups: &'a [CgiRequest],
     request: &'a CgiRequest,
     repeat: usize,
+    /// The user's setting, kept: it may hand a run a fresh worker.
+    max_requests: u64,
     timeout: Duration,
     masks: &'a Masks,
 }
@@ -389,6 +410,7 @@ impl Sequence<'_> {
             warm_ups,
             request,
             repeat,
+            max_requests,
             timeout,
             masks,
         } = *self;
@@ -420,12 +442,26 @@ impl Sequence<'_> {
         }
         daemon.stop();
         let log = daemon.log();
+        let fresh = (1..=repeat)
+            .map(|run| on_fresh_worker(warm_ups.len(), run, max_requests))
+            .collect();
         Ok(ModeRuns {
             mode,
             runs,
-            asked: repeat,
+            fresh,
             log,
         })
+    }
+}
+
+/// Whether run `run` (from 1) of the request meets a worker that has served
+/// nothing yet: the daemon's one worker serves the `warm_ups` pages, then
+/// the runs, and `max_requests` (0: never) replaces it after that many.
+fn on_fresh_worker(warm_ups: usize, run: usize, max_requests: u64) -> bool {
+    let served_before = (warm_ups + run - 1) as u64;
+    match max_requests {
+        0 => served_before == 0,
+        m => served_before.is_multiple_of(m),
     }
 }
 
@@ -437,7 +473,10 @@ fn timed_out(e: &anyhow::Error) -> bool {
 }
 
 /// Writes one mode's verdict, with a diff per distinct difference; returns
-/// whether every run was identical to plain CGI.
+/// whether every run was identical to plain CGI. A difference names the
+/// first run that shows it and whether that run's worker was warm: a page
+/// that is right on a fresh worker and wrong from the second run on is
+/// state a run left in the worker, which plain CGI never has.
 fn report_mode(
     out: &mut String,
     runs: &ModeRuns,
@@ -446,6 +485,7 @@ fn report_mode(
 ) -> bool {
     let mode = runs.mode.as_str();
     let texts = &runs.runs;
+    let asked = runs.fresh.len();
     // Distinct differing texts, with the runs (1-based) that gave each.
     let mut differing: Vec<(&[u8], Vec<usize>)> = Vec::new();
     for (i, text) in texts.iter().enumerate() {
@@ -457,24 +497,30 @@ fn report_mode(
             None => differing.push((text, vec![i + 1])),
         }
     }
-    if differing.is_empty() {
+    let mut differing_runs: Vec<usize> = differing.iter().flat_map(|(_, r)| r.clone()).collect();
+    differing_runs.sort_unstable();
+    let Some(&first) = differing_runs.first() else {
         let _ = writeln!(
             out,
-            "{mode}: identical ({} run{} on one warm worker)",
-            texts.len(),
-            if texts.len() == 1 { "" } else { "s" }
+            "{mode}: identical ({})",
+            runs_on_workers(&runs.fresh[..texts.len()])
         );
         return true;
-    }
-    let differing_runs: Vec<usize> = differing.iter().flat_map(|(_, r)| r.clone()).collect();
+    };
+    let warm = !runs.fresh[first - 1];
     let _ = write!(
         out,
-        "{mode}: different from plain CGI in {} of {}",
+        "{mode}: different from plain CGI on a {} worker (run {first}): {} of {asked} {}",
+        if warm { "warm" } else { "fresh" },
         runs_text(&differing_runs),
-        runs.asked
+        if differing_runs.len() == 1 {
+            "differs"
+        } else {
+            "differ"
+        }
     );
-    if texts.len() < runs.asked {
-        let not_sent: Vec<usize> = (texts.len() + 1..=runs.asked).collect();
+    if texts.len() < asked {
+        let not_sent: Vec<usize> = (texts.len() + 1..=asked).collect();
         let _ = write!(
             out,
             " ({} not sent: the worker was still busy with run {})",
@@ -483,6 +529,18 @@ fn report_mode(
         );
     }
     out.push('\n');
+    if warm && first > 1 {
+        let before: Vec<usize> = (1..first).collect();
+        let _ = writeln!(
+            out,
+            "    ({} identical: an earlier run left state in the worker that changes this page)",
+            if before.len() == 1 {
+                "run 1 was".to_string()
+            } else {
+                format!("{} were", runs_text(&before))
+            }
+        );
+    }
     for (text, which) in &differing {
         let name = format!("{mode}, {}", runs_text(which));
         out.push_str(&unified(cgi_text, text, "plain CGI", &name));
@@ -496,6 +554,28 @@ fn report_mode(
         }
     }
     false
+}
+
+/// The runs of an identical verdict and the worker they met, from whether
+/// each met a fresh one.
+fn runs_on_workers(fresh: &[bool]) -> String {
+    let n = fresh.len();
+    let count = if n == 1 {
+        "1 run".to_string()
+    } else {
+        format!("{n} runs")
+    };
+    let fresh_runs: Vec<usize> = (1..=n).filter(|&run| fresh[run - 1]).collect();
+    match fresh_runs.as_slice() {
+        [] => format!("{count} on one warm worker"),
+        [1] if n == 1 => "1 run, on a fresh worker".to_string(),
+        [1] => format!("{count} on one worker, warm from run 2 on"),
+        f if f.len() == n => format!("{count}, each on a fresh worker: max_requests replaces it"),
+        f => format!(
+            "{count}; a fresh worker for {}: max_requests replaces it",
+            runs_text(f)
+        ),
+    }
 }
 
 fn runs_text(runs: &[usize]) -> String {
@@ -521,90 +601,4 @@ fn show_lines(out: &mut String, title: &str, text: &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: CompareArgs,
-    }
-
-    fn parse(argv: &[&str]) -> Result<CompareArgs, clap::Error> {
-        Cli::try_parse_from(std::iter::once("compare").chain(argv.iter().copied())).map(|c| c.args)
-    }
-
-    #[test]
-    fn arguments_and_the_daemon_settings() {
-        let a = parse(&[
-            "--mode",
-            "all",
-            "--mask",
-            r"\d+",
-            "--mask",
-            "x",
-            "--param",
-            "HTTP_A=1",
-            "--data",
-            "-",
-            "--root",
-            "/srv",
-            "--preload",
-            "CGI",
-            "--isolation",
-            "registry",
-            "--config",
-            "/etc/f.toml",
-            "--",
-            "/srv/a.pl",
-            "-q",
-        ])
-        .unwrap();
-        assert_eq!(a.mode, Some(ModeArg::All));
-        assert_eq!(a.masks, [r"\d+", "x"]);
-        assert_eq!(a.script, PathBuf::from("/srv/a.pl"));
-        assert_eq!(a.query.as_deref(), Some("-q"));
-        assert_eq!(a.repeat, 3);
-        assert_eq!(a.timeout, 60);
-        assert_eq!(a.settings.root, [PathBuf::from("/srv")]);
-        assert_eq!(a.settings.preload, ["CGI"]);
-        assert_eq!(a.settings.isolation, Some(Isolation::Registry));
-        assert_eq!(a.settings.config, Some(PathBuf::from("/etc/f.toml")));
-
-        assert!(parse(&["--mode", "cgi", "/srv/a.pl"]).is_err());
-        assert!(parse(&[]).is_err(), "SCRIPT is required");
-    }
-
-    #[test]
-    fn the_default_warm_up_is_the_plain_get_of_the_script() {
-        let policy = PathPolicy::new(Vec::new(), &[]);
-        let get = |query: &str, body: Option<&[u8]>| CgiRequest {
-            script_filename: "/srv/a.pl".into(),
-            query: query.into(),
-            body: body.map(|b| b.to_vec()),
-            ..Default::default()
-        };
-        let warm = warm_up_requests(&[], &get("id=3", None), &policy).unwrap();
-        assert_eq!(warm, [get("", None)]);
-        let warm = warm_up_requests(&[], &get("", Some(b"x=1")), &policy).unwrap();
-        assert_eq!(warm, [get("", None)]);
-        assert!(warm_up_requests(&[], &get("", None), &policy)
-            .unwrap()
-            .is_empty());
-        let e = warm_up_requests(&["/no/such.pl?x=1".into()], &get("", None), &policy)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("--warm-up \"/no/such.pl?x=1\": /no/such.pl:"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn run_lists_read_as_english() {
-        assert_eq!(runs_text(&[2]), "run 2");
-        assert_eq!(runs_text(&[2, 3]), "runs 2 and 3");
-        assert_eq!(runs_text(&[1, 2, 3]), "runs 1, 2 and 3");
-    }
-}
+mod tests;

@@ -313,6 +313,9 @@ sub daemon_starter {
             isolation => $mode,
             workers   => 1,
             timeout   => 20,    # per request: a response that never ends fails in 20 s, not 60
+            # The plan warms the worker itself, and a seed must replay the
+            # same requests: each step runs once.
+            warm_runs => 1,
             args      => [ @args, @{ $daemon->{args} }, split ' ', $ENV{FCGI_SPAWN_EXTRA_ARGS} || '' ],
         );
     };
