@@ -59,6 +59,10 @@ pub struct State {
     pub generation: u64,
     /// The pump watches the current request's connection (holds a dup).
     pub watched: bool,
+    /// What the pump's watch read of the connection after the request's
+    /// own records (the web server's next request): the worker's once the
+    /// request ends.
+    pub next_input: Vec<u8>,
     /// Read ends of the std pipes (non-blocking); None once at EOF.
     pub stdout: Option<File>,
     pub stderr: Option<File>,
@@ -243,6 +247,8 @@ pub struct Output {
     /// The lowest free descriptor number when the request began: if it
     /// moved, the script may have left a descriptor open.
     free_fd_at_begin: Cell<RawFd>,
+    /// The last request's [`State::next_input`], taken when it ended.
+    next_input: RefCell<Vec<u8>>,
 }
 
 impl Output {
@@ -254,6 +260,7 @@ impl Output {
                 active: None,
                 generation: 0,
                 watched: false,
+                next_input: Vec::new(),
                 stdout: Some(stdout),
                 stderr: Some(stderr),
                 tag: "fcgi-spawn".into(),
@@ -276,6 +283,7 @@ impl Output {
             shared,
             pipes: RefCell::new(pipes),
             free_fd_at_begin: Cell::new(-1),
+            next_input: RefCell::new(Vec::new()),
         })
     }
 
@@ -335,6 +343,7 @@ impl Output {
         state.drain_stdout(shared);
         state.drain_stderr(shared);
         state.log_partial_line();
+        *self.next_input.borrow_mut() = std::mem::take(&mut state.next_input);
         let Some(active) = state.active.take() else {
             return Err(io::Error::other("no request to finish"));
         };
@@ -347,6 +356,13 @@ impl Output {
             self.shared.kick();
         }
         Ok(finished)
+    }
+
+    /// What the web server sent on the connection after the last request
+    /// while its script ran (its next request): it goes back to the
+    /// connection, before anything still in the socket.
+    pub fn take_next_input(&self) -> Vec<u8> {
+        self.next_input.take()
     }
 
     /// The lowest descriptor number ≥ 3 that is free (-1 if unknown).

@@ -228,16 +228,20 @@ impl PumpThread {
         };
         // Read under the lock, and only for the watched request: once it
         // ended, what arrives is the next request on a kept connection,
-        // which the worker reads (the watch goes at the next wake-up).
+        // which the worker reads (the watch goes at the next wake-up). What
+        // the web server sends after the request (its next one, when it
+        // does not wait for the answer) is kept for the worker.
         let mut state = self.shared.lock();
         if state.generation != watch.generation {
             return;
         }
-        let event = client.on_readable();
+        let event = client.on_readable(&mut state.next_input);
         let (why, stop_why) = match event {
             ClientEvent::Quiet => return,
-            ClientEvent::Unexpected(n) => {
-                log::warn!("ignoring {n} unexpected bytes from the web server while a script runs");
+            ClientEvent::Unfollowed => {
+                log::debug!("{}: connection no longer watched", state.tag());
+                drop(state);
+                watch.client = None;
                 return;
             }
             ClientEvent::Gone => {

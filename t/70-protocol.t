@@ -98,6 +98,16 @@ sub worker_same {
     ok $r2->{ended}, 'second request id: END_REQUEST';
     is $r2->{protocol_status}, FCGI_CANT_MPX_CONN, 'second request id: FCGI_CANT_MPX_CONN';
     like collect_response($recs, 1)->{stdout}, qr/Hello, one!/, 'first request completed normally';
+    # The refused id's late records are skipped; sent again once request 1
+    # was answered, it is served, and so is id 1 again.
+    print {$s} fcgi_record(FCGI_PARAMS, 2, '') . fcgi_record(FCGI_STDIN, 2, '')
+        . fcgi_request_bytes(2, 'hello.pl', keep_conn => 1, query => 'name=two')
+        . fcgi_request_bytes(1, 'hello.pl', keep_conn => 1, query => 'name=again');
+    my $ended = 0;
+    ($recs, $why) = read_records($s, until => sub { $_[0]{type} == FCGI_END_REQUEST && ++$ended == 2 }, timeout => 10);
+    is $why, 'done', 'the refused id and the first id, sent again: both ended';
+    like collect_response($recs, 2)->{stdout}, qr/Hello, two!/, 'the refused id is served once the first request ended';
+    like collect_response($recs, 1)->{stdout}, qr/Hello, again!/, 'and the first id, reused';
 }
 
 # padding, params and stdin spread over many small records, 4-byte lengths

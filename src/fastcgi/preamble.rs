@@ -17,10 +17,14 @@
 //! as if straight from the socket. What needs no worker is answered here
 //! and dropped from the buffer, exactly as `ServerConnection` would answer
 //! it: management records (`FCGI_GET_VALUES`), roles we do not serve, a
-//! second request on a busy connection, `FCGI_ABORT_REQUEST` of a request
-//! not handed over yet. A state machine: bytes in, answers out; its one
-//! piece of I/O, [`Preamble::read_from`], is the non-blocking read that
-//! feeds it, so that connections are read only in this protocol layer.
+//! second request id begun before the current request's input ended
+//! (`FCGI_CANT_MPX_CONN`), `FCGI_ABORT_REQUEST` of a request not handed
+//! over yet. Bytes past the ready request (the connection's next request,
+//! sent before this one is answered) are not looked at, and are handed
+//! over with it: they wait their turn. A state machine: bytes in, answers
+//! out; its one piece of I/O, [`Preamble::read_from`], is the non-blocking
+//! read that feeds it, so that connections are read only in this protocol
+//! layer.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -159,6 +163,12 @@ impl Preamble {
     /// No byte of a next request has arrived: the connection is idle.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
+    }
+
+    /// The last [`Self::scan`] said [`Scan::Ready`] and the request was
+    /// not taken since.
+    pub fn is_ready(&self) -> bool {
+        self.current.is_some_and(|c| c.ready())
     }
 
     /// The request's `FCGI_STDIN` stream has ended (or it needs none): the

@@ -1,15 +1,21 @@
 //! What the web server says on a connection while its request's script
-//! runs: nothing, `FCGI_ABORT_REQUEST`, or that it went away.
+//! runs: nothing, `FCGI_ABORT_REQUEST`, that it went away, or already its
+//! next request.
 //!
-//! FastCGI without multiplexing leaves the web server nothing else to send
-//! on a busy connection, so the only bytes that can arrive are an abort
-//! (possibly split over reads) or, harmlessly, something we ignore. This is
-//! the only place that reads the client socket once the request has been
-//! read: the worker's pump thread owns a [`ClientWatch`] and polls
+//! FastCGI without multiplexing leaves the web server little to send on a
+//! busy connection: an abort (possibly split over reads) or, from a client
+//! that does not wait for the answer, the connection's next request. That
+//! one waits its turn: its bytes are kept, in order, in a buffer the caller
+//! owns, and go back to the connection when the request ends (a second
+//! request id whose records come before the first one's input ended is
+//! refused with `FCGI_CANT_MPX_CONN` by `preamble` and `server` instead).
+//! This is the only place that reads the client socket once the request has
+//! been read: the worker's pump thread owns a [`ClientWatch`] and polls
 //! [`ClientWatch::fd`] for [`ClientWatch::POLL`]; a poll that fires is
 //! answered by [`ClientWatch::on_readable`]. A hung-up socket stays
-//! readable for ever (poll is level-triggered), so once `Gone` or `Aborted`
-//! is returned the watch has nothing more to say and the caller drops it.
+//! readable for ever (poll is level-triggered), so once `Gone`, `Aborted`
+//! or `Unfollowed` is returned the watch has nothing more to say and the
+//! caller drops it.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -19,18 +25,25 @@ use nix::sys::socket::{recv, MsgFlags};
 
 use super::record::{Header, RecordType, HEADER_LEN};
 
+/// Bytes of what follows the request that a watch keeps at most; past
+/// them it stops reading, and the rest waits in the socket.
+pub const KEEP_AFTER: usize = 64 * 1024;
+
 /// What a readable connection meant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientEvent {
-    /// Nothing decisive yet (part of a record, or a record we ignore).
+    /// Nothing decisive yet: part of a record, or records of what follows
+    /// the request (kept).
     Quiet,
     /// `FCGI_ABORT_REQUEST` for the running request: stop it, then end the
     /// request normally (the connection is still good).
     Aborted,
     /// The web server closed the connection or it failed.
     Gone,
-    /// The web server sent `n` bytes that are no abort (dropped).
-    Unexpected(usize),
+    /// The watch cannot follow the connection further: what arrived is no
+    /// record (kept, and reported when the request has ended), or
+    /// [`KEEP_AFTER`] bytes are kept. The script runs on unwatched.
+    Unfollowed,
 }
 
 /// One running request's connection, as watched by a thread that does not
@@ -38,8 +51,9 @@ pub enum ClientEvent {
 pub struct ClientWatch {
     conn: OwnedFd,
     request_id: u16,
-    /// The start of a record not yet complete.
-    partial: Vec<u8>,
+    /// The first `framed` bytes of the caller's buffer are whole records
+    /// looked at; the rest is the start of one.
+    framed: usize,
 }
 
 impl ClientWatch {
@@ -52,7 +66,7 @@ impl ClientWatch {
         ClientWatch {
             conn,
             request_id,
-            partial: Vec::new(),
+            framed: 0,
         }
     }
 
@@ -60,41 +74,49 @@ impl ClientWatch {
         self.conn.as_fd()
     }
 
-    /// Reads what is there (never blocks) and says what it meant.
-    pub fn on_readable(&mut self) -> ClientEvent {
-        let mut buf = [0u8; 512];
-        let n = match recv(self.conn.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+    /// Reads what is there (never blocks) and says what it meant. `after`
+    /// collects the bytes that follow the request, the running request's
+    /// abort left out; pass the same buffer, empty at first, for the whole
+    /// watch.
+    pub fn on_readable(&mut self, after: &mut Vec<u8>) -> ClientEvent {
+        let mut buf = [0u8; 4096];
+        let room = KEEP_AFTER.saturating_sub(after.len()).min(buf.len());
+        if room == 0 {
+            return ClientEvent::Unfollowed;
+        }
+        let n = match recv(
+            self.conn.as_raw_fd(),
+            &mut buf[..room],
+            MsgFlags::MSG_DONTWAIT,
+        ) {
             Ok(0) => return ClientEvent::Gone,
             Ok(n) => n,
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return ClientEvent::Quiet,
             Err(_) => return ClientEvent::Gone,
         };
-        self.partial.extend_from_slice(&buf[..n]);
-        let mut unexpected = 0;
+        after.extend_from_slice(&buf[..n]);
         loop {
-            let Ok(header) = Header::parse(&self.partial) else {
-                // Not a header yet (or garbage: a header is 8 bytes, so
-                // garbage is dropped 8 bytes at a time).
-                if self.partial.len() >= HEADER_LEN {
-                    unexpected += self.partial.len();
-                    self.partial.clear();
-                }
-                break;
-            };
-            let len = header.record_len();
-            if self.partial.len() < len {
+            let rest = &after[self.framed..];
+            if rest.len() < HEADER_LEN {
                 break;
             }
-            self.partial.drain(..len);
+            let Ok(header) = Header::parse(rest) else {
+                return ClientEvent::Unfollowed;
+            };
+            let len = header.record_len();
+            if rest.len() < len {
+                break;
+            }
             if header.record_type == RecordType::AbortRequest
                 && header.request_id == self.request_id
             {
+                after.drain(self.framed..self.framed + len);
                 return ClientEvent::Aborted;
             }
-            unexpected += len;
+            self.framed += len;
         }
-        if unexpected > 0 {
-            ClientEvent::Unexpected(unexpected)
+        if after.len() >= KEEP_AFTER {
+            ClientEvent::Unfollowed
         } else {
             ClientEvent::Quiet
         }
@@ -113,7 +135,7 @@ pub fn peer_closed(conn: BorrowedFd<'_>) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fastcgi::record::encode_record;
+    use crate::fastcgi::record::{encode_begin_request, encode_record, KEEP_CONN, ROLE_RESPONDER};
     use std::io::Write;
     use std::os::unix::net::UnixStream;
 
@@ -122,33 +144,78 @@ mod tests {
         (ClientWatch::new(OwnedFd::from(ours), 1), theirs)
     }
 
-    #[test]
-    fn abort_split_over_reads() {
-        let (mut w, mut peer) = watch();
+    fn abort(id: u16) -> Vec<u8> {
         let mut rec = Vec::new();
-        encode_record(&mut rec, RecordType::AbortRequest, 1, b"");
-        peer.write_all(&rec[..3]).unwrap();
-        assert_eq!(w.on_readable(), ClientEvent::Quiet);
-        peer.write_all(&rec[3..]).unwrap();
-        assert_eq!(w.on_readable(), ClientEvent::Aborted);
+        encode_record(&mut rec, RecordType::AbortRequest, id, b"");
+        rec
     }
 
     #[test]
-    fn abort_of_another_request_is_unexpected() {
+    fn abort_split_over_reads() {
         let (mut w, mut peer) = watch();
-        let mut rec = Vec::new();
-        encode_record(&mut rec, RecordType::AbortRequest, 2, b"");
-        peer.write_all(&rec).unwrap();
-        assert_eq!(w.on_readable(), ClientEvent::Unexpected(8));
+        let mut after = Vec::new();
+        let rec = abort(1);
+        peer.write_all(&rec[..3]).unwrap();
+        assert_eq!(w.on_readable(&mut after), ClientEvent::Quiet);
+        peer.write_all(&rec[3..]).unwrap();
+        assert_eq!(w.on_readable(&mut after), ClientEvent::Aborted);
+        assert!(after.is_empty(), "the abort is not kept");
+    }
+
+    #[test]
+    fn the_next_request_is_kept_in_order_around_an_abort() {
+        let (mut w, mut peer) = watch();
+        let mut after = Vec::new();
+        let mut next = Vec::new();
+        encode_begin_request(&mut next, 2, ROLE_RESPONDER, KEEP_CONN);
+        encode_record(&mut next, RecordType::Params, 2, b"\x01\x01ab");
+        // An abort of another request is the next request's business.
+        next.extend(abort(2));
+        peer.write_all(&next[..5]).unwrap();
+        assert_eq!(w.on_readable(&mut after), ClientEvent::Quiet);
+        // Between two records of the next request.
+        let mut rest = next[5..32].to_vec();
+        rest.extend(abort(1));
+        rest.extend_from_slice(&next[32..]);
+        peer.write_all(&rest).unwrap();
+        assert_eq!(w.on_readable(&mut after), ClientEvent::Aborted);
+        while after.len() < next.len() {
+            assert_eq!(w.on_readable(&mut after), ClientEvent::Quiet);
+        }
+        assert_eq!(after, next, "everything but the running request's abort");
+    }
+
+    #[test]
+    fn garbage_and_too_much_are_kept_unfollowed() {
+        let (mut w, mut peer) = watch();
+        let mut after = Vec::new();
+        peer.write_all(b"GET / HTTP/1.0\r\n").unwrap();
+        assert_eq!(w.on_readable(&mut after), ClientEvent::Unfollowed);
+        assert_eq!(after, b"GET / HTTP/1.0\r\n");
+
+        let (mut w, mut peer) = watch();
+        let mut after = Vec::new();
+        let mut big = Vec::new();
+        while big.len() < KEEP_AFTER + 100 {
+            encode_record(&mut big, RecordType::Stdin, 2, &[b'x'; 1000]);
+        }
+        std::thread::spawn(move || peer.write_all(&big));
+        let mut event = ClientEvent::Quiet;
+        while event == ClientEvent::Quiet {
+            event = w.on_readable(&mut after);
+        }
+        assert_eq!(event, ClientEvent::Unfollowed);
+        assert_eq!(after.len(), KEEP_AFTER, "no byte more than it keeps");
     }
 
     #[test]
     fn closed_peer_is_gone_and_nothing_is_quiet() {
         let (mut w, peer) = watch();
-        assert_eq!(w.on_readable(), ClientEvent::Quiet);
+        let mut after = Vec::new();
+        assert_eq!(w.on_readable(&mut after), ClientEvent::Quiet);
         assert!(!peer_closed(w.fd()).unwrap());
         drop(peer);
         assert!(peer_closed(w.fd()).unwrap());
-        assert_eq!(w.on_readable(), ClientEvent::Gone);
+        assert_eq!(w.on_readable(&mut after), ClientEvent::Gone);
     }
 }

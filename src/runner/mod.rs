@@ -66,6 +66,10 @@ pub struct RequestResult {
     /// The HTTP status the client got, and the response's bytes.
     pub status: u16,
     pub bytes: u64,
+    /// Bytes read from the connection while the script ran, after the
+    /// request's own records (the web server's next request): they belong
+    /// to the connection, before what is still in the socket.
+    pub next_input: Vec<u8>,
 }
 
 impl RequestResult {
@@ -75,6 +79,7 @@ impl RequestResult {
             retire: None,
             status: 200,
             bytes: 0,
+            next_input: Vec::new(),
         }
     }
 
@@ -224,6 +229,7 @@ impl<'p> Runner<'p> {
         let parked = self.park_std_fds();
         Stage::Idle.enter();
         let mut result = RequestResult::clean();
+        result.next_input = self.output.take_next_input();
         match self.steps.end_request() {
             Restored::Clean { signals_touched } => result.signals_touched = signals_touched,
             Restored::Unclean(reason) => {

@@ -98,7 +98,7 @@ impl Readers {
     /// After a response on a kept connection: ready to wait for the next
     /// request. Bytes the reader already took beyond the request (rare: the
     /// web server does not pipeline) go back to the preamble, with a new
-    /// reader.
+    /// reader, before those read while the script ran ([`Conn::unread`]).
     pub fn after_request(&mut self, mut conn: Conn) -> Conn {
         let replay = conn.reader.get_ref();
         let leftover = conn.reader.has_buffered_input() || replay.pos < replay.pending.len();
@@ -108,6 +108,7 @@ impl Readers {
         }
         let (mut replay, mut bytes) = conn.reader.into_parts();
         bytes.extend_from_slice(&replay.pending[replay.pos..]);
+        bytes.extend_from_slice(&conn.preamble.take());
         let stream = replay.stream.take().expect("a connection's stream");
         self.open(stream, bytes, Duration::ZERO)
     }
@@ -169,6 +170,20 @@ impl Conn {
     /// Nothing of a next request has arrived.
     pub fn is_idle(&self) -> bool {
         self.preamble.is_empty()
+    }
+
+    /// The last [`Self::scan`] found a request ready, not read yet.
+    pub fn is_ready(&self) -> bool {
+        self.preamble.is_ready()
+    }
+
+    /// Bytes of the connection read while its request's script ran (the
+    /// web server's next request, sent before this one was answered):
+    /// they come before anything still in the socket.
+    pub fn unread(&mut self, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            self.preamble.push(&bytes);
+        }
     }
 
     /// Reads the ready request: its first records from memory, the rest of
@@ -236,5 +251,84 @@ impl Write for Replay {
 
     fn flush(&mut self) -> io::Result<()> {
         self.stream()?.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fastcgi::record::{
+        encode_begin_request, encode_params, encode_stream_end, RecordType, KEEP_CONN,
+        ROLE_RESPONDER,
+    };
+    use std::os::unix::net::UnixStream;
+
+    fn request(id: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_begin_request(&mut out, id, ROLE_RESPONDER, KEEP_CONN);
+        encode_params(&mut out, id, &[(b"N".to_vec(), vec![b'0' + id as u8])]);
+        encode_stream_end(&mut out, RecordType::Stdin, id);
+        out
+    }
+
+    fn settings() -> PreambleSettings {
+        PreambleSettings::new(Limits::default(), 1, 1)
+    }
+
+    fn next_id(conn: &mut Conn) -> u16 {
+        let req = conn
+            .read_request(Duration::ZERO)
+            .unwrap()
+            .expect("a request");
+        req.id
+    }
+
+    #[test]
+    fn pipelined_requests_come_in_order_whoever_read_them() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let mut readers = Readers::new(Limits::default(), 1);
+        let third = request(3);
+        // Requests 1 and 2 read at once; the start of 3 read while request
+        // 2's script ran; its end still in the socket.
+        let mut first = request(1);
+        first.extend(request(2));
+        let mut conn = readers.open(Stream::Unix(ours), first, Duration::ZERO);
+        assert_eq!(conn.scan(&settings()).unwrap(), Scan::Ready);
+        assert_eq!(next_id(&mut conn), 1);
+
+        let mut conn = readers.after_request(conn);
+        assert!(!conn.is_idle(), "request 2 is kept");
+        assert_eq!(conn.scan(&settings()).unwrap(), Scan::Ready);
+        assert!(conn.is_ready());
+        assert_eq!(next_id(&mut conn), 2);
+        conn.unread(third[..20].to_vec());
+
+        let mut conn = readers.after_request(conn);
+        assert_eq!(conn.scan(&settings()).unwrap(), Scan::Incomplete);
+        assert!(!conn.is_ready());
+        peer.write_all(&third[20..]).unwrap();
+        let mut scratch = [0; 1024];
+        conn.fill(&mut scratch).unwrap();
+        assert_eq!(conn.scan(&settings()).unwrap(), Scan::Ready);
+        assert_eq!(next_id(&mut conn), 3);
+        let conn = readers.after_request(conn);
+        assert!(conn.is_idle());
+    }
+
+    #[test]
+    fn a_connection_handed_over_takes_every_byte_read() {
+        let (ours, _peer) = UnixStream::pair().unwrap();
+        let mut readers = Readers::new(Limits::default(), 1);
+        let mut input = request(1);
+        input.extend(request(2));
+        input.extend_from_slice(&request(3)[..9]);
+        let mut conn = readers.open(Stream::Unix(ours), input, Duration::ZERO);
+        conn.scan(&settings()).unwrap();
+        assert_eq!(next_id(&mut conn), 1);
+        conn.unread(request(3)[9..].to_vec());
+        let conn = readers.after_request(conn);
+        let mut rest = request(2);
+        rest.extend(request(3));
+        assert_eq!(readers.hand_over(conn).input, rest);
     }
 }

@@ -18,7 +18,10 @@
 //! passes what waits in the listen backlog to the master with the
 //! connections it holds: first come, first served. Requests that did not
 //! fit in the kernel's queue stay in the master's; a worker that sees some
-//! there asks for one (`Idle`) and waits for the answer.
+//! there asks for one (`Idle`) and waits for the answer. A kept connection
+//! whose next request was read with its last one (a client that did not
+//! wait for the answer) is ready without a poll saying so: the worker
+//! serves it next, unless the ready queue had a request for it first.
 //!
 //! ARCHITECTURE.md tells the whole story.
 
@@ -105,9 +108,22 @@ impl<'a> Idle<'a> {
         self.slot().stop_requested() || signals::stop_requested()
     }
 
-    /// Keeps a connection whose response is done (`FCGI_KEEP_CONN`).
+    /// Keeps a connection whose response is done (`FCGI_KEEP_CONN`). Bytes
+    /// of its next request may have come before the answer (a client that
+    /// does not wait for it): no poll will tell of them, so they are
+    /// looked at now, and a request found ready is served in turn.
     pub fn keep(&mut self, conn: Conn) {
-        let conn = self.readers.after_request(conn);
+        let mut conn = self.readers.after_request(conn);
+        if !conn.is_idle() {
+            match conn.scan(&self.settings) {
+                Ok(Scan::Ready | Scan::Incomplete) => {}
+                Ok(Scan::Close) => return self.readers.close(conn),
+                Err(e) => {
+                    log::warn!("closing connection: {e}");
+                    return self.readers.close(conn);
+                }
+            }
+        }
         self.held.push(conn);
     }
 
@@ -140,6 +156,11 @@ impl<'a> Idle<'a> {
             }
             if self.stopping() {
                 return Err(Leave::Stop);
+            }
+            // A kept connection whose next request came with its last one.
+            if let Some(index) = self.held.iter().position(Conn::is_ready) {
+                let conn = self.held.remove(index);
+                return self.claim(conn);
             }
             self.expire();
             let ready = self.poll()?;
@@ -423,6 +444,9 @@ impl<'a> Idle<'a> {
     /// Reads what `held[index]` has and says whether a request is ready.
     fn check(&mut self, index: usize) -> Check {
         let conn = &mut self.held[index];
+        if conn.is_ready() {
+            return Check::Ready;
+        }
         match conn.fill(&mut self.scratch) {
             Ok(Filled::Data { .. }) => {}
             Ok(Filled::Nothing) => return Check::Waiting,

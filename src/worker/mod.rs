@@ -267,6 +267,7 @@ fn serve(
     account.end(begun, status, bytes);
     match handled {
         Ok(result) => {
+            conn.unread(result.next_input);
             if result.signals_touched {
                 signals::install_worker_handlers();
             }
