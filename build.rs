@@ -19,6 +19,7 @@ const GLUE_SOURCES: &[&str] = &[
     "packages.c",
     "code.c",
     "process.c",
+    "request.c",
 ];
 
 fn perl_output(args: &[&str]) -> String {

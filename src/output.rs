@@ -400,19 +400,11 @@ impl Output {
             dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
                 .collect()
         } else {
-            let mut open = Vec::new();
-            let (mut fd, mut free_run) = (self.free_fd_at_begin.get().max(3), 0);
-            while free_run < FREE_RUN {
-                if nix::fcntl::fcntl(fd, FcntlArg::F_GETFD).is_ok() {
-                    open.push(fd);
-                    free_run = 0;
-                } else {
-                    free_run += 1;
-                }
-                fd += 1;
-            }
-            open
+            open_fds_from(self.free_fd_at_begin.get().max(3), FREE_RUN)
         };
+        if candidates.is_empty() {
+            return;
+        }
         let read_ends: Vec<RawFd> = {
             let state = self.shared.lock();
             [&state.stdout, &state.stderr]
@@ -470,6 +462,41 @@ impl Output {
         drop(state);
         self.shared.kick();
         self.install_std_fds()
+    }
+}
+
+/// The open descriptors from `first` up to a run of `free_run` free
+/// numbers, asked of the kernel in windows of 64 with one `poll` each (an
+/// invalid descriptor answers POLLNVAL) rather than one `fcntl` per number.
+fn open_fds_from(first: RawFd, free_run: RawFd) -> Vec<RawFd> {
+    const WINDOW: usize = 64;
+    let mut open = Vec::new();
+    let (mut start, mut free) = (first, 0);
+    loop {
+        let mut fds: Vec<libc::pollfd> = (0..WINDOW as RawFd)
+            .map(|i| libc::pollfd {
+                fd: start + i,
+                events: 0,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a valid array of WINDOW pollfd structs; a zero
+        // timeout returns at once, and only `revents` is written.
+        if unsafe { libc::poll(fds.as_mut_ptr(), WINDOW as libc::nfds_t, 0) } < 0 {
+            return open;
+        }
+        for p in &fds {
+            if p.revents & libc::POLLNVAL != 0 {
+                free += 1;
+                if free >= free_run {
+                    return open;
+                }
+            } else {
+                open.push(p.fd);
+                free = 0;
+            }
+        }
+        start += WINDOW as RawFd;
     }
 }
 

@@ -10,7 +10,7 @@
 //! it (the main thread of the master, and of each worker after fork) can
 //! call into Perl.
 
-use std::ffi::{CString, NulError};
+use std::ffi::{CStr, CString, NulError};
 use std::os::raw::{c_char, c_int, c_void};
 use std::ptr::NonNull;
 use std::sync::OnceLock;
@@ -154,8 +154,9 @@ impl Interpreter {
         unsafe { ffi::fs_set_owner_pid(pid) }
     }
 
-    /// Makes `FCGI::Spawn::Native::capture_stdout()` available: the layer it
-    /// pushes on STDOUT keeps the script's output in this process until
+    /// Makes the output layer available (the runner's `enter_request` and
+    /// `std_handles_bound` push it on STDOUT): it keeps the script's
+    /// output in this process until
     /// [`Self::take_pending_output`], except that while the request stage is
     /// [`Stage::Running`] a flush hands it to `sink` (which returns false
     /// when the client is gone: the script's print then fails with EPIPE).
@@ -234,19 +235,29 @@ impl Interpreter {
         self.outcome(out)
     }
 
+    /// Sets the request's `%ENV` (and so `environ`): the worker's base
+    /// variables, then `pairs` (NAME, VALUE, ...; a later pair wins).
+    /// Only what differs from the last request is written.
+    pub fn set_request_env(&self, pairs: &[&[u8]]) {
+        self.select();
+        let ptrs: Vec<*const c_char> = pairs.iter().map(|a| a.as_ptr() as *const c_char).collect();
+        let lens: Vec<usize> = pairs.iter().map(|a| a.len()).collect();
+        // SAFETY: `ptrs[i]` is valid for `lens[i]` bytes for the whole call
+        // (borrowed from `pairs`); the glue copies what it stores. The
+        // interpreter was started by `start` on this thread (!Send type).
+        unsafe { ffi::fs_request_env(ptrs.as_ptr(), lens.as_ptr(), pairs.len() & !1) }
+    }
+
     /// Calls the Perl sub `name` (fully qualified) with byte-string
     /// arguments in scalar context; `die` is handled as `die_mode` says.
-    pub fn call(
-        &self,
-        name: &str,
-        args: &[&[u8]],
-        die_mode: DieMode,
-    ) -> Result<Outcome, PerlError> {
-        let name = CString::new(name)?;
+    /// `name` is a static string: the glue finds the sub once and keeps it
+    /// by the string's address.
+    pub fn call(&self, name: &'static CStr, args: &[&[u8]], die_mode: DieMode) -> Outcome {
         self.select();
         let ptrs: Vec<*const c_char> = args.iter().map(|a| a.as_ptr() as *const c_char).collect();
         let lens: Vec<usize> = args.iter().map(|a| a.len()).collect();
-        // SAFETY: `ptrs[i]` is valid for `lens[i]` bytes for the whole call
+        // SAFETY: `name` is NUL-terminated and lives for the program;
+        // `ptrs[i]` is valid for `lens[i]` bytes for the whole call
         // (borrowed from `args`); the glue copies each into a mortal SV. The
         // interpreter was started by `start` on this thread (!Send type).
         let out = unsafe {
@@ -258,7 +269,7 @@ impl Interpreter {
                 i32::from(die_mode == DieMode::Trap),
             )
         };
-        Ok(self.outcome(out))
+        self.outcome(out)
     }
 
     fn outcome(&self, out: ffi::fs_outcome) -> Outcome {

@@ -7,4 +7,4 @@
 mod ffi;
 mod interp;
 
-pub use interp::{request_backtrace, DieMode, Interpreter, Outcome, PerlError, Stage, StopReason};
+pub use interp::{request_backtrace, DieMode, Interpreter, Outcome, Stage, StopReason};

@@ -262,14 +262,18 @@ impl<'p> Runner<'p> {
     /// perlrun, registry: the script runs in this process. Returns its exit
     /// status.
     fn run_in_worker(&self, script: &Path, isolation: Isolation, params: &[&[u8]]) -> i32 {
-        let script = script.as_os_str().as_bytes();
-        if let Err(steps::Ended(status)) = self.steps.begin_request(script, isolation, params) {
-            return status;
-        }
         Stage::Running.enter();
-        let status = self.steps.run_script();
-        self.steps.run_end_blocks();
-        status
+        self.run_and_end(script.as_os_str().as_bytes(), isolation, params)
+    }
+
+    /// The request's set-up, the script and its END blocks (when it has
+    /// any, or did not return normally). Returns its exit status.
+    fn run_and_end(&self, script: &[u8], isolation: Isolation, params: &[&[u8]]) -> i32 {
+        let ran = self.steps.run_request(script, isolation, params);
+        if ran.end_blocks_due {
+            self.steps.run_end_blocks();
+        }
+        ran.status
     }
 
     /// fork: the worker keeps the compiled script and forks a child for the
@@ -294,17 +298,7 @@ impl<'p> Runner<'p> {
                 crate::signals::reset_for_request_child();
                 let _ = nix::unistd::close(conn.as_fd().as_raw_fd());
                 perl.become_request_child();
-                let status = match self
-                    .steps
-                    .begin_request(script_bytes, Isolation::Fork, params)
-                {
-                    Err(steps::Ended(status)) => status,
-                    Ok(()) => {
-                        let status = self.steps.run_script();
-                        self.steps.run_end_blocks();
-                        status
-                    }
-                };
+                let status = self.run_and_end(script_bytes, Isolation::Fork, params);
                 perl.exit_process(status)
             }
             Ok(ForkResult::Parent { child }) => {

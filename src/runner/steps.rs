@@ -4,29 +4,33 @@
 //! else in the crate names a runner sub or interprets an [`Outcome`] of
 //! one.
 
+use std::ffi::CStr;
 use std::os::unix::ffi::OsStrExt;
 
 use crate::config::Isolation;
-use crate::perl::{DieMode, Interpreter, Outcome, PerlError};
+use crate::perl::{DieMode, Interpreter, Outcome};
 
 /// Entry points of perl/FCGI/Spawn/Runner.pm.
 mod entry {
-    pub const PRELOAD_SCRIPT: &str = "FCGI::Spawn::Runner::preload_script";
-    pub const WARM_UP_BEGIN: &str = "FCGI::Spawn::Runner::warm_up_begin";
-    pub const WARM_UP_END: &str = "FCGI::Spawn::Runner::warm_up_end";
-    pub const PRECOMPILE_BEGIN: &str = "FCGI::Spawn::Runner::precompile_begin";
-    pub const PRECOMPILE_SCRIPT: &str = "FCGI::Spawn::Runner::precompile_script";
-    pub const PRECOMPILE_WARM: &str = "FCGI::Spawn::Runner::precompile_warm";
-    pub const PRECOMPILE_END: &str = "FCGI::Spawn::Runner::precompile_end";
-    pub const INIT_WORKER: &str = "FCGI::Spawn::Runner::init_worker";
-    pub const COMPILE_SCRIPT: &str = "FCGI::Spawn::Runner::compile_script";
-    pub const BEGIN_REQUEST: &str = "FCGI::Spawn::Runner::begin_request";
-    pub const RUN_SCRIPT: &str = "FCGI::Spawn::Runner::run_script";
-    pub const RUN_END_BLOCKS: &str = "FCGI::Spawn::Runner::run_end_blocks";
-    pub const FINISH_REQUEST: &str = "FCGI::Spawn::Runner::finish_request";
-    pub const END_REQUEST: &str = "FCGI::Spawn::Runner::end_request";
+    use std::ffi::CStr;
+
+    pub const PRELOAD_SCRIPT: &CStr = c"FCGI::Spawn::Runner::preload_script";
+    pub const WARM_UP_BEGIN: &CStr = c"FCGI::Spawn::Runner::warm_up_begin";
+    pub const WARM_UP_END: &CStr = c"FCGI::Spawn::Runner::warm_up_end";
+    pub const PRECOMPILE_BEGIN: &CStr = c"FCGI::Spawn::Runner::precompile_begin";
+    pub const PRECOMPILE_SCRIPT: &CStr = c"FCGI::Spawn::Runner::precompile_script";
+    pub const PRECOMPILE_WARM: &CStr = c"FCGI::Spawn::Runner::precompile_warm";
+    pub const PRECOMPILE_END: &CStr = c"FCGI::Spawn::Runner::precompile_end";
+    pub const INIT_WORKER: &CStr = c"FCGI::Spawn::Runner::init_worker";
+    pub const COMPILE_SCRIPT: &CStr = c"FCGI::Spawn::Runner::compile_script";
+    pub const BEGIN_REQUEST: &CStr = c"FCGI::Spawn::Runner::begin_request";
+    pub const RUN_SCRIPT: &CStr = c"FCGI::Spawn::Runner::run_script";
+    pub const RUN_REQUEST: &CStr = c"FCGI::Spawn::Runner::run_request";
+    pub const RUN_END_BLOCKS: &CStr = c"FCGI::Spawn::Runner::run_end_blocks";
+    pub const FINISH_REQUEST: &CStr = c"FCGI::Spawn::Runner::finish_request";
+    pub const END_REQUEST: &CStr = c"FCGI::Spawn::Runner::end_request";
     /// perl/FCGI/Spawn/Stats.pm: `stats` on, with its policy.
-    pub const STATS_START: &str = "FCGI::Spawn::Stats::start";
+    pub const STATS_START: &CStr = c"FCGI::Spawn::Stats::start";
 }
 
 /// A step that did not return normally: the exit status it stands for
@@ -89,6 +93,14 @@ impl<'c> WorkerSettings<'c> {
         args.extend(self.roots.iter().map(Vec::as_slice));
         args
     }
+}
+
+/// How a script ran: its exit status, and whether END blocks wait to run
+/// (`run_end_blocks`; when it did not return normally, they may).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ran {
+    pub status: i32,
+    pub end_blocks_due: bool,
 }
 
 /// A script compiled ahead of its first request.
@@ -183,93 +195,116 @@ impl<'p> PerlSteps<'p> {
     /// request's environment for what compiling runs. An error is not the
     /// client's answer: the request's child compiles again and
     /// fails as the script would under CGI.
+    #[inline(never)] // a step of its own in bench/cost's profile
     pub fn compile_script(&self, script: &[u8], params: &[&[u8]]) -> Result<(), String> {
-        let mut args: Vec<&[u8]> = Vec::with_capacity(1 + params.len());
-        args.push(script);
-        args.extend_from_slice(params);
-        self.internal(entry::COMPILE_SCRIPT, &args)
+        self.perl.set_request_env(params);
+        self.internal(entry::COMPILE_SCRIPT, &[script])
     }
 
     /// Sets up the request: environment, cwd, std handles. `params` are the
     /// FastCGI params as NAME, VALUE, NAME, VALUE...
+    #[inline(never)] // a step of its own in bench/cost's profile
     pub fn begin_request(
         &self,
         script: &[u8],
         isolation: Isolation,
         params: &[&[u8]],
     ) -> Result<(), Ended> {
-        let mut args: Vec<&[u8]> = Vec::with_capacity(2 + params.len());
-        args.push(script);
-        args.push(isolation.as_str().as_bytes());
-        args.extend_from_slice(params);
-        self.step(entry::BEGIN_REQUEST, &args)
+        self.perl.set_request_env(params);
+        self.step(
+            entry::BEGIN_REQUEST,
+            &[script, isolation.as_str().as_bytes()],
+        )
     }
 
     /// The script itself, with `die` as in a perl program. Returns its exit
     /// status (0 when it fell off its end).
+    #[inline(never)] // a step of its own in bench/cost's profile
     pub fn run_script(&self) -> i32 {
-        match self.perl.call(entry::RUN_SCRIPT, &[], DieMode::AsProgram) {
-            Ok(Outcome::Returned(_)) => 0,
-            Ok(Outcome::Exited(code)) => code,
-            Ok(Outcome::Died(msg)) => {
+        self.script_outcome(self.perl.call(entry::RUN_SCRIPT, &[], DieMode::AsProgram))
+            .status
+    }
+
+    /// A worker's request in one call: `begin_request`, then the script,
+    /// with `die` as in a perl program (also one in the set-up).
+    #[inline(never)] // a step of its own in bench/cost's profile
+    pub fn run_request(&self, script: &[u8], isolation: Isolation, params: &[&[u8]]) -> Ran {
+        self.perl.set_request_env(params);
+        self.script_outcome(self.perl.call(
+            entry::RUN_REQUEST,
+            &[script, isolation.as_str().as_bytes()],
+            DieMode::AsProgram,
+        ))
+    }
+
+    fn script_outcome(&self, outcome: Outcome) -> Ran {
+        match outcome {
+            Outcome::Returned(due) => Ran {
+                status: 0,
+                end_blocks_due: due != 0,
+            },
+            Outcome::Exited(code) => Ran {
+                status: code,
+                end_blocks_due: true,
+            },
+            Outcome::Died(msg) => {
                 log::error!("{msg}");
-                255
-            }
-            Err(e) => {
-                log::error!("{e}");
-                255
+                Ran {
+                    status: 255,
+                    end_blocks_due: true,
+                }
             }
         }
     }
 
+    #[inline(never)] // a step of its own in bench/cost's profile
     pub fn run_end_blocks(&self) {
         let _ = self.step(entry::RUN_END_BLOCKS, &[]);
     }
 
     /// What process exit does before the response is complete.
+    #[inline(never)] // a step of its own in bench/cost's profile
     pub fn finish_request(&self) {
         let _ = self.step(entry::FINISH_REQUEST, &[]);
     }
 
     /// After the response: puts the interpreter back and checks it.
+    #[inline(never)] // a step of its own in bench/cost's profile
     pub fn end_request(&self) -> Restored {
         match self.perl.call(entry::END_REQUEST, &[], DieMode::Trap) {
-            Ok(Outcome::Returned(signals)) => Restored::Clean {
+            Outcome::Returned(signals) => Restored::Clean {
                 signals_touched: signals != 0,
             },
-            Ok(Outcome::Died(reason)) => Restored::Unclean(reason),
-            Ok(Outcome::Exited(code)) => {
+            Outcome::Died(reason) => Restored::Unclean(reason),
+            Outcome::Exited(code) => {
                 Restored::Unclean(format!("restoring the state called exit({code})"))
             }
-            Err(e) => Restored::Unclean(e.to_string()),
         }
     }
 
     /// A runner step with `die` trapped; Err(Ended) when it did not return
     /// (a `die` is logged).
-    fn step(&self, name: &str, args: &[&[u8]]) -> Result<(), Ended> {
+    fn step(&self, name: &'static CStr, args: &[&[u8]]) -> Result<(), Ended> {
         match self.call(name, args, DieMode::Trap) {
             Outcome::Returned(_) => Ok(()),
             Outcome::Exited(code) => Err(Ended(code)),
             Outcome::Died(msg) => {
-                log::error!("{name}: {msg}");
+                log::error!("{}: {msg}", name.to_string_lossy());
                 Err(Ended(255))
             }
         }
     }
 
     /// A call that must simply work; the error says which and why.
-    fn internal(&self, name: &str, args: &[&[u8]]) -> Result<(), String> {
+    fn internal(&self, name: &'static CStr, args: &[&[u8]]) -> Result<(), String> {
         match self.call(name, args, DieMode::Trap) {
             Outcome::Returned(_) => Ok(()),
-            Outcome::Died(msg) => Err(format!("{name}: {msg}")),
-            Outcome::Exited(code) => Err(format!("{name}: exit({code})")),
+            Outcome::Died(msg) => Err(format!("{}: {msg}", name.to_string_lossy())),
+            Outcome::Exited(code) => Err(format!("{}: exit({code})", name.to_string_lossy())),
         }
     }
 
-    fn call(&self, name: &str, args: &[&[u8]], die_mode: DieMode) -> Outcome {
-        self.perl
-            .call(name, args, die_mode)
-            .unwrap_or_else(|e: PerlError| Outcome::Died(e.to_string()))
+    fn call(&self, name: &'static CStr, args: &[&[u8]], die_mode: DieMode) -> Outcome {
+        self.perl.call(name, args, die_mode)
     }
 }

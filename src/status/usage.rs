@@ -7,8 +7,6 @@
 //! [`PRIVATE_MOVE`] since, or every [`PRIVATE_EVERY`] requests) and CPU time (`getrusage` of the worker and of the children
 //! it waited for: a `fork`-isolation request's child, `system`).
 
-use std::io::Read;
-
 /// Requests between two readings of `smaps_rollup` while RSS stays put.
 pub const PRIVATE_EVERY: u64 = 16;
 /// A move of the resident size that makes `smaps_rollup` be read again.
@@ -29,12 +27,23 @@ impl Statm {
     }
 }
 
-/// This process's `/proc/self/statm`, one short read.
+/// This process's `/proc/self/statm`, one short read: the file is kept
+/// open (per process: a forked child opens its own, `/proc/self` having
+/// named the opener) and read again from its start.
 pub fn statm() -> Option<Statm> {
+    thread_local! {
+        static STATM: std::cell::RefCell<Option<(u32, std::fs::File)>> = const { std::cell::RefCell::new(None) };
+    }
     let mut buf = [0u8; 128];
-    let n = std::fs::File::open("/proc/self/statm")
-        .and_then(|mut f| f.read(&mut buf))
-        .ok()?;
+    let pid = std::process::id();
+    let n = STATM.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.as_ref().is_none_or(|(owner, _)| *owner != pid) {
+            *cached = Some((pid, std::fs::File::open("/proc/self/statm").ok()?));
+        }
+        let (_, file) = cached.as_ref()?;
+        std::os::unix::fs::FileExt::read_at(file, &mut buf, 0).ok()
+    })?;
     parse_statm(std::str::from_utf8(&buf[..n]).ok()?, page_size())
 }
 

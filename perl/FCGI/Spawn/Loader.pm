@@ -23,8 +23,9 @@ use warnings;
 
 our $VERSION = '0.1.0';
 
-# The running script's packages (name => 1); empty outside a request.
-our %SCRIPT_PACKAGES;
+# The running script's packages (name => 1); empty outside a request. A
+# reference, so a registry script's set (made once) is put in place whole.
+our $SCRIPT_PACKAGES = {};
 # The --root directories, each ending in '/'.
 our @ROOTS;
 # What the request loaded that goes with it: [%INC key, packages its load
@@ -63,7 +64,7 @@ sub script_require {
     return load($requirer, $file, $caller_file, $caller_line) if $file =~ /^v?[\d._]+\z/;
     my $path = find_file($file);
     my @packages = defined $path ? declared_packages($path) : ();
-    if (in_request() && defined $path && (@packages ? site_file($file, $path) : $SCRIPT_PACKAGES{$caller})) {
+    if (in_request() && defined $path && (@packages ? site_file($file, $path) : $SCRIPT_PACKAGES->{$caller})) {
         my @new = grep { !FCGI::Spawn::Symbols::stash_of($_) } @packages;
         my $result = load($requirer, $file, $caller_file, $caller_line);
         push @LOADED, [ $file, \@new ];
@@ -85,14 +86,14 @@ sub script_require {
     $AFTER_LOAD{$file}->() if $AFTER_LOAD{$file};
     # Its subs are the worker's: a script that redefines one later gets it
     # put back. (The running script's packages are not.)
-    FCGI::Spawn::Native::record_new_code(keys %SCRIPT_PACKAGES,
+    FCGI::Spawn::Native::record_new_code(keys %$SCRIPT_PACKAGES,
         map { substr $_, 0, -2 } grep { /::\z/ } FCGI::Spawn::Symbols::script_names());
     return $result;
 }
 
 # Whether what is loaded now goes with the request: a script runs, and it
 # is not a registry script's compile (what that loads is the script's).
-sub in_request { return %SCRIPT_PACKAGES && !$KEEP_LOADED }
+sub in_request { return %$SCRIPT_PACKAGES && !$KEEP_LOADED }
 
 # A file of the site rather than of the system: named by path, found
 # under a --root, or found through a directory the script added to @INC
@@ -124,7 +125,7 @@ sub requirer {
     my ($package) = @_;
     # A script's packages are made anew for each request: their requirers
     # are too (a perl without threads ties compiled code to the stash).
-    return make_requirer($package) if $SCRIPT_PACKAGES{$package};
+    return make_requirer($package) if $SCRIPT_PACKAGES->{$package};
     return $REQUIRER{$package} //= make_requirer($package);
 }
 
@@ -207,7 +208,7 @@ sub declared_packages {
     return @{ $known->[1] } if $known && $known->[0] eq $stamp;
     open my $fh, '<', $path or return;
     my $source = '';
-    1 while read $fh, $source, 65536, length $source;
+    FCGI::Spawn::Symbols::read_whole($fh, \$source);
     my @packages = FCGI::Spawn::Symbols::declared_packages(\$source);
     $DECLARES{$path} = [ $stamp, \@packages ];
     return @packages;
@@ -231,6 +232,9 @@ sub take_compiled_site_files {
 # The request is over: what it loaded of the site is forgotten, with the
 # packages that loading made, and so are the failures to load a file.
 sub forget_loaded {
+    $SCRIPT_PACKAGES = {};
+    # Usual case: the request loaded nothing and failed to load nothing.
+    return if !@LOADED && !@FAILED && !%LOADED_NOW && keys %INC == keys %WORKER_INC;
     for my $loaded (@LOADED) {
         my ($file, $packages) = @$loaded;
         delete $INC{$file};
@@ -241,7 +245,6 @@ sub forget_loaded {
     delete @INC{ grep { !defined $INC{$_} } @FAILED };
     @FAILED = ();
     restore_inc();
-    %SCRIPT_PACKAGES = ();
     return;
 }
 

@@ -26,7 +26,7 @@ our $VERSION = '0.1.0';
 our $ACCEPTED = 0;    # FCGI accepts this request made (see cgi_accept)
 
 my @WITH_SETTINGS = qw(CGI::Carp Data::Dumper Carp Text::Wrap Storable CGI::Fast);
-my %SCALARS_AS_LOADED;    # package => { name => value }, taken when it loads
+my %WATCHED;    # package => 1: its scalars are watched
 
 my @WITH_REQUEST_STATE = (
     [ 'CGI',         sub { CGI::_reset_globals() if defined &CGI::_reset_globals } ],
@@ -34,12 +34,11 @@ my @WITH_REQUEST_STATE = (
     # Its handles live in lexicals of its own; an empty list sets them
     # back to none (CGI::Fast's default: STDIN, STDOUT, STDERR).
     [ 'CGI::Fast',   sub { CGI::Fast->file_handles({}) if defined &CGI::Fast::file_handles } ],
-    map { my $package = $_; [ $package, sub { reset_scalars($package) } ] } @WITH_SETTINGS,
 );
 
 for my $package (@WITH_SETTINGS) {
     (my $file = "$package.pm") =~ s{::}{/}g;
-    $FCGI::Spawn::Loader::AFTER_LOAD{$file} = sub { take_scalars_as_loaded($package) };
+    $FCGI::Spawn::Loader::AFTER_LOAD{$file} = sub { watch_scalars($package) };
 }
 $FCGI::Spawn::Loader::AFTER_LOAD{'FCGI.pm'} = \&accept_once_per_request;
 
@@ -48,31 +47,25 @@ $FCGI::Spawn::Loader::AFTER_LOAD{'FCGI.pm'} = \&accept_once_per_request;
 sub take_loaded {
     for my $package (@WITH_SETTINGS) {
         (my $file = "$package.pm") =~ s{::}{/}g;
-        take_scalars_as_loaded($package) if $INC{$file} && !$SCALARS_AS_LOADED{$package};
+        watch_scalars($package) if $INC{$file};
     }
     accept_once_per_request() if $INC{'FCGI.pm'};
     return;
 }
 
-sub take_scalars_as_loaded {
+# The package's scalars, with their values as loaded: the glue puts back
+# those a request wrote (their set magic tells it), after each request.
+sub watch_scalars {
     my ($package) = @_;
+    return if $WATCHED{$package}++;
     my $stash = FCGI::Spawn::Symbols::stash_of($package) or return;
-    $SCALARS_AS_LOADED{$package} = {
-        map { (ref \$stash->{$_} eq 'GLOB' && $_ !~ /::\z/) ? ($_ => ${ *{ \$stash->{$_} }{SCALAR} }) : () }
-            keys %$stash
-    };
+    FCGI::Spawn::Native::watch_scalars(
+        map { \$stash->{$_} } grep { ref \$stash->{$_} eq 'GLOB' && !/::\z/ } keys %$stash);
     return;
 }
 
-sub reset_scalars {
-    my ($package) = @_;
-    my $as_loaded = $SCALARS_AS_LOADED{$package} or return;
-    no strict 'refs';
-    ${"${package}::$_"} = $as_loaded->{$_} for keys %$as_loaded;
-    return;
-}
-
-# After each request.
+# After each request (the watched settings: FCGI::Spawn::Native::
+# leave_request).
 sub reset_request_state {
     $_->[1]->() for @WITH_REQUEST_STATE;
     $ACCEPTED = 0;
@@ -85,8 +78,7 @@ sub reset_request_state {
 # it back before each run (set_scalars).
 sub scalars {
     my %values;
-    for my $module (@WITH_REQUEST_STATE) {
-        my $package = $module->[0];
+    for my $package ((map { $_->[0] } @WITH_REQUEST_STATE), @WITH_SETTINGS) {
         my $stash = FCGI::Spawn::Symbols::stash_of($package) or next;
         for my $name (keys %$stash) {
             my $glob = \$stash->{$name};

@@ -46,9 +46,6 @@ my %PERLRUN_ONLY;    # script path => stamp: refused by the registry
 my %BASE = (
     env          => {},
     sig          => {},
-    inc          => [],
-    umask        => 0,
-    cwd          => '/',
     program_name => 'fcgi-spawn',
     core_global  => undef,
 );
@@ -74,6 +71,69 @@ our $SCRIPT_STARTED;   # set by a perlrun script's generated prologue
     no warnings 'once';
     *CORE::GLOBAL::require = \&FCGI::Spawn::Loader::script_require;
     *CORE::GLOBAL::do = \&FCGI::Spawn::Loader::script_do;
+}
+
+# Runs the parts of a step in order. With a list for failures, each part
+# is trapped and its failure recorded (finish and end: the rest must still
+# be put back); without, a die ends the step. With FCGI_SPAWN_STEP_COSTS=N
+# in the daemon's environment, each part's CPU time is added up and logged
+# every N requests (bench/cost reads it).
+our $STEP_COSTS = $ENV{FCGI_SPAWN_STEP_COSTS} // 0;
+my (%COST_NS, @COST_ORDER, $COSTED_REQUESTS);
+if ($STEP_COSTS) {
+    require Time::HiRes;
+}
+
+sub run_parts {
+    my ($step, $failed, $parts) = @_;
+    return run_parts_costed($step, $failed, $parts) if $STEP_COSTS;
+    if (!$failed) {
+        $_->[1]->() for @$parts;
+        return;
+    }
+    # One eval for them all, the usual case; after a failure, the parts
+    # after it still run.
+    my $i = 0;
+    while ($i < @$parts) {
+        my $ok = eval {
+            while ($i < @$parts) {
+                my $code = $parts->[ $i++ ][1];
+                $code->();
+            }
+            1;
+        };
+        last if $ok;
+        push @$failed, "$parts->[$i - 1][0]: $@";
+    }
+    return;
+}
+
+sub run_parts_costed {
+    my ($step, $failed, $parts) = @_;
+    for my $part (@$parts) {
+        my ($what, $code) = @$part;
+        my $t0 = Time::HiRes::clock_gettime(Time::HiRes::CLOCK_THREAD_CPUTIME_ID());
+        if ($failed) {
+            eval { $code->(); 1 } or push @$failed, "$what: $@";
+        }
+        else {
+            $code->();
+        }
+        my $key = "$step/$what";
+        push @COST_ORDER, $key unless exists $COST_NS{$key};
+        $COST_NS{$key} += Time::HiRes::clock_gettime(Time::HiRes::CLOCK_THREAD_CPUTIME_ID()) - $t0;
+    }
+    return;
+}
+
+sub log_step_costs {
+    return unless $STEP_COSTS && ++$COSTED_REQUESTS >= $STEP_COSTS;
+    print STDERR "fcgi-spawn: step costs over $COSTED_REQUESTS requests (CPU µs per request): ",
+        join('; ', map { sprintf '%s %.2f', $_, $COST_NS{$_} / $COSTED_REQUESTS * 1e6 } @COST_ORDER), "\n";
+    %COST_NS = ();
+    @COST_ORDER = ();
+    $COSTED_REQUESTS = 0;
+    return;
 }
 
 # --- the steps that differ per isolation mode --------------------------------
@@ -108,14 +168,13 @@ my %MODES = (
 
 sub capture_base_state {
     my ($keep_env, $set_env, $inherited) = @_;
-    $BASE{env} = {
+    FCGI::Spawn::Native::request_env_base(
         (map { exists $ENV{$_} ? ($_ => $ENV{$_}) : () } @$keep_env),
         @$set_env,
-    };
+    );
     # Perl calls an embedded interpreter "-e"; ps and top should say what
     # the process is.
     $0 = $BASE{program_name};
-    $BASE{umask} = umask;
     $BASE{sig} = { map { $_ => $SIG{$_} } keys %SIG };
     $BASE{inc} = [@INC];
     %FCGI::Spawn::Loader::WORKER_INC_DIRS = map { $_ => 1 } grep { !ref } @INC;
@@ -134,17 +193,18 @@ sub capture_base_state {
         FCGI::Spawn::Native::snapshot_code();
     }
     FCGI::Spawn::Symbols::own_current_names();
+    FCGI::Spawn::Native::request_base();
     return;
 }
 
+my $FINDBIN_FOR;    # the script FindBin was last computed for
+
+# $0, @ARGV and FindBin for the script (%ENV was set from Rust: the
+# worker's base and the request's params; $^T and rand's seed are
+# enter_request's).
 sub set_environment {
-    my ($script, $params) = @_;
-    FCGI::Spawn::Native::sync_env(%{ $BASE{env} }, @$params);
+    my ($script) = @_;
     $0 = $script;
-    # The script's start, as in a new process: -M, -A and -C count from it;
-    # and rand seeds itself when first used.
-    $^T = time;
-    FCGI::Spawn::Native::forget_rand_seed();
     my $qs = $ENV{QUERY_STRING};
     # An isindex query (no '=') becomes @ARGV, as a CGI server does.
     if (defined $qs && length $qs && index($qs, '=') < 0) {
@@ -154,45 +214,38 @@ sub set_environment {
     else {
         @ARGV = ();
     }
-    FindBin::again() if defined &FindBin::again;
-    return;
-}
-
-sub change_directory {
-    my ($script) = @_;
-    my $dir = $script =~ m{^(.*)/[^/]*\z}s ? ($1 eq '' ? '/' : $1) : '.';
-    chdir $dir or warn "fcgi-spawn: cannot chdir to $dir: $!\n";
-    return;
-}
-
-sub bind_std_handles {
-    # Fresh PerlIO handles on the descriptors Rust prepared (for a body,
-    # always), unless the last request left them exactly as bound: no
-    # buffered input, EOF state or layers survive from the previous request.
-    if ($req{has_body} || !std_handles_pristine()) {
-        # perl warns when a read-only handle lands in the PerlIO slot it
-        # keeps for stdout, which happens to STDIN in a `fork` request's
-        # child; nothing is wrong then.
-        no warnings 'io';
-        open STDIN, '<&=', 0 or die "fcgi-spawn: cannot bind STDIN to fd 0: $!\n";
-        open STDOUT, '>&=', 1 or die "fcgi-spawn: cannot bind STDOUT to fd 1: $!\n";
+    # FindBin as it would be found by this script (computed again only
+    # for another script than last time: it takes a few system calls).
+    if (defined &FindBin::again && ($FINDBIN_FOR // '') ne $script) {
+        FindBin::again();
+        $FINDBIN_FOR = $script;
     }
+    return;
+}
+
+# The script's directory (cached per script).
+my %DIR_OF;
+
+sub script_directory {
+    my ($script) = @_;
+    return $DIR_OF{$script} //= $script =~ m{^(.*)/[^/]*\z}s ? ($1 eq '' ? '/' : $1) : '.';
+}
+
+# Fresh PerlIO handles on the descriptors Rust prepared: for a body always,
+# otherwise only when the last request did not leave them exactly as bound
+# (FCGI::Spawn::Native::enter_request tells): no buffered input, EOF state
+# or layers survive from the previous request.
+sub bind_std_handles {
+    # perl warns when a read-only handle lands in the PerlIO slot it keeps
+    # for stdout, which happens to STDIN in a `fork` request's child;
+    # nothing is wrong then.
+    no warnings 'io';
+    open STDIN, '<&=', 0 or die "fcgi-spawn: cannot bind STDIN to fd 0: $!\n";
+    open STDOUT, '>&=', 1 or die "fcgi-spawn: cannot bind STDOUT to fd 1: $!\n";
     # What the script prints stays in the worker until a flush or the end
     # of the request; fd 1 underneath is still the real thing.
-    FCGI::Spawn::Native::capture_stdout();
-    FCGI::Spawn::Native::reset_handles();
-    select STDOUT;
-    $| = 0;
+    FCGI::Spawn::Native::std_handles_bound();
     return;
-}
-
-# STDIN and STDOUT as bind_std_handles leaves them: on fds 0 and 1, perl's
-# default layers (and ours on STDOUT), nothing else.
-sub std_handles_pristine {
-    my ($in, $out) = (fileno STDIN, fileno STDOUT);
-    return 0 unless defined $in && $in == 0 && defined $out && $out == 1;
-    return join(' ', PerlIO::get_layers(*STDIN)) eq 'unix perlio'
-        && join(' ', PerlIO::get_layers(*STDOUT)) eq 'unix perlio fcgi_spawn_stdout';
 }
 
 # Package a registry (or fork) script is compiled into: unique per path,
@@ -216,14 +269,16 @@ sub mangled_path {
 # perlrun: each request compiles into a package no module in this worker
 # has seen, as each CGI process has a `main` of its own: importers that
 # remember the packages they served (Log::Log4perl's `:easy`, Exporter's
-# cache) export into it again. Returns (package, the top of its tree,
-# which drop_sandbox deletes with everything in it).
+# cache) export into it again. One level under a package that stays
+# (FCGI::Spawn::Sandbox::Run::R<n>__<path>): making and deleting a chain
+# of nested packages every request cost more than the script's compile.
 my $PERLRUN_SERIAL = 0;
+my %FLAT_NAME_OF;
 
 sub fresh_namespace {
     my ($script) = @_;
-    my $top = 'FCGI::Spawn::Sandbox::Run' . ++$PERLRUN_SERIAL;
-    return ("${top}::" . mangled_path($script), $top);
+    my $leaf = $FLAT_NAME_OF{$script} //= do { (my $flat = mangled_path($script)) =~ s/::/__/g; $flat };
+    return 'FCGI::Spawn::Sandbox::Run::R' . ++$PERLRUN_SERIAL . "__$leaf";
 }
 
 # --- compile -----------------------------------------------------------------
@@ -236,7 +291,7 @@ sub read_source {
     # read, not readline: a readline would make this handle the "last read"
     # one, and the script's die messages would end in "<$fh> line 1".
     my $text = '';
-    1 while read $fh, $text, 65536, length $text;
+    FCGI::Spawn::Symbols::read_whole($fh, \$text);
     my $warnings = 0;
     if ($text =~ /\A#!\S*perl\S*[ \t]+(-\S+(?:[ \t]+-\S+)*)/) {
         my $flags = $1;
@@ -318,7 +373,7 @@ sub do_source {
     };
     unshift @INC, $SOURCE_HOOK;
     $@ = '';
-    do $VIRTUAL_FILE;
+    CORE::do($VIRTUAL_FILE);    # not the loader's do: no @INC search for it
     unhook_source();
     delete $INC{$VIRTUAL_FILE};
     return;
@@ -345,7 +400,9 @@ sub new_declared_packages {
 # perlrun: compile and run in one go, every request.
 sub compile_and_run {
     my $source = read_source($req{script});
-    @req{qw(package sandbox)} = fresh_namespace($req{script});
+    # The package drop_sandbox deletes: set here only, so a request that
+    # never compiled deletes nothing.
+    $req{package} = $req{sandbox} = fresh_namespace($req{script});
     $req{new_packages} = [ new_declared_packages($source) ];
     script_packages($req{package}, @{ $req{new_packages} });
     local $SCRIPT_STARTED = 0;
@@ -396,7 +453,7 @@ sub compile_cached {
         # What the script loads while compiling (its `use` lines) is part of
         # the compiled script, not of one request.
         local $FCGI::Spawn::Loader::KEEP_LOADED = 1;
-        local %FCGI::Spawn::Loader::SCRIPT_PACKAGES = map { $_ => 1 } @packages;
+        local $FCGI::Spawn::Loader::SCRIPT_PACKAGES = { map { $_ => 1 } @packages };
         # perl's "will not stay shared" is about the registry's sub, which
         # captured_lexicals explains in the log line of its own.
         my $warn = $SIG{__WARN__};
@@ -480,6 +537,7 @@ sub compile_cached {
         map { [ $_, FCGI::Spawn::Native::detach_symbols($_, @{ $nested{$_} }) ] } sort keys %nested
     ];
     unshift @{ $entry->{hidden} }, [ 'main', FCGI::Spawn::Native::detach_symbols('main', @made) ];
+    name_hidden($entry);
     FCGI::Spawn::Symbols::own_current_names();
     return $entry;
 }
@@ -490,6 +548,9 @@ sub compile_cached {
 sub release_module_packages {
     my ($entry) = @_;
     FCGI::Spawn::Symbols::claim_module_names();
+    # Nothing became the worker's since the last look: nothing to release.
+    return if ($entry->{owned_seen} // -1) == $FCGI::Spawn::Symbols::OWNED_GENERATION;
+    $entry->{owned_seen} = $FCGI::Spawn::Symbols::OWNED_GENERATION;
     my ($main, @pairs) = @{ $entry->{hidden}[0] };
     my (%released, @still_hidden);
     while (my ($name, $glob) = splice @pairs, 0, 2) {
@@ -502,8 +563,10 @@ sub release_module_packages {
     }
     return unless %released;
     $entry->{hidden}[0] = [ $main, @still_hidden ];
+    name_hidden($entry);
     my @keep = grep { !$released{ $entry->{package_names}[$_] } } 0 .. $#{ $entry->{package_names} };
     $entry->{package_names} = [ @{ $entry->{package_names} }[@keep] ];
+    delete $entry->{script_packages};
     $entry->{packages} = [ @{ $entry->{packages} }[@keep] ];
     return;
 }
@@ -513,9 +576,18 @@ sub release_module_packages {
 # script must be compiled again, against the table as it is now.
 sub hidden_name_taken {
     my ($entry) = @_;
-    my $hidden = $entry->{hidden} or return 0;
-    my (undef, %pairs) = @{ $hidden->[0] };
-    return scalar grep { exists $main::{$_} } keys %pairs;
+    my $names = $entry->{hidden_names} or return 0;
+    return scalar grep { exists $main::{$_} } @{ $names->[0] }[ 1 .. $#{ $names->[0] } ];
+}
+
+# The names of the hidden symbols, per table: [PARENT, NAME...] each.
+sub name_hidden {
+    my ($entry) = @_;
+    $entry->{hidden_names} = [
+        map { my ($parent, @pairs) = @$_; [ $parent, @pairs[ grep { !($_ % 2) } 0 .. $#pairs ] ] }
+            @{ $entry->{hidden} }
+    ];
+    return;
 }
 
 # A registry script's own symbols back in their tables for its run, and out
@@ -529,10 +601,7 @@ sub show_hidden {
 
 sub hide_again {
     my ($entry) = @_;
-    for my $hidden (@{ $entry->{hidden} }) {
-        my ($parent, %pairs) = @$hidden;
-        FCGI::Spawn::Native::detach_symbols($parent, keys %pairs);
-    }
+    FCGI::Spawn::Native::detach_symbols(@$_) for @{ $entry->{hidden_names} };
     return;
 }
 
@@ -565,24 +634,36 @@ sub run_cached {
         switch_mode('perlrun');
         return compile_and_run();
     }
-    script_packages(@{ $entry->{package_names} });
-    show_hidden($entry);
-    seek $entry->{data}, $entry->{data_pos}, 0 if $entry->{data_pos} >= 0;
-    FCGI::Spawn::Native::install_formats(%{ $entry->{formats} });
-    FCGI::Spawn::Modules::set_scalars($entry->{module_state});
-    @INC = @{ $entry->{inc} } if $entry->{inc};
-    @INC{ keys %{ $entry->{site_inc} } } = values %{ $entry->{site_inc} } if $entry->{site_inc};
-    @SIG{ keys %{ $entry->{sig} } } = values %{ $entry->{sig} } if $entry->{sig};
+    $STEP_COSTS
+        ? run_parts('run_script', undef, [ [ 'the compiled script back' => sub { compiled_state_back($entry) } ] ])
+        : compiled_state_back($entry);
     local $^W = 1 if $entry->{warnings};
     ($!, $?) = (0, 0);
     $entry->{handler}->();
     return;
 }
 
+# A registry script's state after its compile, back for its run: its
+# symbols in their tables, its DATA at the start, its formats, the module
+# settings, @INC, site libraries and %SIG handlers its compile made.
+sub compiled_state_back {
+    my ($entry) = @_;
+    $FCGI::Spawn::Loader::SCRIPT_PACKAGES = $entry->{script_packages}
+        //= { map { $_ => 1 } @{ $entry->{package_names} } };
+    show_hidden($entry);
+    seek $entry->{data}, $entry->{data_pos}, 0 if $entry->{data_pos} >= 0;
+    FCGI::Spawn::Native::install_formats(%{ $entry->{formats} }) if %{ $entry->{formats} };
+    FCGI::Spawn::Modules::set_scalars($entry->{module_state}) if %{ $entry->{module_state} };
+    @INC = @{ $entry->{inc} } if $entry->{inc};
+    @INC{ keys %{ $entry->{site_inc} } } = values %{ $entry->{site_inc} } if $entry->{site_inc};
+    @SIG{ keys %{ $entry->{sig} } } = values %{ $entry->{sig} } if $entry->{sig};
+    return;
+}
+
 # The packages that are the running script's own: plain library files
 # they load go with them.
 sub script_packages {
-    %FCGI::Spawn::Loader::SCRIPT_PACKAGES = map { $_ => 1 } @_;
+    $FCGI::Spawn::Loader::SCRIPT_PACKAGES = { map { $_ => 1 } @_ };
     return;
 }
 
@@ -613,8 +694,6 @@ sub cached_end_blocks {
 sub drop_sandbox {
     my @packages = @{ $req{new_packages} || [] };
     FCGI::Spawn::Symbols::delete_package($_) for grep { defined } $req{sandbox}, @packages;
-    # The script's own package, deep in the deleted tree, by its name.
-    FCGI::Spawn::Modules::forget($req{package}) if defined $req{package};
     return;
 }
 
@@ -639,18 +718,6 @@ sub reset_cached_state {
 
 # --- restore -----------------------------------------------------------------
 
-# As process exit closes them: what the script left in STDIN's buffer,
-# layers it pushed, a STDOUT it reopened (still holding the response pipe)
-# go. Kept only when exactly as bound, which saves reopening them.
-sub close_std_handles {
-    FCGI::Spawn::Native::flush_stdout();
-    if ($req{has_body} || !std_handles_pristine()) {
-        close STDIN;
-        close STDOUT;
-    }
-    return;
-}
-
 # STDERR as a new process has it: unix and perlio layers, the latter
 # unbuffered (reset_handles marks it so). A script's extra buffering layer
 # (binmode ':perlio', Capture::Tiny's re-layering) goes.
@@ -660,33 +727,8 @@ sub restore_stderr {
         binmode STDERR, ':pop' while (() = PerlIO::get_layers(*STDERR)) > 1;
         binmode STDERR, ':perlio';
     }
+    FCGI::Spawn::Native::reset_handles();
     select STDERR;
-    return;
-}
-
-sub restore_special_variables {
-    $/ = "\n";
-    $\ = undef;
-    $, = undef;
-    $" = ' ';
-    $; = "\034";
-    $^W = 0;
-    $^A = '';
-    $^L = "\f";
-    $: = " \n-";
-    $_ = undef;
-    $^R = undef;
-    @ARGV = ();
-    $0 = $BASE{program_name};
-    @INC = @{ $BASE{inc} };
-    FCGI::Spawn::Native::restore_package($BASE{core_global}) if $BASE{core_global};
-    return;
-}
-
-sub restore_process_state {
-    umask $BASE{umask} if umask != $BASE{umask};
-    alarm 0;
-    chdir $BASE{cwd};
     return;
 }
 
@@ -705,31 +747,29 @@ sub restore_signals {
     return $restored;
 }
 
-# What a script loaded of its own site is loaded again by the next request,
-# as under CGI (see FCGI::Spawn::Loader); modules from the system @INC stay
-# compiled.
-sub forget_site_files {
-    FCGI::Spawn::Loader::forget_loaded();
+# What leave_request does in C, for when it cannot (read-only values): the
+# assignment dies with perl's message, and the worker is replaced.
+sub restore_special_variables {
+    $/ = "\n";
+    $\ = undef;
+    $, = undef;
+    $" = ' ';
+    $; = "\034";
+    $^A = '';
+    $^L = "\f";
+    $: = " \n-";
+    $_ = undef;
+    $^R = undef;
+    @ARGV = ();
+    $0 = $BASE{program_name};
+    @INC = @{ $BASE{inc} };
     return;
 }
 
 # The state a worker must be in between requests; each broken rule is
 # named.
 sub broken_invariants {
-    my @broken;
-    push @broken, '$/' unless defined $/ && $/ eq "\n";
-    push @broken, '$\\' if defined $\;
-    push @broken, '$,' if defined $,;
-    push @broken, '$;' unless defined $; && $; eq "\034";
-    push @broken, '$"' unless defined $" && $" eq ' ';
-    push @broken, 'the selected handle' unless select() eq 'main::STDERR';
-    push @broken, 'STDERR on fd 2' unless (fileno(STDERR) // -1) == 2;
-    for ([STDIN => \*STDIN, 0], [STDOUT => \*STDOUT, 1]) {
-        my ($name, $fh, $fd) = @$_;
-        my $now = fileno $fh;
-        push @broken, "$name on fd $fd" if defined $now && $now != $fd;
-    }
-    push @broken, '@INC' unless join("\0", map { "$_" } @INC) eq join("\0", map { "$_" } @{ $BASE{inc} });
+    my @broken = FCGI::Spawn::Native::request_invariants();
     if (!FCGI::Spawn::Symbols::main_is_clean()) {
         my @extra = sort(FCGI::Spawn::Symbols::script_names());
         push @broken, 'the main:: symbol table'
@@ -894,11 +934,11 @@ sub runner_file {
 }
 
 # fork mode, in the worker before it forks the request's child:
-# ($script, NAME, VALUE, ...) the cached compiled script (die trapped: the
+# ($script; %ENV set from Rust) the cached compiled script (die trapped: the
 # child then compiles again and fails as a perl program would, with the
 # script's own die handlers).
 sub compile_script {
-    my ($script, @params) = @_;
+    my ($script) = @_;
     FCGI::Spawn::Stats::reload_changed() if $FCGI::Spawn::Stats::ON;
     %req = (
         script  => $script,
@@ -909,18 +949,37 @@ sub compile_script {
     FCGI::Spawn::Loader::begin_request();
     # What compiling runs (BEGIN blocks, `use FindBin`) sees the request,
     # as a registry script's first compile does.
-    set_environment($script, \@params);
-    change_directory($script);
+    set_environment($script);
+    FCGI::Spawn::Native::enter_request(script_directory($script), 1);
     cached_handler($script, $req{package});
     return 1;
 }
 
-# Before the script: ($script, $isolation, NAME, VALUE, NAME, VALUE, ...).
-sub begin_request {
-    my ($script, $mode, @params) = @_;
+my @BEGIN_PARTS = (
     # `stats`: changed modules are the worker's again before the request
     # (fork mode: the worker did it in compile_script).
-    FCGI::Spawn::Stats::reload_changed() if $FCGI::Spawn::Stats::ON && $mode ne 'fork';
+    [ 'changed modules' => sub {
+        FCGI::Spawn::Stats::reload_changed() if $FCGI::Spawn::Stats::ON && $req{mode} ne 'fork';
+    } ],
+    [ 'loader' => \&FCGI::Spawn::Loader::begin_request ],
+    # The request's child (fork mode) is a plain CGI process: SIGPIPE ends
+    # it, and %SIG shows nothing set, as in a new perl.
+    [ 'signals' => sub { delete $SIG{PIPE} if $req{mode} eq 'fork' } ],
+    [ 'environment' => sub {
+        set_environment($req{script});
+        $req{has_body} = ($ENV{CONTENT_LENGTH} // '') =~ /[1-9]/;
+    } ],
+    # $^T, rand's seed, cwd, and STDIN and STDOUT if they are as bound.
+    [ 'process' => sub {
+        FCGI::Spawn::Native::enter_request(script_directory($req{script}), $req{has_body})
+            or bind_std_handles();
+    } ],
+);
+
+
+# Before the script: ($script, $isolation); %ENV is already the request's.
+sub begin_request {
+    my ($script, $mode) = @_;
     $mode = 'perlrun' if $mode eq 'registry' && $PERLRUN_ONLY{$script};
     %req = (
         script  => $script,
@@ -928,21 +987,30 @@ sub begin_request {
         ends    => FCGI::Spawn::Native::end_block_count(),
     );
     switch_mode($mode);
-    FCGI::Spawn::Loader::begin_request();
-    # The request's child (fork mode) is a plain CGI process: SIGPIPE ends
-    # it, and %SIG shows nothing set, as in a new perl.
-    delete $SIG{PIPE} if $mode eq 'fork';
-    set_environment($script, \@params);
-    $req{has_body} = ($ENV{CONTENT_LENGTH} // '') =~ /[1-9]/;
-    change_directory($script);
-    bind_std_handles();
+    run_parts('begin_request', undef, \@BEGIN_PARTS);
     return 1;
 }
 
 # The script itself. Called with die untrapped: it ends like a perl program.
 sub run_script {
     $req{steps}{run}->();
-    return 0;
+    return end_blocks_due();
+}
+
+# A worker's request: its set-up (begin_request) and the script, in one
+# call (a die in the set-up ends the request as a die of the script's
+# would). Returns 1 when END blocks wait to run (run_end_blocks), 0 when
+# there are none.
+sub run_request {
+    begin_request(@_);
+    $req{steps}{run}->();
+    return end_blocks_due();
+}
+
+sub end_blocks_due {
+    return 1 if FCGI::Spawn::Native::end_block_count() != ($req{ends} // 0);
+    my $entry = defined $req{script} ? $REGISTRY{ $req{script} } : undef;
+    return $entry && $entry->{ends} && @{ $entry->{ends} } ? 1 : 0;
 }
 
 # END blocks the script compiled, in perl's order. Called with exit trapped.
@@ -983,27 +1051,66 @@ sub end_request_child {
 
 # The script is over: before its response ends, what process exit would do
 # (each part trapped; a failure is for end_request to report).
+my $UNTIE_PART = [ 'untying the std handles' => \&untie_std_handles ];
+
+my @FINISH_PARTS = (
+    [ "dropping the script's top-level names" => \&FCGI::Spawn::Symbols::delete_script_names ],
+    [ "putting back the worker's subs it replaced" => \&restore_worker_code ],
+    # As process exit closes them: what the script left in STDIN's buffer,
+    # layers it pushed, a STDOUT it reopened (still holding the response
+    # pipe) go; kept only when exactly as bound.
+    [ 'the std handles' => \&close_std_handles ],
+);
+# Each mode's finish, made once: the mode's own, then the common parts.
+$_->{finish_parts} = [ [ "dropping the script's symbols" => $_->{finish} ], @FINISH_PARTS ] for values %MODES;
+
 sub finish_request {
     my @failed;
-    for my $part (
-        [ 'selecting STDOUT again' => sub { select STDOUT } ],
-        [ 'untying the std handles' => sub {
-            for my $handle (\*STDOUT, \*STDERR, \*STDIN) { untie *$handle if tied *$handle }
-        } ],
-        [ "dropping the script's symbols" => $req{steps}{finish} ],
-        [ "dropping the script's top-level names" => \&FCGI::Spawn::Symbols::delete_script_names ],
-        [ "putting back the worker's subs it replaced" => sub {
-            FCGI::Spawn::Native::restore_code(FCGI::Spawn::Loader::request_files($req{script}));
-        } ],
-        [ 'resetting handles' => \&FCGI::Spawn::Native::reset_handles ],
-        [ 'closing the std handles' => \&close_std_handles ],
-        )
-    {
-        my ($what, $code) = @$part;
-        eval { $code->(); 1 } or push @failed, "$what: $@";
-    }
-    $req{failed} = \@failed;
+    run_parts('finish_request', \@failed, [$UNTIE_PART]) if FCGI::Spawn::Native::finish_std_handles();
+    run_parts('finish_request', \@failed, $req{steps}{finish_parts});
+    $req{failed} = \@failed if @failed;
     return 1;
+}
+
+# A tie over a std handle finishes its page in UNTIE or DESTROY (a gzip
+# trailer), as process exit would have it.
+sub untie_std_handles {
+    for my $handle (\*STDOUT, \*STDERR, \*STDIN) { untie *$handle if tied *$handle }
+    return;
+}
+
+sub restore_worker_code {
+    FCGI::Spawn::Native::restore_code(FCGI::Spawn::Loader::request_files($req{script}));
+    return;
+}
+
+sub close_std_handles {
+    FCGI::Spawn::Native::close_std_handles($req{has_body});
+    return;
+}
+
+# What end_request does in Perl, for what the glue could not put back
+# itself (FCGI::Spawn::Native::leave_request names them).
+my %LEAVE_PARTS = (
+    end_blocks => [ 'END blocks left' => \&take_end_blocks_left ],
+    stderr => [ 'STDERR' => \&restore_stderr ],
+    signals => [ 'signals' => sub { $req{signals} = restore_signals() } ],
+    # Modules perl loaded by itself (IO::File for STDOUT->flush).
+    code => [ 'code records' => \&FCGI::Spawn::Native::record_new_code ],
+    core_global => [ 'CORE::GLOBAL' => sub { FCGI::Spawn::Native::restore_package($BASE{core_global}) } ],
+    invariants => [ 'invariants' => sub { $req{check} = 1 } ],
+    special => [ 'special variables' => \&restore_special_variables ],
+);
+
+my @END_PARTS = (
+    [ 'module state' => \&FCGI::Spawn::Modules::reset_request_state ],
+    [ 'site files' => \&FCGI::Spawn::Loader::forget_loaded ],
+);
+
+sub take_end_blocks_left {
+    my $left = FCGI::Spawn::Native::end_block_count() - ($req{ends} // 0);
+    FCGI::Spawn::Native::take_end_blocks($left, $req{script}) if $left > 0 && defined $req{script};
+    return;
 }
 
 # After the response: puts everything back and checks it. Returns 1 when
@@ -1011,31 +1118,13 @@ sub finish_request {
 # what is wrong, when this worker cannot vouch for its state and must be
 # replaced.
 sub end_request {
-    my @failed = @{ $req{failed} || [] };
-    my $signals = 0;
-    for my $part (
-        [ 'END blocks left' => sub {
-            my $left = FCGI::Spawn::Native::end_block_count() - ($req{ends} // 0);
-            FCGI::Spawn::Native::take_end_blocks($left, $req{script})
-                if $left > 0 && defined $req{script};
-        } ],
-        [ 'STDERR' => \&restore_stderr ],
-        [ 'module state' => \&FCGI::Spawn::Modules::reset_request_state ],
-        [ 'site files' => \&forget_site_files ],
-        [ 'special variables' => \&restore_special_variables ],
-        [ 'process state' => \&restore_process_state ],
-        [ 'signals' => sub { $signals = restore_signals() } ],
-        # Modules perl loaded by itself (IO::File for STDOUT->flush).
-        [ 'code records' => sub {
-            FCGI::Spawn::Native::record_new_code() if FCGI::Spawn::Native::code_snapshot_stale();
-        } ],
-        )
-    {
-        my ($what, $code) = @$part;
-        eval { $code->(); 1 } or push @failed, "$what: $@";
-    }
-    my @broken = broken_invariants();
+    my @failed = $req{failed} ? @{ $req{failed} } : ();
+    my @parts = FCGI::Spawn::Native::leave_request($BASE{program_name}, $req{ends} // 0);
+    run_parts('end_request', \@failed, @parts ? [ @END_PARTS, map { $LEAVE_PARTS{$_} } @parts ] : \@END_PARTS);
+    my @broken = $req{check} ? broken_invariants() : ();
+    log_step_costs();
     my $script = $req{script} // '(none)';
+    my $signals = $req{signals};
     %req = ();
     if (@failed || @broken) {
         chomp @failed;

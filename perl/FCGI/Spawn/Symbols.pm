@@ -52,7 +52,7 @@ sub delete_package {
     }
     delete $parent->{"${leaf}::"};
     if ($parent == \%main:: && delete $OWNED{"${leaf}::"}) {
-        $OWNED_COUNT = keys %OWNED;
+        recount_owned();
     }
     FCGI::Spawn::Modules::forget($name) if defined &FCGI::Spawn::Modules::forget;
     return;
@@ -61,7 +61,7 @@ sub delete_package {
 # The worker's own top-level names, as they are now.
 sub own_current_names {
     %OWNED = map { $_ => 1 } keys %main::;
-    $OWNED_COUNT = keys %OWNED;
+    recount_owned();
     return;
 }
 
@@ -75,7 +75,7 @@ sub owning_new_names {
         for my $name (keys %main::) {
             $OWNED{$name} = 1 if !$before{$name};
         }
-        $OWNED_COUNT = keys %OWNED;
+        recount_owned();
     });
     return $code->();
 }
@@ -88,6 +88,18 @@ sub owning_names_made_by {
 }
 
 sub main_is_clean { return keys %main:: == $OWNED_COUNT }
+
+# The count is what the glue compares main:: with after every request;
+# the generation tells a registry script whether names it keeps hidden may
+# have become the worker's since it last looked.
+our $OWNED_GENERATION = 0;
+
+sub recount_owned {
+    $OWNED_COUNT = keys %OWNED;
+    $OWNED_GENERATION++;
+    FCGI::Spawn::Native::owned_names($OWNED_COUNT);
+    return;
+}
 
 # Deletes the top-level names the script made: its packages (a `package
 # Foo;` at the top level), its main:: globals.
@@ -122,7 +134,7 @@ sub claim_module_names {
         next unless $file =~ m{\A([A-Za-z_]\w*)(?:/|\.pm\z)};
         $OWNED{"$1::"} = 1 if exists $main::{"$1::"};
     }
-    $OWNED_COUNT = keys %OWNED;
+    recount_owned();
     $INC_COUNT_CLAIMED = keys %INC;
     return;
 }
@@ -132,6 +144,21 @@ sub is_owned { return $OWNED{ $_[0] } ? 1 : 0 }
 # The top-level names made since own_current_names, without deleting them.
 sub script_names {
     return grep { !$OWNED{$_} } keys %main::;
+}
+
+# Reads what is left of an open file into $$text: read, not readline (a
+# readline would make the handle perl's "last read" one, and a script's
+# die messages would end in "<$fh> line 1"), with the file's size as the
+# first read's length (reading 64 KiB pieces grew and copied the buffer
+# for a file of a few hundred bytes).
+sub read_whole {
+    my ($fh, $text) = @_;
+    $$text = '';
+    my $size = (-s $fh) || 0;
+    read $fh, $$text, $size if $size;
+    # Whatever is left (a file that grew meanwhile, one -s cannot size).
+    1 while read $fh, $$text, ($size ? 4096 : 65536), length $$text;
+    return;
 }
 
 # The packages a script's source declares (`package Foo::Bar;`,

@@ -177,13 +177,18 @@ XS(fs_xs_record_new_code)
     XSRETURN_EMPTY;
 }
 
+int fs_code_stale(pTHX)
+{
+    return HvUSEDKEYS(GvHVn(PL_incgv)) != fs_code_inc_keys;
+}
+
 /* FCGI::Spawn::Native::code_snapshot_stale() — modules were loaded since
  * the snapshot (%INC has another size): their packages are not in it. */
 XS(fs_xs_code_snapshot_stale)
 {
     dXSARGS;
     PERL_UNUSED_VAR(items);
-    ST(0) = boolSV(HvUSEDKEYS(GvHVn(PL_incgv)) != fs_code_inc_keys);
+    ST(0) = boolSV(fs_code_stale(aTHX));
     XSRETURN(1);
 }
 

@@ -96,11 +96,11 @@ static void xs_init(pTHX)
     newXS("DynaLoader::boot_DynaLoader", boot_DynaLoader, __FILE__);
     newXS("FCGI::Spawn::Native::clear_in_eval", fs_xs_clear_in_eval, __FILE__);
     newXS("FCGI::Spawn::Native::sv_count", fs_xs_sv_count, __FILE__);
-    fs_register_output_xsubs(aTHX);
     fs_register_state_xsubs(aTHX);
     fs_register_package_xsubs(aTHX);
     fs_register_code_xsubs(aTHX);
     fs_register_process_xsubs(aTHX);
+    fs_register_request_xsubs(aTHX);
 }
 
 /* The interpreters of this process: normally one. A reload builds the
@@ -196,6 +196,45 @@ int fs_interp_start(int argc, char **argv, char **env, void **interp)
     return perl_run(my);
 }
 
+/* The subs Rust calls, found once per interpreter: `sub` is one of Rust's
+ * static names, so its address is the key. The cache holds a reference:
+ * a script that replaces one still leaves the runner's own to call. */
+#define FS_CV_CACHE 32
+static struct {
+    PerlInterpreter *interp;
+    const char *name;
+    CV *cv;
+} fs_cv_cache[FS_CV_CACHE];
+
+static CV *fs_cached_cv(pTHX_ const char *name)
+{
+    size_t i;
+    CV *cv;
+    for (i = 0; i < FS_CV_CACHE && fs_cv_cache[i].interp; i++)
+        if (fs_cv_cache[i].interp == aTHX && fs_cv_cache[i].name == name)
+            return fs_cv_cache[i].cv;
+    cv = get_cv(name, 0);
+    if (cv && i < FS_CV_CACHE) {
+        fs_cv_cache[i].interp = aTHX;
+        fs_cv_cache[i].name = name;
+        fs_cv_cache[i].cv = (CV *)SvREFCNT_inc_simple_NN((SV *)cv);
+    }
+    return cv;
+}
+
+/* An interpreter is gone: its entries go (another one may get its
+ * address). */
+static void fs_cv_cache_forget(PerlInterpreter *gone)
+{
+    size_t i, kept = 0;
+    for (i = 0; i < FS_CV_CACHE && fs_cv_cache[i].interp; i++)
+        if (fs_cv_cache[i].interp != gone)
+            fs_cv_cache[kept++] = fs_cv_cache[i];
+    for (; kept < i; kept++)
+        fs_cv_cache[kept].interp = NULL;
+    fs_request_forget_interp(gone);
+}
+
 void fs_interp_discard(void *interp)
 {
     PerlInterpreter *gone = (PerlInterpreter *)interp;
@@ -211,6 +250,7 @@ void fs_interp_discard(void *interp)
         perl_destruct(gone);
     }
     perl_free(gone);
+    fs_cv_cache_forget(gone);
     /* What pointed into it points nowhere now. */
     fs_state_unpark(fs_state_park(), 0);
     fs_code_unpark(fs_code_park(), 0);
@@ -229,6 +269,7 @@ void fs_interp_stop(void *interp)
     fs_interp_select(gone);
     perl_destruct(gone);
     perl_free(gone);
+    fs_cv_cache_forget(gone);
     fs_interp = NULL;
     PERL_SET_CONTEXT(NULL);
     if (--fs_interp_count == 0)
@@ -301,6 +342,7 @@ static fs_outcome run_trapping_exit(pTHX_ fs_body body, void *ctx)
 
 struct call_ctx {
     const char *sub;
+    CV *cv; /* the sub, when found */
     const char *const *args;
     const size_t *lens;
     size_t nargs;
@@ -321,7 +363,8 @@ static void call_body(pTHX_ void *vctx, fs_outcome *out)
     for (i = 0; i < c->nargs; i++)
         PUSHs(sv_2mortal(newSVpvn(c->args[i], c->lens[i])));
     PUTBACK;
-    count = call_pv(c->sub, G_SCALAR | (c->trap_die ? G_EVAL : 0));
+    count = c->cv ? call_sv((SV *)c->cv, G_SCALAR | (c->trap_die ? G_EVAL : 0))
+                  : call_pv(c->sub, G_SCALAR | (c->trap_die ? G_EVAL : 0));
     SPAGAIN;
     if (c->trap_die && SvTRUE(ERRSV)) {
         out->kind = FS_DIED;
@@ -346,7 +389,7 @@ static void end_foreign_child(pTHX_ int status)
         return;
     ending = 1;
     if (fs_stage_get() == FS_STAGE_RUNNING) {
-        struct call_ctx c = { "FCGI::Spawn::Runner::end_forked_child", NULL, NULL, 0, 1 };
+        struct call_ctx c = { "FCGI::Spawn::Runner::end_forked_child", NULL, NULL, NULL, 0, 1 };
         fs_outcome out = run_trapping_exit(aTHX_ call_body, &c);
         if (out.kind == FS_EXITED)
             status = out.exit_status;
@@ -359,7 +402,7 @@ fs_outcome fs_call(const char *sub, const char *const *args, const size_t *lens,
                    size_t nargs, int trap_die)
 {
     dTHX;
-    struct call_ctx c = { sub, args, lens, nargs, trap_die };
+    struct call_ctx c = { sub, fs_cached_cv(aTHX_ sub), args, lens, nargs, trap_die };
     return run_trapping_exit(aTHX_ call_body, &c);
 }
 

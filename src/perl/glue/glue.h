@@ -48,6 +48,10 @@ fs_outcome fs_call(const char *sub, const char *const *args, const size_t *lens,
 /* The current $@ as bytes; valid until the next call into Perl. */
 const char *fs_error(size_t *len);
 
+/* The request's %ENV: the worker's base variables, then these NAME, VALUE
+ * pairs (`count` pointers and lengths; a later pair wins). */
+void fs_request_env(const char *const *ptrs, const size_t *lens, size_t count);
+
 /* What the worker is doing with the current request (process.c). The one
  * truth for "is a script running": the output layer, the exec hook, the
  * runner and its watcher thread all read it. */

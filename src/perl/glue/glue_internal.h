@@ -38,11 +38,28 @@ void fs_register_xsubs(pTHX_ const fs_xsub *table, size_t count);
     } STMT_END
 
 /* Each file's XSUBs, registered by xs_init (glue.c). */
-void fs_register_output_xsubs(pTHX);
 void fs_register_state_xsubs(pTHX);
 void fs_register_process_xsubs(pTHX);
 void fs_register_package_xsubs(pTHX);
 void fs_register_code_xsubs(pTHX);
+
+void fs_register_request_xsubs(pTHX);
+/* request.c keeps per-interpreter state: one that is gone is forgotten. */
+void fs_request_forget_interp(PerlInterpreter *gone);
+
+/* output.c: the output layer's functions, and pushing it on STDOUT (or
+ * finding it there) for a request. */
+const PerlIO_funcs *fs_output_funcs(void);
+void fs_output_capture(pTHX);
+
+/* state.c: every std handle's per-request state as a new process has it
+ * (FCGI::Spawn::Native::reset_handles); whether %SIG differs from its
+ * snapshot. */
+void fs_reset_handles(pTHX);
+int fs_signals_changed(pTHX);
+
+/* code.c: modules were loaded since the worker's subs were recorded. */
+int fs_code_stale(pTHX);
 
 /* Makes `cv` (or nothing) the sub of `gv`, refcounts kept; 1 if it changed
  * (packages.c). */

@@ -188,14 +188,16 @@ static PERLIO_FUNCS_DECL(fs_out_funcs) = {
     NULL, NULL, NULL, NULL, NULL /* not a buffering layer */
 };
 
-/* FCGI::Spawn::Native::capture_stdout() — pushes the layer on STDOUT. */
-XS(fs_xs_capture_stdout)
+const PerlIO_funcs *fs_output_funcs(void)
 {
-    dXSARGS;
+    return PERLIO_FUNCS_CAST(&fs_out_funcs);
+}
+
+void fs_output_capture(pTHX)
+{
     IO *io = GvIO(gv_fetchpvs("STDOUT", GV_ADD, SVt_PVIO));
     PerlIO *f = io ? IoOFP(io) : NULL;
     Stat_t st;
-    PERL_UNUSED_VAR(items);
     if (!f || PerlLIO_fstat(PerlIO_fileno(f), &st) != 0)
         croak("fcgi-spawn: STDOUT is not open: %s", Strerror(errno));
     /* Kept from the last request (the runner found it untouched), or new. */
@@ -207,30 +209,6 @@ XS(fs_xs_capture_stdout)
     fs_out_dev = st.st_dev;
     fs_out_ino = st.st_ino;
     PerlIOSelf(f, fs_out_layer)->state = FS_OUT_CAPTURE;
-    XSRETURN_EMPTY;
-}
-
-/* FCGI::Spawn::Native::flush_stdout() — STDOUT->flush without IO::Handle
- * (which perl would load on demand). */
-XS(fs_xs_flush_stdout)
-{
-    dXSARGS;
-    GV *gv = gv_fetchpvs("STDOUT", 0, SVt_PVIO);
-    IO *io = gv ? GvIO(gv) : NULL;
-    PERL_UNUSED_VAR(items);
-    if (io && IoOFP(io))
-        PerlIO_flush(IoOFP(io));
-    XSRETURN_EMPTY;
-}
-
-static const fs_xsub fs_output_xsubs_table[] = {
-    FS_XSUB("capture_stdout", fs_xs_capture_stdout),
-    FS_XSUB("flush_stdout", fs_xs_flush_stdout),
-};
-
-void fs_register_output_xsubs(pTHX)
-{
-    fs_register_xsubs(aTHX_ fs_output_xsubs_table, sizeof fs_output_xsubs_table / sizeof fs_output_xsubs_table[0]);
 }
 
 void fs_output_init(fs_output_sink sink)

@@ -85,6 +85,15 @@ XS(fs_xs_snapshot_signals)
     XSRETURN_EMPTY;
 }
 
+int fs_signals_changed(pTHX)
+{
+    int i;
+    for (i = 1; i < SIG_SIZE; i++)
+        if (!fs_same_handler(aTHX_ PL_psig_ptr ? PL_psig_ptr[i] : NULL, fs_signal_snapshot[i]))
+            return 1;
+    return 0;
+}
+
 XS(fs_xs_changed_signals)
 {
     dXSARGS;
@@ -100,52 +109,6 @@ XS(fs_xs_changed_signals)
     }
     PUTBACK;
     XSRETURN(changed);
-}
-
-/* FCGI::Spawn::Native::sync_env(NAME, VALUE, ...) — makes %ENV (and so
- * environ) exactly these pairs (a later pair wins), touching only what
- * differs from what is there: `%ENV = (...)` would clear the environment
- * and setenv every variable again on every request. Stores go through the
- * %ENV element magic, so environ follows and a later `$ENV{X} = ...` of the
- * script still reaches it. */
-XS(fs_xs_sync_env)
-{
-    dXSARGS;
-    HV *env = GvHVn(PL_envgv);
-    HV *want = newHV();
-    AV *gone = newAV();
-    HE *entry;
-    I32 i;
-    SSize_t k;
-
-    sv_2mortal((SV *)want);
-    sv_2mortal((SV *)gone);
-    if (items % 2)
-        croak_xs_usage(cv, "NAME, VALUE, ...");
-    for (i = 0; i < items; i += 2)
-        (void)hv_store_ent(want, ST(i), SvREFCNT_inc_simple_NN(ST(i + 1)), 0);
-
-    hv_iterinit(env);
-    while ((entry = hv_iternext(env))) {
-        SV *name = hv_iterkeysv(entry);
-        if (!hv_exists_ent(want, name, 0))
-            av_push(gone, SvREFCNT_inc_simple_NN(name));
-    }
-    for (k = 0; k <= av_top_index(gone); k++)
-        (void)hv_delete_ent(env, *av_fetch(gone, k, 0), G_DISCARD, 0);
-
-    hv_iterinit(want);
-    while ((entry = hv_iternext(want))) {
-        SV *name = hv_iterkeysv(entry);
-        SV *value = hv_iterval(want, entry);
-        HE *now = hv_fetch_ent(env, name, 0, 0);
-        if (now && SvOK(HeVAL(now)) && sv_eq(HeVAL(now), value))
-            continue;
-        now = hv_fetch_ent(env, name, 1, 0);
-        sv_setsv(HeVAL(now), value);
-        SvSETMAGIC(HeVAL(now));
-    }
-    XSRETURN_EMPTY;
 }
 
 /* --- formats ----------------------------------------------------------------
@@ -313,12 +276,10 @@ static void fs_unbuffer(pTHX_ PerlIO *f)
  * message, to the next request; and one that read a GET's empty STDIN in
  * slurp mode would get nothing, not one empty string, from it next time
  * (IOf_NOLINE). STDERR is unbuffered again (fs_unbuffer). */
-XS(fs_xs_reset_handles)
+void fs_reset_handles(pTHX)
 {
-    dXSARGS;
     size_t i;
     SV *dot;
-    PERL_UNUSED_VAR(items);
     for (i = 0; i < FS_FORCED_MAIN_COUNT; i++) {
         GV *gv = fs_forced_main_gv[i];
         if (!gv || !isGV_with_GP(gv))
@@ -345,27 +306,19 @@ XS(fs_xs_reset_handles)
     PL_last_in_gv = NULL;
     if ((dot = get_sv(".", 0)))
         SvOK_off(dot);
-    XSRETURN_EMPTY;
 }
 
-/* FCGI::Spawn::Native::forget_rand_seed() — rand() seeds itself on its
- * first use again, from the system's random source, as in a new process:
- * a fork-mode child would otherwise repeat its worker's sequence on every
- * request (every visitor the same "random" token), and a script's
- * srand(42) would make the next script's rand() predictable. */
-XS(fs_xs_forget_rand_seed)
+XS(fs_xs_reset_handles)
 {
     dXSARGS;
     PERL_UNUSED_VAR(items);
-    PL_srand_called = FALSE;
+    fs_reset_handles(aTHX);
     XSRETURN_EMPTY;
 }
 
 static const fs_xsub fs_state_xsubs_table[] = {
-    FS_XSUB("forget_rand_seed", fs_xs_forget_rand_seed),
     FS_XSUB("end_block_count", fs_xs_end_block_count),
     FS_XSUB("take_end_blocks", fs_xs_take_end_blocks),
-    FS_XSUB("sync_env", fs_xs_sync_env),
     FS_XSUB("snapshot_signals", fs_xs_snapshot_signals),
     FS_XSUB("changed_signals", fs_xs_changed_signals),
     FS_XSUB("snapshot_formats", fs_xs_snapshot_formats),
