@@ -20,10 +20,12 @@ mod precompile;
 mod steps;
 mod warm_up;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -53,6 +55,27 @@ pub struct Runner<'p> {
     timeouts: Timeouts,
     isolation: Isolation,
     isolation_for: Vec<(glob::Pattern, Isolation)>,
+    /// `stats`: changed modules are reloaded before each request, in the
+    /// worker (fork mode: before the fork).
+    stats: bool,
+    /// fork mode: the scripts compiled in this worker, with their file's
+    /// stamp then. One unchanged since is forked at once, with no call
+    /// into Perl in the worker: what the worker does not touch, its next
+    /// request does not fault in again after the fork.
+    compiled_for_fork: RefCell<HashMap<PathBuf, FileStamp>>,
+}
+
+/// What says a script file changed (mtime, size, inode), as the Perl
+/// runner's registry compares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp(i64, u64, u64);
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp(m.mtime(), m.size(), m.ino()))
+    }
 }
 
 /// What the worker needs to know after a request.
@@ -101,6 +124,7 @@ impl<'p> Runner<'p> {
         timeouts: Timeouts,
         isolation: Isolation,
         isolation_for: Vec<(glob::Pattern, Isolation)>,
+        stats: bool,
     ) -> io::Result<Runner<'p>> {
         let opened = std::fs::OpenOptions::new()
             .read(true)
@@ -120,6 +144,8 @@ impl<'p> Runner<'p> {
             timeouts,
             isolation,
             isolation_for,
+            stats,
+            compiled_for_fork: RefCell::new(HashMap::new()),
         })
     }
 
@@ -211,9 +237,10 @@ impl<'p> Runner<'p> {
             .begin(conn, req.id, &script, self.stderr_to_client, self.timeouts);
         let perl = self.steps.perl();
         let forks_before = perl.fork_count();
-        let exit_status = match isolation {
+        // Whether Perl ran in this process (fork mode: only to compile).
+        let (exit_status, perl_ran) = match isolation {
             Isolation::Fork => self.run_in_child(&script, &params, conn),
-            _ => self.run_in_worker(&script, isolation, &params),
+            _ => (self.run_in_worker(&script, isolation, &params), true),
         };
         Stage::Ending.enter();
         if isolation != Isolation::Fork {
@@ -230,7 +257,14 @@ impl<'p> Runner<'p> {
         Stage::Idle.enter();
         let mut result = RequestResult::clean();
         result.next_input = self.output.take_next_input();
-        match self.steps.end_request() {
+        let restored = if perl_ran {
+            self.steps.end_request()
+        } else {
+            Restored::Clean {
+                signals_touched: false,
+            }
+        };
+        match restored {
             Restored::Clean { signals_touched } => result.signals_touched = signals_touched,
             Restored::Unclean(reason) => {
                 log::error!(
@@ -279,16 +313,35 @@ impl<'p> Runner<'p> {
     /// fork: the worker keeps the compiled script and forks a child for the
     /// request, whose fds 0/1/2 are the request's streams: a CGI process
     /// that starts with everything compiled. Returns the child's exit
-    /// status.
-    fn run_in_child(&self, script: &Path, params: &[&[u8]], conn: &Stream) -> i32 {
+    /// status, and whether Perl ran in the worker (to compile the script).
+    fn run_in_child(&self, script: &Path, params: &[&[u8]], conn: &Stream) -> (i32, bool) {
         let perl = self.steps.perl();
         let script_bytes = script.as_os_str().as_bytes();
-        if let Err(e) = self.steps.compile_script(script_bytes, params) {
-            // The child compiles it again and fails as the script would.
-            log::debug!("{}: not compiled in the worker: {e}", script.display());
+        let stamp = FileStamp::of(script);
+        let compile = self.stats
+            || stamp.is_none()
+            || self.compiled_for_fork.borrow().get(script) != stamp.as_ref();
+        if compile {
+            match self.steps.compile_script(script_bytes, params) {
+                Ok(()) => {
+                    if let Some(stamp) = stamp {
+                        self.compiled_for_fork
+                            .borrow_mut()
+                            .insert(script.to_path_buf(), stamp);
+                    }
+                }
+                // The child compiles it again and fails as the script would.
+                Err(e) => log::debug!("{}: not compiled in the worker: {e}", script.display()),
+            }
+            // What compiling printed (a BEGIN block) is not this request's.
+            perl.take_pending_output(|_| ());
         }
-        // What compiling printed (a BEGIN block) is not this request's.
-        perl.take_pending_output(|_| ());
+        (self.fork_and_wait(script, params, conn), compile)
+    }
+
+    fn fork_and_wait(&self, script: &Path, params: &[&[u8]], conn: &Stream) -> i32 {
+        let perl = self.steps.perl();
+        let script_bytes = script.as_os_str().as_bytes();
         Stage::Running.enter();
         // SAFETY: the child only runs Perl (this thread's interpreter) and
         // plain system calls, never a lock the worker's other thread may

@@ -62,6 +62,7 @@ pub fn run(
         },
         cfg.isolation,
         cfg.isolation_for.clone(),
+        cfg.stats,
     )?;
     runner.init_worker(&cfg.pass_env, &cfg.env, &cfg.worker_init)?;
     runner.park_std_fds()?;

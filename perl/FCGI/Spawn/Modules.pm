@@ -77,17 +77,7 @@ sub reset_request_state {
 # script keeps what its compile changed there (changed_scalars), and gets
 # it back before each run (set_scalars).
 sub scalars {
-    my %values;
-    for my $package ((map { $_->[0] } @WITH_REQUEST_STATE), @WITH_SETTINGS) {
-        my $stash = FCGI::Spawn::Symbols::stash_of($package) or next;
-        for my $name (keys %$stash) {
-            my $glob = \$stash->{$name};
-            next unless ref $glob eq 'GLOB' && $name !~ /::\z/;
-            my $scalar = *{$glob}{SCALAR};
-            $values{"${package}::$name"} = $$scalar if defined $$scalar && !ref $$scalar;
-        }
-    }
-    return \%values;
+    return FCGI::Spawn::Native::plain_scalars((map { $_->[0] } @WITH_REQUEST_STATE), @WITH_SETTINGS);
 }
 
 sub changed_scalars {

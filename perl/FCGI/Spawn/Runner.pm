@@ -176,9 +176,14 @@ sub capture_base_state {
     # the process is.
     $0 = $BASE{program_name};
     $BASE{sig} = { map { $_ => $SIG{$_} } keys %SIG };
-    $BASE{inc} = [@INC];
-    %FCGI::Spawn::Loader::WORKER_INC_DIRS = map { $_ => 1 } grep { !ref } @INC;
-    $BASE{core_global} = FCGI::Spawn::Native::snapshot_package('CORE::GLOBAL');
+    # What a worker inherits as the master had it is kept: taking it again
+    # would free the master's copy, writing to pages the two share.
+    if (!$inherited || "@{ $BASE{inc} || [] }" ne "@INC") {
+        $BASE{inc} = [@INC];
+        %FCGI::Spawn::Loader::WORKER_INC_DIRS = map { $_ => 1 } grep { !ref } @INC;
+    }
+    $BASE{core_global} = FCGI::Spawn::Native::snapshot_package('CORE::GLOBAL')
+        if !$inherited || !$BASE{core_global};
     FCGI::Spawn::Modules::take_loaded();
     FCGI::Spawn::Native::snapshot_signals();
     FCGI::Spawn::Native::snapshot_formats();

@@ -60,6 +60,10 @@ sub delete_package {
 
 # The worker's own top-level names, as they are now.
 sub own_current_names {
+    # The same count as owned: the same names (what is owned is there).
+    # Rebuilding the table then would only free the master's copy of it in
+    # a worker, writing to pages the two share.
+    return if keys %main:: == $OWNED_COUNT && $OWNED_COUNT;
     %OWNED = map { $_ => 1 } keys %main::;
     recount_owned();
     return;

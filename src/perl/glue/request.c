@@ -138,7 +138,10 @@ XS(fs_xs_watch_scalars)
         if (!SvROK(ST(i)) || SvTYPE(SvRV(ST(i))) != SVt_PVGV)
             croak("fcgi-spawn: watch_scalars: not a glob reference");
         gv = (GV *)SvRV(ST(i));
-        sv = GvSVn(gv);
+        /* A glob with no scalar (a sub's, a handle's) is left so: a
+         * scalar made for every glob would be memory for nothing. */
+        if (!isGV_with_GP(gv) || !(sv = GvSV(gv)))
+            continue;
         if (SvMAGICAL(sv) && mg_findext(sv, PERL_MAGIC_ext, &fs_watch_vtbl))
             continue;
         if (rs->nwatched == rs->capwatched) {
@@ -181,6 +184,43 @@ static int fs_restore_watched(pTHX_ fs_request_state *rs)
     }
     rs->restoring = 0;
     return restored;
+}
+
+/* FCGI::Spawn::Native::plain_scalars(PACKAGE...) — NAME => VALUE of the
+ * packages' defined, non-reference scalars ("CGI::NOSTICKY" => 1): where
+ * `use CGI qw(-nosticky)` and its like leave their mark. A glob without a
+ * scalar is not given one (a Perl walk would make one for each, writing to
+ * every glob of the module in a worker that shares them). */
+XS(fs_xs_plain_scalars)
+{
+    dXSARGS;
+    HV *values = newHV();
+    I32 i;
+    for (i = 0; i < items; i++) {
+        STRLEN plen;
+        const char *package = SvPV_const(ST(i), plen);
+        HV *stash = fs_find_stash(aTHX_ package, plen);
+        HE *he;
+        if (!stash)
+            continue;
+        hv_iterinit(stash);
+        while ((he = hv_iternext(stash))) {
+            GV *gv = (GV *)HeVAL(he);
+            I32 klen;
+            const char *key = hv_iterkey(he, &klen);
+            SV *sv;
+            if (SvTYPE(gv) != SVt_PVGV || !isGV_with_GP(gv) || !(sv = GvSV(gv)))
+                continue;
+            if (klen > 2 && key[klen - 1] == ':' && key[klen - 2] == ':')
+                continue;
+            if (!SvOK(sv) || SvROK(sv))
+                continue;
+            (void)hv_store_ent(values, sv_2mortal(newSVpvf("%s::%.*s", package, (int)klen, key)),
+                               newSVsv(sv), 0);
+        }
+    }
+    ST(0) = sv_2mortal(newRV_noinc((SV *)values));
+    XSRETURN(1);
 }
 
 /* --- the worker's base ----------------------------------------------------- */
@@ -753,6 +793,7 @@ XS(fs_xs_request_invariants)
 
 static const fs_xsub fs_request_xsubs_table[] = {
     FS_XSUB("watch_scalars", fs_xs_watch_scalars),
+    FS_XSUB("plain_scalars", fs_xs_plain_scalars),
     FS_XSUB("request_base", fs_xs_request_base),
     FS_XSUB("owned_names", fs_xs_owned_names),
     FS_XSUB("request_env_base", fs_xs_request_env_base),
