@@ -1,8 +1,11 @@
-# Real applications (gitweb, awstats, cvsweb, dwww, from their Debian
-# packages) and an in-house application, each request served on one warm
-# worker per isolation mode and compared byte for byte with the same request
-# run as a plain CGI process (same environment, stdin and cwd). Volatile
-# parts are masked per request by the application fixture, which says why.
+# Real applications (gitweb, awstats, cvsweb, dwww, munin's HTML and graph
+# CGIs, BackupPC's admin interface, from their Debian packages) and an
+# in-house application, each request served on one warm worker per
+# isolation mode and compared byte for byte with the same request run as a
+# plain CGI process (same environment, stdin, cwd and user). Volatile parts
+# are masked per request by the application fixture, which says why. An
+# application that refuses root (munin) names its `user`: as root, its
+# daemon runs with --user and its plain-CGI side as that user.
 #
 # Two rounds per mode: the fixture's sources in their order (the worker
 # warms up), then a seeded interleaving of all of them (ordered sources, such
@@ -38,6 +41,9 @@ my @PASS_ENV = qw(PATH LANG LC_ALL LC_CTYPE TZ TMPDIR PERL5LIB);
 
 my %ORACLE;    # request (by reference) => [stdout, stderr] of its plain-CGI run
 my $top = tempdir('fcgi-spawn-apps-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+# As root, an application's `user` must reach its fixture below $top (only
+# by name: nothing here is listable by others).
+chmod 0711, $top or die "chmod $top: $!" if $> == 0;
 
 for my $name (FcgiSpawn::Apps::Fixture::apps()) {
     next if %only && !$only{ lc $name };
@@ -64,6 +70,7 @@ sub run_app {
     $app->{reset}->() if $app->{reset};
     my @args = map { ('--env', "$_=$app->{env}{$_}") } sort keys %{ $app->{env} || {} };
     push @args, @{ $app->{args} || [] };
+    push @args, '--user', $app->{user} if $app->{user} && $> == 0;
     my $d = eval {
         start_daemon(workers => 1, isolation => $mode, root => $app->{roots},
             preload => $app->{preload} || [], args => \@args, timeout => 20);
@@ -164,7 +171,7 @@ sub run_request {
     # plain-CGI answer to the same request every time (their volatile parts
     # are masked): it is computed once and reused in round 2 and later modes.
     my $cached = $state->{app}{reset} ? undef : $ORACLE{$req};
-    my ($oout, $oerr) = $cached ? @$cached : run_cgi($req, $op, $state->{app}{env} || {});
+    my ($oout, $oerr) = $cached ? @$cached : run_cgi($req, $op, $state->{app});
     $ORACLE{$req} = [$oout, $oerr] unless $state->{app}{reset};
 
     if (my $keep = $ENV{FCGI_SPAWN_APPS_KEEP}) {
@@ -274,12 +281,13 @@ sub update_jar {
 
 # Plain CGI: the script run by the kernel (shebang switches apply) or by
 # perl when not executable, cwd = its directory, %ENV = the daemon's base
-# environment + the application's env + the request's params.
+# environment + the application's env + the request's params, as the
+# application's user when it has one and the test runs as root.
 sub run_cgi {
-    my ($req, $params, $app_env) = @_;
+    my ($req, $params, $app) = @_;
     my $dir = tempdir('cgi-XXXXXX', DIR => $top, CLEANUP => 1);
     spew("$dir/in", defined $req->{body} ? $req->{body} : '');
-    my %env = ((map { defined $ENV{$_} ? ($_ => $ENV{$_}) : () } @PASS_ENV), %$app_env, %$params);
+    my %env = ((map { defined $ENV{$_} ? ($_ => $ENV{$_}) : () } @PASS_ENV), %{ $app->{env} || {} }, %$params);
     my $script = $req->{script};
     my @argv = -x $script ? ($script) : ('perl', $script);
     my $q = $params->{QUERY_STRING};
@@ -294,6 +302,7 @@ sub run_cgi {
         open STDIN, '<', "$dir/in" or POSIX::_exit(126);
         open STDOUT, '>', "$dir/out" or POSIX::_exit(126);
         open STDERR, '>', "$dir/err" or POSIX::_exit(126);
+        eval { FcgiSpawn::Apps::Fixture::drop_privileges($app->{user}); 1 } or do { print STDERR $@; POSIX::_exit(124) };
         exec { $argv[0] } @argv or POSIX::_exit(127);
     }
     my $deadline = time + 60;

@@ -24,8 +24,9 @@ has decided what to do: the output the client gets is the exec'd program's
 (the issue's item 7), and in C<registry> any global left from the previous
 request adds to the next one's C<%in> (item 5). Other Debian candidates
 were weighed: mailgraph's graphs are drawn up to "now" (images differ from
-second to second), smokeping, backuppc and ikiwiki need daemons or a wiki
-compiled first, debbugs-web a bug spool.
+second to second), smokeping and ikiwiki need daemons or a wiki compiled
+first (backuppc needs its server: L<FcgiSpawn::Apps::Backuppc> brings a
+stand-in), debbugs-web a bug spool.
 
 Pages: the three searches (programs, menu, registered docs) and a file
 search, by GET and by POST (the body read with C<getc>), a directory

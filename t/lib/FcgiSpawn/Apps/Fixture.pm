@@ -17,11 +17,14 @@ FcgiSpawn::Apps::Fixture - shared helpers for the application fixtures of the di
 =head1 DESCRIPTION
 
 The application modules (C<FcgiSpawn::Apps::Gitweb>, C<...::Awstats>,
-C<...::Cvsweb>, C<...::Dwww>, C<...::Inhouse>) build their fixtures (a git
-repository, an access log, a CVS repository, a database) with the real
-tools, as a site would have them. This module holds what they share: running
-a set-up command with a fixed environment and failing loudly with its
-output, writing files, copying a packaged file byte for byte.
+C<...::Cvsweb>, C<...::Dwww>, C<...::Inhouse>, C<...::Munin>,
+C<...::Backuppc>) build their fixtures (a git repository, an access log, a
+CVS repository, a database, RRD files, a backup server's state) with the
+real tools, as a site would have them. This module holds what they share:
+running a set-up command with a fixed environment (as another user if need
+be) and failing loudly with its output, writing files, copying a packaged
+file byte for byte, or a packaged tree with its installation paths moved
+under the temp dir.
 
 C<apps()> is the list of application modules, in the order the suite runs
 them; this module itself has no C<setup> and is not an application.
@@ -84,6 +87,16 @@ downloads (tar.gz snapshots). Masks apply after decompression.
 
 C<SCRIPT_NAME> when it is not C</> followed by the script's file name.
 
+=item C<user> (app, optional)
+
+The user the application's scripts run as when the test runs as root (an
+application that refuses root, as munin's CGIs do, and whose fixture
+belongs to that user). t/49-apps.t then starts its daemon with
+C<--user> and runs its plain-CGI side as that user; the test's temp dir is
+made traversable (0711) so the user reaches its fixture. Not root: ignored,
+both sides run as the test's user. FcgiSpawn::Sequence runs every app in one
+daemon, which has one user: as root it leaves such an app out, with a note.
+
 =back
 
 Every request also gets the full parameter set the harness builds
@@ -104,12 +117,15 @@ use File::Basename qw(dirname);
 use File::Copy qw(copy);
 use File::Path qw(make_path);
 
-our @EXPORT_OK = qw(apps run_cmd write_file copy_exact have_program perl_has);
+our @EXPORT_OK = qw(apps run_cmd write_file copy_exact copy_tree have_program perl_has
+    drop_privileges give_to can_reach);
 
-sub apps { return qw(Gitweb Awstats Cvsweb Dwww Inhouse) }
+sub apps { return qw(Gitweb Awstats Cvsweb Dwww Inhouse Munin Backuppc) }
 
-# run_cmd([argv...], dir => $cwd, env => {NAME => VALUE}, stdin => $text)
-# Runs a set-up command; dies with its output when it fails. Returns stdout.
+# run_cmd([argv...], dir => $cwd, env => {NAME => VALUE}, stdin => $text,
+#         user => $name)
+# Runs a set-up command (as `user` when the test runs as root); dies with
+# its output when it fails. Returns stdout.
 sub run_cmd {
     my ($argv, %o) = @_;
     my $out_file = File::Temp->new;
@@ -119,11 +135,12 @@ sub run_cmd {
     my $pid = fork;
     croak "fork: $!" unless defined $pid;
     if ($pid == 0) {
-        chdir $o{dir} or POSIX::_exit(125) if defined $o{dir};
-        $ENV{$_} = $o{env}{$_} for keys %{ $o{env} || {} };
         open STDIN, '<', $in_file->filename or POSIX::_exit(126);
         open STDOUT, '>', $out_file->filename or POSIX::_exit(126);
         open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+        eval { drop_privileges($o{user}); 1 } or do { print STDERR $@; POSIX::_exit(124) };
+        chdir $o{dir} or POSIX::_exit(125) if defined $o{dir};
+        $ENV{$_} = $o{env}{$_} for keys %{ $o{env} || {} };
         exec { $argv->[0] } @$argv or POSIX::_exit(127);
     }
     waitpid $pid, 0;
@@ -159,6 +176,75 @@ sub copy_exact {
     return $to;
 }
 
+# copy_tree($from, $to, {'/installed/path' => '/new/path', ...}): every
+# file under $from copied to the same place under $to with its mode, each
+# listed path in it replaced by its new one (longest first). For packages
+# whose installation writes absolute paths into the code (BackupPC's
+# configure.pl: its lib, conf and data directories), this is the package
+# installed under another prefix, not a patched one: dies unless every
+# listed path was found somewhere, so a package that moved one is noticed.
+sub copy_tree {
+    my ($from, $to, $paths) = @_;
+    my @old = sort { length $b <=> length $a || $a cmp $b } keys %{ $paths || {} };
+    my $re = @old ? join('|', map { quotemeta } @old) : undef;
+    my %seen;
+    my @files;
+    File::Find::find({ no_chdir => 1, wanted => sub { push @files, $File::Find::name if -f } }, $from);
+    for my $file (sort @files) {
+        my $rel = substr $file, length $from;
+        open my $in, '<:raw', $file or croak "read $file: $!";
+        my $text = do { local $/; <$in> };
+        $text = '' unless defined $text;
+        $text =~ s{($re)}{$seen{$1}++; $paths->{$1}}ge if defined $re;
+        write_file("$to$rel", $text, (stat $file)[2] & 07777);
+    }
+    my @missing = grep { !$seen{$_} } @old;
+    croak "copy_tree $from: no file mentions @missing" if @missing;
+    return $to;
+}
+
+# drop_privileges($user): in a child process, become $user (uid and its
+# primary group, no supplementary groups) when running as root; a no-op when
+# not root or $user is undef. Dies when the switch did not happen.
+sub drop_privileges {
+    my ($user) = @_;
+    return if !defined $user || $> != 0;
+    my (undef, undef, $uid, $gid) = getpwnam $user or croak "no user '$user' on this machine";
+    $( = $gid;
+    $) = "$gid $gid";
+    $< = $> = $uid;
+    croak "could not switch to user $user (uid $uid): $!" if $< != $uid || $> != $uid;
+    return;
+}
+
+# can_reach($user, $path): true when $user can read $path (not root: true).
+# Run in a child that switches to the user, so every directory above counts.
+sub can_reach {
+    my ($user, $path) = @_;
+    return 1 if $> != 0;
+    my $pid = fork;
+    croak "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        my $ok = eval { drop_privileges($user); -r $path };
+        POSIX::_exit($ok ? 0 : 1);
+    }
+    waitpid $pid, 0;
+    return $? == 0;
+}
+
+# give_to($user, @paths): when running as root, every file and directory
+# under @paths becomes $user's (and its primary group's); a no-op otherwise.
+sub give_to {
+    my ($user, @paths) = @_;
+    return if !defined $user || $> != 0;
+    my (undef, undef, $uid, $gid) = getpwnam $user or croak "no user '$user' on this machine";
+    File::Find::find({ no_chdir => 1, wanted => sub {
+        return if -l $File::Find::name;
+        chown $uid, $gid, $File::Find::name or croak "chown $File::Find::name: $!";
+    } }, @paths);
+    return;
+}
+
 sub have_program {
     my ($name) = @_;
     for my $dir (split /:/, $ENV{PATH} || '/usr/bin:/bin') {
@@ -183,6 +269,7 @@ sub perl_has {
     return 1;
 }
 
+use File::Find ();
 use File::Temp ();
 use POSIX ();
 
