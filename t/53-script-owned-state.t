@@ -3,8 +3,10 @@
 # body once per request; an importer that remembers the packages it served
 # (Log::Log4perl's :easy) exports again; a module from the script's own
 # `use lib` directory (outside the roots and the daemon's @INC) starts as
-# loaded; classes a script builds with Moo, Class::Accessor, constant and
-# Exporter are built again. Each request is compared with the same request
+# loaded, and a plain file its module `do`es lands in that module's
+# package of this request (not in one an earlier request made); classes a
+# script builds with Moo, Class::Accessor, constant and Exporter are built
+# again. Each request is compared with the same request
 # run as a plain CGI process, in every mode, twice or more on one worker.
 use strict;
 use warnings;
@@ -24,11 +26,12 @@ my %request = (
     own_lib    => { script => "$scripts/poison/own-lib-state.pl" },
     own_check  => { script => "$scripts/check/own-lib.pl" },
     classes    => { script => "$scripts/check/classes.pl" },
+    own_do     => { script => "$scripts/check/own-lib-do.pl" },
 );
 # Each twice or more, the repros' order first (a loop, then the loop
 # again; the importer twice; the module switched, then read).
 my @order = qw(loop loop2 loop fcgi fcgi loop log4perl log4perl own_lib own_check own_lib own_check
-    classes classes loop2 own_check log4perl);
+    classes classes loop2 own_check log4perl own_do own_do own_do);
 
 for my $mode (qw(perlrun registry fork)) {
     my $site = Test::FCGI::Spawn->start(roots => [$scripts], isolation => $mode, preload => ['CGI']);

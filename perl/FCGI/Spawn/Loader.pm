@@ -21,6 +21,8 @@ package FCGI::Spawn::Loader;
 use strict;
 use warnings;
 
+use Scalar::Util ();
+
 our $VERSION = '0.1.0';
 
 # The running script's packages (name => 1); empty outside a request. A
@@ -53,7 +55,7 @@ our $KEEP_LOADED = 0;
 
 # Where the requirers report failures from; rewritten to the caller's place.
 my $REQUIRER_FILE = 'FCGI-Spawn-require';
-my %REQUIRER;    # package => [require sub, do sub]
+my %REQUIRER;    # package => [[require sub, do sub], the package's stash (weak)]
 
 sub script_require {
     # Hot: every `use` of compiled code comes here first.
@@ -124,9 +126,18 @@ sub script_do {
 sub requirer {
     my ($package) = @_;
     # A script's packages are made anew for each request: their requirers
-    # are too (a perl without threads ties compiled code to the stash).
+    # are too (compiled code is tied to the package it was compiled in).
     return make_requirer($package) if $SCRIPT_PACKAGES->{$package};
-    return $REQUIRER{$package} //= make_requirer($package);
+    # Another package by the same name (a site library's, deleted and made
+    # again by a later request) needs a requirer of its own: one compiled
+    # in the old one would `do` a plain file into the old one's variables.
+    my $stash = FCGI::Spawn::Symbols::stash_of($package);
+    my $known = $REQUIRER{$package};
+    return $known->[0] if $known && $stash && $known->[1] && $known->[1] == $stash;
+    my $subs = make_requirer($package);
+    $REQUIRER{$package} = [ $subs, $stash ];
+    Scalar::Util::weaken($REQUIRER{$package}[1]) if $stash;
+    return $subs;
 }
 
 sub make_requirer {

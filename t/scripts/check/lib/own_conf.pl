@@ -1,0 +1,3 @@
+# The site's configuration, done by t/ownlib/OwnPage.pm into its package.
+$Conf{Language} = 'en';
+1;
