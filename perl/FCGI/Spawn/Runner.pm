@@ -527,7 +527,7 @@ sub compile_cached {
         sig          => (%compile_sig ? \%compile_sig : undef),
         module_state => FCGI::Spawn::Modules::changed_scalars($module_state_before),
         package_names => \@packages,
-        packages     => [ map { FCGI::Spawn::Native::snapshot_package($_) } @packages ],
+        packages     => [ map { FCGI::Spawn::Native::snapshot_package($_, 1) } @packages ],
         main_globals => [ map { \$main::{$_} } grep { !/::\z/ } @made ],
         code         => \@code,
         data         => $data,
@@ -1047,8 +1047,11 @@ sub end_request_child {
     # A tie over a std handle (a gzip or buffering layer) finishes the page
     # in its DESTROY, as global destruction would run it.
     for my $handle (\*STDOUT, \*STDERR, \*STDIN) { untie *$handle if tied *$handle }
-    my $entry = defined $req{script} ? $REGISTRY{ $req{script} } : undef;
+    # The compiled entry goes first: its snapshot holds the package's
+    # scalars (to put them back), and with them the objects in them.
+    my $entry = defined $req{script} ? delete $REGISTRY{ $req{script} } : undef;
     my @packages = $entry && $entry->{package_names} ? @{ $entry->{package_names} } : ($req{package});
+    undef $entry;
     FCGI::Spawn::Symbols::delete_package($_) for grep { defined } @packages;
     FCGI::Spawn::Symbols::delete_script_names();
     return 1;

@@ -196,6 +196,52 @@ int fs_interp_start(int argc, char **argv, char **env, void **interp)
     return perl_run(my);
 }
 
+/* A glue file's state that belongs to one interpreter (what points into
+ * it), kept in its PL_modglobal under `key` (a string of the file's own,
+ * so its address is the key of a small cache): made zeroed on first use,
+ * gone with the interpreter (its SVs are; what is malloc'ed is leaked, a
+ * few bytes per reload). */
+#define FS_STATE_CACHE 8
+static struct {
+    PerlInterpreter *interp;
+    const char *key;
+    void *state;
+} fs_state_cache[FS_STATE_CACHE];
+
+void *fs_interp_state(pTHX_ const char *key, size_t size)
+{
+    size_t i, free_slot = FS_STATE_CACHE;
+    SV **svp;
+    void *state;
+    for (i = 0; i < FS_STATE_CACHE; i++) {
+        if (fs_state_cache[i].interp == aTHX && fs_state_cache[i].key == key)
+            return fs_state_cache[i].state;
+        if (!fs_state_cache[i].interp && free_slot == FS_STATE_CACHE)
+            free_slot = i;
+    }
+    svp = hv_fetch(PL_modglobal, key, (I32)strlen(key), 0);
+    if (!svp) {
+        char *fresh;
+        Newxz(fresh, size, char);
+        svp = hv_store(PL_modglobal, key, (I32)strlen(key), newSViv(PTR2IV(fresh)), 0);
+    }
+    state = INT2PTR(void *, SvIV(*svp));
+    if (free_slot < FS_STATE_CACHE) {
+        fs_state_cache[free_slot].interp = aTHX;
+        fs_state_cache[free_slot].key = key;
+        fs_state_cache[free_slot].state = state;
+    }
+    return state;
+}
+
+static void fs_state_cache_forget(PerlInterpreter *gone)
+{
+    size_t i;
+    for (i = 0; i < FS_STATE_CACHE; i++)
+        if (fs_state_cache[i].interp == gone)
+            fs_state_cache[i].interp = NULL;
+}
+
 /* The subs Rust calls, found once per interpreter: `sub` is one of Rust's
  * static names, so its address is the key. The cache holds a reference:
  * a script that replaces one still leaves the runner's own to call. */
@@ -232,7 +278,7 @@ static void fs_cv_cache_forget(PerlInterpreter *gone)
             fs_cv_cache[kept++] = fs_cv_cache[i];
     for (; kept < i; kept++)
         fs_cv_cache[kept].interp = NULL;
-    fs_request_forget_interp(gone);
+    fs_state_cache_forget(gone);
 }
 
 void fs_interp_discard(void *interp)

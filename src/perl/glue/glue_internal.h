@@ -44,8 +44,10 @@ void fs_register_package_xsubs(pTHX);
 void fs_register_code_xsubs(pTHX);
 
 void fs_register_request_xsubs(pTHX);
-/* request.c keeps per-interpreter state: one that is gone is forgotten. */
-void fs_request_forget_interp(PerlInterpreter *gone);
+
+/* A glue file's state for the current interpreter (glue.c): `size` bytes,
+ * zeroed when first asked for, found again by `key`'s address. */
+void *fs_interp_state(pTHX_ const char *key, size_t size);
 
 /* output.c: the output layer's functions, and pushing it on STDOUT (or
  * finding it there) for a request. */

@@ -24,8 +24,109 @@ HV *fs_find_stash(pTHX_ const char *name, STRLEN len)
     return gv_stashpvn(name, (U32)len, 0);
 }
 
+/* --- what a run changed --------------------------------------------------
+ *
+ * A snapshot taken to be restored after every run (a registry script's
+ * packages) watches what it recorded: the package's scalars and the
+ * elements of its arrays and hashes get set magic, and free magic (an
+ * element a run removes or replaces is freed), which flags their record
+ * when a run writes them. The restore copies back only what is flagged,
+ * or a container whose shape moved (an array's element pointers, a hash's
+ * key count) or that was swapped for another: a run that changed nothing
+ * costs a few pointer compares per symbol, whatever the size of the
+ * tables it keeps (AWStats' lib/*.pm: thousands of entries, read on every
+ * page). What is shallow stays shallow: the contents of a structure a
+ * kept value refers to are the script's own business, as under mod_perl. */
+
+typedef struct {
+    U8 *flags; /* what each record's run wrote (FS_DIRTY_*), by record id */
+    size_t n, cap;
+    int restoring; /* our own writes are not the run's */
+} fs_watch_state;
+
+static const char fs_watch_key[] = "FCGI::Spawn::glue::watch";
+#define FS_DIRTY_SCALAR 1
+#define FS_DIRTY_ARRAY 2
+#define FS_DIRTY_HASH 4
+
+static fs_watch_state *fs_ws(pTHX)
+{
+    return (fs_watch_state *)fs_interp_state(aTHX_ fs_watch_key, sizeof(fs_watch_state));
+}
+
+/* A record's id: its flags' index. Ids are never reused, so magic left on
+ * an SV that outlived its record flags nothing that matters. */
+static IV fs_watch_id(pTHX)
+{
+    fs_watch_state *ws = fs_ws(aTHX);
+    if (ws->n == ws->cap) {
+        ws->cap = ws->cap ? 2 * ws->cap : 1024;
+        Renew(ws->flags, ws->cap, U8);
+    }
+    ws->flags[ws->n] = 0;
+    return (IV)ws->n++;
+}
+
+static int fs_watch_mark(pTHX_ SV *sv, MAGIC *mg)
+{
+    fs_watch_state *ws = fs_ws(aTHX);
+    size_t id = (size_t)mg->mg_len;
+    PERL_UNUSED_ARG(sv);
+    if (!ws->restoring && id < ws->n)
+        ws->flags[id] |= (U8)mg->mg_private;
+    return 0;
+}
+
+/* set and free */
+static MGVTBL fs_watch_vtbl = { NULL, fs_watch_mark, NULL, NULL, fs_watch_mark, NULL, NULL, NULL };
+
+static void fs_watch_sv(pTHX_ SV *sv, IV id, U8 what)
+{
+    MAGIC *mg;
+    if (!sv || SvREADONLY(sv) || SvTYPE(sv) >= SVt_PVAV || SvTYPE(sv) == SVt_PVGV)
+        return;
+    if (SvMAGICAL(sv) && (mg = mg_findext(sv, PERL_MAGIC_ext, &fs_watch_vtbl))) {
+        mg->mg_len = (I32)id;
+        mg->mg_private = what;
+        return;
+    }
+    mg = sv_magicext(sv, NULL, PERL_MAGIC_ext, &fs_watch_vtbl, NULL, 0);
+    mg->mg_len = (I32)id;
+    mg->mg_private = what;
+}
+
+/* An array's element pointers: its shape, which a push, a splice or an
+ * in-place sort changes without writing any element. */
+static SV *fs_av_shape(pTHX_ AV *av)
+{
+    return newSVpvn(AvARRAY(av) ? (const char *)AvARRAY(av) : "", (AvFILLp(av) + 1) * sizeof(SV *));
+}
+
+static int fs_av_same_shape(pTHX_ AV *av, SV *shape)
+{
+    STRLEN len;
+    const char *p = SvPV_const(shape, len);
+    return len == (STRLEN)((AvFILLp(av) + 1) * sizeof(SV *)) && (!len || memEQ(p, AvARRAY(av), len));
+}
+
+static void fs_watch_av(pTHX_ AV *av, IV id)
+{
+    SSize_t i;
+    for (i = 0; i <= AvFILLp(av); i++)
+        fs_watch_sv(aTHX_ AvARRAY(av)[i], id, FS_DIRTY_ARRAY);
+}
+
+static void fs_watch_hv(pTHX_ HV *hv, IV id)
+{
+    HE *he;
+    hv_iterinit(hv);
+    while ((he = hv_iternext(hv)))
+        fs_watch_sv(aTHX_ HeVAL(he), id, FS_DIRTY_HASH);
+}
+
 /* A snapshot of one stash: an AV of [RV to the stash, RV to an HV mapping
- * each symbol name to its record]. A record is an AV indexed by these: */
+ * each symbol name to its record, the stash's key count after the last
+ * restore]. A record is an AV indexed by these: */
 enum {
     REC_ENTRY,  /* the stash value itself (RV to the GV, or a copy of a stub) */
     REC_SCALAR, /* copy of GvSV, or undef */
@@ -35,6 +136,13 @@ enum {
     REC_FORMAT, /* RV to GvFORM, or undef */
     REC_IO_OPEN,/* true if GvIO was open */
     REC_NESTED, /* snapshot of the nested package (name ending in ::), or undef */
+    /* a watched record only: */
+    REC_ID,       /* its flags' index */
+    REC_LIVE_SV,  /* RV to the glob's scalar, its array, its hash: the */
+    REC_LIVE_AV,  /* containers that stay the glob's (a run that swaps */
+    REC_LIVE_HV,  /* one gets it back) */
+    REC_AV_SHAPE, /* the live array's element pointers when last clean */
+    REC_HV_KEYS,  /* the live hash's key count when last clean */
     REC_SIZE
 };
 
@@ -43,9 +151,27 @@ static int fs_is_stash_name(const char *key, I32 len)
     return len > 2 && key[len - 1] == ':' && key[len - 2] == ':';
 }
 
-static SV *fs_snapshot_stash(pTHX_ HV *stash, int depth);
+static SV *fs_snapshot_stash(pTHX_ HV *stash, int depth, int watch);
 
-static AV *fs_record(pTHX_ SV *entry, const char *key, I32 klen, int depth)
+/* The live containers of a watched record (as they are now) and their
+ * elements watched. */
+static void fs_watch_record(pTHX_ AV *rec, GV *gv)
+{
+    IV id = SvIV(*av_fetch(rec, REC_ID, 0));
+    av_store(rec, REC_LIVE_SV, GvSV(gv) ? newRV_inc(GvSV(gv)) : newSV(0));
+    av_store(rec, REC_LIVE_AV, GvAV(gv) ? newRV_inc((SV *)GvAV(gv)) : newSV(0));
+    av_store(rec, REC_LIVE_HV, GvHV(gv) && !HvNAME_get(GvHV(gv)) ? newRV_inc((SV *)GvHV(gv)) : newSV(0));
+    av_store(rec, REC_AV_SHAPE, GvAV(gv) ? fs_av_shape(aTHX_ GvAV(gv)) : newSV(0));
+    av_store(rec, REC_HV_KEYS, newSViv(GvHV(gv) ? (IV)HvUSEDKEYS(GvHV(gv)) : 0));
+    if (GvSV(gv))
+        fs_watch_sv(aTHX_ GvSV(gv), id, FS_DIRTY_SCALAR);
+    if (GvAV(gv))
+        fs_watch_av(aTHX_ GvAV(gv), id);
+    if (GvHV(gv) && !HvNAME_get(GvHV(gv)))
+        fs_watch_hv(aTHX_ GvHV(gv), id);
+}
+
+static AV *fs_record(pTHX_ SV *entry, const char *key, I32 klen, int depth, int watch)
 {
     AV *rec = newAV();
     GV *gv;
@@ -60,7 +186,7 @@ static AV *fs_record(pTHX_ SV *entry, const char *key, I32 klen, int depth)
         av_store(rec, REC_ARRAY, newRV_noinc((SV *)av_make(av_count(GvAV(gv)), AvARRAY(GvAV(gv)))));
     if (fs_is_stash_name(key, klen)) {
         if (GvHV(gv) && depth < 32)
-            av_store(rec, REC_NESTED, fs_snapshot_stash(aTHX_ GvHV(gv), depth + 1));
+            av_store(rec, REC_NESTED, fs_snapshot_stash(aTHX_ GvHV(gv), depth + 1, watch));
     } else if (GvHV(gv) && HvUSEDKEYS(GvHV(gv)) > 0) {
         av_store(rec, REC_HASH, newRV_noinc((SV *)newHVhv(GvHV(gv))));
     }
@@ -70,10 +196,14 @@ static AV *fs_record(pTHX_ SV *entry, const char *key, I32 klen, int depth)
         av_store(rec, REC_FORMAT, newRV_inc((SV *)GvFORM(gv)));
     if (GvIOp(gv) && IoIFP(GvIOp(gv)))
         av_store(rec, REC_IO_OPEN, newSViv(1));
+    if (watch) {
+        av_store(rec, REC_ID, newSViv(fs_watch_id(aTHX)));
+        fs_watch_record(aTHX_ rec, gv);
+    }
     return rec;
 }
 
-static SV *fs_snapshot_stash(pTHX_ HV *stash, int depth)
+static SV *fs_snapshot_stash(pTHX_ HV *stash, int depth, int watch)
 {
     AV *snap = newAV();
     HV *records = newHV();
@@ -84,9 +214,10 @@ static SV *fs_snapshot_stash(pTHX_ HV *stash, int depth)
     while ((he = hv_iternext(stash))) {
         I32 klen;
         const char *key = hv_iterkey(he, &klen);
-        AV *rec = fs_record(aTHX_ HeVAL(he), key, klen, depth);
+        AV *rec = fs_record(aTHX_ HeVAL(he), key, klen, depth, watch);
         (void)hv_store(records, key, HeKUTF8(he) ? -klen : klen, newRV_noinc((SV *)rec), 0);
     }
+    av_push(snap, newSViv(-1)); /* no restore yet: look at every key */
     return newRV_noinc((SV *)snap);
 }
 
@@ -139,42 +270,99 @@ static void fs_restore_slot_cv(pTHX_ HV *stash, GV *gv, SV *saved, int format)
 
 static void fs_restore_stash(pTHX_ SV *snapshot);
 
+/* Puts `live` back in a glob slot a run pointed elsewhere (`*x = \\@y`);
+ * returns whether it had to. */
+static int fs_slot_back(pTHX_ SV **slot, SV *live_ref)
+{
+    SV *live = live_ref && SvROK(live_ref) ? SvRV(live_ref) : NULL;
+    SV *old;
+    if (!live || *slot == live)
+        return 0;
+    old = *slot;
+    *slot = SvREFCNT_inc_simple_NN(live);
+    SvREFCNT_dec(old);
+    return 1;
+}
+
 static void fs_restore_glob(pTHX_ HV *stash, GV *gv, AV *rec)
 {
     SV *scalar = fs_rec_get(aTHX_ rec, REC_SCALAR);
     SV *array = fs_rec_get(aTHX_ rec, REC_ARRAY);
     SV *hash = fs_rec_get(aTHX_ rec, REC_HASH);
     SV *nested = fs_rec_get(aTHX_ rec, REC_NESTED);
+    SV *id_sv = fs_rec_get(aTHX_ rec, REC_ID);
+    fs_watch_state *ws = fs_ws(aTHX);
+    U8 dirty = FS_DIRTY_SCALAR | FS_DIRTY_ARRAY | FS_DIRTY_HASH;
+    IV id = -1;
+    int rewatch = 0;
+
+    if (id_sv) {
+        /* Watched: what the run did not write (and left in place) stays. */
+        SV *shape = fs_rec_get(aTHX_ rec, REC_AV_SHAPE);
+        id = SvIV(id_sv);
+        dirty = (size_t)id < ws->n ? ws->flags[id] : dirty;
+        if (fs_slot_back(aTHX_ (SV **)&GvSV(gv), fs_rec_get(aTHX_ rec, REC_LIVE_SV))
+            || (!fs_rec_get(aTHX_ rec, REC_LIVE_SV) && GvSV(gv)))
+            dirty |= FS_DIRTY_SCALAR;
+        if (fs_slot_back(aTHX_ (SV **)&GvAV(gv), fs_rec_get(aTHX_ rec, REC_LIVE_AV))
+            || (!fs_rec_get(aTHX_ rec, REC_LIVE_AV) && GvAV(gv))
+            || (GvAV(gv) && (!shape || !fs_av_same_shape(aTHX_ GvAV(gv), shape))))
+            dirty |= FS_DIRTY_ARRAY;
+        if (!nested
+            && (fs_slot_back(aTHX_ (SV **)&GvHV(gv), fs_rec_get(aTHX_ rec, REC_LIVE_HV))
+                || (!fs_rec_get(aTHX_ rec, REC_LIVE_HV) && GvHV(gv))
+                || (GvHV(gv) && (IV)HvUSEDKEYS(GvHV(gv)) != SvIV(fs_rec_get(aTHX_ rec, REC_HV_KEYS)))))
+            dirty |= FS_DIRTY_HASH;
+        ws->restoring = 1;
+    }
 
     if (GvIOp(gv) && !fs_rec_get(aTHX_ rec, REC_IO_OPEN))
         fs_close_handle(aTHX_ gv);
-    if (scalar)
-        sv_setsv_mg(GvSVn(gv), scalar);
-    else if (GvSV(gv) && SvOK(GvSV(gv)))
-        sv_setsv_mg(GvSV(gv), &PL_sv_undef);
-    if (array) {
-        AV *from = (AV *)SvRV(array), *to = GvAVn(gv);
-        SSize_t i;
-        av_clear(to);
-        for (i = 0; i <= AvFILLp(from); i++)
-            av_push(to, AvARRAY(from)[i] ? newSVsv(AvARRAY(from)[i]) : newSV(0));
-    } else if (GvAV(gv) && AvFILLp(GvAV(gv)) >= 0) {
-        av_clear(GvAV(gv));
+    if (dirty & FS_DIRTY_SCALAR) {
+        if (scalar)
+            sv_setsv_mg(GvSVn(gv), scalar);
+        else if (GvSV(gv) && SvOK(GvSV(gv)))
+            sv_setsv_mg(GvSV(gv), &PL_sv_undef);
+        rewatch = 1;
+    }
+    if (dirty & FS_DIRTY_ARRAY) {
+        if (array) {
+            AV *from = (AV *)SvRV(array), *to = GvAVn(gv);
+            SSize_t i;
+            av_clear(to);
+            for (i = 0; i <= AvFILLp(from); i++)
+                av_push(to, AvARRAY(from)[i] ? newSVsv(AvARRAY(from)[i]) : newSV(0));
+        } else if (GvAV(gv) && AvFILLp(GvAV(gv)) >= 0) {
+            av_clear(GvAV(gv));
+        }
+        rewatch = 1;
     }
     if (nested) {
         fs_restore_stash(aTHX_ nested);
-    } else if (hash) {
-        HV *from = (HV *)SvRV(hash), *to = GvHVn(gv);
-        HE *he;
-        hv_clear(to);
-        hv_iterinit(from);
-        while ((he = hv_iternext(from)))
-            (void)hv_store_ent(to, hv_iterkeysv(he), newSVsv(HeVAL(he)), 0);
-    } else if (GvHV(gv) && !HvNAME_get(GvHV(gv)) && HvUSEDKEYS(GvHV(gv)) > 0) {
-        hv_clear(GvHV(gv));
+    } else if (dirty & FS_DIRTY_HASH) {
+        if (hash) {
+            HV *from = (HV *)SvRV(hash), *to = GvHVn(gv);
+            HE *he;
+            hv_clear(to);
+            hv_iterinit(from);
+            while ((he = hv_iternext(from)))
+                (void)hv_store_ent(to, hv_iterkeysv(he), newSVsv(HeVAL(he)), 0);
+        } else if (GvHV(gv) && !HvNAME_get(GvHV(gv)) && HvUSEDKEYS(GvHV(gv)) > 0) {
+            hv_clear(GvHV(gv));
+        }
+        rewatch = 1;
     }
     fs_restore_slot_cv(aTHX_ stash, gv, fs_rec_get(aTHX_ rec, REC_CODE), 0);
     fs_restore_slot_cv(aTHX_ stash, gv, fs_rec_get(aTHX_ rec, REC_FORMAT), 1);
+
+    if (id >= 0) {
+        /* The containers put back are what the next run is compared with. */
+        if (rewatch)
+            fs_watch_record(aTHX_ rec, gv);
+        if ((size_t)id < ws->n)
+            ws->flags[id] = 0;
+        ws->restoring = 0;
+    }
 }
 
 /* A glob perl made to cache a method lookup (found elsewhere, or not
@@ -196,9 +384,15 @@ static void fs_restore_stash(pTHX_ SV *snapshot)
     AV *snap = (AV *)SvRV(snapshot);
     HV *stash = (HV *)SvRV(AvARRAY(snap)[0]);
     HV *records = (HV *)SvRV(AvARRAY(snap)[1]);
+    SV *keys_after = AvFILLp(snap) >= 2 ? AvARRAY(snap)[2] : NULL;
     AV *added = (AV *)sv_2mortal((SV *)newAV());
     HE *he;
     SSize_t i;
+
+    /* The same key count as after the last restore: no symbol came (a
+     * run that adds one and deletes another is seen by its records). */
+    if (keys_after && SvIV(keys_after) == (IV)HvUSEDKEYS(stash))
+        goto records;
 
     /* Symbols the run created go. Their globs may still be held by code
      * compiled at run time, which is itself going: a run-time `require`d
@@ -223,6 +417,7 @@ static void fs_restore_stash(pTHX_ SV *snapshot)
         (void)hv_delete(stash, key, len, G_DISCARD);
     }
 
+records:
     /* Each recorded symbol back to its glob and its glob's contents. */
     hv_iterinit(records);
     while ((he = hv_iternext(records))) {
@@ -243,21 +438,26 @@ static void fs_restore_stash(pTHX_ SV *snapshot)
             (void)hv_store(stash, key, len, newSVsv(want), 0);
         }
     }
+    if (keys_after)
+        sv_setiv(keys_after, (IV)HvUSEDKEYS(stash));
 }
 
-/* FCGI::Spawn::Native::snapshot_package(NAME) — the package as it is now,
- * or undef when there is no such package. */
+/* FCGI::Spawn::Native::snapshot_package(NAME [, WATCH]) — the package as it
+ * is now, or undef when there is no such package; with WATCH, restored
+ * after every run at the cost of what the run changed (see "what a run
+ * changed"). */
 XS(fs_xs_snapshot_package)
 {
     dXSARGS;
     STRLEN len;
     const char *name;
     HV *stash;
-    if (items != 1)
-        croak_xs_usage(cv, "package");
+    if (items != 1 && items != 2)
+        croak_xs_usage(cv, "package, watch");
     name = SvPV_const(ST(0), len);
     stash = fs_find_stash(aTHX_ name, len);
-    ST(0) = stash ? sv_2mortal(fs_snapshot_stash(aTHX_ stash, 0)) : &PL_sv_undef;
+    ST(0) = stash ? sv_2mortal(fs_snapshot_stash(aTHX_ stash, 0, items == 2 && SvTRUE(ST(1))))
+                  : &PL_sv_undef;
     XSRETURN(1);
 }
 

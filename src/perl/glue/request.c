@@ -61,35 +61,13 @@ typedef struct {
     int restoring;
 } fs_request_state;
 
-#define FS_REQUEST_KEY "FCGI::Spawn::glue::request"
+static const char fs_request_key[] = "FCGI::Spawn::glue::request";
 
-/* The state of the current interpreter, in its PL_modglobal (so a reload's
- * second interpreter has its own); cached for the one in use. */
-static PerlInterpreter *fs_rs_cached_for;
-static fs_request_state *fs_rs_cached;
-
-void fs_request_forget_interp(PerlInterpreter *gone)
-{
-    if (fs_rs_cached_for == gone) {
-        fs_rs_cached_for = NULL;
-        fs_rs_cached = NULL;
-    }
-}
-
+/* The state of the current interpreter (a reload's second interpreter has
+ * its own). */
 static fs_request_state *fs_rs(pTHX)
 {
-    SV **svp;
-    if (fs_rs_cached && fs_rs_cached_for == aTHX)
-        return fs_rs_cached;
-    svp = hv_fetchs(PL_modglobal, FS_REQUEST_KEY, 0);
-    if (!svp) {
-        fs_request_state *rs;
-        Newxz(rs, 1, fs_request_state);
-        svp = hv_stores(PL_modglobal, FS_REQUEST_KEY, newSViv(PTR2IV(rs)));
-    }
-    fs_rs_cached_for = aTHX;
-    fs_rs_cached = INT2PTR(fs_request_state *, SvIV(*svp));
-    return fs_rs_cached;
+    return (fs_request_state *)fs_interp_state(aTHX_ fs_request_key, sizeof(fs_request_state));
 }
 
 /* perl's chdir, watched: the request's directory is entered again only
