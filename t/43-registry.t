@@ -90,4 +90,54 @@ for my $mode (qw(registry fork)) {
         $d->stop;
     }
 }
+# A plain file of tables a registry script requires at run time (as
+# AWStats does) is loaded once and kept, and every run finds its tables as
+# loaded, whatever the last run wrote into them.
+{
+    my $loads = "$dir/table-loads";
+    my $d = start_daemon(workers => 1, isolation => 'registry', args => [ '--env', "FCGI_SPAWN_TABLE_LOADS=$loads" ]);
+    my @out = map { scalar fcgi_request($d, 'poison/kept-table.pl', query => $_ % 2 ? 'reverse' : '') } 1 .. 4;
+    for my $i (0 .. $#out) {
+        like $out[$i], qr/as loaded: red=ff0000,green=00ff00,blue=0000ff; count 2;/,
+            "run @{[ $i + 1 ]}: the tables as loaded, whatever the last run wrote";
+    }
+    my @lines = split /\n/, slurp($loads);
+    is scalar(@lines), 1, 'the plain file was loaded once, not once a run' or diag "@lines";
+    $d->stop;
+}
+# A script whose named subs keep file-scoped lexicals cannot run twice in
+# one process ("Variable will not stay shared"): registry keeps it compiled
+# once in the worker and runs each request in a child, as fork isolation
+# does. Never compiled per request behind the user's back.
+{
+    my $compiles = "$dir/shared-compiles";
+    my $shared = "$dir/shared.pl";
+    spew($shared, <<'PERL');
+#!/usr/bin/perl
+use strict;
+use warnings;
+BEGIN {
+    if (my $log = $ENV{FCGI_SPAWN_COMPILES}) { open my $fh, '>>', $log or die; print {$fh} "compiled\n" }
+}
+my $count = 0;
+my @seen;
+sub bump { $count++; push @seen, $$; return $count }
+bump();
+print "Content-Type: text/plain\n\ncount=$count seen=", scalar(@seen), "\n";
+PERL
+    my $d = start_daemon(workers => 1, isolation => 'registry', root => $dir,
+        args => [ '--env', "FCGI_SPAWN_COMPILES=$compiles" ]);
+    my %pid;
+    for my $n (1 .. 4) {
+        my ($out) = fcgi_request($d, $shared);
+        like $out, qr/^count=1 seen=1$/m, "request $n: the sub's file lexicals as in a new process";
+    }
+    my @lines = split /\n/, slurp($compiles);
+    is scalar(@lines), 1, 'compiled once, in the worker' or diag "@lines";
+    like $d->log_text, qr/\Q$shared\E runs in a child per request \(fork isolation\), not in the worker: its sub bump[^\n]* keep file-scoped lexicals/,
+        'one log line says how it runs, and why';
+    my @said = $d->log_text =~ /runs in a child per request/g;
+    is scalar(@said), 1, 'said once';
+    $d->stop;
+}
 done_testing;

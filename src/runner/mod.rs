@@ -63,6 +63,10 @@ pub struct Runner<'p> {
     /// into Perl in the worker: what the worker does not touch, its next
     /// request does not fault in again after the fork.
     compiled_for_fork: RefCell<HashMap<PathBuf, FileStamp>>,
+    /// registry: the scripts whose named subs keep file-scoped lexicals
+    /// (they cannot run twice in one process), with their stamp when
+    /// found: each request runs in a child, as in fork isolation.
+    run_in_children: RefCell<HashMap<PathBuf, FileStamp>>,
 }
 
 /// What says a script file changed (mtime, size, inode), as the Perl
@@ -146,6 +150,7 @@ impl<'p> Runner<'p> {
             isolation_for,
             stats,
             compiled_for_fork: RefCell::new(HashMap::new()),
+            run_in_children: RefCell::new(HashMap::new()),
         })
     }
 
@@ -231,19 +236,37 @@ impl<'p> Runner<'p> {
                 params.push(info);
             }
         }
-        let isolation = Isolation::for_script(self.isolation, &self.isolation_for, &script);
+        let mut isolation = Isolation::for_script(self.isolation, &self.isolation_for, &script);
+        if isolation == Isolation::Registry && self.runs_in_children(&script) {
+            isolation = Isolation::Fork;
+        }
 
         self.output
             .begin(conn, req.id, &script, self.stderr_to_client, self.timeouts);
         let perl = self.steps.perl();
         let forks_before = perl.fork_count();
-        // Whether Perl ran in this process (fork mode: only to compile).
-        let (exit_status, perl_ran) = match isolation {
-            Isolation::Fork => self.run_in_child(&script, &params, conn),
-            _ => (self.run_in_worker(&script, isolation, &params), true),
+        // Whether Perl ran in this process (in a child: only to compile),
+        // and whether the script ran here (then the worker finishes it).
+        let (exit_status, perl_ran, ran_here) = match isolation {
+            Isolation::Fork => {
+                let (status, compiled) = self.run_in_child(&script, &params, conn);
+                (status, compiled, false)
+            }
+            _ => match self.run_in_worker(&script, isolation, &params) {
+                Some(status) => (status, true, true),
+                None => {
+                    // Compiled as registry, it cannot run twice here.
+                    if let Some(stamp) = FileStamp::of(&script) {
+                        self.run_in_children
+                            .borrow_mut()
+                            .insert(script.clone(), stamp);
+                    }
+                    (self.run_in_child(&script, &params, conn).0, true, false)
+                }
+            },
         };
         Stage::Ending.enter();
-        if isolation != Isolation::Fork {
+        if ran_here {
             self.steps.finish_request();
         }
         let forked = perl.fork_count() != forks_before;
@@ -294,20 +317,39 @@ impl<'p> Runner<'p> {
     }
 
     /// perlrun, registry: the script runs in this process. Returns its exit
-    /// status.
-    fn run_in_worker(&self, script: &Path, isolation: Isolation, params: &[&[u8]]) -> i32 {
+    /// status; None when it did not run, for a child to run it (a registry
+    /// script that cannot run twice in one process).
+    fn run_in_worker(&self, script: &Path, isolation: Isolation, params: &[&[u8]]) -> Option<i32> {
         Stage::Running.enter();
         self.run_and_end(script.as_os_str().as_bytes(), isolation, params)
     }
 
     /// The request's set-up, the script and its END blocks (when it has
-    /// any, or did not return normally). Returns its exit status.
-    fn run_and_end(&self, script: &[u8], isolation: Isolation, params: &[&[u8]]) -> i32 {
+    /// any, or did not return normally). Returns its exit status, or None
+    /// when the script is for a child to run.
+    fn run_and_end(&self, script: &[u8], isolation: Isolation, params: &[&[u8]]) -> Option<i32> {
         let ran = self.steps.run_request(script, isolation, params);
+        if ran.in_child {
+            return None;
+        }
         if ran.end_blocks_due {
             self.steps.run_end_blocks();
         }
-        ran.status
+        Some(ran.status)
+    }
+
+    /// A registry script found to keep file lexicals in named subs, and
+    /// unchanged since.
+    fn runs_in_children(&self, script: &Path) -> bool {
+        let known = self.run_in_children.borrow().get(script).copied();
+        match known {
+            Some(stamp) if FileStamp::of(script) == Some(stamp) => true,
+            Some(_) => {
+                self.run_in_children.borrow_mut().remove(script);
+                false
+            }
+            None => false,
+        }
     }
 
     /// fork: the worker keeps the compiled script and forks a child for the
@@ -351,7 +393,9 @@ impl<'p> Runner<'p> {
                 crate::signals::reset_for_request_child();
                 let _ = nix::unistd::close(conn.as_fd().as_raw_fd());
                 perl.become_request_child();
-                let status = self.run_and_end(script_bytes, Isolation::Fork, params);
+                let status = self
+                    .run_and_end(script_bytes, Isolation::Fork, params)
+                    .unwrap_or(255);
                 perl.exit_process(status)
             }
             Ok(ForkResult::Parent { child }) => {

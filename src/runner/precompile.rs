@@ -55,11 +55,11 @@ pub fn precompile(
     let policy = PathPolicy::of(cfg);
     let targets = daemon_targets(cfg, &policy);
     let worker = WorkerSettings::new(&cfg.pass_env, &cfg.env, &policy);
-    let (mut cached, mut perlrun, mut failed) = (0, 0, Vec::new());
+    let (mut cached, mut in_children, mut failed) = (0, 0, Vec::new());
     for (script, outcome) in compile_all(perl, &worker, &policy, &targets, between)? {
         match outcome {
             Ok(Compiled::Cached) => cached += 1,
-            Ok(Compiled::RunsInPerlrun) => perlrun += 1,
+            Ok(Compiled::RunsInChild) => in_children += 1,
             Err(why) => {
                 log::error!(
                     "--precompile: {} does not compile (its requests will compile it \
@@ -74,8 +74,11 @@ pub fn precompile(
     log::info!(
         "precompiled {cached} script(s) in {} ms{}{}",
         started.elapsed().as_millis(),
-        if perlrun > 0 {
-            format!(", {perlrun} set to run in perlrun")
+        if in_children > 0 {
+            format!(
+                ", {in_children} to run in a child per request (named subs keep file lexicals; \
+                 the log says which)"
+            )
         } else {
             String::new()
         },
@@ -139,8 +142,9 @@ pub fn check_scripts(perl: &Interpreter, cfg: &Config, scripts: &[PathBuf]) -> i
     for (script, outcome) in compile_all(perl, &worker, &policy, &targets, &mut || {})? {
         match outcome {
             Ok(Compiled::Cached) => println!("{}: OK", script.display()),
-            Ok(Compiled::RunsInPerlrun) => println!(
-                "{}: OK (runs in perlrun isolation: its named subs keep file-scoped lexicals)",
+            Ok(Compiled::RunsInChild) => println!(
+                "{}: OK (in registry isolation, runs in a child per request, compiled once: its \
+                 named subs keep file-scoped lexicals)",
                 script.display()
             ),
             Err(why) => {

@@ -96,11 +96,15 @@ impl<'c> WorkerSettings<'c> {
 }
 
 /// How a script ran: its exit status, and whether END blocks wait to run
-/// (`run_end_blocks`; when it did not return normally, they may).
+/// (`run_end_blocks`; when it did not return normally, they may). A
+/// registry script that cannot run twice in one process did not run at
+/// all: `in_child` says the request is for a child to run, as in fork
+/// isolation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ran {
     pub status: i32,
     pub end_blocks_due: bool,
+    pub in_child: bool,
 }
 
 /// A script compiled ahead of its first request.
@@ -108,9 +112,10 @@ pub struct Ran {
 pub enum Compiled {
     /// Its compiled sub is cached, in its package.
     Cached,
-    /// Its named subs keep file-scoped lexicals: it runs in perlrun (the
-    /// log says which).
-    RunsInPerlrun,
+    /// Its named subs keep file-scoped lexicals: in registry isolation it
+    /// runs in a child per request, as in fork isolation (the log says
+    /// which).
+    RunsInChild,
 }
 
 /// The runner's calls into Perl.
@@ -173,7 +178,7 @@ impl<'p> PerlSteps<'p> {
             &[isolation.as_str().as_bytes()],
             DieMode::Trap,
         ) {
-            Outcome::Returned(2) => Ok(Compiled::RunsInPerlrun),
+            Outcome::Returned(2) => Ok(Compiled::RunsInChild),
             Outcome::Returned(_) => Ok(Compiled::Cached),
             Outcome::Died(msg) => Err(msg),
             Outcome::Exited(code) => Err(format!("called exit({code}) while compiling")),
@@ -239,19 +244,27 @@ impl<'p> PerlSteps<'p> {
 
     fn script_outcome(&self, outcome: Outcome) -> Ran {
         match outcome {
+            Outcome::Returned(2) => Ran {
+                status: 0,
+                end_blocks_due: false,
+                in_child: true,
+            },
             Outcome::Returned(due) => Ran {
                 status: 0,
                 end_blocks_due: due != 0,
+                in_child: false,
             },
             Outcome::Exited(code) => Ran {
                 status: code,
                 end_blocks_due: true,
+                in_child: false,
             },
             Outcome::Died(msg) => {
                 log::error!("{msg}");
                 Ran {
                     status: 255,
                     end_blocks_due: true,
+                    in_child: false,
                 }
             }
         }

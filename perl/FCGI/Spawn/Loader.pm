@@ -52,6 +52,11 @@ my %LOADED_NOW;
 # Set while a registry script compiles: what it loads then is part of the
 # compiled script, not of one request.
 our $KEEP_LOADED = 0;
+# Set while a registry script runs: a plain file it requires into its own
+# package is kept with it (SPEC §3, registry), [%INC key, package, its
+# snapshot before the load, after it, the file's path] each.
+our $KEEP_RUN_LOADS = 0;
+our @KEPT_RUN_LOADS;
 
 # Where the requirers report failures from; rewritten to the caller's place.
 my $REQUIRER_FILE = 'FCGI-Spawn-require';
@@ -66,6 +71,16 @@ sub script_require {
     return load($requirer, $file, $caller_file, $caller_line) if $file =~ /^v?[\d._]+\z/;
     my $path = find_file($file);
     my @packages = defined $path ? declared_packages($path) : ();
+    if ($KEEP_RUN_LOADS && defined $path && !@packages && $SCRIPT_PACKAGES->{$caller}) {
+        # A registry script's run loading a plain file into its package:
+        # kept with the compiled script (the runner merges what the load
+        # made, as loaded, into the script's snapshot), not loaded again.
+        my $before = FCGI::Spawn::Native::snapshot_package($caller);
+        my $result = load($requirer, $file, $caller_file, $caller_line);
+        push @KEPT_RUN_LOADS, [ $file, $caller, $before, FCGI::Spawn::Native::snapshot_package($caller), $path ];
+        $FCGI::Spawn::Symbols::REQUEST_FILES{$file} = 1;
+        return $result;
+    }
     if (in_request() && defined $path && (@packages ? site_file($file, $path) : $SCRIPT_PACKAGES->{$caller})) {
         my @new = grep { !FCGI::Spawn::Symbols::stash_of($_) } @packages;
         my $result = load($requirer, $file, $caller_file, $caller_line);

@@ -39,7 +39,7 @@ my %SPECIAL_NAMES = map { $_ => 1 }
     qw(STDIN STDOUT STDERR ARGV ARGVOUT ENV INC SIG _ a b);
 
 my %REGISTRY;        # script path => compiled entry (registry, fork)
-my %PERLRUN_ONLY;    # script path => stamp: refused by the registry
+my %FORK_ONLY;       # script path => why: registry runs it in a child
 
 # The worker's state between requests: what every request starts from and
 # is put back to. Captured once, after the preload.
@@ -441,7 +441,7 @@ sub cached_handler {
     my @st = stat $script or die "fcgi-spawn: cannot stat $script: $!\n";
     my $stamp = "$st[9]:$st[7]:$st[1]";
     my $entry = $REGISTRY{$script};
-    return $entry if $entry && $entry->{stamp} eq $stamp && !hidden_name_taken($entry);
+    return $entry if $entry && $entry->{stamp} eq $stamp && !hidden_name_taken($entry) && !kept_file_changed($entry);
     forget_cached($script) if $entry;
     return $REGISTRY{$script} = compile_cached($script, $package, $stamp);
 }
@@ -488,15 +488,22 @@ sub compile_cached {
         die_compile_error($error, $script) if $error ne '';
         die "fcgi-spawn: $script did not compile into a handler\n";
     }
+    # Named subs that capture file-scoped lexicals would keep the first
+    # run's variables for ever ("Variable will not stay shared") if the
+    # compiled script ran again in this process: registry runs it in a
+    # child forked for each request instead (as fork isolation does), which
+    # keeps it compiled once and exact; the first run in a child sees the
+    # variables as compiled, as every run of a new process does.
     my @captured = FCGI::Spawn::Native::captured_lexicals($package, $handler, @ends);
+    my $fork_only;
     if (@captured && $req{mode} eq 'registry') {
-        # The script's named subs would keep the first request's variables
-        # forever ("Variable will not stay shared"): it runs in perlrun.
-        FCGI::Spawn::Symbols::delete_package($_) for @packages;
-        warn "fcgi-spawn: $script runs in perlrun mode, not registry: its "
-            . join('; ', @captured) . " keep file-scoped lexicals\n";
-        $PERLRUN_ONLY{$script} = $stamp;
-        return { stamp => $stamp, perlrun_only => 1 };
+        $fork_only = join('; ', @captured) . ' keep file-scoped lexicals';
+        warn "fcgi-spawn: $script runs in a child per request (fork isolation), not in the worker: its "
+            . "$fork_only\n" unless ($FORK_ONLY{$script} // '') eq $fork_only;
+        $FORK_ONLY{$script} = $fork_only;
+    }
+    else {
+        delete $FORK_ONLY{$script};
     }
     # What the compile added to shared tables is the script's: its
     # top-level names ($main::x, a package Foo it names), and the packages
@@ -517,6 +524,7 @@ sub compile_cached {
     my @subs = ($handler, map { script_subs($_) } @packages);
     my $entry = {
         once_patterns => FCGI::Spawn::Native::once_patterns($script, @subs),
+        fork_only    => $fork_only,
         stamp        => $stamp,
         handler      => $handler,
         ends         => \@ends,
@@ -635,7 +643,10 @@ sub forget_cached {
 
 sub run_cached {
     my $entry = cached_handler($req{script}, $req{package});
-    if ($entry->{perlrun_only}) {
+    if ($entry->{fork_only} && $req{mode} eq 'registry') {
+        # Found out by this compile (the script changed, and now keeps
+        # file lexicals in named subs): this once, a compile of its own;
+        # the next request goes to a child (run_request).
         switch_mode('perlrun');
         return compile_and_run();
     }
@@ -643,6 +654,7 @@ sub run_cached {
         ? run_parts('run_script', undef, [ [ 'the compiled script back' => sub { compiled_state_back($entry) } ] ])
         : compiled_state_back($entry);
     local $^W = 1 if $entry->{warnings};
+    local $FCGI::Spawn::Loader::KEEP_RUN_LOADS = 1 if $req{mode} eq 'registry';
     ($!, $?) = (0, 0);
     $entry->{handler}->();
     return;
@@ -707,6 +719,7 @@ sub drop_sandbox {
 # and all of it out of sight again.
 sub reset_cached_state {
     my $entry = $REGISTRY{ $req{script} } or return;
+    keep_run_loads($entry) if @FCGI::Spawn::Loader::KEPT_RUN_LOADS;
     delete @INC{ keys %{ $entry->{site_inc} } } if $entry->{site_inc};
     release_module_packages($entry);
     FCGI::Spawn::Native::restore_package($_) for grep { defined } @{ $entry->{packages} };
@@ -719,6 +732,36 @@ sub reset_cached_state {
     }
     hide_again($entry);
     return;
+}
+
+# The plain files the run loaded into the script's packages become part
+# of its compiled state, as loaded (SPEC §3, registry): not loaded again,
+# put back to their values as loaded before each run, loaded again with
+# the script when one of them changes on disk.
+sub keep_run_loads {
+    my ($entry) = @_;
+    my %snapshot_of;
+    @snapshot_of{ @{ $entry->{package_names} } } = @{ $entry->{packages} };
+    for my $kept (splice @FCGI::Spawn::Loader::KEPT_RUN_LOADS) {
+        my ($file, $package, $before, $after, $path) = @$kept;
+        my $snapshot = $snapshot_of{$package} or next;
+        FCGI::Spawn::Native::merge_loaded($snapshot, $before, $after) if $before && $after;
+        $entry->{site_inc}{$file} = $INC{$file};
+        $entry->{kept_files}{$path} = file_stamp($path);
+    }
+    return;
+}
+
+sub file_stamp {
+    my @st = stat $_[0] or return '';
+    return "$st[9]:$st[7]:$st[1]";
+}
+
+# Whether a file the script keeps changed on disk since it was loaded.
+sub kept_file_changed {
+    my ($entry) = @_;
+    my $kept = $entry->{kept_files} or return 0;
+    return scalar grep { file_stamp($_) ne $kept->{$_} } keys %$kept;
 }
 
 # --- restore -----------------------------------------------------------------
@@ -854,10 +897,9 @@ sub precompile_end {
 }
 
 # The run step of a precompile: the script compiled and cached (mode
-# 'registry' or 'fork': only a registry script whose subs capture file
-# lexicals is set to run in perlrun), not run. Dies with perl's message
-# (file and line) when it does not compile. Returns 2 when the script
-# will run in perlrun, 1 when its compiled form is cached.
+# 'registry' or 'fork'), not run. Dies with perl's message (file and line)
+# when it does not compile. Returns 2 when a registry script's named subs
+# capture file lexicals (it will run in a child per request), 1 otherwise.
 sub precompile_script {
     my ($mode) = @_;
     $req{mode} = $mode;
@@ -867,7 +909,7 @@ sub precompile_script {
     # one is gone.
     $req{steps} = $MODES{precompile};
     my $entry = cached_handler($req{script}, $req{package});
-    return $entry->{perlrun_only} ? 2 : 1;
+    return $entry->{fork_only} ? 2 : 1;
 }
 
 # The warm run of a precompile (--precompile-warm), after precompile_script
@@ -878,7 +920,7 @@ sub precompile_script {
 sub precompile_warm {
     my $entry = $REGISTRY{ $req{script} };
     die "fcgi-spawn: $req{script} is not cached in registry isolation: not warmed\n"
-        if $req{mode} ne 'registry' || !$entry || $entry->{perlrun_only};
+        if $req{mode} ne 'registry' || !$entry || $entry->{fork_only};
     switch_mode('registry');
     return 1;
 }
@@ -943,11 +985,11 @@ sub runner_file {
 # child then compiles again and fails as a perl program would, with the
 # script's own die handlers).
 sub compile_script {
-    my ($script) = @_;
+    my ($script, $mode) = @_;
     FCGI::Spawn::Stats::reload_changed() if $FCGI::Spawn::Stats::ON;
     %req = (
         script  => $script,
-        mode    => 'fork',
+        mode    => $mode // 'fork',
         package => make_namespace($script),
         ends    => FCGI::Spawn::Native::end_block_count(),
     );
@@ -985,7 +1027,6 @@ my @BEGIN_PARTS = (
 # Before the script: ($script, $isolation); %ENV is already the request's.
 sub begin_request {
     my ($script, $mode) = @_;
-    $mode = 'perlrun' if $mode eq 'registry' && $PERLRUN_ONLY{$script};
     %req = (
         script  => $script,
         package => make_namespace($script),
@@ -1007,6 +1048,18 @@ sub run_script {
 # would). Returns 1 when END blocks wait to run (run_end_blocks), 0 when
 # there are none.
 sub run_request {
+    my ($script, $mode) = @_;
+    # registry: a script that cannot run twice in one process goes to a
+    # child (Rust forks it, as in fork isolation) before anything is set
+    # up here. Compiled first when new: the compile tells.
+    if ($mode eq 'registry' && !$REGISTRY{$script}) {
+        # A compile error is left for the run below to meet again, with
+        # the request set up: the script's die handler (fatalsToBrowser)
+        # then writes its page where the client reads it.
+        eval { compile_script($script, 'registry'); 1 };
+        %req = ();
+    }
+    return 2 if $mode eq 'registry' && $FORK_ONLY{$script} && $REGISTRY{$script};
     begin_request(@_);
     $req{steps}{run}->();
     return end_blocks_due();

@@ -471,6 +471,104 @@ XS(fs_xs_restore_package)
     XSRETURN_EMPTY;
 }
 
+/* Whether two records of one symbol hold the same values: the scalar, the
+ * array's and the hash's elements (compared as strings, references by
+ * address), the sub and the format. */
+static int fs_same_value(pTHX_ SV *a, SV *b)
+{
+    if (!a || !b)
+        return !a == !b;
+    if (SvROK(a) || SvROK(b))
+        return SvROK(a) && SvROK(b) && SvRV(a) == SvRV(b);
+    if (SvOK(a) != SvOK(b))
+        return 0;
+    return !SvOK(a) || sv_eq(a, b);
+}
+
+static int fs_same_record(pTHX_ AV *a, AV *b)
+{
+    SV *x, *y;
+    SSize_t i;
+    HE *he;
+    if (!fs_same_value(aTHX_ fs_rec_get(aTHX_ a, REC_SCALAR), fs_rec_get(aTHX_ b, REC_SCALAR)))
+        return 0;
+    x = fs_rec_get(aTHX_ a, REC_ARRAY);
+    y = fs_rec_get(aTHX_ b, REC_ARRAY);
+    if (!x != !y)
+        return 0;
+    if (x) {
+        AV *p = (AV *)SvRV(x), *q = (AV *)SvRV(y);
+        if (AvFILLp(p) != AvFILLp(q))
+            return 0;
+        for (i = 0; i <= AvFILLp(p); i++)
+            if (!fs_same_value(aTHX_ AvARRAY(p)[i], AvARRAY(q)[i]))
+                return 0;
+    }
+    x = fs_rec_get(aTHX_ a, REC_HASH);
+    y = fs_rec_get(aTHX_ b, REC_HASH);
+    if (!x != !y)
+        return 0;
+    if (x) {
+        HV *p = (HV *)SvRV(x), *q = (HV *)SvRV(y);
+        if (HvUSEDKEYS(p) != HvUSEDKEYS(q))
+            return 0;
+        hv_iterinit(p);
+        while ((he = hv_iternext(p))) {
+            HE *other = hv_fetch_ent(q, hv_iterkeysv(he), 0, 0);
+            if (!other || !fs_same_value(aTHX_ HeVAL(he), HeVAL(other)))
+                return 0;
+        }
+    }
+    x = fs_rec_get(aTHX_ a, REC_CODE);
+    y = fs_rec_get(aTHX_ b, REC_CODE);
+    if (!fs_same_value(aTHX_ x, y))
+        return 0;
+    return fs_same_value(aTHX_ fs_rec_get(aTHX_ a, REC_FORMAT), fs_rec_get(aTHX_ b, REC_FORMAT));
+}
+
+/* FCGI::Spawn::Native::merge_loaded(SNAPSHOT, BEFORE, AFTER) — a plain
+ * file a registry script's run loaded into one of its packages is kept
+ * with the script: the symbols it made or set (AFTER differs from BEFORE,
+ * two unwatched snapshots taken around the load) become part of
+ * SNAPSHOT, with their values as loaded, watched, and put back by the
+ * next restore_package. */
+XS(fs_xs_merge_loaded)
+{
+    dXSARGS;
+    AV *snap, *before, *after;
+    HV *records, *was, *now;
+    HE *he;
+    fs_watch_state *ws = fs_ws(aTHX);
+    if (items != 3 || !SvROK(ST(0)) || !SvROK(ST(1)) || !SvROK(ST(2)))
+        croak_xs_usage(cv, "snapshot, before, after");
+    snap = (AV *)SvRV(ST(0));
+    before = (AV *)SvRV(ST(1));
+    after = (AV *)SvRV(ST(2));
+    records = (HV *)SvRV(AvARRAY(snap)[1]);
+    was = (HV *)SvRV(AvARRAY(before)[1]);
+    now = (HV *)SvRV(AvARRAY(after)[1]);
+    hv_iterinit(now);
+    while ((he = hv_iternext(now))) {
+        AV *rec = (AV *)SvRV(HeVAL(he));
+        HE *old = hv_fetch_ent(was, hv_iterkeysv(he), 0, 0);
+        SV *entry = AvARRAY(rec)[REC_ENTRY];
+        IV id;
+        if (old && fs_same_record(aTHX_ (AV *)SvRV(HeVAL(old)), rec))
+            continue;
+        if (!SvROK(entry) || SvTYPE(SvRV(entry)) != SVt_PVGV || !isGV_with_GP(SvRV(entry)))
+            continue;
+        id = fs_watch_id(aTHX);
+        av_store(rec, REC_ID, newSViv(id));
+        fs_watch_record(aTHX_ rec, (GV *)SvRV(entry));
+        /* What the rest of the run did to it goes at the next restore. */
+        ws->flags[id] = FS_DIRTY_SCALAR | FS_DIRTY_ARRAY | FS_DIRTY_HASH;
+        (void)hv_store_ent(records, hv_iterkeysv(he), SvREFCNT_inc_simple_NN(HeVAL(he)), 0);
+    }
+    if (AvFILLp(snap) >= 2)
+        sv_setiv(AvARRAY(snap)[2], -1);
+    XSRETURN_EMPTY;
+}
+
 /* Pushes "NAME (\$var, ...)" for a sub or format compiled inside `outer`
  * that closed over one of its lexicals. */
 static int fs_check_capture(pTHX_ CV *cv, CV *outer, const char *what, SV *label, AV *found)
@@ -725,6 +823,7 @@ static const fs_xsub fs_package_xsubs_table[] = {
     FS_XSUB("forget_once_patterns", fs_xs_forget_once_patterns),
     FS_XSUB("snapshot_package", fs_xs_snapshot_package),
     FS_XSUB("restore_package", fs_xs_restore_package),
+    FS_XSUB("merge_loaded", fs_xs_merge_loaded),
     FS_XSUB("captured_lexicals", fs_xs_captured_lexicals),
 };
 
