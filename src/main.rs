@@ -35,6 +35,7 @@ mod reload;
 mod response;
 mod runner;
 mod scoreboard;
+mod served;
 mod signals;
 mod sizing;
 mod status;

@@ -128,6 +128,7 @@ impl<'a> Pool<'a> {
         let (settings, idle_timeout) = dispatcher_settings(&cfg);
         let target = cfg.dynamic.map_or(cfg.workers, |d| d.start_workers);
         let sizer = Sizer::new(cfg.dynamic);
+        crate::served::map().context("cannot map the table of scripts served")?;
         Ok(Pool {
             perl: ManuallyDrop::new(perl),
             listener,

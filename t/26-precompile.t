@@ -109,4 +109,17 @@ for my $mode (qw(registry fork)) {
         '... and names the script';
     ok !-e "$root/strict.sock", '... and leaves no socket';
 }
+# A reload precompiles on its own, in registry and fork isolation, what the
+# previous generation served: the new workers do not compile it again.
+for my $mode (qw(registry fork)) {
+    my $d = start_daemon(workers => 1, root => $root, isolation => $mode);
+    my $first = lines(scalar fcgi_request($d, "$root/app/where.pl"));
+    isnt $first->{compiled_in}, $d->pid, "$mode: no --precompile: compiled by the worker";
+    kill 'HUP', $d->pid;
+    ok wait_for(sub { $d->log_text =~ /precompiled 1 script\(s\) in \d+ ms \(1 of them served by the previous generation\)/ }, 20),
+        "$mode: the reload precompiled the script the last generation served" or diag $d->log_text;
+    ok wait_for(sub { my $p = lines(scalar fcgi_request($d, "$root/app/where.pl")); ($p->{compiled_in} // 0) == $d->pid }, 20),
+        "$mode: the new generation's workers find it compiled in the master";
+    $d->stop;
+}
 done_testing;

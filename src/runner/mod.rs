@@ -67,6 +67,8 @@ pub struct Runner<'p> {
     /// (they cannot run twice in one process), with their stamp when
     /// found: each request runs in a child, as in fork isolation.
     run_in_children: RefCell<HashMap<PathBuf, FileStamp>>,
+    /// What this worker served, for a reload to precompile (`served`).
+    served: RefCell<crate::served::Reporter>,
 }
 
 /// What says a script file changed (mtime, size, inode), as the Perl
@@ -151,6 +153,7 @@ impl<'p> Runner<'p> {
             stats,
             compiled_for_fork: RefCell::new(HashMap::new()),
             run_in_children: RefCell::new(HashMap::new()),
+            served: RefCell::new(crate::served::Reporter::default()),
         })
     }
 
@@ -237,6 +240,9 @@ impl<'p> Runner<'p> {
             }
         }
         let mut isolation = Isolation::for_script(self.isolation, &self.isolation_for, &script);
+        if isolation != Isolation::Perlrun {
+            self.served.borrow_mut().served(&script);
+        }
         if isolation == Isolation::Registry && self.runs_in_children(&script) {
             isolation = Isolation::Fork;
         }

@@ -48,12 +48,16 @@ pub fn precompile(
     cfg: &Config,
     between: &mut dyn FnMut(),
 ) -> anyhow::Result<()> {
-    if cfg.precompile.is_empty() {
+    let served = crate::served::list();
+    if cfg.precompile.is_empty() && served.is_empty() {
         return Ok(());
     }
     let started = Instant::now();
     let policy = PathPolicy::of(cfg);
-    let targets = daemon_targets(cfg, &policy);
+    let mut targets = daemon_targets(cfg, &policy);
+    let globbed = targets.len();
+    targets.extend(served_targets(cfg, &policy, &targets, served));
+    let from_served = targets.len() - globbed;
     let worker = WorkerSettings::new(&cfg.pass_env, &cfg.env, &policy);
     let (mut cached, mut in_children, mut failed) = (0, 0, Vec::new());
     for (script, outcome) in compile_all(perl, &worker, &policy, &targets, between)? {
@@ -72,8 +76,13 @@ pub fn precompile(
         }
     }
     log::info!(
-        "precompiled {cached} script(s) in {} ms{}{}",
+        "precompiled {cached} script(s) in {} ms{}{}{}",
         started.elapsed().as_millis(),
+        if from_served > 0 {
+            format!(" ({from_served} of them served by the previous generation)")
+        } else {
+            String::new()
+        },
         if in_children > 0 {
             format!(
                 ", {in_children} to run in a child per request (named subs keep file lexicals; \
@@ -154,6 +163,40 @@ pub fn check_scripts(perl: &Interpreter, cfg: &Config, scripts: &[PathBuf]) -> i
         }
     }
     Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// A reload precompiles on its own what the previous generation served in
+/// `registry` or `fork` isolation (the scripts still there and still
+/// allowed), besides the `--precompile` globs: its workers then start with
+/// them compiled, shared with the master. No warm run: that needs a query
+/// the operator chose (`--precompile-warm`).
+fn served_targets(
+    cfg: &Config,
+    policy: &PathPolicy,
+    already: &[Target],
+    served: Vec<PathBuf>,
+) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for script in served {
+        let ScriptCheck::Run { script, .. } = policy.check(script.as_os_str().as_bytes()) else {
+            continue;
+        };
+        let isolation = Isolation::for_script(cfg.isolation, &cfg.isolation_for, &script);
+        if isolation == Isolation::Perlrun
+            || already
+                .iter()
+                .chain(targets.iter())
+                .any(|t: &Target| t.script == script)
+        {
+            continue;
+        }
+        targets.push(Target {
+            script,
+            isolation,
+            warm: None,
+        });
+    }
+    targets
 }
 
 /// The scripts the daemon's `--precompile` globs name, each once, in glob
