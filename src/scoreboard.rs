@@ -95,6 +95,8 @@ pub struct Slot {
     script_seq: AtomicU32,
     /// The running (or last) request's script, NUL-padded, truncated.
     script: [AtomicU64; SCRIPT_WORDS],
+    /// How that script ran (`RanAs`), set when its request ends.
+    ran_as: AtomicU32,
     /// The pool generation the worker was forked in (1, then +1 per
     /// reload).
     generation: AtomicU64,
@@ -103,6 +105,44 @@ pub struct Slot {
 /// Bytes of a script name the scoreboard keeps.
 pub const SCRIPT_BYTES: usize = 256;
 const SCRIPT_WORDS: usize = SCRIPT_BYTES / 8;
+
+/// How a worker ran its last script: the isolation mode, and for a
+/// registry script that keeps file lexicals in named subs, the child it
+/// runs in. The status page shows it beside the script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum RanAs {
+    /// No script ran (the pool's own pages, 404, 403).
+    Nothing = 0,
+    Perlrun = 1,
+    Registry = 2,
+    Fork = 3,
+    /// Registry isolation, compiled once in the worker, run in a child.
+    RegistryInChild = 4,
+}
+
+impl RanAs {
+    /// The name the status page shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            RanAs::Nothing => "-",
+            RanAs::Perlrun => "perlrun",
+            RanAs::Registry => "registry",
+            RanAs::Fork => "fork",
+            RanAs::RegistryInChild => "registry-in-child",
+        }
+    }
+
+    fn from_u32(v: u32) -> RanAs {
+        match v {
+            1 => RanAs::Perlrun,
+            2 => RanAs::Registry,
+            3 => RanAs::Fork,
+            4 => RanAs::RegistryInChild,
+            _ => RanAs::Nothing,
+        }
+    }
+}
 
 /// A slot as the status page shows it, read at one moment.
 #[derive(Debug, Clone)]
@@ -118,6 +158,7 @@ pub struct SlotView {
     pub rss: u64,
     pub private: u64,
     pub script: String,
+    pub ran_as: RanAs,
 }
 
 /// The pool's counters, read at one moment.
@@ -178,13 +219,16 @@ impl Slot {
 
     /// Worker side: a request for `script` starts now.
     pub fn begin_request(&self, script: &[u8]) {
+        self.ran_as.store(RanAs::Nothing as u32, Ordering::Relaxed);
         self.set_script(script);
         self.request_start_us.store(now_us(), Ordering::Release);
     }
 
-    /// Worker side: the request is over; `rss` and `private` as measured
-    /// after it (`None`: not measured this time, the last value stays).
-    pub fn end_request(&self, rss: Option<u64>, private: Option<u64>) {
+    /// Worker side: the request is over, its script ran `ran_as`; `rss`
+    /// and `private` as measured after it (`None`: not measured this time,
+    /// the last value stays).
+    pub fn end_request(&self, ran_as: RanAs, rss: Option<u64>, private: Option<u64>) {
+        self.ran_as.store(ran_as as u32, Ordering::Relaxed);
         let start = self.request_start_us.swap(0, Ordering::AcqRel);
         if start != 0 {
             let took = now_us().saturating_sub(start);
@@ -270,6 +314,7 @@ impl Slot {
             rss: self.rss.load(Ordering::Relaxed),
             private: self.private.load(Ordering::Relaxed),
             script: self.script(),
+            ran_as: RanAs::from_u32(self.ran_as.load(Ordering::Relaxed)),
         }
     }
 
@@ -284,6 +329,7 @@ impl Slot {
         self.rss.store(0, Ordering::Relaxed);
         self.private.store(0, Ordering::Relaxed);
         self.set_script(b"");
+        self.ran_as.store(RanAs::Nothing as u32, Ordering::Relaxed);
         self.generation.store(0, Ordering::Relaxed);
         self.set_state(if pid == 0 {
             WorkerState::Free
@@ -415,12 +461,12 @@ impl Scoreboard {
     }
 
     /// Worker side: the request on `index` is over (see [`Slot::end_request`]).
-    pub fn end_request(&self, index: usize, rss: Option<u64>, private: Option<u64>) {
+    pub fn end_request(&self, index: usize, ran_as: RanAs, rss: Option<u64>, private: Option<u64>) {
         let slot = self.slot(index);
         if slot.in_request() {
             self.board().active.fetch_sub(1, Ordering::AcqRel);
         }
-        slot.end_request(rss, private);
+        slot.end_request(ran_as, rss, private);
     }
 
     /// A request ran past `slowlog_timeout`.

@@ -3,8 +3,9 @@
 # response discarded; what its run loads from the system @INC is then
 # loaded in every worker before its first request, the script's package
 # starts each request as compiled (the warm run left nothing), the master's
-# log names the warm run, a fork-isolation script is not warmed, and an
-# AWStats page served after a warm run is byte for byte plain CGI's.
+# log names the warm run, a fork-isolation script is warmed too (its
+# children find what the run loaded), one whose named subs keep file
+# lexicals is not (the log says why), and an AWStats page served after a warm run is byte for byte plain CGI's.
 use strict;
 use warnings;
 use FindBin;
@@ -29,7 +30,21 @@ print STDERR "warm.pl ran in $$: query=$ENV{QUERY_STRING} precompile=$ENV{FCGI_S
 print "Content-Type: text/plain\n\n";
 print "runs=$runs\nloaded_before=$loaded_before\nquery=$ENV{QUERY_STRING}\n";
 PERL
-spew("$root/forked.pl", "print \"Content-Type: text/plain\\n\\nforked\\n\";\n");
+# Text::Tabs and Text::Wrap: core modules nothing else here loads.
+spew("$root/forked.pl", <<'PERL');
+our $runs;
+$runs++;
+my $loaded_before = exists $INC{'Text/Tabs.pm'} ? 1 : 0;
+require Text::Tabs;
+print "Content-Type: text/plain\n\n";
+print "runs=$runs\nloaded_before=$loaded_before\n";
+PERL
+spew("$root/captured.pl", <<'PERL');
+my $count = 0;
+sub bump { return ++$count }
+require Text::Wrap;
+print "Content-Type: text/plain\n\ncount=", bump(), "\n";
+PERL
 
 sub lines { my ($out) = @_; return { map { /^(\w+)=(.*)$/ ? ($1 => $2) : () } split /\n/, $out } }
 
@@ -37,6 +52,7 @@ for my $warm (0, 1) {
     my $what = $warm ? 'warmed' : 'not warmed';
     my $d = start_daemon(workers => 1, root => $root, isolation => 'registry',
         args => [ '--precompile', "$root/*.pl", '--isolation-for', "$root/forked.pl=fork",
+            '--isolation-for', "$root/captured.pl=fork",
             ($warm ? ('--precompile-warm', "$root/*.pl=who=master&n=1") : ()) ]);
     my $pid = $d->pid;
     if ($warm) {
@@ -44,8 +60,10 @@ for my $warm (0, 1) {
             'the warm run ran in the master, a GET with the query given';
         like $d->log_text, qr/--precompile-warm: ran \Q$root\E\/warm\.pl once \(GET \?who=master&n=1, response discarded\): exit status 0/,
             "the master's log names the warm run";
-        like $d->log_text, qr/--precompile-warm: \Q$root\E\/forked\.pl runs in fork isolation: not warmed/,
-            'a fork-isolation script is not warmed, and the log says so';
+        like $d->log_text, qr/--precompile-warm: ran \Q$root\E\/forked\.pl once .*exit status 0/,
+            'a fork-isolation script is warmed too';
+        like $d->log_text, qr/\Q$root\E\/captured\.pl is not warmed: its .*bump.* keep file-scoped lexicals/,
+            'a script whose named sub keeps a file lexical is not warmed, and the log says why';
     }
     else {
         unlike $d->log_text, qr/warm\.pl ran in|--precompile-warm/, 'without the setting nothing runs in the master';
@@ -58,6 +76,14 @@ for my $warm (0, 1) {
         is $page->{query}, "n=$n", "$what: ... and sees its own query";
         is $page->{loaded_before}, $warm, "$what: ... Text::Abbrev " . ($warm ? 'already loaded' : 'not loaded')
             . ' before its require' if $n == 1;
+    }
+    for my $n (1 .. 3) {
+        my $page = lines(scalar fcgi_request($d, "$root/forked.pl"));
+        is $page->{runs}, 1, "$what: fork request $n starts with the package as compiled";
+        is $page->{loaded_before}, $warm, "$what: ... its child finds Text::Tabs "
+            . ($warm ? 'already loaded' : 'not loaded');
+        is lines(scalar fcgi_request($d, "$root/captured.pl"))->{count}, 1,
+            "$what: the file lexical of a script not warmed starts at its compiled value ($n)";
     }
     unlike $d->log_text, qr/could not be restored|killed by SIG/, "$what: no restore failure, no crash";
     is $d->stop, 0, "$what: stopped";

@@ -8,6 +8,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use JSON::PP qw(decode_json);
 use File::Temp qw(tempdir);
 use FcgiSpawn::Test;
 
@@ -138,6 +139,82 @@ PERL
         'one log line says how it runs, and why';
     my @said = $d->log_text =~ /runs in a child per request/g;
     is scalar(@said), 1, 'said once';
+    $d->stop;
+    # The status page says how each worker's last script ran (the worker
+    # answering it shows the status request: retried until the other one
+    # has served the script).
+    $d = start_daemon(workers => 2, isolation => 'registry', root => $dir,
+        args => [ '--status-path', '/fcgi-status' ]);
+    my $status_of = sub {
+        my ($script) = @_;
+        for (1 .. 20) {
+            fcgi_request($d, $script);
+            my $json = qx{@{[ bin_path() ]} status --connect @{[ $d->socket ]} --status-path /fcgi-status --json};
+            my ($row) = grep { $_->{script} eq $script } @{ decode_json($json)->{workers} };
+            return $row->{isolation} if $row;
+        }
+        return 'never shown';
+    };
+    is $status_of->($shared), 'registry-in-child', 'the status page shows the script runs in a child';
+    is $status_of->("$dir/reg.pl"), 'registry', '... and a plain registry script as registry';
+    $d->stop;
+}
+# A top-level name the script's compile made and keeps hidden between its
+# runs (main::Search::, from its `require Search::Dict`) made meanwhile by
+# another script: the script is compiled again, in the same worker, and
+# the old compile goes without a trace the worker would have to answer
+# for. (t/28's fork-isolation warm run is where a sub outliving its
+# package once left perl's __ANON__::__ANON__ in main::.)
+{
+    my $later = "$dir/loads-later.pl";
+    my $loader = "$dir/loads-now.pl";
+    spew($later, <<'PERL');
+BEGIN { if (my $log = $ENV{FCGI_SPAWN_COMPILES}) { open my $fh, '>>', $log or die; print {$fh} "compiled\n" } }
+sub greet { return "hello from $$" }
+require Search::Dict if ($ENV{QUERY_STRING} // '') eq 'load';
+print "Content-Type: text/plain\n\n", greet(), "\n";
+PERL
+    spew($loader, "require Search::Dict;\nprint \"Content-Type: text/plain\\n\\nloaded in \$\$\\n\";\n");
+    for my $round (1 .. 6) {
+        my $compiles = "$dir/later-compiles-$round";
+        my $d = start_daemon(workers => 1, isolation => 'registry', root => $dir,
+            args => [ '--env', "FCGI_SPAWN_COMPILES=$compiles" ]);
+        my ($first) = fcgi_request($d, $later);
+        my ($pid) = $first =~ /hello from (\d+)/;
+        like scalar(fcgi_request($d, $loader)), qr/loaded in \Q$pid\E/, "round $round: the other script loads the name";
+        like scalar(fcgi_request($d, $later)), qr/hello from \Q$pid\E/, "round $round: compiled again, same worker";
+        like scalar(fcgi_request($d, $later)), qr/hello from \Q$pid\E/, "round $round: ... and the worker kept";
+        is slurp($compiles), "compiled\ncompiled\n", "round $round: compiled twice (the name was taken once)";
+        unlike $d->log_text, qr/could not be restored|will be replaced/, "round $round: the worker could vouch for its state";
+        $d->stop;
+    }
+}
+# A plain file required at run time into a package the script declares
+# inside one it made (`package My::Decl;`: the in-house admin.cgi's
+# `package InHouse::Admin`): kept with the script, its subs there on every
+# run and its variables as loaded.
+{
+    my $sub = "$dir/decl";
+    mkdir $sub;
+    mkdir "$sub/lib";
+    spew("$sub/lib/helpers.pl", "our \$LOADED_AT = 'load';\nsub helper { return 'helper in ' . __PACKAGE__ }\n1;\n");
+    spew("$sub/decl.pl", <<'PERL');
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::Bin;
+package Decl::Admin;
+our $LOADED_AT;
+require 'lib/helpers.pl';
+print "Content-Type: text/plain\n\n", helper(), " loaded_at=$LOADED_AT\n";
+$LOADED_AT = 'changed by the run';
+PERL
+    my $d = start_daemon(workers => 1, isolation => 'registry', root => $dir);
+    for my $n (1 .. 3) {
+        like scalar(fcgi_request($d, "$sub/decl.pl")), qr/^helper in Decl::Admin loaded_at=load$/m,
+            "run $n: the kept file's sub is there, its variable as loaded";
+    }
+    unlike $d->log_text, qr/Undefined subroutine|could not be restored/, 'no error in the log';
     $d->stop;
 }
 done_testing;

@@ -34,7 +34,8 @@ use FcgiSpawn::Apps::Gitweb;
 use FcgiSpawn::Apps::Awstats;
 use FcgiSpawn::Test qw(fcgi_request_bytes read_records collect_response);
 
-my %o = (workers => 4, rounds => 3, fresh => 3, contenders => 'spawn,spawn-precompile,spawn-warm,modperl-loader');
+my %o = (workers => 4, rounds => 3, fresh => 3,
+    contenders => 'spawn,spawn-precompile,spawn-warm,spawn-fork-warm,modperl-loader');
 GetOptions(\%o, 'bin=s', 'workers=i', 'rounds=i', 'fresh=i', 'contenders=s', 'out=s', 'keep-tmp')
     && $o{bin} && $o{out} or die "usage: $0 --bin FCGI_SPAWN --out FILE.md [--workers N] [--rounds N] [--fresh N] [--contenders a,b]\n";
 my @contenders = split /,/, $o{contenders};
@@ -42,6 +43,7 @@ my %LABEL = (
     'spawn'            => 'fcgi-spawn',
     'spawn-precompile' => 'fcgi-spawn --precompile',
     'spawn-warm'       => 'fcgi-spawn --precompile --precompile-warm',
+    'spawn-fork-warm'  => 'fcgi-spawn fork isolation, --precompile --precompile-warm',
     'modperl-loader'   => 'mod_perl ModPerl::Registry + RegistryLoader',
 );
 $LABEL{$_} or die "unknown contender $_ (known: @{[ sort keys %LABEL ]})\n" for @contenders;
@@ -126,12 +128,13 @@ sub stop_server {
 END { kill 'KILL', @children if @children }
 
 sub start_spawn {
-    my ($name, $workers, $precompile, $warm) = @_;
+    my ($name, $workers, $precompile, $warm, $isolation) = @_;
     my $dir = "$tmp/$name-$workers";
     mkdir $dir;
     my $sock = "$dir/fcgi.sock";
-    my @argv = ($o{bin}, 'run', '--listen', $sock, '--workers', $workers, '--isolation', 'registry',
-        '--isolation-for', "$scripts[0]=fork",
+    # gitweb's named subs keep file lexicals: registry runs it in a child
+    # per request, compiled once (the log says so).
+    my @argv = ($o{bin}, 'run', '--listen', $sock, '--workers', $workers, '--isolation', $isolation // 'registry',
         '--log', "$dir/daemon.log", (map { ('--root', $_) } '/usr/share/gitweb', '/usr/lib/cgi-bin'),
         (map { ('--preload', $_) } @preload), (map { ('--env', "$_=$env{$_}") } sort keys %env),
         ($precompile ? (map { ('--precompile', $_) } @scripts) : ()),
@@ -221,6 +224,7 @@ sub start_contender {
     return start_spawn($c, $workers, 0) if $c eq 'spawn';
     return start_spawn($c, $workers, 1) if $c eq 'spawn-precompile';
     return start_spawn($c, $workers, 1, 1) if $c eq 'spawn-warm';
+    return start_spawn($c, $workers, 1, 1, 'fork') if $c eq 'spawn-fork-warm';
     return start_apache($c, $workers);
 }
 

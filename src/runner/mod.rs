@@ -40,6 +40,7 @@ use crate::output::{Output, Timeouts};
 use crate::path_policy::{PathPolicy, ScriptCheck};
 use crate::perl::{Interpreter, Stage};
 use crate::response;
+use crate::scoreboard::RanAs;
 
 pub use precompile::{check_scripts, precompile};
 pub use steps::{PerlSteps, Restored, WorkerSettings};
@@ -92,6 +93,8 @@ pub struct RequestResult {
     /// The interpreter's state could not be put back (the reason): the
     /// worker must not serve again.
     pub retire: Option<String>,
+    /// How the script ran (the status page shows it).
+    pub ran_as: RanAs,
     /// The HTTP status the client got, and the response's bytes.
     pub status: u16,
     pub bytes: u64,
@@ -106,6 +109,7 @@ impl RequestResult {
         RequestResult {
             signals_touched: false,
             retire: None,
+            ran_as: RanAs::Nothing,
             status: 200,
             bytes: 0,
             next_input: Vec::new(),
@@ -243,8 +247,14 @@ impl<'p> Runner<'p> {
         if isolation != Isolation::Perlrun {
             self.served.borrow_mut().served(&script);
         }
+        let mut ran_as = match isolation {
+            Isolation::Perlrun => RanAs::Perlrun,
+            Isolation::Registry => RanAs::Registry,
+            Isolation::Fork => RanAs::Fork,
+        };
         if isolation == Isolation::Registry && self.runs_in_children(&script) {
             isolation = Isolation::Fork;
+            ran_as = RanAs::RegistryInChild;
         }
 
         self.output
@@ -262,6 +272,7 @@ impl<'p> Runner<'p> {
                 Some(status) => (status, true, true),
                 None => {
                     // Compiled as registry, it cannot run twice here.
+                    ran_as = RanAs::RegistryInChild;
                     if let Some(stamp) = FileStamp::of(&script) {
                         self.run_in_children
                             .borrow_mut()
@@ -285,6 +296,7 @@ impl<'p> Runner<'p> {
         let parked = self.park_std_fds();
         Stage::Idle.enter();
         let mut result = RequestResult::clean();
+        result.ran_as = ran_as;
         result.next_input = self.output.take_next_input();
         let restored = if perl_ran {
             self.steps.end_request()

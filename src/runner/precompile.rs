@@ -379,16 +379,18 @@ fn compile_one(
 /// The warm run of a script just compiled: run once as a registry
 /// request, in the environment of its compile, with no body; its output
 /// is discarded, and `finish_request`/`end_request` put the interpreter
-/// back as after any request. Only `registry` scripts: a `fork` script
-/// runs in a child per request, whose writes the worker never keeps (and
-/// whose file-scoped state a run here would change for every child).
+/// back as after any request. `registry` and `fork` scripts alike: what
+/// the run loads (modules, their caches) is then shared by every worker,
+/// and for `fork` by every request's child. Not `perlrun`, compiled per
+/// request; nor a script whose named subs keep file-scoped lexicals (the
+/// Perl side refuses it), which a run here would change for every later
+/// request.
 fn warm_run(steps: &PerlSteps, target: &Target, query: &str) {
     let script = target.script.display();
-    if target.isolation != Isolation::Registry {
+    if target.isolation == Isolation::Perlrun {
         log::warn!(
-            "--precompile-warm: {script} runs in {} isolation: not warmed (only registry \
-             scripts are)",
-            target.isolation.as_str()
+            "--precompile-warm: {script} runs in perlrun isolation: not warmed (it is \
+             compiled per request)"
         );
         return;
     }

@@ -133,6 +133,9 @@ fn worker_fields(snap: &Snapshot, w: &SlotView) -> Vec<(&'static str, Value)> {
         ("last_request_duration_us", Value::Int(w.last_duration_us)),
         ("rss_bytes", Value::Int(w.rss)),
         ("private_bytes", Value::Int(w.private)),
+        // How the script ran: a registry script that keeps file lexicals
+        // in named subs shows `registry-in-child`.
+        ("isolation", Value::Str(w.ran_as.name().into())),
         // Last: the one column of the text table of any width.
         ("script", Value::Str(w.script.clone())),
     ]
@@ -384,6 +387,7 @@ fn metrics(snap: &Snapshot, openmetrics: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scoreboard::RanAs;
 
     fn snapshot() -> Snapshot {
         let worker = |slot: usize, busy: bool| SlotView {
@@ -401,6 +405,7 @@ mod tests {
             rss: 20 << 20,
             private: 2 << 20,
             script: "/srv/www/\"slow\".pl".into(),
+            ran_as: RanAs::RegistryInChild,
         };
         Snapshot {
             now_us: 2_000_000_000,
@@ -461,6 +466,7 @@ mod tests {
                 "1234",
                 "20971520",
                 "2097152",
+                "registry-in-child",
                 "/srv/www/\"slow\".pl"
             ]
         );
@@ -480,6 +486,10 @@ mod tests {
             "{out}"
         );
         assert!(out.contains(",\"workers\":[{\"slot\":0,"), "{out}");
+        assert!(
+            out.contains("\"isolation\":\"registry-in-child\","),
+            "{out}"
+        );
         assert!(out.ends_with("}]}\n"), "{out}");
     }
 

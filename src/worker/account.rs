@@ -10,7 +10,7 @@ use crate::access_log;
 use crate::config::Config;
 use crate::fastcgi::Request;
 use crate::listen::Stream;
-use crate::scoreboard::Scoreboard;
+use crate::scoreboard::{RanAs, Scoreboard};
 use crate::status::usage::{self, MemoryProbe, Statm};
 use crate::status::{self, Page, Pages};
 
@@ -80,12 +80,13 @@ impl<'a> Accounting<'a> {
         status::answer(page, req, self.board, conn)
     }
 
-    /// The request is over: memory measured, the slot and the log told.
-    pub fn end(&mut self, begun: Begun, status: u16, bytes: u64) {
+    /// The request is over (its script ran `ran_as`): memory measured,
+    /// the slot and the log told.
+    pub fn end(&mut self, begun: Begun, ran_as: RanAs, status: u16, bytes: u64) {
         let (statm, private) = self.memory.measure();
         self.last_statm = statm;
         let rss = statm.map(|m| m.resident);
-        self.board.end_request(self.slot, rss, private);
+        self.board.end_request(self.slot, ran_as, rss, private);
         if !access_log::enabled() {
             return;
         }

@@ -30,7 +30,7 @@ use crate::output::Timeouts;
 use crate::path_policy::PathPolicy;
 use crate::perl::Interpreter;
 use crate::runner::Runner;
-use crate::scoreboard::Scoreboard;
+use crate::scoreboard::{RanAs, Scoreboard};
 use crate::signals;
 
 /// A pooled worker's link to its master.
@@ -252,7 +252,7 @@ fn serve(
     if let Some(page) = account.page_for(&req) {
         let answered = account.answer(page, &req, conn.writer());
         let (status, bytes) = *answered.as_ref().unwrap_or(&(499, 0));
-        account.end(begun, status, bytes);
+        account.end(begun, RanAs::Nothing, status, bytes);
         return Served {
             keep: keep_conn && answered.is_ok(),
             answered: true,
@@ -260,12 +260,12 @@ fn serve(
         };
     }
     let handled = runner.handle(req, conn.writer());
-    let (status, bytes) = match &handled {
-        Ok(result) => (result.status, result.bytes),
+    let (ran_as, status, bytes) = match &handled {
+        Ok(result) => (result.ran_as, result.status, result.bytes),
         // The client went away: nginx's name for it.
-        Err(_) => (499, 0),
+        Err(_) => (RanAs::Nothing, 499, 0),
     };
-    account.end(begun, status, bytes);
+    account.end(begun, ran_as, status, bytes);
     match handled {
         Ok(result) => {
             conn.unread(result.next_input);

@@ -442,7 +442,10 @@ sub cached_handler {
     my $stamp = "$st[9]:$st[7]:$st[1]";
     my $entry = $REGISTRY{$script};
     return $entry if $entry && $entry->{stamp} eq $stamp && !hidden_name_taken($entry) && !kept_file_changed($entry);
-    forget_cached($script) if $entry;
+    if ($entry) {
+        undef $entry;
+        forget_cached($script);
+    }
     return $REGISTRY{$script} = compile_cached($script, $package, $stamp);
 }
 
@@ -525,6 +528,7 @@ sub compile_cached {
     my $entry = {
         once_patterns => FCGI::Spawn::Native::once_patterns($script, @subs),
         fork_only    => $fork_only,
+        captured     => (@captured ? join('; ', @captured) : undef),
         stamp        => $stamp,
         handler      => $handler,
         ends         => \@ends,
@@ -635,8 +639,11 @@ sub script_subs {
 
 sub forget_cached {
     my ($script) = @_;
-    my $entry = delete $REGISTRY{$script} or return;
-    # Its hidden symbols simply go with the entry.
+    # The entry (its handler, its hidden symbols) goes before its package:
+    # a sub outliving its package would be renamed __ANON__::__ANON__ by
+    # perl, a name left in main::. So nothing here (nor in the caller)
+    # holds the entry past this line.
+    delete $REGISTRY{$script} or return;
     FCGI::Spawn::Symbols::delete_package(make_namespace($script));
     return;
 }
@@ -744,12 +751,31 @@ sub keep_run_loads {
     @snapshot_of{ @{ $entry->{package_names} } } = @{ $entry->{packages} };
     for my $kept (splice @FCGI::Spawn::Loader::KEPT_RUN_LOADS) {
         my ($file, $package, $before, $after, $path) = @$kept;
-        my $snapshot = $snapshot_of{$package} or next;
-        FCGI::Spawn::Native::merge_loaded($snapshot, $before, $after) if $before && $after;
+        my @snapshots = snapshots_of($package, \%snapshot_of) or next;
+        if ($before && $after) {
+            FCGI::Spawn::Native::merge_loaded($_, $before, $after) for @snapshots;
+        }
         $entry->{site_inc}{$file} = $INC{$file};
         $entry->{kept_files}{$path} = file_stamp($path);
     }
     return;
+}
+
+# Every snapshot of the entry that puts $package back: its own, and the
+# one nested in the snapshot of each package above it the script made
+# (`package My::Decl;` in a script that made My::).
+sub snapshots_of {
+    my ($package, $snapshot_of) = @_;
+    my @snapshots = grep { defined } $snapshot_of->{$package};
+    my @parts = split /::/, $package;
+    for my $depth (1 .. $#parts) {
+        my $snapshot = $snapshot_of->{ join '::', @parts[ 0 .. $depth - 1 ] } or next;
+        for my $leaf (@parts[ $depth .. $#parts ]) {
+            $snapshot = FCGI::Spawn::Native::nested_snapshot($snapshot, $leaf) or last;
+        }
+        push @snapshots, $snapshot if $snapshot;
+    }
+    return @snapshots;
 }
 
 sub file_stamp {
@@ -919,8 +945,12 @@ sub precompile_script {
 # the system @INC stays loaded, shared by the workers.
 sub precompile_warm {
     my $entry = $REGISTRY{ $req{script} };
-    die "fcgi-spawn: $req{script} is not cached in registry isolation: not warmed\n"
-        if $req{mode} ne 'registry' || !$entry || $entry->{fork_only};
+    die "fcgi-spawn: $req{script} is not compiled: not warmed\n" if !$entry;
+    # Run once in this process, a script whose named subs keep file
+    # lexicals would leave them to every later run (and fork's children).
+    die "fcgi-spawn: $req{script} is not warmed: its $entry->{captured} keep file-scoped lexicals, "
+        . "and a run in the master would leave them to every request\n"
+        if $entry->{captured};
     switch_mode('registry');
     return 1;
 }
@@ -1225,3 +1255,4 @@ compile (see C<FCGI::Spawn::Native::restore_package>), and CGI.pm keeps the
 pragmas the script's C<use CGI> line set.
 
 =cut
+

@@ -569,6 +569,26 @@ XS(fs_xs_merge_loaded)
     XSRETURN_EMPTY;
 }
 
+/* FCGI::Spawn::Native::nested_snapshot(SNAPSHOT, LEAF) — the snapshot of
+ * the package LEAF:: nested in SNAPSHOT's (taken with it), or undef. A
+ * package a script declares inside one it made (My::Decl in My::) is in
+ * both: what merge_loaded adds must reach each. */
+XS(fs_xs_nested_snapshot)
+{
+    dXSARGS;
+    HV *records;
+    HE *he;
+    SV *key, *nested;
+    if (items != 2 || !SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVAV)
+        croak_xs_usage(cv, "snapshot, leaf");
+    records = (HV *)SvRV(AvARRAY((AV *)SvRV(ST(0)))[1]);
+    key = sv_2mortal(newSVpvf("%" SVf "::", SVfARG(ST(1))));
+    he = hv_fetch_ent(records, key, 0, 0);
+    nested = he ? fs_rec_get(aTHX_ (AV *)SvRV(HeVAL(he)), REC_NESTED) : NULL;
+    ST(0) = nested ? nested : &PL_sv_undef;
+    XSRETURN(1);
+}
+
 /* Pushes "NAME (\$var, ...)" for a sub or format compiled inside `outer`
  * that closed over one of its lexicals. */
 static int fs_check_capture(pTHX_ CV *cv, CV *outer, const char *what, SV *label, AV *found)
@@ -824,6 +844,7 @@ static const fs_xsub fs_package_xsubs_table[] = {
     FS_XSUB("snapshot_package", fs_xs_snapshot_package),
     FS_XSUB("restore_package", fs_xs_restore_package),
     FS_XSUB("merge_loaded", fs_xs_merge_loaded),
+    FS_XSUB("nested_snapshot", fs_xs_nested_snapshot),
     FS_XSUB("captured_lexicals", fs_xs_captured_lexicals),
 };
 
