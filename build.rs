@@ -55,15 +55,20 @@ fn embed_git_commit() {
     let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=FCGI_SPAWN_COMMIT={commit}");
     // Built again when HEAD moves (a worktree's HEAD and refs are found by
-    // git itself).
-    for path in ["HEAD", "packed-refs"] {
-        if let Some(p) = git(&["rev-parse", "--git-path", path]) {
-            println!("cargo:rerun-if-changed={p}");
-        }
-    }
-    if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        if let Some(p) = git(&["rev-parse", "--git-path", &head]) {
-            println!("cargo:rerun-if-changed={p}");
+    // git itself; the reflog moves with every commit). Only files that
+    // exist: cargo counts a missing one as changed, and would build the
+    // crate again every time (a checkout without packed refs).
+    let mut watched = vec![
+        "HEAD".to_string(),
+        "logs/HEAD".to_string(),
+        "packed-refs".to_string(),
+    ];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for path in watched {
+        if let Some(p) = git(&["rev-parse", "--git-path", &path]) {
+            if std::path::Path::new(&p).exists() {
+                println!("cargo:rerun-if-changed={p}");
+            }
         }
     }
 }
