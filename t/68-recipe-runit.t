@@ -2,7 +2,7 @@
 # contrib/fcgi-spawn.toml) under runit: the real runsvdir and runsv, driven
 # with sv. up, sv hup (a reload: no request fails), sv term (restart: a new
 # master serves), sv down (graceful stop: no process and no socket left),
-# sv up, sv exit.
+# sv up, then runsvdir's own shutdown (HUP).
 use strict;
 use warnings;
 use FindBin;
@@ -97,12 +97,14 @@ ok !-e $sock, 'sv down: the socket is removed';
 ($rc, $out) = sv('up');
 ok wait_for(sub { master_pid() && -S $sock && serves() }, 20), 'sv up: serving again' or diag $out;
 
-# sv exit: runsv stops the service and its log service and leaves; then
-# runsvdir is stopped by pid.
+# Shutting the whole tree down as runit's stage 3 does: HUP to runsvdir
+# sends TERM to each runsv, which stops the service and its log service
+# and leaves. (A lone `sv exit` races with runsvdir, which starts a new
+# runsv for a service directory still in its scan directory.)
 my @tree = descendants($runsvdir->{pid});
-($rc, $out) = sv('exit');
-`sv -w 10 exit $svc/log 2>&1`;
-ok wait_for(sub { !grep { running($_) } @tree }, 20), 'sv exit: runsv, the log service, the daemon and its workers are gone'
+kill 'HUP', $runsvdir->{pid};
+ok wait_for(sub { !grep { running($_) } $runsvdir->{pid}, @tree }, 20),
+    'runsvdir HUP: runsvdir, runsv, the log service, the daemon and its workers are gone'
     or diag "left: @{[ grep { running($_) } @tree ]}";
 stop_server($runsvdir);
 ok !-e $sock, 'no socket left behind';
