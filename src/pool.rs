@@ -91,6 +91,9 @@ struct Worker {
     leaving: bool,
     /// Of an old generation: killed if still there then.
     drain_by: Option<Instant>,
+    /// Told the pool stops, and has not yet handed back what it holds
+    /// (`Message::Stopping`).
+    owes_hand_back: bool,
 }
 
 /// What the master's watcher of handed-back connections takes from the
@@ -259,6 +262,7 @@ impl<'a> Pool<'a> {
                     channel: ours,
                     leaving: false,
                     drain_by: None,
+                    owes_hand_back: false,
                 });
                 self.pids.insert(child, slot);
                 Ok(())
@@ -386,8 +390,15 @@ impl<'a> Pool<'a> {
             return;
         }
         self.dispatcher.hurry(ARRIVAL_AT_STOP);
-        // Workers no longer accept: the master takes what is queued.
+        // Workers no longer accept: the master takes what is queued, and
+        // the kept connections they hold, to say goodbye on them.
         self.board.stop_listening();
+        for slot in 0..self.workers.len() {
+            if let Some(w) = self.workers[slot].as_mut() {
+                w.owes_hand_back = true;
+                self.send(slot, Message::Stopping);
+            }
+        }
         if self.cfg.listen.is_some() {
             // No new connection on a UNIX socket from here (nginx tries
             // the next server); then the ones already queued are taken,
@@ -414,6 +425,7 @@ impl<'a> Pool<'a> {
                         tcp,
                         input: Vec::new(),
                         idle: Duration::ZERO,
+                        kept: None,
                     };
                     self.dispatcher.adopt(&self.epoll, conn);
                 }
@@ -427,9 +439,10 @@ impl<'a> Pool<'a> {
     }
 
     /// Nothing that arrived before the stop waits any more: no connection
-    /// in the master, none queued for the workers.
+    /// in the master or held by a worker, none queued for the workers.
     fn drained(&self) -> bool {
         self.dispatcher.is_empty()
+            && !self.workers.iter().flatten().any(|w| w.owes_hand_back)
             && self.board.queued() == 0
             && !readable(self.ready.rx())
             && !self
@@ -564,6 +577,11 @@ impl<'a> Pool<'a> {
                     self.send(slot, Message::NoWork);
                 }
                 // Assigned already: that request is the answer.
+            }
+            Message::HandedBack => {
+                if let Some(w) = self.workers[slot].as_mut() {
+                    w.owes_hand_back = false;
+                }
             }
             other => log::warn!("unexpected message from a worker: {other:?}"),
         }

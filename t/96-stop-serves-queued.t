@@ -5,6 +5,13 @@
 # hold the stop up for idle_timeout); new connections are refused at once (the UNIX
 # socket file is gone); the daemon exits 0. Before, the queued ones were
 # reset at the stop, and a web server does not retry a POST elsewhere.
+#
+# Kept connections (FCGI_KEEP_CONN) idle at the stop, held by a worker or
+# by the master, are told goodbye: an empty FCGI_STDERR record with the id
+# of their last request, on which a web server closes a connection it
+# keeps idle. A request that was on its way anyway (sent before the
+# goodbye arrived) is served, and the goodbye said again after it; the
+# daemon exits once the web server has closed them.
 use strict;
 use warnings;
 use FindBin;
@@ -59,5 +66,41 @@ for my $listen (qw(unix tcp)) {
         is $d->wait_exit(15), 0, 'the daemon exits 0';
     };
 }
+
+subtest 'kept connections at TERM: goodbye, and what was on its way is served' => sub {
+    my $d = start_daemon(workers => 2);
+    # Four kept connections, one request answered on each; two workers
+    # hold some, the master the others.
+    my @kept = map { raw_connect($d) } 1 .. 4;
+    for my $i (0 .. $#kept) {
+        my $id = $i + 1;
+        print {$kept[$i]} fcgi_request_bytes($id, 'hello.pl', keep_conn => 1);
+        my ($recs) = read_records($kept[$i], timeout => 10);
+        ok collect_response($recs, $id)->{ended}, "kept connection $id: first request answered";
+    }
+    my $stopped_at = time;
+    kill 'TERM', $d->pid;
+    for my $i (0 .. $#kept) {
+        my $id = $i + 1;
+        my ($recs, $why) = read_records($kept[$i], timeout => 5, until => sub { 1 });
+        is_deeply [ map { [ @$_{qw(type id content)} ] } @$recs ], [ [ FCGI_STDERR, $id, '' ] ],
+            "kept connection $id: goodbye (an empty stderr record, id $id) at once ($why)";
+    }
+    cmp_ok time - $stopped_at, '<', 1, 'every goodbye within a second';
+    # A web server that had sent a POST before the goodbye arrived: served
+    # in full, then told goodbye again.
+    print {$kept[0]} fcgi_request_bytes(1, 'post.pl', stdin => 'a=1&b=two', keep_conn => 1);
+    my ($recs) = read_records($kept[0], timeout => 10);
+    my $resp = collect_response($recs, 1);
+    ok $resp->{ended}, 'a POST sent after the goodbye is answered';
+    like parse_cgi($resp->{stdout})->{body}, qr/^length=9$/m, '... in full';
+    ($recs) = read_records($kept[0], timeout => 5, until => sub { 1 });
+    is_deeply [ map { [ @$_{qw(type id)} ] } @$recs ], [ [ FCGI_STDERR, 1 ] ], '... and goodbye again';
+    ok $d->alive, 'the daemon waits while the web server keeps them';
+    # The web server closes them, as nginx does on the goodbye.
+    close $_ for @kept;
+    is $d->wait_exit(5), 0, 'then it exits 0';
+    cmp_ok time - $stopped_at, '<', 3, 'at once (not after a timeout)';
+};
 
 done_testing;

@@ -8,8 +8,9 @@
 //! connections it holds before it starts on a request (and when it
 //! leaves). The bytes already read from a connection travel with it.
 //!
-//! Wire format: a 12-byte header (kind, flags, 2 reserved bytes, idle time
-//! in ms and payload length, little-endian u32s), then the payload; a
+//! Wire format: a 12-byte header (kind, flags, a kept connection's last
+//! request id, idle time in ms and payload length, little-endian), then
+//! the payload; a
 //! descriptor rides with the first byte of its message. The master's end is
 //! non-blocking (messages wait in a queue until the socket takes them; the
 //! master never blocks on a worker), a worker's end blocks.
@@ -38,6 +39,12 @@ pub enum Message {
     HandBack { conn: Conn },
     /// Worker → master: idle, and it saw requests queued.
     Idle,
+    /// Master → worker: the pool stops. Hand back every connection held,
+    /// and from now on each kept one as soon as its response is done (the
+    /// master says goodbye on it); then answer `HandedBack`.
+    Stopping,
+    /// Worker → master: the answer to `Stopping`, after its hand-backs.
+    HandedBack,
 }
 
 /// A connection in transit, with the bytes already read from it.
@@ -48,6 +55,9 @@ pub struct Conn {
     pub input: Vec<u8>,
     /// How long it has been idle or partial (its idle timeout runs on).
     pub idle: Duration,
+    /// A kept connection: the id of the last request answered on it (a
+    /// stopping pool's goodbye record carries it).
+    pub kept: Option<u16>,
 }
 
 const HEADER: usize = 12;
@@ -56,7 +66,11 @@ const KIND_STOP: u8 = 2;
 const KIND_NO_WORK: u8 = 3;
 const KIND_HAND_BACK: u8 = 4;
 const KIND_IDLE: u8 = 5;
+const KIND_STOPPING: u8 = 6;
+const KIND_HANDED_BACK: u8 = 7;
 const FLAG_TCP: u8 = 1;
+/// The reserved bytes hold the kept connection's last request id.
+const FLAG_KEPT: u8 = 2;
 /// A message's payload is at most a request's params plus a share of its
 /// body; anything larger means the stream is out of step.
 const MAX_PAYLOAD: usize = 64 << 20;
@@ -77,6 +91,7 @@ struct Outgoing {
     fd: Option<OwnedFd>,
     /// For [`Channel::take_unsent`]: the connection, if nothing was sent.
     tcp: bool,
+    kept: Option<u16>,
 }
 
 impl Channel {
@@ -195,6 +210,7 @@ impl Channel {
                     tcp: out.tcp,
                     input: out.bytes[HEADER..].to_vec(),
                     idle: Duration::ZERO,
+                    kept: out.kept,
                 });
             }
         }
@@ -250,6 +266,7 @@ impl Channel {
         };
         let kind = header[0];
         let tcp = header[1] & FLAG_TCP != 0;
+        let kept = (header[1] & FLAG_KEPT != 0).then(|| u16::from_le_bytes([header[2], header[3]]));
         let idle_ms = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
         let len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
         if len > MAX_PAYLOAD {
@@ -270,6 +287,7 @@ impl Channel {
                 tcp,
                 input,
                 idle: Duration::from_millis(u64::from(idle_ms)),
+                kept,
             })
         };
         Ok(Some(match kind {
@@ -278,6 +296,8 @@ impl Channel {
             KIND_STOP => Message::Stop,
             KIND_NO_WORK => Message::NoWork,
             KIND_IDLE => Message::Idle,
+            KIND_STOPPING => Message::Stopping,
+            KIND_HANDED_BACK => Message::HandedBack,
             other => return Err(out_of_step(format!("message kind {other}"))),
         }))
     }
@@ -323,18 +343,24 @@ fn encode(msg: Message) -> Outgoing {
         Message::Stop => (KIND_STOP, None),
         Message::NoWork => (KIND_NO_WORK, None),
         Message::Idle => (KIND_IDLE, None),
+        Message::Stopping => (KIND_STOPPING, None),
+        Message::HandedBack => (KIND_HANDED_BACK, None),
     };
-    let (payload, tcp, idle_ms, fd) = match conn {
+    let (payload, tcp, kept, idle_ms, fd) = match conn {
         Some(c) => {
             let ms = u32::try_from(c.idle.as_millis()).unwrap_or(u32::MAX);
-            (c.input, c.tcp, ms, Some(c.fd))
+            (c.input, c.tcp, c.kept, ms, Some(c.fd))
         }
-        None => (Vec::new(), false, 0, None),
+        None => (Vec::new(), false, None, 0, None),
     };
     let mut bytes = Vec::with_capacity(HEADER + payload.len());
     bytes.push(kind);
-    bytes.push(if tcp { FLAG_TCP } else { 0 });
-    bytes.extend_from_slice(&[0, 0]);
+    let mut flags = if tcp { FLAG_TCP } else { 0 };
+    if kept.is_some() {
+        flags |= FLAG_KEPT;
+    }
+    bytes.push(flags);
+    bytes.extend_from_slice(&kept.unwrap_or(0).to_le_bytes());
     bytes.extend_from_slice(&idle_ms.to_le_bytes());
     bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&payload);
@@ -343,6 +369,7 @@ fn encode(msg: Message) -> Outgoing {
         sent: 0,
         fd,
         tcp,
+        kept,
     }
 }
 
@@ -360,6 +387,7 @@ mod tests {
                 tcp: true,
                 input: input.to_vec(),
                 idle: Duration::from_millis(1500),
+                kept: Some(0x1234),
             },
         };
         (msg, ours)
@@ -384,6 +412,7 @@ mod tests {
         assert_eq!(conn.input, b"records");
         assert!(conn.tcp);
         assert_eq!(conn.idle, Duration::from_millis(1500));
+        assert_eq!(conn.kept, Some(0x1234));
         // The descriptor is the same connection.
         let mut stream = UnixStream::from(conn.fd);
         stream.write_all(b"hi").unwrap();
@@ -404,6 +433,7 @@ mod tests {
                     tcp: false,
                     input: Vec::new(),
                     idle: Duration::ZERO,
+                    kept: None,
                 },
             })
             .unwrap();

@@ -20,6 +20,7 @@ use nix::sys::socket::MsgFlags;
 
 use super::channel::Conn;
 use crate::fastcgi::preamble::{Filled, Preamble, PreambleSettings, Scan};
+use crate::fastcgi::record::{encode_stream_end, RecordType};
 
 /// Epoll tokens of connections start here (below: the pool's own).
 pub const CONN_TOKEN_BASE: u64 = 1 << 32;
@@ -50,6 +51,8 @@ struct Entry {
     generation: u32,
     deadline: Instant,
     ready: bool,
+    /// A kept connection: its last request's id (see [`goodbye`]).
+    kept: Option<u16>,
 }
 
 /// What became of a connection after its bytes were read.
@@ -94,7 +97,9 @@ impl Dispatcher {
     /// The daemon stops: a connection whose request has not fully arrived
     /// (an idle kept one, a new one, a stalled one) gets `window` to send
     /// it, from now on for those adopted later too, so a stalled client
-    /// cannot hold the stop up for `idle_timeout`.
+    /// cannot hold the stop up for `idle_timeout`. An idle kept connection
+    /// is told goodbye (see [`goodbye`]), so the web server closes it
+    /// rather than send a request on it as it closes.
     pub fn hurry(&mut self, window: Duration) {
         self.hurry = Some(window);
         let by = Instant::now() + window;
@@ -102,7 +107,11 @@ impl Dispatcher {
             let Some(entry) = self.entries[index].as_mut() else {
                 continue;
             };
-            if entry.ready || entry.deadline <= by {
+            if entry.ready {
+                continue;
+            }
+            goodbye(entry);
+            if entry.deadline <= by {
                 continue;
             }
             entry.deadline = by;
@@ -121,7 +130,10 @@ impl Dispatcher {
             Outcome::Ready => self.make_ready(index),
             Outcome::Closed(why) => self.remove(epoll, index, why, false),
             Outcome::Waiting => {
-                let entry = self.entries[index].as_ref().expect("just stored");
+                let entry = self.entries[index].as_mut().expect("just stored");
+                if self.hurry.is_some() {
+                    goodbye(entry);
+                }
                 let event = EpollEvent::new(
                     EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP,
                     CONN_TOKEN_BASE + index as u64,
@@ -164,6 +176,7 @@ impl Dispatcher {
             tcp: entry.tcp,
             input: entry.preamble.take(),
             idle: Duration::ZERO,
+            kept: entry.kept,
         })
     }
 
@@ -184,6 +197,7 @@ impl Dispatcher {
             generation: self.next_generation,
             deadline,
             ready,
+            kept: conn.kept,
         };
         match self.free.pop() {
             Some(i) => {
@@ -326,6 +340,34 @@ impl Dispatcher {
     }
 }
 
+/// At a stop, on an idle kept connection: an empty `FCGI_STDERR` record
+/// for its last request. A web server reads data on a connection it keeps
+/// idle as the end of it and closes it (nginx's keepalive close handler,
+/// Apache's check before reuse); one that has just sent a request on it
+/// reads an empty stderr record (with the request id it uses, the last
+/// one's), which says nothing, then the answer to its request. Without it
+/// the pool would close the connection as the web server sends a request
+/// on it, which is lost if it is not idempotent (a POST). Sent at most
+/// once: what it says stays said.
+fn goodbye(entry: &mut Entry) {
+    let Some(id) = entry.kept.take() else {
+        return;
+    };
+    if !entry.preamble.is_empty() {
+        // Its next request is arriving: serving it is the answer.
+        return;
+    }
+    let mut record = Vec::with_capacity(8);
+    encode_stream_end(&mut record, RecordType::Stderr, id);
+    // Eight bytes on an idle connection fit; one that cannot take them is
+    // gone, which its end of file says.
+    let _ = nix::sys::socket::send(
+        entry.fd.as_raw_fd(),
+        &record,
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+    );
+}
+
 /// True when `error` says only that nothing is there yet.
 pub fn would_block(error: &io::Error) -> bool {
     matches!(
@@ -337,10 +379,7 @@ pub fn would_block(error: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fastcgi::record::{
-        encode_begin_request, encode_params, encode_stream_end, RecordType, KEEP_CONN,
-        ROLE_RESPONDER,
-    };
+    use crate::fastcgi::record::{encode_begin_request, encode_params, KEEP_CONN, ROLE_RESPONDER};
     use crate::fastcgi::Limits;
     use nix::sys::epoll::EpollCreateFlags;
     use std::io::{Read, Write};
@@ -360,6 +399,7 @@ mod tests {
             tcp: false,
             input: input.to_vec(),
             idle: Duration::ZERO,
+            kept: None,
         }
     }
 
@@ -412,6 +452,79 @@ mod tests {
         let mut buf = [0; 1];
         assert_eq!(idle_peer.read(&mut buf).unwrap(), 0, "closed");
         assert_eq!(partial_peer.read(&mut buf).unwrap(), 0, "closed");
+    }
+
+    /// What arrived on the web server's end, without waiting.
+    fn pending(peer: &mut UnixStream) -> Vec<u8> {
+        peer.set_nonblocking(true).unwrap();
+        let mut buf = [0; 64];
+        match peer.read(&mut buf) {
+            Ok(n) => buf[..n].to_vec(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Vec::new(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn a_stop_says_goodbye_once_on_idle_kept_connections_only() {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        let settings = PreambleSettings::new(Limits::default(), 2, 2);
+        let mut d = Dispatcher::new(settings, Duration::from_secs(30));
+        let (kept, mut kept_peer) = UnixStream::pair().unwrap();
+        let (new, mut new_peer) = UnixStream::pair().unwrap();
+        let (partial, mut partial_peer) = UnixStream::pair().unwrap();
+        d.adopt(
+            &epoll,
+            Conn {
+                kept: Some(1),
+                ..conn(kept, b"")
+            },
+        );
+        d.adopt(&epoll, conn(new, b""));
+        d.adopt(
+            &epoll,
+            Conn {
+                kept: Some(1),
+                ..conn(partial, &request()[..5])
+            },
+        );
+        assert!(
+            pending(&mut kept_peer).is_empty(),
+            "nothing before the stop"
+        );
+
+        d.hurry(Duration::from_secs(1));
+        let mut goodbye = Vec::new();
+        encode_stream_end(&mut goodbye, RecordType::Stderr, 1);
+        assert_eq!(
+            pending(&mut kept_peer),
+            goodbye,
+            "an empty stderr record, id 1"
+        );
+        assert!(
+            pending(&mut new_peer).is_empty(),
+            "no request yet: no id to say it with"
+        );
+        assert!(
+            pending(&mut partial_peer).is_empty(),
+            "its request is arriving"
+        );
+        d.hurry(Duration::from_secs(1));
+        assert!(pending(&mut kept_peer).is_empty(), "said once");
+
+        // Handed back after a response during the stop: at once, with the
+        // id that connection uses.
+        let (late, mut late_peer) = UnixStream::pair().unwrap();
+        d.adopt(
+            &epoll,
+            Conn {
+                kept: Some(7),
+                ..conn(late, b"")
+            },
+        );
+        let mut goodbye7 = Vec::new();
+        encode_stream_end(&mut goodbye7, RecordType::Stderr, 7);
+        assert_eq!(pending(&mut late_peer), goodbye7);
     }
 
     #[test]

@@ -137,6 +137,7 @@ impl ReadyQueue {
             tcp: buf[0] != 0,
             input: buf[HEADER..n].to_vec(),
             idle: Duration::from_millis(u64::from(idle_ms)),
+            kept: None,
         }))
     }
 
@@ -164,6 +165,7 @@ mod tests {
             tcp: true,
             input: input.to_vec(),
             idle: Duration::from_millis(1500),
+            kept: None,
         };
         (conn, ours)
     }

@@ -24,6 +24,8 @@ pub struct Conn {
     preamble: Preamble,
     /// Idle (or partial) since; the idle timeout counts from here.
     pub since: Instant,
+    /// The id of the last request read from it (see `channel::Conn::kept`).
+    kept: Option<u16>,
 }
 
 /// Makes [`Conn`]s, reusing the readers of connections gone.
@@ -70,23 +72,28 @@ impl Readers {
             since: Instant::now()
                 .checked_sub(idle)
                 .unwrap_or_else(Instant::now),
+            kept: None,
         }
     }
 
     /// A connection received over the channel.
     pub fn open_received(&mut self, conn: channel::Conn) -> Conn {
         let stream = Stream::from_fd(conn.fd, conn.tcp);
-        self.open(stream, conn.input, conn.idle)
+        let mut opened = self.open(stream, conn.input, conn.idle);
+        opened.kept = conn.kept;
+        opened
     }
 
     /// What to send over the channel to hand `conn` to the master.
     pub fn hand_over(&mut self, conn: Conn) -> channel::Conn {
+        let kept = conn.kept;
         let (stream, mut preamble, since) = self.release(conn);
         channel::Conn {
             tcp: matches!(stream, Stream::Tcp(_)),
             fd: OwnedFd::from(stream),
             input: preamble.take(),
             idle: since.elapsed(),
+            kept,
         }
     }
 
@@ -110,7 +117,10 @@ impl Readers {
         bytes.extend_from_slice(&replay.pending[replay.pos..]);
         bytes.extend_from_slice(&conn.preamble.take());
         let stream = replay.stream.take().expect("a connection's stream");
-        self.open(stream, bytes, Duration::ZERO)
+        let kept = conn.kept;
+        let mut reopened = self.open(stream, bytes, Duration::ZERO);
+        reopened.kept = kept;
+        reopened
     }
 
     /// Takes the stream out of the connection's reader, and keeps the
@@ -120,6 +130,7 @@ impl Readers {
             mut reader,
             preamble,
             since,
+            ..
         } = conn;
         let replay = reader.get_mut();
         let stream = replay.stream.take().expect("a connection's stream");
@@ -201,7 +212,11 @@ impl Conn {
         let replay = self.reader.get_mut();
         replay.pending = input;
         replay.pos = 0;
-        self.reader.read_request()
+        let request = self.reader.read_request()?;
+        if let Some(req) = &request {
+            self.kept = Some(req.id);
+        }
+        Ok(request)
     }
 
     /// The socket the response goes to.

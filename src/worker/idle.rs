@@ -60,6 +60,9 @@ pub struct Idle<'a> {
     idle_timeout: Duration,
     allowed_peers: Option<Vec<std::net::IpAddr>>,
     scratch: Box<[u8]>,
+    /// The pool stops (`Message::Stopping`): kept connections go back to
+    /// the master as soon as their response is done.
+    pool_stopping: bool,
 }
 
 /// Why a worker stops taking requests.
@@ -97,6 +100,7 @@ impl<'a> Idle<'a> {
             idle_timeout,
             allowed_peers,
             scratch: vec![0; 64 * 1024].into_boxed_slice(),
+            pool_stopping: false,
         }
     }
 
@@ -114,6 +118,10 @@ impl<'a> Idle<'a> {
     /// looked at now, and a request found ready is served in turn.
     pub fn keep(&mut self, conn: Conn) {
         let mut conn = self.readers.after_request(conn);
+        if self.pool_stopping {
+            // The master says goodbye on it, and serves what comes first.
+            return self.hand_back(conn);
+        }
         if !conn.is_idle() {
             match conn.scan(&self.settings) {
                 Ok(Scan::Ready | Scan::Incomplete) => {}
@@ -209,9 +217,17 @@ impl<'a> Idle<'a> {
         if !self.slot().claim(WorkerState::Idle, WorkerState::Exiting) {
             // Assigned meanwhile: take that connection to hand it back.
             if self.slot().state() == WorkerState::Assigned {
-                if let Ok(Some(Message::Assign { conn })) = self.channel.wait_message() {
-                    let conn = self.readers.open_received(conn);
-                    self.held.push(conn);
+                loop {
+                    match self.channel.wait_message() {
+                        Ok(Some(Message::Assign { conn })) => {
+                            let conn = self.readers.open_received(conn);
+                            self.held.push(conn);
+                            break;
+                        }
+                        Ok(Some(Message::Stopping)) => self.answer_stopping(),
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => break,
+                    }
                 }
             }
             self.slot().set_state(WorkerState::Exiting);
@@ -249,6 +265,7 @@ impl<'a> Idle<'a> {
                 Ok(Some(Message::Assign { conn })) => return Ok(Some(self.start_assigned(conn)?)),
                 Ok(Some(Message::NoWork)) => return Ok(None),
                 Ok(Some(Message::Stop)) => return Err(Leave::Stop),
+                Ok(Some(Message::Stopping)) => self.answer_stopping(),
                 Ok(Some(other)) => log::warn!("unexpected message from the master: {other:?}"),
                 Ok(None) => return Err(Leave::MasterGone),
                 Err(e) => {
@@ -295,6 +312,10 @@ impl<'a> Idle<'a> {
         match self.channel.next_message() {
             Ok(Some(Message::Assign { conn })) => Ok(Some(self.start_assigned(conn)?)),
             Ok(Some(Message::Stop)) => Err(Leave::Stop),
+            Ok(Some(Message::Stopping)) => {
+                self.answer_stopping();
+                Ok(None)
+            }
             Ok(Some(Message::NoWork)) | Ok(None) => Ok(None),
             Ok(Some(other)) => {
                 log::warn!("unexpected message from the master: {other:?}");
@@ -342,6 +363,7 @@ impl<'a> Idle<'a> {
             match self.channel.wait_message() {
                 Ok(Some(Message::Assign { conn })) => return self.start_assigned(conn),
                 Ok(Some(Message::Stop)) => return Err(Leave::Stop),
+                Ok(Some(Message::Stopping)) => self.answer_stopping(),
                 Ok(Some(_)) => {}
                 Ok(None) => return Err(Leave::MasterGone),
                 Err(e) => {
@@ -386,6 +408,18 @@ impl<'a> Idle<'a> {
         }
         if let Err(e) = self.channel.flush() {
             log::warn!("cannot hand a connection back to the master: {e}");
+        }
+    }
+
+    /// The pool stops: what this worker holds goes back to the master,
+    /// which says goodbye on the kept connections (see
+    /// `Dispatcher::hurry`), and so will each kept one from now on. The
+    /// answer tells the master it has them all.
+    fn answer_stopping(&mut self) {
+        self.pool_stopping = true;
+        self.hand_back_all();
+        if let Err(e) = self.channel.send(Message::HandedBack) {
+            log::warn!("cannot answer the master's stop: {e}");
         }
     }
 
