@@ -346,7 +346,16 @@ impl<'p> Runner<'p> {
     /// any, or did not return normally). Returns its exit status, or None
     /// when the script is for a child to run.
     fn run_and_end(&self, script: &[u8], isolation: Isolation, params: &[&[u8]]) -> Option<i32> {
-        let ran = self.steps.run_request(script, isolation, params);
+        let mut ran = self.steps.run_request(script, isolation, params, false);
+        if ran.compile_first {
+            if let Err(e) = self.steps.compile_script(script, isolation, params) {
+                log::debug!(
+                    "{}: its run compiles it again: {e}",
+                    String::from_utf8_lossy(script)
+                );
+            }
+            ran = self.steps.run_request(script, isolation, params, true);
+        }
         if ran.in_child {
             return None;
         }
@@ -375,14 +384,16 @@ impl<'p> Runner<'p> {
     /// that starts with everything compiled. Returns the child's exit
     /// status, and whether Perl ran in the worker (to compile the script).
     fn run_in_child(&self, script: &Path, params: &[&[u8]], conn: &Stream) -> (i32, bool) {
-        let perl = self.steps.perl();
         let script_bytes = script.as_os_str().as_bytes();
         let stamp = FileStamp::of(script);
         let compile = self.stats
             || stamp.is_none()
             || self.compiled_for_fork.borrow().get(script) != stamp.as_ref();
         if compile {
-            match self.steps.compile_script(script_bytes, params) {
+            match self
+                .steps
+                .compile_script(script_bytes, Isolation::Fork, params)
+            {
                 Ok(()) => {
                     if let Some(stamp) = stamp {
                         self.compiled_for_fork
@@ -393,8 +404,6 @@ impl<'p> Runner<'p> {
                 // The child compiles it again and fails as the script would.
                 Err(e) => log::debug!("{}: not compiled in the worker: {e}", script.display()),
             }
-            // What compiling printed (a BEGIN block) is not this request's.
-            perl.take_pending_output(|_| ());
         }
         (self.fork_and_wait(script, params, conn), compile)
     }

@@ -100,11 +100,14 @@ impl<'c> WorkerSettings<'c> {
 /// registry script that cannot run twice in one process did not run at
 /// all: `in_child` says the request is for a child to run, as in fork
 /// isolation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Ran {
     pub status: i32,
     pub end_blocks_due: bool,
     pub in_child: bool,
+    /// A registry script met for the first time: nothing ran; compile it
+    /// (`compile_script`) and ask again.
+    pub compile_first: bool,
 }
 
 /// A script compiled ahead of its first request.
@@ -196,14 +199,25 @@ impl<'p> PerlSteps<'p> {
         self.internal(entry::PRECOMPILE_END, &[])
     }
 
-    /// `fork` mode, in the worker: compiles the script (cached), with the
-    /// request's environment for what compiling runs. An error is not the
-    /// client's answer: the request's child compiles again and
-    /// fails as the script would under CGI.
+    /// In the worker before the request (`fork` mode; a registry script
+    /// met for the first time): compiles the script (cached), with the
+    /// request's environment for what compiling runs. An error or an exit
+    /// is not the client's answer, nor what compiling printed: the run
+    /// compiles again and meets them as the script would under CGI.
     #[inline(never)] // a step of its own in bench/cost's profile
-    pub fn compile_script(&self, script: &[u8], params: &[&[u8]]) -> Result<(), String> {
+    pub fn compile_script(
+        &self,
+        script: &[u8],
+        isolation: Isolation,
+        params: &[&[u8]],
+    ) -> Result<(), String> {
         self.perl.set_request_env(params);
-        self.internal(entry::COMPILE_SCRIPT, &[script])
+        let compiled = self.internal(
+            entry::COMPILE_SCRIPT,
+            &[script, isolation.as_str().as_bytes()],
+        );
+        self.perl.take_pending_output(|_| ());
+        compiled
     }
 
     /// Sets up the request: environment, cwd, std handles. `params` are the
@@ -233,11 +247,18 @@ impl<'p> PerlSteps<'p> {
     /// A worker's request in one call: `begin_request`, then the script,
     /// with `die` as in a perl program (also one in the set-up).
     #[inline(never)] // a step of its own in bench/cost's profile
-    pub fn run_request(&self, script: &[u8], isolation: Isolation, params: &[&[u8]]) -> Ran {
+    pub fn run_request(
+        &self,
+        script: &[u8],
+        isolation: Isolation,
+        params: &[&[u8]],
+        compiled: bool,
+    ) -> Ran {
         self.perl.set_request_env(params);
+        let compiled: &[u8] = if compiled { b"1" } else { b"" };
         self.script_outcome(self.perl.call(
             entry::RUN_REQUEST,
-            &[script, isolation.as_str().as_bytes()],
+            &[script, isolation.as_str().as_bytes(), compiled],
             DieMode::AsProgram,
         ))
     }
@@ -245,26 +266,28 @@ impl<'p> PerlSteps<'p> {
     fn script_outcome(&self, outcome: Outcome) -> Ran {
         match outcome {
             Outcome::Returned(2) => Ran {
-                status: 0,
-                end_blocks_due: false,
                 in_child: true,
+                ..Ran::default()
+            },
+            Outcome::Returned(3) => Ran {
+                compile_first: true,
+                ..Ran::default()
             },
             Outcome::Returned(due) => Ran {
-                status: 0,
                 end_blocks_due: due != 0,
-                in_child: false,
+                ..Ran::default()
             },
             Outcome::Exited(code) => Ran {
                 status: code,
                 end_blocks_due: true,
-                in_child: false,
+                ..Ran::default()
             },
             Outcome::Died(msg) => {
                 log::error!("{msg}");
                 Ran {
                     status: 255,
                     end_blocks_due: true,
-                    in_child: false,
+                    ..Ran::default()
                 }
             }
         }

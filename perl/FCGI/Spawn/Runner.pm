@@ -1010,19 +1010,23 @@ sub runner_file {
     return substr($file, 0, length $RUNNER_DIR) eq $RUNNER_DIR;
 }
 
-# fork mode, in the worker before it forks the request's child:
-# ($script; %ENV set from Rust) the cached compiled script (die trapped: the
-# child then compiles again and fails as a perl program would, with the
-# script's own die handlers).
+# In the worker, before the request (fork mode: before it forks the
+# request's child; registry: a script met for the first time):
+# ($script, $mode; %ENV set from Rust) the cached compiled script (die and
+# exit trapped, what it prints dropped: the run then compiles again and
+# meets them as a perl program would, with the script's own die handlers
+# and the request set up).
 sub compile_script {
     my ($script, $mode) = @_;
     FCGI::Spawn::Stats::reload_changed() if $FCGI::Spawn::Stats::ON;
     %req = (
         script  => $script,
-        mode    => $mode // 'fork',
         package => make_namespace($script),
         ends    => FCGI::Spawn::Native::end_block_count(),
     );
+    # The mode's steps too: a BEGIN block that calls exit ends the request
+    # here, and its END blocks and finish run as the mode's.
+    switch_mode($mode // 'fork');
     FCGI::Spawn::Loader::begin_request();
     # What compiling runs (BEGIN blocks, `use FindBin`) sees the request,
     # as a registry script's first compile does.
@@ -1076,21 +1080,20 @@ sub run_script {
 # A worker's request: its set-up (begin_request) and the script, in one
 # call (a die in the set-up ends the request as a die of the script's
 # would). Returns 1 when END blocks wait to run (run_end_blocks), 0 when
-# there are none.
+# there are none; 2: for a child to run; 3: compile it first ($compiled
+# says that was done).
 sub run_request {
-    my ($script, $mode) = @_;
-    # registry: a script that cannot run twice in one process goes to a
-    # child (Rust forks it, as in fork isolation) before anything is set
-    # up here. Compiled first when new: the compile tells.
-    if ($mode eq 'registry' && !$REGISTRY{$script}) {
-        # A compile error is left for the run below to meet again, with
-        # the request set up: the script's die handler (fatalsToBrowser)
-        # then writes its page where the client reads it.
-        eval { compile_script($script, 'registry'); 1 };
-        %req = ();
-    }
+    my ($script, $mode, $compiled) = @_;
+    # registry: a script met for the first time is compiled first, in a
+    # call of its own (compile_script, from Rust): what a BEGIN block
+    # prints or an exit in one is not this run's (the run compiles again
+    # and meets them with the request set up), and the compile tells
+    # whether the script can run twice in one process. One that cannot
+    # goes to a child (Rust forks it, as in fork isolation) before
+    # anything is set up here.
+    return 3 if $mode eq 'registry' && !$compiled && !$REGISTRY{$script};
     return 2 if $mode eq 'registry' && $FORK_ONLY{$script} && $REGISTRY{$script};
-    begin_request(@_);
+    begin_request($script, $mode);
     $req{steps}{run}->();
     return end_blocks_due();
 }
