@@ -104,6 +104,12 @@ pub struct Settings {
     /// Comma-separated extensions scripts may have [default: .pl,.cgi].
     #[arg(long, value_name = "LIST")]
     pub ext: Option<String>,
+    /// Run scripts without the exec bit too (a tree that never had it, e.g.
+    /// moved from mod_perl). By default a script must be executable, as
+    /// under CGI: `chmod -x` switches one off, an uploaded file does not run.
+    #[arg(long)]
+    #[serde(default)]
+    pub ignore_exec_bit: bool,
     /// Module to load in the master before forking (repeatable).
     #[arg(long, value_name = "MODULE")]
     #[serde(default, deserialize_with = "one_or_many")]
@@ -284,6 +290,7 @@ pub struct Config {
     /// `deny` globs: resolved script paths refused with a 403.
     pub deny: Vec<glob::Pattern>,
     pub extensions: Vec<String>,
+    pub ignore_exec_bit: bool,
     pub preload: Vec<String>,
     pub preload_scripts: Vec<PathBuf>,
     pub worker_init: Vec<PathBuf>,
@@ -427,6 +434,7 @@ impl Settings {
             root: list(flags.root, self.root),
             deny: list(flags.deny, self.deny),
             ext: pick(flags.ext, self.ext),
+            ignore_exec_bit: flags.ignore_exec_bit || self.ignore_exec_bit,
             preload: list(flags.preload, self.preload),
             preload_script: list(flags.preload_script, self.preload_script),
             worker_init: list(flags.worker_init, self.worker_init),
@@ -503,6 +511,7 @@ impl Config {
             root: self.roots.clone(),
             deny: self.deny.iter().map(|p| p.as_str().to_string()).collect(),
             ext: Some(self.extensions.join(",")),
+            ignore_exec_bit: self.ignore_exec_bit,
             preload: self.preload.clone(),
             preload_script: self.preload_scripts.clone(),
             worker_init: self.worker_init.clone(),
@@ -704,6 +713,7 @@ impl Config {
             roots,
             deny,
             extensions,
+            ignore_exec_bit: s.ignore_exec_bit,
             preload: s.preload,
             preload_scripts: s.preload_script,
             worker_init: s.worker_init,

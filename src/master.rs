@@ -49,6 +49,11 @@ const PERL_MODULES: &[(&str, &str)] = &[
 /// `reloader`.
 pub fn run(cfg: Config, reloader: Reloader) -> anyhow::Result<()> {
     ensure_std_fds_open()?;
+    // Signals wait while the daemon starts (the pool reads them from its
+    // signalfd, `--workers 0` from its handlers): a TERM or USR1 during a
+    // long preload acts once it serves, rather than kill it with its
+    // socket file left behind.
+    signals::block(&signals::master_set())?;
     // Before Perl copies the environment: no worker or script sees it.
     let notifier = Notifier::from_env();
     let socket = socket_options(&cfg);
@@ -95,6 +100,7 @@ pub fn run(cfg: Config, reloader: Reloader) -> anyhow::Result<()> {
         crate::detach::ready();
         signals::serve_in_process();
         let served = worker::run(&perl, &listener, &cfg, None).map_err(Into::into);
+        log::info!("stopped");
         if let Some(n) = &notifier {
             n.stopping();
         }

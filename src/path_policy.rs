@@ -43,6 +43,9 @@ pub struct PathPolicy {
     extensions: Vec<String>,
     /// `deny` globs, matched against the resolved path.
     deny: Vec<glob::Pattern>,
+    /// A script must be executable by this process, as `exec` under CGI
+    /// wants it (off: `ignore_exec_bit`).
+    require_exec: bool,
     cache: RefCell<HashMap<Vec<u8>, (Instant, ScriptCheck)>>,
 }
 
@@ -59,15 +62,17 @@ impl PathPolicy {
             roots,
             extensions,
             deny: Vec::new(),
+            require_exec: false,
             cache: RefCell::new(HashMap::new()),
         }
     }
 
-    /// The policy of a configuration: its roots, extensions and `deny`
-    /// globs.
+    /// The policy of a configuration: its roots, extensions, `deny` globs
+    /// and whether scripts need the exec bit.
     pub fn of(cfg: &crate::config::Config) -> PathPolicy {
         PathPolicy {
             deny: cfg.deny.clone(),
+            require_exec: !cfg.ignore_exec_bit,
             ..PathPolicy::new(cfg.roots.clone(), &cfg.extensions)
         }
     }
@@ -110,7 +115,17 @@ impl PathPolicy {
             Ok(p) => p,
             Err(_) => return ScriptCheck::NotFound,
         };
-        self.check_resolved(resolved, path_info)
+        let answer = self.check_resolved(resolved, path_info);
+        match &answer {
+            ScriptCheck::Run { script, .. } if self.require_exec && !executable(script) => {
+                ScriptCheck::Forbidden(format!(
+                    "{} is not executable: under CGI it would not run either \
+                     (chmod +x it, or set ignore_exec_bit = true for a tree that never had exec bits)",
+                    script.display()
+                ))
+            }
+            _ => answer,
+        }
     }
 
     /// The pure part of the check, on an already resolved path.
@@ -164,6 +179,11 @@ impl PathPolicy {
             None => false,
         }
     }
+}
+
+/// May this process `exec` the file (what CGI does with a script)?
+fn executable(path: &Path) -> bool {
+    nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok()
 }
 
 /// Strips Apache mod_proxy_fcgi's `proxy:fcgi://host:port` prefix (and a
@@ -327,6 +347,32 @@ mod tests {
             other => panic!("expected Run, got {other:?}"),
         }
         assert!(matches!(p.check(b"relative.pl"), ScriptCheck::Forbidden(_)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_script_needs_the_exec_bit_unless_told_otherwise() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("fcgi-spawn-exec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("off.pl");
+        std::fs::write(&script, "print 1;\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let root = std::fs::canonicalize(&dir).unwrap();
+        let strict = PathPolicy {
+            require_exec: true,
+            ..PathPolicy::new(vec![root.clone()], &[".pl".into()])
+        };
+        let name = script.as_os_str().as_bytes();
+        match strict.check(name) {
+            ScriptCheck::Forbidden(why) => assert!(why.contains("not executable"), "{why}"),
+            other => panic!("a 0644 script runs: {other:?}"),
+        }
+        let lenient = PathPolicy::new(vec![root], &[".pl".into()]);
+        assert!(matches!(lenient.check(name), ScriptCheck::Run { .. }));
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        strict.cache.borrow_mut().clear();
+        assert!(matches!(strict.check(name), ScriptCheck::Run { .. }));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -344,16 +344,7 @@ impl<'a> Pool<'a> {
                 }
                 Signal::SIGUSR1 => {
                     self.board.ask_reopen();
-                    if let Err(e) = crate::access_log::reopen() {
-                        log::error!("SIGUSR1: {e}");
-                    }
-                    if let Err(e) =
-                        crate::log::reopen().and_then(|()| crate::detach::log_reopened())
-                    {
-                        log::error!("SIGUSR1: cannot reopen the log: {e}");
-                    } else {
-                        log::info!("SIGUSR1: log reopened");
-                    }
+                    crate::log::reopen_on_usr1();
                 }
                 Signal::SIGHUP if self.stopping.is_none() => self.reload(),
                 Signal::SIGCHLD => self.reap(),

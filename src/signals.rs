@@ -8,7 +8,7 @@
 //! whole group) only sets a flag, with `SA_RESTART` so a running script's
 //! reads and writes go on, and the worker leaves after its request.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
@@ -16,7 +16,20 @@ static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
 /// `--workers 0`: the process serving is the daemon itself, and HUP (a
 /// reload, for a pool) must not end it.
 static IN_PROCESS: AtomicBool = AtomicBool::new(false);
-static HUP_RECEIVED: AtomicBool = AtomicBool::new(false);
+/// `--workers 0`: signals received and not yet acted on, one bit each.
+static PENDING: AtomicU32 = AtomicU32::new(0);
+
+/// What `--workers 0` acts on between requests (the master's signals but
+/// SIGCHLD: a script's children are its own business).
+const IN_PROCESS_SIGNALS: [Signal; 7] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+];
 
 /// The signals the master handles.
 pub fn master_set() -> SigSet {
@@ -48,25 +61,60 @@ extern "C" fn request_stop(_: libc::c_int) {
     STOP_REQUESTED.store(true, Ordering::SeqCst);
 }
 
-extern "C" fn note_hup(_: libc::c_int) {
-    HUP_RECEIVED.store(true, Ordering::SeqCst);
+extern "C" fn note_pending(signal: libc::c_int) {
+    if (1..32).contains(&signal) {
+        PENDING.fetch_or(1 << signal, Ordering::SeqCst);
+    }
+    if signal == libc::SIGTERM || signal == libc::SIGINT || signal == libc::SIGQUIT {
+        STOP_REQUESTED.store(true, Ordering::SeqCst);
+    }
 }
 
-/// `--workers 0`: from now on HUP is only noted ([`take_hup`]); there is
-/// no pool to reload.
+/// `--workers 0`: the process serving is the daemon itself. Every signal
+/// the README's table lists is noted ([`take_pending`]) and acted on
+/// between requests: the stops end the loop, HUP and TTIN/TTOU are
+/// answered with a warning (no pool to reload or resize), USR1 reopens the
+/// logs. `SA_RESTART`: a running script's reads and writes go on.
 pub fn serve_in_process() {
     IN_PROCESS.store(true, Ordering::SeqCst);
-    install_worker_handlers();
+    let noted = SigAction::new(
+        SigHandler::Handler(note_pending),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for s in IN_PROCESS_SIGNALS {
+        // SAFETY: the handler only stores to atomics (async-signal-safe).
+        let _ = unsafe { signal::sigaction(s, &noted) };
+    }
+    let mut set = SigSet::empty();
+    for s in IN_PROCESS_SIGNALS {
+        set.add(s);
+    }
+    let _ = unblock(&set);
 }
 
-/// A HUP arrived since the last call.
-pub fn take_hup() -> bool {
-    HUP_RECEIVED.swap(false, Ordering::SeqCst)
+/// `--workers 0`: the signals received since the last call, in the
+/// table's order.
+pub fn take_pending() -> Vec<Signal> {
+    let bits = PENDING.swap(0, Ordering::SeqCst);
+    IN_PROCESS_SIGNALS
+        .into_iter()
+        .filter(|s| bits & (1 << (*s as i32)) != 0)
+        .collect()
+}
+
+/// `--workers 0`: a signal is waiting to be acted on.
+pub fn pending() -> bool {
+    PENDING.load(Ordering::SeqCst) != 0
 }
 
 /// Worker side: TERM/INT sent to the worker itself ask it to leave after
 /// its request; QUIT and HUP end it at once.
 pub fn install_worker_handlers() {
+    if IN_PROCESS.load(Ordering::SeqCst) {
+        // The daemon itself: its handlers stay (a script touched %SIG).
+        return serve_in_process();
+    }
     let graceful = SigAction::new(
         SigHandler::Handler(request_stop),
         SaFlags::SA_RESTART,
@@ -76,15 +124,6 @@ pub fn install_worker_handlers() {
         // SAFETY: the handler only stores to an atomic (async-signal-safe).
         let _ = unsafe { signal::sigaction(s, &graceful) };
     }
-    if IN_PROCESS.load(Ordering::SeqCst) {
-        let hup = SigAction::new(
-            SigHandler::Handler(note_hup),
-            SaFlags::SA_RESTART,
-            SigSet::empty(),
-        );
-        // SAFETY: the handler only stores to an atomic (async-signal-safe).
-        let _ = unsafe { signal::sigaction(Signal::SIGHUP, &hup) };
-    }
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for s in [
         Signal::SIGQUIT,
@@ -92,10 +131,8 @@ pub fn install_worker_handlers() {
         Signal::SIGTTIN,
         Signal::SIGTTOU,
         Signal::SIGCHLD,
-    ]
-    .into_iter()
-    .chain((!IN_PROCESS.load(Ordering::SeqCst)).then_some(Signal::SIGHUP))
-    {
+        Signal::SIGHUP,
+    ] {
         // SAFETY: restoring the default disposition.
         let _ = unsafe { signal::sigaction(s, &default) };
     }

@@ -1,5 +1,6 @@
 # Missing script: 404. Outside --root, bad extension, symlink or ".." out of
-# the root: 403, and the file never runs.
+# the root, no exec bit (as under CGI): 403, and the file never runs.
+# --ignore-exec-bit runs a script without it.
 use strict;
 use warnings;
 use FindBin;
@@ -18,6 +19,7 @@ spew("$top/www/ok.cgi", $ok_script, 0755);
 spew("$top/www/bad.sh", $bad_script, 0755);
 spew("$top/www/bad.txt", $bad_script, 0755);
 spew("$top/outside.pl", $bad_script, 0755);
+spew("$top/www/off.pl", $bad_script, 0644);    # switched off, CGI's way
 symlink "$top/outside.pl", "$top/www/link-out.pl" or die "symlink: $!";
 symlink "$top/www/ok.pl", "$top/www/link-in.pl" or die "symlink: $!";
 
@@ -42,6 +44,7 @@ for my $case (
     [ "$top/www/link-out.pl",         'symlink pointing out of the root' ],
     [ "$top/www/sub/../../outside.pl", '.. out of the root' ],
     [ script_path('hello.pl'),        'another dir entirely' ],
+    [ "$top/www/off.pl",              'no exec bit (chmod -x)' ],
 ) {
     my ($path, $what) = @$case;
     ($out) = fcgi_request($d, $path);
@@ -50,5 +53,15 @@ for my $case (
 }
 sleep 0.3;
 unlike $d->log_text, qr/forbidden-script-ran/, 'no forbidden script ran';
+like $d->log_text, qr{\Q$top/www/off.pl\E is not executable: under CGI it would not run either \(chmod \+x it, or set ignore_exec_bit},
+    'the log says why a script without its exec bit is refused, and what to do';
 $d->stop;
+my $check = `@{[ bin_path() ]} check --root $top/www $top/www/off.pl 2>&1`;
+isnt $?, 0, 'fcgi-spawn check fails on it';
+like $check, qr{off\.pl: the daemon would not run it \(403\): .* is not executable}, '... and says why';
+
+my $lenient = start_daemon(workers => 1, root => ["$top/www"], args => ['--ignore-exec-bit']);
+($out) = fcgi_request($lenient, "$top/www/off.pl");
+is parse_cgi($out)->{body}, "must not run\n", '--ignore-exec-bit: a script without the exec bit runs';
+$lenient->stop;
 done_testing;

@@ -310,4 +310,44 @@ sub nothing_left {
     unlink $out;
 }
 
+# With user = "www-data", as root: both sides run the script as that user,
+# as the daemon would. A script only root may read is not "identical"; a
+# script that leaves a file behind leaves it as www-data, on both sides.
+SKIP: {
+    skip 'needs root to run scripts as another user', 6 if $> != 0;
+    my $as = tempdir('fcgi-spawn-compare-user-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    chmod 0755, $as;
+    mkdir "$as/marks";
+    chmod 0777, "$as/marks";
+    spew("$as/who.pl", <<"PL");
+#!/usr/bin/perl
+open my \$f, '>', "$as/marks/ran-\$\$-" . int(rand 1e9) or die "cannot write: \$!";
+print "Content-Type: text/plain\\r\\n\\r\\nran\\n";
+PL
+    spew("$as/root-only.pl", qq{#!/usr/bin/perl\nprint "Content-Type: text/plain\\r\\n\\r\\nsecret\\n";\n}, 0700);
+    my $conf = spew("$as/site.toml", qq{root = ["$as"]\nuser = "www-data"\n});
+    my $www = getpwnam 'www-data';
+    my ($out, $err, $rc) = compare('--config', $conf, "$as/who.pl");
+    is $rc, 0, 'who.pl as www-data: identical' or diag "$out$err";
+    like $out, qr/plain CGI: .* as user www-data \(the daemon's too\)/, 'the header says as whom';
+    my @marks = glob "$as/marks/ran-*";
+    is scalar(@marks), 5, 'two plain CGI runs and three on the worker left their file';
+    is scalar(grep { (stat $_)[4] == $www } @marks), 5, '... every one as www-data';
+    ($out, $err, $rc) = compare('--config', $conf, "$as/root-only.pl");
+    is $rc, 1, 'a script only root may read: different, not identical';
+    # Started as another user than the configured one: refused, with why.
+    my $pid = fork // die;
+    if (!$pid) {
+        $ENV{TMPDIR} = $tmp;
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', "$as/refused.err" or POSIX::_exit(126);
+        POSIX::setgid(scalar getgrnam 'nogroup');
+        POSIX::setuid(scalar getpwnam 'nobody');
+        exec $bin, 'compare', '--config', $conf, "$as/who.pl" or POSIX::_exit(127);
+    }
+    waitpid $pid, 0;
+    ok $? >> 8 == 2 && slurp("$as/refused.err") =~ /runs scripts as user "www-data": start compare as root/,
+        'as nobody: refused (exit 2), saying why' or diag slurp("$as/refused.err");
+}
+
 done_testing;

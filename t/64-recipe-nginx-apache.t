@@ -5,6 +5,8 @@
 # both on 127.0.0.1. Pages, POST bodies, 404s, and URLs continuing past the
 # script (PATH_INFO): the script sees the same SCRIPT_NAME, SCRIPT_FILENAME
 # and PATH_INFO through either server, the values a CGI server gives.
+# Neither recipe serves what a CGI tree keeps beside its scripts (modules,
+# backups, dotfiles, configuration, data).
 use strict;
 use warnings;
 use FindBin;
@@ -99,6 +101,19 @@ for my $srv ([ nginx => $ngx ], [ apache => $apache ]) {
     like $res->{content}, qr/^md5=@{[ md5_hex($big) ]}$/m, "$name: byte for byte";
     $res = $http->get($s->{url}->('/no-such-script.pl'));
     is $res->{status}, 404, "$name: a missing script is a 404";
+    # t/scripts/site: what a legacy CGI tree keeps beside its scripts. The
+    # recipe fetches none of it, only static files.
+    for my $private (qw(/site/lib/Greeting.pm /site/config.pl.bak /site/.htpasswd
+        /site/data/site.sqlite /site/site.conf /site/index.pl~ /sub/lib/SubLocal.pm)) {
+        $res = $http->get($s->{url}->($private));
+        like $res->{status}, qr/^40[34]$/, "$name: $private is not served ($res->{status})";
+        unlike $res->{content}, qr/hunter2|module source|apr1|SQLite format|old copy|package SubLocal/,
+            "$name: ... nor any of its bytes";
+    }
+    for my $static (qw(/site/about.html /site/style.css)) {
+        $res = $http->get($s->{url}->($static));
+        is $res->{status}, 200, "$name: a static file ($static) still is";
+    }
 }
 
 stop_server($apache);

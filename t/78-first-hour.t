@@ -81,6 +81,57 @@ subtest 'the socket goes at a stop, also with --workers 0' => sub {
     ok !-e $d->socket, 'and is removed at the stop';
 };
 
+# Every signal of the README's table, in the pool shape that has no pool:
+# each does what the table says or says why it cannot, and none kills the
+# daemon behind its back (USR1, QUIT and TTIN used to: rc 138, a core, a
+# stopped process, the socket left behind).
+subtest 'signals with --workers 0' => sub {
+    for my $case (
+        [ USR1 => qr/info: SIGUSR1: log reopened/ ],
+        [ HUP  => qr/warning: SIGHUP: reload needs a pool of workers/ ],
+        [ TTIN => qr/warning: SIGTTIN: no pool to resize/ ],
+        [ TTOU => qr/warning: SIGTTOU: no pool to resize/ ],
+    ) {
+        my ($sig, $says) = @$case;
+        my $d = start_daemon(workers => 0);
+        kill $sig, $d->pid;
+        ok wait_for(sub { $d->log_text =~ $says }, 5), "$sig: logged at once, not at the next request";
+        my ($out, undef, $rc) = fcgi_request($d, 'hello.pl', timeout => 10);
+        is $rc, 0, "$sig: it serves on";
+        $d->stop;
+        ok !-e $d->socket, "$sig: then TERM removes the socket";
+    }
+    for my $case ([ TERM => 'stopping gracefully' ], [ INT => 'stopping gracefully' ], [ QUIT => 'stopping now' ]) {
+        my ($sig, $says) = @$case;
+        my $d = start_daemon(workers => 0);
+        kill $sig, $d->pid;
+        is $d->wait_exit(10), 0, "$sig: exits 0";
+        like $d->log_text, qr/SIG$sig: $says/, "$sig: says so";
+        ok !-e $d->socket, "$sig: the socket is removed";
+    }
+};
+
+subtest 'a signal during the start waits for it, in every pool shape' => sub {
+    for my $workers (0, 1) {
+        # A preload script that takes a second: the socket exists, the
+        # daemon does not serve yet.
+        my $slow = spew("$dir/slow-start-$workers.pl", "select undef, undef, undef, 1;\n1;\n");
+        my $sock = "$dir/start-$workers.sock";
+        my $log = "$dir/start-$workers.log";
+        my $srv = start_server(name => 'fcgi-spawn', log => $log,
+            argv => [ $bin, 'run', '--listen', $sock, '--workers', $workers, '--root', scripts_dir(),
+                      '--preload-script', $slow ],
+            ready => sub { -S $sock });
+        kill 'USR1', $srv->{pid};
+        ok wait_for(sub { slurp($log) =~ /SIGUSR1: log reopened/ }, 10),
+            "--workers $workers: USR1 during the start is acted on once it serves";
+        kill 'TERM', $srv->{pid};
+        ok wait_for(sub { !running($srv->{pid}) }, 10), "--workers $workers: TERM then stops it";
+        ok !-e $sock, "--workers $workers: no socket left";
+        stop_server($srv);
+    }
+};
+
 subtest '--user: pid file in a root-owned directory, log reopened on USR1, socket removed' => sub {
     plan skip_all => 'needs root to switch users' if $> != 0;
     my $rootdir = "$dir/root-owned";

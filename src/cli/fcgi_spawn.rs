@@ -125,6 +125,9 @@ pub fn legacy(args: &[String]) -> Result<Legacy, String> {
         return Err("-pl needs -c CONFDIR (where the preload scripts are)".into());
     }
     let s = &mut legacy.settings;
+    // FCGI::Spawn ran any file it was given: a tree it served may never
+    // have had exec bits.
+    s.ignore_exec_bit = true;
     s.listen = Some(listen_address(
         flags
             .socket

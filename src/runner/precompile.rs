@@ -434,10 +434,16 @@ mod tests {
         let root = dir.join("www");
         std::fs::create_dir_all(root.join("app/deep")).unwrap();
         std::fs::create_dir_all(dir.join("outside")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let script = |path: PathBuf| {
+            std::fs::write(&path, "1;\n").unwrap();
+            // Executable, as scripts are (unless ignore_exec_bit).
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
         for f in ["a.pl", "b.cgi", "notes.txt", "app/c.pl", "app/deep/d.pl"] {
-            std::fs::write(root.join(f), "1;\n").unwrap();
+            script(root.join(f));
         }
-        std::fs::write(dir.join("outside/e.pl"), "1;\n").unwrap();
+        script(dir.join("outside/e.pl"));
         let root = root.canonicalize().unwrap();
         let dir = dir.canonicalize().unwrap();
         let cfg = config(crate::config::Settings {

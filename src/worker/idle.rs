@@ -598,7 +598,7 @@ pub fn accept_blocking(listener: &Listener) -> io::Result<Stream> {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
-        if signals::stop_requested() {
+        if signals::pending() {
             return Err(io::ErrorKind::Interrupted.into());
         }
         match listener.accept() {

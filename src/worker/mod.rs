@@ -32,6 +32,7 @@ use crate::perl::Interpreter;
 use crate::runner::Runner;
 use crate::scoreboard::{RanAs, Scoreboard};
 use crate::signals;
+use nix::sys::signal::Signal;
 
 /// A pooled worker's link to its master.
 pub struct Link<'a> {
@@ -170,7 +171,7 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
     let mut heap = HeapTrim::new(cfg.heap_trim);
     let recycle = |served: u64| cfg.max_requests > 0 && served >= cfg.max_requests;
     while !signals::stop_requested() && !recycle(served) {
-        note_hup();
+        act_on_signals();
         let stream = match idle::accept_blocking(listener) {
             Ok(stream) => stream,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -186,7 +187,7 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
         }
         let mut conn = readers.open(stream, Vec::new(), Duration::ZERO);
         loop {
-            note_hup();
+            act_on_signals();
             let outcome = serve(runner, &mut conn, Duration::ZERO, &mut account);
             heap.after_request(account.take_statm());
             if outcome.answered {
@@ -203,16 +204,29 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
         }
         readers.close(conn);
     }
+    act_on_signals();
     served
 }
 
-/// `--workers 0`: a HUP (seen between requests) changes nothing.
-fn note_hup() {
-    if signals::take_hup() {
-        log::warn!(
-            "SIGHUP: reload needs a pool of workers (--workers 0 serves in this process); \
-             restart the daemon to apply changes"
-        );
+/// `--workers 0`, between requests: what the signals received ask (the
+/// README's table). The stops end the loop (its condition); here they are
+/// logged.
+fn act_on_signals() {
+    for signal in signals::take_pending() {
+        let name = signal.as_str();
+        match signal {
+            Signal::SIGTERM | Signal::SIGINT => log::info!("{name}: stopping gracefully"),
+            Signal::SIGQUIT => log::info!("{name}: stopping now"),
+            Signal::SIGHUP => log::warn!(
+                "{name}: reload needs a pool of workers (--workers 0 serves in this process); \
+                 restart the daemon to apply changes"
+            ),
+            Signal::SIGTTIN | Signal::SIGTTOU => {
+                log::warn!("{name}: no pool to resize (--workers 0 serves in this process)")
+            }
+            Signal::SIGUSR1 => crate::log::reopen_on_usr1(),
+            _ => {}
+        }
     }
 }
 

@@ -386,7 +386,7 @@ sub run_cgi {
         $body_file = File::Temp->new(TEMPLATE => 'test-fcgi-spawn-body-XXXXXX', TMPDIR => 1);
         $stdin = _spew($body_file->filename, $req->{body});
     }
-    my @argv = -x $script ? ($script) : ($^X, _taint_switch($script), $script);
+    my @argv = -x $script && _has_shebang($script) ? ($script) : ($^X, _taint_switch($script), $script);
     # An isindex query (no "=") becomes the command line, words split on
     # "+" and decoded (RFC 3875, 4.4), as CGI servers do.
     my $qs = defined $params->{QUERY_STRING} ? $params->{QUERY_STRING} : '';
@@ -442,6 +442,15 @@ sub run_cgi {
 }
 
 # perl refuses a -T on the #! line it was not given on its command line.
+# exec would refuse a file without one (ENOEXEC); a CGI server too, but a
+# test's script made executable for the daemon may lack it.
+sub _has_shebang {
+    my ($script) = @_;
+    open my $fh, '<', $script or return 0;
+    my $n = read $fh, my $two, 2;
+    return $n && $n == 2 && $two eq '#!';
+}
+
 sub _taint_switch {
     my ($script) = @_;
     open my $fh, '<', $script or return ();
@@ -1258,8 +1267,8 @@ directory as working directory, C<%ENV> = the daemon's clean base
 environment (the variables C<--pass-env> lets through, by default C<PATH
 LANG LC_ALL LC_CTYPE TZ TMPDIR PERL5LIB>, plus the C<env> pairs) and the CGI
 params of the request, the body on stdin, stdout read until every process
-holding it closed it. An executable script is exec'd directly, so its C<#!>
-line (C<-w>, C<-T>) applies; any other through C<perl>.
+holding it closed it. An executable script with a C<#!> line is exec'd
+directly, so that line (C<-w>, C<-T>) applies; any other through C<perl>.
 
 Nothing is left running: C<stop> ends the daemon by its pid, and C<DESTROY>
 and an C<END> block end anything a dying test forgot.

@@ -39,6 +39,44 @@ pub struct CgiRunner {
     /// File holding the request body (stdin), if there is one.
     pub body_file: Option<PathBuf>,
     pub timeout: Duration,
+    /// The configured `user`, when `compare` runs as root: plain CGI runs
+    /// as that user too, as the daemon's scripts do.
+    pub run_as: Option<RunAs>,
+}
+
+/// A user to run plain CGI as: what `initgroups`, `setgid` and `setuid`
+/// get, looked up before any fork.
+#[derive(Debug, Clone)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: Vec<libc::gid_t>,
+}
+
+impl RunAs {
+    /// The configured `user` (and `group`), as `run` switches to them.
+    pub fn lookup(user: &str, group: Option<&str>) -> anyhow::Result<RunAs> {
+        use nix::unistd::{Group, User};
+        let found = User::from_name(user)?
+            .ok_or_else(|| anyhow::anyhow!("user = {user:?}: no such user"))?;
+        let gid = match group {
+            Some(g) => {
+                Group::from_name(g)?
+                    .ok_or_else(|| anyhow::anyhow!("group = {g:?}: no such group"))?
+                    .gid
+            }
+            None => found.gid,
+        };
+        let cname = std::ffi::CString::new(user)?;
+        let groups = nix::unistd::getgrouplist(&cname, gid)?;
+        Ok(RunAs {
+            name: user.to_string(),
+            uid: found.uid.as_raw(),
+            gid: gid.as_raw(),
+            groups: groups.iter().map(|g| g.as_raw()).collect(),
+        })
+    }
 }
 
 /// The base environment the daemon gives every script: the variables of
@@ -108,6 +146,34 @@ pub fn taint_switch(first_line: &[u8]) -> Option<&'static str> {
     None
 }
 
+/// The child becomes `user` (groups, gid, uid, in that order, as `run`
+/// does) and then enters the script's directory as that user, as a CGI
+/// server's child does.
+fn switch_user_in_child(command: &mut Command, user: &RunAs, dir: &Path) -> anyhow::Result<()> {
+    let groups = user.groups.clone();
+    let (uid, gid) = (user.uid, user.gid);
+    let dir = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: between fork and exec the closure makes only system calls
+    // (setgroups, setgid, setuid, chdir) on data prepared before the fork,
+    // no allocation and no lock, so it is safe in a child of a process
+    // with threads.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // A directory the user cannot enter: perl then cannot open the
+            // script either, and says so, as under a CGI server.
+            libc::chdir(dir.as_ptr());
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
 impl CgiRunner {
     pub fn run(&self, script: &Path, request: &CgiRequest) -> anyhow::Result<CgiRun> {
         let dir = script.parent().unwrap_or(Path::new("/"));
@@ -125,8 +191,13 @@ impl CgiRunner {
                 .iter()
                 .map(|a| std::ffi::OsStr::from_bytes(a)),
         );
+        match &self.run_as {
+            Some(user) => switch_user_in_child(&mut command, user, dir)?,
+            None => {
+                command.current_dir(dir);
+            }
+        }
         command
-            .current_dir(dir)
             .env_clear()
             .envs(self.base_env.iter().cloned())
             .envs(request.params()?)

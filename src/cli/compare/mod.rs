@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use self::cgi::{base_env, CgiRunner, EMBEDDED_PERL};
+use self::cgi::{base_env, CgiRunner, RunAs, EMBEDDED_PERL};
 use self::cleanup::TempDir;
 use self::daemon::{indent, settings_for_compare, TempDaemon};
 use self::diff::{changed_lines, persistent_text, plain_cgi_text, unified, Masks};
@@ -124,7 +124,7 @@ pub struct CompareArgs {
     #[command(
         flatten,
         next_help_heading = "Daemon settings, as for `run` (compare uses its own socket, \
-            one worker and its own log; --user and --group are ignored)"
+            one worker and its own log; run as root, it runs scripts as --user, as `run` does)"
     )]
     settings: Settings,
 }
@@ -188,8 +188,31 @@ fn compare(args: CompareArgs) -> anyhow::Result<Verdict> {
     };
     let timeout = Duration::from_secs(args.timeout.max(1));
 
+    // As the daemon: scripts run as the configured user.
+    let run_as = match &config.user {
+        Some(user) if nix::unistd::geteuid().is_root() => {
+            Some(RunAs::lookup(user, config.group.as_deref())?)
+        }
+        // Started as that user already: both sides run as it.
+        Some(user) if is_current_user(user) => None,
+        Some(user) => anyhow::bail!(
+            "the configuration runs scripts as user {user:?}: start compare as root, so that \
+             both plain CGI and the daemon run them as that user (as the daemon would), or \
+             leave user out to compare as yourself"
+        ),
+        None => None,
+    };
+
     cleanup::catch_signals()?;
     let dir = TempDir::new()?;
+    if let Some(user) = &run_as {
+        // The daemon, once that user, removes its socket there at the stop.
+        nix::unistd::chown(
+            dir.path(),
+            Some(nix::unistd::Uid::from_raw(user.uid)),
+            Some(nix::unistd::Gid::from_raw(user.gid)),
+        )?;
+    }
     let body_file = match &request.body {
         Some(body) => {
             let f = dir.path().join("body");
@@ -203,6 +226,7 @@ fn compare(args: CompareArgs) -> anyhow::Result<Verdict> {
         base_env: base_env(&config.pass_env, &config.env),
         body_file,
         timeout,
+        run_as: run_as.clone(),
     };
 
     let sequence = Sequence {
@@ -217,7 +241,11 @@ fn compare(args: CompareArgs) -> anyhow::Result<Verdict> {
     let mut persistent = Vec::new();
     for (mode, forced) in &modes {
         let socket = dir.path().join(format!("{}.sock", mode.as_str()));
-        let daemon_settings = settings_for_compare(&settings, &socket, forced.then_some(*mode));
+        let mut daemon_settings = settings_for_compare(&settings, &socket, forced.then_some(*mode));
+        if run_as.is_some() {
+            daemon_settings.user = settings.user.clone();
+            daemon_settings.group = settings.group.clone();
+        }
         persistent.push(sequence.run(dir.path(), *mode, &daemon_settings)?);
     }
     let second = cgi.run(&script, &request)?;
@@ -236,9 +264,13 @@ fn compare(args: CompareArgs) -> anyhow::Result<Verdict> {
     );
     let _ = writeln!(
         out,
-        "plain CGI: {} in {}, run before and after the persistent runs",
+        "plain CGI: {} in {}{}, run before and after the persistent runs",
         cgi.perl.display(),
-        script.parent().unwrap_or(Path::new("/")).display()
+        script.parent().unwrap_or(Path::new("/")).display(),
+        match &run_as {
+            Some(user) => format!(", as user {} (the daemon's too)", user.name),
+            None => String::new(),
+        }
     );
     let warm_up_text = if warm_ups.is_empty() {
         "no warm-up request".to_string()
@@ -258,15 +290,6 @@ fn compare(args: CompareArgs) -> anyhow::Result<Verdict> {
             "note: one run and no warm-up page: the request meets a fresh worker only, so \
              what a run leaves for the next cannot show (leave --repeat at 2 or more)"
         );
-    }
-    if nix::unistd::geteuid().is_root() {
-        if let Some(user) = &config.user {
-            let _ = writeln!(
-                out,
-                "note: compare ignores user {user:?}: both sides run the script as root; \
-                 run compare as that user to check with its rights"
-            );
-        }
     }
 
     let cgi_text = plain_cgi_text(&first.stdout, &masks);
@@ -323,6 +346,13 @@ fn compare(args: CompareArgs) -> anyhow::Result<Verdict> {
 
 /// The script as both sides run it: resolved (as the daemon resolves
 /// SCRIPT_FILENAME), a file the daemon's roots and extensions allow.
+fn is_current_user(name: &str) -> bool {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .is_some_and(|u| u.name == name)
+}
+
 fn runnable_script(path: &Path, policy: &PathPolicy) -> anyhow::Result<PathBuf> {
     let resolved =
         std::fs::canonicalize(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

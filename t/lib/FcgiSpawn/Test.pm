@@ -116,11 +116,15 @@ sub slurp {
     return defined $s ? $s : '';
 }
 
+# Write $content to $file; a script (.pl, .cgi) is made executable, as a
+# CGI script is (the daemon, like CGI, refuses one that is not), unless
+# $mode says otherwise.
 sub spew {
     my ($file, $content, $mode) = @_;
     open my $fh, '>:raw', $file or croak "write $file: $!";
     print {$fh} $content;
     close $fh or croak "close $file: $!";
+    $mode //= 0755 if $file =~ /\.(?:pl|cgi)\z/;
     chmod $mode, $file if defined $mode;
     return $file;
 }
