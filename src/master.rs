@@ -84,6 +84,7 @@ pub fn run(cfg: Config, reloader: Reloader) -> anyhow::Result<()> {
         crate::access_log::init(path)?;
     }
     drop_privileges(&cfg)?;
+    reloader.warn_if_unreadable();
     if cfg.roots.is_empty() {
         log::warn!("no --root given: scripts may run from any directory");
     }

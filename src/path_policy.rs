@@ -108,11 +108,15 @@ impl PathPolicy {
             ));
         }
         let (file, path_info) = match split_existing_prefix(&requested) {
-            Some(split) => split,
-            None => return ScriptCheck::NotFound,
+            Ok(Some(split)) => split,
+            Ok(None) => return ScriptCheck::NotFound,
+            Err(denied) => return permission_denied(&denied),
         };
         let resolved = match std::fs::canonicalize(&file) {
             Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return permission_denied(&file)
+            }
             Err(_) => return ScriptCheck::NotFound,
         };
         let answer = self.check_resolved(resolved, path_info);
@@ -202,12 +206,32 @@ pub fn normalize_script_filename(raw: &[u8]) -> PathBuf {
     PathBuf::from(OsStr::from_bytes(name))
 }
 
+/// The script file, and what of the requested name continued past it.
+type ScriptAndPathInfo = (PathBuf, Option<Vec<u8>>);
+
+/// 403: a directory on the way (or the file) is closed to this process's
+/// user. Under CGI the server cannot run it either; it is not "not found".
+fn permission_denied(path: &Path) -> ScriptCheck {
+    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {}", nix::unistd::geteuid()), |u| u.name);
+    ScriptCheck::Forbidden(format!(
+        "permission denied for {user}: cannot reach {} (a directory on the way is not searchable by {user}, or the file not readable)",
+        path.display()
+    ))
+}
+
 /// Finds the longest existing regular-file prefix of `requested`; the rest
-/// becomes PATH_INFO. `None` when no prefix is a file.
-fn split_existing_prefix(requested: &Path) -> Option<(PathBuf, Option<Vec<u8>>)> {
+/// becomes PATH_INFO. `Ok(None)` when no prefix is a file; `Err(path)` when
+/// this process may not look: a directory on the way it cannot search.
+fn split_existing_prefix(requested: &Path) -> Result<Option<ScriptAndPathInfo>, PathBuf> {
     match std::fs::metadata(requested) {
-        Ok(m) if m.is_file() => return Some((requested.to_path_buf(), None)),
-        Ok(_) => return None,
+        Ok(m) if m.is_file() => return Ok(Some((requested.to_path_buf(), None))),
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(requested.to_path_buf())
+        }
         Err(_) => {}
     }
     let mut candidate = requested.to_path_buf();
@@ -215,15 +239,17 @@ fn split_existing_prefix(requested: &Path) -> Option<(PathBuf, Option<Vec<u8>>)>
         if candidate.as_os_str().len() <= 1 {
             break;
         }
-        if let Ok(m) = std::fs::metadata(&candidate) {
-            if !m.is_file() {
-                return None;
+        match std::fs::metadata(&candidate) {
+            Ok(m) if m.is_file() => {
+                let rest = &requested.as_os_str().as_bytes()[candidate.as_os_str().len()..];
+                return Ok(Some((candidate, Some(rest.to_vec()))));
             }
-            let rest = &requested.as_os_str().as_bytes()[candidate.as_os_str().len()..];
-            return Some((candidate, Some(rest.to_vec())));
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Err(candidate),
+            Err(_) => {}
         }
     }
-    None
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub type SettingsSource = Box<dyn Fn() -> Result<Settings, String>>;
 /// What the daemon was started with, to read the configuration again.
 pub struct Reloader {
     source: SettingsSource,
+    /// The file a reload reads again, if any.
+    config_file: Option<PathBuf>,
     /// Relative paths in flags and file (`--config`, `--root`...) mean
     /// what they meant at start.
     cwd: Option<PathBuf>,
@@ -28,13 +30,24 @@ pub struct Reloader {
 impl Reloader {
     /// `run`'s flags.
     pub fn new(flags: Settings) -> Reloader {
-        Reloader::from_source(Box::new(move || Ok(flags.clone())))
+        let file = flags.config.clone();
+        Reloader::from_source(Box::new(move || Ok(flags.clone())), file)
     }
 
-    pub fn from_source(source: SettingsSource) -> Reloader {
+    pub fn from_source(source: SettingsSource, config_file: Option<PathBuf>) -> Reloader {
         Reloader {
             source,
+            config_file,
             cwd: std::env::current_dir().ok(),
+        }
+    }
+
+    /// After the switch to `--user`: a configuration file this process can
+    /// no longer read would refuse every reload; say so now (and how to
+    /// fix it), not at the first HUP.
+    pub fn warn_if_unreadable(&self) {
+        if let Some(file) = &self.config_file {
+            warn_if_unreadable(file);
         }
     }
 
@@ -54,6 +67,24 @@ impl Reloader {
             );
         }
         Ok(next)
+    }
+}
+
+/// See [`Reloader::warn_if_unreadable`]; also `fcgi-spawn config`'s.
+pub fn warn_if_unreadable(file: &std::path::Path) {
+    if let Err(e) = std::fs::File::open(file) {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+                .ok()
+                .flatten()
+                .map_or_else(|| format!("uid {}", nix::unistd::geteuid()), |u| u.name);
+            log::warn!(
+                "{}: not readable by {user}, whom the daemon runs as: every reload (HUP) \
+                 will be refused; make it readable by {user} (e.g. chgrp {user} and chmod g+r \
+                 it, and its directories searchable)",
+                file.display()
+            );
+        }
     }
 }
 

@@ -60,6 +60,25 @@ my $check = `@{[ bin_path() ]} check --root $top/www $top/www/off.pl 2>&1`;
 isnt $?, 0, 'fcgi-spawn check fails on it';
 like $check, qr{off\.pl: the daemon would not run it \(403\): .* is not executable}, '... and says why';
 
+# A directory the scripts' user may not enter: 403, not "not found", and
+# the log and check say whose permission is missing.
+SKIP: {
+    skip 'needs root to run scripts as www-data', 4 if $> != 0;
+    chmod 0755, $top, "$top/www";
+    mkdir "$top/www/closed";
+    spew("$top/www/closed/page.pl", $ok_script, 0755);
+    chmod 0700, "$top/www/closed";
+    my $as_www = start_daemon(workers => 1, root => ["$top/www"], args => ['--user', 'www-data']);
+    ($out) = fcgi_request($as_www, "$top/www/closed/page.pl");
+    is parse_cgi($out)->{status}, 403, 'a script in a directory www-data cannot enter: 403';
+    ok wait_for(sub { $as_www->log_text =~ m{permission denied for www-data: cannot reach \Q$top/www/closed/page.pl\E} }, 5),
+        '... the log says permission denied for www-data';
+    $as_www->stop;
+    my $said = `@{[ bin_path() ]} check --root $top/www --user www-data $top/www/closed/page.pl 2>&1`;
+    isnt $?, 0, 'check fails on it';
+    like $said, qr/would not run it \(403\): permission denied for www-data/, '... saying why';
+}
+
 my $lenient = start_daemon(workers => 1, root => ["$top/www"], args => ['--ignore-exec-bit']);
 ($out) = fcgi_request($lenient, "$top/www/off.pl");
 is parse_cgi($out)->{body}, "must not run\n", '--ignore-exec-bit: a script without the exec bit runs';

@@ -132,6 +132,19 @@ subtest 'a signal during the start waits for it, in every pool shape' => sub {
     }
 };
 
+subtest 'a config file the user cannot read is named at config and at start' => sub {
+    plan skip_all => 'needs root to switch users' if $> != 0;
+    my $conf = spew("$dir/private.toml", qq{user = "www-data"\nroot = ["@{[ scripts_dir() ]}"]\nworkers = 1\n}, 0600);
+    my $said = `$bin config --config $conf 2>&1`;
+    like $said, qr{\Q$conf\E: not readable by www-data, whom the daemon runs as: every reload \(HUP\) will be refused},
+        'config warns that reloads would be refused';
+    my $d = start_daemon(workers => 1, args => ['--config', $conf]);
+    like $d->log_text, qr{\Q$conf\E: not readable by www-data}, 'so does the start, in the log';
+    $d->stop;
+    chmod 0644, $conf;
+    unlike `$bin config --config $conf 2>&1`, qr/not readable/, 'readable: no warning';
+};
+
 subtest '--user: pid file in a root-owned directory, log reopened on USR1, socket removed' => sub {
     plan skip_all => 'needs root to switch users' if $> != 0;
     my $rootdir = "$dir/root-owned";

@@ -85,8 +85,10 @@ pub fn main(args: &[String]) -> i32 {
         Ok(legacy) => {
             // A reload reads fcgi_spawn.conf again, as FCGI::Spawn's HUP did.
             let again = args.to_vec();
-            let reloader =
-                crate::reload::Reloader::from_source(Box::new(move || legacy_settings(&again)));
+            let reloader = crate::reload::Reloader::from_source(
+                Box::new(move || legacy_settings(&again)),
+                None,
+            );
             super::run_with_notes(legacy.settings, false, &legacy.notes, reloader)
         }
         Err(e) => {

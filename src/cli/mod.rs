@@ -218,7 +218,12 @@ fn check_config(settings: Settings, print: bool) -> i32 {
         eprintln!("fcgi-spawn config: {e}");
         return 2;
     }
-    let perl = crate::master::drop_privileges(&cfg).and_then(|()| crate::master::start_perl(&cfg));
+    let perl = crate::master::drop_privileges(&cfg).and_then(|()| {
+        if let Some(f) = &file {
+            crate::reload::warn_if_unreadable(f);
+        }
+        crate::master::start_perl(&cfg)
+    });
     match perl {
         Ok(perl) => {
             // As in the master: no global destruction (the preloads' END blocks).

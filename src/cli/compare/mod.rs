@@ -294,7 +294,12 @@ fn compare(args: CompareArgs) -> anyhow::Result<Verdict> {
 
     let cgi_text = plain_cgi_text(&first.stdout, &masks);
     let cgi_again = plain_cgi_text(&second.stdout, &masks);
-    let volatile = (cgi_text != cgi_again).then(|| changed_lines(&cgi_text, &cgi_again));
+    let reordered = cgi_text != cgi_again && same_lines_in_another_order(&cgi_text, &cgi_again);
+    if reordered {
+        note_reordered(&mut out, "plain CGI run 2");
+    }
+    let volatile =
+        (cgi_text != cgi_again && !reordered).then(|| changed_lines(&cgi_text, &cgi_again));
     if volatile.is_some() {
         let _ = writeln!(
             out,
@@ -518,8 +523,13 @@ fn report_mode(
     let asked = runs.fresh.len();
     // Distinct differing texts, with the runs (1-based) that gave each.
     let mut differing: Vec<(&[u8], Vec<usize>)> = Vec::new();
+    let mut reordered = Vec::new();
     for (i, text) in texts.iter().enumerate() {
         if text.as_slice() == cgi_text {
+            continue;
+        }
+        if same_lines_in_another_order(text, cgi_text) {
+            reordered.push(i + 1);
             continue;
         }
         match differing.iter_mut().find(|(t, _)| *t == text.as_slice()) {
@@ -535,6 +545,9 @@ fn report_mode(
             "{mode}: identical ({})",
             runs_on_workers(&runs.fresh[..texts.len()])
         );
+        if !reordered.is_empty() {
+            note_reordered(out, &format!("{mode} {}", runs_text(&reordered)));
+        }
         return true;
     };
     let warm = !runs.fresh[first - 1];
@@ -584,6 +597,26 @@ fn report_mode(
         }
     }
     false
+}
+
+/// The same lines, each as many times, in another order: what hash order
+/// does to a page (AWStats' rows with equal counts), and it differs in
+/// every perl process, under plain CGI too. Not a difference.
+fn same_lines_in_another_order(a: &[u8], b: &[u8]) -> bool {
+    fn sorted(text: &[u8]) -> Vec<&[u8]> {
+        let mut lines: Vec<&[u8]> = text.split(|&c| c == b'\n').collect();
+        lines.sort_unstable();
+        lines
+    }
+    a.len() == b.len() && sorted(a) == sorted(b)
+}
+
+fn note_reordered(out: &mut String, what: &str) {
+    let _ = writeln!(
+        out,
+        "note: {what}: the same lines as plain CGI in another order (Perl's hash order, \
+         which differs in every process, so between two plain CGI runs too): counted as identical"
+    );
 }
 
 /// The runs of an identical verdict and the worker they met, from whether
