@@ -147,4 +147,50 @@ sub log_since {
     }
 }
 
+# 3. The disk under the request body's temp file is full: a 1 MiB tmpfs as
+# TMPDIR (where bodies past --body-spill go) and a 2 MiB POST. The client
+# gets a 500 and its kept connection stays usable, one log line says what
+# happened and where, nothing is left in the directory (not even space held
+# by an unlinked file), and the worker serves on, a body that fits included.
+SKIP: {
+    my $dir = tempdir('fcgi-spawn-faults-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $spill = "$dir/spill";
+    mkdir $spill or die "mkdir $spill: $!";
+    my $mounted = system('mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', $spill) == 0;
+    skip "cannot mount a 1 MiB tmpfs on $spill (needs root and mount(8)): exit $?", 12 unless $mounted;
+    my $used = sub { my ($line) = grep { m{\Q$spill\E$} } `df -k $spill`; (split ' ', $line // '')[2] };
+    my $d = start_daemon(workers => 1, env => { TMPDIR => $spill }, args => ['--body-spill', 65536]);
+    my ($pid) = fcgi_request($d, 'pid.pl') =~ /(\d+)/;
+    my $body = join '', map { chr(($_ * 31) % 256) } 1 .. 2 * 1024 * 1024;
+    my $s = raw_connect($d);
+    my $mark = length $d->log_text;
+    print {$s} fcgi_request_bytes(1, 'post.pl', query => 'mode=read', stdin => $body, keep_conn => 1);
+    my ($recs, $why) = read_records($s, timeout => 15);
+    my $res = collect_response($recs, 1);
+    is $why, 'done', 'full disk: the request is answered (FCGI_END_REQUEST)';
+    my $r = parse_cgi($res->{stdout});
+    is $r->{status}, 500, 'full disk: with a 500';
+    unlike $res->{stdout}, qr/^length=/m, 'full disk: the script did not run on a partial body';
+    my @lines = grep { length } split /\n/, log_since($d, $mark);
+    is scalar(@lines), 1, 'full disk: one log line' or diag join "\n", @lines;
+    like $lines[0] // '', qr/500: .*post\.pl.*\Q$spill\E.*No space left on device/,
+        'full disk: it names the script, the directory and the error';
+    opendir my $dh, $spill or die "opendir $spill: $!";
+    is_deeply [ grep { !/^\.\.?$/ } readdir $dh ], [], 'full disk: no file left in the directory';
+    is $used->(), 0, 'full disk: no space held by an unlinked file either';
+    print {$s} fcgi_request_bytes(2, 'pid.pl', keep_conn => 1);
+    ($recs, $why) = read_records($s, timeout => 10);
+    like collect_response($recs, 2)->{stdout}, qr/\b$pid\b/, 'full disk: the kept connection serves its next request, same worker';
+    my $fits = substr $body, 0, 300_000;
+    print {$s} fcgi_request_bytes(3, 'post.pl', query => 'mode=read', stdin => $fits, keep_conn => 1);
+    ($recs, $why) = read_records($s, timeout => 10);
+    my $out = collect_response($recs, 3)->{stdout};
+    like $out, qr/^length=300000$/m, 'full disk: a body that fits is spilled and read whole';
+    like $out, qr/^md5=${\ md5_hex($fits)}$/m, '... byte for byte';
+    my ($again) = fcgi_request($d, 'pid.pl') =~ /(\d+)/;
+    is $again, $pid, 'full disk: the same worker still serves';
+    $d->stop;
+    system('umount', $spill) == 0 or diag "umount $spill failed: $?";
+}
+
 done_testing;
