@@ -15,10 +15,12 @@
 //! interpreter (and dispatches nothing), a worker that takes a request
 //! passes the other ready requests it holds straight into the queue.
 //!
-//! The kernel holds a few messages only (`net.unix.max_dgram_qlen`, 10 by
-//! default) of at most [`MAX_INPUT`] bytes each; what does not fit stays in
-//! the master's own queue and goes the slow way (`Idle`, then `Assign`
-//! over the worker's channel).
+//! The kernel holds what fits in the sending end's buffer
+//! (`net.core.wmem_default`, 208 KiB by default: a few hundred small
+//! requests, or three carrying 64 KiB of body each; a socket pair is not
+//! bound by `net.unix.max_dgram_qlen`), in messages of at most
+//! [`MAX_INPUT`] bytes; what does not fit stays in the master's own queue
+//! and goes the slow way (`Idle`, then `Assign` over the worker's channel).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

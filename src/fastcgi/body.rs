@@ -1,7 +1,11 @@
 //! Where a request body goes while it arrives: memory up to
 //! [`Limits::spill_threshold`], then an unlinked temp file, and nowhere past
-//! [`Limits::max_body`] (the request is then answered 413). Temp files are
-//! anonymous from the start, so a killed worker leaves nothing on disk.
+//! [`Limits::max_body`] (the request is then answered 413) or once the temp
+//! file cannot be written (a full disk: answered 500). A refused body is
+//! still read to its end, so the connection stays in step for its next
+//! request. Temp files are anonymous from the start, so a killed worker
+//! leaves nothing on disk, and a refused body's file is dropped at once,
+//! giving its space back.
 
 use std::env;
 use std::fs::{self, File, OpenOptions};
@@ -12,7 +16,7 @@ use std::process;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::request::{Body, ConnectionError, Limits};
+use super::request::{Body, BodyRefused, Limits};
 
 /// Creates an anonymous read-write file in `dir`: `O_TMPFILE` where the
 /// kernel and file system support it, otherwise a file created with a unique
@@ -64,18 +68,18 @@ pub(super) fn create_unlinked_named(dir: &Path) -> io::Result<File> {
 }
 
 /// Accumulates `FCGI_STDIN` in memory, then in a temp file, and discards it
-/// once it exceeds `max_body`.
+/// once it exceeds `max_body` or the temp file fails.
 pub(super) struct BodyBuilder {
     max_body: u64,
     spill_threshold: usize,
     len: u64,
     memory: Vec<u8>,
     file: Option<File>,
-    too_large: bool,
+    refused: Option<BodyRefused>,
 }
 
-fn spill_error(source: io::Error) -> ConnectionError {
-    ConnectionError::BodySpill {
+fn not_stored(source: io::Error) -> BodyRefused {
+    BodyRefused::NotStored {
         dir: env::temp_dir(),
         source,
     }
@@ -89,50 +93,59 @@ impl BodyBuilder {
             len: 0,
             memory: Vec::new(),
             file: None,
-            too_large: false,
+            refused: None,
         }
     }
 
-    pub(super) fn push(&mut self, data: &[u8]) -> Result<(), ConnectionError> {
-        if self.too_large {
-            return Ok(());
+    pub(super) fn push(&mut self, data: &[u8]) {
+        if self.refused.is_some() {
+            return;
         }
         let len = self.len + data.len() as u64;
         if self.max_body != 0 && len > self.max_body {
-            self.too_large = true;
-            self.memory = Vec::new();
-            self.file = None;
-            return Ok(());
+            return self.refuse(BodyRefused::TooLarge);
         }
         self.len = len;
+        if let Err(e) = self.store(data) {
+            self.refuse(not_stored(e));
+        }
+    }
+
+    fn store(&mut self, data: &[u8]) -> io::Result<()> {
         if let Some(file) = &mut self.file {
-            return file.write_all(data).map_err(spill_error);
+            return file.write_all(data);
         }
         if self.memory.len() + data.len() <= self.spill_threshold {
             self.memory.extend_from_slice(data);
             return Ok(());
         }
-        let mut file = create_temp_file(&env::temp_dir()).map_err(spill_error)?;
-        file.write_all(&self.memory).map_err(spill_error)?;
-        file.write_all(data).map_err(spill_error)?;
+        let mut file = create_temp_file(&env::temp_dir())?;
+        file.write_all(&self.memory)?;
+        file.write_all(data)?;
         self.memory = Vec::new();
         self.file = Some(file);
         Ok(())
     }
 
-    /// The body, and whether it was discarded for exceeding `max_body`.
-    pub(super) fn finish(self) -> Result<(Body, bool), ConnectionError> {
-        if self.too_large {
-            return Ok((Body::Empty, true));
-        }
-        let body = match self.file {
-            Some(mut file) => {
-                file.rewind().map_err(spill_error)?;
-                Body::File(file)
+    /// The rest of the body is read and dropped; what was kept goes now.
+    fn refuse(&mut self, why: BodyRefused) {
+        self.refused = Some(why);
+        self.memory = Vec::new();
+        self.file = None;
+    }
+
+    /// The body, or why it was discarded.
+    pub(super) fn finish(mut self) -> (Body, Option<BodyRefused>) {
+        if let Some(mut file) = self.file.take() {
+            match file.rewind() {
+                Ok(()) => return (Body::File(file), None),
+                Err(e) => self.refuse(not_stored(e)),
             }
-            None if self.memory.is_empty() => Body::Empty,
-            None => Body::Memory(self.memory),
+        }
+        let body = match self.refused.is_none() && !self.memory.is_empty() {
+            true => Body::Memory(self.memory),
+            false => Body::Empty,
         };
-        Ok((body, false))
+        (body, self.refused)
     }
 }

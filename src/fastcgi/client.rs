@@ -50,7 +50,6 @@ impl From<ConnectionError> for ClientError {
         match error {
             ConnectionError::Io(e) => ClientError::Io(e),
             ConnectionError::Protocol(e) => ClientError::Protocol(e),
-            ConnectionError::BodySpill { source, .. } => ClientError::Io(source),
         }
     }
 }

@@ -28,6 +28,6 @@ pub mod watch;
 #[cfg(test)]
 mod tests;
 
-pub use request::{Body, ConnectionError, Limits, Request};
+pub use request::{Body, BodyRefused, ConnectionError, Limits, Request};
 pub use response::ResponseWriter;
 pub use server::ServerConnection;

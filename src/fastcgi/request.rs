@@ -16,7 +16,7 @@ pub struct Limits {
     /// closes the connection.
     pub max_params: usize,
     /// Bytes of request body accepted; past it the body is read and
-    /// discarded and [`Request::body_too_large`] is set. 0 means unlimited.
+    /// discarded and [`Request::body_refused`] says so. 0 means unlimited.
     pub max_body: u64,
     /// Bytes of body kept in memory; a larger body goes to an unlinked temp
     /// file in `std::env::temp_dir()` (`TMPDIR`).
@@ -42,8 +42,20 @@ pub enum ConnectionError {
     Io(#[from] io::Error),
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
-    #[error("cannot spill a request body to a temp file in {}: {source} (point TMPDIR at a writable directory with free space)", dir.display())]
-    BodySpill {
+}
+
+/// Why a request's body was read to its end but not kept: the request is
+/// answered without running its script, and the connection stays in step
+/// for its next request.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyRefused {
+    /// Larger than [`Limits::max_body`]: answered 413.
+    #[error("larger than --max-body")]
+    TooLarge,
+    /// Its temp file could not be written (a full disk, a missing
+    /// `TMPDIR`): answered 500.
+    #[error("cannot spill it to a temp file in {}: {source} (point TMPDIR at a writable directory with free space)", dir.display())]
+    NotStored {
         dir: PathBuf,
         #[source]
         source: io::Error,
@@ -70,9 +82,9 @@ pub struct Request {
     /// The params in the order received, duplicates included.
     pub params: Vec<NameValue>,
     pub body: Body,
-    /// The body was larger than [`Limits::max_body`] and was discarded: the
-    /// caller answers 413.
-    pub body_too_large: bool,
+    /// The body was discarded (too large, or its temp file could not be
+    /// written): the caller answers with an error page, not the script.
+    pub body_refused: Option<BodyRefused>,
 }
 
 impl Request {

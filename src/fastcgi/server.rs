@@ -107,7 +107,7 @@ impl<S: Read + Write> ServerConnection<S> {
             }
             match step {
                 Step::Continue => {}
-                Step::Complete(request) => return request.into_request().map(Some),
+                Step::Complete(request) => return Ok(Some(request.into_request())),
                 Step::ConnectionDone => return Ok(None),
             }
         }
@@ -291,10 +291,10 @@ impl PendingRequest {
         }
         if content.is_empty() {
             self.stdin_done = true;
-            Ok(())
         } else {
-            self.body.push(content)
+            self.body.push(content);
         }
+        Ok(())
     }
 
     fn unexpected(&self, record_type: RecordType) -> ProtocolError {
@@ -318,14 +318,14 @@ impl PendingRequest {
         }
     }
 
-    fn into_request(self) -> Result<Request, ConnectionError> {
-        let (body, body_too_large) = self.body.finish()?;
-        Ok(Request {
+    fn into_request(self) -> Request {
+        let (body, body_refused) = self.body.finish();
+        Request {
             id: self.id,
             keep_conn: self.keep_conn,
             params: self.parsed_params,
             body,
-            body_too_large,
-        })
+            body_refused,
+        }
     }
 }

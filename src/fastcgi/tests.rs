@@ -6,7 +6,7 @@ use std::{env, fs};
 
 use super::body::create_unlinked_named;
 use super::record::*;
-use super::request::{Body, ConnectionError, Limits, Request};
+use super::request::{Body, BodyRefused, ConnectionError, Limits, Request};
 use super::response::ResponseWriter;
 use super::server::ServerConnection;
 use crate::fastcgi::record::{
@@ -208,7 +208,7 @@ fn small_request_is_read_with_one_read_call() {
     assert_eq!(request.id, 1);
     assert!(!request.keep_conn);
     assert_eq!(request.param(b"SCRIPT_FILENAME"), Some(&b"/srv/a.pl"[..]));
-    assert!(!request.body_too_large);
+    assert!(request.body_refused.is_none());
     assert_eq!(body_bytes(request.body), b"a=1");
     assert!(conn.get_ref().output.is_empty());
 }
@@ -570,11 +570,11 @@ fn body_over_max_body_is_discarded_and_the_connection_stays_in_sync() {
     input.extend(request_bytes(2, false, &[], b"0123456789"));
     let mut conn = connection_with(input, limits);
     let first = conn.read_request().unwrap().unwrap();
-    assert!(first.body_too_large);
+    assert!(matches!(first.body_refused, Some(BodyRefused::TooLarge)));
     assert!(body_len(&first.body) == 0);
     let second = conn.read_request().unwrap().unwrap();
     assert_eq!(second.id, 2);
-    assert!(!second.body_too_large);
+    assert!(second.body_refused.is_none());
     assert_eq!(body_bytes(second.body), b"0123456789");
 }
 
@@ -589,7 +589,7 @@ fn max_body_zero_means_unlimited() {
         .read_request()
         .unwrap()
         .unwrap();
-    assert!(!request.body_too_large);
+    assert!(request.body_refused.is_none());
     assert_eq!(body_len(&request.body), 300_000);
 }
 

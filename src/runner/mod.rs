@@ -33,7 +33,7 @@ use nix::unistd::{fork, ForkResult};
 
 use crate::config::Isolation;
 use crate::fastcgi::watch::peer_closed;
-use crate::fastcgi::{Body, Request};
+use crate::fastcgi::{Body, BodyRefused, Request};
 use crate::fds::{above_std_fds, dup2};
 use crate::listen::Stream;
 use crate::output::{Output, Timeouts};
@@ -208,13 +208,21 @@ impl<'p> Runner<'p> {
                 return Ok(RequestResult::page(403, "Forbidden"));
             }
         };
-        if req.body_too_large {
-            log::warn!(
-                "413: request body for {} is larger than --max-body",
-                script.display()
-            );
-            response::answer(conn, req.id, 413, "Request Entity Too Large")?;
-            return Ok(RequestResult::page(413, "Request Entity Too Large"));
+        match &req.body_refused {
+            None => {}
+            Some(BodyRefused::TooLarge) => {
+                log::warn!(
+                    "413: request body for {} is larger than --max-body",
+                    script.display()
+                );
+                response::answer(conn, req.id, 413, "Request Entity Too Large")?;
+                return Ok(RequestResult::page(413, "Request Entity Too Large"));
+            }
+            Some(refused @ BodyRefused::NotStored { .. }) => {
+                log::error!("500: request body for {}: {refused}", script.display());
+                response::answer(conn, req.id, 500, "Internal Server Error")?;
+                return Ok(RequestResult::page(500, "Internal Server Error"));
+            }
         }
 
         if peer_closed(conn.as_fd()).unwrap_or(false) {

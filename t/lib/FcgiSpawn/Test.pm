@@ -143,10 +143,11 @@ sub wait_for {
 }
 
 sub _spawn {
-    my (%a) = @_;    # argv, stdout, stderr
+    my (%a) = @_;    # argv, stdout, stderr, env (hashref: set in the child)
     my $pid = fork;
     croak "fork: $!" unless defined $pid;
     if ($pid == 0) {
+        @ENV{ keys %{ $a{env} } } = values %{ $a{env} } if $a{env};
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', $a{stdout} or POSIX::_exit(126);
         open STDERR, '>>', $a{stderr} or POSIX::_exit(126);
@@ -206,7 +207,10 @@ Options: C<workers> (default 2), C<root> (dir or arrayref; default
 t/scripts), C<ext>, C<preload> (arrayref), C<preload_script> (arrayref),
 C<isolation>, C<max_requests>, C<socket_mode>, C<tcp> (listen on
 127.0.0.1:free port instead of a UNIX socket), C<args> (more flags),
-C<timeout> (seconds to wait for "ready", default 10), C<inherit> (the
+C<timeout> (seconds to wait for "ready", default 10), C<listen> (a UNIX
+socket path instead of one in the daemon's temp directory: a supervisor
+restarting a daemon on the same path), C<env> (hashref of environment
+variables for the daemon only, e.g. C<TMPDIR>), C<inherit> (the
 listening socket is created by another program and inherited:
 C<spawn-fcgi> passes it on fd 0, C<spawn-fcgi-tcp> the same on
 127.0.0.1:free port, C<systemd> is C<systemd-socket-activate>, which passes
@@ -220,7 +224,7 @@ sub start_daemon {
     my $dir = tempdir('fcgi-spawn-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
     my $self = bless { dir => $dir, log => "$dir/daemon.log", stderr => "$dir/daemon.stderr" },
         'FcgiSpawn::Test::Daemon';
-    $self->{listen} = $o{tcp} || ($o{inherit} || '') eq 'spawn-fcgi-tcp'
+    $self->{listen} = $o{listen} ? $o{listen} : $o{tcp} || ($o{inherit} || '') eq 'spawn-fcgi-tcp'
         ? '127.0.0.1:' . _free_port() : "$dir/fcgi.sock";
     my @roots = ref $o{root} ? @{ $o{root} } : ($o{root} || scripts_dir());
     my @wrap;
@@ -247,7 +251,7 @@ sub start_daemon {
     push @argv, @{ $o{args} || [] };
     push @argv, split ' ', $ENV{FCGI_SPAWN_EXTRA_ARGS} if $ENV{FCGI_SPAWN_EXTRA_ARGS};
     $self->{argv} = \@argv;
-    $self->{pid} = _spawn(argv => \@argv, stdout => $self->{stderr}, stderr => $self->{stderr});
+    $self->{pid} = _spawn(argv => \@argv, stdout => $self->{stderr}, stderr => $self->{stderr}, env => $o{env});
 
     my $poked;
     my $ready = wait_for(sub {
