@@ -18,7 +18,7 @@
 mod body;
 pub mod client;
 pub mod preamble;
-mod reader;
+pub mod reader;
 pub mod record;
 mod request;
 mod response;

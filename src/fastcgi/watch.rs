@@ -54,6 +54,10 @@ pub struct ClientWatch {
     /// The first `framed` bytes of the caller's buffer are whole records
     /// looked at; the rest is the start of one.
     framed: usize,
+    /// The next request reuses the running one's id (nginx numbers every
+    /// request 1) and has begun: an abort of that id is now the next
+    /// request's, kept for it.
+    id_reused: bool,
 }
 
 impl ClientWatch {
@@ -67,6 +71,7 @@ impl ClientWatch {
             conn,
             request_id,
             framed: 0,
+            id_reused: false,
         }
     }
 
@@ -107,11 +112,15 @@ impl ClientWatch {
             if rest.len() < len {
                 break;
             }
-            if header.record_type == RecordType::AbortRequest
-                && header.request_id == self.request_id
-            {
-                after.drain(self.framed..self.framed + len);
-                return ClientEvent::Aborted;
+            if header.request_id == self.request_id {
+                match header.record_type {
+                    RecordType::AbortRequest if !self.id_reused => {
+                        after.drain(self.framed..self.framed + len);
+                        return ClientEvent::Aborted;
+                    }
+                    RecordType::BeginRequest => self.id_reused = true,
+                    _ => {}
+                }
             }
             self.framed += len;
         }
@@ -183,6 +192,21 @@ mod tests {
             assert_eq!(w.on_readable(&mut after), ClientEvent::Quiet);
         }
         assert_eq!(after, next, "everything but the running request's abort");
+    }
+
+    /// Found by fuzzing (`fuzz/`, target `handover`): the running request's
+    /// abort was taken from the next request when both have id 1, and the
+    /// next request, read without it, ended the connection on an error.
+    #[test]
+    fn an_abort_after_the_next_request_began_with_the_same_id_is_its_own() {
+        let (mut w, mut peer) = watch();
+        let mut after = Vec::new();
+        let mut next = Vec::new();
+        encode_begin_request(&mut next, 1, ROLE_RESPONDER, 0);
+        next.extend(abort(1));
+        peer.write_all(&next).unwrap();
+        assert_eq!(w.on_readable(&mut after), ClientEvent::Quiet);
+        assert_eq!(after, next, "the abort stays with the request it ends");
     }
 
     #[test]

@@ -188,6 +188,12 @@ impl Conn {
         self.preamble.is_ready()
     }
 
+    /// The ready request is all in memory: reading it will not wait on
+    /// the socket.
+    pub fn is_complete(&self) -> bool {
+        self.preamble.is_complete()
+    }
+
     /// Bytes of the connection read while its request's script ran (the
     /// web server's next request, sent before this one was answered):
     /// they come before anything still in the socket.
@@ -205,7 +211,7 @@ impl Conn {
         &mut self,
         idle_timeout: Duration,
     ) -> Result<Option<Request>, ConnectionError> {
-        if !self.preamble.is_complete() && !idle_timeout.is_zero() {
+        if !self.is_complete() && !idle_timeout.is_zero() {
             self.stream().set_read_timeout(Some(idle_timeout))?;
         }
         let input = self.preamble.take();

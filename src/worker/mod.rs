@@ -8,7 +8,7 @@
 //! script's `%SIG` handlers cannot keep a worker from leaving.
 
 mod account;
-mod conn;
+pub mod conn;
 mod heap;
 mod idle;
 mod memory;

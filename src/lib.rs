@@ -1,0 +1,47 @@
+//! fcgi-spawn: runs legacy Perl CGI scripts persistently over FastCGI, with
+//! an embedded libperl — what php-fpm is for PHP.
+//!
+//! Layout: `fastcgi/` is the protocol (pure codec, connection, request
+//! preamble, client); `listen` the socket; `master` the start-up (`detach`
+//! the background start init scripts want), `pool` the worker pool and its
+//! event loop (`reload` what a SIGHUP reads again, `notify` systemd's
+//! readiness messages), `dispatch/` how requests reach workers,
+//! `scoreboard` the state they share, `worker/` a worker's life, `runner`
+//! one request (with `perl/FCGI/Spawn/Runner.pm`, its Perl half), `output`
+//! the script's std pipes, `pump` the thread that drains them and watches
+//! the client, `response` the only writer of a request's response, `stop`
+//! how a running script is stopped; `perl/` the embedded interpreter behind
+//! one safe type; `config` the settings; `cli/` the subcommands. Arrows
+//! point one way: runner → pump → output → response → stop.
+//!
+//! The daemon is the binary (`main.rs`); this library holds all of it so
+//! that the fuzz targets under `fuzz/` can drive the protocol layer and the
+//! connection hand-over directly. Only what they and `main` need is public.
+
+mod access_log;
+mod byte_size;
+pub mod cli;
+mod config;
+mod detach;
+pub mod dispatch;
+pub mod fastcgi;
+mod fds;
+pub mod listen;
+mod log;
+mod master;
+mod notify;
+mod output;
+mod path_policy;
+mod perl;
+mod pool;
+mod pump;
+mod reload;
+mod response;
+mod runner;
+mod scoreboard;
+mod served;
+mod signals;
+mod sizing;
+mod status;
+mod stop;
+pub mod worker;
