@@ -101,7 +101,8 @@ for my $mode (qw(registry fork)) {
     my @argv = (FcgiSpawn::Test::bin_path(), 'run', '--listen', "$root/strict.sock", '--workers', '1',
         '--isolation', 'registry', '--root', $root, '--log', '/dev/stdout', '--precompile', "$root/app/*.pl",
         '--precompile-strict');
-    open my $fh, '-|', @argv or die "@argv: $!";
+    # stderr too: the daemon also tells the terminal, which is not prove's.
+    open my $fh, '-|', 'sh', '-c', '"$@" 2>&1', 'sh', @argv or die "@argv: $!";
     my $out = do { local $/; <$fh> };
     close $fh;
     isnt $? >> 8, 0, '--precompile-strict: the daemon does not start';

@@ -280,7 +280,8 @@ pub struct Seen {
     pub keep_conn: bool,
     pub params: Vec<(Vec<u8>, Vec<u8>)>,
     pub body: Vec<u8>,
-    pub body_too_large: bool,
+    /// Why the body was refused (413 or 500), by name.
+    pub body_refused: Option<String>,
 }
 
 impl Seen {
@@ -299,7 +300,7 @@ impl Seen {
             keep_conn: request.keep_conn,
             params: request.params,
             body,
-            body_too_large: request.body_too_large,
+            body_refused: request.body_refused.as_ref().map(|r| r.to_string()),
         }
     }
 }
