@@ -658,6 +658,9 @@ sub collect_response {
 sub worker_pids {
     my ($d) = @_;
     my $ppid = ref $d ? $d->pid : $d;
+    # Without a pid every process whose parent is 0 (init, kthreadd) would
+    # match, and a caller that kills "the workers" would signal them.
+    return unless $ppid;
     my @pids;
     opendir my $dh, '/proc' or return;
     for my $p (grep { /^\d+$/ } readdir $dh) {
