@@ -81,18 +81,16 @@ impl Interpreter {
     /// of the process stays as it is until one of its calls.
     pub fn start() -> Result<Interpreter, PerlError> {
         // perl keeps argv for the life of the interpreter (assigning to $0
-        // writes into argv[0]), so these strings are never freed.
-        let args: &'static [CString] = Box::leak(Box::new([
-            CString::new("fcgi-spawn").expect("static arg"),
-            CString::new("-e0").expect("static arg"),
+        // writes into argv[0]), so these strings are never freed. Only the
+        // strings and the array perl holds are allocated (a box of the
+        // CStrings beside them was lost at once: valgrind's "definitely
+        // lost", script/memcheck).
+        let argv: &'static mut [*mut c_char] = Box::leak(Box::new([
+            CString::new("fcgi-spawn").expect("static arg").into_raw(),
+            CString::new("-e0").expect("static arg").into_raw(),
+            std::ptr::null_mut(),
         ]));
-        let argv: &'static mut [*mut c_char] = Box::leak(
-            args.iter()
-                .map(|a| a.as_ptr() as *mut c_char)
-                .chain(std::iter::once(std::ptr::null_mut()))
-                .collect::<Vec<_>>()
-                .into_boxed_slice(),
-        );
+        let argc = argv.len() - 1;
         extern "C" {
             static mut environ: *mut *mut c_char;
         }
@@ -104,8 +102,7 @@ impl Interpreter {
         // that lives for the rest of the process, envp is the process's own
         // environment (perl builds %ENV from it). The glue sets the other
         // interpreters' statics aside before it constructs this one.
-        let rc =
-            unsafe { ffi::fs_interp_start(args.len() as i32, argv.as_mut_ptr(), envp, &mut raw) };
+        let rc = unsafe { ffi::fs_interp_start(argc as i32, argv.as_mut_ptr(), envp, &mut raw) };
         let Some(raw) = NonNull::new(raw) else {
             return Err(PerlError::StartFailed(rc));
         };

@@ -1128,7 +1128,9 @@ sub end_forked_child {
 # fork mode, the request's child about to exit: ties on the std handles,
 # the script's packages and top-level names go, and with them the objects
 # only they hold (their DESTROY runs, as in global destruction at a CGI
-# process's exit).
+# process's exit); so does the request state modules keep (CGI.pm's saved
+# request holds its upload temp files, which File::Temp removes in
+# DESTROY: without this each upload left its file in TMPDIR).
 sub end_request_child {
     # A tie over a std handle (a gzip or buffering layer) finishes the page
     # in its DESTROY, as global destruction would run it.
@@ -1140,6 +1142,7 @@ sub end_request_child {
     undef $entry;
     FCGI::Spawn::Symbols::delete_package($_) for grep { defined } @packages;
     FCGI::Spawn::Symbols::delete_script_names();
+    FCGI::Spawn::Modules::reset_request_state();
     return 1;
 }
 

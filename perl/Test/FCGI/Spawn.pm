@@ -72,9 +72,22 @@ sub _spew {
     return $file;
 }
 
+# FCGI_SPAWN_WRAP: a command the daemon runs under (`valgrind ...`, as
+# script/memcheck sets it); FCGI_SPAWN_TIMEOUT_SCALE: every wait of the
+# harness multiplied by it, for a daemon that runs that much slower there.
+sub daemon_prefix { return split ' ', $ENV{FCGI_SPAWN_WRAP} // '' }
+
+sub timeout_scale {
+    my $scale = $ENV{FCGI_SPAWN_TIMEOUT_SCALE};
+    return 1 unless defined $scale && length $scale;
+    croak "FCGI_SPAWN_TIMEOUT_SCALE=$scale: give a positive number (10: every wait ten times as long)"
+        unless $scale =~ /\A[0-9]*\.?[0-9]+\z/ && $scale > 0;
+    return $scale;
+}
+
 sub _wait_for {
     my ($cond, $timeout) = @_;
-    my $deadline = time + $timeout;
+    my $deadline = time + $timeout * timeout_scale();
     while (time < $deadline) {
         my $v = $cond->();
         return $v if $v;
@@ -102,7 +115,7 @@ sub _spawn {
 # $group). Returns (wait status, timed out?).
 sub _reap {
     my ($pid, $timeout, $group) = @_;
-    my $deadline = time + $timeout;
+    my $deadline = time + $timeout * timeout_scale();
     while (1) {
         my $r = waitpid $pid, WNOHANG;
         if ($r == $pid) { delete $LIVE{$pid}; return ($?, 0) }
@@ -156,7 +169,7 @@ sub start {
     $self->{base_env} = base_env(pass_env => \@pass, env => \%env);
     $self->{isolation} = $o{isolation};
 
-    my @argv = ($bin, 'run', '--listen', $self->{listen}, '--log', $self->{log},
+    my @argv = (daemon_prefix(), $bin, 'run', '--listen', $self->{listen}, '--log', $self->{log},
         '--workers', (defined $o{workers} ? $o{workers} : 1));
     push @argv, map { ('--root', $_) } @{ $o{roots} || [] };
     push @argv, map { ('--preload', $_) } @{ $o{preload} || [] };
@@ -1091,7 +1104,7 @@ sub request {
     my $raw = '';
     my $sel = IO::Select->new($s);
     my $timeout = $req->{timeout} || ($self->{site} ? $self->{site}{timeout} : 60);
-    my $deadline = time + $timeout;
+    my $deadline = time + $timeout * timeout_scale();
     while (1) {
         my $left = $deadline - time;
         if ($left <= 0) { $r{error} = "nginx response timed out after $timeout s"; last }
@@ -1446,7 +1459,11 @@ changed line, without it everything from the first to the last one.
 =head1 ENVIRONMENT
 
 C<FCGI_SPAWN_BIN> (the daemon binary), C<FCGI_SPAWN_NGINX> (the nginx
-binary).
+binary), C<FCGI_SPAWN_WRAP> (a command the daemon runs under, split on
+white space: C<valgrind --log-file=/tmp/vg.%p ...>; the client runs
+plain), C<FCGI_SPAWN_TIMEOUT_SCALE> (every wait of the module, for the
+daemon's start, a response, a stop, multiplied by this number: C<20> under
+valgrind).
 
 =head1 SEE ALSO
 

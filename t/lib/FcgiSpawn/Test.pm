@@ -27,7 +27,9 @@ sequences and management records cannot be produced by the real client.
 
 Environment: C<FCGI_SPAWN_BIN> overrides the daemon binary,
 C<FCGI_SPAWN_NGINX> the nginx binary, C<FCGI_SPAWN_EXTRA_ARGS> adds
-whitespace-separated flags to every C<fcgi-spawn run>.
+whitespace-separated flags to every C<fcgi-spawn run>; C<FCGI_SPAWN_WRAP>
+and C<FCGI_SPAWN_TIMEOUT_SCALE> are L<Test::FCGI::Spawn>'s (a command the
+daemon runs under, every wait multiplied: script/memcheck).
 
 =cut
 
@@ -133,7 +135,7 @@ sub spew {
 sub wait_for {
     my ($cond, $timeout) = @_;
     $timeout ||= 10;
-    my $deadline = time + $timeout;
+    my $deadline = time + $timeout * Test::FCGI::Spawn::timeout_scale();
     while (time < $deadline) {
         my $v = $cond->();
         return $v if $v;
@@ -164,7 +166,7 @@ sub _terminate {
     return undef unless $pid && $LIVE{$pid};
     $sig ||= "TERM";
     kill $sig, $pid unless $sig eq "NONE";
-    my $deadline = time + ($grace || 10);
+    my $deadline = time + ($grace || 10) * Test::FCGI::Spawn::timeout_scale();
     my $status;
     while (1) {
         my $r = waitpid $pid, WNOHANG;
@@ -238,7 +240,7 @@ sub start_daemon {
         croak "$wrap[0] not found (script/install-deps installs it)" unless $prog;
         $wrap[0] = "$prog/$wrap[0]";
     }
-    my @argv = (@wrap, bin_path(), 'run', ($o{inherit} ? () : ('--listen', $self->{listen})),
+    my @argv = (@wrap, Test::FCGI::Spawn::daemon_prefix(), bin_path(), 'run', ($o{inherit} ? () : ('--listen', $self->{listen})),
         '--log', $self->{log}, '--workers', (defined $o{workers} ? $o{workers} : 2));
     push @argv, map { ('--root', $_) } @roots;
     push @argv, '--ext', $o{ext} if defined $o{ext};
@@ -397,7 +399,7 @@ sub fcgi_request {
     push @argv, script_path($script);
     push @argv, $o{query} if defined $o{query};
     my $pid = _spawn(argv => \@argv, stdout => $out, stderr => $err);
-    my $deadline = time + ($o{timeout} || 60);
+    my $deadline = time + ($o{timeout} || 60) * Test::FCGI::Spawn::timeout_scale();
     my $status;
     while (1) {
         my $r = waitpid $pid, WNOHANG;
@@ -618,7 +620,7 @@ sub fcgi_request_bytes {
 sub read_records {
     my ($sock, %o) = @_;
     my $until = $o{until} || sub { $_[0]{type} == FCGI_END_REQUEST };
-    my $deadline = time + ($o{timeout} || 30);
+    my $deadline = time + ($o{timeout} || 30) * Test::FCGI::Spawn::timeout_scale();
     my $sel = IO::Select->new($sock);
     my $buf = defined ${ *$sock }{fcgi_buf} ? ${ *$sock }{fcgi_buf} : '';
     my @recs;
@@ -664,6 +666,9 @@ sub collect_response {
 sub worker_pids {
     my ($d) = @_;
     my $ppid = ref $d ? $d->pid : $d;
+    # Without a pid every process whose parent is 0 (init, kthreadd) would
+    # match, and a caller that kills "the workers" would signal them.
+    return unless $ppid;
     my @pids;
     opendir my $dh, '/proc' or return;
     for my $p (grep { /^\d+$/ } readdir $dh) {
