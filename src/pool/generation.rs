@@ -53,10 +53,16 @@ impl Pool<'_> {
             n.reloading();
         }
         if let Err(why) = self.switch_generation() {
+            // One log line per problem, each with its time and pid.
+            let mut lines = why.lines();
             log::error!(
-                "reload refused, generation {} serves on: {why}",
-                self.board.generation()
+                "reload refused, generation {} serves on: {}",
+                self.board.generation(),
+                lines.next().unwrap_or_default()
             );
+            for line in lines {
+                log::error!("reload refused: {line}");
+            }
             if let Some(n) = &self.notifier {
                 n.status(&format!("reload refused: {why}"));
                 n.ready(&format!(

@@ -1104,7 +1104,7 @@ sub request {
     my $raw = '';
     my $sel = IO::Select->new($s);
     my $timeout = $req->{timeout} || ($self->{site} ? $self->{site}{timeout} : 60);
-    my $deadline = time + $timeout * timeout_scale();
+    my $deadline = time + $timeout * Test::FCGI::Spawn::timeout_scale();
     while (1) {
         my $left = $deadline - time;
         if ($left <= 0) { $r{error} = "nginx response timed out after $timeout s"; last }
