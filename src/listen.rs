@@ -76,6 +76,20 @@ impl Listener {
     /// socket on fd 0, as spawn-fcgi and mod_fcgid pass it). The fd-0
     /// socket moves to a higher number and fd 0 becomes `/dev/null`: fd 0
     /// is a script's STDIN, which workers point at each request's body.
+    /// systemd passed this process a socket (`LISTEN_PID`, `LISTEN_FDS`):
+    /// that is the one to serve on, whatever `listen` says.
+    pub fn systemd_passed_one() -> bool {
+        let ours = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|p| p == std::process::id());
+        let count = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|n| n.parse::<i32>().ok())
+            .unwrap_or(0);
+        ours && count >= 1
+    }
+
     pub fn inherited() -> Result<Listener, ListenError> {
         let pid_matches = std::env::var("LISTEN_PID")
             .ok()

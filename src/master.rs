@@ -58,6 +58,12 @@ pub fn run(cfg: Config, reloader: Reloader) -> anyhow::Result<()> {
     let notifier = Notifier::from_env();
     let socket = socket_options(&cfg);
     let listener = match &cfg.listen {
+        // Socket activation: the unit's socket, also when the shared config
+        // file names one for the other recipes and for `status`.
+        Some(addr) if Listener::systemd_passed_one() => {
+            log::info!("listen = {addr} not bound: systemd passed the socket to serve on");
+            Listener::inherited()?
+        }
         Some(addr) => Listener::bind(addr, &socket)?,
         None => Listener::inherited()?,
     };

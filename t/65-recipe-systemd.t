@@ -27,7 +27,7 @@ chmod 0755, $dir;
 my $sock = "$dir/run/fcgi.sock";
 mkdir "$dir/run";
 my $toml = install_recipe('fcgi-spawn.toml', "$dir/fcgi-spawn.toml",
-    '/srv/www' => scripts_dir(), 'workers = 4' => 'workers = 2');
+    '/srv/www' => scripts_dir(), 'workers = 4' => 'workers = 2', '/run/fcgi-spawn/fcgi.sock' => $sock);
 my @moves = ('/usr/local/bin/fcgi-spawn' => bin_path(), '/etc/fcgi-spawn/fcgi-spawn.toml' => $toml);
 my $service = install_recipe('systemd/fcgi-spawn.service', "$dir/fcgi-spawn.service", @moves);
 my $socket = install_recipe('systemd/fcgi-spawn.socket', "$dir/fcgi-spawn.socket",
@@ -91,6 +91,8 @@ my $client = bless { dir => $dir, listen => $sock, stopped => 1 }, 'FcgiSpawn::T
 my $master = $srv->{pid};
 like slurp("/proc/$master/cmdline"), qr/fcgi-spawn\0run\0/, 'the unit\'s main pid is fcgi-spawn itself';
 like slurp($log), qr/socket systemd passed \(LISTEN_FDS/, 'it takes the socket systemd passed';
+like slurp($log), qr/listen = \Q$sock\E not bound: systemd passed the socket to serve on/,
+    '... rather than bind the listen of the shared config file (which `status --config` asks)';
 my @st = stat $sock;
 is $st[5], 0, 'socket owned by root (SocketUser= is systemd\'s job, not the daemon\'s)';
 my %pids;
@@ -100,6 +102,10 @@ for (1 .. 10) {
     $pids{$1}++ if $out =~ /^(\d+)$/m;
 }
 is scalar(keys %pids), scalar(worker_pids($master)), 'answered by the workers of the main pid';
+# The README's status command, with the shipped config as it is.
+my $status = `@{[ bin_path() ]} status --config $toml --brief 2>&1`;
+is $?, 0, 'fcgi-spawn status --config (the shipped file) finds the socket' or diag $status;
+like $status, qr/^pool:/m, '... and prints the pool';
 is((stat "/proc/$master")[4], scalar(getpwnam 'www-data'), 'the main pid runs as www-data');
 # The daemon's lines: those after systemd-socket-activate's "Execing ...".
 my @lines = grep { length } split /\n/, (split /^Execing .*\n/m, slurp($log), 2)[1] // '';

@@ -19,8 +19,10 @@ use crate::config::{Config, Settings};
     long_about = "Run Perl CGI scripts persistently over FastCGI with an embedded perl.\n\n\
         The master loads Perl and the --preload modules once and forks workers that \
         share the compiled code; each request runs the file named by SCRIPT_FILENAME \
-        in a fresh package, with CGI semantics. Put it behind nginx with \
-        `fastcgi_pass unix:/run/fcgi-spawn.sock;`.",
+        with CGI semantics: compiled afresh into a new package (perlrun, the default), \
+        compiled once and put back after each run (registry), or in a child of the \
+        worker (fork). Put it behind nginx with \
+        `fastcgi_pass unix:/run/fcgi-spawn/fcgi.sock;` (contrib/ has the recipes).",
     after_help = SIGNALS
 )]
 struct Cli {
@@ -85,7 +87,7 @@ enum Command {
 const SIGNALS: &str = "Signals (to the master's pid):\n  \
     TERM, INT   graceful stop: stop listening, finish requests in flight (--grace-time), exit 0\n  \
     QUIT        fast stop: workers are killed at once\n  \
-    HUP         reload (see the README for what it does in this version)\n  \
+    HUP         reload: read the config again, new workers replace the old ones\n  \
     USR1        reopen the --log file (after logrotate moved it)\n  \
     TTIN, TTOU  one worker more, one fewer";
 

@@ -54,14 +54,14 @@ impl Pool<'_> {
         }
         if let Err(why) = self.switch_generation() {
             // One log line per problem, each with its time and pid.
-            let mut lines = why.lines();
+            let mut problems = problems_of(&why).into_iter();
             log::error!(
                 "reload refused, generation {} serves on: {}",
                 self.board.generation(),
-                lines.next().unwrap_or_default()
+                problems.next().unwrap_or_default()
             );
-            for line in lines {
-                log::error!("reload refused: {line}");
+            for problem in problems {
+                log::error!("reload refused: {problem}");
             }
             if let Some(n) = &self.notifier {
                 n.status(&format!("reload refused: {why}"));
@@ -219,5 +219,48 @@ impl Pool<'_> {
             }
         }
         next
+    }
+}
+
+/// A refusal's message as one line per problem: a config file's problems
+/// each start with "line N:"; the lines of a TOML syntax error (its
+/// snippet and caret dropped) join the problem they explain.
+fn problems_of(why: &str) -> Vec<String> {
+    let snippet = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with('|')
+            || t.split_once(" |")
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+    };
+    let mut problems: Vec<String> = Vec::new();
+    for line in why.lines().filter(|l| !l.trim().is_empty() && !snippet(l)) {
+        match problems.last_mut() {
+            Some(last) if !line.starts_with("line ") => {
+                last.push_str("; ");
+                last.push_str(line.trim());
+            }
+            _ => problems.push(line.to_string()),
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::problems_of;
+
+    #[test]
+    fn a_refusal_is_one_line_per_problem() {
+        let syntax = "/etc/f.toml: TOML parse error at line 2, column 8\n  |\n2 | root = [\n  |        ^\ninvalid array\nexpected `]`";
+        assert_eq!(
+            problems_of(syntax),
+            ["/etc/f.toml: TOML parse error at line 2, column 8; invalid array; expected `]`"]
+        );
+        let keys = "/etc/f.toml: line 1: unknown key `wokers`; did you mean `workers`?\nline 4: unknown key `zzz`";
+        assert_eq!(problems_of(keys).len(), 2);
+        assert_eq!(
+            problems_of("--preload X: Can't locate X.pm"),
+            ["--preload X: Can't locate X.pm"]
+        );
     }
 }
