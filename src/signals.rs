@@ -86,11 +86,9 @@ pub fn serve_in_process() {
         // SAFETY: the handler only stores to atomics (async-signal-safe).
         let _ = unsafe { signal::sigaction(s, &noted) };
     }
-    let mut set = SigSet::empty();
-    for s in IN_PROCESS_SIGNALS {
-        set.add(s);
-    }
-    let _ = unblock(&set);
+    // Blocked since the start (`master::run`); a script's children inherit
+    // the mask, so all of the master's set goes, SIGCHLD too.
+    let _ = unblock(&master_set());
 }
 
 /// `--workers 0`: the signals received since the last call, in the
