@@ -94,12 +94,15 @@ use Test::More;
 use Test::FCGI::Spawn;
 my \$site = Test::FCGI::Spawn->start(roots => ['$fixtures']);
 \$site->same_as_cgi({ script => '$kept->{script}' });
+\$site->same_as_cgi({ script => '$kept->{script}', query => 'page=2' });
 \$site->stop;
 done_testing;
 T
     my $out = `$^X -I $FindBin::Bin/../perl $dir/site.t 2>&1`;
     isnt $? >> 8, 0, 'same_as_cgi: the test fails';
     like $out, qr/^not ok 1 - \Q$kept->{script}\E: same bytes as plain CGI$/m, 'not ok';
+    like $out, qr/^(?:not )?ok 2 - \Q$kept->{script}\E\?page=2: same bytes as plain CGI$/m,
+        'another page of the script: another name (its query in it)';
     like $out, qr/^# different on a warm worker \(run 2\): run 1 was identical/m, 'the diagnostics name the warm run';
 }
 

@@ -692,7 +692,12 @@ sub same_as_cgi {
 
 sub _assert {
     my ($res, $req, $name) = @_;
-    $name = ($req->{name} || $req->{script}) . ': same bytes as plain CGI' unless defined $name;
+    # The query and a body are part of the page: two pages of one script
+    # get two names.
+    $name = ($req->{name} || join '', $req->{script},
+        (defined $req->{query} && length $req->{query} ? "?$req->{query}" : ''),
+        (defined $req->{body} && length $req->{body} ? ' (POST)' : ''))
+        . ': same bytes as plain CGI' unless defined $name;
     local $Test::Builder::Level = $Test::Builder::Level + 2;
     my $ok = Test::More::ok($res->{same}, $name);
     Test::More::diag(describe_difference($res)) unless $ok;
