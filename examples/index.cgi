@@ -1,6 +1,7 @@
 #!/usr/bin/perl
 # Front page of the examples: links to the others, and the process that
-# answered (reload a few times to see the pool's workers take turns).
+# answered (one after another, requests often meet the same idle worker;
+# the others take the requests that come while it is busy).
 use strict;
 use warnings;
 use CGI;

@@ -306,6 +306,10 @@ subtest 'script/demo twice, on two ports' => sub {
         }
         @run = map { slurp("$dir/demo$_.out") =~ /^demo: runtime directory (\S+)$/m ? $1 : '' } 1, 2;
         ok $run[0] && $run[1] && $run[0] ne $run[1], 'each demo has its own runtime directory';
+        like slurp("$dir/demo1.out"), qr/^demo: pid $demos[0]{pid} \(kill -TERM $demos[0]{pid} stops it all\)/m,
+            'the demo prints its own pid, which the README says to TERM';
+        my $conf = slurp("$run[0]/nginx.conf");
+        unlike $conf, qr/fastcgi_keep_conn on|keepalive \d/, 'its nginx follows the recipe: no kept connections';
         my $page = sub { HTTP::Tiny->new(timeout => 10)->get($_[0]{url}->('/index.cgi'))->{content} // '' };
         like($page->($_), qr/fcgi-spawn/i, "$_->{name} serves on its port") for @demos;
         stop_server($demos[0], 'TERM');
