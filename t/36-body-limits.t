@@ -25,7 +25,8 @@ my $too_big = 'x' x 100_001;
 ($out) = fcgi_request($d, 'post.pl', query => 'mode=read', data => $too_big);
 like $out, qr/^Status: 413/m, 'a body past --max-body gives 413';
 unlike $out, qr/^length=/m, 'and the script did not run';
-like $d->log_text, qr/413: request body for \S+post\.pl is larger than --max-body/, '413 logged';
+like $d->log_text, qr/413: request body for \S+post\.pl is larger than max_body \(\d+ bytes\): \d+ bytes or more, CONTENT_LENGTH \d+; raise max_body/,
+    '413 logged with the sizes and the key to raise';
 
 # CONTENT_LENGTH larger than the body: the script gets EOF, no hang.
 ($out) = fcgi_request($d, 'post.pl', query => 'mode=slurp', data => 'abc',

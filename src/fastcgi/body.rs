@@ -103,7 +103,10 @@ impl BodyBuilder {
         }
         let len = self.len + data.len() as u64;
         if self.max_body != 0 && len > self.max_body {
-            return self.refuse(BodyRefused::TooLarge);
+            return self.refuse(BodyRefused::TooLarge {
+                limit: self.max_body,
+                seen: len,
+            });
         }
         self.len = len;
         if let Err(e) = self.store(data) {

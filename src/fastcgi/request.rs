@@ -49,9 +49,10 @@ pub enum ConnectionError {
 /// for its next request.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyRefused {
-    /// Larger than [`Limits::max_body`]: answered 413.
-    #[error("larger than --max-body")]
-    TooLarge,
+    /// Larger than [`Limits::max_body`]: answered 413. `seen`: the bytes
+    /// that had arrived when it went past the limit.
+    #[error("larger than max_body ({limit} bytes): {seen} bytes or more")]
+    TooLarge { limit: u64, seen: u64 },
     /// Its temp file could not be written (a full disk, a missing
     /// `TMPDIR`): answered 500.
     #[error("cannot spill it to a temp file in {}: {source} (point TMPDIR at a writable directory with free space)", dir.display())]

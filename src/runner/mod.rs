@@ -210,9 +210,15 @@ impl<'p> Runner<'p> {
         };
         match &req.body_refused {
             None => {}
-            Some(BodyRefused::TooLarge) => {
+            Some(too_large @ BodyRefused::TooLarge { .. }) => {
+                let declared = req
+                    .params
+                    .iter()
+                    .find(|(k, _)| k == b"CONTENT_LENGTH")
+                    .map(|(_, v)| format!(", CONTENT_LENGTH {}", String::from_utf8_lossy(v)))
+                    .unwrap_or_default();
                 log::warn!(
-                    "413: request body for {} is larger than --max-body",
+                    "413: request body for {} is {too_large}{declared}; raise max_body (--max-body) if it should pass",
                     script.display()
                 );
                 response::answer(conn, req.id, 413, "Request Entity Too Large")?;
