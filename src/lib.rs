@@ -44,4 +44,5 @@ mod signals;
 mod sizing;
 mod status;
 mod stop;
+mod users;
 pub mod worker;

@@ -70,46 +70,28 @@ impl Listener {
         }
     }
 
+    /// systemd passed this process a socket (`LISTEN_PID`, `LISTEN_FDS`):
+    /// that is the one to serve on, whatever `listen` says.
+    pub fn systemd_passed_one() -> bool {
+        systemd_sockets() >= 1
+    }
+
     /// A socket handed over by the parent process: systemd socket
     /// activation first (`LISTEN_PID`/`LISTEN_FDS`, the socket on fd 3),
     /// then the FastCGI convention (`FCGI_LISTENSOCK_FILENO`: a listening
     /// socket on fd 0, as spawn-fcgi and mod_fcgid pass it). The fd-0
     /// socket moves to a higher number and fd 0 becomes `/dev/null`: fd 0
     /// is a script's STDIN, which workers point at each request's body.
-    /// systemd passed this process a socket (`LISTEN_PID`, `LISTEN_FDS`):
-    /// that is the one to serve on, whatever `listen` says.
-    pub fn systemd_passed_one() -> bool {
-        let ours = std::env::var("LISTEN_PID")
-            .ok()
-            .and_then(|p| p.parse::<u32>().ok())
-            .is_some_and(|p| p == std::process::id());
-        let count = std::env::var("LISTEN_FDS")
-            .ok()
-            .and_then(|n| n.parse::<i32>().ok())
-            .unwrap_or(0);
-        ours && count >= 1
-    }
-
     pub fn inherited() -> Result<Listener, ListenError> {
-        let pid_matches = std::env::var("LISTEN_PID")
-            .ok()
-            .and_then(|p| p.parse::<u32>().ok())
-            .map(|p| p == std::process::id())
-            .unwrap_or(false);
-        let fds = std::env::var("LISTEN_FDS")
-            .ok()
-            .and_then(|n| n.parse::<i32>().ok());
+        let fds = systemd_sockets();
         // Meant for this process only: scripts and their children must not
         // take the socket for theirs (sd_listen_fds(3) unsets them too).
         for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
             std::env::remove_var(name);
         }
-        if pid_matches && fds.unwrap_or(0) >= 1 {
-            if fds.unwrap_or(0) > 1 {
-                log::warn!(
-                    "systemd passed {} sockets; listening on the first one (fd 3)",
-                    fds.unwrap_or(0)
-                );
+        if fds >= 1 {
+            if fds > 1 {
+                log::warn!("systemd passed {fds} sockets; listening on the first one (fd 3)");
             }
             log::info!("listening on the socket systemd passed (LISTEN_FDS, fd 3)");
             return Ok(Self::from_fd(SD_LISTEN_FDS_START));
@@ -467,6 +449,24 @@ impl Write for Stream {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// How many sockets systemd passed this very process (0: none, or they
+/// were meant for another pid).
+fn systemd_sockets() -> i32 {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+        .unwrap_or(0);
+    if ours {
+        count
+    } else {
+        0
     }
 }
 

@@ -212,10 +212,7 @@ type ScriptAndPathInfo = (PathBuf, Option<Vec<u8>>);
 /// 403: a directory on the way (or the file) is closed to this process's
 /// user. Under CGI the server cannot run it either; it is not "not found".
 fn permission_denied(path: &Path) -> ScriptCheck {
-    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("uid {}", nix::unistd::geteuid()), |u| u.name);
+    let user = crate::users::current_name();
     ScriptCheck::Forbidden(format!(
         "permission denied for {user}: cannot reach {} (a directory on the way is not searchable by {user}, or the file not readable)",
         path.display()

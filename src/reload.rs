@@ -74,10 +74,7 @@ impl Reloader {
 pub fn warn_if_unreadable(file: &std::path::Path) {
     if let Err(e) = std::fs::File::open(file) {
         if e.kind() == std::io::ErrorKind::PermissionDenied {
-            let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-                .ok()
-                .flatten()
-                .map_or_else(|| format!("uid {}", nix::unistd::geteuid()), |u| u.name);
+            let user = crate::users::current_name();
             log::warn!(
                 "{}: not readable by {user}, whom the daemon runs as: every reload (HUP) \
                  will be refused; make it readable by {user} (e.g. chgrp {user} and chmod g+r \

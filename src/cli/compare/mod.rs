@@ -349,15 +349,12 @@ fn compare(args: CompareArgs) -> anyhow::Result<Verdict> {
     Ok(verdict)
 }
 
-/// The script as both sides run it: resolved (as the daemon resolves
-/// SCRIPT_FILENAME), a file the daemon's roots and extensions allow.
 fn is_current_user(name: &str) -> bool {
-    nix::unistd::User::from_uid(nix::unistd::geteuid())
-        .ok()
-        .flatten()
-        .is_some_and(|u| u.name == name)
+    crate::users::current_name() == name
 }
 
+/// The script as both sides run it: resolved (as the daemon resolves
+/// SCRIPT_FILENAME), a file the daemon's roots and extensions allow.
 fn runnable_script(path: &Path, policy: &PathPolicy) -> anyhow::Result<PathBuf> {
     let resolved =
         std::fs::canonicalize(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
