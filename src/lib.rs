@@ -11,8 +11,9 @@
 //! the script's std pipes, `pump` the thread that drains them and watches
 //! the client, `response` the only writer of a request's response, `stop`
 //! how a running script is stopped; `perl/` the embedded interpreter behind
-//! one safe type; `config` the settings; `cli/` the subcommands. Arrows
-//! point one way: runner → pump → output → response → stop.
+//! one safe type; `config/` the settings (each key declared once, in
+//! `config/schema.rs`); `cli/` the subcommands. Arrows point one way:
+//! runner → pump → output → response → stop.
 //!
 //! The daemon is the binary (`main.rs`); this library holds all of it so
 //! that the fuzz targets under `fuzz/` can drive the protocol layer and the

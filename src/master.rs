@@ -329,7 +329,7 @@ fn preload(perl: &Interpreter, cfg: &Config, between: &mut dyn FnMut()) -> anyho
         between();
     }
     let steps = crate::runner::PerlSteps::new(perl);
-    for script in &cfg.preload_scripts {
+    for script in &cfg.preload_script {
         let path = script.display().to_string();
         if let Err(why) = steps.preload_script(&path) {
             bail!("--preload-script {path}: {why}");

@@ -103,7 +103,7 @@ fn serve_pooled(
         cfg.idle_timeout(),
         web_server_addrs(),
     );
-    let memory = MemoryLimits::new(cfg.max_rss, cfg.max_unshared);
+    let memory = MemoryLimits::new(cfg.max_rss.0, cfg.max_unshared.0);
     let mut account = Accounting::new(link.board, link.slot, cfg);
     let mut served = 0;
     let mut heap = HeapTrim::new(cfg.heap_trim);
