@@ -3,7 +3,7 @@
 //!
 //! Layout: `fastcgi/` is the protocol (pure codec, connection, request
 //! preamble, client); `listen` the socket; `master` the start-up (`detach`
-//! the background start init scripts want), `pool` the worker pool and its
+//! the background start init scripts want), `pool/` the worker pool and its
 //! event loop (`reload` what a SIGHUP reads again, `notify` systemd's
 //! readiness messages), `dispatch/` how requests reach workers,
 //! `scoreboard` the state they share, `worker/` a worker's life, `runner`
