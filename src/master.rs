@@ -1,11 +1,13 @@
 //! The master process: binds the socket (or takes the inherited one),
-//! drops privileges, starts the interpreter, loads the runner and the
-//! preloaded code once, precompiles scripts (`--precompile`), then hands over to the worker pool (`pool`), which
-//! forks the workers and dispatches until told to stop.
+//! drops privileges, has the runner set up the interpreter once (its
+//! modules, the preloaded code, the `--precompile` scripts:
+//! `runner::prepare_perl`), then hands over to the worker pool (`pool`),
+//! which forks the workers and dispatches until told to stop.
 //!
 //! The master never starts a thread: everything that happens before `fork`
 //! must be safe to copy into a child. A reload (SIGHUP) runs
-//! [`prepare_perl`] again, in the pool's loop, for the next generation.
+//! `runner::prepare_perl` again, in the pool's loop, for the next
+//! generation.
 
 use std::time::Instant;
 
@@ -14,36 +16,9 @@ use anyhow::{bail, Context};
 use crate::config::Config;
 use crate::listen::Listener;
 use crate::notify::Notifier;
-use crate::perl::{Interpreter, Outcome};
 use crate::pool::Pool;
 use crate::reload::Reloader;
 use crate::{signals, worker};
-
-/// Perl code compiled into the binary, so the daemon needs no files besides
-/// itself: (path under perl/ — also its %INC key —, source).
-const PERL_MODULES: &[(&str, &str)] = &[
-    (
-        "FCGI/Spawn/Symbols.pm",
-        include_str!("../perl/FCGI/Spawn/Symbols.pm"),
-    ),
-    (
-        "FCGI/Spawn/Loader.pm",
-        include_str!("../perl/FCGI/Spawn/Loader.pm"),
-    ),
-    (
-        "FCGI/Spawn/Modules.pm",
-        include_str!("../perl/FCGI/Spawn/Modules.pm"),
-    ),
-    (
-        "FCGI/Spawn/Stats.pm",
-        include_str!("../perl/FCGI/Spawn/Stats.pm"),
-    ),
-    (
-        "FCGI/Spawn/Runner.pm",
-        include_str!("../perl/FCGI/Spawn/Runner.pm"),
-    ),
-    ("FCGI/Spawn.pm", include_str!("../perl/FCGI/Spawn.pm")),
-];
 
 /// Runs the daemon with `cfg`; a reload reads the settings again from
 /// `reloader`.
@@ -95,7 +70,7 @@ pub fn run(cfg: Config, reloader: Reloader) -> anyhow::Result<()> {
         log::warn!("no --root given: scripts may run from any directory");
     }
     let started = Instant::now();
-    let perl = prepare_perl(&cfg, &mut || {})?;
+    let perl = crate::runner::prepare_perl(&cfg, &mut || {})?;
     let result = if cfg.workers == 0 {
         log::info!(
             "ready: serving on {} in this process (--workers 0)",
@@ -262,85 +237,5 @@ pub fn drop_privileges(cfg: &Config) -> anyhow::Result<()> {
     nix::unistd::setuid(user.uid)
         .with_context(|| format!("--user {name}: cannot switch to uid {}", user.uid))?;
     log::info!("running as user {name} (uid {}, gid {gid})", user.uid);
-    Ok(())
-}
-
-/// The interpreter, warmed up and with the `--precompile` scripts compiled:
-/// what the workers are forked from (at start, and at each reload, beside
-/// the running one). `between` runs between the steps (each module,
-/// preload script and precompiled script): a reload lets the master's
-/// loop dispatch meanwhile. One that fails is freed without END blocks.
-pub fn prepare_perl(cfg: &Config, between: &mut dyn FnMut()) -> anyhow::Result<Interpreter> {
-    let perl = Interpreter::start()?;
-    between();
-    let loaded = load_embedded_modules(&perl, between)
-        .and_then(|()| preload(&perl, cfg, between))
-        .and_then(|()| {
-            if let Err(e) = crate::runner::warm_up(&perl) {
-                log::warn!("warm-up request before forking the workers failed (workers will do that work themselves): {e}");
-            }
-            between();
-            crate::runner::precompile(&perl, cfg, between)
-        });
-    kept_if_loaded(perl, loaded)
-}
-
-/// The interpreter the workers inherit: the runner and the preloads
-/// loaded (also what `fcgi-spawn check` compiles scripts in). One that
-/// fails to load is freed without running END blocks.
-pub fn start_perl(cfg: &Config) -> anyhow::Result<Interpreter> {
-    let perl = Interpreter::start()?;
-    let loaded =
-        load_embedded_modules(&perl, &mut || {}).and_then(|()| preload(&perl, cfg, &mut || {}));
-    kept_if_loaded(perl, loaded)
-}
-
-/// An interpreter that failed to load is freed (no END blocks).
-fn kept_if_loaded(perl: Interpreter, loaded: anyhow::Result<()>) -> anyhow::Result<Interpreter> {
-    match loaded {
-        Ok(()) => Ok(perl),
-        Err(e) => {
-            perl.discard();
-            Err(e)
-        }
-    }
-}
-
-fn load_embedded_modules(perl: &Interpreter, between: &mut dyn FnMut()) -> anyhow::Result<()> {
-    for (path, source) in PERL_MODULES {
-        let code = format!("#line 1 \"{path}\"\n{source}");
-        if let Outcome::Died(msg) = perl.eval(&code) {
-            bail!("cannot load the embedded {path}: {msg}");
-        }
-        perl.eval(&format!(
-            "$INC{{'{path}'}} = '(embedded in fcgi-spawn)/{path}'; 1"
-        ));
-        between();
-    }
-    Ok(())
-}
-
-fn preload(perl: &Interpreter, cfg: &Config, between: &mut dyn FnMut()) -> anyhow::Result<()> {
-    for module in &cfg.preload {
-        // Names were validated in config (no code can ride along).
-        if let Outcome::Died(msg) = perl.eval(&format!("require {module}; 1")) {
-            bail!("--preload {module}: {msg}");
-        }
-        between();
-    }
-    let steps = crate::runner::PerlSteps::new(perl);
-    for script in &cfg.preload_script {
-        let path = script.display().to_string();
-        if let Err(why) = steps.preload_script(&path) {
-            bail!("--preload-script {path}: {why}");
-        }
-        between();
-    }
-    if cfg.stats {
-        // The baseline every worker forked from here compares with.
-        steps
-            .stats_start(&cfg.stats_policy)
-            .map_err(|why| anyhow::anyhow!("stats_policy: {why}"))?;
-    }
     Ok(())
 }

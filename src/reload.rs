@@ -3,7 +3,7 @@
 //! and command-line flags the daemon started with (flags still override
 //! the file), and settings that only a restart can change keep their old
 //! values, with a warning naming them. The pool (`pool`) then builds the
-//! next generation's interpreter with the new settings (`master::
+//! next generation's interpreter with the new settings (`runner::
 //! prepare_perl`) beside the current one, forks the new workers from it
 //! and lets the old ones drain; anything failing on the way refuses the
 //! reload and leaves the running generation as it was.

@@ -39,7 +39,7 @@ pub fn main(args: CheckArgs) -> i32 {
         return 2;
     }
     let perl =
-        match crate::master::drop_privileges(&cfg).and_then(|()| crate::master::start_perl(&cfg)) {
+        match crate::master::drop_privileges(&cfg).and_then(|()| crate::runner::start_perl(&cfg)) {
             Ok(perl) => perl,
             Err(e) => {
                 eprintln!("fcgi-spawn check: {e:#}");

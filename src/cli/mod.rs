@@ -224,7 +224,7 @@ fn check_config(settings: Settings, print: bool) -> i32 {
         if let Some(f) = &file {
             crate::reload::warn_if_unreadable(f);
         }
-        crate::master::start_perl(&cfg)
+        crate::runner::start_perl(&cfg)
     });
     match perl {
         Ok(perl) => {

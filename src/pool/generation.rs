@@ -3,7 +3,7 @@
 //!
 //! The master reads the configuration again (`reload::Reloader`), builds
 //! a new interpreter beside the running one with the new preloads,
-//! preload scripts and `--precompile` (`master::prepare_perl`), forks the
+//! preload scripts and `--precompile` (`runner::prepare_perl`), forks the
 //! new workers from it and frees the old interpreter (without its END
 //! blocks). Once every new worker is idle (ready to take a request; at
 //! most [`HANDOVER_WAIT`]), the old ones are told to leave over their
@@ -140,7 +140,7 @@ impl Pool<'_> {
         // request on one waits for its worker's current request at most,
         // not for the build.
         self.board.set_master_busy(true);
-        let built = crate::master::prepare_perl(&cfg, &mut || {
+        let built = crate::runner::prepare_perl(&cfg, &mut || {
             longest_step = longest_step.max(step.elapsed());
             self.serve_pending();
             step = Instant::now();

@@ -15,7 +15,12 @@
 //! then the worker finishes what process exit would, ends the response,
 //! and puts the interpreter back — or, when it cannot vouch for it, says so
 //! and is replaced.
+//!
+//! Before any request, `interpreter` sets up the interpreter the workers
+//! are forked from: the daemon's modules, the preloads, the precompiled
+//! scripts.
 
+mod interpreter;
 mod precompile;
 mod steps;
 mod warm_up;
@@ -42,6 +47,7 @@ use crate::perl::{Interpreter, Stage};
 use crate::response;
 use crate::scoreboard::RanAs;
 
+pub use interpreter::{prepare_perl, start_perl};
 pub use precompile::{check_scripts, precompile};
 pub use steps::{PerlSteps, Restored, WorkerSettings};
 pub use warm_up::warm_up;

@@ -31,7 +31,18 @@ mod entry {
     pub const END_REQUEST: &CStr = c"FCGI::Spawn::Runner::end_request";
     /// perl/FCGI/Spawn/Stats.pm: `stats` on, with its policy.
     pub const STATS_START: &CStr = c"FCGI::Spawn::Stats::start";
+    /// perl/FCGI/Spawn/Boot.pm: one of the daemon's own modules.
+    pub const LOAD_EMBEDDED: &CStr = c"FCGI::Spawn::Boot::load_embedded";
+    /// perl/FCGI/Spawn/Boot.pm: a `--preload` module.
+    pub const PRELOAD_MODULE: &CStr = c"FCGI::Spawn::Boot::preload_module";
 }
+
+/// perl/FCGI/Spawn/Boot.pm, the first code a new interpreter runs (it
+/// defines `LOAD_EMBEDDED` and `PRELOAD_MODULE`); its errors name the file.
+const BOOT: &str = concat!(
+    "#line 1 \"FCGI/Spawn/Boot.pm\"\n",
+    include_str!("../../perl/FCGI/Spawn/Boot.pm")
+);
 
 /// A step that did not return normally: the exit status it stands for
 /// (the script's own `exit`, or 255 for a `die`).
@@ -135,13 +146,28 @@ impl<'p> PerlSteps<'p> {
         self.perl
     }
 
+    /// In a new interpreter, before any other step: Boot.pm, which loads
+    /// the rest.
+    pub fn boot(&self) -> Result<(), String> {
+        ran(self.perl.eval(BOOT))
+    }
+
+    /// One of the daemon's own modules, compiled from `source` as the file
+    /// `path` (its %INC key, e.g. FCGI/Spawn/Runner.pm).
+    pub fn load_embedded(&self, path: &str, source: &str) -> Result<(), String> {
+        let args = [path.as_bytes(), source.as_bytes()];
+        ran(self.call(entry::LOAD_EMBEDDED, &args, DieMode::Trap))
+    }
+
+    /// In the master: loads a `--preload` module (its name checked by the
+    /// configuration).
+    pub fn preload_module(&self, module: &str) -> Result<(), String> {
+        ran(self.call(entry::PRELOAD_MODULE, &[module.as_bytes()], DieMode::Trap))
+    }
+
     /// In the master: runs a `--preload-script` file.
     pub fn preload_script(&self, path: &str) -> Result<(), String> {
-        match self.call(entry::PRELOAD_SCRIPT, &[path.as_bytes()], DieMode::Trap) {
-            Outcome::Returned(_) => Ok(()),
-            Outcome::Died(msg) => Err(msg),
-            Outcome::Exited(code) => Err(format!("called exit({code})")),
-        }
+        ran(self.call(entry::PRELOAD_SCRIPT, &[path.as_bytes()], DieMode::Trap))
     }
 
     /// In the master, after the preloads: `stats` on, comparing these
@@ -342,5 +368,15 @@ impl<'p> PerlSteps<'p> {
 
     fn call(&self, name: &'static CStr, args: &[&[u8]], die_mode: DieMode) -> Outcome {
         self.perl.call(name, args, die_mode)
+    }
+}
+
+/// A step that loads or runs the user's code (or ours, from source): its
+/// `die` message, or the `exit` it called, is the error.
+fn ran(outcome: Outcome) -> Result<(), String> {
+    match outcome {
+        Outcome::Returned(_) => Ok(()),
+        Outcome::Died(msg) => Err(msg),
+        Outcome::Exited(code) => Err(format!("called exit({code})")),
     }
 }
