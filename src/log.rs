@@ -188,19 +188,6 @@ pub fn reopen() -> io::Result<()> {
     Ok(())
 }
 
-/// USR1: the access log and the daemon's log are opened again (logrotate
-/// moved them), each failure logged.
-pub fn reopen_on_usr1() {
-    if let Err(e) = crate::access_log::reopen() {
-        log::error!("SIGUSR1: {e}");
-    }
-    if let Err(e) = reopen().and_then(|()| crate::detach::log_reopened()) {
-        log::error!("SIGUSR1: cannot reopen the log: {e}");
-    } else {
-        log::info!("SIGUSR1: log reopened");
-    }
-}
-
 /// Points stdout and stderr at the log (a detached master's: what Perl
 /// or a library prints outside any request lands there). Logging to
 /// stderr: nothing to do.

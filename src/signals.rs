@@ -149,3 +149,17 @@ pub fn reset_for_request_child() {
         let _ = unsafe { signal::sigaction(s, &default) };
     }
 }
+
+/// USR1, in the master and with `--workers 0`: the access log and the
+/// daemon's log are opened again (logrotate moved them), each failure
+/// logged; a detached master's stdout and stderr follow the log.
+pub fn reopen_logs() {
+    if let Err(e) = crate::access_log::reopen() {
+        log::error!("SIGUSR1: {e}");
+    }
+    if let Err(e) = crate::log::reopen().and_then(|()| crate::detach::log_reopened()) {
+        log::error!("SIGUSR1: cannot reopen the log: {e}");
+    } else {
+        log::info!("SIGUSR1: log reopened");
+    }
+}

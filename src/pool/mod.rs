@@ -263,7 +263,7 @@ impl<'a> Pool<'a> {
                 }
                 Command::ReopenLogs => {
                     self.board.ask_reopen();
-                    crate::log::reopen_on_usr1();
+                    crate::signals::reopen_logs();
                 }
                 Command::Reload => self.reload(),
                 Command::Reap => self.reap(),

@@ -224,7 +224,7 @@ fn act_on_signals() {
             Signal::SIGTTIN | Signal::SIGTTOU => {
                 log::warn!("{name}: no pool to resize (--workers 0 serves in this process)")
             }
-            Signal::SIGUSR1 => crate::log::reopen_on_usr1(),
+            Signal::SIGUSR1 => crate::signals::reopen_logs(),
             _ => {}
         }
     }
