@@ -21,15 +21,18 @@ use std::io;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{PoisonError, RwLock};
 
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 static LOG_FD: AtomicI32 = AtomicI32::new(2);
-/// The log file's path (null: stderr). Set at start, changed by a reload;
-/// a replaced path is leaked, so a reader never sees freed memory.
-static LOG_PATH: AtomicPtr<PathBuf> = AtomicPtr::new(std::ptr::null_mut());
+/// The log file's path (None: stderr). Written at start and by a reload,
+/// both in the master, which has one thread and does not fork meanwhile:
+/// no process is forked with it write-locked, and the readers (each line
+/// checks for a rotation, from any thread) never wait for each other.
+static LOG_PATH: RwLock<Option<PathBuf>> = RwLock::new(None);
 static PLAIN: AtomicBool = AtomicBool::new(false);
 static LOGGER: Logger = Logger;
 
@@ -127,24 +130,21 @@ pub fn init(path: Option<&Path>, format: LogFormat, verbose: bool) -> io::Result
 }
 
 fn set_path(path: Option<&Path>) {
-    let new = path.map_or(std::ptr::null_mut(), |p| {
-        Box::into_raw(Box::new(p.to_path_buf()))
-    });
-    LOG_PATH.store(new, Ordering::SeqCst);
+    *LOG_PATH.write().unwrap_or_else(PoisonError::into_inner) = path.map(Path::to_path_buf);
 }
 
-fn path() -> Option<&'static Path> {
-    let p = LOG_PATH.load(Ordering::SeqCst);
-    // SAFETY: a non-null LOG_PATH comes from Box::into_raw in `set_path`
-    // and is never freed.
-    unsafe { p.as_ref() }.map(PathBuf::as_path)
+fn path() -> Option<PathBuf> {
+    LOG_PATH
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
 }
 
 /// A reload's log settings: lines go to `to` (None: stderr) from now on,
 /// in `format`.
 pub fn switch(to: Option<&Path>, format: LogFormat) -> io::Result<()> {
     PLAIN.store(format == LogFormat::Plain, Ordering::Relaxed);
-    if to == path() {
+    if to == path().as_deref() {
         return Ok(());
     }
     let target = match to {
@@ -177,7 +177,7 @@ pub fn reopen() -> io::Result<()> {
     let Some(path) = path() else {
         return Ok(());
     };
-    let file = open(path)?;
+    let file = open(&path)?;
     // dup3 replaces what LOG_FD refers to atomically: a writer in another
     // thread gets the old file or the new one, never a closed descriptor.
     nix::unistd::dup3(
@@ -226,7 +226,7 @@ fn rotated() -> bool {
     let Some(path) = path() else {
         return false;
     };
-    let Ok(on_disk) = std::fs::metadata(path) else {
+    let Ok(on_disk) = std::fs::metadata(&path) else {
         return false;
     };
     match nix::sys::stat::fstat(LOG_FD.load(Ordering::Relaxed)) {

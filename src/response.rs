@@ -11,7 +11,7 @@
 //! ([`ResponseWriter`]); what to send, and when to stop, is decided here.
 
 use std::io::{self, Write};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use crate::fastcgi::ResponseWriter;
 use crate::perl::{Stage, StopReason};
@@ -23,22 +23,16 @@ const NO_OUTPUT: (u16, &str) = (500, "Internal Server Error");
 /// A connection's descriptor, written without owning it: the worker owns
 /// the connection and ends the request under the output lock before it
 /// closes it.
-pub struct ConnFd(RawFd);
+pub struct ConnFd(BorrowedFd<'static>);
 
 impl Write for ConnFd {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is valid for its length; the descriptor stays open
-        // while a request is active (see ConnFd).
-        let n = unsafe { libc::write(self.0, buf.as_ptr().cast(), buf.len()) };
-        io_result(n)
+        io_result(nix::unistd::write(self.0, buf))
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let count = bufs.len().min(1024) as libc::c_int;
-        // SAFETY: IoSlice is ABI-compatible with struct iovec; each slice is
-        // valid for its length.
-        let n = unsafe { libc::writev(self.0, bufs.as_ptr().cast(), count) };
-        io_result(n)
+        // At most IOV_MAX slices in one call; the writer sends the rest next.
+        io_result(nix::sys::uio::writev(self.0, &bufs[..bufs.len().min(1024)]))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -46,18 +40,16 @@ impl Write for ConnFd {
     }
 }
 
-fn io_result(n: isize) -> io::Result<usize> {
-    if n >= 0 {
-        return Ok(n as usize);
-    }
-    let e = io::Error::last_os_error();
-    if e.kind() == io::ErrorKind::Interrupted && Stage::now() == Stage::Stopping {
-        return Err(io::Error::new(
+/// A write's result; one a stop interrupted is the client's end, as far
+/// as the script is concerned.
+fn io_result(written: nix::Result<usize>) -> io::Result<usize> {
+    match written {
+        Err(nix::errno::Errno::EINTR) if Stage::now() == Stage::Stopping => Err(io::Error::new(
             io::ErrorKind::BrokenPipe,
             "the script is being stopped",
-        ));
+        )),
+        written => written.map_err(io::Error::from),
     }
-    Err(e)
 }
 
 /// Whether the client can still be sent anything.
@@ -103,7 +95,12 @@ impl Response {
     /// [`finish`]: Response::finish
     pub fn new(conn: RawFd, request_id: u16, stderr_to_client: bool) -> Response {
         Response {
-            writer: ResponseWriter::new(ConnFd(conn), request_id),
+            // SAFETY: `conn` stays open until `finish` (the caller's
+            // promise above), after which nothing is written through it.
+            writer: ResponseWriter::new(
+                ConnFd(unsafe { BorrowedFd::borrow_raw(conn) }),
+                request_id,
+            ),
             delivery: Delivery::Open,
             stderr_to_client,
             head: Vec::new(),
@@ -116,7 +113,7 @@ impl Response {
     }
 
     pub fn conn_fd(&self) -> RawFd {
-        self.writer.get_ref().0
+        self.writer.get_ref().0.as_raw_fd()
     }
 
     pub fn request_id(&self) -> u16 {

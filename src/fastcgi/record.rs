@@ -1,15 +1,16 @@
 //! The FastCGI 1.0 wire format: record headers, padding, name-value pairs and
 //! the fixed-size record bodies, as pure functions over byte slices.
 //!
-//! Nothing here performs I/O. `connection` decides *when* bytes are read or
-//! written; this module only decides *what* they are, so every framing rule
-//! is unit-tested against literal bytes without a socket. Parsers never trust
-//! a length they have read: every slice is bounds-checked, and short or
-//! inconsistent input becomes a [`ProtocolError`] that names the problem (it
-//! ends up as the one log line for a dropped connection), never a panic.
-//! Encoders append to a caller-owned `Vec<u8>` so that a whole answer (end of
-//! the output streams plus `FCGI_END_REQUEST`, say) is built first and sent
-//! with a single write.
+//! Nothing here performs I/O. `reader`, `server` and `response` decide
+//! *when* bytes are read or written; this module only decides *what* they
+//! are, so every framing rule is unit-tested against literal bytes without
+//! a socket. Parsers never trust a length they have read: every slice is
+//! bounds-checked, and short or inconsistent input becomes a
+//! [`ProtocolError`] that names the problem (it ends up as the one log line
+//! for a dropped connection), never a panic. Encoders append to a
+//! caller-owned `Vec<u8>` so that a whole answer (end of the output streams
+//! plus `FCGI_END_REQUEST`, say) is built first and sent with a single
+//! write.
 
 use std::fmt;
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::sys::epoll::{EpollEvent, EpollFlags};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
@@ -58,9 +59,7 @@ impl Pool<'_> {
                 // Until a script can be stopped in-process (issue 9, item 3),
                 // a worker whose master died is killed outright: no orphan
                 // ever keeps running a script or holding the socket.
-                // SAFETY: prctl with PR_SET_PDEATHSIG only sets a flag on
-                // this process.
-                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+                let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
                 if nix::unistd::getppid() != master {
                     // SAFETY: exiting a forked child without running
                     // the parent's destructors or Perl END blocks.
@@ -226,8 +225,6 @@ fn restart_pause(quick_deaths: u32) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
-    use nix::sys::signal::Signal;
-
     use super::*;
 
     #[test]

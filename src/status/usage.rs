@@ -87,9 +87,11 @@ fn private_from_smaps(text: &str) -> Option<u64> {
 }
 
 fn page_size() -> u64 {
-    // SAFETY: sysconf reads a constant of the running system.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).unwrap_or(4096)
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|size| u64::try_from(size).ok())
+        .unwrap_or(4096)
 }
 
 /// CPU time (user + system) of this process and of its waited-for
