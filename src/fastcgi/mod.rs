@@ -4,10 +4,11 @@
 //! It is split the way the protocol is layered, so each layer is tested on
 //! its own: `record` is the wire format as pure functions over byte slices
 //! (headers, padding, name-value pairs), unit-tested against literal bytes;
-//! `reader` frames records out of a byte stream; `server` turns them into
-//! complete requests ([`Request`], `request`), answering management records
-//! and refusals itself, with the body kept by `body`; `preamble` says when a
-//! request no worker serves yet is ready for one; `response` frames a
+//! `reader` frames records out of a byte stream; `rules` judges each
+//! record against the request being read (management records and refusals
+//! answered there); `server` turns them into complete requests
+//! ([`Request`], `request`), with the body kept by `body`; `preamble` says,
+//! by the same rules, when a request no worker serves yet is ready for one; `response` frames a
 //! response with as few system calls as possible; `watch` reads what the web
 //! server sends while a script runs (an abort, its going away). `client` is
 //! the web server's side, built on the same layers so the two ends cannot
@@ -22,6 +23,7 @@ pub mod reader;
 pub mod record;
 mod request;
 mod response;
+mod rules;
 mod server;
 pub mod watch;
 

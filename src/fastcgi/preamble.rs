@@ -15,28 +15,24 @@
 //! decide readiness: the request's records are kept as they came and handed
 //! over with the connection, so the worker's `ServerConnection` reads them
 //! as if straight from the socket. What needs no worker is answered here
-//! and dropped from the buffer, exactly as `ServerConnection` would answer
-//! it: management records (`FCGI_GET_VALUES`), roles we do not serve, a
-//! second request id begun before the current request's input ended
-//! (`FCGI_CANT_MPX_CONN`), `FCGI_ABORT_REQUEST` of a request not handed
-//! over yet. Bytes past the ready request (the connection's next request,
-//! sent before this one is answered) are not looked at, and are handed
-//! over with it: they wait their turn. A state machine: bytes in, answers
-//! out; its one piece of I/O, [`Preamble::read_from`], is the non-blocking
-//! read that feeds it, so that connections are read only in this protocol
-//! layer.
+//! and dropped from the buffer, by the rules `ServerConnection` follows
+//! too (`rules`): management records (`FCGI_GET_VALUES`), roles we do not
+//! serve, a second request id begun before the current request's input
+//! ended (`FCGI_CANT_MPX_CONN`), `FCGI_ABORT_REQUEST` of a request not
+//! handed over yet. Bytes past the ready request (the connection's next
+//! request, sent before this one is answered) are not looked at, and are
+//! handed over with it: they wait their turn. A state machine: bytes in,
+//! answers out; its one piece of I/O, [`Preamble::read_from`], is the
+//! non-blocking read that feeds it, so that connections are read only in
+//! this protocol layer.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::sys::socket::{recv, MsgFlags};
 
-use super::record::{
-    encode_end_request, parse_name_values, BeginRequest, Header, ProtocolError, RecordType,
-    CANT_MPX_CONN, HEADER_LEN, NULL_REQUEST_ID, REQUEST_COMPLETE, ROLE_AUTHORIZER, ROLE_RESPONDER,
-    UNKNOWN_ROLE,
-};
-use super::server::{answer_management, Settings};
+use super::record::{parse_name_values, Header, ProtocolError, RecordType, HEADER_LEN};
+use super::rules::{self, Current, Settings};
 use super::Limits;
 
 /// Body bytes that make a request ready even before its `FCGI_STDIN`
@@ -79,23 +75,18 @@ pub struct Preamble {
     current: Option<Progress>,
 }
 
+/// The request arriving, as the rules count it, and whether its params
+/// were checked for malformed pairs.
 #[derive(Debug, Clone, Copy)]
 struct Progress {
-    id: u16,
-    role: u16,
-    keep_conn: bool,
-    params_len: usize,
-    params_done: bool,
-    /// The params were checked for malformed pairs.
+    request: Current,
     params_checked: bool,
-    stdin_len: usize,
-    stdin_done: bool,
 }
 
 impl Progress {
     fn ready(&self) -> bool {
-        self.params_done
-            && (self.stdin_done || self.role == ROLE_AUTHORIZER || self.stdin_len >= HANDOFF_BODY)
+        let r = &self.request;
+        r.is_complete() || (r.params_done && r.stdin_len >= HANDOFF_BODY)
     }
 }
 
@@ -174,8 +165,7 @@ impl Preamble {
     /// The request's `FCGI_STDIN` stream has ended (or it needs none): the
     /// worker will not wait on the network for any of it.
     pub fn is_complete(&self) -> bool {
-        self.current
-            .is_some_and(|c| c.params_done && (c.stdin_done || c.role == ROLE_AUTHORIZER))
+        self.current.is_some_and(|c| c.request.is_complete())
     }
 
     /// The bytes to hand over with the connection; the preamble starts
@@ -232,12 +222,13 @@ impl Preamble {
         let Some(current) = self.current.as_mut() else {
             return Ok(Scan::Incomplete);
         };
-        if current.params_done && !current.params_checked {
+        if current.request.params_done && !current.params_checked {
             current.params_checked = true;
-            let mut params = Vec::with_capacity(current.params_len);
+            let id = current.request.id;
+            let mut params = Vec::with_capacity(current.request.params_len);
             let mut records = &self.buf[..self.scanned];
             while let Ok(header) = Header::parse(records) {
-                if header.record_type == RecordType::Params && header.request_id == current.id {
+                if header.record_type == RecordType::Params && header.request_id == id {
                     let end = HEADER_LEN + usize::from(header.content_length);
                     params.extend_from_slice(&records[HEADER_LEN..end]);
                 }
@@ -249,91 +240,32 @@ impl Preamble {
     }
 }
 
-/// The same decisions `ServerConnection` makes for each record, minus the
-/// parsing of params and the body.
+/// The rules' verdict on one record (the same as `ServerConnection`'s), as
+/// what to do with its bytes here: the params and the body are kept for
+/// the worker, not parsed.
 fn judge(
-    current_request: &mut Option<Progress>,
+    current: &mut Option<Progress>,
     settings: &Settings,
     header: Header,
     content: &[u8],
     reply: &mut Vec<u8>,
 ) -> Result<Verdict, ProtocolError> {
-    let id = header.request_id;
-    if id == NULL_REQUEST_ID {
-        answer_management(settings, header.record_type, content, reply)?;
-        return Ok(Verdict::Drop);
-    }
-    if header.record_type == RecordType::BeginRequest {
-        let begin = BeginRequest::parse(id, content)?;
-        return match current_request {
-            Some(current) if current.id == id => Err(ProtocolError::UnexpectedRecord {
-                record_type: RecordType::BeginRequest,
-                request_id: id,
-            }),
-            Some(_) => {
-                encode_end_request(reply, id, 0, CANT_MPX_CONN);
-                Ok(Verdict::Drop)
-            }
-            None if begin.role == ROLE_RESPONDER || begin.role == ROLE_AUTHORIZER => {
-                *current_request = Some(Progress {
-                    id,
-                    role: begin.role,
-                    keep_conn: begin.keep_conn(),
-                    params_len: 0,
-                    params_done: false,
+    let request = current.as_mut().map(|c| &mut c.request);
+    Ok(
+        match rules::judge(settings, request, header, content, reply)? {
+            rules::Verdict::Skip => Verdict::Drop,
+            rules::Verdict::Begin(request) => {
+                *current = Some(Progress {
+                    request,
                     params_checked: false,
-                    stdin_len: 0,
-                    stdin_done: false,
                 });
-                Ok(Verdict::Keep)
+                Verdict::Keep
             }
-            None => {
-                encode_end_request(reply, id, 0, UNKNOWN_ROLE);
-                Ok(if begin.keep_conn() {
-                    Verdict::Drop
-                } else {
-                    Verdict::Close
-                })
-            }
-        };
-    }
-    // Records of refused or already answered requests carry another id.
-    let Some(current) = current_request.as_mut().filter(|c| c.id == id) else {
-        return Ok(Verdict::Drop);
-    };
-    let unexpected = ProtocolError::UnexpectedRecord {
-        record_type: header.record_type,
-        request_id: id,
-    };
-    match header.record_type {
-        RecordType::Params if current.params_done => Err(unexpected),
-        RecordType::Params => {
-            current.params_len += content.len();
-            current.params_done = content.is_empty();
-            if current.params_len > settings.limits.max_params {
-                return Err(ProtocolError::ParamsTooLarge {
-                    request_id: id,
-                    limit: settings.limits.max_params,
-                });
-            }
-            Ok(Verdict::Keep)
-        }
-        RecordType::Stdin if current.stdin_done => Err(unexpected),
-        RecordType::Stdin => {
-            current.stdin_len += content.len();
-            current.stdin_done = content.is_empty();
-            Ok(Verdict::Keep)
-        }
-        RecordType::AbortRequest => {
-            encode_end_request(reply, id, 0, REQUEST_COMPLETE);
-            Ok(if current.keep_conn {
-                Verdict::DropRequest
-            } else {
-                Verdict::Close
-            })
-        }
-        _ => Err(unexpected),
-    }
+            rules::Verdict::Params(_) | rules::Verdict::Stdin(_) => Verdict::Keep,
+            rules::Verdict::Aborted { close: false } => Verdict::DropRequest,
+            rules::Verdict::Aborted { close: true } | rules::Verdict::Close => Verdict::Close,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -341,7 +273,8 @@ mod tests {
     use super::*;
     use crate::fastcgi::record::{
         encode_begin_request, encode_name_value, encode_params, encode_record, encode_stream,
-        encode_stream_end, EndRequest, FCGI_MPXS_CONNS, KEEP_CONN, ROLE_FILTER,
+        encode_stream_end, EndRequest, CANT_MPX_CONN, FCGI_MPXS_CONNS, KEEP_CONN, REQUEST_COMPLETE,
+        ROLE_AUTHORIZER, ROLE_FILTER, ROLE_RESPONDER, UNKNOWN_ROLE,
     };
 
     fn settings() -> PreambleSettings {

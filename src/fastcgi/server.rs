@@ -21,13 +21,9 @@ use std::io::{Read, Write};
 
 use super::body::BodyBuilder;
 use super::reader::{Record, RecordReader};
-use super::record::{
-    encode_end_request, encode_name_value, encode_record, encode_unknown_type, parse_name_values,
-    BeginRequest, NameValue, ProtocolError, RecordType, CANT_MPX_CONN, FCGI_MAX_CONNS,
-    FCGI_MAX_REQS, FCGI_MPXS_CONNS, NULL_REQUEST_ID, REQUEST_COMPLETE, ROLE_AUTHORIZER,
-    ROLE_RESPONDER, UNKNOWN_ROLE,
-};
+use super::record::{parse_name_values, NameValue, ProtocolError};
 use super::request::{ConnectionError, Limits, Request};
+use super::rules::{judge, Current, Settings, Verdict};
 
 /// The application side of one FastCGI connection. Reads requests one at a
 /// time and answers what needs no script on its own: `FCGI_GET_VALUES`,
@@ -36,12 +32,6 @@ use super::request::{ConnectionError, Limits, Request};
 pub struct ServerConnection<S> {
     reader: RecordReader<S>,
     settings: Settings,
-}
-
-pub(super) struct Settings {
-    pub(super) limits: Limits,
-    pub(super) max_conns: usize,
-    pub(super) max_reqs: usize,
 }
 
 /// What one record did to the request being read.
@@ -92,7 +82,7 @@ impl<S: Read + Write> ServerConnection<S> {
                     return match pending {
                         None => Ok(None),
                         Some(request) => Err(ProtocolError::IncompleteRequest {
-                            request_id: request.id,
+                            request_id: request.current.id,
                             missing: request.missing_stream(),
                         }
                         .into()),
@@ -144,174 +134,73 @@ fn handle_record(
     reply: &mut Vec<u8>,
 ) -> Result<Step, ConnectionError> {
     let Record { header, content } = record;
-    let id = header.request_id;
-    if id == NULL_REQUEST_ID {
-        answer_management(settings, header.record_type, content, reply)?;
-        return Ok(Step::Continue);
-    }
-    if header.record_type == RecordType::BeginRequest {
-        let begin = BeginRequest::parse(id, content)?;
-        return match pending {
-            Some(current) if current.id == id => Err(ProtocolError::UnexpectedRecord {
-                record_type: RecordType::BeginRequest,
-                request_id: id,
-            }
-            .into()),
-            Some(_) => {
-                encode_end_request(reply, id, 0, CANT_MPX_CONN);
-                Ok(Step::Continue)
-            }
-            None if begin.role == ROLE_RESPONDER || begin.role == ROLE_AUTHORIZER => {
-                *pending = Some(PendingRequest::new(id, begin, &settings.limits));
-                Ok(Step::Continue)
-            }
-            None => {
-                encode_end_request(reply, id, 0, UNKNOWN_ROLE);
-                Ok(if begin.keep_conn() {
-                    Step::Continue
-                } else {
-                    Step::ConnectionDone
-                })
-            }
-        };
-    }
-    // Records of requests refused above, or already answered (a late
-    // FCGI_ABORT_REQUEST), carry another id and are skipped.
-    let Some(current) = pending.as_mut().filter(|p| p.id == id) else {
-        log::trace!("skipping {} record for request id {id}", header.record_type);
-        return Ok(Step::Continue);
-    };
-    match header.record_type {
-        RecordType::Params => current.push_params(content, settings.limits.max_params)?,
-        RecordType::Stdin => current.push_stdin(content)?,
-        RecordType::AbortRequest => {
-            let keep_conn = current.keep_conn;
+    let current = pending.as_mut().map(|p| &mut p.current);
+    match judge(settings, current, header, content, reply)? {
+        Verdict::Skip => return Ok(Step::Continue),
+        Verdict::Begin(current) => {
+            *pending = Some(PendingRequest::new(current, &settings.limits));
+            return Ok(Step::Continue);
+        }
+        Verdict::Aborted { close } => {
             *pending = None;
-            encode_end_request(reply, id, 0, REQUEST_COMPLETE);
-            return Ok(if keep_conn {
-                Step::Continue
-            } else {
+            return Ok(if close {
                 Step::ConnectionDone
+            } else {
+                Step::Continue
             });
         }
-        record_type => {
-            return Err(ProtocolError::UnexpectedRecord {
-                record_type,
-                request_id: id,
+        Verdict::Close => return Ok(Step::ConnectionDone),
+        Verdict::Params(content) => {
+            if let Some(request) = pending.as_mut() {
+                request.take_params(content)?;
             }
-            .into())
+        }
+        Verdict::Stdin(content) => {
+            if let Some(request) = pending.as_mut().filter(|_| !content.is_empty()) {
+                request.body.push(content);
+            }
         }
     }
-    if current.is_complete() {
+    if pending.as_ref().is_some_and(|p| p.current.is_complete()) {
         return Ok(pending.take().map_or(Step::Continue, Step::Complete));
     }
     Ok(Step::Continue)
 }
 
-/// Appends to `reply` the answer to a management record (request id 0).
-pub(super) fn answer_management(
-    settings: &Settings,
-    record_type: RecordType,
-    content: &[u8],
-    reply: &mut Vec<u8>,
-) -> Result<(), ProtocolError> {
-    if record_type != RecordType::GetValues {
-        encode_unknown_type(reply, record_type.as_u8());
-        return Ok(());
-    }
-    let mut result = Vec::new();
-    let mut answered: Vec<&[u8]> = Vec::new();
-    for (name, _) in parse_name_values(content)? {
-        let (known, value) = match name.as_slice() {
-            FCGI_MAX_CONNS => (FCGI_MAX_CONNS, settings.max_conns.to_string()),
-            FCGI_MAX_REQS => (FCGI_MAX_REQS, settings.max_reqs.to_string()),
-            FCGI_MPXS_CONNS => (FCGI_MPXS_CONNS, "0".to_owned()),
-            _ => continue,
-        };
-        // Answering each name once keeps the result within one record
-        // however often the query repeats it.
-        if !answered.contains(&known) {
-            answered.push(known);
-            encode_name_value(&mut result, known, value.as_bytes());
-        }
-    }
-    encode_record(reply, RecordType::GetValuesResult, NULL_REQUEST_ID, &result);
-    Ok(())
-}
-
 /// A request whose streams are still arriving.
 struct PendingRequest {
-    id: u16,
-    role: u16,
-    keep_conn: bool,
+    /// Its id, role and how far its streams are (`rules`).
+    current: Current,
     params: Vec<u8>,
     /// Parsed as soon as the PARAMS stream ends, so a malformed pair is
     /// reported then, not after a body that may never come.
     parsed_params: Vec<NameValue>,
-    params_done: bool,
     body: BodyBuilder,
-    stdin_done: bool,
 }
 
 impl PendingRequest {
-    fn new(id: u16, begin: BeginRequest, limits: &Limits) -> PendingRequest {
+    fn new(current: Current, limits: &Limits) -> PendingRequest {
         PendingRequest {
-            id,
-            role: begin.role,
-            keep_conn: begin.keep_conn(),
+            current,
             params: Vec::new(),
             parsed_params: Vec::new(),
-            params_done: false,
             body: BodyBuilder::new(limits),
-            stdin_done: false,
         }
     }
 
-    fn push_params(&mut self, content: &[u8], max_params: usize) -> Result<(), ProtocolError> {
-        if self.params_done {
-            return Err(self.unexpected(RecordType::Params));
-        }
+    /// FCGI_PARAMS bytes the rules accepted; at the stream's end (empty),
+    /// the params parsed.
+    fn take_params(&mut self, content: &[u8]) -> Result<(), ProtocolError> {
         if content.is_empty() {
             self.parsed_params = parse_name_values(&std::mem::take(&mut self.params))?;
-            self.params_done = true;
-        } else if self.params.len() + content.len() > max_params {
-            return Err(ProtocolError::ParamsTooLarge {
-                request_id: self.id,
-                limit: max_params,
-            });
         } else {
             self.params.extend_from_slice(content);
         }
         Ok(())
     }
 
-    fn push_stdin(&mut self, content: &[u8]) -> Result<(), ConnectionError> {
-        if self.stdin_done {
-            return Err(self.unexpected(RecordType::Stdin).into());
-        }
-        if content.is_empty() {
-            self.stdin_done = true;
-        } else {
-            self.body.push(content);
-        }
-        Ok(())
-    }
-
-    fn unexpected(&self, record_type: RecordType) -> ProtocolError {
-        ProtocolError::UnexpectedRecord {
-            record_type,
-            request_id: self.id,
-        }
-    }
-
-    /// An authorizer gets no `FCGI_STDIN` (Apache's `mod_authnz_fcgi` sends
-    /// none), so its request is complete with its params.
-    fn is_complete(&self) -> bool {
-        self.params_done && (self.stdin_done || self.role == ROLE_AUTHORIZER)
-    }
-
     fn missing_stream(&self) -> &'static str {
-        if self.params_done {
+        if self.current.params_done {
             "FCGI_STDIN"
         } else {
             "FCGI_PARAMS"
@@ -321,8 +210,8 @@ impl PendingRequest {
     fn into_request(self) -> Request {
         let (body, body_refused) = self.body.finish();
         Request {
-            id: self.id,
-            keep_conn: self.keep_conn,
+            id: self.current.id,
+            keep_conn: self.current.keep_conn,
             params: self.parsed_params,
             body,
             body_refused,
