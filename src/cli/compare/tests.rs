@@ -1,6 +1,7 @@
 //! Unit tests of `compare`: its arguments, the default warm-up, and the
 //! verdict lines (which run differs first, on a fresh or a warm worker).
 
+use super::report::runs_text;
 use super::*;
 use clap::Parser;
 
