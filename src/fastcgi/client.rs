@@ -190,7 +190,7 @@ mod tests {
         FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS, REQUEST_COMPLETE, ROLE_AUTHORIZER,
         ROLE_FILTER, ROLE_RESPONDER, UNKNOWN_ROLE,
     };
-    use crate::fastcgi::{Body, Limits, Request, ResponseWriter, ServerConnection};
+    use crate::fastcgi::{Limits, Request, ResponseWriter, ServerConnection};
     use std::os::unix::net::UnixStream;
     use std::thread::{self, JoinHandle};
 
@@ -198,18 +198,6 @@ mod tests {
         list.iter()
             .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect()
-    }
-
-    fn body_bytes(body: Body) -> Vec<u8> {
-        match body {
-            Body::Empty => Vec::new(),
-            Body::Memory(bytes) => bytes,
-            Body::File(mut file) => {
-                let mut bytes = Vec::new();
-                file.read_to_end(&mut bytes).unwrap();
-                bytes
-            }
-        }
     }
 
     /// A server that answers each request with its SCRIPT_FILENAME, a blank
@@ -234,7 +222,7 @@ mod tests {
                     .find(|(n, _)| n == b"SCRIPT_FILENAME")
                     .map(|(_, v)| v.clone())
                     .unwrap_or_default();
-                let body = body_bytes(body);
+                let body = body.into_bytes();
                 let mut writer = ResponseWriter::new(conn.get_mut(), id);
                 writer.write_stdout(&script).unwrap();
                 writer.write_stdout(b"\r\n\r\n").unwrap();

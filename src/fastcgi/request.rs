@@ -73,6 +73,22 @@ pub enum Body {
     File(File),
 }
 
+#[cfg(test)]
+impl Body {
+    /// The whole body, read back.
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Body::Empty => Vec::new(),
+            Body::Memory(bytes) => bytes,
+            Body::File(mut file) => {
+                let mut bytes = Vec::new();
+                io::Read::read_to_end(&mut file, &mut bytes).unwrap();
+                bytes
+            }
+        }
+    }
+}
+
 /// A complete request: both its `FCGI_PARAMS` and `FCGI_STDIN` streams have
 /// ended (an `FCGI_AUTHORIZER` request has no `FCGI_STDIN`).
 #[derive(Debug)]

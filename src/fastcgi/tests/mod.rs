@@ -1,5 +1,11 @@
 //! The connection layer end to end over in-memory streams: requests read
-//! record by record, management records answered, responses framed.
+//! record by record, management records answered (here), bodies kept
+//! (`body`), input the protocol forbids refused (`errors`), responses
+//! framed (`response`).
+
+mod body;
+mod errors;
+mod response;
 
 use std::io::{self, IoSlice, Read, Seek, Write};
 use std::{env, fs};
@@ -180,18 +186,6 @@ fn connection_with(input: Vec<u8>, limits: Limits) -> ServerConnection<MockStrea
     ServerConnection::new(MockStream::new(input), limits, 7, 3)
 }
 
-fn body_bytes(body: Body) -> Vec<u8> {
-    match body {
-        Body::Empty => Vec::new(),
-        Body::Memory(bytes) => bytes,
-        Body::File(mut file) => {
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes).unwrap();
-            bytes
-        }
-    }
-}
-
 fn protocol_error(result: Result<Option<Request>, ConnectionError>) -> ProtocolError {
     match result {
         Err(ConnectionError::Protocol(e)) => e,
@@ -209,7 +203,7 @@ fn small_request_is_read_with_one_read_call() {
     assert!(!request.keep_conn);
     assert_eq!(request.param(b"SCRIPT_FILENAME"), Some(&b"/srv/a.pl"[..]));
     assert!(request.body_refused.is_none());
-    assert_eq!(body_bytes(request.body), b"a=1");
+    assert_eq!(request.body.into_bytes(), b"a=1");
     assert!(conn.get_ref().output.is_empty());
 }
 
@@ -234,7 +228,7 @@ fn padding_is_skipped_on_every_record_type() {
     let mut conn = connection(input);
     let request = conn.read_request().unwrap().unwrap();
     assert_eq!(request.params, pairs(&[("A", "1")]));
-    assert_eq!(body_bytes(request.body), b"body");
+    assert_eq!(request.body.into_bytes(), b"body");
     let answer = records(&conn.get_ref().output);
     assert_eq!(answer.len(), 1);
     assert_eq!(answer[0].0.record_type, RecordType::GetValuesResult);
@@ -279,7 +273,7 @@ fn stdin_split_one_byte_per_record() {
     }
     input.extend(rec(RecordType::Stdin, 1, b""));
     let request = connection(input).read_request().unwrap().unwrap();
-    assert_eq!(body_bytes(request.body), body);
+    assert_eq!(request.body.into_bytes(), body);
 }
 
 #[test]
@@ -292,10 +286,10 @@ fn reads_of_one_byte_at_a_time_assemble_the_same_requests() {
     let mut conn = ServerConnection::new(stream, Limits::default(), 1, 1);
     let first = conn.read_request().unwrap().unwrap();
     assert_eq!(first.params, pairs(&[("A", "1"), ("B", "2")]));
-    assert_eq!(body_bytes(first.body), big_body);
+    assert_eq!(first.body.into_bytes(), big_body);
     let second = conn.read_request().unwrap().unwrap();
     assert_eq!(second.id, 2);
-    assert_eq!(body_bytes(second.body), b"tail");
+    assert_eq!(second.body.into_bytes(), b"tail");
     assert!(conn.read_request().unwrap().is_none());
 }
 
@@ -310,7 +304,7 @@ fn keep_conn_serves_sequential_requests() {
     assert_eq!(first.param(b"N"), Some(&b"first"[..]));
     let second = conn.read_request().unwrap().unwrap();
     assert_eq!(second.param(b"N"), Some(&b"second"[..]));
-    assert_eq!(body_bytes(second.body), b"two");
+    assert_eq!(second.body.into_bytes(), b"two");
     assert!(!conn.has_buffered_input());
     assert!(conn.read_request().unwrap().is_none());
 }
@@ -383,7 +377,7 @@ fn second_request_id_gets_cant_mpx_conn() {
     let request = conn.read_request().unwrap().unwrap();
     assert_eq!(request.id, 1);
     assert_eq!(request.param(b"FROM"), Some(&b"one"[..]));
-    assert_eq!(body_bytes(request.body), b"one");
+    assert_eq!(request.body.into_bytes(), b"one");
     assert_eq!(
         end_requests(&conn.get_ref().output),
         [(
@@ -486,270 +480,6 @@ fn abort_of_another_request_id_is_ignored() {
 }
 
 #[test]
-fn empty_body_is_empty() {
-    let request = connection(request_bytes(1, false, &[("CONTENT_LENGTH", "0")], b""))
-        .read_request()
-        .unwrap()
-        .unwrap();
-    assert!(matches!(request.body, Body::Empty));
-    assert_eq!(body_len(&request.body), 0);
-}
-
-#[test]
-fn body_is_read_to_the_end_of_stdin_whatever_content_length_says() {
-    let input = request_bytes(1, false, &[("CONTENT_LENGTH", "3")], b"longer than three");
-    let request = connection(input).read_request().unwrap().unwrap();
-    assert_eq!(body_bytes(request.body), b"longer than three");
-}
-
-#[test]
-fn body_up_to_the_spill_threshold_stays_in_memory() {
-    let limits = Limits {
-        spill_threshold: 16,
-        ..Limits::default()
-    };
-    let request = connection_with(request_bytes(1, false, &[], &[b'x'; 16]), limits)
-        .read_request()
-        .unwrap()
-        .unwrap();
-    assert!(matches!(request.body, Body::Memory(ref bytes) if bytes.len() == 16));
-}
-
-#[test]
-fn body_above_the_spill_threshold_goes_to_an_unlinked_temp_file() {
-    let limits = Limits {
-        spill_threshold: 1000,
-        ..Limits::default()
-    };
-    let body: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
-    let mut input = begin(1, ROLE_RESPONDER, 0);
-    encode_params(&mut input, 1, &[]);
-    for chunk in body.chunks(999) {
-        input.extend(rec(RecordType::Stdin, 1, chunk));
-    }
-    encode_stream_end(&mut input, RecordType::Stdin, 1);
-    let request = connection_with(input, limits)
-        .read_request()
-        .unwrap()
-        .unwrap();
-    assert_eq!(body_len(&request.body), body.len() as u64);
-    let Body::File(file) = &request.body else {
-        panic!("expected a file body, got {:?}", request.body);
-    };
-    let link = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();
-    assert!(link.to_string_lossy().ends_with("(deleted)"), "{link:?}");
-    assert_eq!(body_bytes(request.body), body);
-}
-
-#[test]
-fn temp_file_fallback_leaves_nothing_on_disk() {
-    let dir = env::temp_dir();
-    let mut file = create_unlinked_named(&dir).unwrap();
-    let link = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();
-    assert!(link.to_string_lossy().ends_with("(deleted)"), "{link:?}");
-    file.write_all(b"spilled").unwrap();
-    file.rewind().unwrap();
-    let mut back = String::new();
-    file.read_to_string(&mut back).unwrap();
-    assert_eq!(back, "spilled");
-}
-
-#[test]
-fn body_over_max_body_is_discarded_and_the_connection_stays_in_sync() {
-    let limits = Limits {
-        max_body: 10,
-        spill_threshold: 4,
-        ..Limits::default()
-    };
-    let mut input = begin(1, ROLE_RESPONDER, KEEP_CONN);
-    encode_params(&mut input, 1, &[]);
-    for chunk in [&b"12345"[..], b"67890", b"abcdef", b"more"] {
-        input.extend(rec(RecordType::Stdin, 1, chunk));
-    }
-    encode_stream_end(&mut input, RecordType::Stdin, 1);
-    input.extend(request_bytes(2, false, &[], b"0123456789"));
-    let mut conn = connection_with(input, limits);
-    let first = conn.read_request().unwrap().unwrap();
-    assert!(matches!(
-        first.body_refused,
-        Some(BodyRefused::TooLarge { limit: 10, seen }) if seen > 10
-    ));
-    assert!(body_len(&first.body) == 0);
-    let second = conn.read_request().unwrap().unwrap();
-    assert_eq!(second.id, 2);
-    assert!(second.body_refused.is_none());
-    assert_eq!(body_bytes(second.body), b"0123456789");
-}
-
-#[test]
-fn max_body_zero_means_unlimited() {
-    let limits = Limits {
-        max_body: 0,
-        ..Limits::default()
-    };
-    let body = vec![1; 300_000];
-    let request = connection_with(request_bytes(1, false, &[], &body), limits)
-        .read_request()
-        .unwrap()
-        .unwrap();
-    assert!(request.body_refused.is_none());
-    assert_eq!(body_len(&request.body), 300_000);
-}
-
-#[test]
-fn params_over_max_params_are_an_error() {
-    let limits = Limits {
-        max_params: 100,
-        ..Limits::default()
-    };
-    let value = "v".repeat(200);
-    let mut conn = connection_with(request_bytes(1, false, &[("BIG", &value)], b""), limits);
-    assert_eq!(
-        protocol_error(conn.read_request()),
-        ProtocolError::ParamsTooLarge {
-            request_id: 1,
-            limit: 100
-        }
-    );
-}
-
-#[test]
-fn bad_version_is_an_error() {
-    let mut input = begin(1, ROLE_RESPONDER, 0);
-    input[0] = 2;
-    assert_eq!(
-        protocol_error(connection(input).read_request()),
-        ProtocolError::BadVersion(2)
-    );
-}
-
-#[test]
-fn input_ending_mid_header_is_an_error() {
-    let mut input = request_bytes(1, true, &[], b"");
-    input.extend_from_slice(&[1, 1, 0]);
-    let mut conn = connection(input);
-    assert!(conn.read_request().unwrap().is_some());
-    assert_eq!(
-        protocol_error(conn.read_request()),
-        ProtocolError::TruncatedHeader { got: 3 }
-    );
-}
-
-#[test]
-fn input_ending_mid_content_is_an_error() {
-    let mut input = begin(1, ROLE_RESPONDER, 0);
-    input.extend(rec(
-        RecordType::Params,
-        1,
-        &name_values(&[("NAME", "value")]),
-    ));
-    input.truncate(input.len() - 4);
-    assert_eq!(
-        protocol_error(connection(input).read_request()),
-        ProtocolError::TruncatedRecord {
-            record_type: RecordType::Params,
-            request_id: 1,
-            got: 20,
-            expected: 24
-        }
-    );
-}
-
-#[test]
-fn input_ending_mid_request_is_an_incomplete_request() {
-    let mut input = begin(1, ROLE_RESPONDER, 0);
-    encode_params(&mut input, 1, &[]);
-    assert_eq!(
-        protocol_error(connection(input).read_request()),
-        ProtocolError::IncompleteRequest {
-            request_id: 1,
-            missing: "FCGI_STDIN"
-        }
-    );
-}
-
-#[test]
-fn unexpected_records_for_the_current_request_are_errors() {
-    let cases = [
-        rec(RecordType::Stdout, 1, b"x"),
-        rec(RecordType::Data, 1, b"x"),
-        rec(RecordType::Other(99), 1, b""),
-        begin(1, ROLE_RESPONDER, 0),
-    ];
-    for case in cases {
-        let mut input = begin(1, ROLE_RESPONDER, 0);
-        input.extend_from_slice(&case);
-        let error = protocol_error(connection(input).read_request());
-        assert!(
-            matches!(error, ProtocolError::UnexpectedRecord { request_id: 1, .. }),
-            "{error}"
-        );
-    }
-}
-
-#[test]
-fn records_after_the_end_of_their_stream_are_errors() {
-    let mut input = begin(1, ROLE_RESPONDER, 0);
-    encode_params(&mut input, 1, &[]);
-    input.extend(rec(RecordType::Params, 1, b"\x01\x01ab"));
-    assert_eq!(
-        protocol_error(connection(input).read_request()),
-        ProtocolError::UnexpectedRecord {
-            record_type: RecordType::Params,
-            request_id: 1
-        }
-    );
-}
-
-#[test]
-fn malformed_begin_request_and_params_are_errors() {
-    let input = rec(RecordType::BeginRequest, 1, &[0, 1, 0]);
-    assert!(matches!(
-        protocol_error(connection(input).read_request()),
-        ProtocolError::BadBodyLength { length: 3, .. }
-    ));
-    let mut input = begin(1, ROLE_RESPONDER, 0);
-    input.extend(rec(RecordType::Params, 1, &[5, 5, b'a']));
-    input.extend(rec(RecordType::Params, 1, b""));
-    input.extend(rec(RecordType::Stdin, 1, b""));
-    assert!(matches!(
-        protocol_error(connection(input).read_request()),
-        ProtocolError::NameValueOverflow { .. }
-    ));
-}
-
-#[test]
-fn garbage_input_is_an_error_never_a_panic() {
-    let mut seed: u32 = 0x1234_5678;
-    let mut next = move || {
-        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        (seed >> 24) as u8
-    };
-    for round in 0..2000 {
-        let len = usize::from(next()) * 4;
-        let mut input: Vec<u8> = (0..len).map(|_| next()).collect();
-        if round % 2 == 0 {
-            // Keep the version byte valid so parsing goes deeper.
-            for (i, byte) in input.iter_mut().enumerate() {
-                if i % 16 == 0 {
-                    *byte = 1;
-                }
-            }
-        }
-        let mut conn = connection(input);
-        for _ in 0..100 {
-            match conn.read_request() {
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
-        }
-    }
-    assert!(connection(b"GET / HTTP/1.0\r\n\r\n".to_vec())
-        .read_request()
-        .is_err());
-}
-
-#[test]
 fn param_returns_the_last_value_sent() {
     let input = request_bytes(1, false, &[("X", "first"), ("X", "last")], b"");
     let request = connection(input).read_request().unwrap().unwrap();
@@ -766,176 +496,4 @@ fn into_parts_hands_back_unread_bytes() {
     conn.read_request().unwrap().unwrap();
     let (_, rest) = conn.into_parts();
     assert_eq!(rest, next);
-}
-
-#[test]
-fn small_stdout_is_one_writev_with_padding() {
-    let mut writer = ResponseWriter::new(CountingWriter::new(usize::MAX), 1);
-    writer.write_stdout(b"Status: 200\r\n\r\nhi").unwrap();
-    let out = writer.get_ref();
-    assert_eq!(out.calls, 1);
-    assert_eq!(out.data.len(), 8 + 24);
-    assert_eq!(&out.data[..8], [1, 6, 0, 1, 0, 17, 7, 0]);
-    assert_eq!(&out.data[8..25], b"Status: 200\r\n\r\nhi");
-    assert_eq!(writer.bytes_sent(), 17);
-}
-
-#[test]
-fn output_over_64k_is_split_into_records_sent_in_one_writev() {
-    let data: Vec<u8> = (0..150_000u32).map(|i| (i % 199) as u8).collect();
-    let mut writer = ResponseWriter::new(CountingWriter::new(usize::MAX), 3);
-    writer.write_stdout(&data).unwrap();
-    let out = writer.get_ref();
-    assert_eq!(out.calls, 1);
-    let parts = records(&out.data);
-    let lengths: Vec<usize> = parts.iter().map(|(_, c)| c.len()).collect();
-    assert_eq!(lengths, [65535, 65535, 18930]);
-    assert!(parts
-        .iter()
-        .all(|(h, _)| h.record_type == RecordType::Stdout && h.request_id == 3));
-    assert_eq!(
-        parts.into_iter().flat_map(|(_, c)| c).collect::<Vec<u8>>(),
-        data
-    );
-    assert_eq!(writer.bytes_sent(), 150_000);
-}
-
-#[test]
-fn output_over_1_mib_takes_one_writev_per_16_records() {
-    let data = vec![b'o'; 17 * MAX_CONTENT + 10];
-    let mut writer = ResponseWriter::new(CountingWriter::new(usize::MAX), 1);
-    writer.write_stdout(&data).unwrap();
-    let out = writer.get_ref();
-    assert_eq!(out.calls, 2);
-    let parts = records(&out.data);
-    assert_eq!(parts.len(), 18);
-    assert!(parts[..17].iter().all(|(h, _)| h.content_length == 65535));
-    assert_eq!(parts[17].1.len(), 10);
-    assert_eq!(out.data.len(), 17 * (8 + 65535 + 1) + 8 + 10 + 6);
-}
-
-#[test]
-fn empty_write_sends_nothing() {
-    let mut writer = ResponseWriter::new(CountingWriter::new(usize::MAX), 1);
-    writer.write_stdout(b"").unwrap();
-    writer.write_stderr(b"").unwrap();
-    assert_eq!(writer.get_ref().calls, 0);
-    writer.finish(0, REQUEST_COMPLETE).unwrap();
-    let types: Vec<RecordType> = records(&writer.get_ref().data)
-        .iter()
-        .map(|(h, _)| h.record_type)
-        .collect();
-    assert_eq!(types, [RecordType::Stdout, RecordType::EndRequest]);
-}
-
-#[test]
-fn finish_ends_stdout_and_the_request_in_one_write() {
-    let mut writer = ResponseWriter::new(CountingWriter::new(usize::MAX), 4);
-    writer.write_stdout(b"body").unwrap();
-    writer.finish(2, REQUEST_COMPLETE).unwrap();
-    let out = writer.get_ref();
-    assert_eq!(out.calls, 2);
-    let parts = records(&out.data);
-    assert_eq!(parts.len(), 3);
-    assert_eq!(parts[1].0.record_type, RecordType::Stdout);
-    assert_eq!(parts[1].0.content_length, 0);
-    assert_eq!(
-        end_requests(&out.data),
-        [(
-            4,
-            EndRequest {
-                app_status: 2,
-                protocol_status: REQUEST_COMPLETE
-            }
-        )]
-    );
-}
-
-#[test]
-fn finish_also_ends_stderr_when_it_was_used() {
-    let mut writer = ResponseWriter::new(CountingWriter::new(usize::MAX), 1);
-    writer.write_stdout(b"out").unwrap();
-    writer.write_stderr(b"warning").unwrap();
-    writer.write_stdout(b"more").unwrap();
-    writer.finish(0, REQUEST_COMPLETE).unwrap();
-    let out = writer.get_ref();
-    assert_eq!(out.calls, 4);
-    let types: Vec<(RecordType, u16)> = records(&out.data)
-        .iter()
-        .map(|(h, _)| (h.record_type, h.content_length))
-        .collect();
-    assert_eq!(
-        types,
-        [
-            (RecordType::Stdout, 3),
-            (RecordType::Stderr, 7),
-            (RecordType::Stdout, 4),
-            (RecordType::Stdout, 0),
-            (RecordType::Stderr, 0),
-            (RecordType::EndRequest, 8),
-        ]
-    );
-    assert_eq!(writer.bytes_sent(), 7);
-}
-
-#[test]
-fn finish_with_sends_a_small_response_whole_in_one_write() {
-    let mut separate = ResponseWriter::new(CountingWriter::new(usize::MAX), 9);
-    separate.write_stdout(b"Status: 200\r\n\r\nhello").unwrap();
-    separate.finish(3, REQUEST_COMPLETE).unwrap();
-
-    let mut whole = ResponseWriter::new(CountingWriter::new(usize::MAX), 9);
-    whole
-        .finish_with(b"Status: 200\r\n\r\nhello", 3, REQUEST_COMPLETE)
-        .unwrap();
-    assert_eq!(whole.get_ref().calls, 1);
-    assert_eq!(whole.get_ref().data, separate.get_ref().data);
-    assert_eq!(whole.bytes_sent(), 20);
-    assert!(whole.is_finished());
-    assert!(whole.write_stdout(b"late").is_err());
-}
-
-#[test]
-fn finish_with_large_or_empty_data_frames_as_usual() {
-    let big = vec![b'b'; MAX_CONTENT + 10];
-    let mut writer = ResponseWriter::new(CountingWriter::new(7), 2);
-    writer.finish_with(&big, 0, REQUEST_COMPLETE).unwrap();
-    let out = &writer.get_ref().data;
-    let types: Vec<(RecordType, u16)> = records(out)
-        .iter()
-        .map(|(h, _)| (h.record_type, h.content_length))
-        .collect();
-    assert_eq!(
-        types,
-        [
-            (RecordType::Stdout, MAX_CONTENT as u16),
-            (RecordType::Stdout, 10),
-            (RecordType::Stdout, 0),
-            (RecordType::EndRequest, 8),
-        ]
-    );
-
-    let mut empty = ResponseWriter::new(CountingWriter::new(3), 2);
-    empty.finish_with(b"", 0, REQUEST_COMPLETE).unwrap();
-    assert_eq!(records(&empty.get_ref().data).len(), 2);
-    assert_eq!(empty.bytes_sent(), 0);
-}
-
-#[test]
-fn writes_after_finish_fail() {
-    let mut writer = ResponseWriter::new(CountingWriter::new(usize::MAX), 1);
-    writer.finish(0, REQUEST_COMPLETE).unwrap();
-    assert!(writer.is_finished());
-    assert!(writer.write_stdout(b"late").is_err());
-    assert!(writer.finish(0, REQUEST_COMPLETE).is_err());
-    assert_eq!(end_requests(&writer.get_ref().data).len(), 1);
-}
-
-#[test]
-fn short_writes_are_resumed() {
-    let mut expected = Vec::new();
-    encode_stream(&mut expected, RecordType::Stdout, 1, &[b'z'; 100]);
-    let mut writer = ResponseWriter::new(CountingWriter::new(5), 1);
-    writer.write_stdout(&[b'z'; 100]).unwrap();
-    assert_eq!(writer.get_ref().data, expected);
 }
