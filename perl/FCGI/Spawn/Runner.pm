@@ -91,19 +91,17 @@ sub run_parts {
         $_->[1]->() for @$parts;
         return;
     }
-    # One eval for them all, the usual case; after a failure, the parts
-    # after it still run.
+    # One eval for them all, the usual case. Not through $_: a part may
+    # put $_ back, and $_ would be an alias of the list's element.
     my $i = 0;
-    while ($i < @$parts) {
-        my $ok = eval {
-            while ($i < @$parts) {
-                my $code = $parts->[ $i++ ][1];
-                $code->();
-            }
-            1;
-        };
-        last if $ok;
-        push @$failed, "$parts->[$i - 1][0]: $@";
+    return if eval {
+        for my $part (@$parts) { $part->[1]->(); ++$i }
+        1;
+    };
+    # After a failure the parts after it still run, each trapped.
+    push @$failed, "$parts->[$i][0]: $@";
+    for my $part (@$parts[ $i + 1 .. $#$parts ]) {
+        eval { $part->[1]->(); 1 } or push @$failed, "$part->[0]: $@";
     }
     return;
 }
