@@ -98,6 +98,12 @@ pub fn run(cfg: Config, reloader: Reloader) -> anyhow::Result<()> {
     }
     drop_privileges(&cfg)?;
     reloader.warn_if_unreadable();
+    if let Listener::Unix {
+        path: Some(path), ..
+    } = &listener
+    {
+        crate::listen::warn_if_socket_dir_unwritable(path, "");
+    }
     if cfg.roots.is_empty() {
         log::warn!("no --root given: scripts may run from any directory");
     }

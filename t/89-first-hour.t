@@ -179,6 +179,35 @@ subtest '--user: pid file in a root-owned directory, log reopened on USR1, socke
     like slurp($log), qr/cannot remove pid file .*emptied it/, 'and the log says so';
 };
 
+# /run/fcgi-spawn made by root, as a recipe without `install -d -o` would:
+# the daemon, as --user, cannot remove its socket there at the stop. It
+# says so once, with why and what to do, and `config` warns beforehand.
+subtest 'a socket directory the user cannot write to' => sub {
+    plan skip_all => 'needs root to switch users' if $> != 0;
+    my $rundir = "$dir/root-run";
+    mkdir $rundir, 0755;
+    my $sock = "$rundir/fcgi.sock";
+    my $layout = qr/listen = \Q$sock\E: its directory \Q$rundir\E is not writable by nobody, whom the daemon runs as: a stop cannot remove the socket file \(the next start replaces it\); give the directory to nobody \(install -d -o nobody \Q$rundir\E\)/;
+    my ($rc, $out) = run_cmd($bin, 'config', '--listen', $sock, '--user', 'nobody', '--root', scripts_dir());
+    is $rc, 0, 'config: the configuration is valid';
+    like $out, $layout, 'config warns about the layout';
+    my $log = "$dir/root-run.log";
+    my $srv = start_server(name => 'fcgi-spawn', log => "$dir/root-run.stderr",
+        argv => [ $bin, 'run', '--listen', $sock, '--workers', 1, '--root', scripts_dir(),
+                  '--user', 'nobody', '--log', $log ],
+        ready => sub { slurp($log) =~ /ready:/ && -S $sock });
+    like slurp($log), $layout, 'so does the start, in the log';
+    is stop_server($srv, 'TERM'), 0, 'TERM: exit 0';
+    my @said = grep { /cannot remove socket file/ } split /\n/, slurp($log);
+    is scalar @said, 1, 'the stop logs the socket file it cannot remove once' or diag join "\n", @said;
+    like $said[0] // '', qr/cannot remove socket file \Q$sock\E \(Permission denied \(os error 13\)\): its directory \Q$rundir\E is not writable by nobody, whom the daemon runs as; the next start replaces the file/,
+        'saying why';
+    unlink $sock;
+    chown scalar(getpwnam 'nobody'), -1, $rundir;
+    ($rc, $out) = run_cmd($bin, 'config', '--listen', $sock, '--user', 'nobody', '--root', scripts_dir());
+    unlike $out, qr/not writable/, 'the directory given to the user: no warning';
+};
+
 subtest 'config checks what run would refuse' => sub {
     my @cases = (
         [ 'a missing preload module', [ '--preload', 'No::Such::Module' ], qr/--preload No::Such::Module: Can't locate No\/Such\/Module\.pm/ ],
