@@ -319,17 +319,28 @@ subtest "the README's package list is script/install-deps's" => sub {
     is_deeply [ sort keys %readme ], [ sort keys %deps ], 'the same packages';
 };
 
+# The README's first command, twice: one from a copy of the checkout in a
+# 0700 home (as root's is), one from the checkout itself.
 subtest 'script/demo twice, on two ports' => sub {
     my $nginx = (grep { -x } '/usr/sbin/nginx', '/usr/bin/nginx')[0]
         or plan skip_all => 'nginx not installed (script/install-deps installs it)';
-    my $demo = "$FindBin::Bin/../script/demo";
+    my $top = "$FindBin::Bin/..";
+    my $home = "$dir/home";
+    mkdir $home, 0700;
+    mkdir "$home/checkout";
+    mkdir "$home/checkout/script";
+    system('cp', "$top/script/demo", "$home/checkout/script/demo") == 0 or die 'cp demo';
+    system('cp', '-r', "$top/examples", "$home/checkout/examples") == 0 or die 'cp examples';
     local $ENV{FCGI_SPAWN_BIN} = $bin;
+    # What the demo must not hand to its scripts.
+    local $ENV{PATH} = "/root/.cargo/bin:$ENV{PATH}";
     my (@demos, @run);
     # TERM, never the harness's KILL: a demo stops its own daemon and nginx.
     eval {
         for my $n (1, 2) {
             my $port = free_port();
             local $ENV{PORT} = $port;
+            my $demo = $n == 1 ? "$home/checkout/script/demo" : "$top/script/demo";
             push @demos, start_server(name => "demo $n", port => $port, log => "$dir/demo$n.out",
                 argv => [ 'bash', $demo ], ready => sub { slurp("$dir/demo$n.out") =~ /demo: open/ });
         }
@@ -339,11 +350,26 @@ subtest 'script/demo twice, on two ports' => sub {
             'the demo prints its own pid, which the README says to TERM';
         my $conf = slurp("$run[0]/nginx.conf");
         unlike $conf, qr/fastcgi_keep_conn on|keepalive \d/, 'its nginx follows the recipe: no kept connections';
-        my $page = sub { HTTP::Tiny->new(timeout => 10)->get($_[0]{url}->('/index.cgi'))->{content} // '' };
+        my $page = sub { HTTP::Tiny->new(timeout => 10)->get($_[0]{url}->($_[1] // '/index.cgi'))->{content} // '' };
         like($page->($_), qr/fcgi-spawn/i, "$_->{name} serves on its port") for @demos;
+        like $page->($demos[0]), qr/fcgi-spawn examples/, 'also from a checkout in a 0700 home';
+        my $env = $page->($demos[0], '/env.pl');
+        like $env, qr{<th align="left">PATH</th><td>/usr/local/bin:/usr/bin:/bin</td>}, 'its scripts get a plain PATH';
+        SKIP: {
+            skip 'started as root only: the scripts run as an unprivileged user', 3 if $> != 0;
+            my $user = getpwnam('www-data') ? 'www-data' : 'nobody';
+            like $env, qr/user \Q$user\E,/, "they run as $user";
+            my ($daemon) = slurp("$dir/demo1.out") =~ /fcgi-spawn pid (\d+)/;
+            my @workers = worker_pids($daemon);
+            my @uids = map { (slurp("/proc/$_/status") =~ /^Uid:\s+(\d+)/m)[0] } @workers;
+            is_deeply \@uids, [ (scalar getpwnam $user) x 2 ], "so do both workers";
+            like slurp("$dir/demo1.out"), qr/^demo: scripts run as \Q$user\E, from \Q$run[0]\E\/www \(a copy of examples\/:/m,
+                'and the demo says so';
+        }
         stop_server($demos[0], 'TERM');
-        ok !-S "$run[0]/fcgi-spawn.sock", 'the stopped demo\'s socket is gone';
-        ok -S "$run[1]/fcgi-spawn.sock", 'the other one\'s is there';
+        ok !-S "$run[0]/socket/fcgi-spawn.sock", 'the stopped demo\'s socket is gone';
+        unlike slurp("$run[0]/logs/fcgi-spawn.log"), qr/warning/, 'nothing to warn about in its log';
+        ok -S "$run[1]/socket/fcgi-spawn.sock", 'the other one\'s is there';
         like($page->($demos[1]), qr/fcgi-spawn/i, 'and the other demo still serves');
         stop_server($demos[1], 'TERM');
         1;
