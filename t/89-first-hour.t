@@ -308,6 +308,25 @@ subtest 'request: exit codes and why a 403' => sub {
     $d->stop;
 };
 
+# The Quick start's tmpfiles.d line, as written, makes /run/fcgi-spawn the
+# user's (systemd-tmpfiles, in a root of its own).
+subtest "the Quick start's tmpfiles.d line" => sub {
+    my $tmpfiles = (grep { -x } '/usr/bin/systemd-tmpfiles', '/bin/systemd-tmpfiles')[0]
+        or plan skip_all => 'systemd-tmpfiles not installed';
+    plan skip_all => 'needs root to give a directory to www-data' if $> != 0;
+    my ($line, $file) = slurp("$FindBin::Bin/../README.md") =~ m{^    echo '(d /run/fcgi-spawn [^']*)' > (/etc/tmpfiles\.d/\S+)$}m;
+    ok $line, 'the Quick start has one' or return;
+    my $root = "$dir/tmpfiles-root";
+    mkdir $_ for $root, "$root/etc", "$root/etc/tmpfiles.d", "$root/run";
+    system('cp', '/etc/passwd', '/etc/group', "$root/etc/") == 0 or die 'cp passwd';
+    spew("$root$file", "$line\n");
+    my $out = `$tmpfiles --root=$root --create 2>&1`;
+    is $?, 0, 'systemd-tmpfiles takes it' or diag $out;
+    my @st = stat "$root/run/fcgi-spawn";
+    ok @st && -d _, 'it makes /run/fcgi-spawn';
+    is $st[4], scalar(getpwnam 'www-data'), 'www-data\'s, as the daemon needs it';
+};
+
 subtest "the README's package list is script/install-deps's" => sub {
     my $top = "$FindBin::Bin/..";
     my ($need) = slurp("$top/script/install-deps") =~ /^need=\((.*?)^\)/ms;
