@@ -58,9 +58,11 @@ pub fn claim() {
     // other from argv[0]: each is compared where it should be.
     let mut end = start;
     for arg in std::env::args_os() {
-        // SAFETY: `end` is argv[0], or the byte after a NUL-terminated
-        // string this loop just read, which the kernel followed with
-        // the next argv string (checked byte for byte before use).
+        // SAFETY: `end` is argv[0], or one past the NUL of the argv
+        // string this loop just matched: on Linux the kernel lays the
+        // argv strings out one after the other, then the environment
+        // strings, all NUL-terminated on the stack, so a NUL-terminated
+        // string starts there; if it is not this argument, the loop stops.
         let here = unsafe { CStr::from_ptr(end) };
         if here.to_bytes() != arg.as_bytes() {
             break;
@@ -181,16 +183,22 @@ mod tests {
     #[test]
     fn titles_are_written_over_the_command_line_and_cut_to_it() {
         if std::env::var_os("FCGI_SPAWN_TITLE_TEST").is_none() {
-            let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            let run = std::process::Command::new(std::env::current_exe().expect("test binary"))
                 .args([
                     "--exact",
                     "title::tests::titles_are_written_over_the_command_line_and_cut_to_it",
                 ])
                 .args(["--test-threads", "1"])
                 .env("FCGI_SPAWN_TITLE_TEST", "1")
-                .status()
+                .output()
                 .expect("run the test binary");
-            assert!(status.success(), "the checks failed: {status}");
+            assert!(
+                run.status.success(),
+                "the checks failed ({}):\n{}{}",
+                run.status,
+                String::from_utf8_lossy(&run.stdout),
+                String::from_utf8_lossy(&run.stderr)
+            );
             return;
         }
         let path_before = std::env::var_os("PATH");
