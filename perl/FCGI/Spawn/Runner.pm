@@ -170,8 +170,9 @@ sub capture_base_state {
         (map { exists $ENV{$_} ? ($_ => $ENV{$_}) : () } @$keep_env),
         @$set_env,
     );
-    # Perl calls an embedded interpreter "-e"; ps and top should say what
-    # the process is.
+    # Perl calls an embedded interpreter "-e"; between requests $0 names
+    # the daemon (the process title, which ps shows, is the daemon's own:
+    # src/title.rs).
     $0 = $BASE{program_name};
     $BASE{sig} = { map { $_ => $SIG{$_} } keys %SIG };
     # What a worker inherits as the master had it is kept: taking it again
