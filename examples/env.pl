@@ -11,5 +11,6 @@ print "<!DOCTYPE html>\n<html><head><title>Environment</title></head><body>\n<h1
 for my $k (sort keys %ENV) {
     printf "<tr><th align=\"left\">%s</th><td>%s</td></tr>\n", $q->escapeHTML($k), $q->escapeHTML($ENV{$k});
 }
-printf "</table>\n<p>pid %d, \$0 = %s, cwd = %s</p>\n", $$, $q->escapeHTML($0), $q->escapeHTML(getcwd());
+printf "</table>\n<p>pid %d, user %s, \$0 = %s, cwd = %s</p>\n", $$, $q->escapeHTML(scalar(getpwuid $<) // $<),
+    $q->escapeHTML($0), $q->escapeHTML(getcwd());
 print qq{<p><a href="index.cgi">Back</a></p>\n</body></html>\n};

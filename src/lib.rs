@@ -6,7 +6,8 @@
 //! the background start init scripts want), `pool/` the worker pool and its
 //! event loop (`reload` what a SIGHUP reads again, `notify` systemd's
 //! readiness messages), `dispatch/` how requests reach workers,
-//! `scoreboard` the state they share, `worker/` a worker's life, `runner`
+//! `scoreboard` the state they share (`title` what `ps` shows of it),
+//! `worker/` a worker's life, `runner`
 //! one request (with `perl/FCGI/Spawn/Runner.pm`, its Perl half), `output`
 //! the script's std pipes, `pump` the thread that drains them and watches
 //! the client, `response` the only writer of a request's response, `stop`
@@ -45,5 +46,6 @@ mod signals;
 mod sizing;
 mod status;
 mod stop;
+mod title;
 mod users;
 pub mod worker;

@@ -10,6 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrLike, UnixAddr};
 use nix::sys::stat::Mode;
@@ -50,6 +51,9 @@ pub enum Listener {
     Unix {
         listener: UnixListener,
         path: Option<PathBuf>,
+        /// The socket file was removed, or that was tried: a stop tries
+        /// once, whoever asks (and logs a failure once).
+        removed: AtomicBool,
     },
     Tcp(TcpListener),
 }
@@ -140,6 +144,7 @@ impl Listener {
             Listener::Unix {
                 listener: UnixListener::from(owned),
                 path: None,
+                removed: AtomicBool::new(false),
             }
         } else {
             Listener::Tcp(TcpListener::from(owned))
@@ -188,17 +193,40 @@ impl Listener {
         let _ = socket::shutdown(self.as_raw_fd(), socket::Shutdown::Read);
     }
 
-    /// Removes the socket file (UNIX sockets we created); says so when it
-    /// cannot (its directory is not writable by `--user`).
+    /// Removes the socket file (UNIX sockets we created), once: the stop
+    /// asks at its start and the master's exit again. Says so, once, when
+    /// it cannot (its directory is not writable by `--user`).
     pub fn remove_socket_file(&self) {
-        if let Listener::Unix { path: Some(p), .. } = self {
-            match std::fs::remove_file(p) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => log::warn!(
-                    "cannot remove socket file {} ({e}); the next start replaces it",
-                    p.display()
-                ),
-                _ => {}
+        let Listener::Unix {
+            path: Some(p),
+            removed,
+            ..
+        } = self
+        else {
+            return;
+        };
+        if removed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        match std::fs::remove_file(p) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                let user = crate::users::current_name();
+                let dir = socket_dir(p);
+                log::warn!(
+                    "cannot remove socket file {} ({e}): its directory {} is not writable by \
+                     {user}, whom the daemon runs as; the next start replaces the file. Give \
+                     the directory to {user} (install -d -o {user} {}) to have it removed at \
+                     every stop",
+                    p.display(),
+                    dir.display(),
+                    dir.display()
+                );
             }
+            Err(e) if e.kind() != io::ErrorKind::NotFound => log::warn!(
+                "cannot remove socket file {} ({e}); the next start replaces it",
+                p.display()
+            ),
+            _ => {}
         }
     }
 }
@@ -262,7 +290,35 @@ fn bind_unix(path: &Path, opts: &SocketOptions) -> Result<Listener, ListenError>
     Ok(Listener::Unix {
         listener: UnixListener::from(fd),
         path: Some(path.to_path_buf()),
+        removed: AtomicBool::new(false),
     })
+}
+
+/// The directory a socket file is in (`.` for a bare name).
+fn socket_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// For `config` and the start, as the user the daemon runs as (after the
+/// switch to `--user`): a socket file whose directory that user cannot
+/// write to, where a stop could not remove it. Says so, and `also`.
+pub fn warn_if_socket_dir_unwritable(path: &Path, also: &str) {
+    let dir = socket_dir(path);
+    let flags = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
+    if let Err(nix::errno::Errno::EACCES) = nix::unistd::access(dir, flags) {
+        let user = crate::users::current_name();
+        log::warn!(
+            "listen = {}: its directory {} is not writable by {user}, whom the daemon runs as: \
+             a stop cannot remove the socket file (the next start replaces it); give the \
+             directory to {user} (install -d -o {user} {}){also}",
+            path.display(),
+            dir.display(),
+            dir.display()
+        );
+    }
 }
 
 /// A socket file left by a daemon that died is replaced; a live one, or

@@ -18,12 +18,14 @@ use crate::listen::Listener;
 use crate::notify::Notifier;
 use crate::pool::Pool;
 use crate::reload::Reloader;
-use crate::{signals, worker};
+use crate::{signals, title, worker};
 
 /// Runs the daemon with `cfg`; a reload reads the settings again from
 /// `reloader`.
 pub fn run(cfg: Config, reloader: Reloader) -> anyhow::Result<()> {
     ensure_std_fds_open()?;
+    // Before Perl records the environment, and while there is no thread.
+    title::claim();
     // Signals wait while the daemon starts (the pool reads them from its
     // signalfd, `--workers 0` from its handlers): a TERM or USR1 during a
     // long preload acts once it serves, rather than kill it with its
@@ -45,6 +47,11 @@ pub fn run(cfg: Config, reloader: Reloader) -> anyhow::Result<()> {
     // From here on, whatever ends the start or the daemon removes the
     // socket file and the pid file (the guard's drop, in this process only).
     let mut leftovers = Leftovers::new(&listener);
+    match (reloader.config_file(), &cfg.listen) {
+        (Some(file), _) => title::master(&file.display().to_string()),
+        (None, Some(listen)) => title::master(listen),
+        (None, None) => title::master(&listener.describe()),
+    }
     // Idle workers poll the listener beside their channel and the
     // connections they hold; whoever loses the race for a connection gets
     // EAGAIN instead of blocking.
@@ -66,6 +73,12 @@ pub fn run(cfg: Config, reloader: Reloader) -> anyhow::Result<()> {
     }
     drop_privileges(&cfg)?;
     reloader.warn_if_unreadable();
+    if let Listener::Unix {
+        path: Some(path), ..
+    } = &listener
+    {
+        crate::listen::warn_if_socket_dir_unwritable(path, "");
+    }
     if cfg.roots.is_empty() {
         log::warn!("no --root given: scripts may run from any directory");
     }

@@ -42,6 +42,11 @@ impl Reloader {
         }
     }
 
+    /// The configuration file the daemon was started with, if any.
+    pub fn config_file(&self) -> Option<&std::path::Path> {
+        self.config_file.as_deref()
+    }
+
     /// After the switch to `--user`: a configuration file this process can
     /// no longer read would refuse every reload; say so now (and how to
     /// fix it), not at the first HUP.

@@ -135,4 +135,19 @@ ok wait_for(sub { !grep { running($_) } @tree }, 20), 'svc -dx: supervise, multi
 wait_for(sub { !grep { -e "/proc/$_" } @tree }, 7);
 stop_server($svscan);
 ok !-e $sock, 'no socket left behind';
+
+# The README's unit for svscan where nothing starts it (daemontools beside
+# runit on Debian), as written there.
+SKIP: {
+    my $analyze = (grep { -x } '/usr/bin/systemd-analyze', '/bin/systemd-analyze')[0];
+    skip 'systemd-analyze not installed', 3 unless $analyze;
+    my ($unit) = slurp("$FindBin::Bin/../README.md")
+        =~ m{^    cat > /etc/systemd/system/svscan\.service <<'EOF'\n(.*?)^    EOF\n}ms;
+    ok $unit, 'the README has a unit for svscan';
+    $unit =~ s/^    //mg;
+    spew("$dir/svscan.service", $unit // '');
+    my $out = `cd $dir && $analyze verify ./svscan.service 2>&1`;
+    is $?, 0, 'systemd-analyze verify accepts it';
+    is $out, '', 'and has nothing to say about it (the svscan it names exists)';
+}
 done_testing;

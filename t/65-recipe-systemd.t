@@ -10,6 +10,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
+use Cwd ();
 use File::Temp qw(tempdir);
 use IO::Select;
 use IO::Socket::UNIX;
@@ -89,7 +90,8 @@ my $srv = start_server(name => 'systemd-socket-activate', log => $log,
     });
 my $client = bless { dir => $dir, listen => $sock, stopped => 1 }, 'FcgiSpawn::Test::Daemon';
 my $master = $srv->{pid};
-like slurp("/proc/$master/cmdline"), qr/fcgi-spawn\0run\0/, 'the unit\'s main pid is fcgi-spawn itself';
+is readlink("/proc/$master/exe"), Cwd::abs_path(bin_path()), 'the unit\'s main pid is fcgi-spawn itself';
+like slurp("/proc/$master/cmdline"), qr/^fcgi-spawn: master \(\Q$toml\E\)\0/, 'its title names the config file';
 like slurp($log), qr/socket systemd passed \(LISTEN_FDS/, 'it takes the socket systemd passed';
 like slurp($log), qr/listen = \Q$sock\E not bound: systemd passed the socket to serve on/,
     '... rather than bind the listen of the shared config file (which `status --config` asks)';

@@ -179,6 +179,35 @@ subtest '--user: pid file in a root-owned directory, log reopened on USR1, socke
     like slurp($log), qr/cannot remove pid file .*emptied it/, 'and the log says so';
 };
 
+# /run/fcgi-spawn made by root, as a recipe without `install -d -o` would:
+# the daemon, as --user, cannot remove its socket there at the stop. It
+# says so once, with why and what to do, and `config` warns beforehand.
+subtest 'a socket directory the user cannot write to' => sub {
+    plan skip_all => 'needs root to switch users' if $> != 0;
+    my $rundir = "$dir/root-run";
+    mkdir $rundir, 0755;
+    my $sock = "$rundir/fcgi.sock";
+    my $layout = qr/listen = \Q$sock\E: its directory \Q$rundir\E is not writable by nobody, whom the daemon runs as: a stop cannot remove the socket file \(the next start replaces it\); give the directory to nobody \(install -d -o nobody \Q$rundir\E\)/;
+    my ($rc, $out) = run_cmd($bin, 'config', '--listen', $sock, '--user', 'nobody', '--root', scripts_dir());
+    is $rc, 0, 'config: the configuration is valid';
+    like $out, $layout, 'config warns about the layout';
+    my $log = "$dir/root-run.log";
+    my $srv = start_server(name => 'fcgi-spawn', log => "$dir/root-run.stderr",
+        argv => [ $bin, 'run', '--listen', $sock, '--workers', 1, '--root', scripts_dir(),
+                  '--user', 'nobody', '--log', $log ],
+        ready => sub { slurp($log) =~ /ready:/ && -S $sock });
+    like slurp($log), $layout, 'so does the start, in the log';
+    is stop_server($srv, 'TERM'), 0, 'TERM: exit 0';
+    my @said = grep { /cannot remove socket file/ } split /\n/, slurp($log);
+    is scalar @said, 1, 'the stop logs the socket file it cannot remove once' or diag join "\n", @said;
+    like $said[0] // '', qr/cannot remove socket file \Q$sock\E \(Permission denied \(os error 13\)\): its directory \Q$rundir\E is not writable by nobody, whom the daemon runs as; the next start replaces the file/,
+        'saying why';
+    unlink $sock;
+    chown scalar(getpwnam 'nobody'), -1, $rundir;
+    ($rc, $out) = run_cmd($bin, 'config', '--listen', $sock, '--user', 'nobody', '--root', scripts_dir());
+    unlike $out, qr/not writable/, 'the directory given to the user: no warning';
+};
+
 subtest 'config checks what run would refuse' => sub {
     my @cases = (
         [ 'a missing preload module', [ '--preload', 'No::Such::Module' ], qr/--preload No::Such::Module: Can't locate No\/Such\/Module\.pm/ ],
@@ -279,6 +308,25 @@ subtest 'request: exit codes and why a 403' => sub {
     $d->stop;
 };
 
+# The Quick start's tmpfiles.d line, as written, makes /run/fcgi-spawn the
+# user's (systemd-tmpfiles, in a root of its own).
+subtest "the Quick start's tmpfiles.d line" => sub {
+    my $tmpfiles = (grep { -x } '/usr/bin/systemd-tmpfiles', '/bin/systemd-tmpfiles')[0]
+        or plan skip_all => 'systemd-tmpfiles not installed';
+    plan skip_all => 'needs root to give a directory to www-data' if $> != 0;
+    my ($line, $file) = slurp("$FindBin::Bin/../README.md") =~ m{^    echo '(d /run/fcgi-spawn [^']*)' > (/etc/tmpfiles\.d/\S+)$}m;
+    ok $line, 'the Quick start has one' or return;
+    my $root = "$dir/tmpfiles-root";
+    mkdir $_ for $root, "$root/etc", "$root/etc/tmpfiles.d", "$root/run";
+    system('cp', '/etc/passwd', '/etc/group', "$root/etc/") == 0 or die 'cp passwd';
+    spew("$root$file", "$line\n");
+    my $out = `$tmpfiles --root=$root --create 2>&1`;
+    is $?, 0, 'systemd-tmpfiles takes it' or diag $out;
+    my @st = stat "$root/run/fcgi-spawn";
+    ok @st && -d _, 'it makes /run/fcgi-spawn';
+    is $st[4], scalar(getpwnam 'www-data'), 'www-data\'s, as the daemon needs it';
+};
+
 subtest "the README's package list is script/install-deps's" => sub {
     my $top = "$FindBin::Bin/..";
     my ($need) = slurp("$top/script/install-deps") =~ /^need=\((.*?)^\)/ms;
@@ -290,17 +338,28 @@ subtest "the README's package list is script/install-deps's" => sub {
     is_deeply [ sort keys %readme ], [ sort keys %deps ], 'the same packages';
 };
 
+# The README's first command, twice: one from a copy of the checkout in a
+# 0700 home (as root's is), one from the checkout itself.
 subtest 'script/demo twice, on two ports' => sub {
     my $nginx = (grep { -x } '/usr/sbin/nginx', '/usr/bin/nginx')[0]
         or plan skip_all => 'nginx not installed (script/install-deps installs it)';
-    my $demo = "$FindBin::Bin/../script/demo";
+    my $top = "$FindBin::Bin/..";
+    my $home = "$dir/home";
+    mkdir $home, 0700;
+    mkdir "$home/checkout";
+    mkdir "$home/checkout/script";
+    system('cp', "$top/script/demo", "$home/checkout/script/demo") == 0 or die 'cp demo';
+    system('cp', '-r', "$top/examples", "$home/checkout/examples") == 0 or die 'cp examples';
     local $ENV{FCGI_SPAWN_BIN} = $bin;
+    # What the demo must not hand to its scripts.
+    local $ENV{PATH} = "/root/.cargo/bin:$ENV{PATH}";
     my (@demos, @run);
     # TERM, never the harness's KILL: a demo stops its own daemon and nginx.
     eval {
         for my $n (1, 2) {
             my $port = free_port();
             local $ENV{PORT} = $port;
+            my $demo = $n == 1 ? "$home/checkout/script/demo" : "$top/script/demo";
             push @demos, start_server(name => "demo $n", port => $port, log => "$dir/demo$n.out",
                 argv => [ 'bash', $demo ], ready => sub { slurp("$dir/demo$n.out") =~ /demo: open/ });
         }
@@ -310,11 +369,26 @@ subtest 'script/demo twice, on two ports' => sub {
             'the demo prints its own pid, which the README says to TERM';
         my $conf = slurp("$run[0]/nginx.conf");
         unlike $conf, qr/fastcgi_keep_conn on|keepalive \d/, 'its nginx follows the recipe: no kept connections';
-        my $page = sub { HTTP::Tiny->new(timeout => 10)->get($_[0]{url}->('/index.cgi'))->{content} // '' };
+        my $page = sub { HTTP::Tiny->new(timeout => 10)->get($_[0]{url}->($_[1] // '/index.cgi'))->{content} // '' };
         like($page->($_), qr/fcgi-spawn/i, "$_->{name} serves on its port") for @demos;
+        like $page->($demos[0]), qr/fcgi-spawn examples/, 'also from a checkout in a 0700 home';
+        my $env = $page->($demos[0], '/env.pl');
+        like $env, qr{<th align="left">PATH</th><td>/usr/local/bin:/usr/bin:/bin</td>}, 'its scripts get a plain PATH';
+        SKIP: {
+            skip 'started as root only: the scripts run as an unprivileged user', 3 if $> != 0;
+            my $user = getpwnam('www-data') ? 'www-data' : 'nobody';
+            like $env, qr/user \Q$user\E,/, "they run as $user";
+            my ($daemon) = slurp("$dir/demo1.out") =~ /fcgi-spawn pid (\d+)/;
+            my @workers = worker_pids($daemon);
+            my @uids = map { (slurp("/proc/$_/status") =~ /^Uid:\s+(\d+)/m)[0] } @workers;
+            is_deeply \@uids, [ (scalar getpwnam $user) x 2 ], "so do both workers";
+            like slurp("$dir/demo1.out"), qr/^demo: scripts run as \Q$user\E, from \Q$run[0]\E\/www \(a copy of examples\/:/m,
+                'and the demo says so';
+        }
         stop_server($demos[0], 'TERM');
-        ok !-S "$run[0]/fcgi-spawn.sock", 'the stopped demo\'s socket is gone';
-        ok -S "$run[1]/fcgi-spawn.sock", 'the other one\'s is there';
+        ok !-S "$run[0]/socket/fcgi-spawn.sock", 'the stopped demo\'s socket is gone';
+        unlike slurp("$run[0]/logs/fcgi-spawn.log"), qr/warning/, 'nothing to warn about in its log';
+        ok -S "$run[1]/socket/fcgi-spawn.sock", 'the other one\'s is there';
         like($page->($demos[1]), qr/fcgi-spawn/i, 'and the other demo still serves');
         stop_server($demos[1], 'TERM');
         1;

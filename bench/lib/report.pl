@@ -162,7 +162,7 @@ sub print_targets {
         push @rows, ['start-up, 8 workers with the preloads: exec to first answered request', '< 300 ms',
             "$startup[0] ms (whole pool up: $startup[1] ms)", verdict($startup[0] < 300)];
     }
-    print "## Targets (issue #3), from this run
+    print "## Targets, from this run
 
 ";
     print "| target | wanted | got | |

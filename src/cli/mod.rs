@@ -224,6 +224,12 @@ fn check_config(settings: Settings, print: bool) -> i32 {
         if let Some(f) = &file {
             crate::reload::warn_if_unreadable(f);
         }
+        if let Some(listen) = cfg.listen.as_deref().filter(|l| l.contains('/')) {
+            crate::listen::warn_if_socket_dir_unwritable(
+                std::path::Path::new(listen),
+                "; a socket systemd passes (socket activation) is systemd's to remove",
+            );
+        }
         crate::runner::start_perl(&cfg)
     });
     match perl {

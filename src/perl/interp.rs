@@ -80,8 +80,9 @@ impl Interpreter {
     /// XS modules load. It becomes the current one; another interpreter
     /// of the process stays as it is until one of its calls.
     pub fn start() -> Result<Interpreter, PerlError> {
-        // perl keeps argv for the life of the interpreter (assigning to $0
-        // writes into argv[0]), so these strings are never freed. Only the
+        // perl keeps argv for the life of the interpreter, so these
+        // strings are never freed (they are not the process's: its title
+        // is src/title.rs's, and the glue keeps $0 from writing here). Only the
         // strings and the array perl holds are allocated (a box of the
         // CStrings beside them was lost at once: valgrind's "definitely
         // lost", script/memcheck).

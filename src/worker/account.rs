@@ -1,7 +1,7 @@
 //! What a worker records of each request: in its scoreboard slot (the
-//! script, when it started, memory after it) and the pool's counters, and
-//! in the access log; and the pool's own pages (`status_path`,
-//! `ping_path`), which it answers before the runner.
+//! script, when it started, memory after it) and the pool's counters, in
+//! the access log, and in its process title (`title`); and the pool's own
+//! pages (`status_path`, `ping_path`), which it answers before the runner.
 
 use std::io;
 use std::time::Instant;
@@ -13,6 +13,7 @@ use crate::listen::Stream;
 use crate::scoreboard::{RanAs, Scoreboard};
 use crate::status::usage::{self, MemoryProbe, Statm};
 use crate::status::{self, Page, Pages};
+use crate::title::Titles;
 
 pub struct Accounting<'a> {
     board: &'a Scoreboard,
@@ -22,6 +23,7 @@ pub struct Accounting<'a> {
     /// What the last request's end read of `/proc/self/statm`, for the
     /// worker's own checks after it (`worker::heap`, `worker::memory`).
     last_statm: Option<Statm>,
+    titles: Titles,
 }
 
 /// A request under way.
@@ -34,23 +36,28 @@ pub struct Begun {
 }
 
 impl<'a> Accounting<'a> {
-    pub fn new(board: &'a Scoreboard, slot: usize, cfg: &Config) -> Accounting<'a> {
+    /// The worker is ready for its first request (its title says idle).
+    pub fn new(board: &'a Scoreboard, slot: usize, cfg: &Config, titles: Titles) -> Accounting<'a> {
+        titles.idle();
         Accounting {
             board,
             slot,
             pages: Pages::new(cfg),
             memory: MemoryProbe::default(),
             last_statm: None,
+            titles,
         }
     }
 
-    /// `req` starts: its script goes into the slot, the pool counts it.
+    /// `req` starts: its script goes into the slot and the title, the pool
+    /// counts it.
     pub fn begin(&mut self, req: &Request) -> Begun {
         let script = req
             .param(b"SCRIPT_FILENAME")
             .or_else(|| req.param(b"SCRIPT_NAME"))
             .unwrap_or_default();
         self.board.begin_request(self.slot, script);
+        self.titles.running(script);
         let logged = access_log::enabled();
         let field = |name: &[u8]| -> Vec<u8> {
             match logged {
@@ -87,6 +94,7 @@ impl<'a> Accounting<'a> {
         self.last_statm = statm;
         let rss = statm.map(|m| m.resident);
         self.board.end_request(self.slot, ran_as, rss, private);
+        self.titles.idle();
         if !access_log::enabled() {
             return;
         }

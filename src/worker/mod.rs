@@ -32,6 +32,7 @@ use crate::perl::Interpreter;
 use crate::runner::Runner;
 use crate::scoreboard::{RanAs, Scoreboard};
 use crate::signals;
+use crate::title::{self, Titles};
 use nix::sys::signal::Signal;
 
 /// A pooled worker's link to its master.
@@ -52,6 +53,9 @@ pub fn run(
     link: Option<Link<'_>>,
 ) -> io::Result<()> {
     signals::install_worker_handlers();
+    if link.is_some() {
+        title::worker_starting();
+    }
     perl.set_owner_pid(std::process::id() as i32);
     let runner = Runner::new(
         perl,
@@ -104,7 +108,7 @@ fn serve_pooled(
         web_server_addrs(),
     );
     let memory = MemoryLimits::new(cfg.max_rss.0, cfg.max_unshared.0);
-    let mut account = Accounting::new(link.board, link.slot, cfg);
+    let mut account = Accounting::new(link.board, link.slot, cfg, Titles::worker());
     let mut served = 0;
     let mut heap = HeapTrim::new(cfg.heap_trim);
     let leave = loop {
@@ -159,7 +163,7 @@ fn serve_alone(runner: &Runner, listener: &Listener, cfg: &Config, limits: &Limi
             board
                 .slot(slot)
                 .set_state(crate::scoreboard::WorkerState::Busy);
-            Accounting::new(board, slot, cfg)
+            Accounting::new(board, slot, cfg, Titles::master_alone())
         }
         _ => {
             log::error!("cannot map a scoreboard");

@@ -91,19 +91,17 @@ sub run_parts {
         $_->[1]->() for @$parts;
         return;
     }
-    # One eval for them all, the usual case; after a failure, the parts
-    # after it still run.
+    # One eval for them all, the usual case. Not through $_: a part may
+    # put $_ back, and $_ would be an alias of the list's element.
     my $i = 0;
-    while ($i < @$parts) {
-        my $ok = eval {
-            while ($i < @$parts) {
-                my $code = $parts->[ $i++ ][1];
-                $code->();
-            }
-            1;
-        };
-        last if $ok;
-        push @$failed, "$parts->[$i - 1][0]: $@";
+    return if eval {
+        for my $part (@$parts) { $part->[1]->(); ++$i }
+        1;
+    };
+    # After a failure the parts after it still run, each trapped.
+    push @$failed, "$parts->[$i][0]: $@";
+    for my $part (@$parts[ $i + 1 .. $#$parts ]) {
+        eval { $part->[1]->(); 1 } or push @$failed, "$part->[0]: $@";
     }
     return;
 }
@@ -172,8 +170,9 @@ sub capture_base_state {
         (map { exists $ENV{$_} ? ($_ => $ENV{$_}) : () } @$keep_env),
         @$set_env,
     );
-    # Perl calls an embedded interpreter "-e"; ps and top should say what
-    # the process is.
+    # Perl calls an embedded interpreter "-e"; between requests $0 names
+    # the daemon (the process title, which ps shows, is the daemon's own:
+    # src/title.rs).
     $0 = $BASE{program_name};
     $BASE{sig} = { map { $_ => $SIG{$_} } keys %SIG };
     # What a worker inherits as the master had it is kept: taking it again

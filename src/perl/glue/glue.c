@@ -193,6 +193,14 @@ int fs_interp_start(int argc, char **argv, char **env, void **interp)
     rc = perl_parse(my, xs_init, argc, argv, env);
     if (rc != 0)
         return rc;
+    {
+        dTHXa(my);
+        /* $0 is the variable only: perl would copy each assignment into
+         * its argv and call prctl(PR_SET_NAME), a system call twice a
+         * request (the runner sets $0 to the script and back). The
+         * process title is the daemon's (src/title.rs). */
+        PL_origalen = 1;
+    }
     return perl_run(my);
 }
 
