@@ -224,6 +224,25 @@ impl Interpreter {
         unreachable!("fs_exit_process returned")
     }
 
+    /// Names the runner's subs the glue itself calls (see
+    /// `fs_set_glue_callbacks` in glue.h).
+    pub fn set_glue_callbacks(
+        &self,
+        end_forked_child: &'static CStr,
+        end_request_child: &'static CStr,
+        slow_request: &'static CStr,
+    ) {
+        // SAFETY: the three names are NUL-terminated and live for the
+        // program; the glue keeps the pointers and only reads them.
+        unsafe {
+            ffi::fs_set_glue_callbacks(
+                end_forked_child.as_ptr(),
+                end_request_child.as_ptr(),
+                slow_request.as_ptr(),
+            )
+        }
+    }
+
     /// Evaluates Perl source at file scope; `die` is trapped.
     pub fn eval(&self, code: &str) -> Outcome {
         self.select();

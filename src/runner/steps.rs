@@ -29,6 +29,12 @@ mod entry {
     pub const RUN_END_BLOCKS: &CStr = c"FCGI::Spawn::Runner::run_end_blocks";
     pub const FINISH_REQUEST: &CStr = c"FCGI::Spawn::Runner::finish_request";
     pub const END_REQUEST: &CStr = c"FCGI::Spawn::Runner::end_request";
+    /// Called by the glue, not from here: where a child a script forked
+    /// ends, where a fork-mode request's child ends, the slowlog's
+    /// backtrace (`boot` hands the names over).
+    pub const END_FORKED_CHILD: &CStr = c"FCGI::Spawn::Runner::end_forked_child";
+    pub const END_REQUEST_CHILD: &CStr = c"FCGI::Spawn::Runner::end_request_child";
+    pub const SLOW_REQUEST: &CStr = c"FCGI::Spawn::Runner::slow_request";
     /// perl/FCGI/Spawn/Stats.pm: `stats` on, with its policy.
     pub const STATS_START: &CStr = c"FCGI::Spawn::Stats::start";
     /// perl/FCGI/Spawn/Boot.pm: one of the daemon's own modules.
@@ -149,6 +155,11 @@ impl<'p> PerlSteps<'p> {
     /// In a new interpreter, before any other step: Boot.pm, which loads
     /// the rest.
     pub fn boot(&self) -> Result<(), String> {
+        self.perl.set_glue_callbacks(
+            entry::END_FORKED_CHILD,
+            entry::END_REQUEST_CHILD,
+            entry::SLOW_REQUEST,
+        );
         ran(self.perl.eval(BOOT))
     }
 

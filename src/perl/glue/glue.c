@@ -330,6 +330,18 @@ void fs_interp_stop(void *interp)
         PERL_SYS_TERM();
 }
 
+const char *fs_sub_end_forked_child;
+const char *fs_sub_end_request_child;
+const char *fs_sub_slow_request;
+
+void fs_set_glue_callbacks(const char *end_forked_child, const char *end_request_child,
+                           const char *slow_request)
+{
+    fs_sub_end_forked_child = end_forked_child;
+    fs_sub_end_request_child = end_request_child;
+    fs_sub_slow_request = slow_request;
+}
+
 void fs_set_owner_pid(int pid)
 {
     static int registered;
@@ -442,8 +454,8 @@ static void end_foreign_child(pTHX_ int status)
     if (!fs_owner_pid || !fs_forked || ending || getpid() == fs_owner_pid)
         return;
     ending = 1;
-    if (fs_stage_get() == FS_STAGE_RUNNING) {
-        struct call_ctx c = { "FCGI::Spawn::Runner::end_forked_child", NULL, NULL, NULL, 0, 1 };
+    if (fs_stage_get() == FS_STAGE_RUNNING && fs_sub_end_forked_child) {
+        struct call_ctx c = { fs_sub_end_forked_child, NULL, NULL, NULL, 0, 1 };
         fs_outcome out = run_trapping_exit(aTHX_ call_body, &c);
         if (out.kind == FS_EXITED)
             status = out.exit_status;
@@ -514,9 +526,8 @@ void fs_exit_process(int status)
      * worker's (5-10 ms a request on a typical page). */
     out = run_trapping_exit(aTHX_ end_blocks_body, NULL);
     status = out.kind == FS_EXITED ? out.exit_status : STATUS_EXIT;
-    {
-        const char *sub = "FCGI::Spawn::Runner::end_request_child";
-        fs_outcome ignored = fs_call(sub, NULL, NULL, 0, 1);
+    if (fs_sub_end_request_child) {
+        fs_outcome ignored = fs_call(fs_sub_end_request_child, NULL, NULL, 0, 1);
         (void)ignored;
     }
     PerlIO_flush((PerlIO *)NULL);

@@ -38,6 +38,12 @@ void fs_interp_stop(void *interp);
 /* The process that owns the request loop; a fork()ed child of a script
  * that leaves Perl through exit/die/return is ended here instead. */
 void fs_set_owner_pid(int pid);
+/* The runner's subs the glue itself calls (the names live with the
+ * runner's other entry points, in Rust's runner/steps.rs): where a child a
+ * script forked ends, where a fork-mode request's child ends, and the
+ * slowlog's backtrace. Static strings; set before any request. */
+void fs_set_glue_callbacks(const char *end_forked_child, const char *end_request_child,
+                           const char *slow_request);
 /* Evaluates Perl source at file scope (as `eval STRING`, die trapped). */
 fs_outcome fs_eval(const char *code, size_t len);
 /* Calls the named sub with byte-string arguments in scalar context.

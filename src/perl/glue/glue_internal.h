@@ -12,6 +12,11 @@
 /* Set in the child of any fork() after fs_set_owner_pid (glue.c). */
 extern volatile int fs_forked;
 
+/* The runner's subs the glue calls (fs_set_glue_callbacks, glue.c). */
+extern const char *fs_sub_end_forked_child;
+extern const char *fs_sub_end_request_child;
+extern const char *fs_sub_slow_request;
+
 /* output.c: what the script printed and did not send yet is dropped in a
  * forked child (it is the parent's to send). */
 void fs_output_forget_pending(void);

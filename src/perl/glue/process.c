@@ -80,12 +80,14 @@ static void fs_log_backtrace(pTHX)
 {
     dSP;
     int saved_errno = errno;
+    if (!fs_sub_slow_request)
+        return;
     ENTER;
     SAVETMPS;
     PUSHMARK(SP);
     PUTBACK;
     /* G_KEEPERR: the script's $@ is left alone, a failure only warns. */
-    call_pv("FCGI::Spawn::Runner::slow_request", G_DISCARD | G_NOARGS | G_EVAL | G_KEEPERR);
+    call_pv(fs_sub_slow_request, G_DISCARD | G_NOARGS | G_EVAL | G_KEEPERR);
     FREETMPS;
     LEAVE;
     errno = saved_errno;
