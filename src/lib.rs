@@ -7,14 +7,15 @@
 //! event loop (`reload` what a SIGHUP reads again, `notify` systemd's
 //! readiness messages), `dispatch/` how requests reach workers,
 //! `scoreboard` the state they share (`title` what `ps` shows of it),
-//! `worker/` a worker's life, `runner`
-//! one request (with `perl/FCGI/Spawn/Runner.pm`, its Perl half), `output`
-//! the script's std pipes, `pump` the thread that drains them and watches
-//! the client, `response` the only writer of a request's response, `stop`
-//! how a running script is stopped; `perl/` the embedded interpreter behind
-//! one safe type; `config/` the settings (each key declared once, in
-//! `config/schema.rs`); `cli/` the subcommands. Arrows point one way:
-//! runner → pump → output → response → stop.
+//! `worker/` a worker's life, `runner/` one request (with
+//! `perl/FCGI/Spawn/Runner.pm`, its Perl half) and its write path:
+//! `runner/output` the script's std pipes, `runner/pump` the thread that
+//! drains them and watches the client, `runner/response` the only writer
+//! of a request's response, `runner/stop` how a running script is stopped;
+//! `cgi` what a CGI response's header block says; `perl/` the embedded
+//! interpreter behind one safe type; `config/` the settings (each key
+//! declared once, in `config/schema.rs`); `cli/` the subcommands. Arrows
+//! point one way: runner → pump → output → response → stop.
 //!
 //! The daemon is the binary (`main.rs`); this library holds all of it so
 //! that the fuzz targets under `fuzz/` can drive the protocol layer and the
@@ -22,6 +23,7 @@
 
 mod access_log;
 mod byte_size;
+mod cgi;
 pub mod cli;
 mod config;
 mod detach;
@@ -32,20 +34,16 @@ pub mod listen;
 mod log;
 mod master;
 mod notify;
-mod output;
 mod path_policy;
 mod perl;
 mod pool;
-mod pump;
 mod reload;
-mod response;
 mod runner;
 mod scoreboard;
 mod served;
 mod signals;
 mod sizing;
 mod status;
-mod stop;
 mod title;
 mod users;
 pub mod worker;

@@ -219,7 +219,7 @@ fn request(args: RequestArgs) -> anyhow::Result<i32> {
             response.protocol_status
         );
     }
-    let status = cgi_status(&response.stdout);
+    let status = crate::cgi::status(&response.stdout);
     // Not "fcgi-spawn request: ", which reads as "no response".
     let say = |why: &str| eprintln!("fcgi-spawn request (status {status}): {why}");
     Ok(match status {
@@ -238,35 +238,6 @@ fn request(args: RequestArgs) -> anyhow::Result<i32> {
         }
         _ => EXIT_OK,
     })
-}
-
-/// The status a web server would send for this CGI response: its `Status:`
-/// header, else 302 with a `Location:`, else 200.
-pub fn cgi_status(stdout: &[u8]) -> u16 {
-    let head_end = stdout
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .or_else(|| stdout.windows(2).position(|w| w == b"\n\n"))
-        .unwrap_or(stdout.len());
-    let head = String::from_utf8_lossy(&stdout[..head_end]);
-    let mut location = false;
-    for line in head.lines() {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        if name.eq_ignore_ascii_case("status") {
-            if let Some(code) = value.split_whitespace().next().and_then(|c| c.parse().ok()) {
-                return code;
-            }
-        } else if name.eq_ignore_ascii_case("location") {
-            location = true;
-        }
-    }
-    if location {
-        302
-    } else {
-        200
-    }
 }
 
 /// Why the daemon refused the script, as far as this side can tell: the
@@ -332,15 +303,6 @@ mod tests {
         assert_eq!(get(&p, "CONTENT_TYPE"), Some("text/plain"));
         assert_eq!(get(&p, "HTTP_X"), Some("a=b"));
         assert_eq!(p.iter().filter(|(n, _)| n == "CONTENT_TYPE").count(), 1);
-    }
-
-    #[test]
-    fn status_as_a_web_server_reads_it() {
-        assert_eq!(cgi_status(b"Content-Type: text/plain\r\n\r\nhi"), 200);
-        assert_eq!(cgi_status(b"Status: 403 Forbidden\r\n\r\n"), 403);
-        assert_eq!(cgi_status(b"status:504\n\nStatus: 200"), 504);
-        assert_eq!(cgi_status(b"Location: /x\r\n\r\n"), 302);
-        assert_eq!(cgi_status(b"Content-Type: text/html\n\nStatus: 500"), 200);
     }
 
     #[test]

@@ -15,7 +15,6 @@ use clap::Args;
 
 use super::request::CgiRequest;
 use crate::config::Settings;
-use crate::response::cgi_status;
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -143,7 +142,7 @@ impl Common {
             .map(|p| p + 4)
             .or_else(|| out.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
             .unwrap_or(out.len());
-        Ok((cgi_status(&out[..split]), out[split..].to_vec()))
+        Ok((crate::cgi::status(&out[..split]), out[split..].to_vec()))
     }
 }
 

@@ -21,8 +21,12 @@
 //! scripts.
 
 mod interpreter;
+mod output;
 mod precompile;
+mod pump;
+mod response;
 mod steps;
+mod stop;
 mod warm_up;
 
 use std::cell::RefCell;
@@ -41,14 +45,15 @@ use crate::fastcgi::watch::peer_closed;
 use crate::fastcgi::{Body, BodyRefused, Request};
 use crate::fds::{above_std_fds, dup2};
 use crate::listen::Stream;
-use crate::output::{Output, Timeouts};
 use crate::path_policy::{PathPolicy, ScriptCheck};
 use crate::perl::{Interpreter, Stage};
-use crate::response;
 use crate::scoreboard::RanAs;
+use output::Output;
 
 pub use interpreter::{prepare_perl, start_perl};
+pub use output::Timeouts;
 pub use precompile::{check_scripts, precompile};
+pub use pump::take_slow_requests;
 pub use steps::{PerlSteps, Restored, WorkerSettings};
 pub use warm_up::warm_up;
 
@@ -126,7 +131,7 @@ impl RequestResult {
     fn page(status: u16, reason: &str) -> RequestResult {
         RequestResult {
             status,
-            bytes: response::error_page((status, reason)).len() as u64,
+            bytes: crate::cgi::error_page((status, reason)).len() as u64,
             ..RequestResult::clean()
         }
     }
@@ -148,9 +153,9 @@ impl<'p> Runner<'p> {
             .open("/dev/null")?;
         // Kept above the std descriptors, which the runner dup2()s over.
         let dev_null = above_std_fds(opened.into())?;
-        perl.capture_output(crate::output::send_flushed_output);
+        perl.capture_output(output::send_flushed_output);
         let output = Output::start()?;
-        crate::pump::start(output.shared())?;
+        pump::start(output.shared())?;
         Ok(Runner {
             steps: PerlSteps::new(perl),
             policy,
@@ -446,7 +451,7 @@ impl<'p> Runner<'p> {
                 perl.exit_process(status)
             }
             Ok(ForkResult::Parent { child }) => {
-                crate::stop::set_request_child(Some(child));
+                stop::set_request_child(Some(child));
                 let status = loop {
                     match waitpid(child, None) {
                         Ok(WaitStatus::Exited(_, code)) => break code,
@@ -461,7 +466,7 @@ impl<'p> Runner<'p> {
                         }
                     }
                 };
-                crate::stop::set_request_child(None);
+                stop::set_request_child(None);
                 status
             }
             Err(e) => {

@@ -26,10 +26,10 @@ use crate::dispatch::channel::Channel;
 use crate::dispatch::ready::ReadyQueue;
 use crate::fastcgi::Limits;
 use crate::listen::Listener;
-use crate::output::Timeouts;
 use crate::path_policy::PathPolicy;
 use crate::perl::Interpreter;
 use crate::runner::Runner;
+use crate::runner::Timeouts;
 use crate::scoreboard::{RanAs, Scoreboard};
 use crate::signals;
 use crate::title::{self, Titles};
@@ -137,7 +137,7 @@ fn serve_pooled(
             account.count_recycle();
             break Leave::Stop;
         }
-        if crate::pump::take_slow_requests() > 0 {
+        if crate::runner::take_slow_requests() > 0 {
             link.board.count_slow();
         }
         if let Some(why) = memory.as_ref().and_then(|m| m.exceeded(memory_now)) {

@@ -56,7 +56,7 @@ pub fn plain_cgi_text(stdout: &[u8], masks: &Masks) -> Vec<u8> {
 /// The persistent side as compared: the daemon's own 500 page for a script
 /// that printed nothing is the placeholder.
 pub fn persistent_text(stdout: &[u8], masks: &Masks) -> Vec<u8> {
-    if stdout == crate::response::error_page((500, "Internal Server Error")) {
+    if stdout == crate::cgi::error_page((500, "Internal Server Error")) {
         return NO_OUTPUT.to_vec();
     }
     masks.apply(stdout)
@@ -296,7 +296,7 @@ mod tests {
             persistent_text(b"pid: process 98765\n", &masks)
         );
         assert_eq!(plain_cgi_text(b"", &masks), NO_OUTPUT);
-        let daemon_500 = crate::response::error_page((500, "Internal Server Error"));
+        let daemon_500 = crate::cgi::error_page((500, "Internal Server Error"));
         assert_eq!(persistent_text(&daemon_500, &masks), NO_OUTPUT);
         assert_ne!(persistent_text(b"Status: 500\r\n\r\n", &masks), NO_OUTPUT);
         let e = Masks::new(&["(".into()]).unwrap_err().to_string();

@@ -28,9 +28,9 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
+use super::response::{Finished, Response};
 use crate::fds::{above_std_fds, dup2};
 use crate::listen::Stream;
-use crate::response::{Finished, Response};
 
 /// The worker's output state, for the STDOUT layer's sink (a plain function
 /// pointer handed to C, so it cannot carry it).

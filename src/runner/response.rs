@@ -13,12 +13,12 @@
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
+use super::stop::stop_script;
+use crate::cgi::{self, error_page, NO_OUTPUT};
 use crate::fastcgi::ResponseWriter;
 use crate::perl::{Stage, StopReason};
-use crate::stop::stop_script;
 
 const GATEWAY_TIMEOUT: (u16, &str) = (504, "Gateway Timeout");
-const NO_OUTPUT: (u16, &str) = (500, "Internal Server Error");
 
 /// A connection's descriptor, written without owning it: the worker owns
 /// the connection and ends the request under the output lock before it
@@ -72,7 +72,7 @@ pub struct Finished {
     /// The connection failed; it cannot be used again.
     pub client_gone: bool,
     /// The HTTP status the client got (from the CGI headers, see
-    /// [`cgi_status`]) and the bytes of the response (headers included).
+    /// [`cgi::status`]) and the bytes of the response (headers included).
     pub status: u16,
     pub bytes: u64,
 }
@@ -176,7 +176,7 @@ impl Response {
             return Finished {
                 empty,
                 client_gone: true,
-                status: cgi_status(&self.head),
+                status: cgi::status(&self.head),
                 bytes: self.writer.bytes_sent(),
             };
         }
@@ -200,7 +200,7 @@ impl Response {
         Finished {
             empty,
             client_gone,
-            status: cgi_status(&self.head),
+            status: cgi::status(&self.head),
             bytes: self.writer.bytes_sent(),
         }
     }
@@ -212,72 +212,4 @@ pub fn answer(conn: &mut impl Write, request_id: u16, status: u16, reason: &str)
     let mut writer = ResponseWriter::new(conn, request_id);
     writer.write_stdout(&error_page((status, reason)))?;
     writer.finish(0, 0)
-}
-
-/// The HTTP status of a CGI response, from its headers: `Status: NNN`, else
-/// 302 with a `Location` (RFC 3875 §6.2.3), else 200; a response with no
-/// header block at all (nothing sent) is the daemon's 500.
-pub fn cgi_status(head: &[u8]) -> u16 {
-    if head.is_empty() {
-        return NO_OUTPUT.0;
-    }
-    let mut location = false;
-    for line in head.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if name.eq_ignore_ascii_case(b"status") {
-            let digits = value.get(..3).unwrap_or_default();
-            if let Some(code) = std::str::from_utf8(digits)
-                .ok()
-                .and_then(|d| d.parse::<u16>().ok())
-            {
-                return code;
-            }
-        } else if name.eq_ignore_ascii_case(b"location") {
-            location = true;
-        }
-    }
-    if location {
-        302
-    } else {
-        200
-    }
-}
-
-/// The CGI response of an error page.
-pub fn error_page((status, reason): (u16, &str)) -> Vec<u8> {
-    format!(
-        "Status: {status} {reason}\r\nContent-Type: text/html; charset=ISO-8859-1\r\n\r\n\
-         <!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\
-         <body><h1>{reason}</h1></body></html>\n"
-    )
-    .into_bytes()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cgi_status;
-
-    #[test]
-    fn status_comes_from_the_cgi_headers() {
-        assert_eq!(
-            cgi_status(b"Content-Type: text/plain\r\n\r\nStatus: 404\n"),
-            200
-        );
-        assert_eq!(cgi_status(b"Status: 404 Not Found\r\n\r\n"), 404);
-        assert_eq!(cgi_status(b"content-type: text/html\nstatus:503\n\nx"), 503);
-        assert_eq!(cgi_status(b"Location: /next\r\n\r\n"), 302);
-        assert_eq!(cgi_status(b"Location: /x\nStatus: 301 Moved\n\n"), 301);
-        assert_eq!(cgi_status(b""), 500);
-        assert_eq!(
-            cgi_status(&super::error_page((504, "Gateway Timeout"))),
-            504
-        );
-    }
 }

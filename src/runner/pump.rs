@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
+use super::output::{Shared, WATCH_AFTER};
+use super::stop::{kill_stubborn_script, log_backtrace, stop_script};
 use crate::fastcgi::watch::{ClientEvent, ClientWatch};
-use crate::output::{Shared, WATCH_AFTER};
 use crate::perl::StopReason;
-use crate::stop::{kill_stubborn_script, log_backtrace, stop_script};
 
 /// How long a timed-out script gets to stop before its worker is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
