@@ -308,6 +308,7 @@ impl<'p> Runner<'p> {
             },
         };
         Stage::Ending.enter();
+        stop::request_over();
         if ran_here {
             self.steps.finish_request();
         }
@@ -436,6 +437,7 @@ impl<'p> Runner<'p> {
     fn fork_and_wait(&self, script: &Path, params: &[&[u8]], conn: &Stream) -> i32 {
         let perl = self.steps.perl();
         let script_bytes = script.as_os_str().as_bytes();
+        stop::child_starting();
         Stage::Running.enter();
         // SAFETY: the child only runs Perl (this thread's interpreter) and
         // plain system calls, never a lock the worker's other thread may
@@ -451,7 +453,7 @@ impl<'p> Runner<'p> {
                 perl.exit_process(status)
             }
             Ok(ForkResult::Parent { child }) => {
-                stop::set_request_child(Some(child));
+                stop::child_started(child);
                 let status = loop {
                     match waitpid(child, None) {
                         Ok(WaitStatus::Exited(_, code)) => break code,
@@ -466,7 +468,7 @@ impl<'p> Runner<'p> {
                         }
                     }
                 };
-                stop::set_request_child(None);
+                stop::child_ended();
                 status
             }
             Err(e) => {

@@ -14,6 +14,8 @@ use std::io::{self, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use super::stop::stop_script;
+use nix::sys::socket::MsgFlags;
+
 use crate::cgi::{self, error_page, NO_OUTPUT};
 use crate::fastcgi::ResponseWriter;
 use crate::perl::{Stage, StopReason};
@@ -22,17 +24,28 @@ const GATEWAY_TIMEOUT: (u16, &str) = (504, "Gateway Timeout");
 
 /// A connection's descriptor, written without owning it: the worker owns
 /// the connection and ends the request under the output lock before it
-/// closes it.
+/// closes it. Sent with MSG_NOSIGNAL: a client gone is an EPIPE here, not
+/// a SIGPIPE to the worker, whose Perl handler is the script's stop (and
+/// in fork isolation would wait, pending, for the next request's child).
 pub struct ConnFd(BorrowedFd<'static>);
 
 impl Write for ConnFd {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        io_result(nix::unistd::write(self.0, buf))
+        let fd = self.0.as_raw_fd();
+        io_result(nix::sys::socket::send(fd, buf, MsgFlags::MSG_NOSIGNAL))
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         // At most IOV_MAX slices in one call; the writer sends the rest next.
-        io_result(nix::sys::uio::writev(self.0, &bufs[..bufs.len().min(1024)]))
+        let fd = self.0.as_raw_fd();
+        let bufs = &bufs[..bufs.len().min(1024)];
+        io_result(nix::sys::socket::sendmsg::<()>(
+            fd,
+            bufs,
+            &[],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ))
     }
 
     fn flush(&mut self) -> io::Result<()> {

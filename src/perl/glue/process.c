@@ -205,6 +205,13 @@ void fs_register_process_xsubs(pTHX)
 
 void fs_become_request_child(void)
 {
+    dTHX;
     fs_request_child = 1;
     fs_output_pass_through();
+    /* A new process has no signal waiting: one that reached the worker
+     * and waits in perl's pending list (perl runs %SIG handlers between
+     * ops, and the worker ran none since) is not this request's. */
+    if (PL_psig_pend)
+        Zero(PL_psig_pend, SIG_SIZE, int);
+    PL_sig_pending = 0;
 }
