@@ -217,4 +217,20 @@ PERL
     unlike $d->log_text, qr/Undefined subroutine|could not be restored/, 'no error in the log';
     $d->stop;
 }
+# A script compiled first after another script's run with formats: the
+# formats that run installed on STDOUT are not the new script's (compiled
+# in a call of its own before the request is set up, it took them as its
+# own, and its `write` then printed the other script's report before its
+# headers: a 502 through nginx; t/48, seed 514913357).
+for my $mode (qw(registry fork)) {
+    my $d = start_daemon(workers => 1, isolation => $mode);
+    like scalar(fcgi_request($d, 'check/format-write.pl')), qr/^gamma\s+30$/m,
+        "$mode: a script writes its report with its formats";
+    my $r = parse_cgi(scalar fcgi_request($d, 'check/formats.pl'));
+    is $r->{status}, 200, "$mode: the next script, compiled after it, answers";
+    like $r->{body}, qr/^write: Undefined format "STDOUT" called at /m,
+        "$mode: ... with no format of its own, as a new process";
+    $d->stop;
+}
+
 done_testing;

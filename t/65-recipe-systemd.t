@@ -103,7 +103,12 @@ for (1 .. 10) {
     is $rc, 0, 'request answered' or diag $err, slurp($log);
     $pids{$1}++ if $out =~ /^(\d+)$/m;
 }
-is scalar(keys %pids), scalar(worker_pids($master)), 'answered by the workers of the main pid';
+# Which idle worker takes a connection is the kernel's choice: each
+# answer from one of the main pid's workers, not every worker.
+my %workers = map { $_ => 1 } worker_pids($master);
+my @others = grep { !$workers{$_} } keys %pids;
+ok %pids && !@others, 'answered by the workers of the main pid'
+    or diag "answered by @{[ keys %pids ]}; workers: @{[ keys %workers ]}";
 # The README's status command, with the shipped config as it is.
 my $status = `@{[ bin_path() ]} status --config $toml --brief 2>&1`;
 is $?, 0, 'fcgi-spawn status --config (the shipped file) finds the socket' or diag $status;

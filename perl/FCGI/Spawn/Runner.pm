@@ -450,6 +450,11 @@ sub cached_handler {
 
 sub compile_cached {
     my ($script, $package, $stamp) = @_;
+    # The std handles as a new process has them: what the compile leaves
+    # on them (formats) is the script's, taken below. A compile of its
+    # own (compile_script) comes before the request resets them, after
+    # the last request left its script's formats installed.
+    FCGI::Spawn::Native::reset_handles();
     my $source = read_source($script);
     my @packages = ($package, new_declared_packages($source));
     my $ends_before = FCGI::Spawn::Native::end_block_count();
