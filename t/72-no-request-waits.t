@@ -85,7 +85,7 @@ for my $keep_conn (1, 0) {
     my (@alone, @beside);
     my $errors = 0;
     for my $run (1 .. 3) {
-        push @alone, wrk($fast, conns => 4, secs => 2)->{p99};
+        push @alone, wrk($fast, conns => 4, secs => 1)->{p99};
         my $pid = fork // die "fork: $!";
         if (!$pid) {
             my $http = HTTP::Tiny->new(keep_alive => 1, timeout => 10);
@@ -95,7 +95,7 @@ for my $keep_conn (1, 0) {
             }
         }
         sleep 0.5;
-        my $r = wrk($fast, conns => 4, secs => 2);
+        my $r = wrk($fast, conns => 4, secs => 1);
         kill 'KILL', $pid;
         waitpid $pid, 0;
         push @beside, $r->{p99};

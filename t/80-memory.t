@@ -7,7 +7,7 @@
 # again for the next POST, and perl leaked the new handles' layers, ~170
 # bytes a request: bench/soak's workers grew 6 MB over 90,000 requests).
 #
-# FCGI_SPAWN_MEMORY_REQUESTS=100000 for the long run (default 20,000; RSS
+# FCGI_SPAWN_MEMORY_REQUESTS=100000 for the long run (default 10,000; RSS
 # is compared between a tenth of them and all of them).
 use strict;
 use warnings;
@@ -17,7 +17,7 @@ use Test::More;
 use Time::HiRes qw(time);
 use FcgiSpawn::Test;
 
-my $TOTAL  = $ENV{FCGI_SPAWN_MEMORY_REQUESTS} || 20_000;
+my $TOTAL  = $ENV{FCGI_SPAWN_MEMORY_REQUESTS} || 10_000;
 my $WARMUP = int($TOTAL / 10);
 my $LIMIT_KB = 256;
 

@@ -340,6 +340,10 @@ sub request {
     return \%r;
 }
 
+# The end of the page the daemon sends for a script that printed nothing
+# (src/cgi.rs, error_page).
+my $DAEMON_500_PAGE = qr{<title>500 Internal Server Error</title></head><body><h1>Internal Server Error</h1></body></html>\n\z};
+
 # What the daemon logged during the request; whether the response is the
 # daemon's own 500 for a script that printed nothing (its log says so,
 # possibly a moment after the response went out).
@@ -354,7 +358,10 @@ sub _attach_log {
     };
     $r->{log} = $read->();
     my $line = qr/^.*\b500: \Q$script\E produced no output\b/m;
-    if (defined $r->{status} && $r->{status} == 500 && $r->{log} !~ $line) {
+    # Only the daemon's own page can have a log line still on its way; a
+    # script's 500 (CGI::Carp's, a die handler's) waits for nothing.
+    my $daemon_page = defined $r->{body} && $r->{body} =~ $DAEMON_500_PAGE;
+    if (defined $r->{status} && $r->{status} == 500 && $daemon_page && $r->{log} !~ $line) {
         _wait_for(sub { ($r->{log} = $read->()) =~ $line }, 2);
     }
     $r->{no_output} = $r->{log} =~ $line ? 1 : 0;

@@ -50,9 +50,12 @@ whole.
 use strict;
 use warnings;
 
+use Cwd qw(abs_path);
+use Digest::MD5 qw(md5_hex);
+use File::Basename qw(dirname);
 use File::Find qw(find);
-use File::Path qw(make_path);
-use FcgiSpawn::Apps::Fixture qw(run_cmd write_file copy_exact have_program);
+use File::Path qw(make_path remove_tree);
+use FcgiSpawn::Apps::Fixture qw(run_cmd write_file copy_exact copy_tree have_program);
 
 my $CVSWEB = '/usr/lib/cgi-bin/cvsweb';
 
@@ -63,8 +66,7 @@ sub setup {
     for my $tool (qw(cvs rlog rcsdiff)) {
         return { %app, skip => "$tool not installed (Debian packages cvs, rcs)" } unless have_program($tool);
     }
-    my $root = "$tmp/cvsroot";
-    build_repository($tmp, $root);
+    my $root = copy_tree(built_repository(), "$tmp/cvsroot");
     my $script = copy_exact($CVSWEB, "$tmp/cgi/cvsweb.cgi");
     write_file("$tmp/cgi/cvsweb.conf", config($root));
 
@@ -193,6 +195,23 @@ delete \@CMD{qw(cvsgraph enscript)};
 \$mancgi = '';
 1;
 CONF
+}
+
+# The repository, built once per test run: CVS sleeps past the second of
+# every commit (nine seconds in all), and what it builds does not depend on
+# where (the set-up rewrites the dates), so the test files that set cvsweb
+# up share one copy under target/, keyed by this file and the cvs version.
+sub built_repository {
+    my $top = abs_path(dirname(__FILE__) . '/../../../..');
+    my $key = md5_hex(join "\0", do { local (@ARGV, $/) = __FILE__; <> }, run_cmd([ 'cvs', '--version' ]));
+    my $cache = "$top/target/test-fixtures/cvsroot-$key";
+    return $cache if -d $cache;
+    my $build = "$cache.building.$$";
+    build_repository($build, "$build/cvsroot");
+    # Another test file may have finished first: its copy is as good.
+    rename "$build/cvsroot", $cache or -d $cache or die "rename to $cache: $!";
+    remove_tree($build);
+    return $cache;
 }
 
 sub build_repository {
