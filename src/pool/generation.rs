@@ -186,7 +186,7 @@ impl Pool<'_> {
     /// Between the steps of a reload's build: what the loop does for the
     /// connections the master holds and the workers' messages, without
     /// waiting (signals stay pending until the build is over).
-    fn serve_pending(&mut self) {
+    pub(super) fn serve_pending(&mut self) {
         let mut events = [EpollEvent::empty(); 64];
         let Ok(n) = self.epoll.wait(&mut events, EpollTimeout::ZERO) else {
             return;

@@ -35,13 +35,26 @@ impl Pool<'_> {
         {
             return;
         }
-        self.last_busy_warning = Some(now);
-        let waiting = Waiting {
+        let mut waiting = self.waiting();
+        if !waiting.anywhere() {
+            // A worker that has just taken a request hands back what else
+            // it held at the same moment: read what is already sent.
+            self.serve_pending();
+            waiting = self.waiting();
+        }
+        // Nothing waits: no key to raise yet; the next look may say more.
+        if waiting.anywhere() {
+            self.last_busy_warning = Some(now);
+            log::warn!("{}", all_busy(busy, key, waiting));
+        }
+    }
+
+    fn waiting(&self) -> Waiting {
+        Waiting {
             in_master: self.dispatcher.ready_len(),
             in_ready_queue: readable(self.ready.rx()),
             in_backlog: readable(self.listener.as_fd()),
-        };
-        log::warn!("{}", all_busy(busy, key, waiting));
+        }
     }
 
     /// Once a second: the busy workers counted (`max_active`) and, for a
@@ -132,7 +145,13 @@ struct Waiting {
     in_backlog: bool,
 }
 
-/// The all-busy warning.
+impl Waiting {
+    fn anywhere(&self) -> bool {
+        self.in_master > 0 || self.in_ready_queue || self.in_backlog
+    }
+}
+
+/// The all-busy warning, for requests waiting somewhere.
 fn all_busy(busy: usize, key: &str, waiting: Waiting) -> String {
     let mut places: Vec<String> = Vec::new();
     if waiting.in_master > 0 {
@@ -146,11 +165,10 @@ fn all_busy(busy: usize, key: &str, waiting: Waiting) -> String {
             places.push(format!("some in {name}"));
         }
     }
-    let places = match places.is_empty() {
-        true => String::new(),
-        false => format!("; requests wait: {}", places.join(", ")),
-    };
-    format!("all {busy} workers are busy{places} (raise {key} if this lasts)")
+    format!(
+        "all {busy} workers are busy; requests wait: {} (raise {key} if this lasts)",
+        places.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -185,14 +203,15 @@ mod tests {
 
     #[test]
     fn the_warning_says_where_requests_wait() {
-        let nowhere = Waiting {
+        let backlog = Waiting {
             in_master: 0,
             in_ready_queue: false,
-            in_backlog: false,
+            in_backlog: true,
         };
         assert_eq!(
-            all_busy(4, "workers", nowhere),
-            "all 4 workers are busy (raise workers if this lasts)"
+            all_busy(4, "workers", backlog),
+            "all 4 workers are busy; requests wait: some in the listen backlog \
+             (raise workers if this lasts)"
         );
         let everywhere = Waiting {
             in_master: 7,
