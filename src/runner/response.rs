@@ -12,7 +12,7 @@
 //! over a [`ClientSocket`]); what to send, and when to stop, is decided
 //! here.
 
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use super::stop::stop_script;
@@ -186,8 +186,8 @@ impl Response {
 
 /// A whole response the daemon answers itself, no script run (404, 403,
 /// 413).
-pub fn answer(conn: &mut impl Write, request_id: u16, status: u16, reason: &str) -> io::Result<()> {
-    let mut writer = ResponseWriter::new(conn, request_id);
+pub fn answer(conn: BorrowedFd<'_>, request_id: u16, status: u16, reason: &str) -> io::Result<()> {
+    let mut writer = ResponseWriter::new(ClientSocket::new(conn), request_id);
     writer.write_stdout(&error_page((status, reason)))?;
     writer.finish(0, 0)
 }
