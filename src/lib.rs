@@ -10,12 +10,15 @@
 //! `worker/` a worker's life, `runner/` one request (with
 //! `perl/FCGI/Spawn/Runner.pm`, its Perl half) and its write path:
 //! `runner/output` the script's std pipes, `runner/pump` the thread that
-//! drains them and watches the client, `runner/response` the only writer
-//! of a request's response, `runner/stop` how a running script is stopped;
-//! `cgi` what a CGI response's header block says; `perl/` the embedded
-//! interpreter behind one safe type; `config/` the settings (each key
-//! declared once, in `config/schema.rs`); `cli/` the subcommands. Arrows
-//! point one way: runner → pump → output → response → stop.
+//! drains them and watches the client, `runner/response` what is sent of a
+//! script's response and when sending stops (through `fastcgi/writer`, the
+//! one writer of client sockets), `runner/stop` how a running script is
+//! stopped; `cgi` what a CGI response's header block says; `perl/` the
+//! embedded interpreter behind one safe type; `config/` the settings (each
+//! key declared once, in `config/schema.rs`); `cli/` the subcommands. Arrows
+//! point one way: runner → pump → output → response → stop, and every
+//! writer of a client (runner/response, status, worker, dispatch) →
+//! fastcgi/writer → fastcgi/record.
 //!
 //! The daemon is the binary (`main.rs`); this library holds all of it so
 //! that the fuzz targets under `fuzz/` can drive the protocol layer and the

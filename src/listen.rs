@@ -4,7 +4,7 @@
 //! systemd's `LISTEN_FDS`). The master binds it once, before forking; every
 //! worker then `accept`s on the same descriptor.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
@@ -58,7 +58,8 @@ pub enum Listener {
     Tcp(TcpListener),
 }
 
-/// An accepted connection.
+/// An accepted connection. It reads (`fastcgi/` does); it does not
+/// write: what goes to a client leaves through `fastcgi::ClientSocket`.
 pub enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
@@ -485,26 +486,6 @@ impl Read for Stream {
             Stream::Unix(s) => s.read(buf),
             Stream::Tcp(s) => s.read(buf),
         }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.write(buf),
-            Stream::Tcp(s) => s.write(buf),
-        }
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.write_vectored(bufs),
-            Stream::Tcp(s) => s.write_vectored(bufs),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -6,21 +6,22 @@
 //! epoll, reads what arrives into each one's [`Preamble`], and once a
 //! request is ready puts the connection in a FIFO queue, from which the pool
 //! assigns it to an idle worker. A connection idle or partial for longer
-//! than `idle_timeout` is closed. Nothing here blocks: reads and the odd
-//! management answer use `MSG_DONTWAIT`.
+//! than `idle_timeout` is closed. Nothing here blocks: reads use
+//! `MSG_DONTWAIT`, and so does the odd management answer, which leaves
+//! through the one writer of client sockets (`ClientSocket`, `fastcgi/`).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
-use nix::sys::socket::MsgFlags;
 
 use super::channel::Conn;
 use crate::fastcgi::preamble::{Filled, Preamble, PreambleSettings, Scan};
 use crate::fastcgi::record::{encode_stream_end, RecordType};
+use crate::fastcgi::ClientSocket;
 
 /// Epoll tokens of connections start here (below: the pool's own).
 pub const CONN_TOKEN_BASE: u64 = 1 << 32;
@@ -319,17 +320,12 @@ impl Dispatcher {
         let entry = self.entries[index].as_mut().expect("present");
         let mut reply = Vec::new();
         let scan = entry.preamble.scan(&self.settings, &mut reply);
-        if !reply.is_empty() {
-            let sent = nix::sys::socket::send(
-                entry.fd.as_raw_fd(),
-                &reply,
-                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-            );
-            if sent != Ok(reply.len()) {
-                return Outcome::Closed(Some(
-                    "closing a connection that does not take our answers".to_string(),
-                ));
-            }
+        if !reply.is_empty()
+            && !ClientSocket::without_waiting(entry.fd.as_fd()).send_at_once(&reply)
+        {
+            return Outcome::Closed(Some(
+                "closing a connection that does not take our answers".to_string(),
+            ));
         }
         match scan {
             Ok(Scan::Incomplete) => Outcome::Waiting,
@@ -361,11 +357,7 @@ fn goodbye(entry: &mut Entry) {
     encode_stream_end(&mut record, RecordType::Stderr, id);
     // Eight bytes on an idle connection fit; one that cannot take them is
     // gone, which its end of file says.
-    let _ = nix::sys::socket::send(
-        entry.fd.as_raw_fd(),
-        &record,
-        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-    );
+    ClientSocket::without_waiting(entry.fd.as_fd()).send_at_once(&record);
 }
 
 /// True when `error` says only that nothing is there yet.

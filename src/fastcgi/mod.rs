@@ -8,13 +8,16 @@
 //! record against the request being read (management records and refusals
 //! answered there); `server` turns them into complete requests
 //! ([`Request`], `request`), with the body kept by `body`; `preamble` says,
-//! by the same rules, when a request no worker serves yet is ready for one; `response` frames a
-//! response with as few system calls as possible; `watch` reads what the web
-//! server sends while a script runs (an abort, its going away). `client` is
-//! the web server's side, built on the same layers so the two ends cannot
-//! disagree. Nothing here knows about Perl, workers or sockets' origins: the
-//! worker hands a connected stream in and gets `Request`s out; no other
-//! module reads a client socket.
+//! by the same rules, when a request no worker serves yet is ready for one;
+//! `writer` is the one writer of client sockets: it frames a response with
+//! as few system calls as possible, and every other byte the daemon sends
+//! a web server (management replies, refusals) leaves through it too;
+//! `watch` reads what the web server sends while a script runs (an abort,
+//! its going away). `client` is the web server's side, built on the same
+//! layers so the two ends cannot disagree. Nothing here knows about Perl,
+//! workers or sockets' origins: the worker hands a connected stream in and
+//! gets `Request`s out; no other module reads a client socket, and none
+//! but `writer` writes one.
 
 mod body;
 pub mod client;
@@ -22,14 +25,14 @@ pub mod preamble;
 pub mod reader;
 pub mod record;
 mod request;
-mod response;
 mod rules;
 mod server;
 pub mod watch;
+mod writer;
 
 #[cfg(test)]
 mod tests;
 
 pub use request::{Body, BodyRefused, ConnectionError, Limits, Request};
-pub use response::ResponseWriter;
 pub use server::ServerConnection;
+pub use writer::{ClientSocket, ResponseWriter};

@@ -1,21 +1,24 @@
 //! One FastCGI connection seen from the application side: reading complete
-//! requests from it (the response goes out through `response`).
+//! requests from it (the response goes out through `writer`).
 //!
 //! A worker serves one connection and one request at a time
 //! (`FCGI_MPXS_CONNS=0`), so the reading side is a small state machine driven
 //! by [`ServerConnection::read_request`]. It pulls records out of its own
 //! buffer (a whole small request arrives with a single `read`), answers
-//! management records and protocol refusals on the spot, and returns a
+//! management records and protocol refusals on the spot (written to the
+//! stream, whose writing side in the daemon is the one writer of client
+//! sockets, `writer::ClientSocket`), and returns a
 //! [`Request`] only once the `FCGI_PARAMS` and `FCGI_STDIN` streams have both
 //! ended: the script then starts with its whole environment and body at hand
 //! and never waits on the network for them. The body is read to the end of
 //! `FCGI_STDIN` whatever `CONTENT_LENGTH` says, which keeps the connection in
 //! sync even when the two disagree; it is bounded in memory (spilled to an
 //! unlinked temp file past [`Limits::spill_threshold`]) and in size
-//! ([`Limits::max_body`]). The writing side, [`ResponseWriter`], is a separate
-//! type because the response is produced while the script runs, possibly by
-//! another thread holding another handle on the same socket; it frames each
-//! write into one `writev` and ends the request with one write.
+//! ([`Limits::max_body`]). The response's writing side, [`ResponseWriter`],
+//! is a separate type because the response is produced while the script
+//! runs, possibly by another thread holding another handle on the same
+//! socket; it frames each write into one `writev` and ends the request with
+//! one write.
 
 use std::io::{Read, Write};
 

@@ -201,7 +201,7 @@ impl<'p> Runner<'p> {
     }
 
     /// Answers one request on `conn`.
-    pub fn handle(&self, mut req: Request, conn: &mut Stream) -> io::Result<RequestResult> {
+    pub fn handle(&self, mut req: Request, conn: &Stream) -> io::Result<RequestResult> {
         let script_filename = req.param(b"SCRIPT_FILENAME").unwrap_or_default().to_vec();
         let (script, path_info) = match self.policy.check(&script_filename) {
             ScriptCheck::Run { script, path_info } => (script, path_info),
@@ -210,12 +210,12 @@ impl<'p> Runner<'p> {
                     "404: {} not found",
                     String::from_utf8_lossy(&script_filename)
                 );
-                response::answer(conn, req.id, 404, "Not Found")?;
+                response::answer(conn.as_fd(), req.id, 404, "Not Found")?;
                 return Ok(RequestResult::page(404, "Not Found"));
             }
             ScriptCheck::Forbidden(why) => {
                 log::warn!("403: {why}");
-                response::answer(conn, req.id, 403, "Forbidden")?;
+                response::answer(conn.as_fd(), req.id, 403, "Forbidden")?;
                 return Ok(RequestResult::page(403, "Forbidden"));
             }
         };
@@ -232,12 +232,12 @@ impl<'p> Runner<'p> {
                     "413: request body for {} is {too_large}{declared}; raise max_body (--max-body) if it should pass",
                     script.display()
                 );
-                response::answer(conn, req.id, 413, "Request Entity Too Large")?;
+                response::answer(conn.as_fd(), req.id, 413, "Request Entity Too Large")?;
                 return Ok(RequestResult::page(413, "Request Entity Too Large"));
             }
             Some(refused @ BodyRefused::NotStored { .. }) => {
                 log::error!("500: request body for {}: {refused}", script.display());
-                response::answer(conn, req.id, 500, "Internal Server Error")?;
+                response::answer(conn.as_fd(), req.id, 500, "Internal Server Error")?;
                 return Ok(RequestResult::page(500, "Internal Server Error"));
             }
         }

@@ -1,68 +1,32 @@
-//! The response to one request: the only code that writes to a request's
-//! client connection.
+//! The response to one script request: what is sent of it, and when
+//! sending stops.
 //!
-//! Every byte a client gets for a request goes through a [`Response`]: what
+//! Every byte a client gets for a script goes through a [`Response`]: what
 //! the script prints (from whichever thread moves it, see `output.rs`), the
 //! pages the daemon answers itself (404, 403, 413, the 500 of a script that
 //! printed nothing, the 504 of `--request-timeout`) and the final
 //! `FCGI_END_REQUEST`. Its [`Delivery`] says whether more can be sent, so
 //! that a client that went away, or a response the timeout already ended,
-//! is never written to again. Framing is the protocol layer's
-//! ([`ResponseWriter`]); what to send, and when to stop, is decided here.
+//! is never written to again. Framing and the socket's system calls are the
+//! protocol layer's, the one writer of client sockets ([`ResponseWriter`]
+//! over a [`ClientSocket`]); what to send, and when to stop, is decided
+//! here.
 
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use super::stop::stop_script;
-use nix::sys::socket::MsgFlags;
 
 use crate::cgi::{self, error_page, NO_OUTPUT};
-use crate::fastcgi::ResponseWriter;
+use crate::fastcgi::{ClientSocket, ResponseWriter};
 use crate::perl::{Stage, StopReason};
 
 const GATEWAY_TIMEOUT: (u16, &str) = (504, "Gateway Timeout");
 
-/// A connection's descriptor, written without owning it: the worker owns
-/// the connection and ends the request under the output lock before it
-/// closes it. Sent with MSG_NOSIGNAL: a client gone is an EPIPE here, not
-/// a SIGPIPE to the worker, whose Perl handler is the script's stop (and
-/// in fork isolation would wait, pending, for the next request's child).
-pub struct ConnFd(BorrowedFd<'static>);
-
-impl Write for ConnFd {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let fd = self.0.as_raw_fd();
-        io_result(nix::sys::socket::send(fd, buf, MsgFlags::MSG_NOSIGNAL))
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        // At most IOV_MAX slices in one call; the writer sends the rest next.
-        let fd = self.0.as_raw_fd();
-        let bufs = &bufs[..bufs.len().min(1024)];
-        io_result(nix::sys::socket::sendmsg::<()>(
-            fd,
-            bufs,
-            &[],
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        ))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A write's result; one a stop interrupted is the client's end, as far
-/// as the script is concerned.
-fn io_result(written: nix::Result<usize>) -> io::Result<usize> {
-    match written {
-        Err(nix::errno::Errno::EINTR) if Stage::now() == Stage::Stopping => Err(io::Error::new(
-            io::ErrorKind::BrokenPipe,
-            "the script is being stopped",
-        )),
-        written => written.map_err(io::Error::from),
-    }
+/// A write a stop interrupted is the client's end, as far as the script
+/// is concerned: it is not retried.
+fn stopping() -> bool {
+    Stage::now() == Stage::Stopping
 }
 
 /// Whether the client can still be sent anything.
@@ -95,7 +59,7 @@ const HEAD_KEPT: usize = 1024;
 
 /// The response of the running request.
 pub struct Response {
-    writer: ResponseWriter<ConnFd>,
+    writer: ResponseWriter<ClientSocket<'static>>,
     delivery: Delivery,
     stderr_to_client: bool,
     /// The first bytes sent (the CGI headers, for the status).
@@ -111,7 +75,8 @@ impl Response {
             // SAFETY: `conn` stays open until `finish` (the caller's
             // promise above), after which nothing is written through it.
             writer: ResponseWriter::new(
-                ConnFd(unsafe { BorrowedFd::borrow_raw(conn) }),
+                ClientSocket::new(unsafe { BorrowedFd::borrow_raw(conn) })
+                    .interrupted_when(stopping),
                 request_id,
             ),
             delivery: Delivery::Open,
@@ -126,7 +91,7 @@ impl Response {
     }
 
     pub fn conn_fd(&self) -> RawFd {
-        self.writer.get_ref().0.as_raw_fd()
+        self.writer.get_ref().as_raw_fd()
     }
 
     pub fn request_id(&self) -> u16 {
@@ -221,8 +186,8 @@ impl Response {
 
 /// A whole response the daemon answers itself, no script run (404, 403,
 /// 413).
-pub fn answer(conn: &mut impl Write, request_id: u16, status: u16, reason: &str) -> io::Result<()> {
-    let mut writer = ResponseWriter::new(conn, request_id);
+pub fn answer(conn: BorrowedFd<'_>, request_id: u16, status: u16, reason: &str) -> io::Result<()> {
+    let mut writer = ResponseWriter::new(ClientSocket::new(conn), request_id);
     writer.write_stdout(&error_page((status, reason)))?;
     writer.finish(0, 0)
 }

@@ -8,8 +8,7 @@ use std::time::Instant;
 
 use crate::access_log;
 use crate::config::Config;
-use crate::fastcgi::Request;
-use crate::listen::Stream;
+use crate::fastcgi::{ClientSocket, Request};
 use crate::scoreboard::{RanAs, Scoreboard};
 use crate::status::usage::{self, MemoryProbe, Statm};
 use crate::status::{self, Page, Pages};
@@ -83,7 +82,12 @@ impl<'a> Accounting<'a> {
     }
 
     /// Answers the pool's own page; returns the status and bytes sent.
-    pub fn answer(&self, page: Page, req: &Request, conn: &mut Stream) -> io::Result<(u16, u64)> {
+    pub fn answer(
+        &self,
+        page: Page,
+        req: &Request,
+        conn: &mut ClientSocket<'_>,
+    ) -> io::Result<(u16, u64)> {
         status::answer(page, req, self.board, conn)
     }
 

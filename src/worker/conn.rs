@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::dispatch::channel;
 use crate::fastcgi::preamble::{Filled, Preamble, PreambleSettings, Scan};
-use crate::fastcgi::{ConnectionError, Limits, Request, ServerConnection};
+use crate::fastcgi::{ClientSocket, ConnectionError, Limits, Request, ServerConnection};
 use crate::listen::Stream;
 
 /// Spare readers kept for the next connections.
@@ -147,7 +147,9 @@ impl Conn {
         self.stream().as_fd()
     }
 
-    fn stream(&self) -> &Stream {
+    /// The connection, for the runner (its descriptor; writes go through
+    /// [`Self::writer`]).
+    pub fn stream(&self) -> &Stream {
         self.reader
             .get_ref()
             .stream
@@ -225,19 +227,15 @@ impl Conn {
         Ok(request)
     }
 
-    /// The socket the response goes to.
-    pub fn writer(&mut self) -> &mut Stream {
-        self.reader
-            .get_mut()
-            .stream
-            .as_mut()
-            .expect("a connection's stream")
+    /// The socket the answers go to.
+    pub fn writer(&self) -> ClientSocket<'_> {
+        ClientSocket::new(self.as_fd())
     }
 }
 
 /// The reading side of a connection: bytes already taken off the socket
 /// first, then the socket. Writes (the reader's answers to management
-/// records) go straight to the socket.
+/// records) go straight to the socket, through the one writer.
 pub struct Replay {
     pending: Vec<u8>,
     pos: usize,
@@ -267,11 +265,11 @@ impl Read for Replay {
 
 impl Write for Replay {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream()?.write(buf)
+        ClientSocket::new(self.stream()?.as_fd()).write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.stream()?.flush()
+        Ok(())
     }
 }
 

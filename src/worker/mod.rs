@@ -268,7 +268,7 @@ fn serve(
     let keep_conn = req.keep_conn;
     let begun = account.begin(&req);
     if let Some(page) = account.page_for(&req) {
-        let answered = account.answer(page, &req, conn.writer());
+        let answered = account.answer(page, &req, &mut conn.writer());
         let (status, bytes) = *answered.as_ref().unwrap_or(&(499, 0));
         account.end(begun, RanAs::Nothing, status, bytes);
         return Served {
@@ -277,7 +277,7 @@ fn serve(
             retire: false,
         };
     }
-    let handled = runner.handle(req, conn.writer());
+    let handled = runner.handle(req, conn.stream());
     let (ran_as, status, bytes) = match &handled {
         Ok(result) => (result.ran_as, result.status, result.bytes),
         // The client went away: nginx's name for it.

@@ -13,8 +13,8 @@ use std::{env, fs};
 use super::body::create_unlinked_named;
 use super::record::*;
 use super::request::{Body, BodyRefused, ConnectionError, Limits, Request};
-use super::response::ResponseWriter;
 use super::server::ServerConnection;
+use super::writer::ResponseWriter;
 use crate::fastcgi::record::{
     encode_begin_request, encode_params, encode_stream, EndRequest, KEEP_CONN, ROLE_FILTER,
 };

@@ -1,15 +1,121 @@
-//! The writing side of a connection: [`ResponseWriter`] frames a
+//! The one writer of client sockets: every byte the daemon sends on a web
+//! server's connection, from the master or a worker, leaves through a
+//! [`ClientSocket`] here, and nowhere else makes a system call that
+//! writes to one.
+//!
+//! Two types, one per job. [`ClientSocket`] is the descriptor and the two
+//! system calls (`send`, `sendmsg`), always with `MSG_NOSIGNAL`: a client
+//! gone is an `EPIPE` for the caller to handle, never a SIGPIPE, which in
+//! a worker is the script's stop (and in fork isolation would wait,
+//! pending, for the next request's child). [`ResponseWriter`] frames a
 //! response into `FCGI_STDOUT` / `FCGI_STDERR` records and ends it with
-//! `FCGI_END_REQUEST`, each write one `writev` without copying the data. A
-//! separate type from the reader because the response is produced while
-//! the script runs, possibly by another thread, on a descriptor the
-//! connection's owner keeps.
+//! `FCGI_END_REQUEST`, each write one `writev` without copying the data;
+//! the records' bytes are the codec's (`record`). Whole answers no
+//! response frames (management replies, refusals, the stop's goodbye) are
+//! the codec's bytes sent as they are. Who writes is the caller's to say:
+//! the script's response (`runner/response.rs`, which decides what may
+//! still be sent), the pool's own pages (`status/`), the reader's answers
+//! to management records and refusals (`server`, `preamble`, through the
+//! worker's connection or the master's dispatcher).
+//!
+//! The framing stays generic over `Write`, so it is tested over memory
+//! (and over a socket pair in `client`'s tests).
 
 use std::io::{self, IoSlice, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+use nix::sys::socket::{send, sendmsg, MsgFlags};
 
 use super::record::{
     encode_end_request, encode_stream_end, Header, RecordType, HEADER_LEN, MAX_CONTENT,
 };
+
+/// The writing side of a client connection, borrowed from whoever owns
+/// the connection (a worker's `Conn`, the master's dispatcher, the
+/// response of a running script).
+#[derive(Clone, Copy)]
+pub struct ClientSocket<'fd> {
+    fd: BorrowedFd<'fd>,
+    flags: MsgFlags,
+    /// Asked when a signal interrupts a send: true ends the send (the
+    /// runner's stop), false retries it.
+    interrupt_ends: fn() -> bool,
+}
+
+impl<'fd> ClientSocket<'fd> {
+    /// Sends that wait for room in the socket: a worker's, whose connection
+    /// is its own for the request.
+    pub fn new(fd: BorrowedFd<'fd>) -> ClientSocket<'fd> {
+        ClientSocket {
+            fd,
+            flags: MsgFlags::MSG_NOSIGNAL,
+            interrupt_ends: || false,
+        }
+    }
+
+    /// Sends that never wait: the master's, whose loop one client slow to
+    /// read must not hold.
+    pub fn without_waiting(fd: BorrowedFd<'fd>) -> ClientSocket<'fd> {
+        ClientSocket {
+            flags: MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            ..ClientSocket::new(fd)
+        }
+    }
+
+    /// A send a signal interrupts while `ends()` is true fails as if the
+    /// client had gone (`BrokenPipe`) instead of being retried.
+    pub fn interrupted_when(self, ends: fn() -> bool) -> ClientSocket<'fd> {
+        ClientSocket {
+            interrupt_ends: ends,
+            ..self
+        }
+    }
+
+    /// Sends `bytes` in one system call (a few bytes the master answers on
+    /// a connection); true when all of them went.
+    pub fn send_at_once(&self, bytes: &[u8]) -> bool {
+        send(self.fd.as_raw_fd(), bytes, self.flags) == Ok(bytes.len())
+    }
+
+    fn result(&self, sent: nix::Result<usize>) -> io::Result<usize> {
+        match sent {
+            Err(nix::errno::Errno::EINTR) if (self.interrupt_ends)() => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the request is being stopped",
+            )),
+            sent => sent.map_err(io::Error::from),
+        }
+    }
+}
+
+impl Write for ClientSocket<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.result(send(self.fd.as_raw_fd(), buf, self.flags))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        // At most IOV_MAX slices in one call; the caller sends the rest next.
+        let bufs = &bufs[..bufs.len().min(1024)];
+        let fd = self.fd.as_raw_fd();
+        self.result(sendmsg::<()>(fd, bufs, &[], self.flags, None))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for ClientSocket<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd
+    }
+}
+
+impl AsRawFd for ClientSocket<'_> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
 
 const ZERO_PADDING: [u8; 8] = [0; 8];
 
@@ -18,9 +124,9 @@ const ZERO_PADDING: [u8; 8] = [0; 8];
 const RECORDS_PER_WRITE: usize = 16;
 
 /// Frames a response into `FCGI_STDOUT` / `FCGI_STDERR` records and ends it
-/// with `FCGI_END_REQUEST`. `W` may be a shared reference to the socket
-/// (`&UnixStream` is `Write`), so the script's thread can write while the
-/// connection stays owned elsewhere.
+/// with `FCGI_END_REQUEST`. `W` is a [`ClientSocket`] in the daemon (a
+/// borrowed descriptor, so the script's thread can write while the
+/// connection stays owned elsewhere), memory in the tests.
 pub struct ResponseWriter<W: Write> {
     out: W,
     request_id: u16,
