@@ -107,13 +107,14 @@ sub compile_cached {
     }
     # Named subs that capture file-scoped lexicals would keep the first
     # run's variables for ever ("Variable will not stay shared") if the
-    # compiled script ran again in this process: registry runs it in a
+    # compiled script ran again in this process: a mode whose compiled sub
+    # runs again here (registry: its row's captured_lexicals) runs it in a
     # child forked for each request instead (as fork isolation does), which
     # keeps it compiled once and exact; the first run in a child sees the
     # variables as compiled, as every run of a new process does.
     my @captured = FCGI::Spawn::Native::captured_lexicals($package, $handler, @ends);
     my $fork_only;
-    if (@captured && $req{mode} eq 'registry') {
+    if (@captured && $req{steps}{captured_lexicals}) {
         $fork_only = join('; ', @captured) . ' keep file-scoped lexicals';
         warn "fcgi-spawn: $script runs in a child per request (fork isolation), not in the worker: its "
             . "$fork_only\n" unless ($FORK_ONLY{$script} // '') eq $fork_only;
@@ -258,19 +259,18 @@ sub script_subs {
 # registry, fork: the cached sub, its state as compiled put back first.
 sub run_cached {
     my $entry = cached_handler($req{script}, $req{package});
-    if ($entry->{fork_only} && $req{mode} eq 'registry') {
+    if ($entry->{fork_only} and my $run_once = $req{steps}{captured_lexicals}) {
         # Found out by this compile (the script changed, and now keeps
         # file lexicals in named subs): this once, a compile of its own;
         # the next request goes to a child (run_request).
-        FCGI::Spawn::Runner::switch_mode('perlrun');
-        return FCGI::Spawn::Runner::compile_and_run();
+        return $run_once->();
     }
     $FCGI::Spawn::Request::STEP_COSTS
         ? FCGI::Spawn::Request::run_parts('run_script', undef,
             [ [ 'the compiled script back' => sub { compiled_state_back($entry) } ] ])
         : compiled_state_back($entry);
     local $^W = 1 if $entry->{warnings};
-    local $FCGI::Spawn::Loader::KEEP_RUN_LOADS = 1 if $req{mode} eq 'registry';
+    local $FCGI::Spawn::Loader::KEEP_RUN_LOADS = 1 if $req{steps}{keep_run_loads};
     ($!, $?) = (0, 0);
     $entry->{handler}->();
     return;

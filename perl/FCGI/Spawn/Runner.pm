@@ -3,7 +3,8 @@ package FCGI::Spawn::Runner;
 # The Perl half of the request runner: the entry points Rust calls and the
 # table of the isolation modes. A request goes through the same named steps
 # in every isolation mode (after ModPerl::RegistryCooker); a row per mode
-# (%MODES) picks the implementation of the steps that differ:
+# (%MODES) picks the implementation of the steps that differ, and says what
+# else sets the mode apart:
 #
 #   prepare     %ENV, $0, @ARGV, cwd, STDIN/STDOUT bound to fds 0/1
 #   run         perlrun: compile the file into a fresh package and run it
@@ -57,31 +58,75 @@ our %req;
 
 # --- the steps that differ per isolation mode --------------------------------
 
+# Each mode's row: the parts of its begin_request (named in %BEGIN_PART),
+# its run, end_blocks and finish steps, and what else sets it apart. The
+# parts of begin_request and finish_request are made into lists once
+# (begin_parts, finish_parts), below.
 my %MODES = (
     perlrun => {
+        begin      => [qw(changed_modules loader environment process)],
         run        => \&compile_and_run,
         end_blocks => \&compiled_end_blocks,
         finish     => \&drop_sandbox,
     },
     registry => {
+        begin      => [qw(changed_modules loader environment process)],
         run        => \&FCGI::Spawn::Registry::run_cached,
         end_blocks => \&FCGI::Spawn::Registry::cached_end_blocks,
         finish     => \&FCGI::Spawn::Registry::reset_cached_state,
+        # A script met for the first time is compiled in a call of its own
+        # (compile_script, from Rust) before anything is set up for its run
+        # (run_request).
+        compile_first => 1,
+        # The compiled sub runs again and again in this process, which a
+        # script whose named subs keep file-scoped lexicals cannot do: such
+        # a script runs in a child per request (run_request; Rust forks it,
+        # as in fork isolation), and the request whose compile found it out
+        # runs it by this step, this once.
+        captured_lexicals => \&run_once_at_file_scope,
+        # The plain files its run loads into its own packages join its
+        # compiled state (FCGI::Spawn::Loader's KEEP_RUN_LOADS).
+        keep_run_loads => 1,
     },
-    # Compiled ahead of any request (precompile_script), never run.
+    # Compiled ahead of any request (precompile_script), never run. Its
+    # begin_request was the mode's it compiles for.
     precompile => {
         run        => sub { },
         end_blocks => sub { () },
         finish     => sub { },
     },
     # In the request's child, which exits after it: process exit does the
-    # finishing.
+    # finishing. The worker compiled the script before it forked the child
+    # (compile_script), changed modules reloaded then; the child is a plain
+    # CGI process, with SIGPIPE's default action.
     fork => {
+        begin      => [qw(loader pipe_signal environment process)],
         run        => \&FCGI::Spawn::Registry::run_cached,
         end_blocks => \&FCGI::Spawn::Registry::cached_end_blocks,
         finish     => sub { },
     },
 );
+
+# The parts a begin_request may be made of; each row lists its own, in order.
+my %BEGIN_PART = (
+    # `stats`: changed modules are the worker's again before the request.
+    changed_modules => [ 'changed modules' => sub {
+        FCGI::Spawn::Stats::reload_changed() if $FCGI::Spawn::Stats::ON;
+    } ],
+    loader => [ 'loader' => \&FCGI::Spawn::Loader::begin_request ],
+    # SIGPIPE ends the process, and %SIG shows nothing set, as in a new perl.
+    pipe_signal => [ 'signals' => sub { delete $SIG{PIPE} } ],
+    environment => [ 'environment' => sub {
+        set_environment($req{script});
+        $req{has_body} = ($ENV{CONTENT_LENGTH} // '') =~ /[1-9]/;
+    } ],
+    # $^T, rand's seed, cwd, and STDIN and STDOUT if they are as bound.
+    process => [ 'process' => sub {
+        FCGI::Spawn::Native::enter_request(script_directory($req{script}), $req{has_body})
+            or bind_std_handles();
+    } ],
+);
+$_->{begin_parts} = [ map { $BEGIN_PART{$_} } @{ $_->{begin} || [] } ] for values %MODES;
 
 sub switch_mode {
     my ($mode) = @_;
@@ -167,6 +212,14 @@ sub compile_and_run {
 sub script_packages {
     $FCGI::Spawn::Loader::SCRIPT_PACKAGES = { map { $_ => 1 } @_ };
     return;
+}
+
+# registry: a script this request's compile found to keep file lexicals in
+# named subs (it changed on disk): this once, compiled and run at file
+# scope, as perlrun does; the next request goes to a child (run_request).
+sub run_once_at_file_scope {
+    switch_mode('perlrun');
+    return compile_and_run();
 }
 
 # perlrun: the END blocks compiled by this request, in perl's order.
@@ -265,7 +318,12 @@ sub precompile_script {
     # reset_cached_state makes of it after each run), a failed or refused
     # one is gone.
     $req{steps} = $MODES{precompile};
-    my $entry = FCGI::Spawn::Registry::cached_handler($req{script}, $req{package});
+    my $entry = do {
+        # The compile is the mode's: whether the compiled sub runs again
+        # in this process is in the mode's row (captured_lexicals).
+        local $req{steps} = $MODES{$mode};
+        FCGI::Spawn::Registry::cached_handler($req{script}, $req{package});
+    };
     return $entry->{fork_only} ? 2 : 1;
 }
 
@@ -367,37 +425,18 @@ sub compile_script {
     return 1;
 }
 
-my @BEGIN_PARTS = (
-    # `stats`: changed modules are the worker's again before the request
-    # (fork mode: the worker did it in compile_script).
-    [ 'changed modules' => sub {
-        FCGI::Spawn::Stats::reload_changed() if $FCGI::Spawn::Stats::ON && $req{mode} ne 'fork';
-    } ],
-    [ 'loader' => \&FCGI::Spawn::Loader::begin_request ],
-    # The request's child (fork mode) is a plain CGI process: SIGPIPE ends
-    # it, and %SIG shows nothing set, as in a new perl.
-    [ 'signals' => sub { delete $SIG{PIPE} if $req{mode} eq 'fork' } ],
-    [ 'environment' => sub {
-        set_environment($req{script});
-        $req{has_body} = ($ENV{CONTENT_LENGTH} // '') =~ /[1-9]/;
-    } ],
-    # $^T, rand's seed, cwd, and STDIN and STDOUT if they are as bound.
-    [ 'process' => sub {
-        FCGI::Spawn::Native::enter_request(script_directory($req{script}), $req{has_body})
-            or bind_std_handles();
-    } ],
-);
-
 # Before the script: ($script, $isolation); %ENV is already the request's.
+# ($steps: the mode's row, when the caller has it already.)
 sub begin_request {
-    my ($script, $mode) = @_;
+    my ($script, $mode, $steps) = @_;
     %req = (
         script  => $script,
         package => FCGI::Spawn::Compile::make_namespace($script),
         ends    => FCGI::Spawn::Native::end_block_count(),
+        mode    => $mode,
+        steps   => $steps // $MODES{$mode},
     );
-    switch_mode($mode);
-    FCGI::Spawn::Request::run_parts('begin_request', undef, \@BEGIN_PARTS);
+    FCGI::Spawn::Request::run_parts('begin_request', undef, $req{steps}{begin_parts});
     return 1;
 }
 
@@ -414,6 +453,7 @@ sub run_script {
 # says that was done).
 sub run_request {
     my ($script, $mode, $compiled) = @_;
+    my $steps = $MODES{$mode};
     # registry: a script met for the first time is compiled first, in a
     # call of its own (compile_script, from Rust): what a BEGIN block
     # prints or an exit in one is not this run's (the run compiles again
@@ -421,11 +461,11 @@ sub run_request {
     # whether the script can run twice in one process. One that cannot
     # goes to a child (Rust forks it, as in fork isolation) before
     # anything is set up here.
-    return 3 if $mode eq 'registry' && !$compiled && !$FCGI::Spawn::Registry::REGISTRY{$script};
-    return 2 if $mode eq 'registry'
+    return 3 if $steps->{compile_first} && !$compiled && !$FCGI::Spawn::Registry::REGISTRY{$script};
+    return 2 if $steps->{captured_lexicals}
         && $FCGI::Spawn::Registry::FORK_ONLY{$script} && $FCGI::Spawn::Registry::REGISTRY{$script};
-    begin_request($script, $mode);
-    $req{steps}{run}->();
+    begin_request($script, $mode, $steps);
+    $steps->{run}->();
     return end_blocks_due();
 }
 
