@@ -3,14 +3,15 @@ package FCGI::Spawn::Registry;
 # The registry: in `registry` and `fork` isolation a script is compiled
 # once per worker into one sub in a package of its own (by
 # FCGI::Spawn::Compile), and compiled again only when its file, or a file
-# its runs keep, changes on disk (cached_handler). What the compile
-# records makes the entry (compile_cached): the sub, its END blocks,
-# formats, @INC, %SIG handlers, the snapshots of its packages. Its
-# top-level names are out of sight of other scripts between its runs
-# (hidden, shown for its runs). Before each run the script's state is put
-# back as it was right after the compile (compiled_state_back), after the
-# run its packages are reset (reset_cached_state), so AWStats' tables of
-# thousands of entries cost only what a run changed.
+# its runs keep, changes on disk (cached_handler). The compile is a
+# sequence of named steps (compile_cached); what they record makes the
+# entry: the sub, its END blocks, formats, @INC, %SIG handlers, the
+# snapshots of its packages. Its top-level names are out of sight of
+# other scripts between its runs (hidden, shown for its runs). Before each
+# run the script's state is put back as it was right after the compile
+# (compiled_state_back), after the run its packages are reset
+# (reset_cached_state), so AWStats' tables of thousands of entries cost
+# only what a run changed.
 
 use strict;
 use warnings;
@@ -58,6 +59,9 @@ sub forget_cached {
 
 # --- compile -----------------------------------------------------------------
 
+# The script compiled into an entry of the registry, in named steps (after
+# ModPerl::RegistryCooker); each reads and adds to the compile's record,
+# $c, which goes when the entry is made.
 sub compile_cached {
     my ($script, $package, $stamp) = @_;
     # The std handles as a new process has them: what the compile leaves
@@ -66,56 +70,102 @@ sub compile_cached {
     # the last request left its script's formats installed.
     FCGI::Spawn::Native::reset_handles();
     my $source = FCGI::Spawn::Compile::read_source($script);
-    my @packages = ($package, FCGI::Spawn::Compile::new_declared_packages($source));
-    my $ends_before = FCGI::Spawn::Native::end_block_count();
-    my @inc_before = @INC;
-    my $module_state_before = FCGI::Spawn::Modules::scalars();
-    my %compile_sig;
-    {
-        # What the script loads while compiling (its `use` lines) is part of
-        # the compiled script, not of one request.
-        local $FCGI::Spawn::Loader::KEEP_LOADED = 1;
-        local $FCGI::Spawn::Loader::SCRIPT_PACKAGES = { map { $_ => 1 } @packages };
-        # perl's "will not stay shared" is about the registry's sub, which
-        # captured_lexicals explains in the log line of its own.
-        my $warn = $SIG{__WARN__};
-        my $filter = sub {
-            return if $_[0] =~ /^Variable "[^"]+" will not stay shared at /;
-            $warn ? $warn->(@_) : warn @_;
-        };
-        local $SIG{__WARN__} = $filter;
-        my $die = $SIG{__DIE__};
-        FCGI::Spawn::Compile::do_source($source, $package, 1);
-        # Handlers the compile installed (`use CGI::Carp qw(fatalsToBrowser)`
-        # sets $SIG{__DIE__}) are the script's for each of its runs.
-        $compile_sig{__DIE__} = $SIG{__DIE__} if ($SIG{__DIE__} // '') ne ($die // '');
-        $compile_sig{__WARN__} = $SIG{__WARN__} if ($SIG{__WARN__} // '') ne $filter;
-    }
-    my $error = $@;
-    my $site_inc = FCGI::Spawn::Loader::take_compiled_site_files();
-    my @ends = FCGI::Spawn::Native::take_end_blocks(
-        FCGI::Spawn::Native::end_block_count() - $ends_before, $script);
-    my %formats = FCGI::Spawn::Native::take_formats();
-    my @inc = @INC;
-    @INC = @inc_before;
-    my $handler = $error eq '' && FCGI::Spawn::Compile::compiled_handler($package);
-    if (!$handler) {
-        FCGI::Spawn::Symbols::delete_package($_) for @packages;
-        FCGI::Spawn::Symbols::delete_script_names();
-        FCGI::Spawn::Compile::die_compile_error($error, $script) if $error ne '';
-        die "fcgi-spawn: $script did not compile into a handler\n";
-    }
-    # Named subs that capture file-scoped lexicals would keep the first
-    # run's variables for ever ("Variable will not stay shared") if the
-    # compiled script ran again in this process: a mode whose compiled sub
-    # runs again here (registry: its row's captured_lexicals) runs it in a
-    # child forked for each request instead (as fork isolation does), which
-    # keeps it compiled once and exact; the first run in a child sees the
-    # variables as compiled, as every run of a new process does.
-    my @captured = FCGI::Spawn::Native::captured_lexicals($package, $handler, @ends);
-    my $fork_only;
+    my $c = {
+        script   => $script,
+        package  => $package,
+        source   => $source,
+        packages => [ $package, FCGI::Spawn::Compile::new_declared_packages($source) ],
+    };
+    note_state_before_compile($c);
+    compile_as_sub($c);
+    take_what_the_compile_left($c);
+    find_handler($c);
+    run_in_child_if_captured($c);
+    take_script_names($c);
+    my $entry = new_entry($c, $stamp);
+    hide_script_symbols($entry, $c);
+    FCGI::Spawn::Symbols::own_current_names();
+    return $entry;
+}
+
+# What the compile may change of the shared state, before it: END blocks,
+# @INC, module settings.
+sub note_state_before_compile {
+    my ($c) = @_;
+    $c->{ends_before} = FCGI::Spawn::Native::end_block_count();
+    $c->{inc_before} = [@INC];
+    $c->{module_state_before} = FCGI::Spawn::Modules::scalars();
+    return;
+}
+
+# The file compiled as the body of one sub. What the script loads while
+# compiling (its `use` lines) is part of the compiled script, not of one
+# request; %SIG handlers the compile installs are the script's. $c->{error}:
+# the compile's $@.
+sub compile_as_sub {
+    my ($c) = @_;
+    local $FCGI::Spawn::Loader::KEEP_LOADED = 1;
+    local $FCGI::Spawn::Loader::SCRIPT_PACKAGES = { map { $_ => 1 } @{ $c->{packages} } };
+    # perl's "will not stay shared" is about the registry's sub, which
+    # captured_lexicals explains in the log line of its own.
+    my $warn = $SIG{__WARN__};
+    my $filter = sub {
+        return if $_[0] =~ /^Variable "[^"]+" will not stay shared at /;
+        $warn ? $warn->(@_) : warn @_;
+    };
+    local $SIG{__WARN__} = $filter;
+    my $die = $SIG{__DIE__};
+    FCGI::Spawn::Compile::do_source($c->{source}, $c->{package}, 1);
+    # Handlers the compile installed (`use CGI::Carp qw(fatalsToBrowser)`
+    # sets $SIG{__DIE__}) are the script's for each of its runs.
+    my %sig;
+    $sig{__DIE__} = $SIG{__DIE__} if ($SIG{__DIE__} // '') ne ($die // '');
+    $sig{__WARN__} = $SIG{__WARN__} if ($SIG{__WARN__} // '') ne $filter;
+    $c->{sig} = \%sig;
+    $c->{error} = $@;
+    return;
+}
+
+# What the compile left in shared places that is the script's: the site
+# libraries it loaded, its END blocks, the formats it defined on the std
+# handles, the @INC it made (the worker's @INC back).
+sub take_what_the_compile_left {
+    my ($c) = @_;
+    $c->{site_inc} = FCGI::Spawn::Loader::take_compiled_site_files();
+    $c->{ends} = [ FCGI::Spawn::Native::take_end_blocks(
+        FCGI::Spawn::Native::end_block_count() - $c->{ends_before}, $c->{script}) ];
+    $c->{formats} = { FCGI::Spawn::Native::take_formats() };
+    $c->{inc} = [@INC];
+    @INC = @{ $c->{inc_before} };
+    return;
+}
+
+# The compiled sub; or, when the compile failed, what it made goes and
+# the compile error dies as perl reports it for a program.
+sub find_handler {
+    my ($c) = @_;
+    $c->{handler} = $c->{error} eq '' && FCGI::Spawn::Compile::compiled_handler($c->{package});
+    return if $c->{handler};
+    FCGI::Spawn::Symbols::delete_package($_) for @{ $c->{packages} };
+    FCGI::Spawn::Symbols::delete_script_names();
+    FCGI::Spawn::Compile::die_compile_error($c->{error}, $c->{script}) if $c->{error} ne '';
+    die "fcgi-spawn: $c->{script} did not compile into a handler\n";
+}
+
+# Named subs that capture file-scoped lexicals would keep the first run's
+# variables for ever ("Variable will not stay shared") if the compiled
+# script ran again in this process: a mode whose compiled sub runs again
+# here (registry; %FCGI::Spawn::Runner::MODES' captured_lexicals) runs it
+# in a child forked for each request instead (as fork isolation does),
+# which keeps it compiled once and exact; the first run in a child sees
+# the variables as compiled, as every run of a new process does.
+sub run_in_child_if_captured {
+    my ($c) = @_;
+    my $script = $c->{script};
+    my @captured = FCGI::Spawn::Native::captured_lexicals($c->{package}, $c->{handler}, @{ $c->{ends} });
+    $c->{captured} = @captured ? join('; ', @captured) : undef;
     if (@captured && $req{steps}{captured_lexicals}) {
-        $fork_only = join('; ', @captured) . ' keep file-scoped lexicals';
+        my $fork_only = $c->{fork_only} = join('; ', @captured) . ' keep file-scoped lexicals';
         warn "fcgi-spawn: $script runs in a child per request (fork isolation), not in the worker: its "
             . "$fork_only\n" unless ($FORK_ONLY{$script} // '') eq $fork_only;
         $FORK_ONLY{$script} = $fork_only;
@@ -123,55 +173,75 @@ sub compile_cached {
     else {
         delete $FORK_ONLY{$script};
     }
-    # What the compile added to shared tables is the script's: its
-    # top-level names ($main::x, a package Foo it names), and the packages
-    # it declares inside existing ones. Their state is kept as compiled and
-    # they are out of sight of other scripts between its runs. perl's
-    # special variables ($~, $^W...) are the worker's, and so is the
-    # top-level package of a module it loaded (named before it loaded:
-    # `use constant Z => eval { require Compress::Zlib }`).
+    return;
+}
+
+# What the compile added to shared tables is the script's: its top-level
+# names ($main::x, a package Foo it names), and the packages it declares
+# inside existing ones. Their state is kept as compiled and they are out
+# of sight of other scripts between its runs. perl's special variables
+# ($~, $^W...) are the worker's, and so is the top-level package of a
+# module it loaded (named before it loaded: `use constant Z => eval {
+# require Compress::Zlib }`). Its subs in the worker's packages (`sub
+# CGI::x {...}`) likewise: recorded, and the worker's put back.
+sub take_script_names {
+    my ($c) = @_;
     FCGI::Spawn::Symbols::claim_module_names();
-    my @made = grep { /\A[A-Za-z_]\w*(?:::)?\z/ && !$SPECIAL_NAMES{$_} }
-        FCGI::Spawn::Symbols::script_names();
-    my @made_packages = map { substr $_, 0, -2 } grep { /::\z/ } @made;
-    # Its subs in the worker's packages (`sub CGI::x {...}`) likewise.
-    my @code = FCGI::Spawn::Native::code_changes($script);
-    FCGI::Spawn::Native::restore_code($script);
-    push @packages, @made_packages;
+    $c->{made} = [ grep { /\A[A-Za-z_]\w*(?:::)?\z/ && !$SPECIAL_NAMES{$_} }
+        FCGI::Spawn::Symbols::script_names() ];
+    $c->{made_packages} = [ map { substr $_, 0, -2 } grep { /::\z/ } @{ $c->{made} } ];
+    $c->{code} = [ FCGI::Spawn::Native::code_changes($c->{script}) ];
+    FCGI::Spawn::Native::restore_code($c->{script});
+    push @{ $c->{packages} }, @{ $c->{made_packages} };
+    return;
+}
+
+# The registry's entry for the compiled script: what each run puts back
+# (its state as compiled, snapshots of its packages) and what tells when
+# to compile it again.
+sub new_entry {
+    my ($c, $stamp) = @_;
+    my ($script, $package, $packages) = @$c{qw(script package packages)};
     my $data = do { no strict 'refs'; \*{"${package}::DATA"} };
-    my @subs = ($handler, map { script_subs($_) } @packages);
-    my $entry = {
+    my @subs = ($c->{handler}, map { script_subs($_) } @$packages);
+    return {
         once_patterns => FCGI::Spawn::Native::once_patterns($script, @subs),
-        fork_only    => $fork_only,
-        captured     => (@captured ? join('; ', @captured) : undef),
+        fork_only    => $c->{fork_only},
+        captured     => $c->{captured},
         stamp        => $stamp,
-        handler      => $handler,
-        ends         => \@ends,
-        formats      => \%formats,
-        warnings     => $source->{warnings},
-        inc          => ("@inc" eq "@inc_before" ? undef : \@inc),
-        site_inc     => (%$site_inc ? $site_inc : undef),
-        sig          => (%compile_sig ? \%compile_sig : undef),
-        module_state => FCGI::Spawn::Modules::changed_scalars($module_state_before),
-        package_names => \@packages,
-        packages     => [ map { FCGI::Spawn::Native::snapshot_package($_, 1) } @packages ],
-        main_globals => [ map { \$main::{$_} } grep { !/::\z/ } @made ],
-        code         => \@code,
+        handler      => $c->{handler},
+        ends         => $c->{ends},
+        formats      => $c->{formats},
+        warnings     => $c->{source}{warnings},
+        inc          => ("@{ $c->{inc} }" eq "@{ $c->{inc_before} }" ? undef : $c->{inc}),
+        site_inc     => (%{ $c->{site_inc} } ? $c->{site_inc} : undef),
+        sig          => (%{ $c->{sig} } ? $c->{sig} : undef),
+        module_state => FCGI::Spawn::Modules::changed_scalars($c->{module_state_before}),
+        package_names => $packages,
+        packages     => [ map { FCGI::Spawn::Native::snapshot_package($_, 1) } @$packages ],
+        main_globals => [ map { \$main::{$_} } grep { !/::\z/ } @{ $c->{made} } ],
+        code         => $c->{code},
         data         => $data,
         data_pos     => (defined fileno($data) ? tell($data) : -1),
     };
+}
+
+# The script's top-level names and the packages it declared inside
+# existing ones, taken out of their tables (shown again for its runs).
+sub hide_script_symbols {
+    my ($entry, $c) = @_;
+    my @packages = @{ $c->{packages} };
     my %nested;
     for my $declared (@packages[1 .. $#packages]) {
         my ($parent, $leaf) = $declared =~ /\A(.+)::([^:]+)\z/ or next;
-        push @{ $nested{$parent} }, "${leaf}::" if !grep { $_ eq $declared } @made_packages;
+        push @{ $nested{$parent} }, "${leaf}::" if !grep { $_ eq $declared } @{ $c->{made_packages} };
     }
     $entry->{hidden} = [
         map { [ $_, FCGI::Spawn::Native::detach_symbols($_, @{ $nested{$_} }) ] } sort keys %nested
     ];
-    unshift @{ $entry->{hidden} }, [ 'main', FCGI::Spawn::Native::detach_symbols('main', @made) ];
+    unshift @{ $entry->{hidden} }, [ 'main', FCGI::Spawn::Native::detach_symbols('main', @{ $c->{made} }) ];
     name_hidden($entry);
-    FCGI::Spawn::Symbols::own_current_names();
-    return $entry;
+    return;
 }
 
 # --- the hidden names --------------------------------------------------------
