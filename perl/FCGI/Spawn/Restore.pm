@@ -1,13 +1,14 @@
 package FCGI::Spawn::Restore;
 
 # The worker put back after a request. What every request starts from is
-# captured once per worker, after the preload (capture_base_state); most of
-# it the C glue puts back itself (FCGI::Spawn::Native::leave_request, a
-# handful of compares for a quiet request), and names what it could not:
-# those parts are here, each a part of FCGI::Spawn::Runner's finish_request
-# (what process exit does before the response is complete) or end_request
-# (after the response). broken_invariants says what a worker that cannot
-# vouch for its state got wrong, so it is replaced.
+# captured after the preload, and again in each worker (capture_base_state).
+# After the script, the parts of FCGI::Spawn::Runner's finish_request (what
+# process exit does before the response is complete) and end_request
+# (after the response) put the rest back: most of it the C glue does itself
+# (FCGI::Spawn::Native::leave_request, a handful of compares for a quiet
+# request), naming what it could not; those parts are here.
+# broken_invariants names what a worker that cannot vouch for its state got
+# wrong: it is replaced.
 
 use strict;
 use warnings;
@@ -17,6 +18,8 @@ our $VERSION = '0.1.0';
 # The request being served (FCGI::Spawn::Request).
 our %req;
 *req = \%FCGI::Spawn::Request::req;
+
+# --- what every request starts from ------------------------------------------
 
 # The worker's state between requests: what every request starts from and
 # is put back to. Captured once, after the preload.

@@ -392,7 +392,8 @@ sub slow_request {
     return;
 }
 
-# True for a file of the runner itself (what calls the script).
+# True for a file of the runner itself (FCGI/Spawn/*.pm: what calls the
+# script).
 my $RUNNER_DIR = (__FILE__ =~ m{\A(.*/)[^/]+\z})[0] // __FILE__;
 sub runner_file {
     my ($file) = @_;
