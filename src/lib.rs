@@ -8,7 +8,8 @@
 //! readiness messages), `dispatch/` how requests reach workers,
 //! `scoreboard` the state they share (`title` what `ps` shows of it),
 //! `worker/` a worker's life, `runner/` one request (with
-//! `perl/FCGI/Spawn/Runner.pm`, its Perl half) and its write path:
+//! `perl/FCGI/Spawn/`, its Perl half: Runner.pm the entry points) and its
+//! write path:
 //! `runner/output` the script's std pipes, `runner/pump` the thread that
 //! drains them and watches the client, `runner/response` what is sent of a
 //! script's response and when sending stops (through `fastcgi/writer`, the

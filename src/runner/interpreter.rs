@@ -35,6 +35,22 @@ const PERL_MODULES: &[(&str, &str)] = &[
         include_str!("../../perl/FCGI/Spawn/Stats.pm"),
     ),
     (
+        "FCGI/Spawn/Request.pm",
+        include_str!("../../perl/FCGI/Spawn/Request.pm"),
+    ),
+    (
+        "FCGI/Spawn/Compile.pm",
+        include_str!("../../perl/FCGI/Spawn/Compile.pm"),
+    ),
+    (
+        "FCGI/Spawn/Restore.pm",
+        include_str!("../../perl/FCGI/Spawn/Restore.pm"),
+    ),
+    (
+        "FCGI/Spawn/Registry.pm",
+        include_str!("../../perl/FCGI/Spawn/Registry.pm"),
+    ),
+    (
         "FCGI/Spawn/Runner.pm",
         include_str!("../../perl/FCGI/Spawn/Runner.pm"),
     ),

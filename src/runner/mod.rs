@@ -1,6 +1,6 @@
 //! Runs one FastCGI request through the embedded Perl (the Rust half of the
-//! request runner; the Perl half is `perl/FCGI/Spawn/Runner.pm`, reached
-//! only through [`steps`]).
+//! request runner; the Perl half is `perl/FCGI/Spawn/Runner.pm` and the
+//! modules it runs the steps with, reached only through [`steps`]).
 //!
 //! While a script runs, descriptors 0/1/2 *are* the request: 0 reads the body
 //! (a pipe holding it, or its spilled temp file), 1 and 2 are the worker's

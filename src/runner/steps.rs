@@ -1,8 +1,9 @@
 //! The one typed boundary between the Rust runner and its Perl half
-//! (`perl/FCGI/Spawn/Runner.pm`): the Perl entry points' names, how their
-//! arguments are passed and what each outcome means to the runner. Nothing
-//! else in the crate names a runner sub or interprets an [`Outcome`] of
-//! one.
+//! (`perl/FCGI/Spawn/Runner.pm`, whose entry points run the steps with
+//! Registry.pm, Compile.pm, Restore.pm and Request.pm): the Perl entry
+//! points' names, how their arguments are passed and what each outcome
+//! means to the runner. Nothing else in the crate names a runner sub or
+//! interprets an [`Outcome`] of one.
 
 use std::ffi::CStr;
 use std::os::unix::ffi::OsStrExt;

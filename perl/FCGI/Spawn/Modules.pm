@@ -187,7 +187,8 @@ FCGI::Spawn::Modules - what the fcgi-spawn runner puts back of particular module
 
 =head1 DESCRIPTION
 
-Used by L<FCGI::Spawn::Runner> inside the daemon; not meant for scripts.
+Used by L<FCGI::Spawn::Runner> and the modules it runs the steps with
+inside the daemon; not meant for scripts.
 C<reset_request_state> runs after every request: CGI.pm's and
 CGI::Simple's globals, the settings scripts set in CGI::Carp, Data::Dumper,
 Carp, Text::Wrap, Storable and CGI::Fast, and FCGI's accept (once per

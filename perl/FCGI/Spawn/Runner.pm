@@ -1,8 +1,10 @@
 package FCGI::Spawn::Runner;
 
-# The Perl half of the request runner. A request goes through the same
-# named steps in every isolation mode (after ModPerl::RegistryCooker); a
-# table per mode picks the implementation of the steps that differ:
+# The Perl half of the request runner: the entry points Rust calls and the
+# table of the isolation modes. A request goes through the same named steps
+# in every isolation mode (after ModPerl::RegistryCooker); a row per mode
+# (%MODES) picks the implementation of the steps that differ, and says what
+# else sets the mode apart:
 #
 #   prepare     %ENV, $0, @ARGV, cwd, STDIN/STDOUT bound to fds 0/1
 #   run         perlrun: compile the file into a fresh package and run it
@@ -16,6 +18,12 @@ package FCGI::Spawn::Runner;
 #               trapped), then the invariants checked; a worker that cannot
 #               vouch for its state says so and is replaced
 #
+# The steps' work is done in modules of one job each: FCGI::Spawn::Compile
+# (a script's file compiled as perl compiles a program), ::Registry (the
+# compiled scripts of registry and fork, and their state put back),
+# ::Restore (the worker put back after a request), ::Request (the request
+# being served, which they share, and how a step runs its parts).
+#
 # Rust calls the entry points at the bottom, in that order. It has already
 # made file descriptors 0/1/2 the request's body and the worker's stdout
 # and stderr pipes before begin_request runs.
@@ -27,32 +35,9 @@ use Carp ();
 
 our $VERSION = '0.1.0';
 
-# Name the script is loaded under through our @INC hook. Not absolute, so
-# `do` consults @INC; never a real file.
-my $VIRTUAL_FILE = 'FCGI-Spawn-script.pl';
-
-# Name of the sub a script becomes in registry and fork modes.
-my $HANDLER = '__fcgi_spawn_handler';
-
-# Names forced into main:: whatever the package, and other special globals.
-my %SPECIAL_NAMES = map { $_ => 1 }
-    qw(STDIN STDOUT STDERR ARGV ARGVOUT ENV INC SIG _ a b);
-
-my %REGISTRY;        # script path => compiled entry (registry, fork)
-my %FORK_ONLY;       # script path => why: registry runs it in a child
-
-# The worker's state between requests: what every request starts from and
-# is put back to. Captured once, after the preload.
-my %BASE = (
-    env          => {},
-    sig          => {},
-    program_name => 'fcgi-spawn',
-    core_global  => undef,
-);
-my %TAINT_WARNED;
-
-# The request being served; emptied by end_request.
-my %req;
+# The request being served (FCGI::Spawn::Request).
+our %req;
+*req = \%FCGI::Spawn::Request::req;
 
 # $^X names the embedding daemon; scripts that start another perl with it
 # (`system $^X, ...`, Capture::Tiny's tee) need the perl a CGI server runs.
@@ -61,8 +46,6 @@ my %req;
     my $perl = $Config::Config{perlpath};
     $^X = $perl if defined $perl && -x $perl;
 }
-
-our $SCRIPT_STARTED;   # set by a perlrun script's generated prologue
 
 # From here on every `require` and `do` goes through the loader: the
 # preloads' too, so that the top-level names any module makes while it
@@ -73,133 +56,86 @@ our $SCRIPT_STARTED;   # set by a perlrun script's generated prologue
     *CORE::GLOBAL::do = \&FCGI::Spawn::Loader::script_do;
 }
 
-# Runs the parts of a step in order. With a list for failures, each part
-# is trapped and its failure recorded (finish and end: the rest must still
-# be put back); without, a die ends the step. With FCGI_SPAWN_STEP_COSTS=N
-# in the daemon's environment, each part's CPU time is added up and logged
-# every N requests (bench/cost reads it).
-our $STEP_COSTS = $ENV{FCGI_SPAWN_STEP_COSTS} // 0;
-my (%COST_NS, @COST_ORDER, $COSTED_REQUESTS);
-if ($STEP_COSTS) {
-    require Time::HiRes;
-}
-
-sub run_parts {
-    my ($step, $failed, $parts) = @_;
-    return run_parts_costed($step, $failed, $parts) if $STEP_COSTS;
-    if (!$failed) {
-        $_->[1]->() for @$parts;
-        return;
-    }
-    # One eval for them all, the usual case. Not through $_: a part may
-    # put $_ back, and $_ would be an alias of the list's element.
-    my $i = 0;
-    return if eval {
-        for my $part (@$parts) { $part->[1]->(); ++$i }
-        1;
-    };
-    # After a failure the parts after it still run, each trapped.
-    push @$failed, "$parts->[$i][0]: $@";
-    for my $part (@$parts[ $i + 1 .. $#$parts ]) {
-        eval { $part->[1]->(); 1 } or push @$failed, "$part->[0]: $@";
-    }
-    return;
-}
-
-sub run_parts_costed {
-    my ($step, $failed, $parts) = @_;
-    for my $part (@$parts) {
-        my ($what, $code) = @$part;
-        my $t0 = Time::HiRes::clock_gettime(Time::HiRes::CLOCK_THREAD_CPUTIME_ID());
-        if ($failed) {
-            eval { $code->(); 1 } or push @$failed, "$what: $@";
-        }
-        else {
-            $code->();
-        }
-        my $key = "$step/$what";
-        push @COST_ORDER, $key unless exists $COST_NS{$key};
-        $COST_NS{$key} += Time::HiRes::clock_gettime(Time::HiRes::CLOCK_THREAD_CPUTIME_ID()) - $t0;
-    }
-    return;
-}
-
-sub log_step_costs {
-    return unless $STEP_COSTS && ++$COSTED_REQUESTS >= $STEP_COSTS;
-    print STDERR "fcgi-spawn: step costs over $COSTED_REQUESTS requests (CPU µs per request): ",
-        join('; ', map { sprintf '%s %.2f', $_, $COST_NS{$_} / $COSTED_REQUESTS * 1e6 } @COST_ORDER), "\n";
-    %COST_NS = ();
-    @COST_ORDER = ();
-    $COSTED_REQUESTS = 0;
-    return;
-}
-
 # --- the steps that differ per isolation mode --------------------------------
 
+# Each mode's row: the parts of its begin_request (named in %BEGIN_PART),
+# its run, end_blocks and finish steps, and what else sets it apart. The
+# parts of begin_request and finish_request are made into lists once
+# (begin_parts, finish_parts), below.
 my %MODES = (
     perlrun => {
+        begin      => [qw(changed_modules loader environment process)],
         run        => \&compile_and_run,
         end_blocks => \&compiled_end_blocks,
         finish     => \&drop_sandbox,
     },
     registry => {
-        run        => \&run_cached,
-        end_blocks => \&cached_end_blocks,
-        finish     => \&reset_cached_state,
+        begin      => [qw(changed_modules loader environment process)],
+        run        => \&FCGI::Spawn::Registry::run_cached,
+        end_blocks => \&FCGI::Spawn::Registry::cached_end_blocks,
+        finish     => \&FCGI::Spawn::Registry::reset_cached_state,
+        # A script met for the first time is compiled in a call of its own
+        # (compile_script, from Rust) before anything is set up for its run
+        # (run_request).
+        compile_first => 1,
+        # The compiled sub runs again and again in this process, which a
+        # script whose named subs keep file-scoped lexicals cannot do: such
+        # a script runs in a child per request (run_request; Rust forks it,
+        # as in fork isolation), and the request whose compile found it out
+        # runs it by this step, this once.
+        captured_lexicals => \&run_once_at_file_scope,
+        # The plain files its run loads into its own packages join its
+        # compiled state (FCGI::Spawn::Loader's KEEP_RUN_LOADS).
+        keep_run_loads => 1,
     },
-    # Compiled ahead of any request (precompile_script), never run.
+    # Compiled ahead of any request (precompile_script), never run. Its
+    # begin_request was the mode's it compiles for.
     precompile => {
         run        => sub { },
         end_blocks => sub { () },
         finish     => sub { },
     },
     # In the request's child, which exits after it: process exit does the
-    # finishing.
+    # finishing. The worker compiled the script before it forked the child
+    # (compile_script), changed modules reloaded then; the child is a plain
+    # CGI process, with SIGPIPE's default action.
     fork => {
-        run        => \&run_cached,
-        end_blocks => \&cached_end_blocks,
+        begin      => [qw(loader pipe_signal environment process)],
+        run        => \&FCGI::Spawn::Registry::run_cached,
+        end_blocks => \&FCGI::Spawn::Registry::cached_end_blocks,
         finish     => sub { },
     },
 );
 
-# --- prepare -----------------------------------------------------------------
+# The parts a begin_request may be made of; each row lists its own, in order.
+my %BEGIN_PART = (
+    # `stats`: changed modules are the worker's again before the request.
+    changed_modules => [ 'changed modules' => sub {
+        FCGI::Spawn::Stats::reload_changed() if $FCGI::Spawn::Stats::ON;
+    } ],
+    loader => [ 'loader' => \&FCGI::Spawn::Loader::begin_request ],
+    # SIGPIPE ends the process, and %SIG shows nothing set, as in a new perl.
+    pipe_signal => [ 'signals' => sub { delete $SIG{PIPE} } ],
+    environment => [ 'environment' => sub {
+        set_environment($req{script});
+        $req{has_body} = ($ENV{CONTENT_LENGTH} // '') =~ /[1-9]/;
+    } ],
+    # $^T, rand's seed, cwd, and STDIN and STDOUT if they are as bound.
+    process => [ 'process' => sub {
+        FCGI::Spawn::Native::enter_request(script_directory($req{script}), $req{has_body})
+            or bind_std_handles();
+    } ],
+);
+$_->{begin_parts} = [ map { $BEGIN_PART{$_} } @{ $_->{begin} || [] } ] for values %MODES;
 
-sub capture_base_state {
-    my ($keep_env, $set_env, $inherited) = @_;
-    FCGI::Spawn::Native::request_env_base(
-        (map { exists $ENV{$_} ? ($_ => $ENV{$_}) : () } @$keep_env),
-        @$set_env,
-    );
-    # Perl calls an embedded interpreter "-e"; between requests $0 names
-    # the daemon (the process title, which ps shows, is the daemon's own:
-    # src/title.rs).
-    $0 = $BASE{program_name};
-    $BASE{sig} = { map { $_ => $SIG{$_} } keys %SIG };
-    # What a worker inherits as the master had it is kept: taking it again
-    # would free the master's copy, writing to pages the two share.
-    if (!$inherited || "@{ $BASE{inc} || [] }" ne "@INC") {
-        $BASE{inc} = [@INC];
-        %FCGI::Spawn::Loader::WORKER_INC_DIRS = map { $_ => 1 } grep { !ref } @INC;
-    }
-    $BASE{core_global} = FCGI::Spawn::Native::snapshot_package('CORE::GLOBAL')
-        if !$inherited || !$BASE{core_global};
-    FCGI::Spawn::Modules::take_loaded();
-    FCGI::Spawn::Native::snapshot_signals();
-    FCGI::Spawn::Native::snapshot_formats();
-    if ($inherited) {
-        # A worker keeps the record of the subs the master took (and kept
-        # current): taking it again would write to every sub's reference
-        # count, and copy every page the worker shares with the master
-        # that holds one (about half of its heap).
-        FCGI::Spawn::Native::record_new_code() if FCGI::Spawn::Native::code_snapshot_stale();
-    }
-    else {
-        FCGI::Spawn::Native::snapshot_code();
-    }
-    FCGI::Spawn::Symbols::own_current_names();
-    FCGI::Spawn::Native::request_base();
+sub switch_mode {
+    my ($mode) = @_;
+    $req{mode} = $mode;
+    $req{steps} = $MODES{$mode};
     return;
 }
+
+# --- prepare -----------------------------------------------------------------
 
 my $FINDBIN_FOR;    # the script FindBin was last computed for
 
@@ -252,439 +188,22 @@ sub bind_std_handles {
     return;
 }
 
-# Package a registry (or fork) script is compiled into: unique per path,
-# valid as a name, the same for every run.
-my %NAMESPACE_OF;
-
-sub make_namespace {
-    my ($script) = @_;
-    return $NAMESPACE_OF{$script} //= 'FCGI::Spawn::Sandbox::' . mangled_path($script);
-}
-
-sub mangled_path {
-    my ($script) = @_;
-    (my $name = $script) =~ s{([^A-Za-z0-9_/])}{sprintf '_%02x', ord $1}ge;
-    $name =~ s{/+}{::}g;
-    $name =~ s{::(?=\d)}{::_}g;
-    $name =~ s{^::}{};
-    return $name;
-}
-
-# perlrun: each request compiles into a package no module in this worker
-# has seen, as each CGI process has a `main` of its own: importers that
-# remember the packages they served (Log::Log4perl's `:easy`, Exporter's
-# cache) export into it again. One level under a package that stays
-# (FCGI::Spawn::Sandbox::Run::R<n>__<path>): making and deleting a chain
-# of nested packages every request cost more than the script's compile.
-my $PERLRUN_SERIAL = 0;
-my %FLAT_NAME_OF;
-
-sub fresh_namespace {
-    my ($script) = @_;
-    my $leaf = $FLAT_NAME_OF{$script} //= do { (my $flat = mangled_path($script)) =~ s/::/__/g; $flat };
-    return 'FCGI::Spawn::Sandbox::Run::R' . ++$PERLRUN_SERIAL . "__$leaf";
-}
-
-# --- compile -----------------------------------------------------------------
-
-# The script's text and what its shebang line asks for.
-sub read_source {
-    my ($script) = @_;
-    no warnings 'io';    # see bind_std_handles
-    open my $fh, '<', $script or die "fcgi-spawn: cannot open $script: $!\n";
-    # read, not readline: a readline would make this handle the "last read"
-    # one, and the script's die messages would end in "<$fh> line 1".
-    my $text = '';
-    FCGI::Spawn::Symbols::read_whole($fh, \$text);
-    my $warnings = 0;
-    if ($text =~ /\A#!\S*perl\S*[ \t]+(-\S+(?:[ \t]+-\S+)*)/) {
-        my $flags = $1;
-        $warnings = 1 if $flags =~ /^-\w*w/ || $flags =~ /\s-\w*w/;
-        if ($flags =~ /-\w*[Tt]/ && !$TAINT_WARNED{$script}++) {
-            warn "fcgi-spawn: $script asks for taint mode (-T), which cannot be "
-                . "switched on in a running interpreter; running it without\n";
-        }
-    }
-    return { path => $script, text => \$text, fh => $fh, warnings => $warnings };
-}
-
-# What our @INC hook hands to `do`: a prologue, then the file itself, so
-# __FILE__, line numbers, BEGIN/END and use/require behave as when perl
-# runs the file directly.
-#   perlrun:  the file at file scope in the sandbox package; the prologue
-#             clears the "inside eval" flag `do` sets, so $^S is 0 and an
-#             uncaught die ends the script like a perl program.
-#   registry, fork: the file becomes the body of one sub.
-# The text stops at a __DATA__ or __END__ line; the DATA handle is opened
-# on the file at what follows it (open_data), as perl opens it for a main
-# program. (Letting perl read the file through a source filter instead
-# leaked each request's filter state in perlrun.)
-sub source_for_do {
-    my ($source, $package, $as_sub) = @_;
-    my $script = $source->{path};
-    my $switches = $source->{warnings} ? 'BEGIN { $^W = 1 } ' : '';
-    # A script starts, as a new perl does, with $! and $? clear: perl's die
-    # exits with $! when it is set, else with $? >> 8 (a child's status
-    # left by an earlier request's waitpid).
-    my $unhook = 'BEGIN { FCGI::Spawn::Runner::unhook_source(); $! = 0; $? = 0 } ';
-    my $prologue = $as_sub
-        ? "package $package; $unhook sub $HANDLER { $switches\n#line 1 \"$script\"\n"
-        : "package $package; $unhook FCGI::Spawn::Native::clear_in_eval(); "
-            . "\$FCGI::Spawn::Runner::SCRIPT_STARTED = 1; $switches\n#line 1 \"$script\"\n";
-    my $text = ${ $source->{text} };
-    my $epilogue = '';
-    if ($text =~ /^__(END|DATA)__\b[^\n]*\n?/mg) {
-        my ($marker, $data_at) = ($1, pos $text);
-        substr($text, $-[0]) = '';
-        # __DATA__ opens the DATA handle of the package current there,
-        # __END__ main's: the script's own package here. $^H tells whether
-        # `use utf8` is in force there, which gives DATA a :utf8 layer.
-        my $owner = $marker eq 'DATA' ? '__PACKAGE__' : "'$package'";
-        $epilogue = "\n;BEGIN { FCGI::Spawn::Runner::open_data($owner, $data_at, \$^H) }";
-    }
-    # A script that switches back with `package main;` means its own file
-    # scope, which is the sandbox package here.
-    $text =~ s/^(\s*package\s+)main(?=\s*[;{])/$1$package/mg;
-    $text = $prologue . $text . $epilogue . ($as_sub ? "\n}\n" : "\n");
-    return (\$text);
-}
-
-# The DATA handle of the script being compiled, at the byte after its
-# __DATA__/__END__ line. Called from the compiled text's last BEGIN block.
-our $COMPILING;    # the source being compiled
-
-sub open_data {
-    my ($package, $offset, $hints) = @_;
-    my $data = do { no strict 'refs'; \*{"${package}::DATA"} };
-    no warnings 'io';    # see bind_std_handles
-    open $data, '<&', $COMPILING->{fh} or die "fcgi-spawn: cannot open DATA of $COMPILING->{path}: $!\n";
-    seek $data, $offset, 0;
-    binmode $data, ':utf8' if $hints & 0x00800000;    # HINT_UTF8
-    return;
-}
-
-# The @INC hook that hands a script's source to `do`, while it is there.
-our $SOURCE_HOOK;
-
-# Compiles (and, at file scope, runs) the source with `do` through our
-# @INC hook. $@ says how it went, as after `do FILE`.
-sub do_source {
-    my ($source, $package, $as_sub) = @_;
-    local $COMPILING = $source;
-    local $SOURCE_HOOK = sub {
-        return unless $_[1] eq $VIRTUAL_FILE;
-        return source_for_do($source, $package, $as_sub);
-    };
-    unshift @INC, $SOURCE_HOOK;
-    $@ = '';
-    CORE::do($VIRTUAL_FILE);    # not the loader's do: no @INC search for it
-    unhook_source();
-    delete $INC{$VIRTUAL_FILE};
-    return;
-}
-
-# The script must see @INC as it is (and its `use lib` must stay in it): the
-# prologue takes the hook out first thing, in a BEGIN block. Not from inside
-# the hook: perl is walking @INC then and would use the freed entry.
-sub unhook_source {
-    @INC = grep { !ref || !$SOURCE_HOOK || $_ != $SOURCE_HOOK } @INC;
-    return;
-}
-
-# The packages a script declares that do not exist yet: they are the
-# script's, and go (perlrun) or are reset (registry) after it.
-sub new_declared_packages {
-    my ($source) = @_;
-    return grep { !FCGI::Spawn::Symbols::stash_of($_) }
-        FCGI::Spawn::Symbols::declared_packages($source->{text});
-}
-
-# --- run ---------------------------------------------------------------------
+# --- perlrun's steps ---------------------------------------------------------
 
 # perlrun: compile and run in one go, every request.
 sub compile_and_run {
-    my $source = read_source($req{script});
+    my $source = FCGI::Spawn::Compile::read_source($req{script});
     # The package drop_sandbox deletes: set here only, so a request that
     # never compiled deletes nothing.
-    $req{package} = $req{sandbox} = fresh_namespace($req{script});
-    $req{new_packages} = [ new_declared_packages($source) ];
+    $req{package} = $req{sandbox} = FCGI::Spawn::Compile::fresh_namespace($req{script});
+    $req{new_packages} = [ FCGI::Spawn::Compile::new_declared_packages($source) ];
     script_packages($req{package}, @{ $req{new_packages} });
-    local $SCRIPT_STARTED = 0;
-    do_source($source, $req{package}, 0);
+    local $FCGI::Spawn::Compile::SCRIPT_STARTED = 0;
+    FCGI::Spawn::Compile::do_source($source, $req{package}, 0);
     # Reached when the script fell off its end. A compile error never ran
     # the prologue: report it as perl would, by dying at the top level.
-    die_compile_error($@, $req{script}) if !$SCRIPT_STARTED && $@ ne '';
-    return;
-}
-
-# Dies with a compile error as perl reports it for a program (what the
-# script's $SIG{__DIE__}, CGI::Carp's fatalsToBrowser among them, and the
-# log get). A compile that ended with errors leaves only the errors in $@
-# after `do`, and no die handler ran: a program's message ends with
-# "Execution of SCRIPT aborted due to compilation errors." One aborted by
-# a die (a BEGIN block's, too many errors) is whole, and the handler has
-# already had it: it does not get it twice.
-sub die_compile_error {
-    my ($error, $script) = @_;
-    if ($error =~ /(?:\bfailed--compilation aborted at .* line \d+\.|has too many errors\.)\n\z/) {
-        local $SIG{__DIE__};
-        die $error;
-    }
-    die "${error}Execution of $script aborted due to compilation errors.\n";
-}
-
-# registry, fork: the compiled sub of a script, compiled again when the
-# file changed (mtime, size or inode).
-sub cached_handler {
-    my ($script, $package) = @_;
-    my @st = stat $script or die "fcgi-spawn: cannot stat $script: $!\n";
-    my $stamp = "$st[9]:$st[7]:$st[1]";
-    my $entry = $REGISTRY{$script};
-    return $entry if $entry && $entry->{stamp} eq $stamp && !hidden_name_taken($entry) && !kept_file_changed($entry);
-    if ($entry) {
-        undef $entry;
-        forget_cached($script);
-    }
-    return $REGISTRY{$script} = compile_cached($script, $package, $stamp);
-}
-
-sub compile_cached {
-    my ($script, $package, $stamp) = @_;
-    # The std handles as a new process has them: what the compile leaves
-    # on them (formats) is the script's, taken below. A compile of its
-    # own (compile_script) comes before the request resets them, after
-    # the last request left its script's formats installed.
-    FCGI::Spawn::Native::reset_handles();
-    my $source = read_source($script);
-    my @packages = ($package, new_declared_packages($source));
-    my $ends_before = FCGI::Spawn::Native::end_block_count();
-    my @inc_before = @INC;
-    my $module_state_before = FCGI::Spawn::Modules::scalars();
-    my %compile_sig;
-    {
-        # What the script loads while compiling (its `use` lines) is part of
-        # the compiled script, not of one request.
-        local $FCGI::Spawn::Loader::KEEP_LOADED = 1;
-        local $FCGI::Spawn::Loader::SCRIPT_PACKAGES = { map { $_ => 1 } @packages };
-        # perl's "will not stay shared" is about the registry's sub, which
-        # captured_lexicals explains in the log line of its own.
-        my $warn = $SIG{__WARN__};
-        my $filter = sub {
-            return if $_[0] =~ /^Variable "[^"]+" will not stay shared at /;
-            $warn ? $warn->(@_) : warn @_;
-        };
-        local $SIG{__WARN__} = $filter;
-        my $die = $SIG{__DIE__};
-        do_source($source, $package, 1);
-        # Handlers the compile installed (`use CGI::Carp qw(fatalsToBrowser)`
-        # sets $SIG{__DIE__}) are the script's for each of its runs.
-        $compile_sig{__DIE__} = $SIG{__DIE__} if ($SIG{__DIE__} // '') ne ($die // '');
-        $compile_sig{__WARN__} = $SIG{__WARN__} if ($SIG{__WARN__} // '') ne $filter;
-    }
-    my $error = $@;
-    my $site_inc = FCGI::Spawn::Loader::take_compiled_site_files();
-    my @ends = FCGI::Spawn::Native::take_end_blocks(
-        FCGI::Spawn::Native::end_block_count() - $ends_before, $script);
-    my %formats = FCGI::Spawn::Native::take_formats();
-    my @inc = @INC;
-    @INC = @inc_before;
-    my $handler = $error eq '' && $package->can($HANDLER);
-    if (!$handler) {
-        FCGI::Spawn::Symbols::delete_package($_) for @packages;
-        FCGI::Spawn::Symbols::delete_script_names();
-        die_compile_error($error, $script) if $error ne '';
-        die "fcgi-spawn: $script did not compile into a handler\n";
-    }
-    # Named subs that capture file-scoped lexicals would keep the first
-    # run's variables for ever ("Variable will not stay shared") if the
-    # compiled script ran again in this process: registry runs it in a
-    # child forked for each request instead (as fork isolation does), which
-    # keeps it compiled once and exact; the first run in a child sees the
-    # variables as compiled, as every run of a new process does.
-    my @captured = FCGI::Spawn::Native::captured_lexicals($package, $handler, @ends);
-    my $fork_only;
-    if (@captured && $req{mode} eq 'registry') {
-        $fork_only = join('; ', @captured) . ' keep file-scoped lexicals';
-        warn "fcgi-spawn: $script runs in a child per request (fork isolation), not in the worker: its "
-            . "$fork_only\n" unless ($FORK_ONLY{$script} // '') eq $fork_only;
-        $FORK_ONLY{$script} = $fork_only;
-    }
-    else {
-        delete $FORK_ONLY{$script};
-    }
-    # What the compile added to shared tables is the script's: its
-    # top-level names ($main::x, a package Foo it names), and the packages
-    # it declares inside existing ones. Their state is kept as compiled and
-    # they are out of sight of other scripts between its runs. perl's
-    # special variables ($~, $^W...) are the worker's, and so is the
-    # top-level package of a module it loaded (named before it loaded:
-    # `use constant Z => eval { require Compress::Zlib }`).
-    FCGI::Spawn::Symbols::claim_module_names();
-    my @made = grep { /\A[A-Za-z_]\w*(?:::)?\z/ && !$SPECIAL_NAMES{$_} }
-        FCGI::Spawn::Symbols::script_names();
-    my @made_packages = map { substr $_, 0, -2 } grep { /::\z/ } @made;
-    # Its subs in the worker's packages (`sub CGI::x {...}`) likewise.
-    my @code = FCGI::Spawn::Native::code_changes($script);
-    FCGI::Spawn::Native::restore_code($script);
-    push @packages, @made_packages;
-    my $data = do { no strict 'refs'; \*{"${package}::DATA"} };
-    my @subs = ($handler, map { script_subs($_) } @packages);
-    my $entry = {
-        once_patterns => FCGI::Spawn::Native::once_patterns($script, @subs),
-        fork_only    => $fork_only,
-        captured     => (@captured ? join('; ', @captured) : undef),
-        stamp        => $stamp,
-        handler      => $handler,
-        ends         => \@ends,
-        formats      => \%formats,
-        warnings     => $source->{warnings},
-        inc          => ("@inc" eq "@inc_before" ? undef : \@inc),
-        site_inc     => (%$site_inc ? $site_inc : undef),
-        sig          => (%compile_sig ? \%compile_sig : undef),
-        module_state => FCGI::Spawn::Modules::changed_scalars($module_state_before),
-        package_names => \@packages,
-        packages     => [ map { FCGI::Spawn::Native::snapshot_package($_, 1) } @packages ],
-        main_globals => [ map { \$main::{$_} } grep { !/::\z/ } @made ],
-        code         => \@code,
-        data         => $data,
-        data_pos     => (defined fileno($data) ? tell($data) : -1),
-    };
-    my %nested;
-    for my $declared (@packages[1 .. $#packages]) {
-        my ($parent, $leaf) = $declared =~ /\A(.+)::([^:]+)\z/ or next;
-        push @{ $nested{$parent} }, "${leaf}::" if !grep { $_ eq $declared } @made_packages;
-    }
-    $entry->{hidden} = [
-        map { [ $_, FCGI::Spawn::Native::detach_symbols($_, @{ $nested{$_} }) ] } sort keys %nested
-    ];
-    unshift @{ $entry->{hidden} }, [ 'main', FCGI::Spawn::Native::detach_symbols('main', @made) ];
-    name_hidden($entry);
-    FCGI::Spawn::Symbols::own_current_names();
-    return $entry;
-}
-
-# A top-level package the script's compile only named (`require Foo::Bar`
-# at run time makes Foo::) is the worker's once that module has loaded into
-# it: it stays in place for everyone, no longer reset or hidden.
-sub release_module_packages {
-    my ($entry) = @_;
-    FCGI::Spawn::Symbols::claim_module_names();
-    # Nothing became the worker's since the last look: nothing to release.
-    return if ($entry->{owned_seen} // -1) == $FCGI::Spawn::Symbols::OWNED_GENERATION;
-    $entry->{owned_seen} = $FCGI::Spawn::Symbols::OWNED_GENERATION;
-    my ($main, @pairs) = @{ $entry->{hidden}[0] };
-    my (%released, @still_hidden);
-    while (my ($name, $glob) = splice @pairs, 0, 2) {
-        if ($name =~ /::\z/ && FCGI::Spawn::Symbols::is_owned($name)) {
-            $released{ substr $name, 0, -2 } = 1;
-        }
-        else {
-            push @still_hidden, $name, $glob;
-        }
-    }
-    return unless %released;
-    $entry->{hidden}[0] = [ $main, @still_hidden ];
-    name_hidden($entry);
-    my @keep = grep { !$released{ $entry->{package_names}[$_] } } 0 .. $#{ $entry->{package_names} };
-    $entry->{package_names} = [ @{ $entry->{package_names} }[@keep] ];
-    delete $entry->{script_packages};
-    $entry->{packages} = [ @{ $entry->{packages} }[@keep] ];
-    return;
-}
-
-# Whether a top-level name the script keeps hidden between its runs was
-# made meanwhile by someone else (a module loaded by another script): the
-# script must be compiled again, against the table as it is now.
-sub hidden_name_taken {
-    my ($entry) = @_;
-    my $names = $entry->{hidden_names} or return 0;
-    return scalar grep { exists $main::{$_} } @{ $names->[0] }[ 1 .. $#{ $names->[0] } ];
-}
-
-# The names of the hidden symbols, per table: [PARENT, NAME...] each.
-sub name_hidden {
-    my ($entry) = @_;
-    $entry->{hidden_names} = [
-        map { my ($parent, @pairs) = @$_; [ $parent, @pairs[ grep { !($_ % 2) } 0 .. $#pairs ] ] }
-            @{ $entry->{hidden} }
-    ];
-    return;
-}
-
-# A registry script's own symbols back in their tables for its run, and out
-# again after it.
-sub show_hidden {
-    my ($entry) = @_;
-    FCGI::Spawn::Native::attach_symbols(@$_) for @{ $entry->{hidden} };
-    FCGI::Spawn::Native::install_code(@{ $entry->{code} }) if @{ $entry->{code} };
-    return;
-}
-
-sub hide_again {
-    my ($entry) = @_;
-    FCGI::Spawn::Native::detach_symbols(@$_) for @{ $entry->{hidden_names} };
-    return;
-}
-
-# The named subs of a package (and the packages in it).
-sub script_subs {
-    my ($name) = @_;
-    my $stash = FCGI::Spawn::Symbols::stash_of($name) or return;
-    my @subs;
-    for my $symbol (keys %$stash) {
-        my $glob = \$stash->{$symbol};
-        next unless ref $glob eq 'GLOB';
-        push @subs, *{$glob}{CODE} if *{$glob}{CODE};
-        push @subs, script_subs("${name}::" . substr $symbol, 0, -2)
-            if $symbol =~ /::\z/;
-    }
-    return @subs;
-}
-
-sub forget_cached {
-    my ($script) = @_;
-    # The entry (its handler, its hidden symbols) goes before its package:
-    # a sub outliving its package would be renamed __ANON__::__ANON__ by
-    # perl, a name left in main::. So nothing here (nor in the caller)
-    # holds the entry past this line.
-    delete $REGISTRY{$script} or return;
-    FCGI::Spawn::Symbols::delete_package(make_namespace($script));
-    return;
-}
-
-sub run_cached {
-    my $entry = cached_handler($req{script}, $req{package});
-    if ($entry->{fork_only} && $req{mode} eq 'registry') {
-        # Found out by this compile (the script changed, and now keeps
-        # file lexicals in named subs): this once, a compile of its own;
-        # the next request goes to a child (run_request).
-        switch_mode('perlrun');
-        return compile_and_run();
-    }
-    $STEP_COSTS
-        ? run_parts('run_script', undef, [ [ 'the compiled script back' => sub { compiled_state_back($entry) } ] ])
-        : compiled_state_back($entry);
-    local $^W = 1 if $entry->{warnings};
-    local $FCGI::Spawn::Loader::KEEP_RUN_LOADS = 1 if $req{mode} eq 'registry';
-    ($!, $?) = (0, 0);
-    $entry->{handler}->();
-    return;
-}
-
-# A registry script's state after its compile, back for its run: its
-# symbols in their tables, its DATA at the start, its formats, the module
-# settings, @INC, site libraries and %SIG handlers its compile made.
-sub compiled_state_back {
-    my ($entry) = @_;
-    $FCGI::Spawn::Loader::SCRIPT_PACKAGES = $entry->{script_packages}
-        //= { map { $_ => 1 } @{ $entry->{package_names} } };
-    show_hidden($entry);
-    seek $entry->{data}, $entry->{data_pos}, 0 if $entry->{data_pos} >= 0;
-    FCGI::Spawn::Native::install_formats(%{ $entry->{formats} }) if %{ $entry->{formats} };
-    FCGI::Spawn::Modules::set_scalars($entry->{module_state}) if %{ $entry->{module_state} };
-    @INC = @{ $entry->{inc} } if $entry->{inc};
-    @INC{ keys %{ $entry->{site_inc} } } = values %{ $entry->{site_inc} } if $entry->{site_inc};
-    @SIG{ keys %{ $entry->{sig} } } = values %{ $entry->{sig} } if $entry->{sig};
+    FCGI::Spawn::Compile::die_compile_error($@, $req{script})
+        if !$FCGI::Spawn::Compile::SCRIPT_STARTED && $@ ne '';
     return;
 }
 
@@ -695,14 +214,13 @@ sub script_packages {
     return;
 }
 
-sub switch_mode {
-    my ($mode) = @_;
-    $req{mode} = $mode;
-    $req{steps} = $MODES{$mode};
-    return;
+# registry: a script this request's compile found to keep file lexicals in
+# named subs (it changed on disk): this once, compiled and run at file
+# scope, as perlrun does; the next request goes to a child (run_request).
+sub run_once_at_file_scope {
+    switch_mode('perlrun');
+    return compile_and_run();
 }
-
-# --- END blocks --------------------------------------------------------------
 
 # perlrun: the END blocks compiled by this request, in perl's order.
 sub compiled_end_blocks {
@@ -710,150 +228,12 @@ sub compiled_end_blocks {
     return FCGI::Spawn::Native::take_end_blocks($count, $req{script});
 }
 
-sub cached_end_blocks {
-    my $entry = $REGISTRY{ $req{script} };
-    return $entry ? @{ $entry->{ends} || [] } : ();
-}
-
-# --- finish ------------------------------------------------------------------
-
 # perlrun: the request's package, the packages the script declared, its
 # formats: gone, so nothing the sandbox owned stays reachable.
 sub drop_sandbox {
     my @packages = @{ $req{new_packages} || [] };
     FCGI::Spawn::Symbols::delete_package($_) for grep { defined } $req{sandbox}, @packages;
     return;
-}
-
-# registry: the script's packages back to their post-compile state (which
-# closes the handles the run opened on them), its main:: globals emptied,
-# and all of it out of sight again.
-sub reset_cached_state {
-    my $entry = $REGISTRY{ $req{script} } or return;
-    keep_run_loads($entry) if @FCGI::Spawn::Loader::KEPT_RUN_LOADS;
-    delete @INC{ keys %{ $entry->{site_inc} } } if $entry->{site_inc};
-    release_module_packages($entry);
-    FCGI::Spawn::Native::restore_package($_) for grep { defined } @{ $entry->{packages} };
-    FCGI::Spawn::Native::forget_once_patterns($entry->{once_patterns}) if $entry->{once_patterns};
-    for my $glob (@{ $entry->{main_globals} }) {
-        next unless ref $glob eq 'GLOB';
-        ${ *{$glob}{SCALAR} } = undef;
-        @{ *{$glob}{ARRAY} } = () if *{$glob}{ARRAY};
-        %{ *{$glob}{HASH} } = () if *{$glob}{HASH};
-    }
-    hide_again($entry);
-    return;
-}
-
-# The plain files the run loaded into the script's packages become part
-# of its compiled state, as loaded (SPEC §3, registry): not loaded again,
-# put back to their values as loaded before each run, loaded again with
-# the script when one of them changes on disk.
-sub keep_run_loads {
-    my ($entry) = @_;
-    my %snapshot_of;
-    @snapshot_of{ @{ $entry->{package_names} } } = @{ $entry->{packages} };
-    for my $kept (splice @FCGI::Spawn::Loader::KEPT_RUN_LOADS) {
-        my ($file, $package, $before, $after, $path) = @$kept;
-        my @snapshots = snapshots_of($package, \%snapshot_of) or next;
-        if ($before && $after) {
-            FCGI::Spawn::Native::merge_loaded($_, $before, $after) for @snapshots;
-        }
-        $entry->{site_inc}{$file} = $INC{$file};
-        $entry->{kept_files}{$path} = file_stamp($path);
-    }
-    return;
-}
-
-# Every snapshot of the entry that puts $package back: its own, and the
-# one nested in the snapshot of each package above it the script made
-# (`package My::Decl;` in a script that made My::).
-sub snapshots_of {
-    my ($package, $snapshot_of) = @_;
-    my @snapshots = grep { defined } $snapshot_of->{$package};
-    my @parts = split /::/, $package;
-    for my $depth (1 .. $#parts) {
-        my $snapshot = $snapshot_of->{ join '::', @parts[ 0 .. $depth - 1 ] } or next;
-        for my $leaf (@parts[ $depth .. $#parts ]) {
-            $snapshot = FCGI::Spawn::Native::nested_snapshot($snapshot, $leaf) or last;
-        }
-        push @snapshots, $snapshot if $snapshot;
-    }
-    return @snapshots;
-}
-
-sub file_stamp {
-    my @st = stat $_[0] or return '';
-    return "$st[9]:$st[7]:$st[1]";
-}
-
-# Whether a file the script keeps changed on disk since it was loaded.
-sub kept_file_changed {
-    my ($entry) = @_;
-    my $kept = $entry->{kept_files} or return 0;
-    return scalar grep { file_stamp($_) ne $kept->{$_} } keys %$kept;
-}
-
-# --- restore -----------------------------------------------------------------
-
-# STDERR as a new process has it: unix and perlio layers, the latter
-# unbuffered (reset_handles marks it so). A script's extra buffering layer
-# (binmode ':perlio', Capture::Tiny's re-layering) goes.
-sub restore_stderr {
-    binmode STDERR;
-    if (join(' ', PerlIO::get_layers(*STDERR)) ne 'unix perlio') {
-        binmode STDERR, ':pop' while (() = PerlIO::get_layers(*STDERR)) > 1;
-        binmode STDERR, ':perlio';
-    }
-    FCGI::Spawn::Native::reset_handles();
-    select STDERR;
-    return;
-}
-
-# Returns how many signal handlers had to be put back.
-sub restore_signals {
-    my $restored = 0;
-    for my $sig (FCGI::Spawn::Native::changed_signals(), '__WARN__', '__DIE__') {
-        my $now = $SIG{$sig};
-        my $was = $BASE{sig}{$sig};
-        next if !defined $now && !defined $was;
-        next if defined $now && defined $was && $now eq $was;
-        $SIG{$sig} = $was;
-        $restored++;
-    }
-    FCGI::Spawn::Native::snapshot_signals() if $restored;
-    return $restored;
-}
-
-# What leave_request does in C, for when it cannot (read-only values): the
-# assignment dies with perl's message, and the worker is replaced.
-sub restore_special_variables {
-    $/ = "\n";
-    $\ = undef;
-    $, = undef;
-    $" = ' ';
-    $; = "\034";
-    $^A = '';
-    $^L = "\f";
-    $: = " \n-";
-    $_ = undef;
-    $^R = undef;
-    @ARGV = ();
-    $0 = $BASE{program_name};
-    @INC = @{ $BASE{inc} };
-    return;
-}
-
-# The state a worker must be in between requests; each broken rule is
-# named.
-sub broken_invariants {
-    my @broken = FCGI::Spawn::Native::request_invariants();
-    if (!FCGI::Spawn::Symbols::main_is_clean()) {
-        my @extra = sort(FCGI::Spawn::Symbols::script_names());
-        push @broken, 'the main:: symbol table'
-            . (@extra ? ' (' . join(', ', grep { defined } @extra[0 .. 4]) . ')' : '');
-    }
-    return @broken;
 }
 
 # --- entry points called from Rust -------------------------------------------
@@ -878,7 +258,7 @@ my %ENV_BEFORE_WARM_UP;
 
 sub warm_up_begin {
     %ENV_BEFORE_WARM_UP = %ENV;
-    capture_base_state([keys %ENV], []);
+    FCGI::Spawn::Restore::capture_base_state([keys %ENV], []);
     return 1;
 }
 
@@ -886,8 +266,8 @@ sub warm_up_end {
     my ($script) = @_;
     %ENV = %ENV_BEFORE_WARM_UP;
     %ENV_BEFORE_WARM_UP = ();
-    forget_cached($script);
-    delete $NAMESPACE_OF{$script};
+    FCGI::Spawn::Registry::forget_cached($script);
+    FCGI::Spawn::Compile::forget_namespace($script);
     return 1;
 }
 
@@ -915,7 +295,7 @@ my %ENV_BEFORE_PRECOMPILE;
 
 sub precompile_begin {
     %ENV_BEFORE_PRECOMPILE = %ENV;
-    capture_base_state(worker_settings(@_));
+    FCGI::Spawn::Restore::capture_base_state(worker_settings(@_));
     return 1;
 }
 
@@ -938,7 +318,12 @@ sub precompile_script {
     # reset_cached_state makes of it after each run), a failed or refused
     # one is gone.
     $req{steps} = $MODES{precompile};
-    my $entry = cached_handler($req{script}, $req{package});
+    my $entry = do {
+        # The compile is the mode's: whether the compiled sub runs again
+        # in this process is in the mode's row (captured_lexicals).
+        local $req{steps} = $MODES{$mode};
+        FCGI::Spawn::Registry::cached_handler($req{script}, $req{package});
+    };
     return $entry->{fork_only} ? 2 : 1;
 }
 
@@ -948,7 +333,7 @@ sub precompile_script {
 # and the interpreter back as after any request. What its run loads from
 # the system @INC stays loaded, shared by the workers.
 sub precompile_warm {
-    my $entry = $REGISTRY{ $req{script} };
+    my $entry = $FCGI::Spawn::Registry::REGISTRY{ $req{script} };
     die "fcgi-spawn: $req{script} is not compiled: not warmed\n" if !$entry;
     # Run once in this process, a script whose named subs keep file
     # lexicals would leave them to every later run (and fork's children).
@@ -969,7 +354,7 @@ sub init_worker {
     # A vanished client closes the response pipe; the script's next write
     # then ends it (children it execs get the default disposition back).
     $SIG{PIPE} = \&client_gone;
-    capture_base_state($keep, $set, 'inherited');
+    FCGI::Spawn::Restore::capture_base_state($keep, $set, 'inherited');
     return 1;
 }
 
@@ -1007,7 +392,8 @@ sub slow_request {
     return;
 }
 
-# True for a file of the runner itself (what calls the script).
+# True for a file of the runner itself (FCGI/Spawn/*.pm: what calls the
+# script).
 my $RUNNER_DIR = (__FILE__ =~ m{\A(.*/)[^/]+\z})[0] // __FILE__;
 sub runner_file {
     my ($file) = @_;
@@ -1025,7 +411,7 @@ sub compile_script {
     FCGI::Spawn::Stats::reload_changed() if $FCGI::Spawn::Stats::ON;
     %req = (
         script  => $script,
-        package => make_namespace($script),
+        package => FCGI::Spawn::Compile::make_namespace($script),
         ends    => FCGI::Spawn::Native::end_block_count(),
     );
     # The mode's steps too: a BEGIN block that calls exit ends the request
@@ -1036,42 +422,22 @@ sub compile_script {
     # as a registry script's first compile does.
     set_environment($script);
     FCGI::Spawn::Native::enter_request(script_directory($script), 1);
-    cached_handler($script, $req{package});
+    FCGI::Spawn::Registry::cached_handler($script, $req{package});
     return 1;
 }
 
-my @BEGIN_PARTS = (
-    # `stats`: changed modules are the worker's again before the request
-    # (fork mode: the worker did it in compile_script).
-    [ 'changed modules' => sub {
-        FCGI::Spawn::Stats::reload_changed() if $FCGI::Spawn::Stats::ON && $req{mode} ne 'fork';
-    } ],
-    [ 'loader' => \&FCGI::Spawn::Loader::begin_request ],
-    # The request's child (fork mode) is a plain CGI process: SIGPIPE ends
-    # it, and %SIG shows nothing set, as in a new perl.
-    [ 'signals' => sub { delete $SIG{PIPE} if $req{mode} eq 'fork' } ],
-    [ 'environment' => sub {
-        set_environment($req{script});
-        $req{has_body} = ($ENV{CONTENT_LENGTH} // '') =~ /[1-9]/;
-    } ],
-    # $^T, rand's seed, cwd, and STDIN and STDOUT if they are as bound.
-    [ 'process' => sub {
-        FCGI::Spawn::Native::enter_request(script_directory($req{script}), $req{has_body})
-            or bind_std_handles();
-    } ],
-);
-
-
 # Before the script: ($script, $isolation); %ENV is already the request's.
+# ($steps: the mode's row, when the caller has it already.)
 sub begin_request {
-    my ($script, $mode) = @_;
+    my ($script, $mode, $steps) = @_;
     %req = (
         script  => $script,
-        package => make_namespace($script),
+        package => FCGI::Spawn::Compile::make_namespace($script),
         ends    => FCGI::Spawn::Native::end_block_count(),
+        mode    => $mode,
+        steps   => $steps // $MODES{$mode},
     );
-    switch_mode($mode);
-    run_parts('begin_request', undef, \@BEGIN_PARTS);
+    FCGI::Spawn::Request::run_parts('begin_request', undef, $req{steps}{begin_parts});
     return 1;
 }
 
@@ -1088,6 +454,7 @@ sub run_script {
 # says that was done).
 sub run_request {
     my ($script, $mode, $compiled) = @_;
+    my $steps = $MODES{$mode};
     # registry: a script met for the first time is compiled first, in a
     # call of its own (compile_script, from Rust): what a BEGIN block
     # prints or an exit in one is not this run's (the run compiles again
@@ -1095,16 +462,17 @@ sub run_request {
     # whether the script can run twice in one process. One that cannot
     # goes to a child (Rust forks it, as in fork isolation) before
     # anything is set up here.
-    return 3 if $mode eq 'registry' && !$compiled && !$REGISTRY{$script};
-    return 2 if $mode eq 'registry' && $FORK_ONLY{$script} && $REGISTRY{$script};
-    begin_request($script, $mode);
-    $req{steps}{run}->();
+    return 3 if $steps->{compile_first} && !$compiled && !$FCGI::Spawn::Registry::REGISTRY{$script};
+    return 2 if $steps->{captured_lexicals}
+        && $FCGI::Spawn::Registry::FORK_ONLY{$script} && $FCGI::Spawn::Registry::REGISTRY{$script};
+    begin_request($script, $mode, $steps);
+    $steps->{run}->();
     return end_blocks_due();
 }
 
 sub end_blocks_due {
     return 1 if FCGI::Spawn::Native::end_block_count() != ($req{ends} // 0);
-    my $entry = defined $req{script} ? $REGISTRY{ $req{script} } : undef;
+    my $entry = defined $req{script} ? $FCGI::Spawn::Registry::REGISTRY{ $req{script} } : undef;
     return $entry && $entry->{ends} && @{ $entry->{ends} } ? 1 : 0;
 }
 
@@ -1141,7 +509,7 @@ sub end_request_child {
     for my $handle (\*STDOUT, \*STDERR, \*STDIN) { untie *$handle if tied *$handle }
     # The compiled entry goes first: its snapshot holds the package's
     # scalars (to put them back), and with them the objects in them.
-    my $entry = defined $req{script} ? delete $REGISTRY{ $req{script} } : undef;
+    my $entry = defined $req{script} ? delete $FCGI::Spawn::Registry::REGISTRY{ $req{script} } : undef;
     my @packages = $entry && $entry->{package_names} ? @{ $entry->{package_names} } : ($req{package});
     undef $entry;
     FCGI::Spawn::Symbols::delete_package($_) for grep { defined } @packages;
@@ -1152,55 +520,39 @@ sub end_request_child {
 
 # The script is over: before its response ends, what process exit would do
 # (each part trapped; a failure is for end_request to report).
-my $UNTIE_PART = [ 'untying the std handles' => \&untie_std_handles ];
+my $UNTIE_PART = [ 'untying the std handles' => \&FCGI::Spawn::Restore::untie_std_handles ];
 
 my @FINISH_PARTS = (
     [ "dropping the script's top-level names" => \&FCGI::Spawn::Symbols::delete_script_names ],
-    [ "putting back the worker's subs it replaced" => \&restore_worker_code ],
+    [ "putting back the worker's subs it replaced" => \&FCGI::Spawn::Restore::restore_worker_code ],
     # As process exit closes them: what the script left in STDIN's buffer,
     # layers it pushed, a STDOUT it reopened (still holding the response
     # pipe) go; kept only when exactly as bound.
-    [ 'the std handles' => \&close_std_handles ],
+    [ 'the std handles' => \&FCGI::Spawn::Restore::close_std_handles ],
 );
 # Each mode's finish, made once: the mode's own, then the common parts.
 $_->{finish_parts} = [ [ "dropping the script's symbols" => $_->{finish} ], @FINISH_PARTS ] for values %MODES;
 
 sub finish_request {
     my @failed;
-    run_parts('finish_request', \@failed, [$UNTIE_PART]) if FCGI::Spawn::Native::finish_std_handles();
-    run_parts('finish_request', \@failed, $req{steps}{finish_parts});
+    FCGI::Spawn::Request::run_parts('finish_request', \@failed, [$UNTIE_PART])
+        if FCGI::Spawn::Native::finish_std_handles();
+    FCGI::Spawn::Request::run_parts('finish_request', \@failed, $req{steps}{finish_parts});
     $req{failed} = \@failed if @failed;
     return 1;
-}
-
-# A tie over a std handle finishes its page in UNTIE or DESTROY (a gzip
-# trailer), as process exit would have it.
-sub untie_std_handles {
-    for my $handle (\*STDOUT, \*STDERR, \*STDIN) { untie *$handle if tied *$handle }
-    return;
-}
-
-sub restore_worker_code {
-    FCGI::Spawn::Native::restore_code(FCGI::Spawn::Loader::request_files($req{script}));
-    return;
-}
-
-sub close_std_handles {
-    FCGI::Spawn::Native::close_std_handles($req{has_body});
-    return;
 }
 
 # What end_request does in Perl, for what the glue could not put back
 # itself (FCGI::Spawn::Native::leave_request names them).
 my %LEAVE_PARTS = (
-    end_blocks => [ 'END blocks left' => \&take_end_blocks_left ],
-    stderr => [ 'STDERR' => \&restore_stderr ],
-    signals => [ 'signals' => sub { $req{signals} = restore_signals() } ],
+    end_blocks => [ 'END blocks left' => \&FCGI::Spawn::Restore::take_end_blocks_left ],
+    stderr => [ 'STDERR' => \&FCGI::Spawn::Restore::restore_stderr ],
+    signals => [ 'signals' => sub { $req{signals} = FCGI::Spawn::Restore::restore_signals() } ],
     # Modules perl loaded by itself (IO::File for STDOUT->flush).
     code => [ 'code records' => \&FCGI::Spawn::Native::record_new_code ],
-    core_global => [ 'CORE::GLOBAL' => sub { FCGI::Spawn::Native::restore_package($BASE{core_global}) } ],
+    core_global => [ 'CORE::GLOBAL' => \&FCGI::Spawn::Restore::restore_core_global ],
     invariants => [ 'invariants' => sub { $req{check} = 1 } ],
-    special => [ 'special variables' => \&restore_special_variables ],
+    special => [ 'special variables' => \&FCGI::Spawn::Restore::restore_special_variables ],
 );
 
 my @END_PARTS = (
@@ -1208,22 +560,17 @@ my @END_PARTS = (
     [ 'site files' => \&FCGI::Spawn::Loader::forget_loaded ],
 );
 
-sub take_end_blocks_left {
-    my $left = FCGI::Spawn::Native::end_block_count() - ($req{ends} // 0);
-    FCGI::Spawn::Native::take_end_blocks($left, $req{script}) if $left > 0 && defined $req{script};
-    return;
-}
-
 # After the response: puts everything back and checks it. Returns 1 when
 # signal handlers were put back (Rust re-installs its own); dies, naming
 # what is wrong, when this worker cannot vouch for its state and must be
 # replaced.
 sub end_request {
     my @failed = $req{failed} ? @{ $req{failed} } : ();
-    my @parts = FCGI::Spawn::Native::leave_request($BASE{program_name}, $req{ends} // 0);
-    run_parts('end_request', \@failed, @parts ? [ @END_PARTS, map { $LEAVE_PARTS{$_} } @parts ] : \@END_PARTS);
-    my @broken = $req{check} ? broken_invariants() : ();
-    log_step_costs();
+    my @parts = FCGI::Spawn::Native::leave_request($FCGI::Spawn::Restore::BASE{program_name}, $req{ends} // 0);
+    FCGI::Spawn::Request::run_parts('end_request', \@failed,
+        @parts ? [ @END_PARTS, map { $LEAVE_PARTS{$_} } @parts ] : \@END_PARTS);
+    my @broken = $req{check} ? FCGI::Spawn::Restore::broken_invariants() : ();
+    FCGI::Spawn::Request::log_step_costs();
     my $script = $req{script} // '(none)';
     my $signals = $req{signals};
     %req = ();
@@ -1251,18 +598,12 @@ C<begin_request>, C<run_script>, C<run_end_blocks>, C<finish_request>,
 sends the response, then calls C<end_request>. In C<fork> mode it calls
 C<compile_script> first and runs the script's steps in a child process.
 
-In C<perlrun> mode C<run_script> compiles the file at file scope into the
-package returned by C<make_namespace>: through an C<@INC> hook, C<do>
-reads the real file after a one-line prologue, so C<__FILE__>, line numbers,
-C<__DATA__>/C<__END__>, C<BEGIN> and C<END> blocks and file-scoped lexicals
-behave as in a fresh perl. The prologue clears the interpreter's
-"inside eval" flag, so C<$^S> is 0 and an uncaught C<die> ends the script the
-way it ends a perl program (message on STDERR, exit status 255).
-
-In C<registry> and C<fork> modes the file becomes one sub, compiled once
-per worker; before each run the package is as it was right after the
-compile (see C<FCGI::Spawn::Native::restore_package>), and CGI.pm keeps the
-pragmas the script's C<use CGI> line set.
+A table per isolation mode (C<perlrun>, C<registry>, C<fork>) picks the
+steps that differ. In C<perlrun> mode C<run_script> compiles the file at
+file scope into a fresh package (L<FCGI::Spawn::Compile>); in C<registry>
+and C<fork> modes the file becomes one sub, compiled once per worker
+(L<FCGI::Spawn::Registry>). After the response, L<FCGI::Spawn::Restore>
+puts the worker back.
 
 =cut
 

@@ -192,7 +192,8 @@ FCGI::Spawn::Symbols - symbol-table helpers of the fcgi-spawn request runner
 
 =head1 DESCRIPTION
 
-Used by L<FCGI::Spawn::Runner> inside the daemon; not meant for scripts.
+Used by L<FCGI::Spawn::Runner> and the modules it runs the steps with
+inside the daemon; not meant for scripts.
 C<delete_package> removes a script's package; C<own_current_names>,
 C<owning_new_names> and C<delete_script_names> keep apart the top-level
 names a request made (deleted after it) from those the worker's modules

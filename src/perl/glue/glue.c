@@ -6,7 +6,7 @@
  * macros (dSP, PUSHMARK, XPUSHs) and JMPENV (Perl's setjmp frames, which is
  * how `exit` unwinds) only exist as macros whose expansion depends on how
  * perl was configured. Rust calls the few functions below; the XSUBs
- * registered in xs_init give the Perl runner (perl/FCGI/Spawn/Runner.pm) the
+ * registered in xs_init give the Perl runner (perl/FCGI/Spawn/) the
  * handful of interpreter internals it cannot reach from Perl. The other
  * files hold one job each: output.c the script's STDOUT, state.c the state
  * a request changes, packages.c registry packages, code.c the worker's subs

@@ -1,7 +1,7 @@
 /*
  * Interpreter state a request may change and the runner puts back: the
  * script's END blocks, %SIG, %ENV, and the format state of the std handles.
- * Each is a short C loop the Perl runner (perl/FCGI/Spawn/Runner.pm) calls
+ * Each is a short C loop the Perl runner (perl/FCGI/Spawn/) calls
  * instead of a slower or impossible pure-Perl equivalent.
  */
 #include "glue_internal.h"
