@@ -14,7 +14,7 @@ my ($out, $err, $rc) = fcgi_request($d, 'hello.pl', query => 'name=<Ada>');
 is $rc, 0, 'request exits 0';
 my $r = parse_cgi($out);
 is $r->{status}, 200, 'status 200';
-like $r->{header}->('Content-Type'), qr{^text/html; charset=utf-8}i, 'CGI.pm Content-Type header';
+like cgi_header($r, 'Content-Type'), qr{^text/html; charset=utf-8}i, 'CGI.pm Content-Type header';
 is $r->{body}, "<p>Hello, &lt;Ada&gt;!</p>\n", 'body: param read and HTML-escaped';
 
 ($out, undef, $rc) = fcgi_request($d, 'hello.pl');

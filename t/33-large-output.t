@@ -14,7 +14,7 @@ for my $how (qw(print chunks syswrite printf)) {
     my ($out, $err, $rc) = fcgi_request($d, 'large.pl', query => "how=$how");
     is $rc, 0, "$how: request ok";
     my $r = parse_cgi($out);
-    is $r->{header}->('Content-Length'), length $expect, "$how: Content-Length header";
+    is cgi_header($r, 'Content-Length'), length $expect, "$how: Content-Length header";
     is length($r->{body}), length($expect), "$how: body length";
     is md5_hex($r->{body}), md5_hex($expect), "$how: body MD5";
 }

@@ -85,7 +85,7 @@ my $srv = start_server(name => 'systemd-socket-activate', log => $log,
     argv => [ $activate, '-l', $listen, '-E', 'NOTIFY_SOCKET', split ' ', $exec ],
     ready => sub {
         return 0 unless -S $sock;
-        $first ||= FcgiSpawn::Test::_connect_listen($sock);
+        $first ||= Test::FCGI::Spawn::connect_to($sock);
         return slurp($log) =~ /ready:/;
     });
 my $client = bless { dir => $dir, listen => $sock, stopped => 1 }, 'FcgiSpawn::Test::Daemon';

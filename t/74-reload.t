@@ -285,7 +285,7 @@ subtest 'the log may move and change its format at a reload' => sub {
     # Without start_daemon's --log flag, which would override the file.
     my @argv = (bin_path(), 'run', '--listen', "$dir/fcgi.sock", '--config', $cfg,
         '--workers', 1, '--root', scripts_dir());
-    my $pid = FcgiSpawn::Test::_spawn(argv => \@argv, stdout => "$dir/stderr", stderr => "$dir/stderr");
+    my $pid = Test::FCGI::Spawn::start_process(argv => \@argv, stdout => "$dir/stderr", stderr => "$dir/stderr");
     my $d = bless { dir => $dir, listen => "$dir/fcgi.sock", log => "$dir/one.log",
         stderr => "$dir/stderr", pid => $pid, argv => \@argv }, 'FcgiSpawn::Test::Daemon';
     ok wait_for(sub { slurp("$dir/one.log") =~ /ready:/ }, 10), 'logging to the first file';

@@ -26,7 +26,11 @@ use Socket qw(SOCK_STREAM);
 use Test::More ();
 use Time::HiRes qw(sleep time);
 
-our @EXPORT_OK = qw(run_cgi compare_responses unified_diff base_env);
+our @EXPORT_OK = qw(
+    run_cgi compare_responses unified_diff base_env parse_cgi cgi_header multipart_body
+    slurp spew wait_for free_port connect_to
+    start_process stop_process kill_leftovers worker_pids descendants running rss_kb
+);
 
 # What `fcgi-spawn run` passes on of its own environment when no
 # --pass-env is given (src/config.rs, DEFAULT_PASS_ENV).
@@ -44,7 +48,9 @@ my %SERVERS; # pid => daemon or nginx object (weak), stopped gracefully in END
 END {
     my $keep = $?;
     for my $server (grep { defined } values %SERVERS) {
-        eval { $server->stop; 1 };
+        # A daemon's own stop, not a subclass's (which may assert).
+        my $stop = $server->isa(__PACKAGE__) ? \&stop : $server->can('stop');
+        eval { $server->$stop; 1 };
     }
     for my $pid (keys %LIVE) {
         kill 'KILL', $pid;
@@ -55,20 +61,29 @@ END {
 }
 
 # --- small helpers ------------------------------------------------------------
+# Public (EXPORT_OK) because a site's tests need them around the daemon too:
+# files, waiting, ports, processes.
 
-sub _slurp {
-    my ($file) = @_;
+# The bytes of $file from byte $from on ('' when it cannot be read).
+sub slurp {
+    my ($file, $from) = @_;
     open my $fh, '<:raw', $file or return '';
+    seek $fh, $from, 0 if $from;
     local $/;
     my $s = <$fh>;
     return defined $s ? $s : '';
 }
 
-sub _spew {
-    my ($file, $content) = @_;
+# Write $content to $file; a script (.pl, .cgi) is made executable, as a
+# CGI script is (the daemon, like CGI, refuses one that is not), unless
+# $mode says otherwise.
+sub spew {
+    my ($file, $content, $mode) = @_;
     open my $fh, '>:raw', $file or croak "cannot write $file: $!";
     print {$fh} $content;
     close $fh or croak "cannot close $file: $!";
+    $mode //= 0755 if $file =~ /\.(?:pl|cgi)\z/;
+    chmod $mode, $file if defined $mode;
     return $file;
 }
 
@@ -85,30 +100,64 @@ sub timeout_scale {
     return $scale;
 }
 
-sub _wait_for {
-    my ($cond, $timeout) = @_;
-    my $deadline = time + $timeout * timeout_scale();
+# Poll $cond every $every seconds (default 0.05) until it returns true or
+# $timeout seconds (default 10, times timeout_scale) pass; returns its last
+# value.
+sub wait_for {
+    my ($cond, $timeout, $every) = @_;
+    my $deadline = time + ($timeout || 10) * timeout_scale();
     while (time < $deadline) {
         my $v = $cond->();
         return $v if $v;
-        sleep 0.02;
+        sleep $every || 0.05;
     }
     return $cond->();
 }
 
-# Fork and exec argv, stdin from /dev/null, stdout/stderr appended to files.
-sub _spawn {
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+        or croak "cannot bind a free loopback port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+# A connection to a listening socket: a UNIX socket path or HOST:PORT.
+sub connect_to {
+    my ($listen) = @_;
+    return $listen =~ m{/}
+        ? IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $listen)
+        : IO::Socket::INET->new(PeerAddr => $listen, Proto => 'tcp', Timeout => 5);
+}
+
+# Fork and exec argv, stdin from /dev/null, stdout/stderr appended to files,
+# env (a hash) set in the child; the process is KILLed at END unless reaped
+# before. With ready (a sub), wait until it returns true (timeout seconds,
+# default 20); if the process exits first or the time runs out, croak with
+# the command and log->() (default: its stdout file).
+sub start_process {
     my (%a) = @_;
     my $pid = fork;
     croak "fork: $!" unless defined $pid;
     if ($pid == 0) {
+        @ENV{ keys %{ $a{env} } } = values %{ $a{env} } if $a{env};
         open STDIN, '<', '/dev/null' or POSIX::_exit(126);
         open STDOUT, '>>', $a{stdout} or POSIX::_exit(126);
         open STDERR, '>>', $a{stderr} or POSIX::_exit(126);
         exec { $a{argv}[0] } @{ $a{argv} } or POSIX::_exit(127);
     }
     $LIVE{$pid} = $a{argv}[0];
-    return $pid;
+    return $pid unless $a{ready};
+    my $state = wait_for(sub {
+        return 'dead' if waitpid($pid, WNOHANG) == $pid;
+        return $a{ready}->() ? 'up' : 0;
+    }, $a{timeout} || 20, 0.02);
+    return $pid if $state && $state eq 'up';
+    my $why = $state ? "it exited (wait status $?)" : 'it did not get ready in time';
+    if ($state) { delete $LIVE{$pid} }
+    else { kill 'KILL', $pid; _reap($pid, 5) }
+    croak(($a{name} || $a{argv}[0]) . " did not start: $why\ncommand: @{ $a{argv} }\n"
+        . ($a{log} ? $a{log}->() : slurp($a{stdout})));
 }
 
 # Wait for $pid up to $timeout seconds, then KILL it (and its group when
@@ -129,12 +178,96 @@ sub _reap {
     return ($?, 1);
 }
 
-sub _free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-        or croak "cannot bind a free loopback port: $!";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
+sub _exit_code {
+    my ($status) = @_;
+    return ($status & 127) ? 128 + ($status & 127) : $status >> 8;
+}
+
+# Send $sig to a process start_process started ($sig 0: none, wait for an
+# exit caused elsewhere), wait up to $grace seconds (default 10), then KILL
+# it. Returns its wait status, -1 when it had to be killed, undef when it
+# was not ours to wait for (never started here, or reaped already).
+sub stop_process {
+    my ($pid, $sig, $grace) = @_;
+    return undef unless $pid && $LIVE{$pid};
+    $grace ||= 10;
+    my $what = $LIVE{$pid};
+    kill $sig, $pid if $sig;
+    my ($status, $killed) = _reap($pid, $grace);
+    return $status unless $killed;
+    Test::More::diag("pid $pid ($what) did not stop within ${grace}s" . ($sig ? " of $sig" : '') . ': sent KILL');
+    return -1;
+}
+
+# Processes of @$pids still running (not zombies) after $grace seconds
+# outlived what should have ended them: say so ($what: whose they are) and
+# KILL them. Returns their pids.
+sub kill_leftovers {
+    my ($pids, $grace, $what) = @_;
+    my @left = grep { running($_) } @$pids;
+    wait_for(sub { @left = grep { running($_) } @left; !@left }, $grace) if @left;
+    return unless @left;
+    Test::More::diag("$what: @left still running: sending KILL");
+    kill 'KILL', @left;
+    return @left;
+}
+
+# pid => parent pid of every process, from /proc.
+sub _parents {
+    my %parent;
+    opendir my $dh, '/proc' or return;
+    for my $p (grep { /^\d+$/ } readdir $dh) {
+        my $stat = slurp("/proc/$p/stat") or next;
+        $stat =~ s/^.*\)\s+//s;    # comm may contain spaces
+        my (undef, $pp) = split ' ', $stat;
+        $parent{$p} = $pp if defined $pp;
+    }
+    return %parent;
+}
+
+# Pids of a daemon's direct children (its workers); the daemon is a started
+# object or a pid. In scalar context, how many.
+sub worker_pids {
+    my ($d) = @_;
+    my $ppid = ref $d ? $d->pid : $d;
+    # Without a pid every process whose parent is 0 (init, kthreadd) would
+    # match, and a caller that kills "the workers" would signal them.
+    return unless $ppid;
+    my %parent = _parents();
+    my @pids = sort { $a <=> $b } grep { $parent{$_} == $ppid } keys %parent;
+    return wantarray ? @pids : scalar @pids;
+}
+
+# Every process below $pid (its children, then theirs).
+sub descendants {
+    my ($pid) = @_;
+    my %parent = _parents();
+    my %kids;
+    push @{ $kids{ $parent{$_} } }, $_ for keys %parent;
+    my @out;
+    my @todo = ($pid);
+    while (defined(my $p = shift @todo)) {
+        my @k = @{ $kids{$p} || [] };
+        push @out, @k;
+        push @todo, @k;
+    }
+    return @out;
+}
+
+# The process exists and is not a zombie (an orphan's zombie waits for
+# init to reap it, and kill 0 still finds it).
+sub running {
+    my ($pid) = @_;
+    my $stat = slurp("/proc/$pid/stat") or return 0;
+    $stat =~ s/^.*\)\s+//s;
+    return (split ' ', $stat)[0] ne 'Z';
+}
+
+# Resident memory of $pid in kB.
+sub rss_kb {
+    my ($pid) = @_;
+    my ($kb) = slurp("/proc/$pid/status") =~ /^VmRSS:\s+(\d+)\s+kB/m;
+    return $kb;
 }
 
 sub _find_in_path {
@@ -157,7 +290,7 @@ sub start {
     my $self = bless {
         binary  => $bin,
         dir     => $dir,
-        listen  => "$dir/fcgi.sock",
+        listen  => $o{listen} || "$dir/fcgi.sock",
         log     => "$dir/daemon.log",
         stderr  => "$dir/daemon.stderr",
         timeout => $o{timeout} || 60,
@@ -169,35 +302,37 @@ sub start {
     $self->{base_env} = base_env(pass_env => \@pass, env => \%env);
     $self->{isolation} = $o{isolation};
 
-    my @argv = (daemon_prefix(), $bin, 'run', '--listen', $self->{listen}, '--log', $self->{log},
-        '--workers', (defined $o{workers} ? $o{workers} : 1));
+    # A launcher makes the listening socket and passes it on: no --listen.
+    my @launcher = @{ $o{launcher} || [] };
+    # systemd-socket-activate starts the daemon on the first connection.
+    $self->{socket_activated} = @launcher && $launcher[0] =~ m{(?:\A|/)systemd-socket-activate\z};
+    my @argv = (@launcher, daemon_prefix(), $bin, 'run', (@launcher ? () : ('--listen', $self->{listen})),
+        '--log', $self->{log}, '--workers', (defined $o{workers} ? $o{workers} : 1));
     push @argv, map { ('--root', $_) } @{ $o{roots} || [] };
+    push @argv, '--ext', $o{ext} if defined $o{ext};
     push @argv, map { ('--preload', $_) } @{ $o{preload} || [] };
     push @argv, map { ('--preload-script', $_) } @{ $o{preload_script} || [] };
     push @argv, '--isolation', $o{isolation} if defined $o{isolation};
-    push @argv, '--ext', $o{ext} if defined $o{ext};
     push @argv, map { ('--pass-env', $_) } @{ $o{pass_env} || [] };
     push @argv, map { ('--env', "$_=$env{$_}") } sort keys %env;
     push @argv, @{ $o{args} || [] };
     $self->{argv} = \@argv;
-    $self->{pid} = _spawn(argv => \@argv, stdout => $self->{stderr}, stderr => $self->{stderr});
+    $self->{pid} = start_process(argv => \@argv, stdout => $self->{stderr}, stderr => $self->{stderr},
+        env => $o{daemon_env}, ready => sub { $self->_ready }, timeout => $o{start_timeout} || 20,
+        name => 'fcgi-spawn', log => sub { "log:\n" . $self->log_text });
+    delete $self->{poke};
     weaken($SERVERS{ $self->{pid} } = $self);
-
-    my $ready = _wait_for(sub {
-        return 'dead' if waitpid($self->{pid}, WNOHANG) == $self->{pid};
-        return 0 unless $self->log_text =~ /\bready\b/i;
-        my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $self->{listen}) or return 0;
-        close $s;
-        return 'ready';
-    }, $o{start_timeout} || 20);
-    if (!$ready || $ready ne 'ready') {
-        my $why = $ready ? "it exited (wait status $?)" : 'it did not get ready in time';
-        delete $LIVE{ $self->{pid} } if $ready;
-        $self->{stopped} = 1;
-        if (!$ready) { kill 'KILL', $self->{pid}; _reap($self->{pid}, 5) }
-        croak "fcgi-spawn did not start: $why\ncommand: @argv\nlog:\n" . $self->log_text;
-    }
     return $self;
+}
+
+# Ready: the log says so and the socket takes a connection.
+sub _ready {
+    my ($self) = @_;
+    $self->{poke} ||= connect_to($self->{listen}) if $self->{socket_activated} && -S $self->{listen};
+    return 0 unless $self->log_text =~ /\bready\b/i;
+    my $s = connect_to($self->{listen}) or return 0;
+    close $s;
+    return 1;
 }
 
 # warm_runs: how many times compare and same_as_cgi run a request.
@@ -212,14 +347,17 @@ sub socket    { $_[0]{listen} }
 sub warm_runs { $_[0]{warm_runs} }
 sub pid       { $_[0]{pid} }
 sub dir       { $_[0]{dir} }
+sub binary    { $_[0]{binary} }
 sub log_file  { $_[0]{log} }
 sub argv      { @{ $_[0]{argv} } }
 sub isolation { $_[0]{isolation} }
 sub base_env_of { +{ %{ $_[0]{base_env} } } }
 
+# Everything the daemon wrote: its --log file, then whatever reached its
+# stderr (nothing, when the log file takes everything).
 sub log_text {
     my ($self) = @_;
-    return _slurp($self->{log}) . _slurp($self->{stderr});
+    return slurp($self->{log}) . slurp($self->{stderr});
 }
 
 # Lines of the log saying a worker died of a signal: a crash.
@@ -228,37 +366,27 @@ sub crashes {
     return grep { /killed by SIG/ } split /\n/, $self->log_text;
 }
 
-# Pids of the daemon's direct children (its workers), from /proc.
-sub worker_pids {
+# The daemon still runs (and was not reaped).
+sub alive {
     my ($self) = @_;
-    my @pids;
-    opendir my $dh, '/proc' or return;
-    for my $p (grep { /^\d+$/ } readdir $dh) {
-        my $stat = _slurp("/proc/$p/stat") or next;
-        $stat =~ s/^.*\)\s+//s;
-        my (undef, $ppid) = split ' ', $stat;
-        push @pids, $p if defined $ppid && $ppid == $self->{pid};
-    }
-    return sort { $a <=> $b } @pids;
+    return 0 unless $LIVE{ $self->{pid} };
+    return kill(0, $self->{pid}) && waitpid($self->{pid}, WNOHANG) == 0;
 }
 
 sub stop {
     my ($self, %o) = @_;
     return $self->{status} if $self->{stopped}++;
     my @workers = $self->worker_pids;
-    kill($o{signal} || 'TERM', $self->{pid});
-    my ($status, $killed) = _reap($self->{pid}, $o{grace} || 15);
-    my @left = grep { kill 0, $_ } @workers;
-    _wait_for(sub { @left = grep { kill 0, $_ } @left; !@left }, 3) if @left;
-    kill 'KILL', @left if @left;
-    $self->{status} = $killed ? -1 : $status;
+    $self->{status} = stop_process($self->{pid}, $o{signal} // 'TERM', $o{grace} || 15);
+    # Workers must exit with their master.
+    kill_leftovers(\@workers, 3, "workers of master $self->{pid}, which is gone");
     return $self->{status};
 }
 
 sub DESTROY {
     my ($self) = @_;
     local ($?, $!, $@);
-    $self->stop(grace => 5) if $self->{pid} && !$self->{stopped};
+    stop($self, grace => 5) if $self->{pid} && !$self->{stopped};
     return;
 }
 
@@ -317,27 +445,40 @@ sub base_env {
 sub request {
     my ($self, $req) = @_;
     my $params = cgi_params($req, 'persistent');
-    my $n = ++$self->{nreq};
-    my $dir = $self->{dir};
-    my ($out, $err, $in) = ("$dir/req$n.out", "$dir/req$n.err", "$dir/req$n.in");
-    my @argv = ($self->{binary}, 'request', '--connect', $self->{listen}, '--method', $params->{REQUEST_METHOD});
-    push @argv, map { ('--param', "$_=$params->{$_}") } sort keys %$params;
-    if (defined $req->{body}) {
-        _spew($in, $req->{body});
-        push @argv, '--data', $in;
-    }
-    push @argv, '--', $req->{script}, $params->{QUERY_STRING};
     my $log_before = -s $self->{log} || 0;
-    my $pid = _spawn(argv => \@argv, stdout => $out, stderr => $err);
-    my ($status, $timed_out) = _reap($pid, $req->{timeout} || $self->{timeout});
-    my %r = (raw => _slurp($out), stderr => _slurp($err), params => $params, via => 'fastcgi');
-    unlink grep { -e } $out, $err, $in;
-    $r{error} = "fcgi-spawn request timed out after " . ($req->{timeout} || $self->{timeout}) . " s"
-        if $timed_out;
+    my $timeout = $req->{timeout} || $self->{timeout};
+    my ($out, $err, undef, $timed_out) = $self->_run_client(
+        flags    => [ '--method', $params->{REQUEST_METHOD}, map { ('--param', "$_=$params->{$_}") } sort keys %$params ],
+        body     => $req->{body},
+        operands => [ '--', $req->{script}, $params->{QUERY_STRING} ],
+        timeout  => $timeout);
+    my %r = (raw => $out, stderr => $err, params => $params, via => 'fastcgi');
+    $r{error} = "fcgi-spawn request timed out after $timeout s" if $timed_out;
     $r{error} = "fcgi-spawn request failed: $1" if !$r{error} && $r{stderr} =~ /^fcgi-spawn request: (.*)$/m;
     _parse_cgi(\%r);
     $self->_attach_log(\%r, $log_before, $req->{script});
     return \%r;
+}
+
+# Runs `fcgi-spawn request --connect SOCKET` with @{flags}, then --data and
+# the body (in a file) when there is one, then @{operands}; KILLed after
+# timeout seconds. Returns (stdout, stderr, exit code, timed out?).
+sub _run_client {
+    my ($self, %o) = @_;
+    my $n = ++$self->{nreq};
+    my $dir = $self->{dir};
+    my ($out, $err, $in) = ("$dir/req$n.out", "$dir/req$n.err", "$dir/req$n.in");
+    my @argv = ($self->binary, 'request', '--connect', $self->{listen}, @{ $o{flags} || [] });
+    if (defined $o{body}) {
+        spew($in, $o{body});
+        push @argv, '--data', $in;
+    }
+    push @argv, @{ $o{operands} || [] };
+    my $pid = start_process(argv => \@argv, stdout => $out, stderr => $err);
+    my ($status, $timed_out) = _reap($pid, $o{timeout} || 60);
+    my @res = (slurp($out), slurp($err), _exit_code($status), $timed_out);
+    unlink grep { -e } $out, $err, $in;
+    return @res;
 }
 
 # The end of the page the daemon sends for a script that printed nothing
@@ -349,43 +490,72 @@ my $DAEMON_500_PAGE = qr{<title>500 Internal Server Error</title></head><body><h
 # possibly a moment after the response went out).
 sub _attach_log {
     my ($self, $r, $from, $script) = @_;
-    my $read = sub {
-        open my $fh, '<:raw', $self->{log} or return '';
-        seek $fh, $from, 0;
-        local $/;
-        my $s = <$fh>;
-        return defined $s ? $s : '';
-    };
+    my $read = sub { slurp($self->{log}, $from) };
     $r->{log} = $read->();
     my $line = qr/^.*\b500: \Q$script\E produced no output\b/m;
     # Only the daemon's own page can have a log line still on its way; a
     # script's 500 (CGI::Carp's, a die handler's) waits for nothing.
     my $daemon_page = defined $r->{body} && $r->{body} =~ $DAEMON_500_PAGE;
     if (defined $r->{status} && $r->{status} == 500 && $daemon_page && $r->{log} !~ $line) {
-        _wait_for(sub { ($r->{log} = $read->()) =~ $line }, 2);
+        wait_for(sub { ($r->{log} = $read->()) =~ $line }, 2, 0.02);
     }
     $r->{no_output} = $r->{log} =~ $line ? 1 : 0;
     return;
 }
 
-# Splits a raw CGI response into status, headers and body, as a web server
-# reads it: Status header, else 302 with Location, else 200.
+# Splits a raw CGI response into head, body, headers ([lc name, value]
+# pairs, in order) and status, as a web server reads it: Status header,
+# else 302 with Location, else 200. Without a complete header block: head,
+# status undef, the whole response as body.
+sub parse_cgi {
+    my ($raw) = @_;
+    $raw = '' unless defined $raw;
+    return { head => undef, body => $raw, headers => [], status => undef }
+        unless $raw =~ /\A(.*?)\r?\n\r?\n(.*)\z/s;
+    my ($head, $body) = ($1, $2);
+    my @h;
+    for my $line (split /\r?\n/, $head) {
+        push @h, [ lc $1, $2 ] if $line =~ /^([^:\s]+):[ \t]*(.*?)\s*$/;
+    }
+    my ($st) = map { $_->[1] =~ /^(\d{3})/ ? $1 : () } grep { $_->[0] eq 'status' } @h;
+    $st = 302 if !defined $st && grep { $_->[0] eq 'location' } @h;
+    return { head => $head, body => $body, headers => \@h, status => defined $st ? $st : 200 };
+}
+
+# The first value of header $name (any case) in a parsed response.
+sub cgi_header {
+    my ($r, $name) = @_;
+    my ($v) = map { $_->[1] } grep { $_->[0] eq lc $name } @{ $r->{headers} || [] };
+    return $v;
+}
+
+# A multipart/form-data body (a file upload) for a request's body:
+# multipart_body(name => value, field => [filename, content, type], ...)
+# returns ($body, $content_type).
+sub multipart_body {
+    my (@parts) = @_;
+    my $b = 'fcgiSpawnTestBoundary' . int(rand 1e9);
+    my $body = '';
+    while (my ($name, $v) = splice @parts, 0, 2) {
+        $body .= "--$b\r\n";
+        if (ref $v) {
+            my ($fname, $content, $type) = @$v;
+            $body .= qq{Content-Disposition: form-data; name="$name"; filename="$fname"\r\n}
+                   . 'Content-Type: ' . ($type || 'application/octet-stream') . "\r\n\r\n$content\r\n";
+        }
+        else {
+            $body .= qq{Content-Disposition: form-data; name="$name"\r\n\r\n$v\r\n};
+        }
+    }
+    $body .= "--$b--\r\n";
+    return ($body, "multipart/form-data; boundary=$b");
+}
+
+# A response hash with raw gets parse_cgi's fields.
 sub _parse_cgi {
     my ($r) = @_;
-    my $raw = $r->{raw};
-    if ($raw =~ /\A(.*?)\r?\n\r?\n(.*)\z/s) {
-        my ($head, $body) = ($1, $2);
-        my @h;
-        for my $line (split /\r?\n/, $head) {
-            push @h, [ lc $1, $2 ] if $line =~ /^([^:\s]+):[ \t]*(.*?)\s*$/;
-        }
-        my ($st) = map { $_->[1] =~ /^(\d{3})/ ? $1 : () } grep { $_->[0] eq 'status' } @h;
-        $st = 302 if !defined $st && grep { $_->[0] eq 'location' } @h;
-        @$r{qw(head body headers status)} = ($head, $body, \@h, defined $st ? $st : 200);
-    }
-    else {
-        @$r{qw(head body headers status)} = (undef, $raw, [], undef);
-    }
+    my $p = parse_cgi($r->{raw});
+    @$r{ keys %$p } = values %$p;
     return $r;
 }
 
@@ -404,7 +574,7 @@ sub run_cgi {
     my $body_file;
     if (defined $req->{body} && length $req->{body}) {
         $body_file = File::Temp->new(TEMPLATE => 'test-fcgi-spawn-body-XXXXXX', TMPDIR => 1);
-        $stdin = _spew($body_file->filename, $req->{body});
+        $stdin = spew($body_file->filename, $req->{body});
     }
     my @argv = -x $script && _has_shebang($script) ? ($script) : ($^X, _taint_switch($script), $script);
     # An isindex query (no "=") becomes the command line, words split on
@@ -455,8 +625,7 @@ sub run_cgi {
     close $efrom;
     my ($status) = _reap($pid, $timed_out ? 0 : $timeout, 1);
     kill 'KILL', -$pid if $timed_out;
-    my %r = (raw => $out, stderr => $err, params => $params, via => 'cgi',
-        exit => ($status & 127) ? 128 + ($status & 127) : $status >> 8);
+    my %r = (raw => $out, stderr => $err, params => $params, via => 'cgi', exit => _exit_code($status));
     $r{error} = "plain CGI run timed out after $timeout s" if $timed_out;
     return _parse_cgi(\%r);
 }
@@ -863,7 +1032,6 @@ use Carp qw(croak);
 use IO::Select;
 use IO::Socket::INET;
 use JSON::PP ();
-use POSIX qw(WNOHANG);
 use Scalar::Util qw(weaken);
 use Time::HiRes qw(sleep time);
 
@@ -893,7 +1061,8 @@ our @PARAMS = (
     [ HTTP_HOST         => '$host' ],
 );
 
-sub _nginx_binary {
+# The nginx binary: FCGI_SPAWN_NGINX, else the usual places.
+sub binary {
     my $n = $ENV{FCGI_SPAWN_NGINX}
         || (grep { -x } '/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx')[0];
     croak 'nginx not found (set FCGI_SPAWN_NGINX)' unless $n;
@@ -905,14 +1074,14 @@ sub _nginx_binary {
 # prefix goes), site (the Test::FCGI::Spawn whose log names failed scripts).
 sub start {
     my ($class, %o) = @_;
-    my $nginx = _nginx_binary();
+    my $nginx = binary();
     my $dir = $o{dir} || File::Temp::tempdir('test-fcgi-spawn-nginx-XXXXXX', TMPDIR => 1, CLEANUP => 1);
     my $n = 0;
     $n++ while -e "$dir/nginx$n";
     my $prefix = "$dir/nginx$n";
     mkdir $prefix or croak "mkdir $prefix: $!";
     mkdir "$prefix/$_" for qw(logs tmp);
-    my $port = Test::FCGI::Spawn::_free_port();
+    my $port = Test::FCGI::Spawn::free_port();
     my $root = defined $o{root} ? $o{root} : '/';
     my $backend = $o{backend} or croak 'start: backend => socket needed';
     my $upstream = $backend =~ m{/} ? "unix:$backend" : $backend;
@@ -982,28 +1151,18 @@ ${maps}    log_format fcgi_params escape=json '{$logfmt}';
 $locations    }
 }
 CONF
-    Test::FCGI::Spawn::_spew("$prefix/nginx.conf", $conf);
+    Test::FCGI::Spawn::spew("$prefix/nginx.conf", $conf);
     my $self = bless { prefix => $prefix, port => $port, root => $root, table => \@table,
         extra => { map { $_ => 1 } @extra },
         warm_runs => Test::FCGI::Spawn::_warm_runs_option($o{warm_runs}, $o{site} ? $o{site}{warm_runs} : 2) }, $class;
     if ($o{site}) { $self->{site} = $o{site}; weaken $self->{site} }
-    $self->{pid} = Test::FCGI::Spawn::_spawn(
+    $self->{pid} = Test::FCGI::Spawn::start_process(
         argv   => [ $nginx, '-p', "$prefix/", '-c', "$prefix/nginx.conf", '-e', "$prefix/logs/error.log" ],
-        stdout => "$prefix/logs/stderr.log", stderr => "$prefix/logs/stderr.log");
+        stdout => "$prefix/logs/stderr.log", stderr => "$prefix/logs/stderr.log",
+        ready  => sub { my $s = Test::FCGI::Spawn::connect_to("127.0.0.1:$port") or return 0; close $s; 1 },
+        timeout => 10, name => 'nginx',
+        log    => sub { join '', map { Test::FCGI::Spawn::slurp("$prefix/logs/$_") } qw(stderr.log error.log) });
     weaken($SERVERS{ $self->{pid} } = $self);
-    my $ok = Test::FCGI::Spawn::_wait_for(sub {
-        return 'dead' if waitpid($self->{pid}, WNOHANG) == $self->{pid};
-        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Proto => 'tcp', Timeout => 1) or return 0;
-        close $s;
-        return 'up';
-    }, 10);
-    if (!$ok || $ok ne 'up') {
-        delete $LIVE{ $self->{pid} } if $ok;
-        $self->{stopped} = 1;
-        if (!$ok) { kill 'KILL', $self->{pid}; Test::FCGI::Spawn::_reap($self->{pid}, 5) }
-        croak "nginx did not start:\n" . Test::FCGI::Spawn::_slurp("$prefix/logs/stderr.log")
-            . Test::FCGI::Spawn::_slurp("$prefix/logs/error.log");
-    }
     return $self;
 }
 
@@ -1011,15 +1170,13 @@ sub port { $_[0]{port} }
 sub pid  { $_[0]{pid} }
 sub root { $_[0]{root} }
 sub url  { my ($self, $path) = @_; return "http://127.0.0.1:$self->{port}" . (defined $path ? $path : '/') }
-sub error_log_text { Test::FCGI::Spawn::_slurp("$_[0]{prefix}/logs/error.log") }
-sub access_log_text { Test::FCGI::Spawn::_slurp("$_[0]{prefix}/logs/access.log") }
+sub error_log_text { Test::FCGI::Spawn::slurp("$_[0]{prefix}/logs/error.log") }
+sub access_log_text { Test::FCGI::Spawn::slurp("$_[0]{prefix}/logs/access.log") }
 
 sub stop {
     my ($self) = @_;
     return $self->{status} if $self->{stopped}++;
-    kill 'QUIT', $self->{pid};
-    my ($st, $killed) = Test::FCGI::Spawn::_reap($self->{pid}, 10);
-    return $self->{status} = $killed ? -1 : $st;
+    return $self->{status} = Test::FCGI::Spawn::stop_process($self->{pid}, 'QUIT', 10);
 }
 
 sub DESTROY {
@@ -1147,17 +1304,15 @@ sub request {
     # The access log line of this request (matched by client port) gives
     # the params the script got; nginx writes it as the request ends.
     my $params;
-    Test::FCGI::Spawn::_wait_for(sub {
-        open my $fh, '<:raw', $log_file or return 0;
-        seek $fh, $log_before, 0;
-        while (my $line = <$fh>) {
+    Test::FCGI::Spawn::wait_for(sub {
+        for my $line (split /\n/, Test::FCGI::Spawn::slurp($log_file, $log_before)) {
             my $p = eval { JSON::PP->new->decode($line) } or next;
             next unless ($p->{REMOTE_PORT} // '') eq $local_port;
             $params = $p;
             return 1;
         }
         return 0;
-    }, 5);
+    }, 5, 0.02);
     if (!$params) {
         $r{error} ||= 'nginx did not log the params of the request';
         return \%r;
@@ -1176,12 +1331,7 @@ sub request {
         $params->{$name} = $h->[1] unless exists $params->{$name};
     }
     $r{params} = $params;
-    $r{error_log} = do {
-        open my $fh, '<:raw', "$self->{prefix}/logs/error.log";
-        my $t = '';
-        if ($fh) { seek $fh, $err_before, 0; local $/; $t = <$fh> // '' }
-        $t;
-    };
+    $r{error_log} = Test::FCGI::Spawn::slurp("$self->{prefix}/logs/error.log", $err_before);
     $r{bad_header} = ($r{status} // 0) == 502
         && $r{error_log} =~ /upstream (?:sent invalid header|prematurely closed connection while reading response header)/ ? 1 : 0;
     if ($site) {
@@ -1349,6 +1499,35 @@ Default: C<$ENV{FCGI_SPAWN_BIN}>, else C<fcgi-spawn> in C<PATH>.
 
 Per request, both sides (default 60).
 
+=item start_timeout => SECONDS
+
+How long the daemon may take to log "ready" and take a connection
+(default 20).
+
+=item dir => DIR
+
+Where the socket, the daemon's log and the requests' files go (default: a
+new temp directory, removed at exit).
+
+=item listen => PATH | HOST:PORT
+
+The listening socket (default C<DIR/fcgi.sock>); C<127.0.0.1:PORT>, with a
+port from C<free_port>, for a site served over TCP.
+
+=item launcher => [PROGRAM, ARG, ...]
+
+Run the daemon under a program that makes the listening socket and passes
+it on, as a site run by C<spawn-fcgi -n -s PATH --> or
+C<systemd-socket-activate -l PATH> is; the daemon then gets no
+C<--listen>, and C<listen> says where the launcher listens. Under
+C<systemd-socket-activate>, which starts the daemon on the first
+connection, C<start> makes that connection.
+
+=item daemon_env => { NAME => VALUE }
+
+Set in the daemon process's own environment (C<TMPDIR>, say), not
+C<--env>: the scripts see them only through C<pass_env>.
+
 =back
 
 =head2 $site->request(\%request)
@@ -1401,15 +1580,79 @@ says whether a request fits. URLs ending in C<.pl> or C<.cgi> (or with a path
 info after that) go to the daemon, and so do the C<scripts> given (files
 installed without an extension).
 
-=head2 $site->stop
+=head2 $site->stop(signal => 'TERM', grace => 15)
 
-Sends TERM to the daemon's pid, waits (KILL after 15 s), and returns its
-wait status.
+Sends the signal to the daemon's pid (C<< signal => 0 >>: none, for an
+exit caused elsewhere), waits (KILL after C<grace> seconds), and returns
+its wait status (-1 when it had to be killed). Workers still running 3 s
+after their master is gone are a daemon bug: a diagnostic names them and
+they are killed. A second C<stop> returns the same status.
 
-=head2 $site->crashes, $site->log_text, $site->worker_pids, $site->warm_runs
+=head2 $site->crashes, $site->log_text, $site->worker_pids, $site->warm_runs, $site->alive
 
-Log lines of workers killed by a signal; the daemon's whole log; the pids
-of its workers; the runs per request.
+Log lines of workers killed by a signal; the daemon's whole log (its log
+file, then anything on its stderr); the pids of its workers; the runs per
+request; whether the daemon still runs. Also C<pid>, C<socket>, C<dir>,
+C<log_file>, C<argv> (the command it was started with).
+
+=head1 HELPERS
+
+Functions for what a site's tests do around the daemon, exported on
+request (C<use Test::FCGI::Spawn qw(slurp wait_for)>). Every wait is
+multiplied by C<FCGI_SPAWN_TIMEOUT_SCALE>.
+
+=over
+
+=item parse_cgi($raw), cgi_header($parsed, $name)
+
+A raw CGI response as C<< { status, head, headers => [[lc name, value],
+...], body } >>, the status as a web server takes it (C<Status:>, else 302
+with C<Location:>, else 200; undef, with the whole response as body, when
+there is no complete header block); the first value of a header.
+
+=item multipart_body(NAME => VALUE, NAME => [FILENAME, CONTENT, TYPE], ...)
+
+Returns C<($body, $content_type)> of a C<multipart/form-data> upload, for a
+request's C<body> and C<content_type>.
+
+=item slurp($file, $from), spew($file, $content, $mode)
+
+A file's bytes ('' when it cannot be read; from byte C<$from> on, to read
+what a log gained). Write a file; a C<.pl> or C<.cgi> becomes executable
+(0755) unless C<$mode> says otherwise.
+
+=item wait_for(sub { ... }, $seconds, $every)
+
+Calls the sub every C<$every> seconds (default 0.05) until it returns true
+or C<$seconds> (default 10) pass; returns its last value.
+
+=item free_port, connect_to($listen)
+
+A free TCP port on 127.0.0.1; a connection to a UNIX socket path or
+C<HOST:PORT> (undef when refused).
+
+=item start_process(argv => [...], stdout => FILE, stderr => FILE, env => {...}, ready => sub { ... }, timeout => 20, name => NAME, log => sub { ... })
+
+Starts a program (stdin C</dev/null>, output appended to the files) and
+returns its pid. With C<ready>, waits until it returns true and croaks,
+with the command and C<log> (default: the stdout file), when the program
+exits first or C<timeout> seconds pass. A process still running at exit
+is killed.
+
+=item stop_process($pid, $signal, $grace), kill_leftovers(\@pids, $grace, $whose)
+
+Signals a started process (0: none), waits up to C<$grace> seconds (then
+KILL, with a diagnostic) and returns its wait status (-1 when killed, undef
+when it was not ours to wait for). Of C<@pids>, those still running after
+C<$grace> seconds get a diagnostic and KILL; returns them.
+
+=item worker_pids($site_or_pid), descendants($pid), running($pid), rss_kb($pid)
+
+A daemon's worker pids (their number in scalar context); every process
+below a pid; whether a process runs (a zombie does not); its resident
+memory in kB. From F</proc>.
+
+=back
 
 =head1 REQUESTS
 

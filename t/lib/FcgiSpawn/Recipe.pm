@@ -21,8 +21,9 @@ A recipe is tested as shipped: its text is read from F<contrib/>, and only
 the paths and ports a test must move into its temp directory are replaced,
 each replacement named and required to match (a recipe that changes under a
 test fails it instead of being silently untested). Every program started
-here is a child of the test, stopped by pid, and killed by
-L<FcgiSpawn::Test>'s safety net if a test dies.
+here is a child of the test, started and stopped by pid with
+L<Test::FCGI::Spawn>'s process helpers, whose safety net kills it if a test
+dies.
 
 =cut
 
@@ -34,10 +35,10 @@ use Cwd qw(abs_path);
 use Exporter qw(import);
 use File::Basename qw(dirname);
 use File::Spec;
-use IO::Socket::INET;
-use POSIX qw(WNOHANG);
-use Time::HiRes qw(sleep time);
 use FcgiSpawn::Test ();
+use Test::FCGI::Spawn qw(
+    slurp spew free_port connect_to start_process stop_process kill_leftovers descendants
+);
 
 our @EXPORT = qw(
     contrib_path recipe_text install_recipe install_service_dir free_port bin_dir
@@ -49,8 +50,6 @@ my $TOP = abs_path(File::Spec->catdir(dirname(__FILE__), '..', '..', '..'));
 
 sub contrib_path { return "$TOP/contrib/$_[0]" }
 
-sub free_port { return FcgiSpawn::Test::_free_port() }
-
 =head2 recipe_text($file, FROM => TO, ...)
 
 The text of F<contrib/$file> with each FROM replaced (everywhere) by TO, in
@@ -60,7 +59,7 @@ order; croaks when a FROM does not occur.
 
 sub recipe_text {
     my ($file, @pairs) = @_;
-    my $text = FcgiSpawn::Test::slurp(contrib_path($file));
+    my $text = slurp(contrib_path($file));
     croak "contrib/$file is missing or empty" unless length $text;
     while (my ($from, $to) = splice @pairs, 0, 2) {
         croak "contrib/$file no longer contains '$from'" unless index($text, $from) >= 0;
@@ -74,7 +73,7 @@ sub recipe_text {
 sub install_recipe {
     my ($file, $dest, @pairs) = @_;
     my $mode = (stat contrib_path($file))[2] & 07777;
-    return FcgiSpawn::Test::spew($dest, recipe_text($file, @pairs), $mode);
+    return spew($dest, recipe_text($file, @pairs), $mode);
 }
 
 # The shipped service directory (contrib/daemontools/fcgi-spawn, its
@@ -116,21 +115,14 @@ C<port>, C<url> (a sub), C<log>.
 
 sub start_server {
     my (%o) = @_;
-    my $pid = FcgiSpawn::Test::_spawn(argv => $o{argv}, stdout => $o{log}, stderr => $o{log});
     my $ready = $o{ready} || sub {
-        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$o{port}", Proto => 'tcp', Timeout => 1);
+        my $s = connect_to("127.0.0.1:$o{port}");
         close $s if $s;
         return !!$s;
     };
-    my $state = FcgiSpawn::Test::wait_for(sub {
-        return 'dead' if waitpid($pid, WNOHANG) == $pid;
-        return $ready->() ? 'up' : 0;
-    }, 20);
-    if (!$state || $state ne 'up') {
-        FcgiSpawn::Test::_terminate($pid, 'KILL', 2);
-        croak "$o{name} did not start (@{ $o{argv} }):\n"
-            . join '', map { FcgiSpawn::Test::slurp($_) } grep { defined } $o{log}, @{ $o{logs} || [] };
-    }
+    my $pid = start_process(argv => $o{argv}, stdout => $o{log}, stderr => $o{log}, ready => $ready,
+        timeout => 20, name => $o{name},
+        log => sub { join '', map { slurp($_) } grep { defined } $o{log}, @{ $o{logs} || [] } });
     my $port = $o{port};
     return { %o, pid => $pid, url => sub { "http://127.0.0.1:$port$_[0]" } };
 }
@@ -143,36 +135,9 @@ sub stop_server {
     my ($srv, $sig, %o) = @_;
     return undef if $srv->{stopped}++;
     my @kids = descendants($srv->{pid});
-    my $st = FcgiSpawn::Test::_terminate($srv->{pid}, $sig || 'TERM', 10);
-    return $st if $o{leave_children};
-    my @left;
-    FcgiSpawn::Test::wait_for(sub { @left = grep { FcgiSpawn::Test::running($_) } @kids; !@left }, 5);
-    if (@left) {
-        Test::More::diag("$srv->{name}: processes @left outlived pid $srv->{pid}: sending KILL");
-        kill 'KILL', @left;
-    }
+    my $st = stop_process($srv->{pid}, $sig || 'TERM', 10);
+    kill_leftovers(\@kids, 5, "$srv->{name}: processes of pid $srv->{pid}, which is gone") unless $o{leave_children};
     return $st;
-}
-
-# Every process below $pid, from /proc (children first found, then theirs).
-sub descendants {
-    my ($pid) = @_;
-    my %kids;
-    opendir my $dh, '/proc' or return;
-    for my $p (grep { /^\d+$/ } readdir $dh) {
-        my $stat = FcgiSpawn::Test::slurp("/proc/$p/stat") or next;
-        $stat =~ s/^.*\)\s+//s;
-        my (undef, $pp) = split ' ', $stat;
-        push @{ $kids{$pp} }, $p;
-    }
-    my @out;
-    my @todo = ($pid);
-    while (defined(my $p = shift @todo)) {
-        my @k = @{ $kids{$p} || [] };
-        push @out, @k;
-        push @todo, @k;
-    }
-    return @out;
 }
 
 =head2 start_nginx_site($site_text, $dir, port => P)
@@ -189,14 +154,14 @@ sub start_nginx_site {
     my $prefix = "$dir/nginx-$o{port}";
     mkdir $prefix;
     mkdir "$prefix/$_" for qw(logs tmp);
-    my $params = FcgiSpawn::Test::slurp('/etc/nginx/fastcgi_params')
+    my $params = slurp('/etc/nginx/fastcgi_params')
         or croak '/etc/nginx/fastcgi_params missing (nginx-light installs it)';
-    FcgiSpawn::Test::spew("$prefix/fastcgi_params", $params);
-    FcgiSpawn::Test::spew("$prefix/site.conf", $site);
+    spew("$prefix/fastcgi_params", $params);
+    spew("$prefix/site.conf", $site);
     my $user = $> == 0 ? "user root root;\n" : '';
     # Debian's nginx has its temp paths under /var/lib/nginx: moved here.
     my $temp = join '', map { "    ${_}_temp_path $prefix/tmp/$_;\n" } qw(client_body proxy fastcgi uwsgi scgi);
-    FcgiSpawn::Test::spew("$prefix/nginx.conf", <<"CONF");
+    spew("$prefix/nginx.conf", <<"CONF");
 ${user}daemon off; master_process on; worker_processes 1; pid $prefix/nginx.pid;
 error_log $prefix/logs/error.log info;
 events { worker_connections 256; }
@@ -205,7 +170,7 @@ http {
 $temp    include $prefix/site.conf;
 }
 CONF
-    my $nginx = (grep { -x } '/usr/sbin/nginx', '/usr/local/sbin/nginx')[0] or croak 'nginx not found';
+    my $nginx = Test::FCGI::Spawn::Nginx->binary;
     return start_server(
         name => 'nginx', port => $o{port}, log => "$prefix/logs/stderr.log",
         logs => ["$prefix/logs/error.log"], error_log => "$prefix/logs/error.log",
@@ -227,8 +192,8 @@ sub start_apache_site {
     my $m = '/usr/lib/apache2/modules';
     croak 'Apache 2.4 with mod_proxy_fcgi not installed (script/install-deps installs apache2)'
         unless -x '/usr/sbin/apache2' && -e "$m/mod_proxy_fcgi.so";
-    FcgiSpawn::Test::spew("$root/site.conf", $site);
-    FcgiSpawn::Test::spew("$root/httpd.conf", <<"CONF");
+    spew("$root/site.conf", $site);
+    spew("$root/httpd.conf", <<"CONF");
 ServerRoot $root
 ServerName 127.0.0.1
 Listen 127.0.0.1:$o{port}

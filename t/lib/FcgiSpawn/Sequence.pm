@@ -402,10 +402,7 @@ sub run {
     };
     $boot->();
     my $log_since = sub {
-        open my $fh, '<:raw', $site->log_file or return '';
-        seek $fh, $log_pos, 0;
-        local $/;
-        my $t = <$fh> // '';
+        my $t = Test::FCGI::Spawn::slurp($site->log_file, $log_pos);
         $log_pos += length $t;
         return $t;
     };

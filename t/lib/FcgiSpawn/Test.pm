@@ -19,11 +19,17 @@ FcgiSpawn::Test - start the real fcgi-spawn daemon (and a real nginx) for t/*.t
 =head1 DESCRIPTION
 
 Every test file starts its own daemon on a socket inside a private temp
-directory and stops it by PID; nothing is ever left running (DESTROY and an
-END block kill what a dying test forgot). The client side is the product's
-own C<fcgi-spawn request>; the only hand-made FastCGI bytes come from the tiny
-record encoder below, which exists because malformed input, keep-conn
-sequences and management records cannot be produced by the real client.
+directory and stops it by PID; nothing is ever left running. The daemon,
+the processes, the files and the CGI parsing are L<Test::FCGI::Spawn>'s,
+the module a site's own tests use: a daemon here is a
+C<FcgiSpawn::Test::Daemon>, a Test::FCGI::Spawn whose C<stop> asserts
+the exit status, and the helpers it re-exports (C<slurp>, C<spew>,
+C<wait_for>, C<parse_cgi>, C<worker_pids>, ...) are the module's. What is
+left here is the suite's own: the binary of this tree and t/scripts as
+defaults, the ways t/*.t start a daemon (TCP, inherited sockets), the
+client's defaults, HTTP through nginx, wrk, and the tiny FastCGI record
+encoder below, which exists because malformed input, keep-conn sequences
+and management records cannot be produced by the real client.
 
 Environment: C<FCGI_SPAWN_BIN> overrides the daemon binary,
 C<FCGI_SPAWN_NGINX> the nginx binary, C<FCGI_SPAWN_EXTRA_ARGS> adds
@@ -38,23 +44,26 @@ use warnings;
 
 use Carp qw(croak);
 use Cwd qw(abs_path);
-use Digest::MD5 qw(md5_hex);
 use Exporter qw(import);
 use File::Basename qw(dirname);
 use File::Spec;
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
-use IO::Socket::INET;
-use IO::Socket::UNIX;
 use IO::Select;
-use POSIX qw(WNOHANG);
-use Socket qw(SOCK_STREAM);
 use Test::More ();
-use Time::HiRes qw(sleep time);
+use Time::HiRes qw(time);
+
+my $TOP;
+BEGIN { $TOP = abs_path(File::Spec->catdir(dirname(__FILE__), '..', '..', '..')) }
+use lib "$TOP/perl";
+use Test::FCGI::Spawn qw(
+    parse_cgi cgi_header multipart_body slurp spew wait_for free_port connect_to
+    worker_pids running rss_kb
+);
 
 our @EXPORT = qw(
     start_daemon start_nginx
-    fcgi_request parse_cgi
+    fcgi_request parse_cgi cgi_header
     http_get http_post multipart_body wrk
     raw_connect fcgi_record fcgi_begin fcgi_nv fcgi_request_bytes
     read_records collect_response
@@ -89,12 +98,6 @@ use constant {
     FCGI_UNKNOWN_ROLE      => 3,
 };
 
-my $TOP;
-BEGIN { $TOP = abs_path(File::Spec->catdir(dirname(__FILE__), '..', '..', '..')) }
-use lib "$TOP/perl";
-use Test::FCGI::Spawn ();
-my %LIVE;    # pid => description, for the END safety net
-
 sub scripts_dir { return "$TOP/t/scripts" }
 
 sub script_path {
@@ -108,99 +111,6 @@ sub bin_path {
     croak "fcgi-spawn binary not found or not executable: $bin (run cargo build --release or set FCGI_SPAWN_BIN)"
         unless -x $bin;
     return $bin;
-}
-
-sub slurp {
-    my ($file) = @_;
-    open my $fh, '<:raw', $file or return '';
-    local $/;
-    my $s = <$fh>;
-    return defined $s ? $s : '';
-}
-
-# Write $content to $file; a script (.pl, .cgi) is made executable, as a
-# CGI script is (the daemon, like CGI, refuses one that is not), unless
-# $mode says otherwise.
-sub spew {
-    my ($file, $content, $mode) = @_;
-    open my $fh, '>:raw', $file or croak "write $file: $!";
-    print {$fh} $content;
-    close $fh or croak "close $file: $!";
-    $mode //= 0755 if $file =~ /\.(?:pl|cgi)\z/;
-    chmod $mode, $file if defined $mode;
-    return $file;
-}
-
-# Poll $cond every 50 ms until it returns true or $timeout seconds pass.
-sub wait_for {
-    my ($cond, $timeout) = @_;
-    $timeout ||= 10;
-    my $deadline = time + $timeout * Test::FCGI::Spawn::timeout_scale();
-    while (time < $deadline) {
-        my $v = $cond->();
-        return $v if $v;
-        sleep 0.05;
-    }
-    return $cond->();
-}
-
-sub _spawn {
-    my (%a) = @_;    # argv, stdout, stderr, env (hashref: set in the child)
-    my $pid = fork;
-    croak "fork: $!" unless defined $pid;
-    if ($pid == 0) {
-        @ENV{ keys %{ $a{env} } } = values %{ $a{env} } if $a{env};
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $a{stdout} or POSIX::_exit(126);
-        open STDERR, '>>', $a{stderr} or POSIX::_exit(126);
-        exec { $a{argv}[0] } @{ $a{argv} } or POSIX::_exit(127);
-    }
-    $LIVE{$pid} = $a{argv}[0];
-    return $pid;
-}
-
-# TERM (or $sig) the pid, wait up to $grace seconds, then KILL.
-# Returns the raw wait status, or undef when the pid was not ours any more.
-sub _terminate {
-    my ($pid, $sig, $grace) = @_;
-    return undef unless $pid && $LIVE{$pid};
-    $sig ||= "TERM";
-    kill $sig, $pid unless $sig eq "NONE";
-    my $deadline = time + ($grace || 10) * Test::FCGI::Spawn::timeout_scale();
-    my $status;
-    while (1) {
-        my $r = waitpid $pid, WNOHANG;
-        if ($r == $pid) { $status = $?; last }
-        if ($r < 0) { last }
-        if (time > $deadline) {
-            Test::More::diag("pid $pid ($LIVE{$pid}) did not stop within ${grace}s of $sig: sending KILL");
-            kill 'KILL', $pid;
-            waitpid $pid, 0;
-            $status = $?;
-            $status = -1 if $status == 9;    # make "killed" distinguishable from any exit code
-            last;
-        }
-        sleep 0.05;
-    }
-    delete $LIVE{$pid};
-    return $status;
-}
-
-END {
-    my $keep = $?;
-    for my $pid (keys %LIVE) {
-        kill 'KILL', $pid;
-        waitpid $pid, 0;
-    }
-    $? = $keep;
-}
-
-sub _free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-        or croak "cannot bind a free port: $!";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
 }
 
 =head2 start_daemon(%opts)
@@ -224,149 +134,76 @@ the log if the daemon does not get ready.
 sub start_daemon {
     my (%o) = @_;
     my $dir = tempdir('fcgi-spawn-t-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-    my $self = bless { dir => $dir, log => "$dir/daemon.log", stderr => "$dir/daemon.stderr" },
-        'FcgiSpawn::Test::Daemon';
-    $self->{listen} = $o{listen} ? $o{listen} : $o{tcp} || ($o{inherit} || '') eq 'spawn-fcgi-tcp'
-        ? '127.0.0.1:' . _free_port() : "$dir/fcgi.sock";
-    my @roots = ref $o{root} ? @{ $o{root} } : ($o{root} || scripts_dir());
-    my @wrap;
-    if (my $how = $o{inherit}) {
-        my ($port) = $self->{listen} =~ /:(\d+)$/;
-        @wrap = $how eq 'spawn-fcgi'     ? ('spawn-fcgi', '-n', '-s', $self->{listen}, '--')
-              : $how eq 'spawn-fcgi-tcp' ? ('spawn-fcgi', '-n', '-a', '127.0.0.1', '-p', $port, '--')
-              : $how eq 'systemd'        ? ('systemd-socket-activate', '-l', $self->{listen})
-              : croak "unknown inherit => '$how'";
-        my ($prog) = grep { -x "$_/$wrap[0]" } split /:/, "$ENV{PATH}:/usr/bin:/usr/sbin";
-        croak "$wrap[0] not found (script/install-deps installs it)" unless $prog;
-        $wrap[0] = "$prog/$wrap[0]";
+    my $how = $o{inherit} || '';
+    my $listen = $o{listen} ? $o{listen} : $o{tcp} || $how eq 'spawn-fcgi-tcp'
+        ? '127.0.0.1:' . free_port() : "$dir/fcgi.sock";
+    my @launcher;
+    if ($how) {
+        my ($port) = $listen =~ /:(\d+)$/;
+        @launcher = $how eq 'spawn-fcgi'     ? ('spawn-fcgi', '-n', '-s', $listen, '--')
+                  : $how eq 'spawn-fcgi-tcp' ? ('spawn-fcgi', '-n', '-a', '127.0.0.1', '-p', $port, '--')
+                  : $how eq 'systemd'        ? ('systemd-socket-activate', '-l', $listen)
+                  : croak "unknown inherit => '$how'";
+        my ($prog) = grep { -x "$_/$launcher[0]" } split /:/, "$ENV{PATH}:/usr/bin:/usr/sbin";
+        croak "$launcher[0] not found (script/install-deps installs it)" unless $prog;
+        $launcher[0] = "$prog/$launcher[0]";
     }
-    my @argv = (@wrap, Test::FCGI::Spawn::daemon_prefix(), bin_path(), 'run', ($o{inherit} ? () : ('--listen', $self->{listen})),
-        '--log', $self->{log}, '--workers', (defined $o{workers} ? $o{workers} : 2));
-    push @argv, map { ('--root', $_) } @roots;
-    push @argv, '--ext', $o{ext} if defined $o{ext};
-    push @argv, map { ('--preload', $_) } @{ $o{preload} || [] };
-    push @argv, map { ('--preload-script', $_) } @{ $o{preload_script} || [] };
-    push @argv, '--isolation', $o{isolation} if defined $o{isolation};
-    push @argv, '--max-requests', $o{max_requests} if defined $o{max_requests};
-    push @argv, '--socket-mode', $o{socket_mode} if defined $o{socket_mode};
-    push @argv, '--pid-file', $o{pid_file} if defined $o{pid_file};
-    push @argv, @{ $o{args} || [] };
-    push @argv, split ' ', $ENV{FCGI_SPAWN_EXTRA_ARGS} if $ENV{FCGI_SPAWN_EXTRA_ARGS};
-    $self->{argv} = \@argv;
-    $self->{pid} = _spawn(argv => \@argv, stdout => $self->{stderr}, stderr => $self->{stderr}, env => $o{env});
-
-    my $poked;
-    my $ready = wait_for(sub {
-        return 'dead' if waitpid($self->{pid}, WNOHANG) == $self->{pid};
-        # systemd-socket-activate starts the daemon on the first connection.
-        if (($o{inherit} || '') eq 'systemd' && !$poked && -S $self->{listen}) {
-            $poked = _connect_listen($self->{listen});
-        }
-        return 0 unless $self->log_text =~ /ready/i;
-        return $self->_connectable ? 'ready' : 0;
-    }, $o{timeout} || 10);
-    if (!$ready || $ready ne 'ready') {
-        my $why = !$ready ? 'no "ready" line / socket not connectable within timeout'
-                : "exited with status $? before getting ready";
-        delete $LIVE{ $self->{pid} } if $ready;
-        _terminate($self->{pid}, 'KILL', 2);
-        croak "fcgi-spawn did not start ($why)\ncommand: @argv\nlog:\n" . $self->log_text;
-    }
-    return $self;
-}
-
-sub _connect_listen {
-    my ($listen) = @_;
-    return $listen =~ m{/}
-        ? IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $listen)
-        : IO::Socket::INET->new(PeerAddr => $listen, Proto => 'tcp', Timeout => 5);
+    my @flags;
+    push @flags, '--max-requests', $o{max_requests} if defined $o{max_requests};
+    push @flags, '--socket-mode', $o{socket_mode} if defined $o{socket_mode};
+    push @flags, '--pid-file', $o{pid_file} if defined $o{pid_file};
+    return FcgiSpawn::Test::Daemon->start(
+        binary         => bin_path(),
+        dir            => $dir,
+        listen         => $listen,
+        launcher       => \@launcher,
+        workers        => defined $o{workers} ? $o{workers} : 2,
+        roots          => ref $o{root} ? $o{root} : [ $o{root} || scripts_dir() ],
+        ext            => $o{ext},
+        preload        => $o{preload},
+        preload_script => $o{preload_script},
+        isolation      => $o{isolation},
+        args           => [ @flags, @{ $o{args} || [] }, split ' ', $ENV{FCGI_SPAWN_EXTRA_ARGS} || '' ],
+        daemon_env     => $o{env},
+        start_timeout  => $o{timeout} || 10,
+    );
 }
 
 package FcgiSpawn::Test::Daemon;
 
 use strict;
 use warnings;
-use POSIX qw(WNOHANG);
+use parent -norequire, 'Test::FCGI::Spawn';
 
-sub dir     { $_[0]{dir} }
-sub socket  { $_[0]{listen} }
+# Also for the client objects t/*.t bless into this class for a daemon
+# they started another way ({dir, listen, stopped => 1}).
+sub binary  { $_[0]{binary} || FcgiSpawn::Test::bin_path() }
 sub listen  { $_[0]{listen} }
-sub pid     { $_[0]{pid} }
-sub argv    { @{ $_[0]{argv} } }
-sub log_file { $_[0]{log} }
-
-# Everything the daemon wrote: its --log file, then whatever reached its
-# stderr (should be nothing when --log is given).
-sub log_text {
-    my ($self) = @_;
-    return FcgiSpawn::Test::slurp($self->{log}) . FcgiSpawn::Test::slurp($self->{stderr});
-}
 
 sub log_lines { return split /\n/, $_[0]->log_text }
-
-sub _connectable {
-    my ($self) = @_;
-    my $s = FcgiSpawn::Test::_connect_listen($self->{listen}) or return 0;
-    close $s;
-    return 1;
-}
-
-sub alive {
-    my ($self) = @_;
-    return 0 unless $LIVE{ $self->{pid} };
-    return kill(0, $self->{pid}) && waitpid($self->{pid}, WNOHANG) == 0;
-}
 
 # Send a signal, wait for the exit, return the wait status (no assertion).
 sub terminate {
     my ($self, $sig, $grace) = @_;
-    my @workers = FcgiSpawn::Test::worker_pids($self);
-    my $st = FcgiSpawn::Test::_terminate($self->{pid}, $sig || "TERM", $grace || 10);
-    $self->_reap_orphans(@workers);
-    $self->{status} = $st;
-    return $st;
+    return $self->SUPER::stop(signal => $sig || 'TERM', grace => $grace || 10);
 }
 
 # Wait for an exit caused elsewhere (KILL after $grace s); returns the wait status.
 sub wait_exit {
     my ($self, $grace) = @_;
-    $self->{stopped} = 1;
-    my @workers = FcgiSpawn::Test::worker_pids($self);
-    $self->{status} = FcgiSpawn::Test::_terminate($self->{pid}, "NONE", $grace || 10);
-    $self->_reap_orphans(@workers);
-    return $self->{status};
-}
-
-# Workers still alive after their master is gone are a daemon bug (they must
-# exit with it); say so and KILL them, so no test leaves processes behind.
-sub _reap_orphans {
-    my ($self, @workers) = @_;
-    my @left = grep { FcgiSpawn::Test::running($_) } @workers;
-    FcgiSpawn::Test::wait_for(sub { @left = grep { FcgiSpawn::Test::running($_) } @left; !@left }, 2) if @left;
-    return unless @left;
-    Test::More::diag("workers @left outlived master $self->{pid}: sending KILL");
-    kill "KILL", @left;
+    return $self->SUPER::stop(signal => 0, grace => $grace || 10);
 }
 
 # Graceful stop by PID; asserts the daemon exited with status 0.
 sub stop {
     my ($self, $sig) = @_;
     $sig ||= 'TERM';
-    return if $self->{stopped}++;
-    my $st = $self->terminate($sig, 15);
+    return if $self->{stopped};
+    my $st = $self->SUPER::stop(signal => $sig, grace => 15);
     local $Test::Builder::Level = $Test::Builder::Level + 1;
     Test::More::is($st, 0, "daemon (pid $self->{pid}) exits 0 on $sig")
         or Test::More::diag("log:\n" . $self->log_text);
     return $st;
-}
-
-sub DESTROY {
-    my ($self) = @_;
-    local ($?, $!, $@);
-    return if $self->{stopped}++;
-    my @workers = FcgiSpawn::Test::worker_pids($self);
-    FcgiSpawn::Test::_terminate($self->{pid}, "TERM", 5);
-    $self->_reap_orphans(@workers);
 }
 
 package FcgiSpawn::Test;
@@ -383,73 +220,29 @@ scalar context just stdout.
 
 sub fcgi_request {
     my ($d, $script, %o) = @_;
-    my $dir = $d->dir;
-    my $n = ++$d->{nreq};
-    my ($out, $err) = ("$dir/req$n.out", "$dir/req$n.err");
-    my @argv = (bin_path(), 'request', '--connect', $d->socket);
-    push @argv, '--method', $o{method} if defined $o{method};
+    my @flags = defined $o{method} ? ('--method', $o{method}) : ();
     my @params = ref $o{params} eq 'HASH' ? %{ $o{params} } : @{ $o{params} || [] };
     while (my ($k, $v) = splice @params, 0, 2) {
-        push @argv, '--param', "$k=$v";
+        push @flags, '--param', "$k=$v";
     }
-    if (defined $o{data}) {
-        spew("$dir/req$n.in", $o{data});
-        push @argv, '--data', "$dir/req$n.in";
+    my ($out, $err, $rc, $timed_out) = $d->_run_client(
+        flags    => \@flags,
+        body     => $o{data},
+        operands => [ script_path($script), defined $o{query} ? $o{query} : () ],
+        timeout  => $o{timeout} || 60);
+    if ($timed_out) {
+        $err .= "\n[test harness: fcgi-spawn request timed out]\n";
+        $rc = -1;
     }
-    push @argv, script_path($script);
-    push @argv, $o{query} if defined $o{query};
-    my $pid = _spawn(argv => \@argv, stdout => $out, stderr => $err);
-    my $deadline = time + ($o{timeout} || 60) * Test::FCGI::Spawn::timeout_scale();
-    my $status;
-    while (1) {
-        my $r = waitpid $pid, WNOHANG;
-        if ($r == $pid) { $status = $?; last }
-        if (time > $deadline) {
-            kill 'KILL', $pid;
-            waitpid $pid, 0;
-            $status = -1;
-            spew($err, slurp($err) . "\n[test harness: fcgi-spawn request timed out]\n");
-            last;
-        }
-        sleep 0.01;
-    }
-    delete $LIVE{$pid};
-    my $rc = $status == -1 ? -1 : ($status & 127) ? 128 + ($status & 127) : $status >> 8;
-    my @res = (slurp($out), slurp($err), $rc);
-    unlink $out, $err, "$dir/req$n.in";
+    my @res = ($out, $err, $rc);
     return wantarray ? @res : $res[0];
 }
 
-=head2 parse_cgi($raw)
+=head2 parse_cgi($raw), cgi_header($r, $name)
 
-Splits a raw CGI response into C<< { status, headers => {lc name => [values]},
-header => sub(name), body, head } >>. The status is taken as nginx would:
-C<Status:> header, else 302 with C<Location:>, else 200.
-
-=cut
-
-sub parse_cgi {
-    my ($raw) = @_;
-    $raw = '' unless defined $raw;
-    my ($head, $body) = split /\r?\n\r?\n/, $raw, 2;
-    $head = '' unless defined $head;
-    my %h;
-    for my $line (split /\r?\n/, $head) {
-        next unless $line =~ /^([^:\s]+):\s*(.*?)\s*$/;
-        push @{ $h{ lc $1 } }, $2;
-    }
-    my $status = 200;
-    if ($h{status}) { ($status) = $h{status}[0] =~ /^(\d+)/ }
-    elsif ($h{location}) { $status = 302 }
-    $status = undef unless length $head;
-    return {
-        status  => $status,
-        head    => $head,
-        headers => \%h,
-        body    => defined $body ? $body : '',
-        header  => sub { my $v = $h{ lc $_[0] }; $v ? $v->[0] : undef },
-    };
-}
+L<Test::FCGI::Spawn>'s: C<< { status, head, headers => [[lc name, value],
+...], body } >>, the status as nginx takes it (C<Status:> header, else 302
+with C<Location:>, else 200); the first value of a header.
 
 =head2 start_nginx($daemon, %opts)
 
@@ -472,8 +265,6 @@ sub start_nginx {
         (defined $o{keep_conn} ? (keep_conn => $o{keep_conn}) : ()),
     );
 }
-
-package FcgiSpawn::Test;
 
 sub _http { HTTP::Tiny->new(max_redirect => 0, timeout => 60, keep_alive => 0) }
 
@@ -526,32 +317,11 @@ sub wrk {
     return \%r;
 }
 
-# multipart_body([name => value, ...], [field => [filename, content, type]], ...)
-# -> ($body, $content_type)
-sub multipart_body {
-    my (@parts) = @_;
-    my $b = 'fcgiSpawnTestBoundary' . int(rand 1e9);
-    my $body = '';
-    while (my ($name, $v) = splice @parts, 0, 2) {
-        $body .= "--$b\r\n";
-        if (ref $v) {
-            my ($fname, $content, $type) = @$v;
-            $body .= qq{Content-Disposition: form-data; name="$name"; filename="$fname"\r\n}
-                   . 'Content-Type: ' . ($type || 'application/octet-stream') . "\r\n\r\n$content\r\n";
-        }
-        else {
-            $body .= qq{Content-Disposition: form-data; name="$name"\r\n\r\n$v\r\n};
-        }
-    }
-    $body .= "--$b--\r\n";
-    return ($body, "multipart/form-data; boundary=$b");
-}
-
 # --- hand-made FastCGI bytes (only for what the real client cannot send) ---
 
 sub raw_connect {
     my ($d) = @_;
-    my $s = _connect_listen($d->socket) or croak 'connect ' . $d->socket . ": $!";
+    my $s = connect_to($d->socket) or croak 'connect ' . $d->socket . ": $!";
     binmode $s;
     $s->autoflush(1);
     return $s;
@@ -660,40 +430,6 @@ sub collect_response {
         }
     }
     return \%r;
-}
-
-# Pids of the daemon's children (the workers), from /proc.
-sub worker_pids {
-    my ($d) = @_;
-    my $ppid = ref $d ? $d->pid : $d;
-    # Without a pid every process whose parent is 0 (init, kthreadd) would
-    # match, and a caller that kills "the workers" would signal them.
-    return unless $ppid;
-    my @pids;
-    opendir my $dh, '/proc' or return;
-    for my $p (grep { /^\d+$/ } readdir $dh) {
-        my $stat = slurp("/proc/$p/stat") or next;
-        $stat =~ s/^.*\)\s+//s;    # comm may contain spaces
-        my (undef, $pp) = split ' ', $stat;
-        push @pids, $p if $pp == $ppid;
-    }
-    @pids = sort { $a <=> $b } @pids;
-    return wantarray ? @pids : scalar @pids;
-}
-
-# The process exists and is not a zombie (an orphan's zombie waits for
-# init to reap it, and kill 0 still finds it).
-sub running {
-    my ($pid) = @_;
-    my $stat = slurp("/proc/$pid/stat") or return 0;
-    $stat =~ s/^.*\)\s+//s;
-    return (split ' ', $stat)[0] ne 'Z';
-}
-
-sub rss_kb {
-    my ($pid) = @_;
-    my ($kb) = slurp("/proc/$pid/status") =~ /^VmRSS:\s+(\d+)\s+kB/m;
-    return $kb;
 }
 
 1;
