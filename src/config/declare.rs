@@ -163,28 +163,25 @@ macro_rules! settings {
         }
 
         impl Config {
-            /// Fills in the defaults and validates; an error names the key
-            /// (and `file`, where the settings came from one).
-            pub fn resolve(s: Settings, file: Option<PathBuf>) -> Result<Config, ConfigError> {
-                let Derived { $($dname),* } = super::resolve::derive(&s)
-                    .map_err(|(key, message)| ConfigError::Invalid { key, message, file })?;
-                Ok(Config {
+            /// `s` with its defaults filled in, and the fields
+            /// `resolve::derive` computed from it.
+            pub(super) fn assemble(s: Settings, derived: Derived) -> Config {
+                let Derived { $($dname),* } = derived;
+                Config {
                     $($dflt: s.$dflt.unwrap_or($default),)*
                     $($given: s.$given,)*
                     $($dname,)*
-                })
+                }
             }
 
-            /// Every setting with its effective value (defaults filled in),
-            /// as `fcgi-spawn config --print` shows it.
-            pub fn effective_settings(&self) -> Settings {
-                let mut s = Settings {
+            /// The keys given or defaulted, with their values; the derived
+            /// ones are `resolve::show_derived`'s.
+            pub(super) fn plain_settings(&self) -> Settings {
+                Settings {
                     $($dflt: Some(Clone::clone(&self.$dflt)),)*
                     $($given: Clone::clone(&self.$given),)*
                     ..Settings::default()
-                };
-                super::resolve::show_derived(self, &mut s);
-                s
+                }
             }
         }
     };

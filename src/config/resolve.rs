@@ -5,11 +5,12 @@
 //! the look-ups in `check_system`; every error is the key and a message,
 //! which `Config::resolve` turns into a `ConfigError` naming the file too.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 
 use super::schema::{Config, Derived, Isolation, PoolMode, Settings, STAT_FIELDS};
+use super::ConfigError;
 use crate::listen::SocketOptions;
 use crate::scoreboard::SLOTS;
 use crate::sizing::Dynamic;
@@ -24,9 +25,27 @@ const DEFAULT_PASS_ENV: &[&str] = &[
     "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PERL5LIB",
 ];
 
+impl Config {
+    /// Fills in the defaults and validates; an error names the key (and
+    /// `file`, where the settings came from one).
+    pub fn resolve(s: Settings, file: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let derived =
+            derive(&s).map_err(|(key, message)| ConfigError::Invalid { key, message, file })?;
+        Ok(Config::assemble(s, derived))
+    }
+
+    /// Every setting with its effective value (defaults filled in), as
+    /// `fcgi-spawn config --print` shows it.
+    pub fn effective_settings(&self) -> Settings {
+        let mut s = self.plain_settings();
+        show_derived(self, &mut s);
+        s
+    }
+}
+
 /// The `Config` values of the keys declared `=> derived`, and the checks
 /// of the others, in the order a user meets them: the first error wins.
-pub(super) fn derive(s: &Settings) -> Result<Derived, Invalid> {
+fn derive(s: &Settings) -> Result<Derived, Invalid> {
     let mode = match &s.socket_mode {
         None => 0o660,
         Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
@@ -177,7 +196,7 @@ pub(super) fn derive(s: &Settings) -> Result<Derived, Invalid> {
 
 /// The derived keys as `config --print` shows them: each value as a user
 /// would write it to get the same `Config`.
-pub(super) fn show_derived(c: &Config, s: &mut Settings) {
+fn show_derived(c: &Config, s: &mut Settings) {
     s.socket_mode = Some(format!("{:04o}", c.socket.mode));
     s.socket_owner = c.socket.owner.clone();
     s.socket_group = c.socket.group.clone();

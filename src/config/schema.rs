@@ -15,7 +15,6 @@ use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use super::declare::settings;
-use super::ConfigError;
 use crate::byte_size::ByteSize;
 use crate::listen::SocketOptions;
 use crate::log::LogFormat;
