@@ -1,6 +1,13 @@
-//! What the fuzz targets share: how an input becomes a FastCGI byte stream
-//! and a way of cutting it, and the reference reading of a stream that the
-//! targets compare the daemon's other paths against.
+//! The fuzz targets, one module each with a `run(data)` that panics when
+//! the daemon breaks a rule, and what they share: how an input becomes a
+//! FastCGI byte stream and a way of cutting it, and the reference reading
+//! of a stream that the targets compare the daemon's other paths against.
+//!
+//! Two drivers run the same targets: libFuzzer (`fuzz_targets/`, through
+//! `script/fuzz`), coverage-guided, on demand; and the daemon's
+//! `tests/fuzz_smoke.rs`, which includes this file as a module of its own
+//! (hence only relative paths here and in the targets, and no libFuzzer),
+//! for a few seconds a target within `cargo test`.
 //!
 //! An input is either raw (the stream is the input's bytes, as captured
 //! from nginx and Apache: the seed corpus) or a description of records
@@ -12,13 +19,18 @@
 
 use std::io::{self, Read, Write};
 
+use arbitrary::{Result, Unstructured};
 use fcgi_spawn::fastcgi::record::{
     encode_begin_request, encode_name_value, encode_record, encode_stream, encode_stream_end,
     RecordType, FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS, KEEP_CONN, MAX_CONTENT,
     ROLE_AUTHORIZER, ROLE_RESPONDER,
 };
 use fcgi_spawn::fastcgi::{Body, Limits, Request, ServerConnection};
-use libfuzzer_sys::arbitrary::{Result, Unstructured};
+
+pub mod handover;
+pub mod name_values;
+pub mod preamble;
+pub mod record;
 
 /// Largest generated stream: enough for several maximal records and a body
 /// past `preamble::HANDOFF_BODY`.
@@ -41,7 +53,7 @@ impl Input {
         let limits = limits(u.arbitrary()?);
         let len = usize::from(u.arbitrary::<u8>()?);
         let schedule = Schedule::new(u.bytes(len.min(u.len()))?);
-        let stream = if mode % 2 == 0 {
+        let stream = if mode.is_multiple_of(2) {
             u.take_rest().to_vec()
         } else {
             generate(&mut u)?
@@ -152,7 +164,7 @@ pub fn generate(u: &mut Unstructured) -> Result<Vec<u8>> {
                 let mut query = Vec::new();
                 for _ in 0..u.int_in_range(0..=4)? {
                     let name: &[u8] =
-                        *u.choose(&[FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS, b"OTHER"])?;
+                        u.choose(&[FCGI_MAX_CONNS, FCGI_MAX_REQS, FCGI_MPXS_CONNS, b"OTHER"])?;
                     encode_name_value(&mut query, name, b"");
                 }
                 encode_record(&mut out, RecordType::GetValues, 0, &query);
