@@ -65,9 +65,11 @@ fn smoke(target: &str, run: fn(&[u8]), alone: bool) {
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
     let corpus = corpus(target);
-    let try_input = |input: &[u8]| {
+    // What an input is, for the failure: a corpus file, or the seed that
+    // makes the mutation again.
+    let try_input = |input: &[u8], origin: &dyn Fn() -> String| {
         if catch_unwind(|| run(input)).is_err() {
-            crashed(target, input, seed);
+            crashed(target, input, &origin());
         }
     };
 
@@ -77,7 +79,7 @@ fn smoke(target: &str, run: fn(&[u8]), alone: bool) {
         if !is_seed(path) && Instant::now() >= deadline {
             break;
         }
-        try_input(input);
+        try_input(input, &|| format!("the corpus file {}", path.display()));
         runs += 1;
     }
     let inputs: Vec<&[u8]> = corpus.iter().map(|(_, input)| &input[..]).collect();
@@ -85,7 +87,13 @@ fn smoke(target: &str, run: fn(&[u8]), alone: bool) {
     let max_len = (2 * largest).max(4096);
     let mut rng = Rng::new(seed);
     while Instant::now() < deadline {
-        try_input(&mutate(&mut rng, &inputs, max_len));
+        let origin = || {
+            format!(
+                "a mutation of the corpus (this run again: FCGI_SPAWN_FUZZ_SEED={seed} \
+                 cargo test --release --test fuzz_smoke {target})"
+            )
+        };
+        try_input(&mutate(&mut rng, &inputs, max_len), &origin);
         runs += 1;
     }
 
@@ -153,18 +161,18 @@ fn is_seed(path: &Path) -> bool {
 }
 
 /// Keeps the input that made `target` panic and fails the test.
-fn crashed(target: &str, input: &[u8], seed: u64) -> ! {
+fn crashed(target: &str, input: &[u8], origin: &str) -> ! {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-smoke");
     let file = dir.join(format!("{target}-crash"));
     fs::create_dir_all(&dir)
         .and_then(|()| fs::write(&file, input))
         .unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
+    // The flags are script/fuzz's, whose build this reuses.
     panic!(
-        "the fuzz target {target} panicked (see above) on the input now in {file}; \
-         replay it under libFuzzer with\n    \
-         cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none -a {target} {file}\n\
-         (FUZZ_SHOW=1 prints the records), or this run with\n    \
-         FCGI_SPAWN_FUZZ_SEED={seed} cargo test --release --test fuzz_smoke {target}",
+        "the fuzz target {target} panicked (see above) on {origin}; the input is in \
+         {file}; replay it under libFuzzer (FUZZ_SHOW=1 prints its records) with\n    \
+         cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -s none -a --dev \
+         --target-dir ../target/fuzz {target} {file}",
         file = file.display(),
     );
 }
