@@ -82,6 +82,7 @@ fn smoke(target: &str, run: fn(&[u8]), alone: bool) {
         try_input(input, &|| format!("the corpus file {}", path.display()));
         runs += 1;
     }
+    let corpus_runs = runs;
     let inputs: Vec<&[u8]> = corpus.iter().map(|(_, input)| &input[..]).collect();
     let largest = inputs.iter().map(|input| input.len()).max().unwrap_or(0);
     let max_len = (2 * largest).max(4096);
@@ -102,9 +103,8 @@ fn smoke(target: &str, run: fn(&[u8]), alone: bool) {
     let elapsed = start.elapsed().as_secs_f64();
     let _ = writeln!(
         std::io::stderr(),
-        "fuzz smoke {target}: {runs} inputs ({} of the corpus) in {elapsed:.1} s, \
+        "fuzz smoke {target}: {runs} inputs ({corpus_runs} of the corpus) in {elapsed:.1} s, \
          {:.0} a second, seed {seed}",
-        corpus.len(),
         runs as f64 / elapsed,
     );
 }
