@@ -6,7 +6,7 @@
 //! this catches a change that breaks a target's rules near real traffic;
 //! the long coverage-guided runs are `script/fuzz`.
 //!
-//! `FCGI_SPAWN_FUZZ_SECONDS` is each target's time (default 5);
+//! `FCGI_SPAWN_FUZZ_SECONDS` is each target's time (default 3);
 //! `FCGI_SPAWN_FUZZ_SEED` replays the mutations of a run (each target
 //! prints its seed and how many inputs it ran). An input that panics is
 //! written to target/tmp/fuzz-smoke/<target>-crash and fails the test,
@@ -60,7 +60,7 @@ fn smoke(target: &str, run: fn(&[u8]), alone: bool) {
     } else {
         _shared = CPU.read().unwrap_or_else(PoisonError::into_inner);
     }
-    let seconds: f64 = setting("FCGI_SPAWN_FUZZ_SECONDS").unwrap_or(5.0);
+    let seconds: f64 = setting("FCGI_SPAWN_FUZZ_SECONDS").unwrap_or(3.0);
     let seed = setting("FCGI_SPAWN_FUZZ_SEED").unwrap_or_else(|| fresh_seed(target));
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);

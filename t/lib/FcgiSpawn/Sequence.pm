@@ -239,7 +239,7 @@ sub new {
     my $seed = defined $o{seed} ? $o{seed}
         : defined $ENV{FCGI_SPAWN_SEED} && length $ENV{FCGI_SPAWN_SEED} ? $ENV{FCGI_SPAWN_SEED}
         : int(rand 1_000_000_000);
-    my $steps = $o{steps} || $ENV{FCGI_SPAWN_STEPS} || ($ENV{FCGI_SPAWN_LONG} ? 3000 : 120);
+    my $steps = $o{steps} || $ENV{FCGI_SPAWN_STEPS} || ($ENV{FCGI_SPAWN_LONG} ? 3000 : 80);
     my $self = bless { %o, seed => $seed, steps => $steps }, $class;
     $self->{plan} = $self->_plan;
     return $self;
@@ -448,7 +448,7 @@ sub run {
             my $s = ($self->{seed} eq 'pairs'
                 ? "  plan: every poisoner then every checker (replay: FCGI_SPAWN_PAIRS=1)\n"
                 : "  seed: $self->{seed} (replay: FCGI_SPAWN_SEED=$self->{seed}"
-                    . ($self->{steps} != 120 ? " FCGI_SPAWN_STEPS=$self->{steps}" : '')
+                    . ($self->{steps} != 80 ? " FCGI_SPAWN_STEPS=$self->{steps}" : '')
                     . ($worker_from > 1 ? "; this worker's steps alone: FCGI_SPAWN_FROM_STEP=$worker_from" : '')
                     . ")\n")
                 . "  request: " . _describe($req) . ($req->{query} ? " ?$req->{query}" : '') . "\n"
