@@ -76,7 +76,8 @@ pub fn precompile(
         }
     }
     log::info!(
-        "precompiled {cached} script(s) in {} ms{}{}{}",
+        "precompiled {} script(s) in {} ms{}{}{}",
+        cached + in_children,
         started.elapsed().as_millis(),
         if from_served > 0 {
             format!(" ({from_served} of them served by the previous generation)")
@@ -85,8 +86,8 @@ pub fn precompile(
         },
         if in_children > 0 {
             format!(
-                ", {in_children} to run in a child per request (named subs keep file lexicals; \
-                 the log says which)"
+                ", {in_children} of them to run in a child per request (named subs keep file \
+                 lexicals; the log says which)"
             )
         } else {
             String::new()

@@ -84,6 +84,9 @@ sub run_app {
     my @args = map { ('--env', "$_=$app->{env}{$_}") } sort keys %{ $app->{env} || {} };
     push @args, @{ $app->{args} || [] };
     push @args, '--user', $app->{user} if $app->{user} && $> == 0;
+    # registry and fork compile the application in the master, as a site
+    # with a big application runs them (README, "Precompiling scripts").
+    push @args, map { ('--precompile', "$_/**") } @{ $app->{roots} } if $mode ne 'perlrun';
     my $d = eval {
         start_daemon(workers => 1, isolation => $mode, root => $app->{roots},
             preload => $app->{preload} || [], args => \@args, timeout => 20);
@@ -94,6 +97,11 @@ sub run_app {
         fail "daemon for $app->{name} in $mode started";
         diag $err;
         return;
+    }
+    if ($mode ne 'perlrun') {
+        my ($n) = $d->log_text =~ /precompiled (\d+) script\(s\)/;
+        ok $n, "$app->{name} ($mode): its scripts compiled in the master (" . ($n // 0) . ')'
+            or diag join "\n", grep { /precompile/ } $d->log_lines;
     }
     my %state = (mode => $mode, app => $app, daemon => $d, prev => '(none: first request on this worker)');
     my @sources = @{ $app->{sources} };
