@@ -4,7 +4,10 @@
 # (Log::Log4perl's :easy) exports again; a module from the script's own
 # `use lib` directory (outside the roots and the daemon's @INC) starts as
 # loaded, and a plain file its module `do`es lands in that module's
-# package of this request (not in one an earlier request made); classes a
+# package of this request (not in one an earlier request made), also when
+# its top-level name is a module's of the worker (Data::SiteCounter beside
+# Data::Dumper) or becomes one at run time (Digest::SiteSum, then
+# Digest::MD5), with no handle of it left open in the worker; classes a
 # script builds with Moo, Class::Accessor, constant and Exporter are built
 # again. Each request is compared with the same request
 # run as a plain CGI process, in every mode, twice or more on one worker.
@@ -27,11 +30,14 @@ my %request = (
     own_check  => { script => "$scripts/check/own-lib.pl" },
     classes    => { script => "$scripts/check/classes.pl" },
     own_do     => { script => "$scripts/check/own-lib-do.pl" },
+    shared_top => { script => "$scripts/check/own-lib-shared.pl" },
+    released   => { script => "$scripts/check/own-lib-released.pl" },
 );
 # Each twice or more, the repros' order first (a loop, then the loop
 # again; the importer twice; the module switched, then read).
 my @order = qw(loop loop2 loop fcgi fcgi loop log4perl log4perl own_lib own_check own_lib own_check
-    classes classes loop2 own_check log4perl own_do own_do own_do);
+    classes classes loop2 own_check log4perl own_do own_do own_do
+    shared_top shared_top released own_check released shared_top released);
 
 for my $mode (qw(perlrun registry fork)) {
     my $site = Test::FCGI::Spawn->start(roots => [$scripts], isolation => $mode, preload => ['CGI']);
@@ -39,6 +45,11 @@ for my $mode (qw(perlrun registry fork)) {
         my $req = { %{ $request{ $order[$i] } }, name => "$order[$i] #$i" };
         $site->same_as_cgi($req, "$mode: $req->{name} as under plain CGI");
     }
+    # What the site module and the script opened went with the request.
+    my ($worker) = $site->worker_pids;
+    my @open = grep { m{/ownlib/Data/SiteCounter\.pm\z|/scripts/check\z} }
+        map { readlink } glob "/proc/$worker/fd/*";
+    is "@open", '', "$mode: the worker holds none of the handles the requests opened";
     my $log = $site->log_text;
     unlike $log, qr/could not be restored|will be replaced|worker \d+ exited/,
         "$mode: one worker served them all, none retired" or diag $log;

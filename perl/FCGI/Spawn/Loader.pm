@@ -35,8 +35,10 @@ our @ROOTS;
 our @LOADED;
 # %INC keys of the files that failed to load during the request.
 our @FAILED;
-# %INC keys of the site libraries a registry script's compile loaded.
+# %INC keys of the site libraries a registry script's compile loaded, and
+# the packages their loading made.
 our @COMPILED_SITE_FILES;
+our @COMPILED_SITE_PACKAGES;
 # %INC key => code to run once that module has loaded into the worker
 # (the runner snapshots modules with request state).
 our %AFTER_LOAD;
@@ -92,8 +94,10 @@ sub script_require {
     if ($KEEP_LOADED && defined $path && site_file($file, $path)) {
         # A registry script's compile loading a site library: it is part
         # of that compiled script, its packages and %INC entry with it.
+        my @new = grep { !FCGI::Spawn::Symbols::stash_of($_) } @packages;
         my $result = load($requirer, $file, $caller_file, $caller_line);
         push @COMPILED_SITE_FILES, $file;
+        push @COMPILED_SITE_PACKAGES, @new;
         return $result;
     }
     my $result = FCGI::Spawn::Symbols::owning_new_names(
@@ -248,11 +252,14 @@ sub request_files {
 }
 
 # The %INC entries of the site libraries a registry script's compile just
-# loaded, taken out of %INC: the script puts them back for its runs.
+# loaded, taken out of %INC (the script puts them back for its runs), and
+# the packages they made.
 sub take_compiled_site_files {
     my %entries = map { exists $INC{$_} ? ($_ => delete $INC{$_}) : () } @COMPILED_SITE_FILES;
-    @COMPILED_SITE_FILES = ();
-    return \%entries;
+    my %seen;
+    my @packages = grep { !$seen{$_}++ && FCGI::Spawn::Symbols::stash_of($_) } @COMPILED_SITE_PACKAGES;
+    @COMPILED_SITE_FILES = @COMPILED_SITE_PACKAGES = ();
+    return (\%entries, \@packages);
 }
 
 # The request is over: what it loaded of the site is forgotten, with the

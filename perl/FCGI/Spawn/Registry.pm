@@ -52,7 +52,9 @@ sub forget_cached {
     # a sub outliving its package would be renamed __ANON__::__ANON__ by
     # perl, a name left in main::. So nothing here (nor in the caller)
     # holds the entry past this line.
-    delete $REGISTRY{$script} or return;
+    my $entry = delete $REGISTRY{$script} or return;
+    FCGI::Spawn::Native::retire_snapshot($_) for grep { defined } @{ $entry->{packages} };
+    undef $entry;
     FCGI::Spawn::Symbols::delete_package(FCGI::Spawn::Compile::make_namespace($script));
     return;
 }
@@ -131,7 +133,7 @@ sub compile_as_sub {
 # handles, the @INC it made (the worker's @INC back).
 sub take_what_the_compile_left {
     my ($c) = @_;
-    $c->{site_inc} = FCGI::Spawn::Loader::take_compiled_site_files();
+    @$c{qw(site_inc site_packages)} = FCGI::Spawn::Loader::take_compiled_site_files();
     $c->{ends} = [ FCGI::Spawn::Native::take_end_blocks(
         FCGI::Spawn::Native::end_block_count() - $c->{ends_before}, $c->{script}) ];
     $c->{formats} = { FCGI::Spawn::Native::take_formats() };
@@ -186,14 +188,31 @@ sub run_in_child_if_captured {
 # CGI::x {...}`) likewise: recorded, and the worker's put back.
 sub take_script_names {
     my ($c) = @_;
-    FCGI::Spawn::Symbols::claim_module_names();
+    FCGI::Spawn::Symbols::claim_module_names('all');
     $c->{made} = [ grep { /\A[A-Za-z_]\w*(?:::)?\z/ && !$SPECIAL_NAMES{$_} }
         FCGI::Spawn::Symbols::script_names() ];
     $c->{made_packages} = [ map { substr $_, 0, -2 } grep { /::\z/ } @{ $c->{made} } ];
     $c->{code} = [ FCGI::Spawn::Native::code_changes($c->{script}) ];
     FCGI::Spawn::Native::restore_code($c->{script});
     push @{ $c->{packages} }, @{ $c->{made_packages} };
+    # A site library's package inside a top-level name the worker owns
+    # (BackupPC::Lib beside the system's BackupPC::XS) is the script's all
+    # the same: put back with it, though not hidden (its parent is shared).
+    $c->{shared_parent_packages} = [ outermost(grep { !inside($_, $c->{packages}) } @{ $c->{site_packages} }) ];
+    push @{ $c->{packages} }, @{ $c->{shared_parent_packages} };
     return;
+}
+
+# Whether $package is one of @$packages or inside one of them.
+sub inside {
+    my ($package, $packages) = @_;
+    return scalar grep { $package eq $_ || index($package, "${_}::") == 0 } @$packages;
+}
+
+# The packages not inside another of the list.
+sub outermost {
+    my (@packages) = @_;
+    return grep { my $p = $_; !grep { index($p, "${_}::") == 0 } @packages } @packages;
 }
 
 # The registry's entry for the compiled script: what each run puts back
@@ -218,6 +237,7 @@ sub new_entry {
         sig          => (%{ $c->{sig} } ? $c->{sig} : undef),
         module_state => FCGI::Spawn::Modules::changed_scalars($c->{module_state_before}),
         package_names => $packages,
+        site_packages => $c->{site_packages},
         packages     => [ map { FCGI::Spawn::Native::snapshot_package($_, 1) } @$packages ],
         main_globals => [ map { \$main::{$_} } grep { !/::\z/ } @{ $c->{made} } ],
         code         => $c->{code},
@@ -230,7 +250,8 @@ sub new_entry {
 # existing ones, taken out of their tables (shown again for its runs).
 sub hide_script_symbols {
     my ($entry, $c) = @_;
-    my @packages = @{ $c->{packages} };
+    my %shared_parent = map { $_ => 1 } @{ $c->{shared_parent_packages} };
+    my @packages = grep { !$shared_parent{$_} } @{ $c->{packages} };
     my %nested;
     for my $declared (@packages[1 .. $#packages]) {
         my ($parent, $leaf) = $declared =~ /\A(.+)::([^:]+)\z/ or next;
@@ -248,7 +269,9 @@ sub hide_script_symbols {
 
 # A top-level package the script's compile only named (`require Foo::Bar`
 # at run time makes Foo::) is the worker's once that module has loaded into
-# it: it stays in place for everyone, no longer reset or hidden.
+# it: it stays in place for everyone, no longer reset or hidden. The
+# script's site libraries inside it stay the script's, put back as
+# compiled (their snapshots taken from inside the released one's).
 sub release_module_packages {
     my ($entry) = @_;
     FCGI::Spawn::Symbols::claim_module_names();
@@ -268,10 +291,26 @@ sub release_module_packages {
     return unless %released;
     $entry->{hidden}[0] = [ $main, @still_hidden ];
     name_hidden($entry);
-    my @keep = grep { !$released{ $entry->{package_names}[$_] } } 0 .. $#{ $entry->{package_names} };
-    $entry->{package_names} = [ @{ $entry->{package_names} }[@keep] ];
+    my %snapshot_of;
+    @snapshot_of{ @{ $entry->{package_names} } } = @{ $entry->{packages} };
+    my (@names, @snapshots);
+    for my $name (@{ $entry->{package_names} }) {
+        next if $released{$name};
+        push @names, $name;
+        push @snapshots, $snapshot_of{$name};
+    }
+    my %released_snapshot = map { $_ => $snapshot_of{$_} } keys %released;
+    my @kept;
+    for my $package (outermost(grep { inside($_, [ keys %released ]) } @{ $entry->{site_packages} })) {
+        my ($inner) = snapshots_of($package, \%released_snapshot) or next;
+        push @names, $package;
+        push @kept, $inner;
+    }
+    FCGI::Spawn::Native::retire_snapshot($_, @kept) for grep { defined } values %released_snapshot;
+    push @snapshots, @kept;
+    $entry->{package_names} = \@names;
+    $entry->{packages} = \@snapshots;
     delete $entry->{script_packages};
-    $entry->{packages} = [ @{ $entry->{packages} }[@keep] ];
     return;
 }
 

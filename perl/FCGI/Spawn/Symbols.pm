@@ -126,13 +126,18 @@ sub delete_script_names {
 # STDOUT->flush, Errno for %!), and a script's compile can make a module's
 # top-level package before the module loads (`require Foo::Bar` at run
 # time): the top-level package of every module in %INC is the worker's.
+# Between compiles the size of %INC tells whether anything loaded; a
+# compile asks for every file ($all): a registry compile takes its site
+# libraries out of %INC, so the size can come back to what it was with a
+# module of the worker's among the files.
 my $INC_COUNT_CLAIMED = -1;
 # %INC keys of files the request loaded that go with it (the loader's):
 # not modules of the worker.
 our %REQUEST_FILES;
 
 sub claim_module_names {
-    return if keys %INC == $INC_COUNT_CLAIMED;
+    my ($all) = @_;
+    return if !$all && keys %INC == $INC_COUNT_CLAIMED;
     for my $file (keys %INC) {
         next if $REQUEST_FILES{$file};
         next unless $file =~ m{\A([A-Za-z_]\w*)(?:/|\.pm\z)};

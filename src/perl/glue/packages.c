@@ -48,6 +48,7 @@ static const char fs_watch_key[] = "FCGI::Spawn::glue::watch";
 #define FS_DIRTY_SCALAR 1
 #define FS_DIRTY_ARRAY 2
 #define FS_DIRTY_HASH 4
+#define FS_RETIRED 0x80 /* its snapshot is gone: its magic may be reused */
 
 static fs_watch_state *fs_ws(pTHX)
 {
@@ -72,7 +73,7 @@ static int fs_watch_mark(pTHX_ SV *sv, MAGIC *mg)
     fs_watch_state *ws = fs_ws(aTHX);
     size_t id = (size_t)mg->mg_len;
     PERL_UNUSED_ARG(sv);
-    if (!ws->restoring && id < ws->n)
+    if (!ws->restoring && id < ws->n && !(ws->flags[id] & FS_RETIRED))
         ws->flags[id] |= (U8)mg->mg_private;
     return 0;
 }
@@ -80,17 +81,29 @@ static int fs_watch_mark(pTHX_ SV *sv, MAGIC *mg)
 /* set and free */
 static MGVTBL fs_watch_vtbl = { NULL, fs_watch_mark, NULL, NULL, fs_watch_mark, NULL, NULL, NULL };
 
+/* One SV can be in several records: a package's scalar imported into the
+ * script's package (Exporter's `*main::x = \$Lib::x`), or the same name in
+ * a snapshot and in one nested in it. Each record gets magic of its own on
+ * it, so a write flags them all, and a record dropped with its snapshot
+ * (retire_snapshot) leaves its magic for the next record to reuse. */
 static void fs_watch_sv(pTHX_ SV *sv, IV id, U8 what)
 {
-    MAGIC *mg;
+    fs_watch_state *ws;
+    MAGIC *mg, *reusable = NULL;
     if (!sv || SvREADONLY(sv) || SvTYPE(sv) >= SVt_PVAV || SvTYPE(sv) == SVt_PVGV)
         return;
-    if (SvMAGICAL(sv) && (mg = mg_findext(sv, PERL_MAGIC_ext, &fs_watch_vtbl))) {
-        mg->mg_len = (I32)id;
-        mg->mg_private = what;
-        return;
+    ws = fs_ws(aTHX);
+    for (mg = SvMAGICAL(sv) ? SvMAGIC(sv) : NULL; mg; mg = mg->mg_moremagic) {
+        if (mg->mg_type != PERL_MAGIC_ext || mg->mg_virtual != &fs_watch_vtbl)
+            continue;
+        if (mg->mg_len == (I32)id) {
+            mg->mg_private = what;
+            return;
+        }
+        if (!reusable && (size_t)mg->mg_len < ws->n && (ws->flags[mg->mg_len] & FS_RETIRED))
+            reusable = mg;
     }
-    mg = sv_magicext(sv, NULL, PERL_MAGIC_ext, &fs_watch_vtbl, NULL, 0);
+    mg = reusable ? reusable : sv_magicext(sv, NULL, PERL_MAGIC_ext, &fs_watch_vtbl, NULL, 0);
     mg->mg_len = (I32)id;
     mg->mg_private = what;
 }
@@ -194,7 +207,7 @@ static AV *fs_record(pTHX_ SV *entry, const char *key, I32 klen, int depth, int 
         av_store(rec, REC_CODE, newRV_inc((SV *)GvCV(gv)));
     if (GvFORM(gv))
         av_store(rec, REC_FORMAT, newRV_inc((SV *)GvFORM(gv)));
-    if (GvIOp(gv) && IoIFP(GvIOp(gv)))
+    if (GvIOp(gv) && (IoIFP(GvIOp(gv)) || IoDIRP(GvIOp(gv))))
         av_store(rec, REC_IO_OPEN, newSViv(1));
     if (watch) {
         av_store(rec, REC_ID, newSViv(fs_watch_id(aTHX)));
@@ -228,8 +241,9 @@ static SV *fs_rec_get(pTHX_ AV *rec, int index)
 }
 
 /* A handle the run opened on a package glob: as process exit would, flush
- * and close it; a tie over it goes first, so the tie's object still gets
- * to write its last bytes (a gzip trailer) from UNTIE/DESTROY. */
+ * and close it, and close a directory it opened there (`opendir DIR`); a
+ * tie over it goes first, so the tie's object still gets to write its
+ * last bytes (a gzip trailer) from UNTIE/DESTROY. */
 static void fs_close_handle(pTHX_ GV *gv)
 {
     IO *io = GvIOp(gv);
@@ -237,6 +251,10 @@ static void fs_close_handle(pTHX_ GV *gv)
         sv_unmagic((SV *)io, PERL_MAGIC_tiedscalar);
     if (IoIFP(io))
         (void)Perl_io_close(aTHX_ io, gv, FALSE, FALSE);
+    if (IoDIRP(io)) {
+        (void)PerlDir_close(IoDIRP(io));
+        IoDIRP(io) = NULL;
+    }
     /* As a new process has it: compiled code keeps the glob, and opening
      * it again would count $. on from here. */
     IoLINES(io) = 0;
@@ -569,6 +587,41 @@ XS(fs_xs_merge_loaded)
     XSRETURN_EMPTY;
 }
 
+/* Marks the records of a snapshot, and of those nested in it except the
+ * `keep` ones, retired: nothing restores them any more. */
+static void fs_retire_stash(pTHX_ SV *snapshot, SV **keep, I32 nkeep)
+{
+    fs_watch_state *ws = fs_ws(aTHX);
+    HV *records = (HV *)SvRV(AvARRAY((AV *)SvRV(snapshot))[1]);
+    HE *he;
+    I32 i;
+    for (i = 0; i < nkeep; i++)
+        if (SvROK(keep[i]) && SvRV(keep[i]) == SvRV(snapshot))
+            return;
+    hv_iterinit(records);
+    while ((he = hv_iternext(records))) {
+        AV *rec = (AV *)SvRV(HeVAL(he));
+        SV *id = fs_rec_get(aTHX_ rec, REC_ID);
+        SV *nested = fs_rec_get(aTHX_ rec, REC_NESTED);
+        if (id && (size_t)SvIV(id) < ws->n)
+            ws->flags[SvIV(id)] = FS_RETIRED;
+        if (nested)
+            fs_retire_stash(aTHX_ nested, keep, nkeep);
+    }
+}
+
+/* FCGI::Spawn::Native::retire_snapshot(SNAPSHOT, KEEP...) — SNAPSHOT (a
+ * watched one) is dropped, but for the nested snapshots KEEP: the magic
+ * its records left on the scalars they watched is free for others. */
+XS(fs_xs_retire_snapshot)
+{
+    dXSARGS;
+    if (items < 1 || !SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVAV)
+        croak_xs_usage(cv, "snapshot, keep...");
+    fs_retire_stash(aTHX_ ST(0), &ST(1), items - 1);
+    XSRETURN_EMPTY;
+}
+
 /* FCGI::Spawn::Native::nested_snapshot(SNAPSHOT, LEAF) — the snapshot of
  * the package LEAF:: nested in SNAPSHOT's (taken with it), or undef. A
  * package a script declares inside one it made (My::Decl in My::) is in
@@ -843,6 +896,7 @@ static const fs_xsub fs_package_xsubs_table[] = {
     FS_XSUB("forget_once_patterns", fs_xs_forget_once_patterns),
     FS_XSUB("snapshot_package", fs_xs_snapshot_package),
     FS_XSUB("restore_package", fs_xs_restore_package),
+    FS_XSUB("retire_snapshot", fs_xs_retire_snapshot),
     FS_XSUB("merge_loaded", fs_xs_merge_loaded),
     FS_XSUB("nested_snapshot", fs_xs_nested_snapshot),
     FS_XSUB("captured_lexicals", fs_xs_captured_lexicals),
