@@ -162,6 +162,9 @@ sub do_source {
     CORE::do($VIRTUAL_FILE);    # not the loader's do: no @INC search for it
     unhook_source();
     delete $INC{$VIRTUAL_FILE};
+    # DATA has a handle of its own (open_data): the file is closed, as perl
+    # closes a program's once it is compiled.
+    close $source->{fh};
     return;
 }
 

@@ -3,6 +3,8 @@
 # module of the worker owns (Data::SiteCounter beside Data::Dumper), and a
 # directory handle opened on a package glob: each request sees them as a
 # new process does (count 0, nothing kept open), whatever the last left.
+# Its s///e (code in a pattern) once kept the compiled script's source file
+# open in a registry worker.
 use strict;
 use warnings;
 use Cwd ();
@@ -16,4 +18,5 @@ my $before = sprintf 'count=%d shared=%s connection=%s',
 Data::SiteCounter::bump();
 my $dir = do { no warnings 'io'; defined telldir(DIR) ? 'open' : 'closed' };
 opendir DIR, $FindBin::Bin or die "opendir $FindBin::Bin: $!\n";
-print "Content-Type: text/plain\n\n$before dir=$dir\n";
+(my $shown = "$before dir=$dir") =~ s/(\w+)=/uc($1) . '='/ge;
+print "Content-Type: text/plain\n\n$shown\n";
