@@ -152,6 +152,10 @@ our $SOURCE_HOOK;
 # @INC hook. $@ says how it went, as after `do FILE`.
 sub do_source {
     my ($source, $package, $as_sub) = @_;
+    # Once compiled the file is closed, as perl closes a program's (DATA
+    # has a handle of its own, open_data), also when the compile ends in a
+    # die or an exit.
+    my $closer = FCGI::Spawn::Symbols::Guard->new(sub { close $source->{fh} });
     local $COMPILING = $source;
     local $SOURCE_HOOK = sub {
         return unless $_[1] eq $VIRTUAL_FILE;
@@ -162,9 +166,6 @@ sub do_source {
     CORE::do($VIRTUAL_FILE);    # not the loader's do: no @INC search for it
     unhook_source();
     delete $INC{$VIRTUAL_FILE};
-    # DATA has a handle of its own (open_data): the file is closed, as perl
-    # closes a program's once it is compiled.
-    close $source->{fh};
     return;
 }
 

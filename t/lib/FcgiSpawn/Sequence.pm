@@ -31,7 +31,13 @@ and run on one warm worker: each request goes to the daemon (raw FastCGI or
 through nginx) and to the plain-CGI oracle of L<Test::FCGI::Spawn>, and the
 bytes are compared. A difference fails naming the seed, the step, the
 request and the requests the worker served before it; a worker crash
-(C<killed by SIG> in the log) fails too. After a failure the daemon is
+(C<killed by SIG> in the log) fails too, and so does a file or directory
+the worker holds open after a request that it did not hold when it
+started (a process's exit would have closed it; the DATA handle of a
+compiled script with C<__END__> or C<__DATA__> is the script's). Such a
+leak once showed only as the oracle of a later request timing out
+(BackupPC's server stand-in, busy with the worker's forgotten
+connection). After a failure the daemon is
 restarted, so one run shows every independent difference (up to
 C<FCGI_SPAWN_MAX_FAILURES>, default 8 per mode).
 
@@ -52,6 +58,7 @@ use File::Basename qw(dirname);
 use File::Find ();
 use File::Spec;
 use Test::More ();
+use Time::HiRes ();
 use Test::FCGI::Spawn ();
 
 our $TODO;    # Test::More reads the caller package's $TODO
@@ -346,6 +353,33 @@ sub extensionless_scripts {
     return sort keys %s;
 }
 
+# The files and directories a process holds open (path => 1).
+sub _open_files {
+    my ($pid) = @_;
+    return {} unless defined $pid;
+    return { map { $_ => 1 } grep { defined && m{\A/} && !m{\A/proc/} && $_ ne '/dev/null' }
+        map { readlink } glob "/proc/$pid/fd/*" };
+}
+
+# What the worker holds open now that it did not when it started, but for
+# the DATA handles of compiled scripts (a file with __END__ or __DATA__).
+# The response can reach the client before the worker has put everything
+# back: a file still open is looked at again a moment later.
+sub _files_left {
+    my ($pid, $at_start) = @_;
+    my $left = sub { grep { !$at_start->{$_} && !_has_data_section($_) } sort keys %{ _open_files($pid) } };
+    return unless $left->();
+    Time::HiRes::sleep(0.3);
+    return $left->();
+}
+
+sub _has_data_section {
+    my ($path) = @_;
+    return 0 unless -f $path && open my $fh, '<', $path;
+    while (my $line = <$fh>) { return 1 if $line =~ /^__(?:END|DATA)__\b/ }
+    return 0;
+}
+
 sub _describe {
     my ($req) = @_;
     return $req->{name} || $req->{script};
@@ -408,6 +442,10 @@ sub run {
     };
     my @previous;    # requests the current worker served, oldest first
     my ($worker) = $site->worker_pids;
+    # Files and directories the worker holds open: those it had when it
+    # started, and any a request left (reported once each).
+    my ($fds_at_start, %leak_reported) = (_open_files($worker));
+    my $leaks = 0;
     my %session;
     my $failures = 0;
     my $step = 0;
@@ -425,6 +463,7 @@ sub run {
             $boot->();
             @previous = ();
             ($worker) = $site->worker_pids;
+            $fds_at_start = _open_files($worker);
             $worker_from = $step;
         }
         my $src = $sources->[$si];
@@ -490,6 +529,7 @@ sub run {
                 $boot->();
                 @previous = ();
                 ($worker) = $site->worker_pids;
+                $fds_at_start = _open_files($worker);
                 next;
             }
         }
@@ -497,9 +537,20 @@ sub run {
             Test::More::note("$mode step $step: worker $worker replaced by $now");
             @previous = ();
             $worker = $now;
+            $fds_at_start = _open_files($worker);
+        }
+        elsif (my @left = grep { !$leak_reported{$_}++ } _files_left($worker, $fds_at_start)) {
+            # As process exit would, the end of a request closes what the
+            # script opened (a DATA handle is the compiled script's).
+            Test::More::ok(0, "$label: no file or directory left open in the worker")
+                or Test::More::diag("the worker holds, since this request or one before it:\n"
+                    . join('', map { "    $_\n" } @left) . $history->());
+            $failures++;
+            $leaks++;
         }
         push @previous, $req;
     }
+    Test::More::ok(!$leaks, "$mode: no request left a file or directory open in the worker");
     my @late = grep { /killed by SIG/ } split /\n/, $log_since->();
     Test::More::ok(!@late, "$mode: no worker crash after the last request")
         or Test::More::diag(join("\n", @late) . "\nlast requests: " . join(', ', map { _describe($_) } @previous > 3 ? @previous[-3 .. -1] : @previous));
