@@ -16,7 +16,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use FcgiSpawn::Test qw(scripts_dir);
+use FcgiSpawn::Test qw(scripts_dir open_files files_left_open);
 use Test::FCGI::Spawn;
 
 $ENV{FCGI_SPAWN_BIN} //= FcgiSpawn::Test::bin_path();
@@ -41,16 +41,16 @@ my @order = qw(loop loop2 loop fcgi fcgi loop log4perl log4perl own_lib own_chec
 
 for my $mode (qw(perlrun registry fork)) {
     my $site = Test::FCGI::Spawn->start(roots => [$scripts], isolation => $mode, preload => ['CGI']);
+    my ($worker) = $site->worker_pids;
+    my $files_at_start = open_files($worker);
     for my $i (0 .. $#order) {
         my $req = { %{ $request{ $order[$i] } }, name => "$order[$i] #$i" };
         $site->same_as_cgi($req, "$mode: $req->{name} as under plain CGI");
     }
     # What the site module and the script opened went with the request, and
     # so did the scripts' own files (but for a DATA handle).
-    my ($worker) = $site->worker_pids;
-    my @open = grep { m{/ownlib/Data/SiteCounter\.pm\z|/scripts/check\z} || (m{\.pl\z} && !has_data($_)) }
-        map { readlink } glob "/proc/$worker/fd/*";
-    is "@open", '', "$mode: the worker holds none of the handles the requests opened";
+    my @open = files_left_open($worker, $files_at_start);
+    is "@open", '', "$mode: the worker holds none of the files and directories the requests opened";
     my $log = $site->log_text;
     unlike $log, qr/could not be restored|will be replaced|worker \d+ exited/,
         "$mode: one worker served them all, none retired" or diag $log;
@@ -59,8 +59,3 @@ for my $mode (qw(perlrun registry fork)) {
 
 done_testing;
 
-sub has_data {
-    my ($file) = @_;
-    open my $fh, '<', $file or return 0;
-    return scalar grep { /^__(?:END|DATA)__\b/ } <$fh>;
-}

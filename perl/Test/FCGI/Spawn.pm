@@ -30,6 +30,7 @@ our @EXPORT_OK = qw(
     run_cgi compare_responses unified_diff base_env parse_cgi cgi_header multipart_body
     slurp spew wait_for free_port connect_to
     start_process stop_process kill_leftovers worker_pids descendants running rss_kb
+    open_files files_left_open
 );
 
 # What `fcgi-spawn run` passes on of its own environment when no
@@ -261,6 +262,36 @@ sub running {
     my $stat = slurp("/proc/$pid/stat") or return 0;
     $stat =~ s/^.*\)\s+//s;
     return (split ' ', $stat)[0] ne 'Z';
+}
+
+# The files and directories $pid holds open (path => 1); /proc and
+# /dev/null left out.
+sub open_files {
+    my ($pid) = @_;
+    return {} unless defined $pid;
+    return { map { $_ => 1 } grep { defined && m{\A/} && !m{\A/proc/} && $_ ne '/dev/null' }
+        map { readlink } glob "/proc/$pid/fd/*" };
+}
+
+# What a worker holds open now that it did not hold in $at_start (an
+# open_files of it), but for the DATA handles of compiled scripts (a file
+# with __END__ or __DATA__): what a request left, which a CGI process's
+# exit would have closed. The response can reach the client before the
+# worker has put everything back: a file still open is looked at again
+# 0.3 s later.
+sub files_left_open {
+    my ($pid, $at_start) = @_;
+    my $left = sub { grep { !$at_start->{$_} && !_has_data_section($_) } sort keys %{ open_files($pid) } };
+    return unless $left->();
+    sleep 0.3;
+    return $left->();
+}
+
+sub _has_data_section {
+    my ($path) = @_;
+    return 0 unless -f $path && open my $fh, '<', $path;
+    while (my $line = <$fh>) { return 1 if $line =~ /^__(?:END|DATA)__\b/ }
+    return 0;
 }
 
 # Resident memory of $pid in kB.

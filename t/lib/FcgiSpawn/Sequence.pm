@@ -58,7 +58,6 @@ use File::Basename qw(dirname);
 use File::Find ();
 use File::Spec;
 use Test::More ();
-use Time::HiRes ();
 use Test::FCGI::Spawn ();
 
 our $TODO;    # Test::More reads the caller package's $TODO
@@ -353,33 +352,6 @@ sub extensionless_scripts {
     return sort keys %s;
 }
 
-# The files and directories a process holds open (path => 1).
-sub _open_files {
-    my ($pid) = @_;
-    return {} unless defined $pid;
-    return { map { $_ => 1 } grep { defined && m{\A/} && !m{\A/proc/} && $_ ne '/dev/null' }
-        map { readlink } glob "/proc/$pid/fd/*" };
-}
-
-# What the worker holds open now that it did not when it started, but for
-# the DATA handles of compiled scripts (a file with __END__ or __DATA__).
-# The response can reach the client before the worker has put everything
-# back: a file still open is looked at again a moment later.
-sub _files_left {
-    my ($pid, $at_start) = @_;
-    my $left = sub { grep { !$at_start->{$_} && !_has_data_section($_) } sort keys %{ _open_files($pid) } };
-    return unless $left->();
-    Time::HiRes::sleep(0.3);
-    return $left->();
-}
-
-sub _has_data_section {
-    my ($path) = @_;
-    return 0 unless -f $path && open my $fh, '<', $path;
-    while (my $line = <$fh>) { return 1 if $line =~ /^__(?:END|DATA)__\b/ }
-    return 0;
-}
-
 sub _describe {
     my ($req) = @_;
     return $req->{name} || $req->{script};
@@ -444,7 +416,7 @@ sub run {
     my ($worker) = $site->worker_pids;
     # Files and directories the worker holds open: those it had when it
     # started, and any a request left (reported once each).
-    my ($fds_at_start, %leak_reported) = (_open_files($worker));
+    my ($fds_at_start, %leak_reported) = (Test::FCGI::Spawn::open_files($worker));
     my $leaks = 0;
     my %session;
     my $failures = 0;
@@ -463,7 +435,7 @@ sub run {
             $boot->();
             @previous = ();
             ($worker) = $site->worker_pids;
-            $fds_at_start = _open_files($worker);
+            $fds_at_start = Test::FCGI::Spawn::open_files($worker);
             $worker_from = $step;
         }
         my $src = $sources->[$si];
@@ -529,7 +501,7 @@ sub run {
                 $boot->();
                 @previous = ();
                 ($worker) = $site->worker_pids;
-                $fds_at_start = _open_files($worker);
+                $fds_at_start = Test::FCGI::Spawn::open_files($worker);
                 next;
             }
         }
@@ -537,9 +509,9 @@ sub run {
             Test::More::note("$mode step $step: worker $worker replaced by $now");
             @previous = ();
             $worker = $now;
-            $fds_at_start = _open_files($worker);
+            $fds_at_start = Test::FCGI::Spawn::open_files($worker);
         }
-        elsif (my @left = grep { !$leak_reported{$_}++ } _files_left($worker, $fds_at_start)) {
+        elsif (my @left = grep { !$leak_reported{$_}++ } Test::FCGI::Spawn::files_left_open($worker, $fds_at_start)) {
             # As process exit would, the end of a request closes what the
             # script opened (a DATA handle is the compiled script's).
             Test::More::ok(0, "$label: no file or directory left open in the worker")

@@ -58,7 +58,7 @@ BEGIN { $TOP = abs_path(File::Spec->catdir(dirname(__FILE__), '..', '..', '..'))
 use lib "$TOP/perl";
 use Test::FCGI::Spawn qw(
     parse_cgi cgi_header multipart_body slurp spew wait_for free_port connect_to
-    worker_pids running rss_kb
+    worker_pids running rss_kb open_files files_left_open
 );
 
 our @EXPORT = qw(
@@ -68,7 +68,7 @@ our @EXPORT = qw(
     raw_connect fcgi_record fcgi_begin fcgi_nv fcgi_request_bytes
     read_records collect_response
     scripts_dir script_path bin_path wait_for worker_pids running rss_kb
-    slurp spew
+    open_files files_left_open slurp spew
     FCGI_BEGIN_REQUEST FCGI_ABORT_REQUEST FCGI_END_REQUEST FCGI_PARAMS
     FCGI_STDIN FCGI_STDOUT FCGI_STDERR FCGI_DATA FCGI_GET_VALUES
     FCGI_GET_VALUES_RESULT FCGI_UNKNOWN_TYPE FCGI_KEEP_CONN

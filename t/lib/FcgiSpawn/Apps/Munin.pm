@@ -168,6 +168,11 @@ sub setup {
     return {
         %app,
         env     => { MUNIN_CONFIG => $conf },
+        # Munin::Master::Logger, a module of the system's and so the
+        # worker's, opens the CGI's log once per process (a file lexical,
+        # $logopened) and keeps it: a worker keeps it too, one descriptor
+        # for its life, where each CGI process closes it at exit.
+        kept_open => qr{/log/munin-cgi-(?:html|graph)\.log\z},
         sources => [
             { name => 'munin pages',  ordered => 0, requests => \@html },
             { name => 'munin graphs', ordered => 0, requests => \@graphs },

@@ -16,6 +16,10 @@ package FcgiSpawn::Apps::Suite;
 # FCGI_SPAWN_APPS_MODES="perlrun registry fork" picks modes;
 # FCGI_SPAWN_APPS_KEEP=dir saves both sides' raw responses there.
 #
+# After both rounds the worker must hold no file or directory it did not
+# hold when it started (a CGI process's exit closes them), but for DATA
+# handles and what the fixture's `kept_open` pattern names, with its reason.
+#
 # Self-contained on purpose (FcgiSpawn::Test only): the shared differential
 # harness (Test::FCGI::Spawn, FcgiSpawn::Sequence) consumes the same
 # fixtures and can take this suite's place.
@@ -105,6 +109,8 @@ sub run_app {
     }
     my %state = (mode => $mode, app => $app, daemon => $d, prev => '(none: first request on this worker)');
     my @sources = @{ $app->{sources} };
+    my ($worker) = worker_pids($d);
+    my $files_at_start = open_files($worker);
 
     # Round 1: each source in its order.
     for my $src (@sources) {
@@ -113,6 +119,12 @@ sub run_app {
     # Round 2: a seeded interleaving of every source.
     run_request(\%state, $_, 2) for interleave($seed, @sources);
 
+    # A process's exit would have closed what the pages opened (but for
+    # what the app declares a module of the worker's keeps, kept_open).
+    if ((worker_pids($d))[0] == $worker) {
+        my @left = grep { !$app->{kept_open} || !/$app->{kept_open}/ } files_left_open($worker, $files_at_start);
+        is "@left", '', "$app->{name} ($mode): the worker holds no file or directory a page opened";
+    }
     my @crashes = grep { /killed by SIG|panic:|SIGSEGV|SIGBUS/ } $d->log_lines;
     ok !@crashes, "$app->{name} ($mode): no worker crash or perl panic"
         or diag join "\n", @crashes[0 .. ($#crashes < 9 ? $#crashes : 9)];
