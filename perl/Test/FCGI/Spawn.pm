@@ -1683,6 +1683,22 @@ A daemon's worker pids (their number in scalar context); every process
 below a pid; whether a process runs (a zombie does not); its resident
 memory in kB. From F</proc>.
 
+=item open_files($pid), files_left_open($pid, $at_start)
+
+The files and directories a process holds open, as a hash of paths
+(F</proc> and F</dev/null> left out); and, given C<open_files> of a
+worker taken when it started, what it holds now and did not then: what
+the requests since left open, which a CGI process's exit would have
+closed. The DATA handle of a compiled script (a file with C<__END__> or
+C<__DATA__>) is not counted; a path still open is looked at again 0.3 s
+later, since the response can reach the client before the worker has put
+everything back.
+
+    my ($worker) = $site->worker_pids;
+    my $at_start = open_files($worker);
+    $site->same_as_cgi($_) for @requests;
+    is join(' ', files_left_open($worker, $at_start)), '', 'nothing left open';
+
 =back
 
 =head1 REQUESTS
