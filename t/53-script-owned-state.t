@@ -16,6 +16,9 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use File::Copy qw(copy);
+use File::Path qw(make_path);
+use File::Temp qw(tempdir);
 use FcgiSpawn::Test qw(scripts_dir open_files files_left_open);
 use Test::FCGI::Spawn;
 
@@ -54,6 +57,25 @@ for my $mode (qw(perlrun registry fork)) {
     my $log = $site->log_text;
     unlike $log, qr/could not be restored|will be replaced|worker \d+ exited/,
         "$mode: one worker served them all, none retired" or diag $log;
+    $site->stop;
+}
+
+# The script compiled again (its file changed): its own modules are loaded
+# again with it, fresh, and still put back before each run (once, the
+# recompile loaded them into the packages the first compile had left).
+{
+    my $tmp = tempdir('fcgi-spawn-t53-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    make_path("$tmp/site/check", "$tmp/ownlib/Data");
+    copy("$FindBin::Bin/ownlib/Data/SiteCounter.pm", "$tmp/ownlib/Data/") or die "copy: $!";
+    my $script = "$tmp/site/check/own-lib-shared.pl";
+    copy("$scripts/check/own-lib-shared.pl", $script) or die "copy: $!";
+    chmod 0755, $script;
+    my $site = Test::FCGI::Spawn->start(roots => ["$tmp/site"], isolation => 'registry', preload => ['CGI']);
+    my $req = { script => $script, name => 'own-lib-shared' };
+    $site->same_as_cgi($req, "registry: $req->{name} as under plain CGI");
+    utime undef, time + 5, $script;
+    $site->same_as_cgi($req, "registry: $req->{name}, compiled again, as under plain CGI");
+    unlike $site->log_text, qr/redefined/, 'registry: the compile again made its modules anew (no sub redefined)';
     $site->stop;
 }
 

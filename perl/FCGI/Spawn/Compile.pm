@@ -152,10 +152,15 @@ our $SOURCE_HOOK;
 # @INC hook. $@ says how it went, as after `do FILE`.
 sub do_source {
     my ($source, $package, $as_sub) = @_;
-    # Once compiled the file is closed, as perl closes a program's (DATA
-    # has a handle of its own, open_data), also when the compile ends in a
-    # die or an exit.
-    my $closer = FCGI::Spawn::Symbols::Guard->new(sub { close $source->{fh} });
+    # Compiled as a sub (registry, fork), the file is closed once compiled,
+    # as perl closes a program's (DATA has a handle of its own, open_data),
+    # also when the compile ends in a die or an exit: the compiled sub can
+    # keep this record alive (code in a pattern, s///e, does), and its
+    # handle with it. Not before the compile: that left the file of a
+    # module the script uses open (CGI/Fast.pm, t/53), for a reason in
+    # perl's parser not pinned down. At file scope (perlrun) the record
+    # goes with the request.
+    my $closer = $as_sub && bless [ $source->{fh} ], 'FCGI::Spawn::Compile::FileCloser';
     local $COMPILING = $source;
     local $SOURCE_HOOK = sub {
         return unless $_[1] eq $VIRTUAL_FILE;
@@ -168,6 +173,8 @@ sub do_source {
     delete $INC{$VIRTUAL_FILE};
     return;
 }
+
+sub FCGI::Spawn::Compile::FileCloser::DESTROY { close $_[0][0] }
 
 # The script must see @INC as it is (and its `use lib` must stay in it): the
 # prologue takes the hook out first thing, in a BEGIN block. Not from inside

@@ -197,9 +197,9 @@ sub take_script_names {
     push @{ $c->{packages} }, @{ $c->{made_packages} };
     # A site library's package inside a top-level name the worker owns
     # (BackupPC::Lib beside the system's BackupPC::XS) is the script's all
-    # the same: put back with it, though not hidden (its parent is shared).
-    $c->{shared_parent_packages} = [ outermost(grep { !inside($_, $c->{packages}) } @{ $c->{site_packages} }) ];
-    push @{ $c->{packages} }, @{ $c->{shared_parent_packages} };
+    # the same: put back with it, and out of sight between its runs, as a
+    # package the script declares inside an existing one.
+    push @{ $c->{packages} }, outermost(grep { !inside($_, $c->{packages}) } @{ $c->{site_packages} });
     return;
 }
 
@@ -250,8 +250,7 @@ sub new_entry {
 # existing ones, taken out of their tables (shown again for its runs).
 sub hide_script_symbols {
     my ($entry, $c) = @_;
-    my %shared_parent = map { $_ => 1 } @{ $c->{shared_parent_packages} };
-    my @packages = grep { !$shared_parent{$_} } @{ $c->{packages} };
+    my @packages = @{ $c->{packages} };
     my %nested;
     for my $declared (@packages[1 .. $#packages]) {
         my ($parent, $leaf) = $declared =~ /\A(.+)::([^:]+)\z/ or next;
@@ -303,9 +302,15 @@ sub release_module_packages {
     my @kept;
     for my $package (outermost(grep { inside($_, [ keys %released ]) } @{ $entry->{site_packages} })) {
         my ($inner) = snapshots_of($package, \%released_snapshot) or next;
+        my ($parent, $leaf) = $package =~ /\A(.+)::([^:]+)\z/ or next;
+        my $parent_stash = FCGI::Spawn::Symbols::stash_of($parent) or next;
         push @names, $package;
         push @kept, $inner;
+        # Out of sight between runs: hide_again takes it out after this
+        # run's restore (which needs it in its table).
+        push @{ $entry->{hidden} }, [ $parent, "${leaf}::", \$parent_stash->{"${leaf}::"} ];
     }
+    name_hidden($entry) if @kept;
     FCGI::Spawn::Native::retire_snapshot($_, @kept) for grep { defined } values %released_snapshot;
     push @snapshots, @kept;
     $entry->{package_names} = \@names;
