@@ -30,7 +30,7 @@ our @EXPORT_OK = qw(
     run_cgi compare_responses unified_diff base_env parse_cgi cgi_header multipart_body
     slurp spew wait_for free_port connect_to
     start_process stop_process kill_leftovers worker_pids descendants running rss_kb
-    open_files files_left_open
+    open_files files_left_open socket_count
 );
 
 # What `fcgi-spawn run` passes on of its own environment when no
@@ -285,6 +285,12 @@ sub files_left_open {
     return unless $left->();
     sleep 0.3;
     return $left->();
+}
+
+# How many sockets $pid holds open.
+sub socket_count {
+    my ($pid) = @_;
+    return scalar grep { defined && /\Asocket:/ } map { readlink } glob "/proc/$pid/fd/*";
 }
 
 sub _has_data_section {
@@ -1698,6 +1704,13 @@ everything back.
     my $at_start = open_files($worker);
     $site->same_as_cgi($_) for @requests;
     is join(' ', files_left_open($worker, $at_start)), '', 'nothing left open';
+
+=item socket_count($pid)
+
+How many sockets a process holds open: a worker that serves every
+request on a new connection holds as many between requests as when it
+started (its listening socket and its channels to the master), unless a
+request left a connection of its own open.
 
 =back
 

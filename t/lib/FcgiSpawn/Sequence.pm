@@ -59,6 +59,7 @@ use File::Find ();
 use File::Spec;
 use Test::More ();
 use Test::FCGI::Spawn ();
+use Time::HiRes ();
 
 our $TODO;    # Test::More reads the caller package's $TODO
 
@@ -418,6 +419,19 @@ sub run {
     # started, and any a request left (reported once each).
     my ($fds_at_start, %leak_reported) = (Test::FCGI::Spawn::open_files($worker));
     my $leaks = 0;
+    # Without a web server every request comes on a connection of its own,
+    # closed after it: the worker's sockets between requests are the ones
+    # it started with, unless a request left one open (BackupPC's server
+    # connection did).
+    my $sockets_at_start = $o{via} eq 'http' ? undef : Test::FCGI::Spawn::socket_count($worker);
+    my $sockets_left = sub {
+        return 0 unless defined $sockets_at_start;
+        for my $try (1 .. 2) {
+            my $more = Test::FCGI::Spawn::socket_count($worker) - $sockets_at_start;
+            return $more if $more <= 0 || $try == 2;
+            Time::HiRes::sleep(0.3);
+        }
+    };
     my %session;
     my $failures = 0;
     my $step = 0;
@@ -436,6 +450,7 @@ sub run {
             @previous = ();
             ($worker) = $site->worker_pids;
             $fds_at_start = Test::FCGI::Spawn::open_files($worker);
+            $sockets_at_start = Test::FCGI::Spawn::socket_count($worker) if defined $sockets_at_start;
             $worker_from = $step;
         }
         my $src = $sources->[$si];
@@ -502,6 +517,7 @@ sub run {
                 @previous = ();
                 ($worker) = $site->worker_pids;
                 $fds_at_start = Test::FCGI::Spawn::open_files($worker);
+                $sockets_at_start = Test::FCGI::Spawn::socket_count($worker) if defined $sockets_at_start;
                 next;
             }
         }
@@ -510,6 +526,7 @@ sub run {
             @previous = ();
             $worker = $now;
             $fds_at_start = Test::FCGI::Spawn::open_files($worker);
+            $sockets_at_start = Test::FCGI::Spawn::socket_count($worker) if defined $sockets_at_start;
         }
         elsif (my @left = grep { !$leak_reported{$_}++ } Test::FCGI::Spawn::files_left_open($worker, $fds_at_start)) {
             # As process exit would, the end of a request closes what the
@@ -519,6 +536,14 @@ sub run {
                     . join('', map { "    $_\n" } @left) . $history->());
             $failures++;
             $leaks++;
+        }
+        elsif ((my $more = $sockets_left->()) > 0) {
+            Test::More::ok(0, "$label: no connection left open in the worker")
+                or Test::More::diag("the worker holds $more socket(s) more than when it started, since this "
+                    . "request or one before it\n" . $history->());
+            $failures++;
+            $leaks++;
+            $sockets_at_start += $more;    # reported once
         }
         push @previous, $req;
     }
