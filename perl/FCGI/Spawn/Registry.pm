@@ -335,6 +335,11 @@ sub name_hidden {
         map { my ($parent, @pairs) = @$_; [ $parent, @pairs[ grep { !($_ % 2) } 0 .. $#pairs ] ] }
             @{ $entry->{hidden} }
     ];
+    # What show_hidden and hide_again go through: the tables with a name
+    # hidden in them (a script that made none costs nothing there, and
+    # perl's cache of class names stays).
+    $entry->{to_show} = [ grep { @$_ > 1 } @{ $entry->{hidden} } ];
+    $entry->{to_hide} = [ grep { @$_ > 1 } @{ $entry->{hidden_names} } ];
     return;
 }
 
@@ -342,14 +347,14 @@ sub name_hidden {
 # again after it.
 sub show_hidden {
     my ($entry) = @_;
-    FCGI::Spawn::Native::attach_symbols(@$_) for @{ $entry->{hidden} };
+    FCGI::Spawn::Native::attach_symbols(@$_) for @{ $entry->{to_show} };
     FCGI::Spawn::Native::install_code(@{ $entry->{code} }) if @{ $entry->{code} };
     return;
 }
 
 sub hide_again {
     my ($entry) = @_;
-    FCGI::Spawn::Native::detach_symbols(@$_) for @{ $entry->{hidden_names} };
+    FCGI::Spawn::Native::detach_symbols(@$_) for @{ $entry->{to_hide} };
     return;
 }
 
