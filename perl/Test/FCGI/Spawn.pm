@@ -277,14 +277,17 @@ sub open_files {
 # open_files of it), but for the DATA handles of compiled scripts (a file
 # with __END__ or __DATA__): what a request left, which a CGI process's
 # exit would have closed. The response can reach the client before the
-# worker has put everything back: a file still open is looked at again
-# 0.3 s later.
+# worker has put everything back (on a loaded machine, a while): what is
+# still open is looked at again, for up to 2 s.
 sub files_left_open {
     my ($pid, $at_start) = @_;
-    my $left = sub { grep { !$at_start->{$_} && !_has_data_section($_) } sort keys %{ open_files($pid) } };
-    return unless $left->();
-    sleep 0.3;
-    return $left->();
+    my @left;
+    for my $try (1 .. 10) {
+        @left = grep { !$at_start->{$_} && !_has_data_section($_) } sort keys %{ open_files($pid) };
+        last unless @left;
+        sleep 0.2 if $try < 10;
+    }
+    return @left;
 }
 
 # How many sockets $pid holds open.
@@ -1696,9 +1699,9 @@ The files and directories a process holds open, as a hash of paths
 worker taken when it started, what it holds now and did not then: what
 the requests since left open, which a CGI process's exit would have
 closed. The DATA handle of a compiled script (a file with C<__END__> or
-C<__DATA__>) is not counted; a path still open is looked at again 0.3 s
-later, since the response can reach the client before the worker has put
-everything back.
+C<__DATA__>) is not counted; what is still open is looked at again for
+up to 2 s, since the response can reach the client before the worker has
+put everything back.
 
     my ($worker) = $site->worker_pids;
     my $at_start = open_files($worker);
