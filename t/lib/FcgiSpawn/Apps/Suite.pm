@@ -121,7 +121,8 @@ sub run_app {
 
     # A process's exit would have closed what the pages opened (but for
     # what the app declares a module of the worker's keeps, kept_open).
-    if ((worker_pids($d))[0] == $worker) {
+    my ($now) = worker_pids($d);
+    if (defined $now && defined $worker && $now == $worker) {
         my @left = grep { !$app->{kept_open} || !/$app->{kept_open}/ } files_left_open($worker, $files_at_start);
         is "@left", '', "$app->{name} ($mode): the worker holds no file or directory a page opened";
     }
