@@ -73,7 +73,7 @@ for my $mode (qw(perlrun registry fork)) {
     my $site = Test::FCGI::Spawn->start(roots => ["$tmp/site"], isolation => 'registry', preload => ['CGI']);
     my $req = { script => $script, name => 'own-lib-shared' };
     $site->same_as_cgi($req, "registry: $req->{name} as under plain CGI");
-    utime undef, time + 5, $script;
+    utime time, time + 5, $script;
     $site->same_as_cgi($req, "registry: $req->{name}, compiled again, as under plain CGI");
     unlike $site->log_text, qr/redefined/, 'registry: the compile again made its modules anew (no sub redefined)';
     $site->stop;

@@ -23,7 +23,7 @@ my $HANDLER = '__fcgi_spawn_handler';
 
 my %TAINT_WARNED;
 
-our $SCRIPT_STARTED;   # set by a perlrun script's generated prologue
+our $SCRIPT_STARTED;   # set by a perlrun script's prologue (Native::start_script)
 
 # --- package names -----------------------------------------------------------
 
@@ -60,6 +60,14 @@ sub fresh_namespace {
     return 'FCGI::Spawn::Sandbox::Run::R' . ++$PERLRUN_SERIAL . "__$leaf";
 }
 
+# Deletes a package fresh_namespace named, and all in it.
+sub drop_fresh_namespace {
+    my ($name) = @_;
+    my $leaf = substr $name, length 'FCGI::Spawn::Sandbox::Run::';
+    FCGI::Spawn::Symbols::delete_package_in(\%FCGI::Spawn::Sandbox::Run::, $leaf, $name);
+    return;
+}
+
 # The warm-up's script is not a site's: its package name is not kept.
 sub forget_namespace {
     my ($script) = @_;
@@ -90,30 +98,72 @@ sub read_source {
     return { path => $script, text => \$text, fh => $fh, warnings => $warnings };
 }
 
+# perlrun compiles its script on every request. What the file's text gives
+# (the text to compile, its switches, the packages it declares) is kept
+# per script while the file is unchanged, so that a quiet request costs one
+# stat instead of an open and a read. The stamp (device, inode, size,
+# mtime, ctime) is trusted only for a file whose last change is two seconds
+# old when it is read: stat's times are whole seconds, and a second change
+# within the same second would not show. Stat first, read after: a change
+# in between leaves a stamp that no longer matches.
+my %FILE_SCOPE_SOURCE;
+my $FILE_SCOPE_SOURCES_KEPT = 1000;
+
+sub file_scope_source {
+    my ($script) = @_;
+    my @st = stat $script;
+    my $stamp = join ':', @st[ 0, 1, 7, 9, 10 ];
+    my $kept = $FILE_SCOPE_SOURCE{$script};
+    return $kept if $kept && $kept->{stamp} eq $stamp;
+    my $source = read_source($script);
+    # Nothing holds the file open between requests: DATA opens it by path.
+    close delete $source->{fh};
+    $source->{stamp} = $stamp;
+    %FILE_SCOPE_SOURCE = () if keys %FILE_SCOPE_SOURCE >= $FILE_SCOPE_SOURCES_KEPT;
+    if (@st && $st[10] <= time - 2) {
+        $FILE_SCOPE_SOURCE{$script} = $source;
+    }
+    else {
+        delete $FILE_SCOPE_SOURCE{$script};
+    }
+    return $source;
+}
+
 # What our @INC hook hands to `do`: a prologue, then the file itself, so
 # __FILE__, line numbers, BEGIN/END and use/require behave as when perl
 # runs the file directly.
-#   perlrun:  the file at file scope in the sandbox package; the prologue
-#             clears the "inside eval" flag `do` sets, so $^S is 0 and an
-#             uncaught die ends the script like a perl program.
+#   perlrun:  the file at file scope in the sandbox package; its first
+#             statement (Native::start_script) clears the "inside eval"
+#             flag `do` sets, so $^S is 0 and an uncaught die ends the
+#             script like a perl program.
 #   registry, fork: the file becomes the body of one sub.
 # The text stops at a __DATA__ or __END__ line; the DATA handle is opened
 # on the file at what follows it (open_data), as perl opens it for a main
-# program. (Letting perl read the file through a source filter instead
-# leaked each request's filter state in perlrun.)
+# program. A handle on the text rather than the text itself: given text
+# alone, perl opens /dev/null to read the rest from. (Letting perl read the
+# file through a source filter instead leaked each request's filter state
+# in perlrun.)
 sub source_for_do {
     my ($source, $package, $as_sub) = @_;
+    my $parts = $source->{ $as_sub ? 'sub_parts' : 'file_parts' } //= text_parts($source, $as_sub);
+    my $text = join $package, @$parts;
+    no warnings 'io';    # see FCGI::Spawn::Runner::bind_std_handles
+    open my $in, '<', \$text or die "fcgi-spawn: cannot read the text of $source->{path}: $!\n";
+    return $in;
+}
+
+# The text to compile, cut where the package's name goes (join them with
+# it): the same for every perlrun request.
+sub text_parts {
+    my ($source, $as_sub) = @_;
     my $script = $source->{path};
-    my $switches = $source->{warnings} ? 'BEGIN { $^W = 1 } ' : '';
-    # A script starts, as a new perl does, with $! and $? clear: perl's die
-    # exits with $! when it is set, else with $? >> 8 (a child's status
-    # left by an earlier request's waitpid).
-    my $unhook = 'BEGIN { FCGI::Spawn::Compile::unhook_source(); $! = 0; $? = 0 } ';
-    my $prologue = $as_sub
-        ? "package $package; $unhook sub $HANDLER { $switches\n#line 1 \"$script\"\n"
-        : "package $package; $unhook FCGI::Spawn::Native::clear_in_eval(); "
-            . "\$FCGI::Spawn::Compile::SCRIPT_STARTED = 1; $switches\n#line 1 \"$script\"\n";
     my $text = ${ $source->{text} };
+    my $name_here = "\0FCGI-Spawn-package\0";
+    $name_here .= "\0" while index($text, $name_here) >= 0;
+    my $switches = $source->{warnings} ? 'BEGIN { $^W = 1 } ' : '';
+    my $prologue = $as_sub
+        ? "package $name_here; sub $HANDLER { $switches\n#line 1 \"$script\"\n"
+        : "package $name_here; FCGI::Spawn::Native::start_script(); $switches\n#line 1 \"$script\"\n";
     my $epilogue = '';
     if ($text =~ /^__(END|DATA)__\b[^\n]*\n?/mg) {
         my ($marker, $data_at) = ($1, pos $text);
@@ -121,14 +171,13 @@ sub source_for_do {
         # __DATA__ opens the DATA handle of the package current there,
         # __END__ main's: the script's own package here. $^H tells whether
         # `use utf8` is in force there, which gives DATA a :utf8 layer.
-        my $owner = $marker eq 'DATA' ? '__PACKAGE__' : "'$package'";
+        my $owner = $marker eq 'DATA' ? '__PACKAGE__' : "'$name_here'";
         $epilogue = "\n;BEGIN { FCGI::Spawn::Compile::open_data($owner, $data_at, \$^H) }";
     }
     # A script that switches back with `package main;` means its own file
     # scope, which is the sandbox package here.
-    $text =~ s/^(\s*package\s+)main(?=\s*[;{])/$1$package/mg;
-    $text = $prologue . $text . $epilogue . ($as_sub ? "\n}\n" : "\n");
-    return (\$text);
+    $text =~ s/^(\s*package\s+)main(?=\s*[;{])/$1$name_here/mg;
+    return [ split /\Q$name_here\E/, $prologue . $text . $epilogue . ($as_sub ? "\n}\n" : "\n"), -1 ];
 }
 
 # The DATA handle of the script being compiled, at the byte after its
@@ -139,7 +188,9 @@ sub open_data {
     my ($package, $offset, $hints) = @_;
     my $data = do { no strict 'refs'; \*{"${package}::DATA"} };
     no warnings 'io';    # see FCGI::Spawn::Runner::bind_std_handles
-    open $data, '<&', $COMPILING->{fh} or die "fcgi-spawn: cannot open DATA of $COMPILING->{path}: $!\n";
+    # A perlrun script's kept text has no handle (file_scope_source).
+    my $opened = $COMPILING->{fh} ? open($data, '<&', $COMPILING->{fh}) : open($data, '<', $COMPILING->{path});
+    $opened or die "fcgi-spawn: cannot open DATA of $COMPILING->{path}: $!\n";
     seek $data, $offset, 0;
     binmode $data, ':utf8' if $hints & 0x00800000;    # HINT_UTF8
     return;
@@ -147,6 +198,8 @@ sub open_data {
 
 # The @INC hook that hands a script's source to `do`, while it is there.
 our $SOURCE_HOOK;
+# The @INC entry that held it, out of @INC (take_hook_out) until `do` is over.
+our $HOOK_ENTRY;
 
 # Compiles (and, at file scope, runs) the source with `do` through our
 # @INC hook. $@ says how it went, as after `do FILE`.
@@ -159,37 +212,54 @@ sub do_source {
     # handle with it. Not before the compile: that left the file of a
     # module the script uses open (CGI/Fast.pm, t/53), for a reason in
     # perl's parser not pinned down. At file scope (perlrun) the record
-    # goes with the request.
+    # has no handle (file_scope_source).
     my $closer = $as_sub && bless [ $source->{fh} ], 'FCGI::Spawn::Compile::FileCloser';
     local $COMPILING = $source;
+    local $HOOK_ENTRY;
     local $SOURCE_HOOK = sub {
         return unless $_[1] eq $VIRTUAL_FILE;
-        return source_for_do($source, $package, $as_sub);
+        take_hook_out();
+        my $text = source_for_do($source, $package, $as_sub);
+        # A script starts, as a new perl does, with $! and $? clear: perl's
+        # die exits with $! when it is set, else with $? >> 8 (a child's
+        # status left by an earlier request's waitpid).
+        $! = 0;
+        $? = 0;
+        return $text;
     };
     unshift @INC, $SOURCE_HOOK;
     $@ = '';
     CORE::do($VIRTUAL_FILE);    # not the loader's do: no @INC search for it
-    unhook_source();
+    unhook_source() unless $HOOK_ENTRY;
     delete $INC{$VIRTUAL_FILE};
     return;
 }
 
-sub FCGI::Spawn::Compile::FileCloser::DESTROY { close $_[0][0] }
+sub FCGI::Spawn::Compile::FileCloser::DESTROY { close $_[0][0] if $_[0][0] }
 
-# The script must see @INC as it is (and its `use lib` must stay in it): the
-# prologue takes the hook out first thing, in a BEGIN block. Not from inside
-# the hook: perl is walking @INC then and would use the freed entry.
+# The script must see @INC as it is (and its `use lib` must stay in it), so
+# the hook takes itself out before handing over the text. Perl is walking
+# @INC then, and stores the entry it called in %INC after the hook returns:
+# the entry is kept alive ($HOOK_ENTRY) until `do` is over.
+sub take_hook_out {
+    for my $i (0 .. $#INC) {
+        next unless ref $INC[$i] && $INC[$i] == $SOURCE_HOOK;
+        $HOOK_ENTRY = \$INC[$i];
+        splice @INC, $i, 1;
+        return;
+    }
+    return;
+}
+
 sub unhook_source {
     @INC = grep { !ref || !$SOURCE_HOOK || $_ != $SOURCE_HOOK } @INC;
     return;
 }
 
-# The packages a script declares that do not exist yet: they are the
-# script's, and go (perlrun) or are reset (registry) after it.
 sub new_declared_packages {
     my ($source) = @_;
-    return grep { !FCGI::Spawn::Symbols::stash_of($_) }
-        FCGI::Spawn::Symbols::declared_packages($source->{text});
+    my $declared = $source->{declared} //= [ FCGI::Spawn::Symbols::declared_packages($source->{text}) ];
+    return grep { !FCGI::Spawn::Symbols::stash_of($_) } @$declared;
 }
 
 # Dies with a compile error as perl reports it for a program (what the

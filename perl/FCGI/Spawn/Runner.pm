@@ -192,7 +192,7 @@ sub bind_std_handles {
 
 # perlrun: compile and run in one go, every request.
 sub compile_and_run {
-    my $source = FCGI::Spawn::Compile::read_source($req{script});
+    my $source = FCGI::Spawn::Compile::file_scope_source($req{script});
     # The package drop_sandbox deletes: set here only, so a request that
     # never compiled deletes nothing.
     $req{package} = $req{sandbox} = FCGI::Spawn::Compile::fresh_namespace($req{script});
@@ -231,8 +231,8 @@ sub compiled_end_blocks {
 # perlrun: the request's package, the packages the script declared, its
 # formats: gone, so nothing the sandbox owned stays reachable.
 sub drop_sandbox {
-    my @packages = @{ $req{new_packages} || [] };
-    FCGI::Spawn::Symbols::delete_package($_) for grep { defined } $req{sandbox}, @packages;
+    FCGI::Spawn::Compile::drop_fresh_namespace($req{sandbox}) if defined $req{sandbox};
+    FCGI::Spawn::Symbols::delete_package($_) for @{ $req{new_packages} || [] };
     return;
 }
 

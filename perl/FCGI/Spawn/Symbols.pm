@@ -39,7 +39,16 @@ sub delete_package {
     my ($name) = @_;
     my ($parent_name, $leaf) = $name =~ /\A(?:(.*)::)?([^:]+)\z/s or return;
     my $parent = defined $parent_name ? stash_of($parent_name) : \%main::;
-    return unless $parent && exists $parent->{"${leaf}::"};
+    return unless $parent;
+    delete_package_in($parent, $leaf, $name);
+    return;
+}
+
+# The same, for a package whose parent's stash the caller holds (perlrun's
+# sandbox, every request: no walk from main:: to find it).
+sub delete_package_in {
+    my ($parent, $leaf, $name) = @_;
+    return unless exists $parent->{"${leaf}::"};
     my $entry = \$parent->{"${leaf}::"};
     if (ref $entry eq 'GLOB' && (my $stash = *{$entry}{HASH})) {
         # Emptying each glob frees what it holds even when something else

@@ -62,16 +62,20 @@ unsigned long fs_fork_count(void)
 
 EXTERN_C void boot_DynaLoader(pTHX_ CV *cv);
 
-/* FCGI::Spawn::Native::clear_in_eval() — called first thing by a script's
- * generated prologue. `do FILE` marks the interpreter as "inside an eval",
- * which would make $^S true and trap die; a CGI script must see $^S == 0 and
- * a die must end it (CGI::Carp's fatalsToBrowser depends on this). The eval
- * frame restores the flag when it is popped. */
-XS(fs_xs_clear_in_eval)
+/* FCGI::Spawn::Native::start_script() — a perlrun script's first
+ * statement. `do FILE` marks the interpreter as "inside an eval", which
+ * would make $^S true and trap die; a CGI script must see $^S == 0 and a die
+ * must end it (CGI::Carp's fatalsToBrowser depends on this). The eval frame
+ * restores the flag when it is popped. It also tells the runner that the
+ * compile is over and the script runs ($FCGI::Spawn::Compile::SCRIPT_STARTED):
+ * one call in the prologue, where a statement more costs every request its
+ * compile. */
+XS(fs_xs_start_script)
 {
     dXSARGS;
     PERL_UNUSED_VAR(items);
     PL_in_eval = 0;
+    sv_setiv(get_sv("FCGI::Spawn::Compile::SCRIPT_STARTED", GV_ADD), 1);
     XSRETURN_EMPTY;
 }
 
@@ -94,7 +98,7 @@ void fs_register_xsubs(pTHX_ const fs_xsub *table, size_t count)
 static void xs_init(pTHX)
 {
     newXS("DynaLoader::boot_DynaLoader", boot_DynaLoader, __FILE__);
-    newXS("FCGI::Spawn::Native::clear_in_eval", fs_xs_clear_in_eval, __FILE__);
+    newXS("FCGI::Spawn::Native::start_script", fs_xs_start_script, __FILE__);
     newXS("FCGI::Spawn::Native::sv_count", fs_xs_sv_count, __FILE__);
     fs_register_state_xsubs(aTHX);
     fs_register_package_xsubs(aTHX);
