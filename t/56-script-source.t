@@ -1,3 +1,5 @@
+# How a script's source reaches perl's compile.
+#
 # perlrun compiles the script on every request, and a worker keeps what
 # the file's text gives between requests only while the file is unchanged
 # (FCGI::Spawn::Compile::file_scope_source). No edit is ever missed: one
@@ -5,6 +7,9 @@
 # made in place with the old mtime put back, a file replaced by another of
 # the same size and mtime. A kept script with __DATA__ reads it from the
 # start every time, and the worker holds none of the scripts' files open.
+#
+# In every mode the @INC hook that hands the text to `do` is gone before
+# the script's first BEGIN block, and the script's `use lib` comes first.
 # Each request is compared with the same request run as a plain CGI process.
 use strict;
 use warnings;
@@ -94,4 +99,13 @@ is "@open", '', 'the worker holds none of the scripts open between requests';
 my ($still) = $site->worker_pids;
 is $still, $worker, 'one worker served them all';
 $site->stop;
+
+my $inc_req = { script => FcgiSpawn::Test::scripts_dir() . '/check/inc-at-compile.pl', name => 'inc-at-compile.pl' };
+for my $mode (qw(perlrun registry fork)) {
+    my $pool = Test::FCGI::Spawn->start(roots => [ FcgiSpawn::Test::scripts_dir() ], isolation => $mode);
+    $pool->same_as_cgi($inc_req, "$mode: $inc_req->{name} as under plain CGI") for 1 .. 2;
+    my $r = $pool->request($inc_req);
+    like $r->{body}, qr/^hooks at begin: 0\n/m, "$mode: no hook of ours in \@INC when the script compiles";
+    $pool->stop;
+}
 done_testing;
