@@ -196,8 +196,20 @@ sub open_data {
     return;
 }
 
-# The @INC hook that hands a script's source to `do`, while it is there.
-our $SOURCE_HOOK;
+# The @INC hook that hands the source being compiled to `do`, while it is
+# there: not a closure, which would be made and freed every perlrun request.
+our $COMPILING_INTO;    # [package, as a sub?] of that compile
+our $SOURCE_HOOK = sub {
+    return unless $_[1] eq $VIRTUAL_FILE;
+    take_hook_out();
+    my $text = source_for_do($COMPILING, @$COMPILING_INTO);
+    # A script starts, as a new perl does, with $! and $? clear: perl's
+    # die exits with $! when it is set, else with $? >> 8 (a child's
+    # status left by an earlier request's waitpid).
+    $! = 0;
+    $? = 0;
+    return $text;
+};
 # The @INC entry that held it, out of @INC (take_hook_out) until `do` is over.
 our $HOOK_ENTRY;
 
@@ -215,18 +227,8 @@ sub do_source {
     # has no handle (file_scope_source).
     my $closer = $as_sub && bless [ $source->{fh} ], 'FCGI::Spawn::Compile::FileCloser';
     local $COMPILING = $source;
+    local $COMPILING_INTO = [ $package, $as_sub ];
     local $HOOK_ENTRY;
-    local $SOURCE_HOOK = sub {
-        return unless $_[1] eq $VIRTUAL_FILE;
-        take_hook_out();
-        my $text = source_for_do($source, $package, $as_sub);
-        # A script starts, as a new perl does, with $! and $? clear: perl's
-        # die exits with $! when it is set, else with $? >> 8 (a child's
-        # status left by an earlier request's waitpid).
-        $! = 0;
-        $? = 0;
-        return $text;
-    };
     unshift @INC, $SOURCE_HOOK;
     $@ = '';
     CORE::do($VIRTUAL_FILE);    # not the loader's do: no @INC search for it
