@@ -225,6 +225,8 @@ sub new_entry {
     my @subs = ($c->{handler}, map { script_subs($_) } @$packages);
     return {
         once_patterns => FCGI::Spawn::Native::once_patterns($script, @subs),
+        # File lexicals a BEGIN block set: back before each run.
+        lexicals     => FCGI::Spawn::Native::compiled_lexicals($c->{handler}),
         fork_only    => $c->{fork_only},
         captured     => $c->{captured},
         stamp        => $stamp,
@@ -404,6 +406,7 @@ sub compiled_state_back {
         //= { map { $_ => 1 } @{ $entry->{package_names} } };
     show_hidden($entry);
     seek $entry->{data}, $entry->{data_pos}, 0 if $entry->{data_pos} >= 0;
+    FCGI::Spawn::Native::lexicals_back($entry->{handler}, $entry->{lexicals}) if $entry->{lexicals};
     FCGI::Spawn::Native::install_formats(%{ $entry->{formats} }) if %{ $entry->{formats} };
     FCGI::Spawn::Modules::set_scalars($entry->{module_state}) if %{ $entry->{module_state} };
     @INC = @{ $entry->{inc} } if $entry->{inc};

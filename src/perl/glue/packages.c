@@ -722,6 +722,127 @@ XS(fs_xs_captured_lexicals)
     FS_XSRETURN_AV(found);
 }
 
+/* --- file lexicals set while compiling ----------------------------------------
+ *
+ * A registry script's file-scoped `my` variables are lexicals of the sub
+ * it becomes. One that a BEGIN block sets (`my $dir; BEGIN { $dir = ... }
+ * use lib "$dir/lib";`) holds that value when the sub first runs, and perl
+ * clears it when the run ends: under CGI every run is a first run. The
+ * runner keeps what those lexicals held after the compile and puts it back
+ * before each run; a script without such lexicals keeps nothing. */
+
+/* The handler's pad at depth 1 (where its runs are), and its names. */
+static SV **fs_handler_pad(pTHX_ CV *handler, PADNAMELIST **names)
+{
+    PADLIST *padlist = CvPADLIST(handler);
+    if (CvISXSUB(handler) || !padlist || PadlistMAX(padlist) < 1)
+        return NULL;
+    *names = PadlistNAMES(padlist);
+    return PadARRAY(PadlistARRAY(padlist)[1]);
+}
+
+/* A copy of what a lexical holds (elements copied one level deep), or
+ * NULL when it holds nothing. */
+static SV *fs_lexical_copy(pTHX_ SV *sv)
+{
+    if (SvTYPE(sv) == SVt_PVAV) {
+        AV *av = (AV *)sv, *copy;
+        SSize_t i;
+        if (AvFILL(av) < 0)
+            return NULL;
+        copy = newAV();
+        for (i = 0; i <= AvFILL(av); i++) {
+            SV **e = av_fetch(av, i, 0);
+            av_store(copy, i, e ? newSVsv(*e) : newSV(0));
+        }
+        return newRV_noinc((SV *)copy);
+    }
+    if (SvTYPE(sv) == SVt_PVHV) {
+        HV *hv = (HV *)sv, *copy;
+        HE *he;
+        if (!HvUSEDKEYS(hv))
+            return NULL;
+        copy = newHV();
+        hv_iterinit(hv);
+        while ((he = hv_iternext(hv)))
+            (void)hv_store_ent(copy, hv_iterkeysv(he), newSVsv(HeVAL(he)), 0);
+        return newRV_noinc((SV *)copy);
+    }
+    if (SvTYPE(sv) > SVt_PVMG || !SvOK(sv))
+        return NULL;
+    return newSVsv(sv);
+}
+
+/* FCGI::Spawn::Native::compiled_lexicals(HANDLER) — what HANDLER's own
+ * `my` lexicals (not `our`, `state` or lexical subs) hold right after its
+ * compile, as an opaque list for lexicals_back; undef when none holds
+ * anything. */
+XS(fs_xs_compiled_lexicals)
+{
+    dXSARGS;
+    PADNAMELIST *names;
+    SV **pad;
+    AV *kept;
+    SSize_t i;
+    if (items != 1 || !SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVCV)
+        croak_xs_usage(cv, "handler");
+    pad = fs_handler_pad(aTHX_ (CV *)SvRV(ST(0)), &names);
+    kept = (AV *)sv_2mortal((SV *)newAV());
+    for (i = 1; pad && i <= PadnamelistMAX(names); i++) {
+        PADNAME *pn = PadnamelistARRAY(names)[i];
+        SV *copy;
+        if (!pn || !PadnameLEN(pn) || PadnameOUTER(pn) || PadnameIsOUR(pn) || PadnameIsSTATE(pn)
+            || PadnamePV(pn)[0] == '&' || !pad[i])
+            continue;
+        if ((copy = fs_lexical_copy(aTHX_ pad[i]))) {
+            av_push(kept, newSViv(i));
+            av_push(kept, copy);
+        }
+    }
+    ST(0) = AvFILLp(kept) >= 0 ? sv_2mortal(newRV_inc((SV *)kept)) : &PL_sv_undef;
+    XSRETURN(1);
+}
+
+/* FCGI::Spawn::Native::lexicals_back(HANDLER, KEPT) — before a run: the
+ * lexicals compiled_lexicals kept hold that again. */
+XS(fs_xs_lexicals_back)
+{
+    dXSARGS;
+    PADNAMELIST *names;
+    SV **pad;
+    AV *kept;
+    SSize_t i;
+    if (items != 2 || !SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVCV || !SvROK(ST(1))
+        || SvTYPE(SvRV(ST(1))) != SVt_PVAV)
+        croak_xs_usage(cv, "handler, kept");
+    pad = fs_handler_pad(aTHX_ (CV *)SvRV(ST(0)), &names);
+    kept = (AV *)SvRV(ST(1));
+    for (i = 0; pad && i + 1 <= AvFILLp(kept); i += 2) {
+        SSize_t at = SvIV(AvARRAY(kept)[i]);
+        SV *copy = AvARRAY(kept)[i + 1];
+        SV *sv = at <= PadnamelistMAX(names) ? pad[at] : NULL;
+        if (!sv)
+            continue;
+        if (SvTYPE(sv) == SVt_PVAV && SvROK(copy)) {
+            AV *from = (AV *)SvRV(copy);
+            SSize_t k;
+            av_clear((AV *)sv);
+            for (k = 0; k <= AvFILLp(from); k++)
+                av_store((AV *)sv, k, newSVsv(AvARRAY(from)[k]));
+        } else if (SvTYPE(sv) == SVt_PVHV && SvROK(copy)) {
+            HV *from = (HV *)SvRV(copy);
+            HE *he;
+            hv_clear((HV *)sv);
+            hv_iterinit(from);
+            while ((he = hv_iternext(from)))
+                (void)hv_store_ent((HV *)sv, hv_iterkeysv(he), newSVsv(HeVAL(he)), 0);
+        } else if (SvTYPE(sv) <= SVt_PVMG && !SvREADONLY(sv)) {
+            sv_setsv_mg(sv, copy);
+        }
+    }
+    XSRETURN_EMPTY;
+}
+
 /* --- match-once patterns -----------------------------------------------------
  *
  * m/$var/o compiles its pattern the first time it runs and keeps it for the
@@ -900,6 +1021,8 @@ static const fs_xsub fs_package_xsubs_table[] = {
     FS_XSUB("merge_loaded", fs_xs_merge_loaded),
     FS_XSUB("nested_snapshot", fs_xs_nested_snapshot),
     FS_XSUB("captured_lexicals", fs_xs_captured_lexicals),
+    FS_XSUB("compiled_lexicals", fs_xs_compiled_lexicals),
+    FS_XSUB("lexicals_back", fs_xs_lexicals_back),
 };
 
 void fs_register_package_xsubs(pTHX)
