@@ -253,11 +253,14 @@ sub take_hook_out {
     return;
 }
 
+# The hook out of @INC when perl never called it.
 sub unhook_source {
     @INC = grep { !ref || !$SOURCE_HOOK || $_ != $SOURCE_HOOK } @INC;
     return;
 }
 
+# The packages a script declares that do not exist yet: they are the
+# script's, and go (perlrun) or are reset (registry) after it.
 sub new_declared_packages {
     my ($source) = @_;
     my $declared = $source->{declared} //= [ FCGI::Spawn::Symbols::declared_packages($source->{text}) ];

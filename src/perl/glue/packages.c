@@ -731,14 +731,17 @@ XS(fs_xs_captured_lexicals)
  * runner keeps what those lexicals held after the compile and puts it back
  * before each run; a script without such lexicals keeps nothing. */
 
-/* The handler's pad at depth 1 (where its runs are), and its names. */
-static SV **fs_handler_pad(pTHX_ CV *handler, PADNAMELIST **names)
+/* The handler's pad at depth 1 (where its runs are), its names, and the
+ * last index both have. */
+static SV **fs_handler_pad(pTHX_ CV *handler, PADNAMELIST **names, SSize_t *last)
 {
     PADLIST *padlist = CvPADLIST(handler);
-    if (CvISXSUB(handler) || !padlist || PadlistMAX(padlist) < 1)
+    PAD *pad;
+    if (CvISXSUB(handler) || !padlist || PadlistMAX(padlist) < 1 || !(pad = PadlistARRAY(padlist)[1]))
         return NULL;
     *names = PadlistNAMES(padlist);
-    return PadARRAY(PadlistARRAY(padlist)[1]);
+    *last = PadnamelistMAX(*names) < AvFILLp(pad) ? PadnamelistMAX(*names) : AvFILLp(pad);
+    return PadARRAY(pad);
 }
 
 /* A copy of what a lexical holds (elements copied one level deep), or
@@ -783,12 +786,12 @@ XS(fs_xs_compiled_lexicals)
     PADNAMELIST *names;
     SV **pad;
     AV *kept;
-    SSize_t i;
+    SSize_t i, last = 0;
     if (items != 1 || !SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVCV)
         croak_xs_usage(cv, "handler");
-    pad = fs_handler_pad(aTHX_ (CV *)SvRV(ST(0)), &names);
+    pad = fs_handler_pad(aTHX_ (CV *)SvRV(ST(0)), &names, &last);
     kept = (AV *)sv_2mortal((SV *)newAV());
-    for (i = 1; pad && i <= PadnamelistMAX(names); i++) {
+    for (i = 1; pad && i <= last; i++) {
         PADNAME *pn = PadnamelistARRAY(names)[i];
         SV *copy;
         if (!pn || !PadnameLEN(pn) || PadnameOUTER(pn) || PadnameIsOUR(pn) || PadnameIsSTATE(pn)
@@ -811,16 +814,16 @@ XS(fs_xs_lexicals_back)
     PADNAMELIST *names;
     SV **pad;
     AV *kept;
-    SSize_t i;
+    SSize_t i, last = 0;
     if (items != 2 || !SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVCV || !SvROK(ST(1))
         || SvTYPE(SvRV(ST(1))) != SVt_PVAV)
         croak_xs_usage(cv, "handler, kept");
-    pad = fs_handler_pad(aTHX_ (CV *)SvRV(ST(0)), &names);
+    pad = fs_handler_pad(aTHX_ (CV *)SvRV(ST(0)), &names, &last);
     kept = (AV *)SvRV(ST(1));
     for (i = 0; pad && i + 1 <= AvFILLp(kept); i += 2) {
         SSize_t at = SvIV(AvARRAY(kept)[i]);
         SV *copy = AvARRAY(kept)[i + 1];
-        SV *sv = at <= PadnamelistMAX(names) ? pad[at] : NULL;
+        SV *sv = at <= last ? pad[at] : NULL;
         if (!sv)
             continue;
         if (SvTYPE(sv) == SVt_PVAV && SvROK(copy)) {
