@@ -238,7 +238,7 @@ for my $mode (qw(registry fork)) {
 # every run is a first), and what a run changed in them goes.
 for my $mode (qw(registry fork)) {
     my $d = start_daemon(workers => 1, isolation => $mode);
-    my $want = "dir ends in check: yes\nseen: compile run\nconfig: colour=blue, size=4\nnever set: undef\n";
+    my $want = "dir ends in check: yes\nseen: compile run\nconfig: colour=blue, size=4\nnever set: undef\nsparse: -,-,c; -,b\n";
     for my $n (1 .. 3) {
         is parse_cgi(scalar fcgi_request($d, 'check/begin-lexicals.pl'))->{body}, $want,
             "$mode run $n: the file lexicals as the compile left them";

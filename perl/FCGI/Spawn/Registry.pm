@@ -301,8 +301,9 @@ sub release_module_packages {
         push @snapshots, $snapshot_of{$name};
     }
     my %released_snapshot = map { $_ => $snapshot_of{$_} } keys %released;
+    my $released = [ keys %released ];
     my @kept;
-    for my $package (outermost(grep { inside($_, [ keys %released ]) } @{ $entry->{site_packages} })) {
+    for my $package (outermost(grep { inside($_, $released) } @{ $entry->{site_packages} })) {
         my ($inner) = snapshots_of($package, \%released_snapshot) or next;
         my ($parent, $leaf) = $package =~ /\A(.+)::([^:]+)\z/ or next;
         my $parent_stash = FCGI::Spawn::Symbols::stash_of($parent) or next;

@@ -166,6 +166,37 @@ static int fs_is_stash_name(const char *key, I32 len)
 
 static SV *fs_snapshot_stash(pTHX_ HV *stash, int depth, int watch);
 
+/* A shallow copy of an array: a hole (`$a[3] = 1` leaves 0 to 2 unset)
+ * becomes an undef element; av_make would read through it. */
+static AV *fs_av_copy(pTHX_ AV *from)
+{
+    AV *copy = newAV();
+    SSize_t i;
+    av_extend(copy, AvFILLp(from));
+    for (i = 0; i <= AvFILLp(from); i++)
+        av_push(copy, AvARRAY(from)[i] ? newSVsv(AvARRAY(from)[i]) : newSV(0));
+    return copy;
+}
+
+/* An array or a hash back to a shallow copy (fs_av_copy, newHVhv) taken
+ * earlier: its elements copied again, one level deep. */
+static void fs_av_back(pTHX_ AV *to, AV *from)
+{
+    SSize_t i;
+    av_clear(to);
+    for (i = 0; i <= AvFILLp(from); i++)
+        av_push(to, AvARRAY(from)[i] ? newSVsv(AvARRAY(from)[i]) : newSV(0));
+}
+
+static void fs_hv_back(pTHX_ HV *to, HV *from)
+{
+    HE *he;
+    hv_clear(to);
+    hv_iterinit(from);
+    while ((he = hv_iternext(from)))
+        (void)hv_store_ent(to, hv_iterkeysv(he), newSVsv(HeVAL(he)), 0);
+}
+
 /* The live containers of a watched record (as they are now) and their
  * elements watched. */
 static void fs_watch_record(pTHX_ AV *rec, GV *gv)
@@ -196,7 +227,7 @@ static AV *fs_record(pTHX_ SV *entry, const char *key, I32 klen, int depth, int 
     if (GvSV(gv) && SvOK(GvSV(gv)))
         av_store(rec, REC_SCALAR, newSVsv(GvSV(gv)));
     if (GvAV(gv) && AvFILLp(GvAV(gv)) >= 0)
-        av_store(rec, REC_ARRAY, newRV_noinc((SV *)av_make(av_count(GvAV(gv)), AvARRAY(GvAV(gv)))));
+        av_store(rec, REC_ARRAY, newRV_noinc((SV *)fs_av_copy(aTHX_ GvAV(gv))));
     if (fs_is_stash_name(key, klen)) {
         if (GvHV(gv) && depth < 32)
             av_store(rec, REC_NESTED, fs_snapshot_stash(aTHX_ GvHV(gv), depth + 1, watch));
@@ -345,11 +376,7 @@ static void fs_restore_glob(pTHX_ HV *stash, GV *gv, AV *rec)
     }
     if (dirty & FS_DIRTY_ARRAY) {
         if (array) {
-            AV *from = (AV *)SvRV(array), *to = GvAVn(gv);
-            SSize_t i;
-            av_clear(to);
-            for (i = 0; i <= AvFILLp(from); i++)
-                av_push(to, AvARRAY(from)[i] ? newSVsv(AvARRAY(from)[i]) : newSV(0));
+            fs_av_back(aTHX_ GvAVn(gv), (AV *)SvRV(array));
         } else if (GvAV(gv) && AvFILLp(GvAV(gv)) >= 0) {
             av_clear(GvAV(gv));
         }
@@ -359,12 +386,7 @@ static void fs_restore_glob(pTHX_ HV *stash, GV *gv, AV *rec)
         fs_restore_stash(aTHX_ nested);
     } else if (dirty & FS_DIRTY_HASH) {
         if (hash) {
-            HV *from = (HV *)SvRV(hash), *to = GvHVn(gv);
-            HE *he;
-            hv_clear(to);
-            hv_iterinit(from);
-            while ((he = hv_iternext(from)))
-                (void)hv_store_ent(to, hv_iterkeysv(he), newSVsv(HeVAL(he)), 0);
+            fs_hv_back(aTHX_ GvHVn(gv), (HV *)SvRV(hash));
         } else if (GvHV(gv) && !HvNAME_get(GvHV(gv)) && HvUSEDKEYS(GvHV(gv)) > 0) {
             hv_clear(GvHV(gv));
         }
@@ -744,33 +766,14 @@ static SV **fs_handler_pad(pTHX_ CV *handler, PADNAMELIST **names, SSize_t *last
     return PadARRAY(pad);
 }
 
-/* A copy of what a lexical holds (elements copied one level deep), or
- * NULL when it holds nothing. */
+/* A copy of what a lexical holds (shallow, as a package snapshot's
+ * record), or NULL when it holds nothing. */
 static SV *fs_lexical_copy(pTHX_ SV *sv)
 {
-    if (SvTYPE(sv) == SVt_PVAV) {
-        AV *av = (AV *)sv, *copy;
-        SSize_t i;
-        if (AvFILL(av) < 0)
-            return NULL;
-        copy = newAV();
-        for (i = 0; i <= AvFILL(av); i++) {
-            SV **e = av_fetch(av, i, 0);
-            av_store(copy, i, e ? newSVsv(*e) : newSV(0));
-        }
-        return newRV_noinc((SV *)copy);
-    }
-    if (SvTYPE(sv) == SVt_PVHV) {
-        HV *hv = (HV *)sv, *copy;
-        HE *he;
-        if (!HvUSEDKEYS(hv))
-            return NULL;
-        copy = newHV();
-        hv_iterinit(hv);
-        while ((he = hv_iternext(hv)))
-            (void)hv_store_ent(copy, hv_iterkeysv(he), newSVsv(HeVAL(he)), 0);
-        return newRV_noinc((SV *)copy);
-    }
+    if (SvTYPE(sv) == SVt_PVAV)
+        return AvFILLp((AV *)sv) >= 0 ? newRV_noinc((SV *)fs_av_copy(aTHX_ (AV *)sv)) : NULL;
+    if (SvTYPE(sv) == SVt_PVHV)
+        return HvUSEDKEYS((HV *)sv) ? newRV_noinc((SV *)newHVhv((HV *)sv)) : NULL;
     if (SvTYPE(sv) > SVt_PVMG || !SvOK(sv))
         return NULL;
     return newSVsv(sv);
@@ -827,18 +830,9 @@ XS(fs_xs_lexicals_back)
         if (!sv)
             continue;
         if (SvTYPE(sv) == SVt_PVAV && SvROK(copy)) {
-            AV *from = (AV *)SvRV(copy);
-            SSize_t k;
-            av_clear((AV *)sv);
-            for (k = 0; k <= AvFILLp(from); k++)
-                av_store((AV *)sv, k, newSVsv(AvARRAY(from)[k]));
+            fs_av_back(aTHX_ (AV *)sv, (AV *)SvRV(copy));
         } else if (SvTYPE(sv) == SVt_PVHV && SvROK(copy)) {
-            HV *from = (HV *)SvRV(copy);
-            HE *he;
-            hv_clear((HV *)sv);
-            hv_iterinit(from);
-            while ((he = hv_iternext(from)))
-                (void)hv_store_ent((HV *)sv, hv_iterkeysv(he), newSVsv(HeVAL(he)), 0);
+            fs_hv_back(aTHX_ (HV *)sv, (HV *)SvRV(copy));
         } else if (SvTYPE(sv) <= SVt_PVMG && !SvREADONLY(sv)) {
             sv_setsv_mg(sv, copy);
         }
