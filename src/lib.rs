@@ -38,6 +38,7 @@ pub mod listen;
 mod log;
 mod master;
 mod notify;
+pub mod page_buf;
 mod path_policy;
 mod perl;
 mod pool;

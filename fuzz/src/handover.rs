@@ -22,6 +22,7 @@ use fcgi_spawn::fastcgi::preamble::{Filled, PreambleSettings, Scan};
 use fcgi_spawn::fastcgi::record::{Header, RecordType};
 use fcgi_spawn::fastcgi::watch::{ClientEvent, ClientWatch};
 use fcgi_spawn::listen::Stream;
+use fcgi_spawn::page_buf::PageBuf;
 use fcgi_spawn::worker::conn::{Conn, Readers};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollTimeout};
@@ -131,7 +132,7 @@ struct Daemon {
     worker_end: Channel,
     master_end: Channel,
     ready: ReadyQueue,
-    ready_buf: Box<[u8]>,
+    ready_buf: PageBuf,
     epoll: Epoll,
     dispatcher: Dispatcher,
     scratch: Vec<u8>,

@@ -32,6 +32,7 @@ use nix::sys::socket::{
 };
 
 use super::channel::Conn;
+use crate::page_buf::PageBuf;
 
 /// Bytes already read from a connection that may ride in one message: a
 /// request's records up to its params and 64 KiB of body, usually.
@@ -144,8 +145,8 @@ impl ReadyQueue {
     }
 
     /// A buffer for [`Self::pop`].
-    pub fn buffer() -> Box<[u8]> {
-        vec![0u8; HEADER + MAX_INPUT].into_boxed_slice()
+    pub fn buffer() -> PageBuf {
+        PageBuf::zeroed(HEADER + MAX_INPUT)
     }
 
     /// The end workers poll.

@@ -4,6 +4,8 @@
 
 use std::io::{self, Read};
 
+use crate::page_buf::PageBuf;
+
 use super::record::{Header, ProtocolError, HEADER_LEN, MAX_RECORD_LEN};
 use super::request::ConnectionError;
 
@@ -24,7 +26,7 @@ pub struct Record<'a> {
 /// calls. Shared by the server side and by the client.
 pub struct RecordReader<R> {
     inner: R,
-    buf: Box<[u8]>,
+    buf: PageBuf,
     /// Unread bytes are `buf[start..end]`; the first `returned` of them are
     /// the record last handed out, dropped on the next call.
     start: usize,
@@ -36,7 +38,7 @@ impl<R> RecordReader<R> {
     pub fn new(inner: R) -> RecordReader<R> {
         RecordReader {
             inner,
-            buf: vec![0; READ_BUF_LEN].into_boxed_slice(),
+            buf: PageBuf::zeroed(READ_BUF_LEN),
             start: 0,
             end: 0,
             returned: 0,

@@ -31,6 +31,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use super::response::{Finished, Response};
 use crate::fds::{above_std_fds, dup2};
 use crate::listen::Stream;
+use crate::page_buf::PageBuf;
 
 /// The worker's output state, for the STDOUT layer's sink (a plain function
 /// pointer handed to C, so it cannot carry it).
@@ -69,7 +70,7 @@ pub struct State {
     /// Script path, for stderr log lines.
     tag: String,
     partial_line: Vec<u8>,
-    buf: Box<[u8]>,
+    buf: PageBuf,
 }
 
 pub struct Shared {
@@ -265,7 +266,7 @@ impl Output {
                 stderr: Some(stderr),
                 tag: "fcgi-spawn".into(),
                 partial_line: Vec::new(),
-                buf: vec![0u8; 65536].into_boxed_slice(),
+                buf: PageBuf::zeroed(65536),
             }),
             pipe_closed: Condvar::new(),
             wake: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,

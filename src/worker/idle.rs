@@ -38,6 +38,7 @@ use crate::fastcgi::preamble::Filled;
 use crate::fastcgi::preamble::{PreambleSettings, Scan};
 use crate::fastcgi::Limits;
 use crate::listen::{Listener, Stream};
+use crate::page_buf::PageBuf;
 use crate::scoreboard::{Scoreboard, Slot, WorkerState};
 use crate::signals;
 
@@ -53,13 +54,13 @@ pub struct Idle<'a> {
     slot: usize,
     channel: Channel,
     ready: &'a ReadyQueue,
-    ready_buf: Box<[u8]>,
+    ready_buf: PageBuf,
     held: Vec<Conn>,
     readers: Readers,
     settings: PreambleSettings,
     idle_timeout: Duration,
     allowed_peers: Option<Vec<std::net::IpAddr>>,
-    scratch: Box<[u8]>,
+    scratch: PageBuf,
     /// The pool stops (`Message::Stopping`): kept connections go back to
     /// the master as soon as their response is done.
     pool_stopping: bool,
@@ -99,7 +100,7 @@ impl<'a> Idle<'a> {
             readers: Readers::new(limits, max_conns),
             idle_timeout,
             allowed_peers,
-            scratch: vec![0; 64 * 1024].into_boxed_slice(),
+            scratch: PageBuf::zeroed(64 * 1024),
             pool_stopping: false,
         }
     }
