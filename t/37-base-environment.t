@@ -34,6 +34,23 @@ my $bad = eval { start_daemon(workers => 1, args => ['--env', 'NOVALUE'], timeou
 ok !$bad, '--env without = is refused';
 like $@, qr/env: "NOVALUE" is not NAME=VALUE/, 'naming the setting';
 
+# A worker's first request: %ENV and what a child process inherits are the
+# same names, none of the daemon's other variables among them (the worker
+# makes that request's environment anew rather than from the master's).
+for my $mode (qw(perlrun registry fork)) {
+    my $d = start_daemon(workers => 1, args => ['--isolation', $mode]);
+    for my $n (1 .. 2) {
+        my ($out) = fcgi_request($d, 'env-names.pl', query => "n=$n");
+        my ($perl) = $out =~ /^perl (.*)$/m;
+        my ($child) = $out =~ /^child (.*)$/m;
+        ok defined $perl && $perl =~ /\bQUERY_STRING\b/ && $perl =~ /\bPATH\b/,
+            "$mode, request $n: %ENV has the request and the base" or diag $out;
+        is $child, $perl, "$mode, request $n: a child gets exactly %ENV's names";
+        unlike $perl // '', qr/FCGI_SPAWN_TEST_SECRET/, "$mode, request $n: not the daemon's other variables";
+    }
+    $d->stop;
+}
+
 # Child processes see the request's environment, also after earlier requests
 # changed it.
 {

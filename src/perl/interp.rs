@@ -152,6 +152,16 @@ impl Interpreter {
         unsafe { ffi::fs_set_owner_pid(pid) }
     }
 
+    /// In a worker just forked from the master: %ENV still holds the
+    /// master's whole environment. The first request's environment is
+    /// made in a new hash instead of by deleting from that one, which
+    /// would write to the pages the worker shares with the master.
+    pub fn worker_forked(&self) {
+        self.select();
+        // SAFETY: plain store of an int in the glue's static.
+        unsafe { ffi::fs_worker_forked() }
+    }
+
     /// Makes the output layer available (the runner's `enter_request` and
     /// `std_handles_bound` push it on STDOUT): it keeps the script's
     /// output in this process until

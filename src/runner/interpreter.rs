@@ -66,7 +66,7 @@ pub fn prepare_perl(cfg: &Config, between: &mut dyn FnMut()) -> anyhow::Result<I
     let perl = Interpreter::start()?;
     between();
     let loaded = load(&perl, cfg, between).and_then(|()| {
-        if let Err(e) = super::warm_up(&perl) {
+        if let Err(e) = super::warm_up(&perl, cfg) {
             log::warn!("warm-up request before forking the workers failed (workers will do that work themselves): {e}");
         }
         between();

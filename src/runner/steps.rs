@@ -189,8 +189,11 @@ impl<'p> PerlSteps<'p> {
         self.internal(entry::STATS_START, &args)
     }
 
-    pub fn warm_up_begin(&self) -> Result<(), String> {
-        self.internal(entry::WARM_UP_BEGIN, &[])
+    /// Before the master's warm-up requests: the base state a worker's
+    /// requests start from, taken with the workers' settings (so that a
+    /// worker finds it as it would take it, and keeps the master's copy).
+    pub fn warm_up_begin(&self, worker: &WorkerSettings) -> Result<(), String> {
+        self.internal(entry::WARM_UP_BEGIN, &worker.args())
     }
 
     pub fn warm_up_end(&self, script: &[u8]) -> Result<(), String> {

@@ -10,9 +10,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::steps::PerlSteps;
-use crate::config::Isolation;
+use super::steps::{PerlSteps, WorkerSettings};
+use crate::config::{Config, Isolation};
 use crate::fds::{dup2, dup_above_std};
+use crate::path_policy::PathPolicy;
 use crate::perl::Interpreter;
 
 /// What the warm-up runs: CGI.pm's usual calls when it is preloaded, plain
@@ -28,21 +29,23 @@ print $q->escapeHTML('<warm-up>'), \"\\n\" if $q;\n";
 /// In the master, after the preload and before any fork: runs the request
 /// cycle twice in each in-process isolation mode on a small script, output
 /// discarded.
-pub fn warm_up(perl: &Interpreter) -> io::Result<()> {
+pub fn warm_up(perl: &Interpreter, cfg: &Config) -> io::Result<()> {
     let dir = std::env::temp_dir().join(format!("fcgi-spawn-warm-up-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = warm_up_in(&PerlSteps::new(perl), &dir);
+    let policy = PathPolicy::of(cfg);
+    let worker = WorkerSettings::new(&cfg.pass_env, &cfg.env, &policy);
+    let result = warm_up_in(&PerlSteps::new(perl), &worker, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn warm_up_in(steps: &PerlSteps, dir: &Path) -> io::Result<()> {
+fn warm_up_in(steps: &PerlSteps, worker: &WorkerSettings, dir: &Path) -> io::Result<()> {
     let script = dir.join("warm-up.pl");
     std::fs::write(&script, WARM_UP_SCRIPT)?;
     let script = script.as_os_str().as_bytes();
     let fds = MasterStdFds::save()?;
     let failed = |what: &str| io::Error::other(format!("warm-up request: {what}"));
-    steps.warm_up_begin().map_err(io::Error::other)?;
+    steps.warm_up_begin(worker).map_err(io::Error::other)?;
     let mut outcome = Ok(());
     for isolation in [Isolation::Perlrun, Isolation::Registry] {
         for _ in 0..2 {

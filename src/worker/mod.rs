@@ -57,6 +57,7 @@ pub fn run(
         title::worker_starting();
     }
     perl.set_owner_pid(std::process::id() as i32);
+    perl.worker_forked();
     let runner = Runner::new(
         perl,
         PathPolicy::of(cfg),

@@ -57,7 +57,8 @@ sub take_loaded {
 # those a request wrote (their set magic tells it), after each request.
 sub watch_scalars {
     my ($package) = @_;
-    return if $WATCHED{$package}++;
+    return if $WATCHED{$package};
+    $WATCHED{$package} = 1;
     my $stash = FCGI::Spawn::Symbols::stash_of($package) or return;
     FCGI::Spawn::Native::watch_scalars(
         map { \$stash->{$_} } grep { ref \$stash->{$_} eq 'GLOB' && !/::\z/ } keys %$stash);

@@ -46,7 +46,7 @@ sub capture_base_state {
     # the daemon (the process title, which ps shows, is the daemon's own:
     # src/title.rs).
     $0 = $BASE{program_name};
-    $BASE{sig} = { map { $_ => $SIG{$_} } keys %SIG };
+    same_values($BASE{sig} //= {}, \%SIG);
     # What a worker inherits as the master had it is kept: taking it again
     # would free the master's copy, writing to pages the two share.
     if (!$inherited || "@{ $BASE{inc} || [] }" ne "@INC") {
@@ -70,6 +70,21 @@ sub capture_base_state {
     }
     FCGI::Spawn::Symbols::own_current_names();
     FCGI::Spawn::Native::request_base();
+    return;
+}
+
+# %$copy made to hold what %$from holds, changing only what differs: in
+# a worker, the master's copy is kept as far as it is the same (replacing
+# it would free it, writing to the pages the two share).
+sub same_values {
+    my ($copy, $from) = @_;
+    for my $key (FCGI::Spawn::Native::plain_keys($from)) {
+        my ($now, $was) = ($from->{$key}, $copy->{$key});
+        next if exists $copy->{$key}
+            && (defined $now ? defined $was && $now eq $was : !defined $was);
+        $copy->{$key} = $now;
+    }
+    exists $from->{$_} or delete $copy->{$_} for FCGI::Spawn::Native::plain_keys($copy);
     return;
 }
 

@@ -258,7 +258,7 @@ my %ENV_BEFORE_WARM_UP;
 
 sub warm_up_begin {
     %ENV_BEFORE_WARM_UP = %ENV;
-    FCGI::Spawn::Restore::capture_base_state([keys %ENV], []);
+    FCGI::Spawn::Restore::capture_base_state(worker_settings(@_));
     return 1;
 }
 
@@ -266,6 +266,7 @@ sub warm_up_end {
     my ($script) = @_;
     %ENV = %ENV_BEFORE_WARM_UP;
     %ENV_BEFORE_WARM_UP = ();
+    @FCGI::Spawn::Loader::ROOTS = ();
     FCGI::Spawn::Registry::forget_cached($script);
     FCGI::Spawn::Compile::forget_namespace($script);
     return 1;

@@ -119,7 +119,7 @@ sub recount_owned {
 sub delete_script_names {
     return if keys %main:: == $OWNED_COUNT;
     claim_module_names();
-    for my $name (keys %main::) {
+    for my $name (FCGI::Spawn::Native::plain_keys(\%main::)) {
         next if $OWNED{$name};
         if ($name =~ /::\z/) {
             delete_package(substr $name, 0, -2);
@@ -147,10 +147,12 @@ our %REQUEST_FILES;
 sub claim_module_names {
     my ($all) = @_;
     return if !$all && keys %INC == $INC_COUNT_CLAIMED;
-    for my $file (keys %INC) {
+    for my $file (FCGI::Spawn::Native::plain_keys(\%INC)) {
         next if $REQUEST_FILES{$file};
         next unless $file =~ m{\A([A-Za-z_]\w*)(?:/|\.pm\z)};
-        $OWNED{"$1::"} = 1 if exists $main::{"$1::"};
+        # Set only when not yet: a store writes to the value (shared with
+        # the master in a worker) even when it stays 1.
+        $OWNED{"$1::"} = 1 if !$OWNED{"$1::"} && exists $main::{"$1::"};
     }
     recount_owned();
     $INC_COUNT_CLAIMED = keys %INC;
@@ -161,7 +163,7 @@ sub is_owned { return $OWNED{ $_[0] } ? 1 : 0 }
 
 # The top-level names made since own_current_names, without deleting them.
 sub script_names {
-    return grep { !$OWNED{$_} } keys %main::;
+    return grep { !$OWNED{$_} } FCGI::Spawn::Native::plain_keys(\%main::);
 }
 
 # Reads what is left of an open file into $$text: read, not readline (a

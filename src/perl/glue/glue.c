@@ -25,6 +25,7 @@ static pid_t fs_owner_pid;
 /* Set in the child of any fork() after fs_set_owner_pid: cheaper than a
  * getpid() system call after every call into Perl. */
 volatile int fs_forked;
+int fs_env_inherited;
 
 /* fork() calls made by the worker process (the script's fork, system,
  * backticks, piped open...): the runner asks whether a request forked. */
@@ -355,6 +356,11 @@ void fs_set_owner_pid(int pid)
         pthread_atfork(fs_count_fork, NULL, fs_mark_forked);
         registered = 1;
     }
+}
+
+void fs_worker_forked(void)
+{
+    fs_env_inherited = 1;
 }
 
 static void end_foreign_child(pTHX_ int status);

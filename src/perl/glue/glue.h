@@ -38,6 +38,9 @@ void fs_interp_stop(void *interp);
 /* The process that owns the request loop; a fork()ed child of a script
  * that leaves Perl through exit/die/return is ended here instead. */
 void fs_set_owner_pid(int pid);
+/* In a worker just forked from the master: %ENV is still the master's
+ * hash, which the first request's environment leaves alone (request.c). */
+void fs_worker_forked(void);
 /* The runner's subs the glue itself calls (the names live with the
  * runner's other entry points, in Rust's runner/steps.rs): where a child a
  * script forked ends, where a fork-mode request's child ends, and the

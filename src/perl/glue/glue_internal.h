@@ -12,6 +12,10 @@
 /* Set in the child of any fork() after fs_set_owner_pid (glue.c). */
 extern volatile int fs_forked;
 
+/* Set by fs_worker_forked (glue.c): %ENV is still the hash the worker was
+ * forked with; the first request's sync (request.c) leaves it be. */
+extern int fs_env_inherited;
+
 /* The runner's subs the glue calls (fs_set_glue_callbacks, glue.c). */
 extern const char *fs_sub_end_forked_child;
 extern const char *fs_sub_end_request_child;

@@ -929,6 +929,42 @@ XS(fs_xs_forget_once_patterns)
     XSRETURN_EMPTY;
 }
 
+/* --- reading a shared hash without writing to it ------------------------------ */
+
+/* FCGI::Spawn::Native::plain_keys(HASH_REF) — the hash's keys, as `keys`
+ * gives them, but read from its buckets: `keys` would start an iteration
+ * (written into the hash) and return each key sharing perl's copy of the
+ * string, whose reference count it raises. In a worker both are pages it
+ * shares with the master (a walk of main:: or %INC wrote to some 40 of
+ * them); these keys are copies. */
+XS(fs_xs_plain_keys)
+{
+    dXSARGS;
+    HV *hv;
+    HE **buckets;
+    STRLEN i;
+    if (items != 1 || !SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVHV)
+        croak_xs_usage(cv, "hash_ref");
+    hv = (HV *)SvRV(ST(0));
+    SP -= items;
+    buckets = HvARRAY(hv);
+    if (buckets && HvUSEDKEYS(hv)) {
+        EXTEND(SP, (SSize_t)HvUSEDKEYS(hv));
+        for (i = 0; i <= HvMAX(hv); i++) {
+            HE *he;
+            for (he = buckets[i]; he; he = HeNEXT(he)) {
+                if (HeVAL(he) == &PL_sv_placeholder)
+                    continue;
+                if (HeKLEN(he) == HEf_SVKEY)
+                    mPUSHs(newSVsv(HeKEY_sv(he)));
+                else
+                    mPUSHs(newSVpvn_flags(HeKEY(he), HeKLEN(he), HeKUTF8(he) ? SVf_UTF8 : 0));
+            }
+        }
+    }
+    PUTBACK;
+}
+
 /* --- a registry script's names, out of sight between its runs ----------------
  *
  * What a registry script's compile adds to shared symbol tables (a $main::x,
@@ -1008,6 +1044,7 @@ XS(fs_xs_attach_symbols)
 }
 
 static const fs_xsub fs_package_xsubs_table[] = {
+    FS_XSUB("plain_keys", fs_xs_plain_keys),
     FS_XSUB("detach_symbols", fs_xs_detach_symbols),
     FS_XSUB("attach_symbols", fs_xs_attach_symbols),
     FS_XSUB("once_patterns", fs_xs_once_patterns),

@@ -166,35 +166,42 @@ static int fs_restore_watched(pTHX_ fs_request_state *rs)
 
 /* FCGI::Spawn::Native::plain_scalars(PACKAGE...) — NAME => VALUE of the
  * packages' defined, non-reference scalars ("CGI::NOSTICKY" => 1): where
- * `use CGI qw(-nosticky)` and its like leave their mark. A glob without a
- * scalar is not given one (a Perl walk would make one for each, writing to
- * every glob of the module in a worker that shares them). */
+ * `use CGI qw(-nosticky)` and its like leave their mark. Read without
+ * writing to what a worker shares with the master: a glob without a
+ * scalar is not given one (a Perl walk would make one for each), the stash
+ * is read from its buckets (no iteration state written into it), and a
+ * string value is copied, not shared (sharing raises a count kept in the
+ * string's own buffer). */
 XS(fs_xs_plain_scalars)
 {
     dXSARGS;
     HV *values = newHV();
     I32 i;
     for (i = 0; i < items; i++) {
-        STRLEN plen;
+        STRLEN plen, b;
         const char *package = SvPV_const(ST(i), plen);
         HV *stash = fs_find_stash(aTHX_ package, plen);
-        HE *he;
-        if (!stash)
+        if (!stash || !HvARRAY(stash))
             continue;
-        hv_iterinit(stash);
-        while ((he = hv_iternext(stash))) {
-            GV *gv = (GV *)HeVAL(he);
-            I32 klen;
-            const char *key = hv_iterkey(he, &klen);
-            SV *sv;
-            if (SvTYPE(gv) != SVt_PVGV || !isGV_with_GP(gv) || !(sv = GvSV(gv)))
-                continue;
-            if (klen > 2 && key[klen - 1] == ':' && key[klen - 2] == ':')
-                continue;
-            if (!SvOK(sv) || SvROK(sv))
-                continue;
-            (void)hv_store_ent(values, sv_2mortal(newSVpvf("%s::%.*s", package, (int)klen, key)),
-                               newSVsv(sv), 0);
+        for (b = 0; b <= HvMAX(stash); b++) {
+            HE *he;
+            for (he = HvARRAY(stash)[b]; he; he = HeNEXT(he)) {
+                GV *gv = (GV *)HeVAL(he);
+                I32 klen = HeKLEN(he);
+                const char *key = HeKEY(he);
+                SV *sv, *copy;
+                if (SvTYPE(gv) != SVt_PVGV || !isGV_with_GP(gv) || !(sv = GvSV(gv)))
+                    continue;
+                if (klen > 2 && key[klen - 1] == ':' && key[klen - 2] == ':')
+                    continue;
+                if (!SvOK(sv) || SvROK(sv))
+                    continue;
+                copy = SvPOK(sv) && !SvGMAGICAL(sv)
+                           ? newSVpvn_flags(SvPVX_const(sv), SvCUR(sv), SvUTF8(sv))
+                           : newSVsv(sv);
+                (void)hv_store_ent(values, sv_2mortal(newSVpvf("%s::%.*s", package, (int)klen, key)),
+                                   copy, 0);
+            }
         }
     }
     ST(0) = sv_2mortal(newRV_noinc((SV *)values));
@@ -256,8 +263,24 @@ XS(fs_xs_owned_names)
 
 /* --- %ENV --------------------------------------------------------------------- */
 
+/* Whether the list on the stack is what `base` holds already. */
+static int fs_same_list(pTHX_ AV *base, SV **items, I32 count)
+{
+    I32 i;
+    if (!base || av_count(base) != (Size_t)count)
+        return 0;
+    for (i = 0; i < count; i++) {
+        SV **have = av_fetch(base, i, 0);
+        if (!have || !sv_eq(*have, items[i]))
+            return 0;
+    }
+    return 1;
+}
+
 /* FCGI::Spawn::Native::request_env_base(NAME, VALUE, ...) — the variables
- * every request's %ENV starts with (the request's params come on top). */
+ * every request's %ENV starts with (the request's params come on top).
+ * The same list as the master's is kept: freeing the master's copy in a
+ * worker would write to the pages the two share. */
 XS(fs_xs_request_env_base)
 {
     dXSARGS;
@@ -265,6 +288,8 @@ XS(fs_xs_request_env_base)
     I32 i;
     if (items % 2)
         croak_xs_usage(cv, "NAME, VALUE, ...");
+    if (fs_same_list(aTHX_ rs->base_env, &ST(0), items))
+        XSRETURN_EMPTY;
     SvREFCNT_dec((SV *)rs->base_env);
     rs->base_env = newAV();
     for (i = 0; i < items; i++)
@@ -328,6 +353,39 @@ static void fs_env_set(pTHX_ HV *env, const char *name, size_t nlen, const char 
     SvSETMAGIC(*svp);
 }
 
+/* A new, empty %ENV for a process just forked. The inherited hash holds
+ * the master's whole environment, most of which no request keeps: deleting
+ * it entry by entry would free each entry, writing to the pages the
+ * process shares with the master (about 50 of them for a shell's 35
+ * variables). The old hash is left as it is, unreferenced and never freed;
+ * code always reaches %ENV through its glob, so nothing sees it again
+ * (a reference to it a preloaded module took would, as after `*ENV = {}`). */
+static HV *fs_env_of_own(pTHX)
+{
+    HV *env = newHV();
+    hv_magic(env, NULL, PERL_MAGIC_env);
+    GvHV(PL_envgv) = env;
+    return env;
+}
+
+/* environ's variables that %ENV no longer has, unset (after fs_env_of_own:
+ * the new hash holds only what a request keeps). */
+static void fs_environ_follow(pTHX_ const fs_name *seen, size_t cap)
+{
+    extern char **environ;
+    AV *gone = newAV();
+    SSize_t k;
+    char **e;
+    for (e = environ; e && *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (eq && !fs_name_has(seen, cap, *e, (size_t)(eq - *e)))
+            av_push(gone, newSVpvn(*e, eq - *e));
+    }
+    for (k = 0; k <= AvFILLp(gone); k++)
+        my_setenv(SvPVX(AvARRAY(gone)[k]), NULL);
+    SvREFCNT_dec((SV *)gone);
+}
+
 /* %ENV (and so environ) exactly the base variables and then `pairs`
  * (NAME, VALUE, ...; a later one wins), touching only what differs from
  * what is there: most of a request's params are the previous request's. */
@@ -335,10 +393,12 @@ void fs_request_env(const char *const *ptrs, const size_t *lens, size_t count)
 {
     dTHX;
     fs_request_state *rs = fs_rs(aTHX);
-    HV *env = GvHVn(PL_envgv);
+    int own = fs_env_inherited;
+    HV *env = own ? fs_env_of_own(aTHX) : GvHVn(PL_envgv);
     size_t nbase = rs->base_env ? (size_t)(AvFILL(rs->base_env) + 1) : 0;
     size_t cap = 64, unique = 0, i;
     fs_name *seen;
+    fs_env_inherited = 0;
     /* Twice as many slots as names, at least. */
     while (cap < count + nbase + 16)
         cap *= 2;
@@ -374,6 +434,8 @@ void fs_request_env(const char *const *ptrs, const size_t *lens, size_t count)
             (void)hv_delete_ent(env, AvARRAY(gone)[k], G_DISCARD, 0);
         SvREFCNT_dec((SV *)gone);
     }
+    if (own)
+        fs_environ_follow(aTHX_ seen, cap);
     Safefree(seen);
 }
 
