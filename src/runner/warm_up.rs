@@ -21,6 +21,7 @@ use crate::perl::Interpreter;
 /// first use: loaded here, they are shared, and a `fork` mode child does
 /// not load them again on every request (3-4 ms each).
 const WARM_UP_SCRIPT: &str = "use strict;\nuse warnings;\n\
+BEGIN { CGI->import if $INC{'CGI.pm'} }\n\
 my $q = $INC{'CGI.pm'} ? CGI->new : undef;\n\
 print $q ? $q->header('text/plain') : \"Content-Type: text/plain\\r\\n\\r\\n\";\n\
 print 'warm-up ', ($q ? $q->param('x') // '' : ''), \"\\n\";\n\

@@ -46,7 +46,18 @@ sub capture_base_state {
     # the daemon (the process title, which ps shows, is the daemon's own:
     # src/title.rs).
     $0 = $BASE{program_name};
-    same_values($BASE{sig} //= {}, \%SIG);
+    if ($inherited && $BASE{sig}) {
+        # Only the handlers changed since the master took them (the worker's
+        # own SIGPIPE): a %SIG fetch writes the element, and replacing the
+        # master's copy would free it, pages a worker shares with it.
+        for my $sig (FCGI::Spawn::Native::changed_signals(), '__WARN__', '__DIE__') {
+            my $now = $SIG{$sig};
+            $BASE{sig}{$sig} = $now if ($now // '') ne ($BASE{sig}{$sig} // '');
+        }
+    }
+    else {
+        $BASE{sig} = { map { $_ => $SIG{$_} } keys %SIG };
+    }
     # What a worker inherits as the master had it is kept: taking it again
     # would free the master's copy, writing to pages the two share.
     if (!$inherited || "@{ $BASE{inc} || [] }" ne "@INC") {
@@ -70,21 +81,6 @@ sub capture_base_state {
     }
     FCGI::Spawn::Symbols::own_current_names();
     FCGI::Spawn::Native::request_base();
-    return;
-}
-
-# %$copy made to hold what %$from holds, changing only what differs: in
-# a worker, the master's copy is kept as far as it is the same (replacing
-# it would free it, writing to the pages the two share).
-sub same_values {
-    my ($copy, $from) = @_;
-    for my $key (FCGI::Spawn::Native::plain_keys($from)) {
-        my ($now, $was) = ($from->{$key}, $copy->{$key});
-        next if exists $copy->{$key}
-            && (defined $now ? defined $was && $now eq $was : !defined $was);
-        $copy->{$key} = $now;
-    }
-    exists $from->{$_} or delete $copy->{$_} for FCGI::Spawn::Native::plain_keys($copy);
     return;
 }
 

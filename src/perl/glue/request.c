@@ -177,6 +177,9 @@ XS(fs_xs_plain_scalars)
     dXSARGS;
     HV *values = newHV();
     I32 i;
+    /* Its keys stay out of perl's shared string table, which a worker
+     * shares with the master. */
+    HvSHAREKEYS_off(values);
     for (i = 0; i < items; i++) {
         STRLEN plen, b;
         const char *package = SvPV_const(ST(i), plen);

@@ -79,6 +79,10 @@ XS(fs_xs_snapshot_signals)
     PERL_UNUSED_VAR(items);
     for (i = 1; i < SIG_SIZE; i++) {
         SV *now = PL_psig_ptr ? PL_psig_ptr[i] : NULL;
+        /* An unchanged one is kept: in a worker, the master's copy (a new
+         * one would free it, writing to pages the two share). */
+        if (fs_same_handler(aTHX_ now, fs_signal_snapshot[i]))
+            continue;
         SvREFCNT_dec(fs_signal_snapshot[i]);
         fs_signal_snapshot[i] = now ? newSVsv(now) : NULL;
     }
