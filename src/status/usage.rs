@@ -9,6 +9,8 @@
 //! and CPU time (`getrusage` of the worker and of the children it waited
 //! for: a `fork`-isolation request's child, `system`).
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 /// Time between two readings of `smaps_rollup` while RSS stays put: the
@@ -32,6 +34,24 @@ impl Statm {
     }
 }
 
+/// Forks that made this process (a worker: 1; its `fork` request's child:
+/// 2), counted in each child by a `pthread_atfork` handler: whether a
+/// descriptor was opened by this very process, without a `getpid` system
+/// call per request.
+fn fork_generation() -> u32 {
+    static FORKS: AtomicU32 = AtomicU32::new(0);
+    static COUNTING: Once = Once::new();
+    extern "C" fn count_in_child() {
+        FORKS.fetch_add(1, Ordering::Relaxed);
+    }
+    COUNTING.call_once(|| {
+        // SAFETY: registers a handler that only bumps an atomic; it runs
+        // in the child of every later fork, before anything else there.
+        unsafe { libc::pthread_atfork(None, None, Some(count_in_child)) };
+    });
+    FORKS.load(Ordering::Relaxed)
+}
+
 /// This process's `/proc/self/statm`, one short read: the file is kept
 /// open (per process: a forked child opens its own, `/proc/self` having
 /// named the opener) and read again from its start.
@@ -40,11 +60,14 @@ pub fn statm() -> Option<Statm> {
         static STATM: std::cell::RefCell<Option<(u32, std::fs::File)>> = const { std::cell::RefCell::new(None) };
     }
     let mut buf = [0u8; 128];
-    let pid = std::process::id();
+    let generation = fork_generation();
     let n = STATM.with(|cell| {
         let mut cached = cell.borrow_mut();
-        if cached.as_ref().is_none_or(|(owner, _)| *owner != pid) {
-            *cached = Some((pid, std::fs::File::open("/proc/self/statm").ok()?));
+        if cached
+            .as_ref()
+            .is_none_or(|(opened_in, _)| *opened_in != generation)
+        {
+            *cached = Some((generation, std::fs::File::open("/proc/self/statm").ok()?));
         }
         let (_, file) = cached.as_ref()?;
         std::os::unix::fs::FileExt::read_at(file, &mut buf, 0).ok()
