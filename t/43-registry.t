@@ -233,17 +233,30 @@ for my $mode (qw(registry fork)) {
     $d->stop;
 }
 
+# A script's page is the same in runs 1, 2 and 3 on one worker of each mode.
+sub same_page_every_run {
+    my ($script, $want, $what, @modes) = @_;
+    for my $mode (@modes) {
+        my $d = start_daemon(workers => 1, isolation => $mode);
+        for my $n (1 .. 3) {
+            is parse_cgi(scalar fcgi_request($d, $script))->{body}, $want, "$mode run $n: $what";
+        }
+        $d->stop;
+    }
+}
+
 # File lexicals a BEGIN block set hold that value in every run, not only
 # the first (perl clears the sub's lexicals when a run ends; under CGI
 # every run is a first), and what a run changed in them goes.
-for my $mode (qw(registry fork)) {
-    my $d = start_daemon(workers => 1, isolation => $mode);
-    my $want = "dir ends in check: yes\nseen: compile run\nconfig: colour=blue, size=4\nnever set: undef\nsparse: -,-,c; -,b\n";
-    for my $n (1 .. 3) {
-        is parse_cgi(scalar fcgi_request($d, 'check/begin-lexicals.pl'))->{body}, $want,
-            "$mode run $n: the file lexicals as the compile left them";
-    }
-    $d->stop;
-}
+same_page_every_run('check/begin-lexicals.pl',
+    "dir ends in check: yes\nseen: compile run\nconfig: colour=blue, size=4\nnever set: undef\nsparse: -,-,c; -,b\n",
+    'the file lexicals as the compile left them', qw(registry fork));
+
+# `state` variables start afresh in every run, as in every CGI process: at
+# file scope and in a named sub, with or without an initialiser, arrays and
+# hashes; what one held goes after the run (its DESTROY runs).
+same_page_every_run('check/state-vars.pl',
+    "runs: 1\nbare: x\nseen: run\ncount: 1\nids: 101 102\nobjects alive: 1\n",
+    'state variables as a new process has them', qw(perlrun registry fork));
 
 done_testing;

@@ -26,15 +26,16 @@ use CGI;
 my $q = CGI->new;
 print $q->header('text/plain'), 'hello ', ($q->param('name') // 'world'), "\n";
 PL
-    # A `state` variable lives in the compiled script: registry keeps it
-    # between runs, by design; plain CGI starts it afresh every time.
+    # A hash a BEGIN block made, kept in a file lexical: registry copies
+    # the lexical back before each run, but it is the same hash every time
+    # (README's limit: one level deep); plain CGI starts it afresh.
     'state.pl' => <<'PL',
 use strict;
 use warnings;
-use feature 'state';
-state $n = 0;
-$n++;
-print "Content-Type: text/plain\n\nn=$n\n";
+my $count;
+BEGIN { $count = { n => 0 } }
+$count->{n}++;
+print "Content-Type: text/plain\n\nn=$count->{n}\n";
 PL
     'post.pl' => <<'PL',
 use strict;

@@ -225,6 +225,8 @@ sub new_entry {
     my @subs = ($c->{handler}, map { script_subs($_) } @$packages);
     return {
         once_patterns => FCGI::Spawn::Native::once_patterns($script, @subs),
+        # `state` variables: emptied after each run, set up by the next.
+        state_vars    => FCGI::Spawn::Native::state_vars($script, @subs),
         # File lexicals a BEGIN block set: back before each run.
         lexicals     => FCGI::Spawn::Native::compiled_lexicals($c->{handler}),
         fork_only    => $c->{fork_only},
@@ -431,6 +433,10 @@ sub cached_end_blocks {
 # and all of it out of sight again.
 sub reset_cached_state {
     my $entry = $REGISTRY{ $req{script} } or return;
+    # First, as the run's other lexicals went when it returned: what its
+    # state variables held goes (DESTROY sees the packages as the run left
+    # them, as global destruction would).
+    FCGI::Spawn::Native::forget_state_vars($entry->{state_vars}) if $entry->{state_vars};
     keep_run_loads($entry) if @FCGI::Spawn::Loader::KEPT_RUN_LOADS;
     delete @INC{ keys %{ $entry->{site_inc} } } if $entry->{site_inc};
     release_module_packages($entry);

@@ -870,6 +870,29 @@ static void fs_collect_once(pTHX_ OP *o, AV *found)
             fs_collect_once(aTHX_ kid, found);
 }
 
+/* The sub an argument names, when it is Perl code compiled from `file`
+ * (a script's own subs: not those it imported). */
+static CV *fs_sub_of_file(pTHX_ SV *arg, const char *file)
+{
+    CV *sub;
+    if (!SvROK(arg) || SvTYPE(SvRV(arg)) != SVt_PVCV)
+        return NULL;
+    sub = (CV *)SvRV(arg);
+    if (CvISXSUB(sub) || !CvROOT(sub) || !CvFILE(sub) || strNE(CvFILE(sub), file))
+        return NULL;
+    return sub;
+}
+
+/* An opaque list for the runner: undef when empty (nothing to do after a
+ * run, and nothing kept). */
+static SV *fs_list_or_undef(pTHX_ AV *list)
+{
+    if (AvFILLp(list) >= 0)
+        return sv_2mortal(newRV_noinc((SV *)list));
+    SvREFCNT_dec((SV *)list);
+    return &PL_sv_undef;
+}
+
 /* FCGI::Spawn::Native::once_patterns(FILE, CODEREF...) — the /o patterns
  * of these subs that were compiled from FILE, as an opaque list for
  * forget_once_patterns; undef when there are none. */
@@ -884,20 +907,11 @@ XS(fs_xs_once_patterns)
     file = SvPV_nolen(ST(0));
     found = newAV();
     for (i = 1; i < items; i++) {
-        CV *sub;
-        if (!SvROK(ST(i)) || SvTYPE(SvRV(ST(i))) != SVt_PVCV)
-            continue;
-        sub = (CV *)SvRV(ST(i));
-        if (CvISXSUB(sub) || !CvROOT(sub) || !CvFILE(sub) || strNE(CvFILE(sub), file))
-            continue;
-        fs_collect_once(aTHX_ CvROOT(sub), found);
+        CV *sub = fs_sub_of_file(aTHX_ ST(i), file);
+        if (sub)
+            fs_collect_once(aTHX_ CvROOT(sub), found);
     }
-    if (AvFILLp(found) < 0) {
-        SvREFCNT_dec((SV *)found);
-        ST(0) = &PL_sv_undef;
-    } else {
-        ST(0) = sv_2mortal(newRV_noinc((SV *)found));
-    }
+    ST(0) = fs_list_or_undef(aTHX_ found);
     XSRETURN(1);
 }
 
@@ -926,6 +940,87 @@ XS(fs_xs_forget_once_patterns)
         first->op_next = INT2PTR(OP *, SvIV(AvARRAY(list)[i + 1]));
     }
 #endif
+    XSRETURN_EMPTY;
+}
+
+/* --- state variables ---------------------------------------------------------
+ *
+ * `state $n = 0` is set up once for the life of the compiled code: once per
+ * process under CGI, once per worker in the registry, where the next
+ * request would go on from what the last one left. The runner finds the
+ * state variables of a script's subs once, after the compile, and after
+ * every run empties them and marks their initialisation as not done: perl
+ * keeps that mark in a pad entry of its own named "$" (OP_ONCE tests its
+ * PADSTALE flag). */
+
+/* FCGI::Spawn::Native::state_vars(FILE, CODEREF...) — the state variables
+ * of these subs compiled from FILE, and their initialisation marks, as an
+ * opaque list for forget_state_vars; undef when there are none. */
+XS(fs_xs_state_vars)
+{
+    dXSARGS;
+    AV *vars, *marks, *found;
+    I32 i;
+    const char *file;
+    if (items < 1)
+        croak_xs_usage(cv, "file, code...");
+    file = SvPV_nolen(ST(0));
+    vars = newAV();
+    marks = newAV();
+    for (i = 1; i < items; i++) {
+        PADNAMELIST *names;
+        SV **pad;
+        SSize_t at, last = 0;
+        CV *sub = fs_sub_of_file(aTHX_ ST(i), file);
+        if (!sub)
+            continue;
+        pad = fs_handler_pad(aTHX_ sub, &names, &last);
+        for (at = 1; pad && at <= last; at++) {
+            PADNAME *pn = PadnamelistARRAY(names)[at];
+            if (!pn || !PadnameLEN(pn) || !PadnameIsSTATE(pn) || PadnameOUTER(pn) || !pad[at])
+                continue;
+            /* The mark's name is the bare sigil. */
+            av_push(PadnameLEN(pn) == 1 ? marks : vars, newRV_inc(pad[at]));
+        }
+    }
+    if (AvFILLp(vars) < 0 && AvFILLp(marks) < 0) {
+        SvREFCNT_dec((SV *)vars);
+        SvREFCNT_dec((SV *)marks);
+        ST(0) = &PL_sv_undef;
+        XSRETURN(1);
+    }
+    found = newAV();
+    av_push(found, newRV_noinc((SV *)vars));
+    av_push(found, newRV_noinc((SV *)marks));
+    ST(0) = fs_list_or_undef(aTHX_ found);
+    XSRETURN(1);
+}
+
+/* FCGI::Spawn::Native::forget_state_vars(LIST) — after a run: the state
+ * variables empty and set up again by the next run, as in a new process.
+ * What they held goes now (an object's DESTROY runs), as at process exit. */
+XS(fs_xs_forget_state_vars)
+{
+    dXSARGS;
+    AV *list, *vars, *marks;
+    SSize_t i;
+    if (items != 1 || !SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVAV
+        || AvFILLp((AV *)SvRV(ST(0))) != 1)
+        croak_xs_usage(cv, "list");
+    list = (AV *)SvRV(ST(0));
+    vars = (AV *)SvRV(AvARRAY(list)[0]);
+    marks = (AV *)SvRV(AvARRAY(list)[1]);
+    for (i = 0; i <= AvFILLp(vars); i++) {
+        SV *sv = SvRV(AvARRAY(vars)[i]);
+        if (SvTYPE(sv) == SVt_PVAV)
+            av_clear((AV *)sv);
+        else if (SvTYPE(sv) == SVt_PVHV)
+            hv_clear((HV *)sv);
+        else if (SvTYPE(sv) <= SVt_PVMG && !SvREADONLY(sv) && (SvOK(sv) || SvROK(sv)))
+            sv_set_undef(sv);
+    }
+    for (i = 0; i <= AvFILLp(marks); i++)
+        SvPADSTALE_on(SvRV(AvARRAY(marks)[i]));
     XSRETURN_EMPTY;
 }
 
@@ -1049,6 +1144,8 @@ static const fs_xsub fs_package_xsubs_table[] = {
     FS_XSUB("attach_symbols", fs_xs_attach_symbols),
     FS_XSUB("once_patterns", fs_xs_once_patterns),
     FS_XSUB("forget_once_patterns", fs_xs_forget_once_patterns),
+    FS_XSUB("state_vars", fs_xs_state_vars),
+    FS_XSUB("forget_state_vars", fs_xs_forget_state_vars),
     FS_XSUB("snapshot_package", fs_xs_snapshot_package),
     FS_XSUB("restore_package", fs_xs_restore_package),
     FS_XSUB("retire_snapshot", fs_xs_retire_snapshot),
