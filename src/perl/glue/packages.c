@@ -983,15 +983,14 @@ XS(fs_xs_state_vars)
             av_push(PadnameLEN(pn) == 1 ? marks : vars, newRV_inc(pad[at]));
         }
     }
-    if (AvFILLp(vars) < 0 && AvFILLp(marks) < 0) {
+    found = newAV();
+    if (AvFILLp(vars) >= 0 || AvFILLp(marks) >= 0) {
+        av_push(found, newRV_noinc((SV *)vars));
+        av_push(found, newRV_noinc((SV *)marks));
+    } else {
         SvREFCNT_dec((SV *)vars);
         SvREFCNT_dec((SV *)marks);
-        ST(0) = &PL_sv_undef;
-        XSRETURN(1);
     }
-    found = newAV();
-    av_push(found, newRV_noinc((SV *)vars));
-    av_push(found, newRV_noinc((SV *)marks));
     ST(0) = fs_list_or_undef(aTHX_ found);
     XSRETURN(1);
 }

@@ -371,11 +371,12 @@ static HV *fs_env_of_own(pTHX)
     return env;
 }
 
+extern char **environ;
+
 /* environ's variables that %ENV no longer has, unset (after fs_env_of_own:
  * the new hash holds only what a request keeps). */
 static void fs_environ_follow(pTHX_ const fs_name *seen, size_t cap)
 {
-    extern char **environ;
     AV *gone = newAV();
     SSize_t k;
     char **e;
