@@ -120,6 +120,12 @@ impl Channel {
         }
     }
 
+    /// A second end on the same socket, for another thread of the worker
+    /// to send on (a `dup`): the two must never send at the same time.
+    pub fn sender(&self) -> io::Result<Channel> {
+        Ok(Channel::new(self.fd.try_clone()?, self.blocking))
+    }
+
     /// Queues `msg` and sends what the socket takes. On a blocking end this
     /// returns once everything is sent.
     pub fn send(&mut self, msg: Message) -> io::Result<()> {

@@ -51,7 +51,7 @@ use crate::scoreboard::RanAs;
 use output::Output;
 
 pub use interpreter::{prepare_perl, start_perl};
-pub use output::Timeouts;
+pub use output::{HeldConnections, Timeouts};
 pub use precompile::{check_scripts, precompile};
 pub use pump::take_slow_requests;
 pub use steps::{PerlSteps, Restored, WorkerSettings};
@@ -191,6 +191,12 @@ impl<'p> Runner<'p> {
         self.steps
             .init_worker(&worker)
             .map_err(|e| io::Error::other(format!("worker initialisation failed: {e}")))
+    }
+
+    /// The connections the worker holds while it serves (see
+    /// [`HeldConnections`]).
+    pub fn hold_connections(&self, held: std::sync::Arc<dyn HeldConnections>) {
+        self.output.hold_connections(held);
     }
 
     /// Descriptor 0 on /dev/null, 1 and 2 on the worker's std pipes: the

@@ -44,6 +44,20 @@ pub struct Active {
     pub timeouts: Timeouts,
 }
 
+/// Connections the worker keeps open while it serves a request (besides
+/// the request's own): the kept connections it parked (`worker::parked`).
+/// The runner knows them only by this trait.
+pub trait HeldConnections: Send + Sync {
+    /// As a request begins, on the worker's thread: their descriptors go
+    /// into `fds` (the check for descriptors a script left open passes
+    /// them by), and the answer says how long into the request to call
+    /// [`Self::release`] (None: not for this request).
+    fn at_begin(&self, fds: &mut Vec<RawFd>) -> Option<Duration>;
+    /// On the pump thread, once, if the request still runs then: lets go
+    /// of them (they should not wait for it any longer).
+    fn release(&self);
+}
+
 /// What the pump does to a request that runs long (None: nothing).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timeouts {
@@ -67,6 +81,9 @@ pub struct State {
     /// Read ends of the std pipes (non-blocking); None once at EOF.
     pub stdout: Option<File>,
     pub stderr: Option<File>,
+    /// When the pump releases the worker's [`HeldConnections`] (None: not
+    /// for this request, or done).
+    pub held_due: Option<Instant>,
     /// Script path, for stderr log lines.
     tag: String,
     partial_line: Vec<u8>,
@@ -79,20 +96,25 @@ pub struct Shared {
     pub pipe_closed: Condvar,
     /// Wakes the pump thread to look at the state again.
     pub wake: EventFd,
-    /// Fires WATCH_AFTER into each request: the pump then watches it.
+    /// Fires WATCH_AFTER into each request (sooner when a task is due
+    /// first): the pump then watches it.
     pub watch_timer: TimerFd,
+    /// The connections the worker holds while it serves (set once).
+    pub held: OnceLock<Arc<dyn HeldConnections>>,
 }
 
 /// A request still running after this long gets its connection watched.
 pub const WATCH_AFTER: Duration = Duration::from_millis(50);
 
 impl Shared {
-    /// Arms the watch timer for the request that just started (re-arming
-    /// replaces the previous request's countdown; a late expiry finds no
-    /// request or a young one and is ignored).
-    fn watch_soon(&self) {
+    /// Arms the watch timer to fire `after` from now. Called with the state
+    /// locked, by the request's begin and by the pump, so a re-arm for one
+    /// request cannot replace the next one's (re-arming replaces the
+    /// previous countdown; a late expiry finds no request or a young one
+    /// and is ignored).
+    pub fn arm_timer(&self, after: Duration) {
         let _ = self.watch_timer.set(
-            Expiration::OneShot(TimeSpec::from_duration(WATCH_AFTER)),
+            Expiration::OneShot(TimeSpec::from_duration(after)),
             TimerSetTimeFlags::empty(),
         );
     }
@@ -250,6 +272,9 @@ pub struct Output {
     free_fd_at_begin: Cell<RawFd>,
     /// The last request's [`State::next_input`], taken when it ended.
     next_input: RefCell<Vec<u8>>,
+    /// The worker's connections as the request began: its own and those
+    /// of [`HeldConnections`].
+    held_fds: RefCell<Vec<RawFd>>,
 }
 
 impl Output {
@@ -264,6 +289,7 @@ impl Output {
                 next_input: Vec::new(),
                 stdout: Some(stdout),
                 stderr: Some(stderr),
+                held_due: None,
                 tag: "fcgi-spawn".into(),
                 partial_line: Vec::new(),
                 buf: PageBuf::zeroed(65536),
@@ -274,6 +300,7 @@ impl Output {
                 ClockId::CLOCK_MONOTONIC,
                 TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
             )?,
+            held: OnceLock::new(),
         });
         if SHARED.set(Arc::clone(&shared)).is_err() {
             return Err(io::Error::other(
@@ -285,6 +312,7 @@ impl Output {
             pipes: RefCell::new(pipes),
             free_fd_at_begin: Cell::new(-1),
             next_input: RefCell::new(Vec::new()),
+            held_fds: RefCell::new(Vec::new()),
         })
     }
 
@@ -312,17 +340,35 @@ impl Output {
     ) {
         let conn_fd = conn.as_fd().as_raw_fd();
         self.free_fd_at_begin.set(self.lowest_free_fd());
-        {
-            let mut state = self.shared.lock();
-            state.tag.clear();
-            state.tag.push_str(&script.to_string_lossy());
-            state.active = Some(Active {
-                response: Response::new(conn_fd, request_id, stderr_to_client),
-                started: Instant::now(),
-                timeouts,
-            });
+        let held_after = {
+            let mut fds = self.held_fds.borrow_mut();
+            fds.clear();
+            // The request's own connection is the worker's too.
+            fds.push(conn_fd);
+            self.shared
+                .held
+                .get()
+                .and_then(|held| held.at_begin(&mut fds))
+        };
+        let mut state = self.shared.lock();
+        state.tag.clear();
+        state.tag.push_str(&script.to_string_lossy());
+        let started = Instant::now();
+        state.active = Some(Active {
+            response: Response::new(conn_fd, request_id, stderr_to_client),
+            started,
+            timeouts,
+        });
+        state.held_due = held_after.map(|after| started + after);
+        self.shared
+            .arm_timer(held_after.map_or(WATCH_AFTER, |after| after.min(WATCH_AFTER)));
+    }
+
+    /// The connections the worker holds while it serves (once a worker).
+    pub fn hold_connections(&self, held: Arc<dyn HeldConnections>) {
+        if self.shared.held.set(held).is_err() {
+            log::warn!("the worker's held connections are known already");
         }
-        self.shared.watch_soon();
     }
 
     /// The script is done: sends `pending` (what it printed and did not
@@ -348,6 +394,7 @@ impl Output {
         let Some(active) = state.active.take() else {
             return Err(io::Error::other("no request to finish"));
         };
+        state.held_due = None;
         state.generation += 1;
         let watched = std::mem::take(&mut state.watched);
         let pending = if forked { &[][..] } else { pending };
@@ -401,7 +448,8 @@ impl Output {
             dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
                 .collect()
         } else {
-            open_fds_from(self.free_fd_at_begin.get().max(3), FREE_RUN)
+            let held = self.held_fds.borrow();
+            open_fds_from(self.free_fd_at_begin.get().max(3), FREE_RUN, &held)
         };
         if candidates.is_empty() {
             return;
@@ -470,8 +518,9 @@ impl Output {
 /// numbers, asked of the kernel in windows of `free_run` with one `poll`
 /// each (an invalid descriptor answers POLLNVAL) rather than one `fcntl`
 /// per number: a request that left nothing open costs one `poll` of 16
-/// (0.4 µs here, against 1 µs for 64).
-fn open_fds_from(first: RawFd, free_run: RawFd) -> Vec<RawFd> {
+/// (0.4 µs here, against 1 µs for 64). The worker's own descriptors in
+/// `ours` count as free.
+fn open_fds_from(first: RawFd, free_run: RawFd, ours: &[RawFd]) -> Vec<RawFd> {
     let window = free_run.max(1) as usize;
     let mut open = Vec::new();
     let (mut start, mut free) = (first, 0);
@@ -489,7 +538,7 @@ fn open_fds_from(first: RawFd, free_run: RawFd) -> Vec<RawFd> {
             return open;
         }
         for p in &fds {
-            if p.revents & libc::POLLNVAL != 0 {
+            if p.revents & libc::POLLNVAL != 0 || ours.contains(&p.fd) {
                 free += 1;
                 if free >= free_run {
                     return open;

@@ -120,6 +120,7 @@ impl PumpThread {
             }
             if events.timer {
                 let _ = self.shared.watch_timer.wait();
+                self.release_held();
                 self.start_watch();
             }
             if events.conn {
@@ -182,6 +183,32 @@ impl PumpThread {
             stderr: fired(slots[1]),
             conn: fired(slots[2]),
         })
+    }
+
+    /// The watch timer fired: the worker lets go of the connections it
+    /// holds, if it is time; then the timer again for the watch, if it is
+    /// to come. Done under the state's lock, so for this request and no
+    /// other (the lock orders it before the request's end).
+    fn release_held(&self) {
+        let mut state = self.shared.lock();
+        let Some(due) = state.held_due else {
+            return;
+        };
+        let Some(started) = state.active.as_ref().map(|a| a.started) else {
+            return;
+        };
+        let now = Instant::now();
+        if now < due {
+            return;
+        }
+        state.held_due = None;
+        if let Some(held) = self.shared.held.get() {
+            held.release();
+        }
+        let watch_at = started + WATCH_AFTER;
+        if now < watch_at {
+            self.shared.arm_timer(watch_at - now);
+        }
     }
 
     /// The watch timer fired: if a request has been running for WATCH_AFTER,

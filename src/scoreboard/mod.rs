@@ -229,6 +229,16 @@ impl Scoreboard {
             .collect()
     }
 
+    /// How many workers besides the one in `slot` are idle now (sampled).
+    pub fn idle_besides(&self, slot: usize) -> usize {
+        let used = self.board().slots_used.load(Ordering::Relaxed) as usize;
+        self.board().slots[..used.min(SLOTS)]
+            .iter()
+            .enumerate()
+            .filter(|&(i, s)| i != slot && s.state() == WorkerState::Idle)
+            .count()
+    }
+
     pub fn queued(&self) -> u32 {
         self.board().queued.load(Ordering::SeqCst)
     }

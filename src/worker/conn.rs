@@ -86,20 +86,16 @@ impl Readers {
 
     /// What to send over the channel to hand `conn` to the master.
     pub fn hand_over(&mut self, conn: Conn) -> channel::Conn {
-        let kept = conn.kept;
-        let (stream, mut preamble, since) = self.release(conn);
-        channel::Conn {
-            tcp: matches!(stream, Stream::Tcp(_)),
-            fd: OwnedFd::from(stream),
-            input: preamble.take(),
-            idle: since.elapsed(),
-            kept,
-        }
+        let (reader, transit) = conn.split();
+        self.keep_spare(reader);
+        transit
     }
 
     /// Closes the connection.
     pub fn close(&mut self, conn: Conn) {
-        drop(self.release(conn));
+        let (reader, transit) = conn.split();
+        drop(transit);
+        self.keep_spare(reader);
     }
 
     /// After a response on a kept connection: ready to wait for the next
@@ -123,26 +119,48 @@ impl Readers {
         reopened
     }
 
-    /// Takes the stream out of the connection's reader, and keeps the
-    /// reader if it holds nothing of the connection.
-    fn release(&mut self, conn: Conn) -> (Stream, Preamble, Instant) {
-        let Conn {
-            mut reader,
-            preamble,
-            since,
-            ..
-        } = conn;
-        let replay = reader.get_mut();
-        let stream = replay.stream.take().expect("a connection's stream");
+    /// Keeps a reader for the next connection if it holds nothing of the
+    /// last one.
+    fn keep_spare(&mut self, reader: ServerConnection<Replay>) {
+        let replay = reader.get_ref();
         let clean = replay.pos >= replay.pending.len() && !reader.has_buffered_input();
         if clean && self.spare.len() < SPARE_READERS {
             self.spare.push(reader);
         }
-        (stream, preamble, since)
     }
 }
 
 impl Conn {
+    /// What travels over the channel to hand the connection to the master
+    /// (its reader is dropped: see [`Readers::hand_over`] to keep it).
+    pub fn into_transit(self) -> channel::Conn {
+        self.split().1
+    }
+
+    /// The reader, and the connection as it travels: its descriptor, the
+    /// bytes read and not served, how long it has waited.
+    fn split(self) -> (ServerConnection<Replay>, channel::Conn) {
+        let Conn {
+            mut reader,
+            mut preamble,
+            since,
+            kept,
+        } = self;
+        let stream = reader
+            .get_mut()
+            .stream
+            .take()
+            .expect("a connection's stream");
+        let transit = channel::Conn {
+            tcp: matches!(stream, Stream::Tcp(_)),
+            fd: OwnedFd::from(stream),
+            input: preamble.take(),
+            idle: since.elapsed(),
+            kept,
+        };
+        (reader, transit)
+    }
+
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.stream().as_fd()
     }

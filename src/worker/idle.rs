@@ -7,16 +7,19 @@
 //! connection, new ones whose request has not fully arrived). It reads
 //! those without blocking until a request is ready (see
 //! `fastcgi::preamble`), then claims it by moving its scoreboard slot from
-//! `Idle` to `Busy` and, before it starts, hands every other connection it
-//! holds back to the master: a busy worker holds no connection but the one
-//! it serves, so no request waits behind it. If the master moved the slot
-//! to `Assigned` first, the master's request (arriving on the channel) is
-//! served instead and the ready connection goes back with the others.
+//! `Idle` to `Busy`. The other connections it holds wait, parked, for the
+//! end of that request (`parked`), except a request already there while
+//! another worker is idle, which goes to the ready queue; if the request
+//! lasts, the pump thread hands them all back to the master, so no request
+//! waits long behind it. If the master moved the slot to `Assigned` first,
+//! the master's request (arriving on the channel) is served instead and
+//! the ready connection goes back with the others.
 //!
 //! A worker that turns idle first takes the oldest request from the ready
 //! queue, if there is one (one non-blocking `recvmsg`, no round trip), and
-//! passes what waits in the listen backlog to the master with the
-//! connections it holds: first come, first served. Requests that did not
+//! accepts what waits in the listen backlog, to serve it in turn with the
+//! connections it holds: new connections first, then the held ones in the
+//! order it took them back. Requests that did not
 //! fit in the kernel's queue stay in the master's; a worker that sees some
 //! there asks for one (`Idle`) and waits for the answer. A kept connection
 //! whose next request was read with its last one (a client that did not
@@ -27,11 +30,13 @@
 
 use std::io;
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::conn::{Conn, Readers};
+use super::parked::Parked;
 use crate::dispatch::channel::{Channel, Message};
 use crate::dispatch::ready::ReadyQueue;
 use crate::fastcgi::preamble::Filled;
@@ -56,6 +61,8 @@ pub struct Idle<'a> {
     ready: &'a ReadyQueue,
     ready_buf: PageBuf,
     held: Vec<Conn>,
+    /// Where `held` waits while this worker serves a request.
+    parked: Arc<Parked>,
     readers: Readers,
     settings: PreambleSettings,
     idle_timeout: Duration,
@@ -87,8 +94,9 @@ impl<'a> Idle<'a> {
         max_conns: usize,
         idle_timeout: Duration,
         allowed_peers: Option<Vec<std::net::IpAddr>>,
-    ) -> Idle<'a> {
-        Idle {
+    ) -> io::Result<Idle<'a>> {
+        Ok(Idle {
+            parked: Arc::new(Parked::new(&channel)?),
             listener,
             board,
             slot,
@@ -102,7 +110,13 @@ impl<'a> Idle<'a> {
             allowed_peers,
             scratch: PageBuf::zeroed(64 * 1024),
             pool_stopping: false,
-        }
+        })
+    }
+
+    /// What the pump thread hands back when a request lasts (see
+    /// `parked`).
+    pub fn parked(&self) -> Arc<Parked> {
+        Arc::clone(&self.parked)
     }
 
     fn slot(&self) -> &Slot {
@@ -118,6 +132,7 @@ impl<'a> Idle<'a> {
     /// does not wait for it): no poll will tell of them, so they are
     /// looked at now, and a request found ready is served in turn.
     pub fn keep(&mut self, conn: Conn) {
+        self.parked.take_back(&mut self.held);
         let mut conn = self.readers.after_request(conn);
         if self.pool_stopping {
             // The master says goodbye on it, and serves what comes first.
@@ -138,6 +153,7 @@ impl<'a> Idle<'a> {
 
     /// Closes a connection whose response is done.
     pub fn close(&mut self, conn: Conn) {
+        self.parked.take_back(&mut self.held);
         self.readers.close(conn);
     }
 
@@ -189,13 +205,12 @@ impl<'a> Idle<'a> {
                 }
                 continue;
             }
-            // Connections it holds first (they came first), highest index
-            // first so removals keep the others' indices; then a new one.
-            for index in ready.held.into_iter().rev() {
-                if let Some(conn) = self.check_held(index) {
-                    return self.claim(conn);
-                }
-            }
+            // A new connection first: it has waited in the backlog since
+            // its connect. Then those it holds in the order it took them
+            // back (a connection served goes last): a worker kept busy by
+            // the connections it holds (parked while it serves, see
+            // `parked`) serves them in turn and gets to new ones, where
+            // taking the newest first would serve one client for ever.
             if ready.listener {
                 if let Some(conn) = self.accept() {
                     self.held.push(conn);
@@ -203,6 +218,14 @@ impl<'a> Idle<'a> {
                         return self.claim(conn);
                     }
                 }
+            }
+            let mut closed = 0;
+            for index in ready.held {
+                let before = self.held.len();
+                if let Some(conn) = self.check_held(index - closed) {
+                    return self.claim(conn);
+                }
+                closed += before - self.held.len();
             }
             while self.held.len() > MAX_HELD {
                 let oldest = self.held.remove(0);
@@ -215,6 +238,7 @@ impl<'a> Idle<'a> {
     /// connections it holds go back to the master (a kept connection
     /// survives its worker's recycling).
     pub fn leave(&mut self) {
+        self.parked.take_back(&mut self.held);
         if !self.slot().claim(WorkerState::Idle, WorkerState::Exiting) {
             // Assigned meanwhile: take that connection to hand it back.
             if self.slot().state() == WorkerState::Assigned {
@@ -290,10 +314,11 @@ impl<'a> Idle<'a> {
 
     /// A request from the ready queue: take it (as `claim` does, so an
     /// assignment from the master still comes first). Connections waiting
-    /// in the listen backlog go to the master's queue with the others this
-    /// worker holds: while requests are queued, a worker finishing one takes
-    /// from the queue, and new connections would otherwise wait until it
-    /// runs dry.
+    /// in the listen backlog are accepted first and held with the others:
+    /// while requests are queued, a worker finishing one takes from the
+    /// queue and polls no listener, and new connections would otherwise
+    /// wait until it runs dry. Parked with the others, a request on one
+    /// goes to an idle worker, or to the master if this request lasts.
     fn take_queued(&mut self, conn: crate::dispatch::channel::Conn) -> Result<Conn, Leave> {
         while self.held.len() < MAX_HELD {
             match self.accept() {
@@ -351,11 +376,7 @@ impl<'a> Idle<'a> {
             return Err(Leave::Stop);
         }
         if self.slot().claim(WorkerState::Idle, WorkerState::Busy) {
-            if self.board.master_busy() {
-                self.pass_on_ready();
-            } else {
-                self.hand_back_all();
-            }
+            self.park_held(&conn);
             return Ok(conn);
         }
         // Assigned: the master's request is on its way and comes first.
@@ -382,14 +403,41 @@ impl<'a> Idle<'a> {
         }
     }
 
-    /// While the master builds a reload it dispatches nothing: a held
-    /// connection whose request has arrived goes straight to the ready
-    /// queue, for whichever worker is free first; the others stay here and
-    /// wait for this worker's request to end rather than for the master.
-    fn pass_on_ready(&mut self) {
+    /// Busy from now on (with `taken`): what it holds waits for the end of
+    /// the request, parked, rather than move to the master and back (see
+    /// `parked`). Requests already there go to a worker that is idle now,
+    /// through the ready queue. A request whose body is still coming may
+    /// take long before its script starts: what this worker holds goes
+    /// back to the master at once, as it always went before parking.
+    fn park_held(&mut self, taken: &Conn) {
+        if self.held.is_empty() {
+            return;
+        }
+        let master_busy = self.board.master_busy();
+        if !taken.is_complete() && !master_busy {
+            return self.hand_back_all();
+        }
+        let idle = self.board.idle_besides(self.slot);
+        if master_busy || idle > 0 {
+            self.pass_on_ready(if master_busy { usize::MAX } else { idle });
+        }
+        self.parked.park(&mut self.held, !master_busy);
+    }
+
+    /// Held connections whose request has arrived (at most `limit`) go
+    /// straight to the ready queue, for whichever worker is free first
+    /// (while the master builds a reload it dispatches nothing; otherwise
+    /// `limit` workers are idle); the others stay here. One `poll` tells
+    /// which have something to read.
+    fn pass_on_ready(&mut self, limit: usize) {
+        let readable = self.readable_held();
+        let mut passed = 0;
         let mut index = self.held.len();
-        while index > 0 {
+        while index > 0 && passed < limit {
             index -= 1;
+            if !readable[index] && !self.held[index].is_ready() {
+                continue;
+            }
             match self.check(index) {
                 Check::Waiting => {}
                 Check::Closed => {
@@ -397,6 +445,7 @@ impl<'a> Idle<'a> {
                     self.readers.close(conn);
                 }
                 Check::Ready => {
+                    passed += 1;
                     let conn = self.held.remove(index);
                     let conn = self.readers.hand_over(conn);
                     if let Err(conn) = self.ready.push(conn) {
@@ -410,6 +459,23 @@ impl<'a> Idle<'a> {
         if let Err(e) = self.channel.flush() {
             log::warn!("cannot hand a connection back to the master: {e}");
         }
+    }
+
+    /// Which held connections have something to read (or closed), by
+    /// index, asked without waiting.
+    fn readable_held(&self) -> Vec<bool> {
+        let mut fds: Vec<PollFd> = self
+            .held
+            .iter()
+            .map(|conn| PollFd::new(conn.as_fd(), PollFlags::POLLIN))
+            .collect();
+        if nix::poll::poll(&mut fds, PollTimeout::ZERO).is_err() {
+            // Then read them all.
+            return vec![true; fds.len()];
+        }
+        fds.iter()
+            .map(|p| p.revents().is_none_or(|r| !r.is_empty()))
+            .collect()
     }
 
     /// The pool stops: what this worker holds goes back to the master,

@@ -12,6 +12,7 @@ pub mod conn;
 mod heap;
 mod idle;
 mod memory;
+mod parked;
 
 use std::io;
 use std::time::Duration;
@@ -97,7 +98,7 @@ fn serve_pooled(
     link: Link<'_>,
 ) -> u64 {
     let max_conns = cfg.workers.max(1);
-    let mut idle = Idle::new(
+    let mut idle = match Idle::new(
         listener,
         link.board,
         link.slot,
@@ -107,7 +108,14 @@ fn serve_pooled(
         max_conns,
         cfg.idle_timeout(),
         web_server_addrs(),
-    );
+    ) {
+        Ok(idle) => idle,
+        Err(e) => {
+            log::error!("worker cannot start: {e}");
+            return 0;
+        }
+    };
+    runner.hold_connections(idle.parked());
     let memory = MemoryLimits::new(cfg.max_rss.0, cfg.max_unshared.0);
     let mut account = Accounting::new(link.board, link.slot, cfg, Titles::worker());
     let mut served = 0;
