@@ -26,6 +26,9 @@ pub struct Conn {
     pub since: Instant,
     /// The id of the last request read from it (see `channel::Conn::kept`).
     kept: Option<u16>,
+    /// The worker's last poll found something to read that it has not
+    /// read yet.
+    pub polled_readable: bool,
 }
 
 /// Makes [`Conn`]s, reusing the readers of connections gone.
@@ -73,6 +76,7 @@ impl Readers {
                 .checked_sub(idle)
                 .unwrap_or_else(Instant::now),
             kept: None,
+            polled_readable: false,
         }
     }
 
@@ -145,6 +149,7 @@ impl Conn {
             mut preamble,
             since,
             kept,
+            ..
         } = self;
         let stream = reader
             .get_mut()

@@ -189,6 +189,9 @@ impl<'a> Idle<'a> {
             }
             self.expire();
             let ready = self.poll()?;
+            for &index in &ready.held {
+                self.held[index].polled_readable = true;
+            }
             if ready.queue {
                 if let Some(conn) = self.pop_ready() {
                     return self.take_queued(conn);
@@ -417,25 +420,30 @@ impl<'a> Idle<'a> {
         if !taken.is_complete() && !master_busy {
             return self.hand_back_all();
         }
-        let idle = self.board.idle_besides(self.slot);
-        if master_busy || idle > 0 {
-            self.pass_on_ready(if master_busy { usize::MAX } else { idle });
+        if master_busy {
+            self.pass_on_ready(usize::MAX, true);
+        } else {
+            let idle = self.board.idle_besides(self.slot);
+            if idle > 0 {
+                self.pass_on_ready(idle, false);
+            }
         }
         self.parked.park(&mut self.held, !master_busy);
     }
 
     /// Held connections whose request has arrived (at most `limit`) go
     /// straight to the ready queue, for whichever worker is free first
-    /// (while the master builds a reload it dispatches nothing; otherwise
-    /// `limit` workers are idle); the others stay here. One `poll` tells
-    /// which have something to read.
-    fn pass_on_ready(&mut self, limit: usize) {
-        let readable = self.readable_held();
+    /// (while the master builds a reload it dispatches nothing, and every
+    /// held connection is read; otherwise `limit` workers are idle, and
+    /// those the last poll found readable are read, no system call more);
+    /// the others stay here.
+    fn pass_on_ready(&mut self, limit: usize, read_all: bool) {
         let mut passed = 0;
         let mut index = self.held.len();
         while index > 0 && passed < limit {
             index -= 1;
-            if !readable[index] && !self.held[index].is_ready() {
+            let conn = &self.held[index];
+            if !read_all && !conn.polled_readable && !conn.is_ready() {
                 continue;
             }
             match self.check(index) {
@@ -459,23 +467,6 @@ impl<'a> Idle<'a> {
         if let Err(e) = self.channel.flush() {
             log::warn!("cannot hand a connection back to the master: {e}");
         }
-    }
-
-    /// Which held connections have something to read (or closed), by
-    /// index, asked without waiting.
-    fn readable_held(&self) -> Vec<bool> {
-        let mut fds: Vec<PollFd> = self
-            .held
-            .iter()
-            .map(|conn| PollFd::new(conn.as_fd(), PollFlags::POLLIN))
-            .collect();
-        if nix::poll::poll(&mut fds, PollTimeout::ZERO).is_err() {
-            // Then read them all.
-            return vec![true; fds.len()];
-        }
-        fds.iter()
-            .map(|p| p.revents().is_none_or(|r| !r.is_empty()))
-            .collect()
     }
 
     /// The pool stops: what this worker holds goes back to the master,
@@ -545,6 +536,7 @@ impl<'a> Idle<'a> {
     /// Reads what `held[index]` has and says whether a request is ready.
     fn check(&mut self, index: usize) -> Check {
         let conn = &mut self.held[index];
+        conn.polled_readable = false;
         if conn.is_ready() {
             return Check::Ready;
         }
