@@ -96,8 +96,9 @@ pub struct Shared {
     pub pipe_closed: Condvar,
     /// Wakes the pump thread to look at the state again.
     pub wake: EventFd,
-    /// Fires WATCH_AFTER into each request (sooner when a task is due
-    /// first): the pump then watches it.
+    /// Fires WATCH_AFTER into each request (first at the release of the
+    /// held connections, when that comes sooner): the pump then watches
+    /// it.
     pub watch_timer: TimerFd,
     /// The connections the worker holds while it serves (set once).
     pub held: OnceLock<Arc<dyn HeldConnections>>,

@@ -435,8 +435,8 @@ impl<'a> Idle<'a> {
     /// straight to the ready queue, for whichever worker is free first
     /// (while the master builds a reload it dispatches nothing, and every
     /// held connection is read; otherwise `limit` workers are idle, and
-    /// those the last poll found readable are read, no system call more);
-    /// the others stay here.
+    /// only those the last poll found readable are read, with no poll of
+    /// its own); the others stay here.
     fn pass_on_ready(&mut self, limit: usize, read_all: bool) {
         let mut passed = 0;
         let mut index = self.held.len();
