@@ -139,6 +139,7 @@ impl Pool<'_> {
                 self.dispatcher.unpop(conn);
                 break;
             }
+            self.board.count_ready_pushed();
         }
         if self.dispatcher.ready_len() == 0 {
             // A stale count would make every idle worker ask for nothing.

@@ -196,6 +196,36 @@ impl State {
         }
     }
 
+    /// Drains both pipes, reading only those one `poll` finds with
+    /// something (or closed): a request that wrote nothing to fd 1 or 2
+    /// costs one system call, not two reads that find nothing.
+    pub fn drain_both(&mut self, shared: &Shared) {
+        let [out, err] = [&self.stdout, &self.stderr].map(|p| p.as_ref().map(|f| f.as_raw_fd()));
+        let mut fds: Vec<libc::pollfd> = [out, err]
+            .into_iter()
+            .flatten()
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a valid array of pollfd structs over descriptors
+        // this state owns; a zero timeout returns at once and only
+        // `revents` is written.
+        let polled = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+        let has = |fd: Option<RawFd>| {
+            polled < 0 || fds.iter().any(|p| Some(p.fd) == fd && p.revents != 0)
+        };
+        let (out_has, err_has) = (has(out), has(err));
+        if out_has {
+            self.drain_stdout(shared);
+        }
+        if err_has {
+            self.drain_stderr(shared);
+        }
+    }
+
     fn log_partial_line(&mut self) {
         if !self.partial_line.is_empty() {
             self.partial_line.push(b'\n');
@@ -388,8 +418,7 @@ impl Output {
         }
         let shared = &*self.shared;
         let mut state = shared.lock();
-        state.drain_stdout(shared);
-        state.drain_stderr(shared);
+        state.drain_both(shared);
         state.log_partial_line();
         *self.next_input.borrow_mut() = std::mem::take(&mut state.next_input);
         let Some(active) = state.active.take() else {

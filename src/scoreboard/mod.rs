@@ -53,6 +53,9 @@ pub struct PoolView {
 struct Board {
     /// Ready requests waiting in the master for a worker.
     queued: AtomicU32,
+    /// Messages in the ready queue, counted by who sends and who takes
+    /// them (`dispatch::ready`): a hint, see [`Scoreboard::ready_queue_empty`].
+    ready_messages: AtomicU32,
     /// Set by the master at a graceful stop: workers no longer accept
     /// connections (the master takes those queued on the socket).
     listening_stopped: AtomicBool,
@@ -237,6 +240,28 @@ impl Scoreboard {
             .enumerate()
             .filter(|&(i, s)| i != slot && s.state() == WorkerState::Idle)
             .count()
+    }
+
+    /// A message went into the ready queue (after its `sendmsg`).
+    pub fn count_ready_pushed(&self) {
+        self.board().ready_messages.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A message was taken from the ready queue (after its `recvmsg`).
+    pub fn count_ready_taken(&self) {
+        let _ = self
+            .board()
+            .ready_messages
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    /// The ready queue is empty, as far as the counts say: a worker turning
+    /// idle then skips the `recvmsg` that would find nothing. A message
+    /// sent but not counted yet is not lost: the worker's poll watches the
+    /// queue. A count left high (a worker killed between taking a message
+    /// and counting it) only costs that `recvmsg` again.
+    pub fn ready_queue_empty(&self) -> bool {
+        self.board().ready_messages.load(Ordering::SeqCst) == 0
     }
 
     pub fn queued(&self) -> u32 {

@@ -164,7 +164,12 @@ impl<'a> Idle<'a> {
             return Err(Leave::Stop);
         }
         self.slot().set_state(WorkerState::Idle);
-        if let Some(conn) = self.pop_ready() {
+        // The counts say when there is nothing to take; the poll below
+        // watches the queue in any case.
+        let queued = (!self.board.ready_queue_empty())
+            .then(|| self.pop_ready())
+            .flatten();
+        if let Some(conn) = queued {
             return self.take_queued(conn);
         }
         if self.board.queued() > 0 {
@@ -307,8 +312,15 @@ impl<'a> Idle<'a> {
     /// The oldest request in the master's ready queue, if any.
     fn pop_ready(&mut self) -> Option<crate::dispatch::channel::Conn> {
         match self.ready.pop(&mut self.ready_buf) {
-            Ok(conn) => conn,
+            Ok(conn) => {
+                if conn.is_some() {
+                    self.board.count_ready_taken();
+                }
+                conn
+            }
             Err(e) => {
+                // A message was taken, unusable.
+                self.board.count_ready_taken();
                 log::warn!("{e}");
                 None
             }
@@ -456,10 +468,11 @@ impl<'a> Idle<'a> {
                     passed += 1;
                     let conn = self.held.remove(index);
                     let conn = self.readers.hand_over(conn);
-                    if let Err(conn) = self.ready.push(conn) {
+                    match self.ready.push(conn) {
+                        Ok(()) => self.board.count_ready_pushed(),
                         // Full, or too large for one message: the master's
                         // way, once it is back.
-                        self.channel.queue(Message::HandBack { conn });
+                        Err(conn) => self.channel.queue(Message::HandBack { conn }),
                     }
                 }
             }
