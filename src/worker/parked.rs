@@ -70,7 +70,7 @@ impl Parked {
             return;
         }
         self.may_hand_back.store(may_hand_back, Ordering::Relaxed);
-        std::mem::swap(&mut *self.conns(), held);
+        self.conns().append(held);
     }
 
     /// After the request: the parked connections still here go back into
