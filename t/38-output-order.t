@@ -66,6 +66,27 @@ for my $isolation (qw(perlrun registry)) {
     ($out) = fcgi_request($d, 'pid.pl');
     is $out, "Content-Type: text/plain\r\n\r\n$worker\n", "$isolation: a plain script then: its own bytes only";
     like $d->log_text, qr/tie-stdout\.pl: descriptor \d+ left open on the script's stdout/, "$isolation: the stray copy is logged";
+
+    # The same while the worker holds kept connections, parked during the
+    # poison's request: the check for stray copies passes the worker's
+    # own connections by and still finds the script's copy; each kept
+    # connection's next response is its own.
+    my @kept = map { raw_connect($d) } 1 .. 3;
+    for my $s (@kept) {
+        print {$s} fcgi_request_bytes(1, 'pid.pl', keep_conn => 1);
+        read_records($s, timeout => 10);
+    }
+    my $strays = sub { scalar(() = $d->log_text =~ /tie-stdout\.pl: descriptor \d+ left open on the script's stdout/g) };
+    my $before = $strays->();
+    fcgi_request($d, 'poison/tie-stdout.pl');
+    is $strays->(), $before + 1, "$isolation: with kept connections held, the stray copy is found and closed";
+    for my $i (0 .. $#kept) {
+        print {$kept[$i]} fcgi_request_bytes(2, 'pid.pl', keep_conn => 1);
+        my ($recs) = read_records($kept[$i], timeout => 10);
+        is collect_response($recs, 2)->{stdout}, "Content-Type: text/plain\r\n\r\n$worker\n",
+            "$isolation: kept connection $i then: its own bytes only";
+    }
+    close $_ for @kept;
     $d->stop;
 }
 done_testing;
