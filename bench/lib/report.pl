@@ -430,5 +430,7 @@ sub read_records {
 sub read_tsv_pairs {
     my ($file) = @_;
     open my $fh, '<', $file or die "$file: $!\n";
-    return map { chomp; split /\t/, $_, 2 } grep { /\S/ } <$fh>;
+    # NAME<TAB>VALUE lines; a value is one line (a line without a tab
+    # would shift every pair after it).
+    return map { chomp; split /\t/, $_, 2 } grep { /\t/ } <$fh>;
 }
