@@ -30,7 +30,7 @@ our @EXPORT_OK = qw(
     run_cgi compare_responses unified_diff base_env parse_cgi cgi_header multipart_body
     slurp spew wait_for free_port connect_to
     start_process stop_process kill_leftovers worker_pids descendants running rss_kb
-    open_files files_left_open socket_count
+    open_files files_left_open socket_count worker_started
 );
 
 # What `fcgi-spawn run` passes on of its own environment when no
@@ -288,6 +288,22 @@ sub files_left_open {
         sleep 0.2 if $try < 10;
     }
     return @left;
+}
+
+# Waits (up to $timeout s, default 10) until worker $pid is past its
+# start: its process title no longer says "starting" (it says idle once
+# its descriptors are all in place: a worker dups its channel to the
+# master after `worker_init` runs). True when it is, or when the title
+# cannot tell (the process is gone, or it shows no fcgi-spawn title).
+sub worker_started {
+    my ($pid, $timeout) = @_;
+    my $deadline = time + ($timeout // 10);
+    while (1) {
+        my $title = slurp("/proc/$pid/cmdline");
+        return 1 if $title !~ /\Afcgi-spawn: worker starting/;
+        return 0 if time > $deadline;
+        sleep 0.05;
+    }
 }
 
 # How many sockets $pid holds open.
@@ -1707,6 +1723,13 @@ put everything back.
     my $at_start = open_files($worker);
     $site->same_as_cgi($_) for @requests;
     is join(' ', files_left_open($worker, $at_start)), '', 'nothing left open';
+
+=item worker_started($pid [, $timeout])
+
+Waits until a worker is past its start (its process title no longer says
+C<starting>; up to C<$timeout> seconds, 10 by default). A worker opens
+descriptors of its own between its fork and its first request: take
+C<open_files> or C<socket_count> to compare with only after this.
 
 =item socket_count($pid)
 

@@ -419,6 +419,7 @@ sub run {
     my ($worker) = $site->worker_pids;
     # Files and directories the worker holds open: those it had when it
     # started, and any a request left (reported once each).
+    Test::FCGI::Spawn::worker_started($worker);
     my ($fds_at_start, %leak_reported) = (Test::FCGI::Spawn::open_files($worker));
     my $leaks = 0;
     # Without a web server every request comes on a connection of its own,
@@ -453,6 +454,7 @@ sub run {
             $boot->();
             @previous = ();
             ($worker) = $site->worker_pids;
+            Test::FCGI::Spawn::worker_started($worker);
             $fds_at_start = Test::FCGI::Spawn::open_files($worker);
             $sockets_at_start = Test::FCGI::Spawn::socket_count($worker) if defined $sockets_at_start;
             $worker_from = $step;
@@ -520,7 +522,8 @@ sub run {
                 $boot->();
                 @previous = ();
                 ($worker) = $site->worker_pids;
-                $fds_at_start = Test::FCGI::Spawn::open_files($worker);
+                Test::FCGI::Spawn::worker_started($worker);
+            $fds_at_start = Test::FCGI::Spawn::open_files($worker);
                 $sockets_at_start = Test::FCGI::Spawn::socket_count($worker) if defined $sockets_at_start;
                 next;
             }
@@ -529,6 +532,7 @@ sub run {
             Test::More::note("$mode step $step: worker $worker replaced by $now");
             @previous = ();
             $worker = $now;
+            Test::FCGI::Spawn::worker_started($worker);
             $fds_at_start = Test::FCGI::Spawn::open_files($worker);
             $sockets_at_start = Test::FCGI::Spawn::socket_count($worker) if defined $sockets_at_start;
         }
