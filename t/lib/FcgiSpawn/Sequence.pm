@@ -417,9 +417,11 @@ sub run {
     };
     my @previous;    # requests the current worker served, oldest first
     my ($worker) = $site->worker_pids;
+    # What a worker holds is compared with what it held once started (it
+    # opens descriptors of its own until then).
+    Test::FCGI::Spawn::worker_started($worker);
     # Files and directories the worker holds open: those it had when it
     # started, and any a request left (reported once each).
-    Test::FCGI::Spawn::worker_started($worker);
     my ($fds_at_start, %leak_reported) = (Test::FCGI::Spawn::open_files($worker));
     my $leaks = 0;
     # Without a web server every request comes on a connection of its own,
@@ -523,7 +525,7 @@ sub run {
                 @previous = ();
                 ($worker) = $site->worker_pids;
                 Test::FCGI::Spawn::worker_started($worker);
-            $fds_at_start = Test::FCGI::Spawn::open_files($worker);
+                $fds_at_start = Test::FCGI::Spawn::open_files($worker);
                 $sockets_at_start = Test::FCGI::Spawn::socket_count($worker) if defined $sockets_at_start;
                 next;
             }
