@@ -417,18 +417,23 @@ sub run {
     };
     my @previous;    # requests the current worker served, oldest first
     my ($worker) = $site->worker_pids;
-    # What a worker holds is compared with what it held once started (it
-    # opens descriptors of its own until then).
-    Test::FCGI::Spawn::worker_started($worker);
     # Files and directories the worker holds open: those it had when it
     # started, and any a request left (reported once each).
-    my ($fds_at_start, %leak_reported) = (Test::FCGI::Spawn::open_files($worker));
+    my ($fds_at_start, %leak_reported);
     my $leaks = 0;
     # Without a web server every request comes on a connection of its own,
     # closed after it: the worker's sockets between requests are the ones
     # it started with, unless a request left one open (BackupPC's server
     # connection did).
-    my $sockets_at_start = $o{via} eq 'http' ? undef : Test::FCGI::Spawn::socket_count($worker);
+    my $sockets_at_start;
+    # What the (new) worker holds once started: it opens descriptors of its
+    # own until then.
+    my $take_baseline = sub {
+        Test::FCGI::Spawn::worker_started($worker);
+        $fds_at_start = Test::FCGI::Spawn::open_files($worker);
+        $sockets_at_start = Test::FCGI::Spawn::socket_count($worker) if $o{via} ne 'http';
+    };
+    $take_baseline->();
     my $sockets_left = sub {
         return 0 unless defined $sockets_at_start;
         my $more;
@@ -456,9 +461,7 @@ sub run {
             $boot->();
             @previous = ();
             ($worker) = $site->worker_pids;
-            Test::FCGI::Spawn::worker_started($worker);
-            $fds_at_start = Test::FCGI::Spawn::open_files($worker);
-            $sockets_at_start = Test::FCGI::Spawn::socket_count($worker) if defined $sockets_at_start;
+            $take_baseline->();
             $worker_from = $step;
         }
         my $src = $sources->[$si];
@@ -524,9 +527,7 @@ sub run {
                 $boot->();
                 @previous = ();
                 ($worker) = $site->worker_pids;
-                Test::FCGI::Spawn::worker_started($worker);
-                $fds_at_start = Test::FCGI::Spawn::open_files($worker);
-                $sockets_at_start = Test::FCGI::Spawn::socket_count($worker) if defined $sockets_at_start;
+                $take_baseline->();
                 next;
             }
         }
@@ -534,9 +535,7 @@ sub run {
             Test::More::note("$mode step $step: worker $worker replaced by $now");
             @previous = ();
             $worker = $now;
-            Test::FCGI::Spawn::worker_started($worker);
-            $fds_at_start = Test::FCGI::Spawn::open_files($worker);
-            $sockets_at_start = Test::FCGI::Spawn::socket_count($worker) if defined $sockets_at_start;
+            $take_baseline->();
         }
         elsif (my @left = grep { !$leak_reported{$_}++ } Test::FCGI::Spawn::files_left_open($worker, $fds_at_start)) {
             # As process exit would, the end of a request closes what the
