@@ -440,7 +440,7 @@ sub reset_cached_state {
     keep_run_loads($entry) if @FCGI::Spawn::Loader::KEPT_RUN_LOADS;
     delete @INC{ keys %{ $entry->{site_inc} } } if $entry->{site_inc};
     release_module_packages($entry);
-    FCGI::Spawn::Native::restore_package($_) for grep { defined } @{ $entry->{packages} };
+    my @lost = map { FCGI::Spawn::Native::restore_package($_) } grep { defined } @{ $entry->{packages} };
     FCGI::Spawn::Native::forget_once_patterns($entry->{once_patterns}) if $entry->{once_patterns};
     for my $glob (@{ $entry->{main_globals} }) {
         next unless ref $glob eq 'GLOB';
@@ -449,6 +449,14 @@ sub reset_cached_state {
         %{ *{$glob}{HASH} } = () if *{$glob}{HASH};
     }
     hide_again($entry);
+    # What the run did that no restore undoes (`undef &sub`, `*name =
+    # *other`): the script is compiled again before its next run, as if
+    # its file had changed.
+    if (@lost) {
+        warn 'fcgi-spawn: its run emptied or aliased what it compiled (' . join(', ', @lost)
+            . "): compiled again for its next run\n";
+        $entry->{stamp} = '';
+    }
     return;
 }
 

@@ -42,6 +42,7 @@ typedef struct {
     U8 *flags; /* what each record's run wrote (FS_DIRTY_*), by record id */
     size_t n, cap;
     int restoring; /* our own writes are not the run's */
+    AV *lost;      /* during a restore_package: the symbols it cannot put back */
 } fs_watch_state;
 
 static const char fs_watch_key[] = "FCGI::Spawn::glue::watch";
@@ -139,7 +140,8 @@ static void fs_watch_hv(pTHX_ HV *hv, IV id)
 
 /* A snapshot of one stash: an AV of [RV to the stash, RV to an HV mapping
  * each symbol name to its record, the stash's key count after the last
- * restore]. A record is an AV indexed by these: */
+ * restore, the stash's image after the last restore (see "the image of a
+ * clean stash")]. A record is an AV indexed by these: */
 enum {
     REC_ENTRY,  /* the stash value itself (RV to the GV, or a copy of a stub) */
     REC_SCALAR, /* copy of GvSV, or undef */
@@ -149,6 +151,8 @@ enum {
     REC_FORMAT, /* RV to GvFORM, or undef */
     REC_IO_OPEN,/* true if GvIO was open */
     REC_NESTED, /* snapshot of the nested package (name ending in ::), or undef */
+    REC_GP,     /* the glob's GP (its address, as an IV) */
+    REC_BODY,   /* the body of the sub (REC_CODE, or a stub's): see fs_cv_body */
     /* a watched record only: */
     REC_ID,       /* its flags' index */
     REC_LIVE_SV,  /* RV to the glob's scalar, its array, its hash: the */
@@ -215,15 +219,25 @@ static void fs_watch_record(pTHX_ AV *rec, GV *gv)
         fs_watch_hv(aTHX_ GvHV(gv), id);
 }
 
+/* What a sub runs: its op tree, or its C function. `undef &name` frees it
+ * and leaves the CV in place, empty: nothing a restore can put back. */
+static IV fs_cv_body(CV *cv)
+{
+    return CvISXSUB(cv) ? PTR2IV(CvXSUB(cv)) : PTR2IV(CvROOT(cv));
+}
+
 static AV *fs_record(pTHX_ SV *entry, const char *key, I32 klen, int depth, int watch)
 {
     AV *rec = newAV();
     GV *gv;
     av_extend(rec, REC_SIZE - 1);
     av_store(rec, REC_ENTRY, SvTYPE(entry) == SVt_PVGV ? newRV_inc(entry) : newSVsv(entry));
+    if (SvROK(entry) && SvTYPE(SvRV(entry)) == SVt_PVCV)
+        av_store(rec, REC_BODY, newSViv(fs_cv_body((CV *)SvRV(entry))));
     if (SvTYPE(entry) != SVt_PVGV || !isGV_with_GP(entry))
         return rec;
     gv = (GV *)entry;
+    av_store(rec, REC_GP, newSViv(PTR2IV(GvGP(gv))));
     if (GvSV(gv) && SvOK(GvSV(gv)))
         av_store(rec, REC_SCALAR, newSVsv(GvSV(gv)));
     if (GvAV(gv) && AvFILLp(GvAV(gv)) >= 0)
@@ -234,8 +248,10 @@ static AV *fs_record(pTHX_ SV *entry, const char *key, I32 klen, int depth, int 
     } else if (GvHV(gv) && HvUSEDKEYS(GvHV(gv)) > 0) {
         av_store(rec, REC_HASH, newRV_noinc((SV *)newHVhv(GvHV(gv))));
     }
-    if (GvCV(gv))
+    if (GvCV(gv)) {
         av_store(rec, REC_CODE, newRV_inc((SV *)GvCV(gv)));
+        av_store(rec, REC_BODY, newSViv(fs_cv_body(GvCV(gv))));
+    }
     if (GvFORM(gv))
         av_store(rec, REC_FORMAT, newRV_inc((SV *)GvFORM(gv)));
     if (GvIOp(gv) && (IoIFP(GvIOp(gv)) || IoDIRP(GvIOp(gv))))
@@ -262,6 +278,7 @@ static SV *fs_snapshot_stash(pTHX_ HV *stash, int depth, int watch)
         (void)hv_store(records, key, HeKUTF8(he) ? -klen : klen, newRV_noinc((SV *)rec), 0);
     }
     av_push(snap, newSViv(-1)); /* no restore yet: look at every key */
+    av_push(snap, newSV(0));    /* and no image */
     return newRV_noinc((SV *)snap);
 }
 
@@ -337,6 +354,31 @@ static int fs_slot_back(pTHX_ SV **slot, SV *live_ref)
     *slot = SvREFCNT_inc_simple_NN(live);
     SvREFCNT_dec(old);
     return 1;
+}
+
+/* Whether a run did to a symbol what no restore undoes: emptied its sub
+ * (`undef &name`: the CV stays, its body is freed), or made its glob share
+ * another's GP (`*name = *other`: writing the slots back would write into
+ * the other glob; a GP of its own, `undef *name`, is put back as usual,
+ * but for a handle open when snapshotted, which went with the old GP).
+ * The name joins ws->lost: the script is compiled again (Registry.pm). */
+static int fs_symbol_lost(pTHX_ fs_watch_state *ws, SV *value, AV *rec, const char *key, I32 len)
+{
+    SV *gp = fs_rec_get(aTHX_ rec, REC_GP);
+    SV *code = fs_rec_get(aTHX_ rec, REC_CODE);
+    SV *body = fs_rec_get(aTHX_ rec, REC_BODY);
+    SV *entry = AvARRAY(rec)[REC_ENTRY];
+    int lost = 0;
+    if (!code && SvROK(entry) && SvTYPE(SvRV(entry)) == SVt_PVCV)
+        code = entry;
+    if (code && body && fs_cv_body((CV *)SvRV(code)) != SvIV(body))
+        lost = 1;
+    if (gp && SvTYPE(value) == SVt_PVGV && isGV_with_GP(value) && PTR2IV(GvGP(value)) != SvIV(gp)
+        && (GvGP(value)->gp_refcnt > 1 || fs_rec_get(aTHX_ rec, REC_IO_OPEN)))
+        lost = 1;
+    if (lost && ws->lost)
+        av_push(ws->lost, newSVpvn_flags(key, len < 0 ? -len : len, len < 0 ? SVf_UTF8 : 0));
+    return lost;
 }
 
 static void fs_restore_glob(pTHX_ fs_watch_state *ws, HV *stash, GV *gv, AV *rec)
@@ -424,6 +466,255 @@ static int fs_is_method_cache(pTHX_ SV *entry)
         && (!GvSV(gv) || !SvOK(GvSV(gv)));
 }
 
+/* --- the image of a clean stash ------------------------------------------
+ *
+ * A full restore leaves a stash clean: every recorded symbol in place, no
+ * other (but perl's method caches), each glob as recorded. The next
+ * restore needs only what moved since, so the full one ends by taking the
+ * stash's image: its entries in bucket order (the HE, its key, its value)
+ * and, for each recorded glob, its GP and the GP's slots. The next restore
+ * walks the live buckets against it: the same entries in the same places
+ * mean no symbol came, went or was replaced. Then a glob whose GP, slots,
+ * watch flags, array shape, hash key count and handle are as imaged is as
+ * the restore left it, and is skipped; only the others go through
+ * fs_restore_glob. A few pointer compares per symbol instead of a record
+ * lookup and a dozen record reads (a 5,000-line script's 420 symbols:
+ * 220,000 instructions a request). Any doubt (a symbol added or deleted,
+ * a stub made a glob, a glob that lost its GP) is the full restore's. */
+enum {
+    IMG_FOREIGN,    /* not recorded: a method cache perl made */
+    IMG_STUB,       /* a sub stub or constant: clean while not a glob */
+    IMG_BARE_GLOB,  /* a glob without a GP: clean while it has none */
+    IMG_GLOB,       /* a watched glob: clean while as imaged */
+    IMG_ALWAYS      /* a glob the restore touches every time (unwatched...) */
+};
+
+typedef struct {
+    HE *he;       /* the stash entry, its key and its value, as the */
+    HEK *key;     /* restore left them */
+    SV *value;
+    U8 kind;
+    U8 io_open;   /* the record's: its handle was open when snapshotted */
+    AV *rec;      /* its record, or NULL */
+    SV *nested;   /* the nested package's snapshot, or NULL */
+    SV *shape;    /* the record's array shape */
+    IV hv_keys;   /* the record's hash key count */
+    size_t id;    /* the record's watch id */
+    IV body;      /* the record's sub body (REC_BODY) */
+    GP *gp;       /* an IMG_GLOB's GP and its slots, as left */
+    SV *sv;
+    AV *av;
+    HV *hv;
+    CV *cv;
+    CV *form;
+    IO *io;
+} fs_image_entry;
+
+/* A handle as fs_close_handle leaves one: nothing for it to do. */
+static int fs_handle_closed(IO *io)
+{
+    return !IoIFP(io) && !IoDIRP(io) && !IoLINES(io) && !(IoFLAGS(io) & IOf_NOLINE) && !SvRMAGICAL(io);
+}
+
+/* Whether fs_restore_glob would change anything of `gv` if called now,
+ * without changing anything itself: the same tests. */
+static int fs_glob_moved(pTHX_ fs_watch_state *ws, GV *gv, AV *rec)
+{
+    SV *id_sv = fs_rec_get(aTHX_ rec, REC_ID);
+    SV *live, *shape, *keys, *code, *form;
+    if (!id_sv || (size_t)SvIV(id_sv) >= ws->n || ws->flags[SvIV(id_sv)])
+        return 1;
+    live = fs_rec_get(aTHX_ rec, REC_LIVE_SV);
+    if ((SV *)GvSV(gv) != (live ? SvRV(live) : NULL))
+        return 1;
+    live = fs_rec_get(aTHX_ rec, REC_LIVE_AV);
+    shape = fs_rec_get(aTHX_ rec, REC_AV_SHAPE);
+    if ((SV *)GvAV(gv) != (live ? SvRV(live) : NULL)
+        || (GvAV(gv) && (!shape || !fs_av_same_shape(aTHX_ GvAV(gv), shape))))
+        return 1;
+    if (!fs_rec_get(aTHX_ rec, REC_NESTED)) {
+        live = fs_rec_get(aTHX_ rec, REC_LIVE_HV);
+        keys = fs_rec_get(aTHX_ rec, REC_HV_KEYS);
+        if ((SV *)GvHV(gv) != (live ? SvRV(live) : NULL)
+            || (GvHV(gv) && (!keys || (IV)HvUSEDKEYS(GvHV(gv)) != SvIV(keys))))
+            return 1;
+    }
+    if (GvIOp(gv) && !fs_rec_get(aTHX_ rec, REC_IO_OPEN) && !fs_handle_closed(GvIOp(gv)))
+        return 1;
+    code = fs_rec_get(aTHX_ rec, REC_CODE);
+    form = fs_rec_get(aTHX_ rec, REC_FORMAT);
+    return (SV *)GvCV(gv) != (code ? SvRV(code) : NULL) || GvCVGEN(gv)
+        || (SV *)GvFORM(gv) != (form ? SvRV(form) : NULL);
+}
+
+/* A recorded glob's part of the image, as it is now. */
+static void fs_image_glob(pTHX_ fs_watch_state *ws, fs_image_entry *e)
+{
+    GV *gv = (GV *)e->value;
+    SV *keys;
+    if (!isGV_with_GP(gv)) {
+        e->kind = IMG_BARE_GLOB;
+        return;
+    }
+    if (fs_glob_moved(aTHX_ ws, gv, e->rec)) {
+        e->kind = IMG_ALWAYS;
+        return;
+    }
+    e->kind = IMG_GLOB;
+    e->io_open = fs_rec_get(aTHX_ e->rec, REC_IO_OPEN) != NULL;
+    e->nested = fs_rec_get(aTHX_ e->rec, REC_NESTED);
+    e->shape = fs_rec_get(aTHX_ e->rec, REC_AV_SHAPE);
+    keys = fs_rec_get(aTHX_ e->rec, REC_HV_KEYS);
+    e->hv_keys = keys ? SvIV(keys) : 0;
+    e->id = (size_t)SvIV(fs_rec_get(aTHX_ e->rec, REC_ID));
+    keys = fs_rec_get(aTHX_ e->rec, REC_BODY);
+    e->body = keys ? SvIV(keys) : 0;
+    e->gp = GvGP(gv);
+    e->sv = GvSV(gv);
+    e->av = GvAV(gv);
+    e->hv = GvHV(gv);
+    e->cv = GvCV(gv);
+    e->form = GvFORM(gv);
+    e->io = GvIOp(gv);
+}
+
+/* An IMG_GLOB entry's glob as the image has it. */
+static int fs_glob_as_imaged(pTHX_ fs_watch_state *ws, const fs_image_entry *e)
+{
+    GV *gv = (GV *)e->value;
+    GP *gp = GvGP(gv);
+    return gp == e->gp && isGV_with_GP(gv) && !ws->flags[e->id]
+        && gp->gp_sv == e->sv && gp->gp_av == e->av && gp->gp_hv == e->hv
+        && gp->gp_cv == e->cv && !gp->gp_cvgen && gp->gp_form == e->form && gp->gp_io == e->io
+        && (!e->cv || fs_cv_body(e->cv) == e->body)
+        && (!e->av || fs_av_same_shape(aTHX_ e->av, e->shape))
+        && (!e->hv || e->nested || (IV)HvUSEDKEYS(e->hv) == e->hv_keys)
+        && (!e->io || e->io_open || fs_handle_closed(e->io));
+}
+
+/* The stash's image, taken after a full restore; none (the full restore
+ * every time) when a record is not watched or the stash is not as the
+ * restore should have left it. */
+static void fs_take_image(pTHX_ AV *snap, HV *stash, HV *records)
+{
+    SV *image = AvFILLp(snap) >= 3 ? AvARRAY(snap)[3] : NULL;
+    fs_watch_state *ws = fs_ws(aTHX);
+    size_t n = HvUSEDKEYS(stash), k = 0, recorded = 0;
+    fs_image_entry *entries;
+    STRLEN i;
+    HE *he;
+    if (!image)
+        return;
+    SvOK_off(image);
+    if (!HvARRAY(stash))
+        return;
+    SvUPGRADE(image, SVt_PV);
+    entries = (fs_image_entry *)SvGROW(image, n * sizeof(fs_image_entry) + 1);
+    for (i = 0; i <= HvMAX(stash); i++) {
+        for (he = HvARRAY(stash)[i]; he; he = HeNEXT(he)) {
+            fs_image_entry *e;
+            SV **rec, *want;
+            if (k == n || HeKLEN(he) == HEf_SVKEY)
+                return;
+            e = &entries[k++];
+            Zero(e, 1, fs_image_entry);
+            e->he = he;
+            e->key = HeKEY_hek(he);
+            e->value = HeVAL(he);
+            rec = (SV **)hv_common_key_len(records, HeKEY(he), HeKUTF8(he) ? -HeKLEN(he) : HeKLEN(he),
+                                           HV_FETCH_JUST_SV, NULL, HeKUTF8(he) ? 0 : HeHASH(he));
+            if (!rec) {
+                e->kind = IMG_FOREIGN;
+                continue;
+            }
+            recorded++;
+            e->rec = (AV *)SvRV(*rec);
+            want = AvARRAY(e->rec)[REC_ENTRY];
+            if (!SvROK(want) || SvTYPE(SvRV(want)) != SVt_PVGV) {
+                SV *body = fs_rec_get(aTHX_ e->rec, REC_BODY);
+                if (SvTYPE(e->value) == SVt_PVGV)
+                    return;
+                e->kind = IMG_STUB;
+                if (body && SvROK(want) && SvTYPE(SvRV(want)) == SVt_PVCV) {
+                    e->cv = (CV *)SvRV(want);
+                    e->body = SvIV(body);
+                }
+            } else if (SvRV(want) != e->value) {
+                return;
+            } else {
+                fs_image_glob(aTHX_ ws, e);
+            }
+        }
+    }
+    if (k != n || recorded != HvUSEDKEYS(records))
+        return;
+    SvCUR_set(image, n * sizeof(fs_image_entry));
+    SvPOK_only(image);
+}
+
+/* The restore by the image: 1 when done, 0 when the stash moved and needs
+ * the full restore (which may come after part of this one: a glob put
+ * back is put back, the full restore finds nothing to do there). */
+static int fs_restore_by_image(pTHX_ AV *snap, HV *stash)
+{
+    SV *image = AvFILLp(snap) >= 3 ? AvARRAY(snap)[3] : NULL;
+    fs_watch_state *ws = fs_ws(aTHX);
+    fs_image_entry *entries;
+    size_t n, k = 0;
+    STRLEN i;
+    HE *he;
+    int lost = 0;
+    if (!image || !SvPOK(image) || !HvARRAY(stash))
+        return 0;
+    entries = (fs_image_entry *)SvPVX(image);
+    n = SvCUR(image) / sizeof(fs_image_entry);
+    if (HvUSEDKEYS(stash) != n)
+        return 0;
+    for (i = 0; i <= HvMAX(stash); i++)
+        for (he = HvARRAY(stash)[i]; he; he = HeNEXT(he), k++)
+            if (k >= n || he != entries[k].he || HeKEY_hek(he) != entries[k].key || HeVAL(he) != entries[k].value)
+                return 0;
+    if (k != n)
+        return 0;
+    for (k = 0; k < n; k++) {
+        fs_image_entry *e = &entries[k];
+        switch (e->kind) {
+        case IMG_FOREIGN:
+            break;
+        case IMG_STUB:
+            if (SvTYPE(e->value) == SVt_PVGV || (e->cv && fs_cv_body(e->cv) != e->body))
+                return 0;
+            break;
+        case IMG_BARE_GLOB:
+            if (isGV_with_GP(e->value))
+                return 0;
+            break;
+        case IMG_GLOB:
+            if (fs_glob_as_imaged(aTHX_ ws, e)) {
+                if (e->nested)
+                    fs_restore_stash(aTHX_ e->nested);
+                break;
+            }
+            /* FALLTHROUGH */
+        default:
+            if (!isGV_with_GP(e->value))
+                return 0;
+            if (fs_symbol_lost(aTHX_ ws, e->value, e->rec, HEK_KEY(e->key),
+                               HEK_UTF8(e->key) ? -HEK_LEN(e->key) : HEK_LEN(e->key))) {
+                lost = 1;
+                break;
+            }
+            fs_restore_glob(aTHX_ ws, stash, (GV *)e->value, e->rec);
+            fs_image_glob(aTHX_ ws, e);
+        }
+    }
+    /* What a restore ran (a DESTROY) added or deleted, or a symbol lost:
+     * seen by the full restore, next time. */
+    if (HvUSEDKEYS(stash) != n || lost)
+        SvOK_off(image);
+    return 1;
+}
+
 static void fs_restore_stash(pTHX_ SV *snapshot)
 {
     AV *snap = (AV *)SvRV(snapshot);
@@ -434,6 +725,9 @@ static void fs_restore_stash(pTHX_ SV *snapshot)
     fs_watch_state *ws = fs_ws(aTHX);
     HE *he;
     SSize_t i;
+
+    if (fs_restore_by_image(aTHX_ snap, stash))
+        return;
 
     /* The same key count as after the last restore: no symbol came (a
      * run that adds one and deletes another is seen by its records). */
@@ -480,15 +774,18 @@ records:
             GV *gv = (GV *)SvRV(want);
             if (!now || *now != (SV *)gv)
                 (void)hv_store(stash, key, len, SvREFCNT_inc_simple_NN((SV *)gv), 0);
-            if (isGV_with_GP(gv))
+            if (isGV_with_GP(gv) && !fs_symbol_lost(aTHX_ ws, (SV *)gv, rec, key, len))
                 fs_restore_glob(aTHX_ ws, stash, gv, rec);
-        } else if (!now || SvTYPE(*now) == SVt_PVGV) {
+        } else {
             /* A sub stub or constant that a run turned into a glob. */
-            (void)hv_store(stash, key, len, newSVsv(want), 0);
+            if (!now || SvTYPE(*now) == SVt_PVGV)
+                (void)hv_store(stash, key, len, newSVsv(want), 0);
+            (void)fs_symbol_lost(aTHX_ ws, want, rec, key, len);
         }
     }
     if (keys_after)
         sv_setiv(keys_after, (IV)HvUSEDKEYS(stash));
+    fs_take_image(aTHX_ snap, stash, records);
 }
 
 /* FCGI::Spawn::Native::snapshot_package(NAME [, WATCH]) — the package as it
@@ -510,14 +807,19 @@ XS(fs_xs_snapshot_package)
     XSRETURN(1);
 }
 
-/* FCGI::Spawn::Native::restore_package(SNAPSHOT) */
+/* FCGI::Spawn::Native::restore_package(SNAPSHOT) — returns the names of
+ * the symbols it could not put back (fs_symbol_lost), usually none. */
 XS(fs_xs_restore_package)
 {
     dXSARGS;
+    fs_watch_state *ws = fs_ws(aTHX);
+    AV *lost, *outer = ws->lost; /* a restore a DESTROY ran during this one */
     if (items != 1 || !SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVAV)
         croak_xs_usage(cv, "snapshot");
+    lost = ws->lost = (AV *)sv_2mortal((SV *)newAV());
     fs_restore_stash(aTHX_ ST(0));
-    XSRETURN_EMPTY;
+    ws->lost = outer;
+    FS_XSRETURN_AV(lost);
 }
 
 /* Whether two records of one symbol hold the same values: the scalar, the
@@ -615,6 +917,8 @@ XS(fs_xs_merge_loaded)
     }
     if (AvFILLp(snap) >= 2)
         sv_setiv(AvARRAY(snap)[2], -1);
+    if (AvFILLp(snap) >= 3)
+        SvOK_off(AvARRAY(snap)[3]); /* its records changed: the next restore is a full one */
     XSRETURN_EMPTY;
 }
 

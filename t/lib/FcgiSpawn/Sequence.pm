@@ -142,6 +142,12 @@ our %REQUESTS = (
     't/scripts/poison/gzip-tie.pl'               => [ { gunzip => 1, params => { HTTP_ACCEPT_ENCODING => 'gzip' } } ],
     't/scripts/poison/cgi-fast-loop.pl'          => [ {}, { query => 'name=a%20b' } ],
     't/scripts/poison/fcgi-request-loop.pl'      => [ { query => 'x=1' } ],
+    # Changes that keep the package's shape (put back by its image), then
+    # ones that change it; t/57 tries each alone.
+    't/scripts/poison/package-changes.pl'        => [ {},
+        { query => 'do=scalar,array_push,array_elem,hash_swap,hash_elem,sub_redefine,slot_array,open_file,inner_scalar' },
+        { query => 'do=array_sort,hash_add,sub_eval,slot_scalar,slot_hash,open_dir,inner_array,glob_undef' },
+        { query => 'do=symbol_new,symbol_gone,constant_glob,inner_sub,sub_undef,glob_alias' } ],
     't/scripts/check/stdin.pl'                   => [ {}, { body => "one\r\ntwo\r\n" } ],
     't/scripts/check/cgi.pl'                     => [ {}, { query => 'c=on&name=x' } ],
 );
