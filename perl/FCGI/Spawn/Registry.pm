@@ -35,10 +35,11 @@ my %SPECIAL_NAMES = map { $_ => 1 }
 # file changed (mtime, size or inode).
 sub cached_handler {
     my ($script, $package) = @_;
-    my @st = stat $script or die "fcgi-spawn: cannot stat $script: $!\n";
-    my $stamp = "$st[9]:$st[7]:$st[1]";
+    my $stamp = FCGI::Spawn::Native::file_stamp($script) // die "fcgi-spawn: cannot stat $script: $!\n";
     my $entry = $REGISTRY{$script};
-    return $entry if $entry && $entry->{stamp} eq $stamp && !hidden_name_taken($entry) && !kept_file_changed($entry);
+    return $entry if $entry && $entry->{stamp} eq $stamp
+        && !($entry->{hides_main} && hidden_name_taken($entry))
+        && !($entry->{kept_files} && kept_file_changed($entry));
     if ($entry) {
         undef $entry;
         forget_cached($script);
@@ -345,6 +346,8 @@ sub name_hidden {
     # perl's cache of class names stays).
     $entry->{to_show} = [ grep { @$_ > 1 } @{ $entry->{hidden} } ];
     $entry->{to_hide} = [ grep { @$_ > 1 } @{ $entry->{hidden_names} } ];
+    # Whether hidden_name_taken has a name of main:: to look for.
+    $entry->{hides_main} = @{ $entry->{hidden_names}[0] } > 1;
     return;
 }
 
@@ -407,7 +410,7 @@ sub compiled_state_back {
     my ($entry) = @_;
     $FCGI::Spawn::Loader::SCRIPT_PACKAGES = $entry->{script_packages}
         //= { map { $_ => 1 } @{ $entry->{package_names} } };
-    show_hidden($entry);
+    show_hidden($entry) if @{ $entry->{to_show} } || @{ $entry->{code} };
     seek $entry->{data}, $entry->{data_pos}, 0 if $entry->{data_pos} >= 0;
     FCGI::Spawn::Native::lexicals_back($entry->{handler}, $entry->{lexicals}) if $entry->{lexicals};
     FCGI::Spawn::Native::install_formats(%{ $entry->{formats} }) if %{ $entry->{formats} };
@@ -439,7 +442,11 @@ sub reset_cached_state {
     FCGI::Spawn::Native::forget_state_vars($entry->{state_vars}) if $entry->{state_vars};
     keep_run_loads($entry) if @FCGI::Spawn::Loader::KEPT_RUN_LOADS;
     delete @INC{ keys %{ $entry->{site_inc} } } if $entry->{site_inc};
-    release_module_packages($entry);
+    # Nothing loaded and nothing became the worker's since the last look
+    # (the usual case): no package of the script's to release.
+    release_module_packages($entry)
+        if keys %INC != $FCGI::Spawn::Symbols::INC_COUNT_CLAIMED
+        || ($entry->{owned_seen} // -1) != $FCGI::Spawn::Symbols::OWNED_GENERATION;
     my @lost = map { FCGI::Spawn::Native::restore_package($_) } grep { defined } @{ $entry->{packages} };
     FCGI::Spawn::Native::forget_once_patterns($entry->{once_patterns}) if $entry->{once_patterns};
     for my $glob (@{ $entry->{main_globals} }) {
@@ -448,7 +455,7 @@ sub reset_cached_state {
         @{ *{$glob}{ARRAY} } = () if *{$glob}{ARRAY};
         %{ *{$glob}{HASH} } = () if *{$glob}{HASH};
     }
-    hide_again($entry);
+    hide_again($entry) if @{ $entry->{to_hide} };
     # What the run did that no restore undoes (`undef &sub`, `*name =
     # *other`): the script is compiled again before its next run, as if
     # its file had changed.
@@ -498,8 +505,7 @@ sub snapshots_of {
 }
 
 sub file_stamp {
-    my @st = stat $_[0] or return '';
-    return "$st[9]:$st[7]:$st[1]";
+    return FCGI::Spawn::Native::file_stamp($_[0]) // '';
 }
 
 # Whether a file the script keeps changed on disk since it was loaded.

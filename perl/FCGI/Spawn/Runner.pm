@@ -571,7 +571,7 @@ sub end_request {
     FCGI::Spawn::Request::run_parts('end_request', \@failed,
         @parts ? [ @END_PARTS, map { $LEAVE_PARTS{$_} } @parts ] : \@END_PARTS);
     my @broken = $req{check} ? FCGI::Spawn::Restore::broken_invariants() : ();
-    FCGI::Spawn::Request::log_step_costs();
+    FCGI::Spawn::Request::log_step_costs() if $FCGI::Spawn::Request::STEP_COSTS;
     my $script = $req{script} // '(none)';
     my $signals = $req{signals};
     %req = ();

@@ -139,7 +139,7 @@ sub delete_script_names {
 # compile asks for every file ($all): a registry compile takes its site
 # libraries out of %INC, so the size can come back to what it was with a
 # module of the worker's among the files.
-my $INC_COUNT_CLAIMED = -1;
+our $INC_COUNT_CLAIMED = -1;
 # %INC keys of files the request loaded that go with it (the loader's):
 # not modules of the worker.
 our %REQUEST_FILES;

@@ -59,6 +59,8 @@ typedef struct {
     GV *stdout_gv, *zero_gv;
     HV *core_global;
     int restoring;
+    void *env_names;     /* fs_request_env's table of names, kept (fs_name) */
+    size_t env_names_cap;
 } fs_request_state;
 
 static const char fs_request_key[] = "FCGI::Spawn::glue::request";
@@ -406,7 +408,13 @@ void fs_request_env(const char *const *ptrs, const size_t *lens, size_t count)
     /* Twice as many slots as names, at least. */
     while (cap < count + nbase + 16)
         cap *= 2;
-    Newxz(seen, cap, fs_name);
+    /* The table is kept from request to request: zeroed, not allocated. */
+    if (rs->env_names_cap < cap) {
+        Renew(rs->env_names, cap, fs_name);
+        rs->env_names_cap = cap;
+    }
+    seen = (fs_name *)rs->env_names;
+    Zero(seen, cap, fs_name);
     /* Latest first: the first time a name is seen is the value it gets. */
     for (i = count; i >= 2; i -= 2) {
         if (fs_name_add(seen, cap, ptrs[i - 2], lens[i - 2])) {
@@ -440,7 +448,6 @@ void fs_request_env(const char *const *ptrs, const size_t *lens, size_t count)
     }
     if (own)
         fs_environ_follow(aTHX_ seen, cap);
-    Safefree(seen);
 }
 
 /* --- the std handles ------------------------------------------------------ */
