@@ -15,6 +15,7 @@ use lib "$FindBin::Bin/lib", "$FindBin::Bin/../perl";
 use Test::More;
 use FcgiSpawn::Test qw(bin_path);
 use Test::FCGI::Spawn;
+use File::Temp ();
 
 $ENV{FCGI_SPAWN_BIN} //= bin_path();
 my $script = "$FindBin::Bin/scripts/poison/package-changes.pl";
@@ -59,6 +60,38 @@ for my $mode (qw(registry perlrun fork)) {
         "$mode: `undef &later` and `*counter = *other` compiled the script again"
         . ($mode eq 'registry' ? '' : ' (registry only)');
     is $site->stop, 0, "$mode: stopped";
+}
+
+# A sub of the worker's own modules emptied (`undef &CGI::escapeHTML`):
+# nothing puts the body back, so the worker says it cannot vouch for
+# itself after that request and is replaced; the next request finds the
+# sub as a new process does.
+{
+    my $dir = File::Temp::tempdir('fcgi-spawn-undef-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    Test::FCGI::Spawn::spew("$dir/empty-worker-sub.pl", <<'PERL');
+#!/usr/bin/perl
+use strict;
+use warnings;
+use CGI;
+my $q = CGI->new;
+print $q->header('text/plain'), 'escapeHTML defined: ', (defined &CGI::escapeHTML ? 1 : 0), "\n";
+undef &CGI::escapeHTML if ($ENV{QUERY_STRING} // '') eq 'undef';
+PERL
+    chmod 0755, "$dir/empty-worker-sub.pl";
+    for my $mode (qw(registry perlrun)) {
+        my $site = Test::FCGI::Spawn->start(roots => [$dir], isolation => $mode, preload => ['CGI'], warm_runs => 1);
+        my ($first) = $site->worker_pids;
+        for my $query ('undef', '') {
+            my $res = $site->compare({ script => "$dir/empty-worker-sub.pl", query => $query });
+            ok $res->{same}, "$mode: a worker's sub emptied (?$query): as plain CGI"
+                or diag Test::FCGI::Spawn::describe_difference($res);
+        }
+        like $site->log_text, qr/could not be restored \(the worker's sub &CGI::escapeHTML, emptied by undef not restored\)/,
+            "$mode: the worker said which sub it lost";
+        my ($now) = $site->worker_pids;
+        isnt $now, $first, "$mode: ... and was replaced";
+        $site->stop;
+    }
 }
 
 done_testing;

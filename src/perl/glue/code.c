@@ -182,6 +182,24 @@ int fs_code_stale(pTHX)
     return HvUSEDKEYS(GvHVn(PL_incgv)) != fs_code_inc_keys;
 }
 
+int fs_code_is_workers(pTHX_ CV *cv)
+{
+    HV *stash = CvSTASH(cv);
+    size_t i;
+    if (!stash)
+        return 0;
+    for (i = 0; i < fs_code_count; i++) {
+        HE *he;
+        if (fs_code[i].stash != stash)
+            continue;
+        hv_iterinit(fs_code[i].subs);
+        while ((he = hv_iternext(fs_code[i].subs)))
+            if (SvROK(HeVAL(he)) && SvRV(HeVAL(he)) == (SV *)cv)
+                return 1;
+    }
+    return 0;
+}
+
 /* FCGI::Spawn::Native::code_snapshot_stale() — modules were loaded since
  * the snapshot (%INC has another size): their packages are not in it. */
 XS(fs_xs_code_snapshot_stale)

@@ -69,8 +69,11 @@ void fs_output_capture(pTHX);
 void fs_reset_handles(pTHX);
 int fs_signals_changed(pTHX);
 
-/* code.c: modules were loaded since the worker's subs were recorded. */
+/* code.c: modules were loaded since the worker's subs were recorded;
+ * whether a sub is one of the worker's subs as recorded (a module's, not
+ * a script's). */
 int fs_code_stale(pTHX);
+int fs_code_is_workers(pTHX_ CV *cv);
 
 /* Makes `cv` (or nothing) the sub of `gv`, refcounts kept; 1 if it changed
  * (packages.c). */

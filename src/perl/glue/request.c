@@ -61,6 +61,7 @@ typedef struct {
     int restoring;
     void *env_names;     /* fs_request_env's table of names, kept (fs_name) */
     size_t env_names_cap;
+    SV *emptied_sub;     /* a worker's sub a script emptied (fs_pp_undef), named */
 } fs_request_state;
 
 static const char fs_request_key[] = "FCGI::Spawn::glue::request";
@@ -81,6 +82,27 @@ static OP *fs_pp_chdir(pTHX)
 {
     fs_cwd_moved = 1;
     return fs_orig_pp_chdir(aTHX);
+}
+
+/* perl's undef, watched for `undef &CGI::escapeHTML`: it frees the body of
+ * one of the worker's subs and leaves the CV in its glob, where the check
+ * of the worker's subs (code.c) finds the same CV. Nothing can put the
+ * body back: the worker says so after the request and is replaced. (A
+ * registry script's own subs are its snapshot's: compiled again.) */
+static Perl_ppaddr_t fs_orig_pp_undef;
+
+static OP *fs_pp_undef(pTHX)
+{
+    SV *sv = PL_op->op_private ? *PL_stack_sp : NULL;
+    if (sv && SvTYPE(sv) == SVt_PVCV && fs_code_is_workers(aTHX_ (CV *)sv)) {
+        fs_request_state *rs = fs_rs(aTHX);
+        CV *cv = (CV *)sv;
+        if (!rs->emptied_sub)
+            rs->emptied_sub = !CvNAMED(cv) && CvGV(cv)
+                ? newSVpvf("the worker's sub &%s::%s, emptied by undef", HvNAME_get(CvSTASH(cv)), GvNAME(CvGV(cv)))
+                : newSVpvs("a sub of the worker's, emptied by undef");
+    }
+    return fs_orig_pp_undef(aTHX);
 }
 
 /* --- watched scalars ----------------------------------------------------- */
@@ -819,7 +841,8 @@ XS(fs_xs_leave_request)
         FS_PUSH_PART("signals");
     /* What the Perl parts cannot change, checked here; the runner names
      * what broke (request_invariants) when it hears of it. */
-    if (HvUSEDKEYS(PL_defstash) != rs->owned_names || !fs_invariants_hold(aTHX_ rs, stderr_pending))
+    if (HvUSEDKEYS(PL_defstash) != rs->owned_names || !fs_invariants_hold(aTHX_ rs, stderr_pending)
+        || rs->emptied_sub)
         FS_PUSH_PART("invariants");
     if (fs_code_stale(aTHX))
         FS_PUSH_PART("code");
@@ -863,6 +886,10 @@ XS(fs_xs_request_invariants)
     }
     if (!fs_inc_is_base(aTHX_ rs))
         FS_PUSH_PART("@INC");
+    if (rs->emptied_sub) {
+        XPUSHs(sv_2mortal(newSVsv(rs->emptied_sub)));
+        n++;
+    }
     PUTBACK;
     XSRETURN(n);
 }
@@ -887,5 +914,9 @@ void fs_register_request_xsubs(pTHX)
     if (!fs_orig_pp_chdir) {
         fs_orig_pp_chdir = PL_ppaddr[OP_CHDIR];
         PL_ppaddr[OP_CHDIR] = fs_pp_chdir;
+    }
+    if (!fs_orig_pp_undef) {
+        fs_orig_pp_undef = PL_ppaddr[OP_UNDEF];
+        PL_ppaddr[OP_UNDEF] = fs_pp_undef;
     }
 }
