@@ -383,6 +383,39 @@ static int fs_symbol_lost(pTHX_ fs_watch_state *ws, SV *value, AV *rec, const ch
     return lost;
 }
 
+/* What a record's slot refers to (a live container, a sub), or NULL. */
+static SV *fs_rec_ref(pTHX_ AV *rec, int index)
+{
+    SV *live = fs_rec_get(aTHX_ rec, index);
+    return live ? SvRV(live) : NULL;
+}
+
+/* What of `gv`'s scalar, array and hash a run changed (FS_DIRTY_*), by its
+ * record, changing nothing: written (the watch's flags), swapped for
+ * another container or made, an array's shape or a hash's key count
+ * moved. All three for a record that is not watched. */
+static U8 fs_glob_dirt(pTHX_ fs_watch_state *ws, GV *gv, AV *rec)
+{
+    SV *id_sv = fs_rec_get(aTHX_ rec, REC_ID);
+    SV *shape = fs_rec_get(aTHX_ rec, REC_AV_SHAPE);
+    SV *keys = fs_rec_get(aTHX_ rec, REC_HV_KEYS);
+    U8 dirty = FS_DIRTY_SCALAR | FS_DIRTY_ARRAY | FS_DIRTY_HASH;
+    if (!id_sv)
+        return dirty;
+    if ((size_t)SvIV(id_sv) < ws->n)
+        dirty = ws->flags[SvIV(id_sv)];
+    if ((SV *)GvSV(gv) != fs_rec_ref(aTHX_ rec, REC_LIVE_SV))
+        dirty |= FS_DIRTY_SCALAR;
+    if ((SV *)GvAV(gv) != fs_rec_ref(aTHX_ rec, REC_LIVE_AV)
+        || (GvAV(gv) && (!shape || !fs_av_same_shape(aTHX_ GvAV(gv), shape))))
+        dirty |= FS_DIRTY_ARRAY;
+    if (!fs_rec_get(aTHX_ rec, REC_NESTED)
+        && ((SV *)GvHV(gv) != fs_rec_ref(aTHX_ rec, REC_LIVE_HV)
+            || (GvHV(gv) && (!keys || (IV)HvUSEDKEYS(GvHV(gv)) != SvIV(keys)))))
+        dirty |= FS_DIRTY_HASH;
+    return dirty;
+}
+
 static void fs_restore_glob(pTHX_ fs_watch_state *ws, HV *stash, GV *gv, AV *rec)
 {
     SV *scalar = fs_rec_get(aTHX_ rec, REC_SCALAR);
@@ -390,27 +423,18 @@ static void fs_restore_glob(pTHX_ fs_watch_state *ws, HV *stash, GV *gv, AV *rec
     SV *hash = fs_rec_get(aTHX_ rec, REC_HASH);
     SV *nested = fs_rec_get(aTHX_ rec, REC_NESTED);
     SV *id_sv = fs_rec_get(aTHX_ rec, REC_ID);
-    U8 dirty = FS_DIRTY_SCALAR | FS_DIRTY_ARRAY | FS_DIRTY_HASH;
+    U8 dirty = fs_glob_dirt(aTHX_ ws, gv, rec);
     IV id = -1;
     int rewatch = 0;
 
     if (id_sv) {
-        /* Watched: what the run did not write (and left in place) stays. */
-        SV *shape = fs_rec_get(aTHX_ rec, REC_AV_SHAPE);
+        /* Watched: what the run did not write (and left in place) stays;
+         * a container it swapped for another is the glob's again. */
         id = SvIV(id_sv);
-        dirty = (size_t)id < ws->n ? ws->flags[id] : dirty;
-        if (fs_slot_back(aTHX_ (SV **)&GvSV(gv), fs_rec_get(aTHX_ rec, REC_LIVE_SV))
-            || (!fs_rec_get(aTHX_ rec, REC_LIVE_SV) && GvSV(gv)))
-            dirty |= FS_DIRTY_SCALAR;
-        if (fs_slot_back(aTHX_ (SV **)&GvAV(gv), fs_rec_get(aTHX_ rec, REC_LIVE_AV))
-            || (!fs_rec_get(aTHX_ rec, REC_LIVE_AV) && GvAV(gv))
-            || (GvAV(gv) && (!shape || !fs_av_same_shape(aTHX_ GvAV(gv), shape))))
-            dirty |= FS_DIRTY_ARRAY;
-        if (!nested
-            && (fs_slot_back(aTHX_ (SV **)&GvHV(gv), fs_rec_get(aTHX_ rec, REC_LIVE_HV))
-                || (!fs_rec_get(aTHX_ rec, REC_LIVE_HV) && GvHV(gv))
-                || (GvHV(gv) && (IV)HvUSEDKEYS(GvHV(gv)) != SvIV(fs_rec_get(aTHX_ rec, REC_HV_KEYS)))))
-            dirty |= FS_DIRTY_HASH;
+        (void)fs_slot_back(aTHX_ (SV **)&GvSV(gv), fs_rec_get(aTHX_ rec, REC_LIVE_SV));
+        (void)fs_slot_back(aTHX_ (SV **)&GvAV(gv), fs_rec_get(aTHX_ rec, REC_LIVE_AV));
+        if (!nested)
+            (void)fs_slot_back(aTHX_ (SV **)&GvHV(gv), fs_rec_get(aTHX_ rec, REC_LIVE_HV));
         ws->restoring = 1;
     }
 
@@ -519,34 +543,16 @@ static int fs_handle_closed(IO *io)
 }
 
 /* Whether fs_restore_glob would change anything of `gv` if called now,
- * without changing anything itself: the same tests. */
+ * without changing anything itself: its tests (fs_glob_dirt, the handle,
+ * the sub and the format). */
 static int fs_glob_moved(pTHX_ fs_watch_state *ws, GV *gv, AV *rec)
 {
-    SV *id_sv = fs_rec_get(aTHX_ rec, REC_ID);
-    SV *live, *shape, *keys, *code, *form;
-    if (!id_sv || (size_t)SvIV(id_sv) >= ws->n || ws->flags[SvIV(id_sv)])
+    if (!fs_rec_get(aTHX_ rec, REC_ID) || fs_glob_dirt(aTHX_ ws, gv, rec))
         return 1;
-    live = fs_rec_get(aTHX_ rec, REC_LIVE_SV);
-    if ((SV *)GvSV(gv) != (live ? SvRV(live) : NULL))
-        return 1;
-    live = fs_rec_get(aTHX_ rec, REC_LIVE_AV);
-    shape = fs_rec_get(aTHX_ rec, REC_AV_SHAPE);
-    if ((SV *)GvAV(gv) != (live ? SvRV(live) : NULL)
-        || (GvAV(gv) && (!shape || !fs_av_same_shape(aTHX_ GvAV(gv), shape))))
-        return 1;
-    if (!fs_rec_get(aTHX_ rec, REC_NESTED)) {
-        live = fs_rec_get(aTHX_ rec, REC_LIVE_HV);
-        keys = fs_rec_get(aTHX_ rec, REC_HV_KEYS);
-        if ((SV *)GvHV(gv) != (live ? SvRV(live) : NULL)
-            || (GvHV(gv) && (!keys || (IV)HvUSEDKEYS(GvHV(gv)) != SvIV(keys))))
-            return 1;
-    }
     if (GvIOp(gv) && !fs_rec_get(aTHX_ rec, REC_IO_OPEN) && !fs_handle_closed(GvIOp(gv)))
         return 1;
-    code = fs_rec_get(aTHX_ rec, REC_CODE);
-    form = fs_rec_get(aTHX_ rec, REC_FORMAT);
-    return (SV *)GvCV(gv) != (code ? SvRV(code) : NULL) || GvCVGEN(gv)
-        || (SV *)GvFORM(gv) != (form ? SvRV(form) : NULL);
+    return (SV *)GvCV(gv) != fs_rec_ref(aTHX_ rec, REC_CODE) || GvCVGEN(gv)
+        || (SV *)GvFORM(gv) != fs_rec_ref(aTHX_ rec, REC_FORMAT);
 }
 
 /* A recorded glob's part of the image, as it is now. */
