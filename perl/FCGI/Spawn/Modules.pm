@@ -161,13 +161,22 @@ my @RECORDS = (
 # constant.pm records each constant it made by its full name.
 my $CONSTANTS_SEEN = 0;
 
+# The forgetters of the modules of @RECORDS loaded now, found again only
+# when the size of %INC changed: perlrun forgets a package every request,
+# and looking each module up every time cost more than the forgetting.
+my @LOADED_RECORDS;
+my $RECORDS_INC_COUNT = -1;
+
 # The packages are gone: the modules that recorded them forget them.
 sub forget {
     my (@packages) = @_;
     return unless @packages;
-    for my $record (@RECORDS) {
-        next unless $INC{ $record->[0] };
-        $record->[1]->($_) for @packages;
+    if (keys %INC != $RECORDS_INC_COUNT) {
+        @LOADED_RECORDS = map { $_->[1] } grep { $INC{ $_->[0] } } @RECORDS;
+        $RECORDS_INC_COUNT = keys %INC;
+    }
+    for my $forget_package (@LOADED_RECORDS) {
+        $forget_package->($_) for @packages;
     }
     no warnings 'once';
     if ($INC{'constant.pm'} && keys %constant::declared != $CONSTANTS_SEEN) {
