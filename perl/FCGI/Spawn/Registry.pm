@@ -195,7 +195,10 @@ sub take_script_names {
     $c->{made_packages} = [ map { substr $_, 0, -2 } grep { /::\z/ } @{ $c->{made} } ];
     $c->{code} = [ FCGI::Spawn::Native::code_changes($c->{script}) ];
     FCGI::Spawn::Native::restore_code($c->{script});
-    push @{ $c->{packages} }, @{ $c->{made_packages} };
+    # A package it declares at the top level is also one of the names it
+    # made: listed once, so it is snapshotted and put back once.
+    my %listed = map { $_ => 1 } @{ $c->{packages} };
+    push @{ $c->{packages} }, grep { !$listed{$_}++ } @{ $c->{made_packages} };
     # A site library's package inside a top-level name the worker owns
     # (BackupPC::Lib beside the system's BackupPC::XS) is the script's all
     # the same: put back with it, and out of sight between its runs, as a

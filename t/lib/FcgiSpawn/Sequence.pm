@@ -147,7 +147,7 @@ our %REQUESTS = (
     't/scripts/poison/package-changes.pl'        => [ {},
         { query => 'do=scalar,array_push,array_elem,hash_swap,hash_elem,sub_redefine,slot_array,open_file,inner_scalar' },
         { query => 'do=array_sort,hash_add,sub_eval,slot_scalar,slot_hash,open_dir,inner_array,glob_undef' },
-        { query => 'do=symbol_new,symbol_gone,constant_glob,inner_sub,sub_undef,glob_alias' } ],
+        { query => 'do=symbol_new,symbol_gone,constant_glob,inner_sub,sub_undef,glob_alias,inner_sub_undef' } ],
     't/scripts/check/stdin.pl'                   => [ {}, { body => "one\r\ntwo\r\n" } ],
     't/scripts/check/cgi.pl'                     => [ {}, { query => 'c=on&name=x' } ],
 );

@@ -6,7 +6,7 @@
 # what changed after quiet runs is the case to see: scalars, array
 # elements, an array's order or length, hash keys, subs, globs, slots,
 # handles opened on package globs, symbols made and deleted, a constant
-# made a glob, a declared package's globals.
+# made a glob, a declared package's globals and its sub emptied.
 use strict;
 use warnings;
 no warnings qw(once redefine);
@@ -25,6 +25,7 @@ sub later { 'later' }
 package Inner;
 our ($val, @items);
 BEGIN { $val = 'inner'; @items = (1, 2) }
+sub hi { 'inner hi' }
 
 package main;
 
@@ -56,6 +57,7 @@ my %CHANGE = (
     inner_scalar => sub { $Inner::val = 'changed' },
     inner_array  => sub { push @Inner::items, 3 },
     inner_sub    => sub { *Inner::made = sub { 'made' } },
+    inner_sub_undef => sub { undef &Inner::hi },
 );
 
 # The package's state: what each name holds, read without making a slot.
@@ -88,6 +90,7 @@ sub state_line {
     push @parts, 'Inner::val=' . ($g ? ${ *{$g}{SCALAR} } // 'undef' : 'absent');
     push @parts, 'Inner::items=' . join '|', @Inner::items;
     push @parts, 'Inner::made=' . (exists $inner->{made} ? 'present' : 'absent');
+    push @parts, 'Inner::hi=' . (defined &Inner::hi ? Inner::hi() : 'undefined');
     return join(' ', @parts) . "\n";
 }
 
