@@ -28,13 +28,8 @@ our $ACCEPTED = 0;    # FCGI accepts this request made (see cgi_accept)
 my @WITH_SETTINGS = qw(CGI::Carp Data::Dumper Carp Text::Wrap Storable CGI::Fast);
 my %WATCHED;    # package => 1: its scalars are watched
 
-my @WITH_REQUEST_STATE = (
-    [ 'CGI',         sub { CGI::_reset_globals() if defined &CGI::_reset_globals } ],
-    [ 'CGI::Simple', sub { CGI::Simple::_reset_globals() if defined &CGI::Simple::_reset_globals } ],
-    # Its handles live in lexicals of its own; an empty list sets them
-    # back to none (CGI::Fast's default: STDIN, STDOUT, STDERR).
-    [ 'CGI::Fast',   sub { CGI::Fast->file_handles({}) if defined &CGI::Fast::file_handles } ],
-);
+# Their resets: reset_request_state.
+my @WITH_REQUEST_STATE = qw(CGI CGI::Simple CGI::Fast);
 
 for my $package (@WITH_SETTINGS) {
     (my $file = "$package.pm") =~ s{::}{/}g;
@@ -66,9 +61,14 @@ sub watch_scalars {
 }
 
 # After each request (the watched settings: FCGI::Spawn::Native::
-# leave_request).
+# leave_request). A statement per module, not a sub: a call cost more
+# than its test.
 sub reset_request_state {
-    $_->[1]->() for @WITH_REQUEST_STATE;
+    CGI::_reset_globals() if defined &CGI::_reset_globals;
+    CGI::Simple::_reset_globals() if defined &CGI::Simple::_reset_globals;
+    # CGI::Fast's handles live in lexicals of its own; an empty list sets
+    # them back to none (its default: STDIN, STDOUT, STDERR).
+    CGI::Fast->file_handles({}) if defined &CGI::Fast::file_handles;
     $ACCEPTED = 0;
     return;
 }
@@ -78,7 +78,7 @@ sub reset_request_state {
 # script keeps what its compile changed there (changed_scalars), and gets
 # it back before each run (set_scalars).
 sub scalars {
-    return FCGI::Spawn::Native::plain_scalars((map { $_->[0] } @WITH_REQUEST_STATE), @WITH_SETTINGS);
+    return FCGI::Spawn::Native::plain_scalars(@WITH_REQUEST_STATE, @WITH_SETTINGS);
 }
 
 sub changed_scalars {

@@ -58,19 +58,19 @@ our %req;
 
 # --- the steps that differ per isolation mode --------------------------------
 
-# Each mode's row: the parts of its begin_request (named in %BEGIN_PART),
-# its run, end_blocks and finish steps, and what else sets it apart. The
-# parts of begin_request and finish_request are made into lists once
-# (begin_parts, finish_parts), below.
+# Each mode's row: what its begin_request does besides the common set-up,
+# its run, end_blocks and finish steps, and what else
+# sets it apart. The parts of finish_request are made into a list once
+# (finish_parts), below.
 my %MODES = (
     perlrun => {
-        begin      => [qw(changed_modules loader environment process)],
+        reload_modules => 1,
         run        => \&compile_and_run,
         end_blocks => \&compiled_end_blocks,
         finish     => \&drop_sandbox,
     },
     registry => {
-        begin      => [qw(changed_modules loader environment process)],
+        reload_modules => 1,
         run        => \&FCGI::Spawn::Registry::run_cached,
         end_blocks => \&FCGI::Spawn::Registry::cached_end_blocks,
         finish     => \&FCGI::Spawn::Registry::reset_cached_state,
@@ -100,33 +100,12 @@ my %MODES = (
     # (compile_script), changed modules reloaded then; the child is a plain
     # CGI process, with SIGPIPE's default action.
     fork => {
-        begin      => [qw(loader pipe_signal environment process)],
+        default_sigpipe => 1,
         run        => \&FCGI::Spawn::Registry::run_cached,
         end_blocks => \&FCGI::Spawn::Registry::cached_end_blocks,
         finish     => sub { },
     },
 );
-
-# The parts a begin_request may be made of; each row lists its own, in order.
-my %BEGIN_PART = (
-    # `stats`: changed modules are the worker's again before the request.
-    changed_modules => [ 'changed modules' => sub {
-        FCGI::Spawn::Stats::reload_changed() if $FCGI::Spawn::Stats::ON;
-    } ],
-    loader => [ 'loader' => \&FCGI::Spawn::Loader::begin_request ],
-    # SIGPIPE ends the process, and %SIG shows nothing set, as in a new perl.
-    pipe_signal => [ 'signals' => sub { delete $SIG{PIPE} } ],
-    environment => [ 'environment' => sub {
-        set_environment($req{script});
-        $req{has_body} = ($ENV{CONTENT_LENGTH} // '') =~ /[1-9]/;
-    } ],
-    # $^T, rand's seed, cwd, and STDIN and STDOUT if they are as bound.
-    process => [ 'process' => sub {
-        FCGI::Spawn::Native::enter_request(script_directory($req{script}), $req{has_body})
-            or bind_std_handles();
-    } ],
-);
-$_->{begin_parts} = [ map { $BEGIN_PART{$_} } @{ $_->{begin} || [] } ] for values %MODES;
 
 sub switch_mode {
     my ($mode) = @_;
@@ -428,17 +407,29 @@ sub compile_script {
 }
 
 # Before the script: ($script, $isolation); %ENV is already the request's.
-# ($steps: the mode's row, when the caller has it already.)
+# ($steps: the mode's row, when the caller has it already.) Straight
+# through rather than a list of parts: a sub call each cost more than most
+# of them do (7,000 instructions a request together).
 sub begin_request {
     my ($script, $mode, $steps) = @_;
+    $steps //= $MODES{$mode};
     %req = (
         script  => $script,
         package => FCGI::Spawn::Compile::make_namespace($script),
         ends    => FCGI::Spawn::Native::end_block_count(),
         mode    => $mode,
-        steps   => $steps // $MODES{$mode},
+        steps   => $steps,
     );
-    FCGI::Spawn::Request::run_parts('begin_request', undef, $req{steps}{begin_parts});
+    # `stats`: changed modules are the worker's again before the request.
+    FCGI::Spawn::Stats::reload_changed() if $steps->{reload_modules} && $FCGI::Spawn::Stats::ON;
+    # %INC as the worker has it between requests, taken before its first.
+    FCGI::Spawn::Loader::begin_request() unless %FCGI::Spawn::Loader::WORKER_INC;
+    # SIGPIPE ends the process, and %SIG shows nothing set, as in a new perl.
+    delete $SIG{PIPE} if $steps->{default_sigpipe};
+    set_environment($script);
+    $req{has_body} = ($ENV{CONTENT_LENGTH} // '') =~ /[1-9]/;
+    # $^T, rand's seed, cwd, and STDIN and STDOUT if they are as bound.
+    FCGI::Spawn::Native::enter_request(script_directory($script), $req{has_body}) or bind_std_handles();
     return 1;
 }
 
