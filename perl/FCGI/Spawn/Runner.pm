@@ -58,10 +58,9 @@ our %req;
 
 # --- the steps that differ per isolation mode --------------------------------
 
-# Each mode's row: what its begin_request does besides the common set-up,
-# its run, end_blocks and finish steps, and what else
-# sets it apart. The parts of finish_request are made into a list once
-# (finish_parts), below.
+# Each mode's row: what its begin_request adds to the common set-up, its
+# run, end_blocks and finish steps, and what else sets it apart. The
+# parts of finish_request are made into a list once (finish_parts), below.
 my %MODES = (
     perlrun => {
         reload_modules => 1,
@@ -409,7 +408,7 @@ sub compile_script {
 # Before the script: ($script, $isolation); %ENV is already the request's.
 # ($steps: the mode's row, when the caller has it already.) Straight
 # through rather than a list of parts: a sub call each cost more than most
-# of them do (7,000 instructions a request together).
+# of them do (about 5,000 instructions a request together).
 sub begin_request {
     my ($script, $mode, $steps) = @_;
     $steps //= $MODES{$mode};
