@@ -142,6 +142,9 @@ pub fn stop_requested() -> bool {
 
 /// In the child of a `fork` isolation request, a plain CGI process: the
 /// worker's handlers go, TERM and INT end it as they end a CGI script.
+/// Never inlined: `bench/cost` zeroes a child's instruction counts where
+/// it is called.
+#[inline(never)]
 pub fn reset_for_request_child() {
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for s in [Signal::SIGTERM, Signal::SIGINT] {

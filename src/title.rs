@@ -131,6 +131,14 @@ pub fn master(what: &str) {
     let _ = MASTER.set(title);
 }
 
+const WORKER_IDLE: &[u8] = b"fcgi-spawn: worker idle";
+const WORKER_RUNNING: &[u8] = b"fcgi-spawn: worker running ";
+
+/// A `fork` isolation request's child, as its worker while it runs `script`.
+pub fn worker_running(script: &[u8]) {
+    set(&[WORKER_RUNNING, script]);
+}
+
 /// The titles of a process that serves requests: between two, and while
 /// one runs (followed by its script).
 pub struct Titles {
@@ -142,8 +150,8 @@ impl Titles {
     /// A pooled worker's.
     pub fn worker() -> Titles {
         Titles {
-            idle: b"fcgi-spawn: worker idle".to_vec(),
-            running: b"fcgi-spawn: worker running ".to_vec(),
+            idle: WORKER_IDLE.to_vec(),
+            running: WORKER_RUNNING.to_vec(),
         }
     }
 
@@ -166,6 +174,12 @@ impl Titles {
     pub fn running(&self, script: &[u8]) {
         set(&[&self.running, script]);
     }
+}
+
+/// A `fork` isolation worker's child forked ahead of its request, waiting
+/// for it (then it takes the worker's running title).
+pub fn spare_child() {
+    set(&[b"fcgi-spawn: spare child"]);
 }
 
 /// A worker between its fork and its first request (`worker_init` runs).

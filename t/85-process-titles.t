@@ -25,12 +25,6 @@ PERL
 my $zero = spew("$dir/zero.pl", qq{print "Content-Type: text/plain\\r\\n\\r\\n\$0\\n";\n});
 
 # The title: the command line up to its first NUL.
-sub title {
-    my ($pid) = @_;
-    (my $t = slurp("/proc/$pid/cmdline")) =~ s/\0.*//s;
-    return $t;
-}
-
 sub comm {
     my ($pid) = @_;
     chomp(my $c = slurp("/proc/$pid/comm"));
@@ -56,21 +50,21 @@ subtest 'a pool: master and workers' => sub {
     my $master = $d->pid;
     my @workers = worker_pids($d);
     is scalar @workers, 2, 'two workers';
-    is title($master), 'fcgi-spawn: master (' . $d->socket . ')', 'the master names its socket';
-    ok wait_for(sub { !grep { title($_) ne 'fcgi-spawn: worker idle' } @workers }, 10),
-        'both workers are idle' or diag join ', ', map { title($_) } @workers;
+    is process_title($master), 'fcgi-spawn: master (' . $d->socket . ')', 'the master names its socket';
+    ok wait_for(sub { !grep { process_title($_) ne 'fcgi-spawn: worker idle' } @workers }, 10),
+        'both workers are idle' or diag join ', ', map { process_title($_) } @workers;
 
     my $client = request_in_background($d, $sleeper);
-    my ($busy) = grep { title($_) =~ /running/ } @workers;
+    my ($busy) = grep { process_title($_) =~ /running/ } @workers;
     ok $busy, 'one worker is busy';
-    is title($busy // 0), "fcgi-spawn: worker running $sleeper", 'running the script, though it set $0';
+    is process_title($busy // 0), "fcgi-spawn: worker running $sleeper", 'running the script, though it set $0';
     is comm($busy // 0), 'fcgi-spawn', 'its process name is unchanged too (no prctl from $0)';
     my ($other) = grep { $_ != ($busy // 0) } @workers;
-    is title($other), 'fcgi-spawn: worker idle', 'the other one is idle';
-    is title($master), 'fcgi-spawn: master (' . $d->socket . ')', 'the master is unchanged';
+    is process_title($other), 'fcgi-spawn: worker idle', 'the other one is idle';
+    is process_title($master), 'fcgi-spawn: master (' . $d->socket . ')', 'the master is unchanged';
     waitpid $client, 0;
     is $?, 0, 'the request was answered';
-    ok wait_for(sub { title($busy // 0) eq 'fcgi-spawn: worker idle' }, 5), 'then idle again';
+    ok wait_for(sub { process_title($busy // 0) eq 'fcgi-spawn: worker idle' }, 5), 'then idle again';
 
     # The next request on each worker sees its own script as $0 (the
     # sleeper's was request state, put back).
@@ -84,18 +78,18 @@ subtest 'a pool: master and workers' => sub {
 subtest 'the master names its config file' => sub {
     my $conf = spew("$dir/titles.toml", qq{workers = 1\nroot = ["$dir"]\n});
     my $d = start_daemon(workers => 1, root => $dir, args => [ '--config', $conf ]);
-    is title($d->pid), "fcgi-spawn: master ($conf)", 'its title';
+    is process_title($d->pid), "fcgi-spawn: master ($conf)", 'its title';
     $d->stop;
 };
 
 subtest '--workers 0: the master serves' => sub {
     my $d = start_daemon(workers => 0, root => $dir);
     my $master = 'fcgi-spawn: master (' . $d->socket . ')';
-    is title($d->pid), $master, 'idle: the master\'s title';
+    is process_title($d->pid), $master, 'idle: the master\'s title';
     my $client = request_in_background($d, $sleeper);
-    is title($d->pid), "$master running $sleeper", 'then what it runs';
+    is process_title($d->pid), "$master running $sleeper", 'then what it runs';
     waitpid $client, 0;
-    ok wait_for(sub { title($d->pid) eq $master }, 5), 'and back';
+    ok wait_for(sub { process_title($d->pid) eq $master }, 5), 'and back';
     $d->stop;
 };
 

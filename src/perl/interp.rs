@@ -223,6 +223,14 @@ impl Interpreter {
         unsafe { ffi::fs_become_request_child() }
     }
 
+    /// In the child of a `fork` isolation request: [`Self::exit_process`]
+    /// writes the exit status (a native-endian i32) to `fd`, then closes
+    /// every descriptor, before the process exits; its own children do not.
+    pub fn report_exit_on(&self, fd: std::os::fd::RawFd) {
+        // SAFETY: plain store of an int in the glue's static.
+        unsafe { ffi::fs_report_exit_on(fd) }
+    }
+
     /// Ends this process as perl ends a program (END blocks, global
     /// destruction, handles flushed), with `status` or what the END blocks
     /// made of `$?`. For the child of a `fork` isolation request only.

@@ -25,11 +25,12 @@ mod output;
 mod precompile;
 mod pump;
 mod response;
+mod spare;
 mod steps;
 mod stop;
 mod warm_up;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -37,8 +38,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult};
+use nix::unistd::Pid;
 
 use crate::config::Isolation;
 use crate::fastcgi::watch::peer_closed;
@@ -49,6 +49,7 @@ use crate::path_policy::{PathPolicy, ScriptCheck};
 use crate::perl::{Interpreter, Stage};
 use crate::scoreboard::RanAs;
 use output::Output;
+use spare::Spare;
 
 pub use interpreter::{prepare_perl, start_perl};
 pub use output::{HeldConnections, Timeouts};
@@ -81,6 +82,14 @@ pub struct Runner<'p> {
     run_in_children: RefCell<HashMap<PathBuf, FileStamp>>,
     /// What this worker served, for a reload to precompile (`served`).
     served: RefCell<crate::served::Reporter>,
+    /// fork mode: the child forked for the next request (`spare.rs`),
+    /// while no Perl ran in the worker since.
+    spare: RefCell<Option<Spare>>,
+    /// The last request ran in a child: fork the next one's ahead.
+    fork_ahead: Cell<bool>,
+    /// The last request's child, which reported its end and is still to
+    /// be reaped (once its response is sent).
+    unreaped: Cell<Option<Pid>>,
 }
 
 /// What says a script file changed (mtime, size, inode), as the Perl
@@ -169,6 +178,9 @@ impl<'p> Runner<'p> {
             compiled_for_fork: RefCell::new(HashMap::new()),
             run_in_children: RefCell::new(HashMap::new()),
             served: RefCell::new(crate::served::Reporter::default()),
+            spare: RefCell::new(None),
+            fork_ahead: Cell::new(false),
+            unreaped: Cell::new(None),
         })
     }
 
@@ -318,11 +330,15 @@ impl<'p> Runner<'p> {
         if ran_here {
             self.steps.finish_request();
         }
-        let forked = perl.fork_count() != forks_before;
+        // A request's child is a fork too, and may have left children.
+        let forked = !ran_here || perl.fork_count() != forks_before;
         let finished = perl.take_pending_output(|pending| {
             self.output
                 .finish(pending, forked, exit_status, self.dev_null.as_raw_fd())
         });
+        if let Some(child) = self.unreaped.take() {
+            spare::reap(child);
+        }
         // Back to the between-requests state: Perl may have closed fds 0 and
         // 1 (with STDIN/STDOUT), a script may have reopened any of 0/1/2.
         let parked = self.park_std_fds();
@@ -370,6 +386,8 @@ impl<'p> Runner<'p> {
     /// status; None when it did not run, for a child to run it (a registry
     /// script that cannot run twice in one process).
     fn run_in_worker(&self, script: &Path, isolation: Isolation, params: &[&[u8]]) -> Option<i32> {
+        self.fork_ahead.set(false);
+        self.discard_spare();
         Stage::Running.enter();
         self.run_and_end(script.as_os_str().as_bytes(), isolation, params)
     }
@@ -422,6 +440,8 @@ impl<'p> Runner<'p> {
             || stamp.is_none()
             || self.compiled_for_fork.borrow().get(script) != stamp.as_ref();
         if compile {
+            // The spare is a copy of the worker without this compile.
+            self.discard_spare();
             match self
                 .steps
                 .compile_script(script_bytes, Isolation::Fork, params)
@@ -440,47 +460,103 @@ impl<'p> Runner<'p> {
         (self.fork_and_wait(script, params, conn), compile)
     }
 
+    /// Hands the request to the spare child (forked now if there is
+    /// none) and waits for the script's end; returns its exit status.
     fn fork_and_wait(&self, script: &Path, params: &[&[u8]], conn: &Stream) -> i32 {
-        let perl = self.steps.perl();
         let script_bytes = script.as_os_str().as_bytes();
         stop::child_starting();
         Stage::Running.enter();
-        // SAFETY: the child only runs Perl (this thread's interpreter) and
-        // plain system calls, never a lock the worker's other thread may
-        // have held at the fork; it leaves through exit_process.
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => {
-                crate::signals::reset_for_request_child();
-                let _ = nix::unistd::close(conn.as_fd().as_raw_fd());
-                perl.become_request_child();
-                let status = self
-                    .run_and_end(script_bytes, Isolation::Fork, params)
-                    .unwrap_or(255);
-                perl.exit_process(status)
-            }
-            Ok(ForkResult::Parent { child }) => {
-                stop::child_started(child);
-                let status = loop {
-                    match waitpid(child, None) {
-                        Ok(WaitStatus::Exited(_, code)) => break code,
-                        Ok(WaitStatus::Signaled(_, signal, _)) => break 128 + signal as i32,
-                        Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                        Err(e) => {
-                            log::error!(
-                                "{}: waiting for the request's child: {e}",
-                                script.display()
-                            );
-                            break 255;
-                        }
+        self.fork_ahead.set(!self.stats);
+        let mut handed = None;
+        // A spare that died while it waited (killed by hand) gets one
+        // successor, forked now.
+        for _ in 0..2 {
+            let child = match self.spare.take() {
+                Some(child) => child,
+                // Forked now, it closes the request's connection; the
+                // parked ones may have gone to the master since the request
+                // began, their numbers taken again (as this child's socket).
+                None => match self.fork_spare(&[conn.as_fd().as_raw_fd()]) {
+                    Ok(child) => child,
+                    Err(e) => {
+                        log::error!("{}: cannot fork the request's child: {e}", script.display());
+                        return 255;
                     }
-                };
-                stop::child_ended();
-                status
+                },
+            };
+            match child.hand(script_bytes, params) {
+                Ok(()) => {
+                    handed = Some(child);
+                    break;
+                }
+                Err(e) => {
+                    log::warn!(
+                        "{}: the spare child did not take the request ({e}); forking another",
+                        script.display()
+                    );
+                    child.discard();
+                }
             }
-            Err(e) => {
-                log::error!("{}: cannot fork the request's child: {e}", script.display());
-                255
-            }
+        }
+        let Some(child) = handed else {
+            log::error!("{}: no child took the request", script.display());
+            return 255;
+        };
+        stop::child_started(child.pid());
+        let (status, unreaped) = child.wait();
+        stop::child_ended();
+        self.unreaped.set(unreaped);
+        status
+    }
+
+    /// Between requests, in a worker whose last request ran in a child:
+    /// forks the next request's child now, so that request does not wait
+    /// for the fork. `held`: the connections the worker holds.
+    pub fn fork_ahead(&self, held: &[std::os::fd::RawFd]) {
+        if !self.fork_ahead.get() || self.spare.borrow().is_some() {
+            return;
+        }
+        match self.fork_spare(held) {
+            Ok(child) => *self.spare.borrow_mut() = Some(child),
+            Err(e) => log::warn!("cannot fork a child ahead of the next request: {e}"),
+        }
+    }
+
+    fn fork_spare(&self, held: &[std::os::fd::RawFd]) -> io::Result<Spare> {
+        match Spare::fork(held)? {
+            spare::Forked::Spare(child) => Ok(child),
+            spare::Forked::InSpare(sock) => self.spare_main(sock),
+        }
+    }
+
+    /// The spare child: waits for its request, then is that request's
+    /// process, a CGI process that starts with everything compiled.
+    fn spare_main(&self, sock: std::os::unix::net::UnixStream) -> ! {
+        crate::signals::reset_for_request_child();
+        crate::title::spare_child();
+        let Some(request) = spare::receive(&sock) else {
+            // The worker is gone, or discarded this child. SAFETY: nothing
+            // of this copy of the worker is to be flushed or destructed.
+            unsafe { libc::_exit(0) }
+        };
+        let mut fields = request.fields();
+        let script = fields.next().unwrap_or_default();
+        let params: Vec<&[u8]> = fields.collect();
+        crate::title::worker_running(script);
+        Stage::Running.enter();
+        let perl = self.steps.perl();
+        perl.become_request_child();
+        perl.report_exit_on(std::os::fd::IntoRawFd::into_raw_fd(sock));
+        let status = self
+            .run_and_end(script, Isolation::Fork, &params)
+            .unwrap_or(255);
+        perl.exit_process(status)
+    }
+
+    /// Ends the spare child, if any: Perl is about to run in the worker.
+    fn discard_spare(&self) {
+        if let Some(child) = self.spare.take() {
+            child.discard();
         }
     }
 

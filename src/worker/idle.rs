@@ -151,6 +151,14 @@ impl<'a> Idle<'a> {
         self.held.push(conn);
     }
 
+    /// The connections held between requests.
+    pub fn held_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.held
+            .iter()
+            .map(|conn| std::os::fd::AsRawFd::as_raw_fd(&conn.as_fd()))
+            .collect()
+    }
+
     /// Closes a connection whose response is done.
     pub fn close(&mut self, conn: Conn) {
         self.parked.take_back(&mut self.held);

@@ -306,10 +306,14 @@ sub worker_started {
     }
 }
 
-# How many sockets $pid holds open.
+# How many sockets $pid holds open, but for its end of the socket pair to
+# each spare child it has (fork isolation's next request's process).
 sub socket_count {
     my ($pid) = @_;
-    return scalar grep { defined && /\Asocket:/ } map { readlink } glob "/proc/$pid/fd/*";
+    my %parent = _parents();
+    my $spares = grep { $parent{$_} == $pid && slurp("/proc/$_/cmdline") =~ /\Afcgi-spawn: spare child(?:\0|\z)/ }
+        keys %parent;
+    return -$spares + grep { defined && /\Asocket:/ } map { readlink } glob "/proc/$pid/fd/*";
 }
 
 sub _has_data_section {
@@ -1736,7 +1740,9 @@ C<open_files> or C<socket_count> to compare with only after this.
 How many sockets a process holds open: a worker that serves every
 request on a new connection holds as many between requests as when it
 started (its listening socket and its channels to the master), unless a
-request left a connection of its own open.
+request left a connection of its own open. The socket a C<fork>
+isolation worker keeps to its spare child (the next request's process,
+forked ahead) is not counted.
 
 =back
 

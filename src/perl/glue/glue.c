@@ -31,6 +31,10 @@ int fs_env_inherited;
  * backticks, piped open...): the runner asks whether a request forked. */
 static volatile unsigned long fs_forks;
 
+/* In the child of a `fork` isolation request: where it reports its exit
+ * status before its descriptors close (runner/spare.rs); -1 elsewhere. */
+static int fs_exit_report_fd = -1;
+
 static void fs_count_fork(void)
 {
     fs_forks++;
@@ -41,6 +45,16 @@ static void fs_mark_forked(void)
     fs_forked = 1;
     /* The parent's pending output is the parent's to send. */
     fs_output_forget_pending();
+    /* A process the request's child forks does not report its end. */
+    if (fs_exit_report_fd >= 0) {
+        close(fs_exit_report_fd);
+        fs_exit_report_fd = -1;
+    }
+}
+
+void fs_report_exit_on(int fd)
+{
+    fs_exit_report_fd = fd;
 }
 
 void fs_before_fork_workers(void)
@@ -541,5 +555,13 @@ void fs_exit_process(int status)
         (void)ignored;
     }
     PerlIO_flush((PerlIO *)NULL);
+    if (fs_exit_report_fd >= 0) {
+        /* The worker ends the response on this and EOF on the output
+         * pipes: both come before the kernel tears the address space down
+         * (as long again as the fork). */
+        int report = status & 0xff;
+        (void)!write(fs_exit_report_fd, &report, sizeof report);
+        close_range(0, ~0U, 0);
+    }
     _exit(status & 0xff);
 }

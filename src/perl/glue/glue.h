@@ -101,6 +101,10 @@ void fs_become_request_child(void);
 /* Ends the process as perl ends a program: END blocks, global
  * destruction, handles flushed; then _exit with the resulting status. */
 void fs_exit_process(int status);
+/* In the child of a `fork` isolation request: fs_exit_process writes the
+ * exit status (an int) to `fd`, then closes every descriptor, before it
+ * exits. A process this one forks does not inherit the duty. */
+void fs_report_exit_on(int fd);
 /* In the master, before forking workers: keep the preload's pages shared. */
 void fs_before_fork_workers(void);
 /* fork() calls made by this process so far. */

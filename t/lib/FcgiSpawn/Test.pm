@@ -68,7 +68,7 @@ our @EXPORT = qw(
     raw_connect fcgi_record fcgi_begin fcgi_nv fcgi_request_bytes
     read_records collect_response
     scripts_dir script_path bin_path wait_for worker_pids running rss_kb
-    open_files files_left_open slurp spew
+    open_files files_left_open slurp spew process_title
     FCGI_BEGIN_REQUEST FCGI_ABORT_REQUEST FCGI_END_REQUEST FCGI_PARAMS
     FCGI_STDIN FCGI_STDOUT FCGI_STDERR FCGI_DATA FCGI_GET_VALUES
     FCGI_GET_VALUES_RESULT FCGI_UNKNOWN_TYPE FCGI_KEEP_CONN
@@ -97,6 +97,13 @@ use constant {
     FCGI_OVERLOADED        => 2,
     FCGI_UNKNOWN_ROLE      => 3,
 };
+
+# A process's title as ps shows it (fcgi-spawn writes it over its argv).
+sub process_title {
+    my ($pid) = @_;
+    (my $title = slurp("/proc/$pid/cmdline")) =~ s/\0.*//s;
+    return $title;
+}
 
 sub scripts_dir { return "$TOP/t/scripts" }
 
