@@ -70,7 +70,9 @@ for my $isolation (qw(perlrun registry)) {
     # The same while the worker holds kept connections, parked during the
     # poison's request: the check for stray copies passes the worker's
     # own connections by and still finds the script's copy; each kept
-    # connection's next response is its own.
+    # connection's next response is its own. The poison lasts 50 ms: the
+    # parked connections have gone to the master (after 2 ms) when it
+    # makes its copy, which may take one of their numbers.
     my @kept = map { raw_connect($d) } 1 .. 3;
     for my $s (@kept) {
         print {$s} fcgi_request_bytes(1, 'pid.pl', keep_conn => 1);
@@ -78,7 +80,7 @@ for my $isolation (qw(perlrun registry)) {
     }
     my $strays = sub { scalar(() = $d->log_text =~ /tie-stdout\.pl: descriptor \d+ left open on the script's stdout/g) };
     my $before = $strays->();
-    fcgi_request($d, 'poison/tie-stdout.pl');
+    fcgi_request($d, 'poison/tie-stdout.pl', query => 'wait=0.05');
     is $strays->(), $before + 1, "$isolation: with kept connections held, the stray copy is found and closed";
     for my $i (0 .. $#kept) {
         print {$kept[$i]} fcgi_request_bytes(2, 'pid.pl', keep_conn => 1);

@@ -306,6 +306,8 @@ pub struct Output {
     /// The worker's connections as the request began: its own and those
     /// of [`HeldConnections`].
     held_fds: RefCell<Vec<RawFd>>,
+    /// The pump was to release the held connections during the request.
+    held_release_due: Cell<bool>,
 }
 
 impl Output {
@@ -344,6 +346,7 @@ impl Output {
             free_fd_at_begin: Cell::new(-1),
             next_input: RefCell::new(Vec::new()),
             held_fds: RefCell::new(Vec::new()),
+            held_release_due: Cell::new(false),
         })
     }
 
@@ -391,6 +394,7 @@ impl Output {
             timeouts,
         });
         state.held_due = held_after.map(|after| started + after);
+        self.held_release_due.set(held_after.is_some());
         self.shared
             .arm_timer(held_after.map_or(WATCH_AFTER, |after| after.min(WATCH_AFTER)));
     }
@@ -464,9 +468,9 @@ impl Output {
     ///
     /// After a fork every descriptor is checked (the wait for the
     /// children's EOF depends on it); otherwise, to stay cheap, those from
-    /// the lowest one free when the request began up to a run of
-    /// `FREE_RUN` free numbers: a script's descriptors take the lowest free
-    /// numbers.
+    /// the lowest one free when the request began (or the lowest of the
+    /// worker's connections then, if lower) up to a run of `FREE_RUN` free
+    /// numbers: a script's descriptors take the lowest free numbers.
     fn close_stray_holders(&self, dev_null: RawFd, forked: bool) {
         const FREE_RUN: RawFd = 16;
         let pipes = self.pipes.borrow();
@@ -479,7 +483,21 @@ impl Output {
                 .collect()
         } else {
             let held = self.held_fds.borrow();
-            open_fds_from(self.free_fd_at_begin.get().max(3), FREE_RUN, &held)
+            // Parked connections handed to the master while the script ran
+            // freed their numbers, maybe below the first free one at the
+            // begin: a copy the script made since may be on one. Only the
+            // request's own connection (the first) is still the worker's.
+            let released = self.held_release_due.get() && self.shared.lock().held_due.is_none();
+            let ours = if released {
+                held.get(..1).unwrap_or(&[])
+            } else {
+                &held[..]
+            };
+            let first = held
+                .iter()
+                .copied()
+                .fold(self.free_fd_at_begin.get(), RawFd::min);
+            open_fds_from(first.max(3), FREE_RUN, ours)
         };
         if candidates.is_empty() {
             return;
