@@ -44,6 +44,18 @@ subtest 'the request runs in the child forked ahead' => sub {
     ok !running($spare), 'the used one is gone';
 };
 
+subtest 'the spare writes ahead the pages the last child wrote' => sub {
+    # A hello child copies some 300 heap pages it shares with the worker;
+    # the spare after it copies them while it waits (a spare that did not
+    # holds some 100 kB of its own).
+    body_of($d, 'hello.pl') for 1 .. 3;
+    my $spare = spare_of($worker);
+    my $dirty;
+    wait_for(sub { ($dirty) = slurp("/proc/$spare/smaps_rollup") =~ /^Private_Dirty:\s+(\d+) kB/m; ($dirty // 0) > 600 }, 5);
+    cmp_ok $dirty // 0, '>', 600, "the spare holds ${\ ($dirty // '?')} kB of its own";
+    like body_of($d, 'hello.pl'), qr/Hello, world/, 'and serves the next request';
+};
+
 subtest 'a new process to its script, though forked earlier' => sub {
     ok spare_of($worker), 'a spare waits';
     sleep 3.5;

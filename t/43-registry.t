@@ -142,7 +142,7 @@ PERL
     $d->stop;
     # The status page says how each worker's last script ran (the worker
     # answering it shows the status request: retried until the other one
-    # has served the script).
+    # has served the script and ended its request).
     $d = start_daemon(workers => 2, isolation => 'registry', root => $dir,
         args => [ '--status-path', '/fcgi-status' ]);
     my $status_of = sub {
@@ -151,7 +151,8 @@ PERL
             fcgi_request($d, $script);
             my $json = qx{@{[ bin_path() ]} status --connect @{[ $d->socket ]} --status-path /fcgi-status --json};
             my ($row) = grep { $_->{script} eq $script } @{ decode_json($json)->{workers} };
-            return $row->{isolation} if $row;
+            # "-" while that worker is still ending the request.
+            return $row->{isolation} if $row && $row->{isolation} ne '-';
         }
         return 'never shown';
     };

@@ -224,11 +224,13 @@ impl Interpreter {
     }
 
     /// In the child of a `fork` isolation request: [`Self::exit_process`]
-    /// writes the exit status (a native-endian i32) to `fd`, then closes
-    /// every descriptor, before the process exits; its own children do not.
-    pub fn report_exit_on(&self, fd: std::os::fd::RawFd) {
-        // SAFETY: plain store of an int in the glue's static.
-        unsafe { ffi::fs_report_exit_on(fd) }
+    /// writes the exit status (a native-endian i32) to `fd` and closes
+    /// every other descriptor, then, `with_pages`, the heap pages the
+    /// process wrote since its fork (a u64 count, then (start, length)
+    /// pairs of u64), before it exits; its own children do not.
+    pub fn report_exit_on(&self, fd: std::os::fd::RawFd, with_pages: bool) {
+        // SAFETY: plain stores of two ints in the glue's statics.
+        unsafe { ffi::fs_report_exit_on(fd, i32::from(with_pages)) }
     }
 
     /// Ends this process as perl ends a program (END blocks, global

@@ -38,7 +38,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
-use nix::unistd::Pid;
 
 use crate::config::Isolation;
 use crate::fastcgi::watch::peer_closed;
@@ -89,8 +88,19 @@ pub struct Runner<'p> {
     fork_ahead: Cell<bool>,
     /// The last request's child, which reported its end and is still to
     /// be reaped (once its response is sent).
-    unreaped: Cell<Option<Pid>>,
+    unreaped: RefCell<Option<spare::Reported>>,
+    /// The heap pages a request's child wrote (one in `PAGES_ASKED_EVERY`
+    /// is asked, reading the kernel's page map costs): each spare forked
+    /// ahead writes them before its request comes.
+    written_pages: RefCell<Vec<(usize, usize)>>,
+    /// Children forked since one was asked for its pages.
+    since_pages_asked: Cell<u32>,
 }
+
+/// fork mode: one request's child in this many reports the heap pages it
+/// wrote (reading the page map costs about what the faults it saves do);
+/// the spares in between write the last report's pages.
+const PAGES_ASKED_EVERY: u32 = 32;
 
 /// What says a script file changed (mtime, size, inode), as the Perl
 /// runner's registry compares it.
@@ -180,7 +190,9 @@ impl<'p> Runner<'p> {
             served: RefCell::new(crate::served::Reporter::default()),
             spare: RefCell::new(None),
             fork_ahead: Cell::new(false),
-            unreaped: Cell::new(None),
+            unreaped: RefCell::new(None),
+            written_pages: RefCell::new(Vec::new()),
+            since_pages_asked: Cell::new(0),
         })
     }
 
@@ -337,7 +349,9 @@ impl<'p> Runner<'p> {
                 .finish(pending, forked, exit_status, self.dev_null.as_raw_fd())
         });
         if let Some(child) = self.unreaped.take() {
-            spare::reap(child);
+            if let Some(pages) = child.written_pages_and_reap() {
+                *self.written_pages.borrow_mut() = pages;
+            }
         }
         // Back to the between-requests state: Perl may have closed fds 0 and
         // 1 (with STDIN/STDOUT), a script may have reopened any of 0/1/2.
@@ -440,8 +454,10 @@ impl<'p> Runner<'p> {
             || stamp.is_none()
             || self.compiled_for_fork.borrow().get(script) != stamp.as_ref();
         if compile {
-            // The spare is a copy of the worker without this compile.
+            // The spare is a copy of the worker without this compile, and
+            // the pages another script's run wrote are not this one's.
             self.discard_spare();
+            self.written_pages.borrow_mut().clear();
             match self
                 .steps
                 .compile_script(script_bytes, Isolation::Fork, params)
@@ -476,7 +492,7 @@ impl<'p> Runner<'p> {
                 // Forked now, it closes the request's connection; the
                 // parked ones may have gone to the master since the request
                 // began, their numbers taken again (as this child's socket).
-                None => match self.fork_spare(&[conn.as_fd().as_raw_fd()]) {
+                None => match self.fork_spare(&[conn.as_fd().as_raw_fd()], false) {
                     Ok(child) => child,
                     Err(e) => {
                         log::error!("{}: cannot fork the request's child: {e}", script.display());
@@ -505,7 +521,7 @@ impl<'p> Runner<'p> {
         stop::child_started(child.pid());
         let (status, unreaped) = child.wait();
         stop::child_ended();
-        self.unreaped.set(unreaped);
+        *self.unreaped.borrow_mut() = unreaped;
         status
     }
 
@@ -516,24 +532,33 @@ impl<'p> Runner<'p> {
         if !self.fork_ahead.get() || self.spare.borrow().is_some() {
             return;
         }
-        match self.fork_spare(held) {
+        self.output.wait_watch_closed();
+        match self.fork_spare(held, true) {
             Ok(child) => *self.spare.borrow_mut() = Some(child),
             Err(e) => log::warn!("cannot fork a child ahead of the next request: {e}"),
         }
     }
 
-    fn fork_spare(&self, held: &[std::os::fd::RawFd]) -> io::Result<Spare> {
+    /// `ahead`: forked before its request (not with it).
+    fn fork_spare(&self, held: &[std::os::fd::RawFd], ahead: bool) -> io::Result<Spare> {
+        let since = self.since_pages_asked.get();
+        let ask_pages = since + 1 >= PAGES_ASKED_EVERY || self.written_pages.borrow().is_empty();
+        self.since_pages_asked
+            .set(if ask_pages { 0 } else { since + 1 });
         match Spare::fork(held)? {
             spare::Forked::Spare(child) => Ok(child),
-            spare::Forked::InSpare(sock) => self.spare_main(sock),
+            spare::Forked::InSpare(sock) => self.spare_main(sock, ahead, ask_pages),
         }
     }
 
     /// The spare child: waits for its request, then is that request's
     /// process, a CGI process that starts with everything compiled.
-    fn spare_main(&self, sock: std::os::unix::net::UnixStream) -> ! {
+    fn spare_main(&self, sock: std::os::unix::net::UnixStream, ahead: bool, ask_pages: bool) -> ! {
         crate::signals::reset_for_request_child();
         crate::title::spare_child();
+        if ahead {
+            spare::prefault(&self.written_pages.borrow(), &sock);
+        }
         let Some(request) = spare::receive(&sock) else {
             // The worker is gone, or discarded this child. SAFETY: nothing
             // of this copy of the worker is to be flushed or destructed.
@@ -546,7 +571,7 @@ impl<'p> Runner<'p> {
         Stage::Running.enter();
         let perl = self.steps.perl();
         perl.become_request_child();
-        perl.report_exit_on(std::os::fd::IntoRawFd::into_raw_fd(sock));
+        perl.report_exit_on(std::os::fd::IntoRawFd::into_raw_fd(sock), ask_pages);
         let status = self
             .run_and_end(script, Isolation::Fork, &params)
             .unwrap_or(255);

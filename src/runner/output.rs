@@ -74,6 +74,9 @@ pub struct State {
     pub generation: u64,
     /// The pump watches the current request's connection (holds a dup).
     pub watched: bool,
+    /// The pump holds a copy of the connection for its watch (cleared
+    /// once that copy is closed, with `watch_closed` signalled).
+    pub watch_copy: bool,
     /// What the pump's watch read of the connection after the request's
     /// own records (the web server's next request): the worker's once the
     /// request ends.
@@ -94,6 +97,8 @@ pub struct Shared {
     pub state: Mutex<State>,
     /// Signalled when a pipe reaches EOF.
     pub pipe_closed: Condvar,
+    /// Signalled when the pump has closed its copy of a connection.
+    pub watch_closed: Condvar,
     /// Wakes the pump thread to look at the state again.
     pub wake: EventFd,
     /// Fires WATCH_AFTER into each request (first at the release of the
@@ -319,6 +324,7 @@ impl Output {
                 active: None,
                 generation: 0,
                 watched: false,
+                watch_copy: false,
                 next_input: Vec::new(),
                 stdout: Some(stdout),
                 stderr: Some(stderr),
@@ -328,6 +334,7 @@ impl Output {
                 buf: PageBuf::zeroed(65536),
             }),
             pipe_closed: Condvar::new(),
+            watch_closed: Condvar::new(),
             wake: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
             watch_timer: TimerFd::new(
                 ClockId::CLOCK_MONOTONIC,
@@ -397,6 +404,24 @@ impl Output {
         self.held_release_due.set(held_after.is_some());
         self.shared
             .arm_timer(held_after.map_or(WATCH_AFTER, |after| after.min(WATCH_AFTER)));
+    }
+
+    /// Between requests, before a fork: waits until the pump has closed its
+    /// copy of the last request's connection (it drops it at its next
+    /// wake-up), so the new process does not inherit one that would keep
+    /// the connection open after the worker closed it.
+    pub fn wait_watch_closed(&self) {
+        let mut state = self.shared.lock();
+        if state.watch_copy {
+            self.shared.kick();
+        }
+        while state.watch_copy {
+            state = self
+                .shared
+                .watch_closed
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     /// The connections the worker holds while it serves (once a worker).

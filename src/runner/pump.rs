@@ -242,6 +242,7 @@ impl PumpThread {
             slow_at: active.timeouts.slowlog.map(|t| active.started + t),
         });
         state.watched = true;
+        state.watch_copy = true;
     }
 
     /// What the web server sent while the script runs (see
@@ -269,6 +270,7 @@ impl PumpThread {
                 log::debug!("{}: connection no longer watched", state.tag());
                 drop(state);
                 watch.client = None;
+                watch_copy_closed(&self.shared);
                 return;
             }
             ClientEvent::Gone => {
@@ -283,6 +285,7 @@ impl PumpThread {
         drop(state);
         // Nothing more to learn from the connection.
         watch.client = None;
+        watch_copy_closed(&self.shared);
         if stop_script(StopReason::Client) {
             log::info!("{tag}: {why}; stopping the script");
             let now = Instant::now();
@@ -379,8 +382,17 @@ impl PumpThread {
         if let Some(w) = &self.watch {
             if self.shared.lock().generation != w.generation {
                 self.watch = None;
+                watch_copy_closed(&self.shared);
             }
         }
+    }
+}
+
+/// The watch's copy of the connection is closed: a fork may come.
+fn watch_copy_closed(shared: &Shared) {
+    let mut state = shared.lock();
+    if std::mem::take(&mut state.watch_copy) {
+        shared.watch_closed.notify_all();
     }
 }
 

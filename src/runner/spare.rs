@@ -127,10 +127,11 @@ impl Spare {
     }
 
     /// Waits for the end of the script the spare was handed: its exit
-    /// status as the child reported it (then the child is still to
-    /// [`reap`]), or, when it ended without a report (killed,
-    /// `POSIX::_exit`, `exec`), as its exit gives it.
-    pub fn wait(self) -> (i32, Option<Pid>) {
+    /// status as the child reported it (then the child is still to be
+    /// reaped, and has more to tell: [`Reported`]), or, when it ended
+    /// without a report (killed, `POSIX::_exit`, `exec`), as its exit
+    /// gives it.
+    pub fn wait(self) -> (i32, Option<Reported>) {
         let mut report = [0u8; size_of::<i32>()];
         let mut got = 0;
         while got < report.len() {
@@ -145,7 +146,11 @@ impl Spare {
             }
         }
         if got == report.len() {
-            (i32::from_ne_bytes(report), Some(self.pid))
+            let reported = Reported {
+                pid: self.pid,
+                sock: self.sock,
+            };
+            (i32::from_ne_bytes(report), Some(reported))
         } else {
             (reap(self.pid), None)
         }
@@ -155,6 +160,73 @@ impl Spare {
     pub fn discard(self) {
         let _ = kill(self.pid, Signal::SIGKILL);
         reap(self.pid);
+    }
+}
+
+/// A request's child that reported its exit status, on its way out.
+pub struct Reported {
+    pid: Pid,
+    sock: UnixStream,
+}
+
+impl Reported {
+    /// The pages the child wrote since its fork, as (start, length)
+    /// ranges, if it was asked and said; then its end.
+    pub fn written_pages_and_reap(self) -> Option<Vec<(usize, usize)>> {
+        let fd = self.sock.as_raw_fd();
+        let mut count = [0u8; size_of::<u64>()];
+        let mut pages = None;
+        if read_exactly(fd, &mut count).is_some() {
+            let n = u64::from_ne_bytes(count);
+            let mut raw = vec![0u8; (n.min(MAX_WRITTEN_RANGES) * 2) as usize * size_of::<u64>()];
+            if n <= MAX_WRITTEN_RANGES && read_exactly(fd, &mut raw).is_some() {
+                let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or_default()) as usize;
+                pages = Some(
+                    raw.chunks_exact(2 * size_of::<u64>())
+                        .map(|pair| (word(&pair[..8]), word(&pair[8..])))
+                        .collect(),
+                );
+            }
+        }
+        drop(self.sock);
+        reap(self.pid);
+        pages
+    }
+}
+
+/// What the glue reports at most (FS_WRITTEN_RANGES_MAX).
+const MAX_WRITTEN_RANGES: u64 = 65536;
+
+/// In a spare forked ahead: writes (copies, faults in) the pages the last
+/// request's child wrote, while no request waits: the next one mostly
+/// writes the same pages. No byte changes. It stops when its request
+/// comes on `sock` (under load that is at once: the child then faults in
+/// what it writes, as it would have). A kernel without
+/// `MADV_POPULATE_WRITE` (before Linux 5.14) says EINVAL: nothing is done.
+pub fn prefault(pages: &[(usize, usize)], sock: &UnixStream) {
+    /// Ranges written between two looks at the socket.
+    const BETWEEN_LOOKS: usize = 16;
+    for batch in pages.chunks(BETWEEN_LOOKS) {
+        let mut poll = [libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one pollfd, valid for the call; no wait.
+        if unsafe { libc::poll(poll.as_mut_ptr(), 1, 0) } != 0 {
+            return;
+        }
+        for &(start, len) in batch {
+            // SAFETY: advice on this process's own address space; the
+            // kernel checks the range (a hole or another mapping fails with
+            // ENOMEM and is skipped) and changes no content.
+            let done = unsafe {
+                libc::madvise(start as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE)
+            };
+            if done != 0 && Errno::last() == Errno::EINVAL {
+                return;
+            }
+        }
     }
 }
 

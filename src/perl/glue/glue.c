@@ -15,6 +15,10 @@
  */
 #include "glue_internal.h"
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 #include <pthread.h>
 
@@ -34,6 +38,9 @@ static volatile unsigned long fs_forks;
 /* In the child of a `fork` isolation request: where it reports its exit
  * status before its descriptors close (runner/spare.rs); -1 elsewhere. */
 static int fs_exit_report_fd = -1;
+/* ... and whether it reports the pages it wrote too. */
+static int fs_exit_report_pages;
+static void fs_note_heap_start(void);
 
 static void fs_count_fork(void)
 {
@@ -52,9 +59,10 @@ static void fs_mark_forked(void)
     }
 }
 
-void fs_report_exit_on(int fd)
+void fs_report_exit_on(int fd, int with_pages)
 {
     fs_exit_report_fd = fd;
+    fs_exit_report_pages = with_pages;
 }
 
 void fs_before_fork_workers(void)
@@ -375,6 +383,7 @@ void fs_set_owner_pid(int pid)
 void fs_worker_forked(void)
 {
     fs_env_inherited = 1;
+    fs_note_heap_start();
 }
 
 static void end_foreign_child(pTHX_ int status);
@@ -535,6 +544,70 @@ static void end_blocks_body(pTHX_ void *ctx, fs_outcome *out)
     }
 }
 
+/* At most this many ranges are reported (a child that wrote more is
+ * unusual, and its successor faults in the rest as before). */
+#define FS_WRITTEN_RANGES_MAX 65536
+
+/* Where the heap starts: read once per worker (fs_worker_forked), so a
+ * request's child need not read /proc/self/maps (a line per mapping, the
+ * costliest part of the report). */
+static uint64_t fs_heap_start;
+
+static void fs_note_heap_start(void)
+{
+    FILE *maps = fopen("/proc/self/maps", "re");
+    char line[512];
+    unsigned long lo, hi;
+    while (maps && fgets(line, sizeof line, maps))
+        if (strstr(line, "[heap]") && sscanf(line, "%lx-%lx", &lo, &hi) == 2) {
+            fs_heap_start = lo;
+            break;
+        }
+    if (maps)
+        fclose(maps);
+}
+
+/* The heap's pages that this process holds alone: those it copied (or
+ * added) since its fork, nearly all a request's child writes (its stack
+ * and the libraries' data are a few more). The worker has the next
+ * request's child write the same ones while it waits for its request
+ * (runner/spare.rs), so that request does not wait for the copies. Sent
+ * on `fd` as a count, then (start, length) pairs, all uint64_t. */
+static void fs_report_written_pages(int fd)
+{
+    int pagemap = fs_heap_start ? open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) : -1;
+    const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    const uint64_t hi = (uint64_t)(uintptr_t)sbrk(0);
+    uint64_t *ranges = malloc(2 * FS_WRITTEN_RANGES_MAX * sizeof *ranges);
+    uint64_t n = 0, at = fs_heap_start;
+
+    while (pagemap >= 0 && ranges && at < hi) {
+        uint64_t entries[512];
+        uint64_t want = (hi - at) / page, i;
+        ssize_t got;
+        if (want > 512)
+            want = 512;
+        got = pread(pagemap, entries, want * sizeof *entries, (off_t)(at / page * sizeof *entries));
+        if (got <= 0)
+            break;
+        for (i = 0; i < (uint64_t)got / sizeof *entries; i++, at += page) {
+            /* bit 63: present; bit 56: mapped by this process only */
+            if (!(entries[i] >> 63 & 1) || !(entries[i] >> 56 & 1))
+                continue;
+            if (n && ranges[2 * n - 2] + ranges[2 * n - 1] == at)
+                ranges[2 * n - 1] += page;
+            else if (n < FS_WRITTEN_RANGES_MAX) {
+                ranges[2 * n] = at;
+                ranges[2 * n + 1] = page;
+                n++;
+            }
+        }
+    }
+    (void)!write(fd, &n, sizeof n);
+    if (n)
+        (void)!write(fd, ranges, 2 * n * sizeof *ranges);
+}
+
 void fs_exit_process(int status)
 {
     dTHX;
@@ -559,9 +632,13 @@ void fs_exit_process(int status)
         /* The worker ends the response on this and EOF on the output
          * pipes: both come before the kernel tears the address space down
          * (as long again as the fork). */
-        int report = status & 0xff;
-        (void)!write(fs_exit_report_fd, &report, sizeof report);
-        close_range(0, ~0U, 0);
+        int fd = fs_exit_report_fd, report = status & 0xff;
+        (void)!write(fd, &report, sizeof report);
+        if (fd > 0)
+            close_range(0, (unsigned)fd - 1, 0);
+        close_range((unsigned)fd + 1, ~0U, 0);
+        if (fs_exit_report_pages)
+            fs_report_written_pages(fd);
     }
     _exit(status & 0xff);
 }

@@ -102,9 +102,11 @@ void fs_become_request_child(void);
  * destruction, handles flushed; then _exit with the resulting status. */
 void fs_exit_process(int status);
 /* In the child of a `fork` isolation request: fs_exit_process writes the
- * exit status (an int) to `fd`, then closes every descriptor, before it
- * exits. A process this one forks does not inherit the duty. */
-void fs_report_exit_on(int fd);
+ * exit status (an int) to `fd` and closes every other descriptor, then,
+ * `with_pages`, the heap pages it wrote since its fork (a uint64_t count,
+ * then (start, length) pairs), before it exits. A process this one forks
+ * does not inherit the duty. */
+void fs_report_exit_on(int fd, int with_pages);
 /* In the master, before forking workers: keep the preload's pages shared. */
 void fs_before_fork_workers(void);
 /* fork() calls made by this process so far. */
