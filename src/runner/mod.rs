@@ -553,6 +553,9 @@ impl<'p> Runner<'p> {
 
     /// The spare child: waits for its request, then is that request's
     /// process, a CGI process that starts with everything compiled.
+    /// `ahead`: forked before its request, it writes the pages the last
+    /// report named while it waits. `ask_pages`: it reports the pages it
+    /// writes itself.
     fn spare_main(&self, sock: std::os::unix::net::UnixStream, ahead: bool, ask_pages: bool) -> ! {
         crate::signals::reset_for_request_child();
         crate::title::spare_child();
