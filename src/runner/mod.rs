@@ -581,6 +581,12 @@ impl<'p> Runner<'p> {
         perl.exit_process(status)
     }
 
+    /// The worker leaves: its spare child goes, reaped here rather than
+    /// left to whoever adopts it (a container's init may never reap).
+    pub fn leave(&self) {
+        self.discard_spare();
+    }
+
     /// Ends the spare child, if any: Perl is about to run in the worker.
     fn discard_spare(&self) {
         if let Some(child) = self.spare.take() {

@@ -82,6 +82,7 @@ pub fn run(
         Some(link) => serve_pooled(&runner, listener, cfg, &limits, link),
         None => serve_alone(&runner, listener, cfg, &limits),
     };
+    runner.leave();
     if cfg.max_requests > 0 && served >= cfg.max_requests {
         log::info!("worker recycled after {served} requests (--max-requests)");
     }
