@@ -541,8 +541,11 @@ impl<'p> Runner<'p> {
 
     /// `ahead`: forked before its request (not with it).
     fn fork_spare(&self, held: &[std::os::fd::RawFd], ahead: bool) -> io::Result<Spare> {
+        // Only a worker that forks ahead uses the pages (not with `stats`,
+        // which compiles before every request and clears them).
         let since = self.since_pages_asked.get();
-        let ask_pages = since + 1 >= PAGES_ASKED_EVERY || self.written_pages.borrow().is_empty();
+        let ask_pages = self.fork_ahead.get()
+            && (since + 1 >= PAGES_ASKED_EVERY || self.written_pages.borrow().is_empty());
         self.since_pages_asked
             .set(if ask_pages { 0 } else { since + 1 });
         match Spare::fork(held)? {
