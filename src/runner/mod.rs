@@ -527,13 +527,14 @@ impl<'p> Runner<'p> {
 
     /// Between requests, in a worker whose last request ran in a child:
     /// forks the next request's child now, so that request does not wait
-    /// for the fork. `held`: the connections the worker holds.
-    pub fn fork_ahead(&self, held: &[std::os::fd::RawFd]) {
+    /// for the fork. `held`: the connections the worker holds (asked only
+    /// then: most requests fork nothing).
+    pub fn fork_ahead(&self, held: impl FnOnce() -> Vec<std::os::fd::RawFd>) {
         if !self.fork_ahead.get() || self.spare.borrow().is_some() {
             return;
         }
         self.output.wait_watch_closed();
-        match self.fork_spare(held, true) {
+        match self.fork_spare(&held(), true) {
             Ok(child) => *self.spare.borrow_mut() = Some(child),
             Err(e) => log::warn!("cannot fork a child ahead of the next request: {e}"),
         }

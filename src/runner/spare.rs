@@ -22,10 +22,11 @@
 
 use std::io;
 use std::iter;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{recvmsg, send, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -138,19 +139,7 @@ impl Spare {
     /// gives it.
     pub fn wait(self) -> (i32, Option<Reported>) {
         let mut report = [0u8; size_of::<i32>()];
-        let mut got = 0;
-        while got < report.len() {
-            match read(self.sock.as_raw_fd(), &mut report[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(Errno::EINTR) => {}
-                Err(e) => {
-                    log::warn!("reading the request child's exit status: {e}");
-                    break;
-                }
-            }
-        }
-        if got == report.len() {
+        if read_exactly(self.sock.as_raw_fd(), &mut report).is_some() {
             let reported = Reported {
                 pid: self.pid,
                 sock: self.sock,
@@ -181,10 +170,10 @@ impl Reported {
         let fd = self.sock.as_raw_fd();
         let mut count = [0u8; size_of::<u64>()];
         let mut pages = None;
-        if read_exactly(fd, &mut count).is_some() {
-            let n = u64::from_ne_bytes(count);
-            let mut raw = vec![0u8; (n.min(MAX_WRITTEN_RANGES) * 2) as usize * size_of::<u64>()];
-            if n <= MAX_WRITTEN_RANGES && read_exactly(fd, &mut raw).is_some() {
+        let n = read_exactly(fd, &mut count).map(|()| u64::from_ne_bytes(count));
+        if let Some(n) = n.filter(|&n| n <= MAX_WRITTEN_RANGES) {
+            let mut raw = vec![0u8; n as usize * 2 * size_of::<u64>()];
+            if read_exactly(fd, &mut raw).is_some() {
                 let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or_default()) as usize;
                 pages = Some(
                     raw.chunks_exact(2 * size_of::<u64>())
@@ -212,13 +201,8 @@ pub fn prefault(pages: &[(usize, usize)], sock: &UnixStream) {
     /// Ranges written between two looks at the socket.
     const BETWEEN_LOOKS: usize = 16;
     for batch in pages.chunks(BETWEEN_LOOKS) {
-        let mut poll = [libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: one pollfd, valid for the call; no wait.
-        if unsafe { libc::poll(poll.as_mut_ptr(), 1, 0) } != 0 {
+        let mut request = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+        if nix::poll::poll(&mut request, PollTimeout::ZERO) != Ok(0) {
             return;
         }
         for &(start, len) in batch {

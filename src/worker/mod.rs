@@ -154,7 +154,7 @@ fn serve_pooled(
             log::info!("worker recycled: {why}");
             break Leave::Stop;
         }
-        runner.fork_ahead(&idle.held_fds());
+        runner.fork_ahead(|| idle.held_fds());
     };
     if leave != Leave::MasterGone {
         idle.leave();
