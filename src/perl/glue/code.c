@@ -11,6 +11,19 @@
  * packages. Subs that modules define at run time (CGI's AUTOLOAD, lazy
  * accessors) are the worker's and stay: only subs compiled from the
  * request's own files are undone.
+ *
+ * A request that did nothing that can put a sub in a glob is not looked
+ * at (SPEC §8: a quiet request costs no walk over the worker's packages;
+ * the loop costs ~30 instructions a package, 16,000 a request with 560
+ * packages preloaded). What can: a compile (require, do FILE, string
+ * eval), an assignment to a glob (`*CGI::header = sub {...}`, `local
+ * *name = ...`), `undef` of a sub or a glob, and the runner's own
+ * install_code and attach_symbols, and XS code known to set a glob's sub
+ * itself (Package::Stash::XS, under Moose and namespace::clean); each
+ * marks the packages touched, the walk clears the mark. Not seen: other
+ * XS code doing so and an assignment through a copy of a glob kept in a
+ * scalar, a script's write into the worker's packages by a way no CGI
+ * script takes (the limit of what the worker owns, SPEC §3).
  */
 #include "glue_internal.h"
 
@@ -70,6 +83,117 @@ void fs_code_unpark(void *parked, int keep)
         Safefree(p->code);
     }
     free(p);
+}
+
+/* Set until a walk: the first request of a worker walks once. */
+static int fs_code_touched = 1;
+
+void fs_code_touch(void)
+{
+    fs_code_touched = 1;
+}
+
+/* The ops that can put a sub in a glob: their own function, run after the
+ * mark (by op type; an assignment's is perl's, the op given ours only
+ * when a glob is assigned). */
+static Perl_ppaddr_t fs_code_orig_pp[MAXO];
+
+static OP *fs_pp_code_may_change(pTHX)
+{
+    fs_code_touched = 1;
+    return fs_code_orig_pp[PL_op->op_type](aTHX);
+}
+
+static Perl_check_t fs_code_orig_ck_sassign, fs_code_orig_ck_aassign;
+
+static int fs_op_is_glob(const OP *o)
+{
+    return o && o->op_type == OP_RV2GV;
+}
+
+/* `*name = ...` (either side: with OPpASSIGN_BACKWARDS the target is
+ * first); an assignment of anything else keeps perl's own function. */
+static OP *fs_ck_sassign(pTHX_ OP *o)
+{
+    o = fs_code_orig_ck_sassign(aTHX_ o);
+    if (o->op_type == OP_SASSIGN && (o->op_flags & OPf_KIDS)
+        && (fs_op_is_glob(cBINOPo->op_first) || fs_op_is_glob(cBINOPo->op_last)))
+        o->op_ppaddr = fs_pp_code_may_change;
+    return o;
+}
+
+/* `(*a, *b) = ...`: a glob among the assigned. */
+static OP *fs_ck_aassign(pTHX_ OP *o)
+{
+    o = fs_code_orig_ck_aassign(aTHX_ o);
+    if (o->op_type == OP_AASSIGN && (o->op_flags & OPf_KIDS)) {
+        OP *targets = cBINOPo->op_last;
+        OP *kid = targets && (targets->op_flags & OPf_KIDS) ? cLISTOPx(targets)->op_first : NULL;
+        for (; kid; kid = OpSIBLING(kid))
+            if (fs_op_is_glob(kid)) {
+                o->op_ppaddr = fs_pp_code_may_change;
+                break;
+            }
+    }
+    return o;
+}
+
+/* XS subs that put subs in globs themselves, past the ops above: each is
+ * given a function that marks first, once its module is loaded (the
+ * records are made or added to after every load). By position: the
+ * original of each is the same function in every interpreter. */
+static const char *const fs_code_installers[] = {
+    "Package::Stash::XS::add_symbol",
+    "Package::Stash::XS::remove_symbol",
+    "Package::Stash::XS::remove_glob",
+};
+#define FS_CODE_INSTALLERS (sizeof fs_code_installers / sizeof fs_code_installers[0])
+static XSUBADDR_t fs_code_installer_orig[FS_CODE_INSTALLERS];
+
+#define FS_CODE_INSTALLER(i)                                                   \
+    static XSPROTO(fs_code_installer_##i)                                      \
+    {                                                                          \
+        fs_code_touched = 1;                                                   \
+        fs_code_installer_orig[i](aTHX_ cv);                                   \
+    }
+FS_CODE_INSTALLER(0)
+FS_CODE_INSTALLER(1)
+FS_CODE_INSTALLER(2)
+static const XSUBADDR_t fs_code_installer_marking[FS_CODE_INSTALLERS] = {
+    fs_code_installer_0,
+    fs_code_installer_1,
+    fs_code_installer_2,
+};
+
+static void fs_code_watch_installers(pTHX)
+{
+    size_t i;
+    for (i = 0; i < FS_CODE_INSTALLERS; i++) {
+        const char *name = fs_code_installers[i];
+        CV *cv = get_cvn_flags(name, strlen(name), 0);
+        if (!cv || !CvISXSUB(cv) || CvXSUB(cv) == fs_code_installer_marking[i])
+            continue;
+        fs_code_installer_orig[i] = CvXSUB(cv);
+        CvXSUB(cv) = fs_code_installer_marking[i];
+    }
+}
+
+/* Installed once per process (perl's op tables are global), before any
+ * code is compiled: every op made afterwards carries it. */
+static void fs_code_watch_ops(pTHX)
+{
+    static const int compiles[] = { OP_REQUIRE, OP_DOFILE, OP_ENTEREVAL };
+    size_t i;
+    if (fs_code_orig_ck_sassign)
+        return;
+    for (i = 0; i < sizeof compiles / sizeof compiles[0]; i++) {
+        fs_code_orig_pp[compiles[i]] = PL_ppaddr[compiles[i]];
+        PL_ppaddr[compiles[i]] = fs_pp_code_may_change;
+    }
+    fs_code_orig_pp[OP_SASSIGN] = PL_ppaddr[OP_SASSIGN];
+    fs_code_orig_pp[OP_AASSIGN] = PL_ppaddr[OP_AASSIGN];
+    wrap_op_checker(OP_SASSIGN, fs_ck_sassign, &fs_code_orig_ck_sassign);
+    wrap_op_checker(OP_AASSIGN, fs_ck_aassign, &fs_code_orig_ck_aassign);
 }
 
 static U32 fs_stash_gen(HV *stash)
@@ -163,6 +287,7 @@ XS(fs_xs_snapshot_code)
     fs_code_forget(aTHX);
     fs_code_record_stash(aTHX_ PL_defstash, 0, NULL, 0);
     fs_code_inc_keys = HvUSEDKEYS(GvHVn(PL_incgv));
+    fs_code_watch_installers(aTHX);
     XSRETURN_EMPTY;
 }
 
@@ -174,6 +299,7 @@ XS(fs_xs_record_new_code)
     dXSARGS;
     fs_code_record_stash(aTHX_ PL_defstash, 0, &ST(0), items);
     fs_code_inc_keys = HvUSEDKEYS(GvHVn(PL_incgv));
+    fs_code_watch_installers(aTHX);
     XSRETURN_EMPTY;
 }
 
@@ -278,7 +404,11 @@ static int fs_code_walk(pTHX_ SV **files, I32 nfiles, int undo, AV *found)
 XS(fs_xs_restore_code)
 {
     dXSARGS;
-    int count = fs_code_walk(aTHX_ &ST(0), items, 1, NULL);
+    int count = 0;
+    if (fs_code_touched || fs_code_stale(aTHX)) {
+        count = fs_code_walk(aTHX_ &ST(0), items, 1, NULL);
+        fs_code_touched = 0;
+    }
     XSRETURN_IV(count);
 }
 
@@ -300,6 +430,7 @@ XS(fs_xs_install_code)
     I32 i;
     if (items % 2)
         croak_xs_usage(cv, "glob_ref, code_ref, ...");
+    fs_code_touch();
     for (i = 0; i < items; i += 2) {
         GV *gv;
         CV *sub;
@@ -326,4 +457,5 @@ static const fs_xsub fs_code_xsubs_table[] = {
 void fs_register_code_xsubs(pTHX)
 {
     fs_register_xsubs(aTHX_ fs_code_xsubs_table, sizeof fs_code_xsubs_table / sizeof fs_code_xsubs_table[0]);
+    fs_code_watch_ops(aTHX);
 }

@@ -71,9 +71,11 @@ int fs_signals_changed(pTHX);
 
 /* code.c: modules were loaded since the worker's subs were recorded;
  * whether a sub is one of the worker's subs as recorded (a module's, not
- * a script's). */
+ * a script's); a sub of the worker's packages may have changed (the next
+ * restore_code looks). */
 int fs_code_stale(pTHX);
 int fs_code_is_workers(pTHX_ CV *cv);
+void fs_code_touch(void);
 
 /* Makes `cv` (or nothing) the sub of `gv`, refcounts kept; 1 if it changed
  * (packages.c). */

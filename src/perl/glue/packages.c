@@ -1436,6 +1436,7 @@ XS(fs_xs_attach_symbols)
     I32 i;
     if (items < 1 || items % 2 != 1)
         croak_xs_usage(cv, "package, name, glob_ref, ...");
+    fs_code_touch();
     pkg = SvPV_const(ST(0), len);
     stash = fs_find_stash(aTHX_ pkg, len);
     for (i = 1; stash && i + 1 < items; i += 2) {

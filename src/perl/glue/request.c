@@ -94,6 +94,8 @@ static Perl_ppaddr_t fs_orig_pp_undef;
 static OP *fs_pp_undef(pTHX)
 {
     SV *sv = PL_op->op_private ? *PL_stack_sp : NULL;
+    if (sv && (SvTYPE(sv) == SVt_PVCV || SvTYPE(sv) == SVt_PVGV))
+        fs_code_touch();
     if (sv && SvTYPE(sv) == SVt_PVCV && fs_code_is_workers(aTHX_ (CV *)sv)) {
         fs_request_state *rs = fs_rs(aTHX);
         CV *cv = (CV *)sv;

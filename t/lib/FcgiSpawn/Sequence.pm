@@ -136,6 +136,7 @@ our %REQUESTS = (
     't/scripts/poison/die-in-sub.pl'             => [ { expect => 'nothing' } ],
     't/scripts/poison/stdout-close-first.pl'     => [ { expect => 'nothing' } ],
     't/scripts/poison/exit-code.pl'              => [ {}, { query => 'code=0' } ],
+    't/scripts/poison/worker-sub-ways.pl'        => [ {}, map { { query => "how=$_" } } qw(glob_assign symbolic list_assign in_a_sub do_file package_stash) ],
     't/scripts/poison/layer-stdin-stderr.pl'     => [ { body => "a\r\nb\r\n" } ],
     't/scripts/poison/gzip-pipe-close.pl'        => [ { gunzip => 1, params => { HTTP_ACCEPT_ENCODING => 'gzip' } } ],
     't/scripts/poison/gzip-pipe-open.pl'         => [ { gunzip => 1, params => { HTTP_ACCEPT_ENCODING => 'gzip' } } ],
