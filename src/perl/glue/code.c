@@ -93,9 +93,9 @@ void fs_code_touch(void)
     fs_code_touched = 1;
 }
 
-/* The ops that can put a sub in a glob: their own function, run after the
- * mark (by op type; an assignment's is perl's, the op given ours only
- * when a glob is assigned). */
+/* Perl's function of every op type, as it was before any was replaced:
+ * what an op that marks runs after the mark (by its type, whatever code
+ * did to the op since). */
 static Perl_ppaddr_t fs_code_orig_pp[MAXO];
 
 static OP *fs_pp_code_may_change(pTHX)
@@ -186,12 +186,10 @@ static void fs_code_watch_ops(pTHX)
     size_t i;
     if (fs_code_orig_ck_sassign)
         return;
-    for (i = 0; i < sizeof compiles / sizeof compiles[0]; i++) {
-        fs_code_orig_pp[compiles[i]] = PL_ppaddr[compiles[i]];
+    for (i = 0; i < MAXO; i++)
+        fs_code_orig_pp[i] = PL_ppaddr[i];
+    for (i = 0; i < sizeof compiles / sizeof compiles[0]; i++)
         PL_ppaddr[compiles[i]] = fs_pp_code_may_change;
-    }
-    fs_code_orig_pp[OP_SASSIGN] = PL_ppaddr[OP_SASSIGN];
-    fs_code_orig_pp[OP_AASSIGN] = PL_ppaddr[OP_AASSIGN];
     wrap_op_checker(OP_SASSIGN, fs_ck_sassign, &fs_code_orig_ck_sassign);
     wrap_op_checker(OP_AASSIGN, fs_ck_aassign, &fs_code_orig_ck_aassign);
 }
