@@ -7,7 +7,9 @@
 # in registry (no compile: only the watch tells) and perlrun (the compile
 # every request walks anyway, the reference), and every run is compared
 # with plain CGI: the run after a replacement must start with CGI.pm's own
-# sub, as a new process does.
+# sub, as a new process does. Also a script that defines the sub in its
+# own text (`sub CGI::escapeHTML {...}`, `package CGI;`, `sub
+# CGI'escapeHTML`), which perlrun compiles every request.
 use strict;
 use warnings;
 use FindBin;
@@ -49,6 +51,15 @@ for my $run (['registry', ['CGI']], ['registry', [qw(CGI Package::Stash)]], ['pe
             "$mode: $way replaced the sub for the rest of its run";
         same_as_cgi($site, { script => $script }, "$mode: the next run starts with CGI.pm's sub after $way");
         same_as_cgi($site, { script => $hello }, "$mode: and so does another script's");
+    }
+    # A script whose own text defines the sub (compile time): perlrun
+    # skips the check after a compile only for a text that names no
+    # package and no sub outside its own (Compile::defines_elsewhere).
+    for my $how (qw(qualified package old-style)) {
+        my $definer = "$FindBin::Bin/scripts/poison/define-worker-sub-$how.pl";
+        same_as_cgi($site, { script => $hello }, "$mode: quiet, before a definition ($how)");
+        same_as_cgi($site, { script => $definer }, "$mode: CGI::escapeHTML defined by the script's text ($how)");
+        same_as_cgi($site, { script => $script }, "$mode: the next script starts with CGI.pm's sub ($how)");
     }
     is_deeply [ $site->worker_pids ], [$worker], "$mode: one worker served it all (none replaced)";
     unlike $site->log_text, qr/could not be restored/, "$mode: nothing it could not put back";

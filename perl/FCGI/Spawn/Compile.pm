@@ -231,10 +231,25 @@ sub do_source {
     local $HOOK_ENTRY;
     unshift @INC, $SOURCE_HOOK;
     $@ = '';
+    # The worker's subs are checked after a compile (FCGI::Spawn::Native::
+    # restore_code), but for a perlrun script whose text names no package
+    # and no sub outside its own: the check would walk every package the
+    # worker has, every request.
+    FCGI::Spawn::Native::script_compile_next() unless $as_sub || defines_elsewhere($source);
     CORE::do($VIRTUAL_FILE);    # not the loader's do: no @INC search for it
     unhook_source() unless $HOOK_ENTRY;
     delete $INC{$VIRTUAL_FILE};
     return;
+}
+
+# Whether the script's text may define a sub outside its own package: a
+# `package` line, or a sub named with a package (`sub CGI::header`,
+# `sub main::x`, `sub CGI'x`). Anywhere in the text, heredocs and POD
+# included: a false alarm costs a check, a miss a leak.
+sub defines_elsewhere {
+    my ($source) = @_;
+    return $source->{defines_elsewhere} //=
+        ${ $source->{text} } =~ /^\s*package\b|\bsub\s+(?:\w*(?:::|'))+\w/m ? 1 : 0;
 }
 
 sub FCGI::Spawn::Compile::FileCloser::DESTROY { close $_[0][0] if $_[0][0] }

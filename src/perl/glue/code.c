@@ -16,11 +16,14 @@
  * at (SPEC §8: a quiet request costs no walk over the worker's packages;
  * the loop costs ~30 instructions a package, 16,000 a request with 560
  * packages preloaded). What can: a compile (require, do FILE, string
- * eval), an assignment to a glob (`*CGI::header = sub {...}`, `local
- * *name = ...`), `undef` of a sub or a glob, and the runner's own
- * install_code and attach_symbols, and XS code known to set a glob's sub
- * itself (Package::Stash::XS, under Moose and namespace::clean); each
- * marks the packages touched, the walk clears the mark. Not seen: other
+ * eval; not a perlrun script's own, when its text names no package and
+ * no sub outside its own: Compile::defines_elsewhere), an assignment to
+ * a glob not of a script's package (`*CGI::header = sub {...}`, `local
+ * *name = ...`; Exporter importing into the script is not one), `undef`
+ * of such a sub or glob, the runner's own install_code and
+ * attach_symbols, and XS code known to set a glob's sub itself
+ * (Package::Stash::XS, under Moose and namespace::clean); each marks the
+ * packages touched, the walk clears the mark. Not seen: other
  * XS code doing so and an assignment through a copy of a glob kept in a
  * scalar, a script's write into the worker's packages by a way no CGI
  * script takes (the limit of what the worker owns, SPEC §3).
@@ -87,10 +90,28 @@ void fs_code_unpark(void *parked, int keep)
 
 /* Set until a walk: the first request of a worker walks once. */
 static int fs_code_touched = 1;
+/* Set by script_compile_next: the next `do FILE` compiles a perlrun
+ * script whose text names no package and no sub outside its own. */
+static int fs_code_script_compile;
 
 void fs_code_touch(void)
 {
     fs_code_touched = 1;
+}
+
+/* A script's own package (its sandbox, or one inside it): what is done
+ * there changes no package of the worker's. */
+int fs_code_is_script_stash(HV *stash)
+{
+    static const char sandbox[] = "FCGI::Spawn::Sandbox::";
+    const char *name = stash ? HvNAME_get(stash) : NULL;
+    return name && strnEQ(name, sandbox, sizeof sandbox - 1);
+}
+
+void fs_code_touch_unless_script(HV *stash)
+{
+    if (!fs_code_is_script_stash(stash))
+        fs_code_touched = 1;
 }
 
 /* Perl's function of every op type, as it was before any was replaced:
@@ -100,7 +121,28 @@ static Perl_ppaddr_t fs_code_orig_pp[MAXO];
 
 static OP *fs_pp_code_may_change(pTHX)
 {
-    fs_code_touched = 1;
+    switch (PL_op->op_type) {
+    case OP_SASSIGN: {
+        /* A glob of the script's own (Exporter importing into it) is
+         * not the worker's; nor is a scalar that is no glob. */
+        SV *target = PL_stack_sp[PL_op->op_private & OPpASSIGN_BACKWARDS ? -1 : 0];
+        if (SvTYPE(target) == SVt_PVGV && isGV_with_GP(target))
+            fs_code_touch_unless_script(GvSTASH((GV *)target));
+        break;
+    }
+    case OP_DOFILE:
+        /* A perlrun script's own compile, once its text was found to
+         * define nothing elsewhere (what its BEGIN blocks and `use`
+         * lines do is marked by their own ops). */
+        if (fs_code_script_compile) {
+            fs_code_script_compile = 0;
+            break;
+        }
+        fs_code_touched = 1;
+        break;
+    default:
+        fs_code_touched = 1;
+    }
     return fs_code_orig_pp[PL_op->op_type](aTHX);
 }
 
@@ -410,6 +452,17 @@ XS(fs_xs_restore_code)
     XSRETURN_IV(count);
 }
 
+/* FCGI::Spawn::Native::script_compile_next() — the next `do FILE` is a
+ * perlrun script's compile that defines nothing outside its own package
+ * (Compile::do_source): it does not mark the worker's packages. */
+XS(fs_xs_script_compile_next)
+{
+    dXSARGS;
+    PERL_UNUSED_VAR(items);
+    fs_code_script_compile = 1;
+    XSRETURN_EMPTY;
+}
+
 /* FCGI::Spawn::Native::code_changes(FILE...) — (GLOB_REF, CODE_REF) pairs
  * of the subs these files put in the worker's packages, left in place. */
 XS(fs_xs_code_changes)
@@ -448,6 +501,7 @@ static const fs_xsub fs_code_xsubs_table[] = {
     FS_XSUB("record_new_code", fs_xs_record_new_code),
     FS_XSUB("code_snapshot_stale", fs_xs_code_snapshot_stale),
     FS_XSUB("restore_code", fs_xs_restore_code),
+    FS_XSUB("script_compile_next", fs_xs_script_compile_next),
     FS_XSUB("code_changes", fs_xs_code_changes),
     FS_XSUB("install_code", fs_xs_install_code),
 };

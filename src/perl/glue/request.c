@@ -94,7 +94,13 @@ static Perl_ppaddr_t fs_orig_pp_undef;
 static OP *fs_pp_undef(pTHX)
 {
     SV *sv = PL_op->op_private ? *PL_stack_sp : NULL;
-    if (sv && (SvTYPE(sv) == SVt_PVCV || SvTYPE(sv) == SVt_PVGV))
+    /* A sub or glob of the worker's emptied: its packages are looked at
+     * (a script's own, perlrun's sandbox dropped, are not the worker's). */
+    if (sv && SvTYPE(sv) == SVt_PVCV)
+        fs_code_touch_unless_script(CvSTASH((CV *)sv));
+    else if (sv && SvTYPE(sv) == SVt_PVGV && isGV_with_GP(sv))
+        fs_code_touch_unless_script(GvSTASH((GV *)sv));
+    else if (sv && SvTYPE(sv) == SVt_PVGV)
         fs_code_touch();
     if (sv && SvTYPE(sv) == SVt_PVCV && fs_code_is_workers(aTHX_ (CV *)sv)) {
         fs_request_state *rs = fs_rs(aTHX);
