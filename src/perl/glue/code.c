@@ -99,13 +99,18 @@ void fs_code_touch(void)
     fs_code_touched = 1;
 }
 
-/* A script's own package (its sandbox, or one inside it): what is done
- * there changes no package of the worker's. */
+/* Scripts' own packages (FCGI::Spawn::Sandbox and all in it): never
+ * recorded, so what is done there changes no package of the worker's. */
+static int fs_code_is_sandbox(const char *name)
+{
+    static const char sandbox[] = "FCGI::Spawn::Sandbox";
+    const size_t len = sizeof sandbox - 1;
+    return name && strnEQ(name, sandbox, len) && (name[len] == '\0' || name[len] == ':');
+}
+
 int fs_code_is_script_stash(HV *stash)
 {
-    static const char sandbox[] = "FCGI::Spawn::Sandbox::";
-    const char *name = stash ? HvNAME_get(stash) : NULL;
-    return name && strnEQ(name, sandbox, sizeof sandbox - 1);
+    return stash && fs_code_is_sandbox(HvNAME_get(stash));
 }
 
 void fs_code_touch_unless_script(HV *stash)
@@ -294,7 +299,7 @@ static void fs_code_record_stash(pTHX_ HV *stash, int depth, SV **skip, I32 nski
     char addr[2 * sizeof(void *) + 3];
     int addr_len;
     /* Scripts' own packages come and go with their requests. */
-    if (name && (strnEQ(name, "FCGI::Spawn::Sandbox", 20) || fs_code_skipped(aTHX_ name, skip, nskip)))
+    if (fs_code_is_sandbox(name) || (name && fs_code_skipped(aTHX_ name, skip, nskip)))
         return;
     if (!fs_code_known)
         fs_code_known = newHV();
