@@ -2,8 +2,10 @@
 # instructions counted by valgrind's callgrind (the same count run after
 # run, whatever else the machine does: not a timed test), in each isolation
 # mode, and what a 5,000-line script's request costs in registry (putting
-# its 420 symbols back must stay a walk of pointers), against the budget
-# committed in bench/cost-budget.tsv with 5 % slack. A change that makes a request cost more fails here, naming the
+# its 420 symbols back must stay a walk of pointers) and in fork (the
+# request's child leaves the compiled script alone at its exit), against
+# the budget committed in bench/cost-budget.tsv with 5 % slack. A change
+# that makes a request cost more fails here, naming the
 # figure and the step of the runner that grew; if the cost is wanted, the
 # change says why and writes a new budget (bench/cost --write-budget).
 use strict;

@@ -207,8 +207,14 @@ sub compiled_end_blocks {
 }
 
 # perlrun: the request's package, the packages the script declared, its
-# formats: gone, so nothing the sandbox owned stays reachable.
+# formats: gone, so nothing the sandbox owned stays reachable. What they
+# and its main:: names hold goes first, while all of the script's code is
+# there (an object's DESTROY may be a sub of a package deleted here), as
+# under CGI, where global destruction frees no code.
 sub drop_sandbox {
+    FCGI::Spawn::Native::release_package_data($_, 1)
+        for grep { defined } $req{sandbox}, @{ $req{new_packages} || [] };
+    FCGI::Spawn::Symbols::release_script_names();
     FCGI::Spawn::Compile::drop_fresh_namespace($req{sandbox}) if defined $req{sandbox};
     FCGI::Spawn::Symbols::delete_package($_) for @{ $req{new_packages} || [] };
     return;
@@ -489,21 +495,35 @@ sub end_forked_child {
 }
 
 # fork mode, the request's child about to exit: ties on the std handles,
-# the script's packages and top-level names go, and with them the objects
-# only they hold (their DESTROY runs, as in global destruction at a CGI
-# process's exit); so does the request state modules keep (CGI.pm's saved
-# request holds its upload temp files, which File::Temp removes in
-# DESTROY: without this each upload left its file in TMPDIR).
+# what the script's packages hold and its top-level names go, and with
+# them the objects only they hold (their DESTROY runs, as in global
+# destruction at a CGI process's exit); so does the request state modules
+# keep (CGI.pm's saved request holds its upload temp files, which
+# File::Temp removes in DESTROY: without this each upload left its file in
+# TMPDIR). The compiled script and the registry's records of it stay as
+# they are: freeing them would only copy their pages from the worker (a
+# 5,000-line script's: 1,200 pages, 7 ms a request).
 sub end_request_child {
     # A tie over a std handle (a gzip or buffering layer) finishes the page
     # in its DESTROY, as global destruction would run it.
     for my $handle (\*STDOUT, \*STDERR, \*STDIN) { untie *$handle if tied *$handle }
-    # The compiled entry goes first: its snapshot holds the package's
-    # scalars (to put them back), and with them the objects in them.
-    my $entry = defined $req{script} ? delete $FCGI::Spawn::Registry::REGISTRY{ $req{script} } : undef;
+    my $entry = defined $req{script} ? $FCGI::Spawn::Registry::REGISTRY{ $req{script} } : undef;
     my @packages = $entry && $entry->{package_names} ? @{ $entry->{package_names} } : ($req{package});
+    # First what the entry holds of the script's variables: the snapshots'
+    # copies of its packages' values as compiled (and references to the
+    # variables, which would keep them alive), the file lexicals a BEGIN
+    # block set, the %SIG handlers and module settings its compile made,
+    # what its top-level names (globs in main::, which it keeps) hold.
+    if ($entry) {
+        FCGI::Spawn::Native::release_snapshot_data($_) for grep { defined } @{ $entry->{packages} };
+        delete @$entry{qw(lexicals sig module_state)};
+        FCGI::Spawn::Native::release_glob_data(@{ $entry->{main_globals} });
+    }
+    # Its named subs hold variables only when its compile found them
+    # keeping file lexicals or `state` variables.
+    my $subs_hold = !$entry || $entry->{captured} || ($entry->{state_vars} && @{ $entry->{state_vars}[0] });
     undef $entry;
-    FCGI::Spawn::Symbols::delete_package($_) for grep { defined } @packages;
+    FCGI::Spawn::Native::release_package_data($_, $subs_hold) for grep { defined } @packages;
     FCGI::Spawn::Symbols::delete_script_names();
     FCGI::Spawn::Modules::reset_request_state();
     return 1;

@@ -114,6 +114,16 @@ sub recount_owned {
     return;
 }
 
+# What the script's main:: globals hold goes (an object's DESTROY runs);
+# delete_script_names deletes the globs after.
+sub release_script_names {
+    return if keys %main:: == $OWNED_COUNT;
+    claim_module_names();
+    FCGI::Spawn::Native::release_glob_data(map { \$main::{$_} }
+        grep { !$OWNED{$_} && !/::\z/ } FCGI::Spawn::Native::plain_keys(\%main::));
+    return;
+}
+
 # Deletes the top-level names the script made: its packages (a `package
 # Foo;` at the top level), its main:: globals.
 sub delete_script_names {

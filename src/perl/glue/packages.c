@@ -1087,6 +1087,18 @@ static SV **fs_handler_pad(pTHX_ CV *handler, PADNAMELIST **names, SSize_t *last
     return PadARRAY(pad);
 }
 
+/* A variable emptied in place (what it held goes; an object's DESTROY
+ * runs); whoever else holds it sees it empty, as at process exit. */
+static void fs_empty_variable(pTHX_ SV *sv)
+{
+    if (SvTYPE(sv) == SVt_PVAV)
+        av_clear((AV *)sv);
+    else if (SvTYPE(sv) == SVt_PVHV)
+        hv_clear((HV *)sv);
+    else if (SvTYPE(sv) <= SVt_PVMG && !SvREADONLY(sv) && (SvOK(sv) || SvROK(sv)))
+        sv_set_undef(sv);
+}
+
 /* A copy of what a lexical holds (shallow, as a package snapshot's
  * record), or NULL when it holds nothing. */
 static SV *fs_lexical_copy(pTHX_ SV *sv)
@@ -1330,17 +1342,202 @@ XS(fs_xs_forget_state_vars)
     list = (AV *)SvRV(ST(0));
     vars = (AV *)SvRV(AvARRAY(list)[0]);
     marks = (AV *)SvRV(AvARRAY(list)[1]);
-    for (i = 0; i <= AvFILLp(vars); i++) {
-        SV *sv = SvRV(AvARRAY(vars)[i]);
-        if (SvTYPE(sv) == SVt_PVAV)
-            av_clear((AV *)sv);
-        else if (SvTYPE(sv) == SVt_PVHV)
-            hv_clear((HV *)sv);
-        else if (SvTYPE(sv) <= SVt_PVMG && !SvREADONLY(sv) && (SvOK(sv) || SvROK(sv)))
-            sv_set_undef(sv);
-    }
+    for (i = 0; i <= AvFILLp(vars); i++)
+        fs_empty_variable(aTHX_ SvRV(AvARRAY(vars)[i]));
     for (i = 0; i <= AvFILLp(marks); i++)
         SvPADSTALE_on(SvRV(AvARRAY(marks)[i]));
+    XSRETURN_EMPTY;
+}
+
+/* --- a fork-mode request's child at its exit ----------------------------------
+ *
+ * What the script's packages hold goes, as at a CGI process's exit (each
+ * object's DESTROY runs: CGI::Session writes its data there), but not its
+ * code. Deleting the packages freed their globs, subs, pads and op trees
+ * too, writing to every page they sit on, each a copy from the worker: a
+ * 5,000-line script's child copied 1,200 pages there (7 ms a request) for
+ * a process that exits next. */
+
+/* Whether the stash under key KEY (ending in "::") of PARENT is the
+ * package nested there (Foo::Bar under Foo::), not another one aliased in. */
+static int fs_is_nested_stash(HV *parent, const char *key, I32 klen, HV *nested)
+{
+    const char *outer = HvNAME(parent), *inner = HvNAME(nested);
+    STRLEN olen = outer ? strlen(outer) : 0;
+    return inner && strlen(inner) == olen + (STRLEN)klen && memEQ(inner, outer, olen)
+        && memEQ(inner + olen, "::", 2) && memEQ(inner + olen + 2, key, (STRLEN)klen - 2);
+}
+
+/* A named sub's (or format's) captured and `state` variables that hold
+ * something: what its file's lexicals held, which freeing the sub would
+ * have released. Its own `my` variables were emptied as its calls left. */
+static void fs_take_sub_variables(pTHX_ CV *sub, AV *to_empty)
+{
+    PADNAMELIST *names;
+    SSize_t at, last = 0;
+    SV **pad = fs_handler_pad(aTHX_ sub, &names, &last);
+    for (at = 1; pad && at <= last; at++) {
+        PADNAME *pn = PadnamelistARRAY(names)[at];
+        SV *var = pad[at];
+        /* A bare sigil is a state variable's initialisation mark. */
+        if (!pn || PadnameLEN(pn) < 2 || PadnameIsOUR(pn) || !(PadnameOUTER(pn) || PadnameIsSTATE(pn)) || !var)
+            continue;
+        if (SvTYPE(var) == SVt_PVAV ? AvFILLp((AV *)var) >= 0
+            : SvTYPE(var) == SVt_PVHV ? HvUSEDKEYS((HV *)var) > 0
+            : SvOK(var) || SvROK(var))
+            av_push(to_empty, SvREFCNT_inc_simple_NN(var));
+    }
+}
+
+/* A glob's slot emptied, what it held kept in `to_free`: a later use of
+ * the name gets a new, empty one, as after gp_free. */
+#define FS_TAKE_SLOT(slot, to_free)                    \
+    do {                                               \
+        av_push((to_free), (SV *)(slot));              \
+        (slot) = NULL;                                 \
+    } while (0)
+
+/* Takes out of a glob what it holds: its scalar, array, hash and handle
+ * (into `to_free`), and with `to_empty`, the variables of its sub and
+ * format when compiled in `stash` (the script's: not one it imported). A
+ * glob sharing its slots with another (`*OUT = *STDOUT`) keeps them, as
+ * `undef *glob` leaves them to the other. */
+static void fs_take_glob_data(pTHX_ GV *gv, HV *stash, AV *to_free, AV *to_empty)
+{
+    if (GvGP(gv)->gp_refcnt != 1)
+        return;
+    if (GvSV(gv) && (SvOK(GvSV(gv)) || SvROK(GvSV(gv)) || SvMAGICAL(GvSV(gv))))
+        FS_TAKE_SLOT(GvSV(gv), to_free);
+    if (GvAV(gv) && (AvFILLp(GvAV(gv)) >= 0 || SvMAGICAL(GvAV(gv))))
+        FS_TAKE_SLOT(GvAV(gv), to_free);
+    if (GvHV(gv) && !HvNAME(GvHV(gv)) && (HvUSEDKEYS(GvHV(gv)) || SvMAGICAL(GvHV(gv))))
+        FS_TAKE_SLOT(GvHV(gv), to_free);
+    if (GvIOp(gv))
+        FS_TAKE_SLOT(GvIOp(gv), to_free);
+    if (!to_empty)
+        return;
+    if (GvCV(gv) && !CvISXSUB(GvCV(gv)) && CvSTASH(GvCV(gv)) == stash)
+        fs_take_sub_variables(aTHX_ GvCV(gv), to_empty);
+    if (GvFORM(gv) && CvSTASH(GvFORM(gv)) == stash)
+        fs_take_sub_variables(aTHX_ GvFORM(gv), to_empty);
+}
+
+/* Takes out of the package's globs (and its nested packages') what they
+ * hold. Nothing runs meanwhile: an object's DESTROY, which may change the
+ * package, runs once the walk is over. */
+static void fs_take_stash_data(pTHX_ HV *stash, AV *to_free, AV *to_empty, int depth)
+{
+    HE **buckets = HvARRAY(stash);
+    STRLEN i;
+    for (i = 0; buckets && i <= HvMAX(stash); i++) {
+        HE *he;
+        for (he = buckets[i]; he; he = HeNEXT(he)) {
+            GV *gv = (GV *)HeVAL(he);
+            I32 klen = HeKLEN(he);
+            if (SvTYPE(gv) != SVt_PVGV || !isGV_with_GP(gv))
+                continue;
+            if (fs_is_stash_name(HeKEY(he), klen)) {
+                if (GvHV(gv) && fs_is_nested_stash(stash, HeKEY(he), klen, GvHV(gv)) && depth < 32)
+                    fs_take_stash_data(aTHX_ GvHV(gv), to_free, to_empty, depth + 1);
+                continue;
+            }
+            fs_take_glob_data(aTHX_ gv, stash, to_free, to_empty);
+        }
+    }
+}
+
+/* Takes out of a registry snapshot's records (and its nested packages')
+ * the copies of what the compile left in the package's variables, and the
+ * references to the variables themselves, which would keep them alive. */
+static void fs_take_snapshot_data(pTHX_ SV *snapshot, AV *to_free, int depth)
+{
+    static const int data_slots[] = { REC_SCALAR, REC_ARRAY, REC_HASH, REC_LIVE_SV, REC_LIVE_AV, REC_LIVE_HV };
+    HV *records = (HV *)SvRV(AvARRAY((AV *)SvRV(snapshot))[1]);
+    HE **buckets = HvARRAY(records);
+    STRLEN i;
+    size_t k;
+    for (i = 0; buckets && i <= HvMAX(records); i++) {
+        HE *he;
+        for (he = buckets[i]; he; he = HeNEXT(he)) {
+            AV *rec = (AV *)SvRV(HeVAL(he));
+            SV *nested = fs_rec_get(aTHX_ rec, REC_NESTED);
+            for (k = 0; k < sizeof data_slots / sizeof data_slots[0]; k++) {
+                SV **slot = data_slots[k] <= AvFILLp(rec) ? &AvARRAY(rec)[data_slots[k]] : NULL;
+                if (slot && *slot && (SvOK(*slot) || SvROK(*slot))) {
+                    av_push(to_free, *slot);
+                    *slot = NULL;
+                }
+            }
+            if (nested && SvROK(nested) && depth < 32)
+                fs_take_snapshot_data(aTHX_ nested, to_free, depth + 1);
+        }
+    }
+}
+
+/* FCGI::Spawn::Native::release_snapshot_data(SNAPSHOT) — in a request's
+ * child about to exit, before release_package_data: what a registry
+ * snapshot (snapshot_package) holds of its package's variables goes; its
+ * records of the package's globs and subs stay. */
+XS(fs_xs_release_snapshot_data)
+{
+    dXSARGS;
+    AV *to_free;
+    if (items != 1 || !SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVAV)
+        croak_xs_usage(cv, "snapshot");
+    to_free = (AV *)sv_2mortal((SV *)newAV());
+    fs_take_snapshot_data(aTHX_ ST(0), to_free, 0);
+    av_clear(to_free);
+    XSRETURN_EMPTY;
+}
+
+/* Empties what fs_take_* took: variables emptied in place, the rest freed
+ * (DESTROY runs here, after the walk). */
+static void fs_release_taken(pTHX_ AV *to_free, AV *to_empty)
+{
+    SSize_t i;
+    for (i = 0; to_empty && i <= AvFILLp(to_empty); i++)
+        fs_empty_variable(aTHX_ AvARRAY(to_empty)[i]);
+    av_clear(to_free);
+}
+
+/* FCGI::Spawn::Native::release_glob_data(GLOB_REF...) — in a request's
+ * child about to exit: what these globs (the script's top-level names)
+ * hold goes, as release_package_data does for a package's. */
+XS(fs_xs_release_glob_data)
+{
+    dXSARGS;
+    AV *to_free = (AV *)sv_2mortal((SV *)newAV());
+    I32 i;
+    for (i = 0; i < items; i++) {
+        GV *gv = SvROK(ST(i)) ? (GV *)SvRV(ST(i)) : NULL;
+        if (gv && SvTYPE(gv) == SVt_PVGV && isGV_with_GP(gv))
+            fs_take_glob_data(aTHX_ gv, NULL, to_free, NULL);
+    }
+    fs_release_taken(aTHX_ to_free, NULL);
+    XSRETURN_EMPTY;
+}
+
+/* FCGI::Spawn::Native::release_package_data(NAME, SUBS) — in a request's
+ * child about to exit: what package NAME and the packages in it hold goes,
+ * their subs and globs stay (see above). SUBS: their subs may hold
+ * variables too (captured file lexicals, `state` variables), which go as
+ * well; each sub's pad is read for them, the costliest part of the walk. */
+XS(fs_xs_release_package_data)
+{
+    dXSARGS;
+    STRLEN len;
+    const char *name;
+    HV *stash;
+    AV *to_free, *to_empty;
+    if (items != 2)
+        croak_xs_usage(cv, "package, subs");
+    name = SvPV_const(ST(0), len);
+    if (!(stash = fs_find_stash(aTHX_ name, len)))
+        XSRETURN_EMPTY;
+    to_free = (AV *)sv_2mortal((SV *)newAV());
+    to_empty = SvTRUE(ST(1)) ? (AV *)sv_2mortal((SV *)newAV()) : NULL;
+    fs_take_stash_data(aTHX_ stash, to_free, to_empty, 0);
+    fs_release_taken(aTHX_ to_free, to_empty);
     XSRETURN_EMPTY;
 }
 
@@ -1485,6 +1682,9 @@ static const fs_xsub fs_package_xsubs_table[] = {
     FS_XSUB("forget_once_patterns", fs_xs_forget_once_patterns),
     FS_XSUB("state_vars", fs_xs_state_vars),
     FS_XSUB("forget_state_vars", fs_xs_forget_state_vars),
+    FS_XSUB("release_snapshot_data", fs_xs_release_snapshot_data),
+    FS_XSUB("release_package_data", fs_xs_release_package_data),
+    FS_XSUB("release_glob_data", fs_xs_release_glob_data),
     FS_XSUB("snapshot_package", fs_xs_snapshot_package),
     FS_XSUB("restore_package", fs_xs_restore_package),
     FS_XSUB("retire_snapshot", fs_xs_retire_snapshot),

@@ -151,6 +151,9 @@ our %REQUESTS = (
         { query => 'do=symbol_new,symbol_gone,constant_glob,inner_sub,sub_undef,glob_alias,inner_sub_undef' } ],
     't/scripts/check/stdin.pl'                   => [ {}, { body => "one\r\ntwo\r\n" } ],
     't/scripts/check/cgi.pl'                     => [ {}, { query => 'c=on&name=x' } ],
+    # What goes at the exit goes in perl's order (global destruction's
+    # under CGI), not the script's.
+    't/scripts/check/destroy-at-exit.pl'         => [ { sort_lines => 1, sort_lines_match => qr/^destroyed: / } ],
 );
 
 sub _script_requests {
