@@ -20,12 +20,14 @@ use Test::FCGI::Spawn;
 $ENV{FCGI_SPAWN_BIN} //= bin_path();
 my $script = "$FindBin::Bin/scripts/check/destroy-at-exit.pl";
 my $hello = "$FindBin::Bin/scripts/hello.pl";
+my $loader = "$FindBin::Bin/scripts/check/destroy-loaded.pl";
 my $request = { script => $script, sort_lines => 1, sort_lines_match => qr/^destroyed: / };
 my @places = (
     'in a package scalar', 'in a package array', 'nested in a package hash', 'held by a closure',
     'in a main:: name', 'in a package the script declares', 'in a file lexical a named sub keeps',
     'in a state variable', 'in a package scalar set at compile time',
     'in a file lexical set at compile time', 'in a file lexical, while the script runs',
+    'in a package of a file it loaded',
 );
 
 for my $mode (qw(perlrun registry fork)) {
@@ -42,6 +44,13 @@ for my $mode (qw(perlrun registry fork)) {
         my $other = $site->compare({ script => $hello });
         ok $other->{same}, "$mode, run $run: another script after it"
             or diag Test::FCGI::Spawn::describe_difference($other);
+        # A file of the site loaded at run time declaring a package:
+        # destroy-at-exit.pl loads it without naming the package, this one
+        # names it in its own text first (so its compile makes the
+        # package); in registry this one runs in the worker.
+        my $loaded = $site->compare({ script => $loader });
+        ok $loaded->{same}, "$mode, run $run: what a file it loaded keeps goes as under CGI"
+            or diag Test::FCGI::Spawn::describe_difference($loaded);
     }
     is_deeply [ $site->worker_pids ], [$worker], "$mode: one worker served it all";
     unlike $site->log_text, qr/could not be restored|panic|Attempt to free/, "$mode: nothing wrong in the log";

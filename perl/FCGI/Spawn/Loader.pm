@@ -264,6 +264,14 @@ sub take_compiled_site_files {
 
 # The request is over: what it loaded of the site is forgotten, with the
 # packages that loading made, and so are the failures to load a file.
+# What the packages of the site files the request loaded hold goes (an
+# object's DESTROY runs), before the response ends, as the rest of the
+# script's; forget_loaded deletes the packages after it.
+sub release_loaded {
+    FCGI::Spawn::Native::release_package_data($_, 1) for map { @{ $_->[1] } } @LOADED;
+    return;
+}
+
 sub forget_loaded {
     $SCRIPT_PACKAGES = {};
     # Usual case: the request loaded nothing and failed to load nothing.

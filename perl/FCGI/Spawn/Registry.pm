@@ -438,6 +438,9 @@ sub cached_end_blocks {
 # closes the handles the run opened on them), its main:: globals emptied,
 # and all of it out of sight again.
 sub reset_cached_state {
+    # What the site files the run loaded hold goes before the response
+    # ends, as at a CGI process's exit (their packages go after it).
+    FCGI::Spawn::Loader::release_loaded() if @FCGI::Spawn::Loader::LOADED;
     my $entry = $REGISTRY{ $req{script} } or return;
     # First, as the run's other lexicals went when it returned: what its
     # state variables held goes (DESTROY sees the packages as the run left

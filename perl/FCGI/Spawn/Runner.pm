@@ -207,13 +207,15 @@ sub compiled_end_blocks {
 }
 
 # perlrun: the request's package, the packages the script declared, its
-# formats: gone, so nothing the sandbox owned stays reachable. What they
-# and its main:: names hold goes first, while all of the script's code is
+# formats: gone, so nothing the sandbox owned stays reachable. What they,
+# the packages of the site files it loaded (deleted in end_request) and
+# its main:: names hold goes first, while all of the script's code is
 # there (an object's DESTROY may be a sub of a package deleted here), as
 # under CGI, where global destruction frees no code.
 sub drop_sandbox {
     FCGI::Spawn::Native::release_package_data($_, 1)
         for grep { defined } $req{sandbox}, @{ $req{new_packages} || [] };
+    FCGI::Spawn::Loader::release_loaded() if @FCGI::Spawn::Loader::LOADED;
     FCGI::Spawn::Symbols::release_script_names();
     FCGI::Spawn::Compile::drop_fresh_namespace($req{sandbox}) if defined $req{sandbox};
     FCGI::Spawn::Symbols::delete_package($_) for @{ $req{new_packages} || [] };
@@ -524,6 +526,7 @@ sub end_request_child {
     my $subs_hold = !$entry || $entry->{captured} || ($entry->{state_vars} && @{ $entry->{state_vars}[0] });
     undef $entry;
     FCGI::Spawn::Native::release_package_data($_, $subs_hold) for grep { defined } @packages;
+    FCGI::Spawn::Loader::release_loaded() if @FCGI::Spawn::Loader::LOADED;
     FCGI::Spawn::Symbols::delete_script_names();
     FCGI::Spawn::Modules::reset_request_state();
     return 1;

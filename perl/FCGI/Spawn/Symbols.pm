@@ -114,13 +114,16 @@ sub recount_owned {
     return;
 }
 
-# What the script's main:: globals hold goes (an object's DESTROY runs);
-# delete_script_names deletes the globs after.
+# What the script's top-level names hold goes (an object's DESTROY runs):
+# its main:: globals, and the packages it made at the top level (one its
+# text names before a file it loads declares it); delete_script_names
+# deletes them after.
 sub release_script_names {
     return if keys %main:: == $OWNED_COUNT;
     claim_module_names();
-    FCGI::Spawn::Native::release_glob_data(map { \$main::{$_} }
-        grep { !$OWNED{$_} && !/::\z/ } FCGI::Spawn::Native::plain_keys(\%main::));
+    my @names = grep { !$OWNED{$_} } FCGI::Spawn::Native::plain_keys(\%main::);
+    FCGI::Spawn::Native::release_package_data(substr($_, 0, -2), 1) for grep { /::\z/ } @names;
+    FCGI::Spawn::Native::release_glob_data(map { \$main::{$_} } grep { !/::\z/ } @names);
     return;
 }
 

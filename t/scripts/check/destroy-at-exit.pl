@@ -29,6 +29,9 @@ our %nested = (list => [ Noisy->new('nested in a package hash') ]);
 our $callback = do { my $inner = Noisy->new('held by a closure'); sub { $inner } };
 $main::global = $main::global = Noisy->new('in a main:: name');
 
+use FindBin;
+require "$FindBin::Bin/lib/held.pl";
+
 my $captured = Noisy->new('in a file lexical a named sub keeps');
 sub captured { return $captured }
 
