@@ -1349,14 +1349,16 @@ XS(fs_xs_forget_state_vars)
     XSRETURN_EMPTY;
 }
 
-/* --- a fork-mode request's child at its exit ----------------------------------
+/* --- what a script holds, at the end of its request ---------------------------
  *
  * What the script's packages hold goes, as at a CGI process's exit (each
  * object's DESTROY runs: CGI::Session writes its data there), but not its
- * code. Deleting the packages freed their globs, subs, pads and op trees
- * too, writing to every page they sit on, each a copy from the worker: a
- * 5,000-line script's child copied 1,200 pages there (7 ms a request) for
- * a process that exits next. */
+ * code: global destruction frees no code, so a DESTROY finds its class
+ * whatever order things go in. perlrun frees this first and deletes the
+ * packages after. A fork-mode request's child deletes nothing: freeing the
+ * globs, subs, pads and op trees wrote to every page they sit on, each a
+ * copy from the worker (a 5,000-line script's child: 1,200 pages, 7 ms a
+ * request) for a process that exits next. */
 
 /* Whether the stash under key KEY (ending in "::") of PARENT is the
  * package nested there (Foo::Bar under Foo::), not another one aliased in. */
@@ -1500,9 +1502,9 @@ static void fs_release_taken(pTHX_ AV *to_free, AV *to_empty)
     av_clear(to_free);
 }
 
-/* FCGI::Spawn::Native::release_glob_data(GLOB_REF...) — in a request's
- * child about to exit: what these globs (the script's top-level names)
- * hold goes, as release_package_data does for a package's. */
+/* FCGI::Spawn::Native::release_glob_data(GLOB_REF...) — what these globs
+ * (the script's top-level names) hold goes, as release_package_data does
+ * for a package's. */
 XS(fs_xs_release_glob_data)
 {
     dXSARGS;
@@ -1517,9 +1519,9 @@ XS(fs_xs_release_glob_data)
     XSRETURN_EMPTY;
 }
 
-/* FCGI::Spawn::Native::release_package_data(NAME, SUBS) — in a request's
- * child about to exit: what package NAME and the packages in it hold goes,
- * their subs and globs stay (see above). SUBS: their subs may hold
+/* FCGI::Spawn::Native::release_package_data(NAME, SUBS) — what package
+ * NAME and the packages in it hold goes, their subs and globs stay (see
+ * above). SUBS: their subs may hold
  * variables too (captured file lexicals, `state` variables), which go as
  * well; each sub's pad is read for them, the costliest part of the walk. */
 XS(fs_xs_release_package_data)
