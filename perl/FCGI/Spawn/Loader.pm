@@ -262,8 +262,6 @@ sub take_compiled_site_files {
     return (\%entries, \@packages);
 }
 
-# The request is over: what it loaded of the site is forgotten, with the
-# packages that loading made, and so are the failures to load a file.
 # What the packages of the site files the request loaded hold goes (an
 # object's DESTROY runs), before the response ends, as the rest of the
 # script's; forget_loaded deletes the packages after it.
@@ -272,6 +270,8 @@ sub release_loaded {
     return;
 }
 
+# The request is over: what it loaded of the site is forgotten, with the
+# packages that loading made, and so are the failures to load a file.
 sub forget_loaded {
     $SCRIPT_PACKAGES = {};
     # Usual case: the request loaded nothing and failed to load nothing.
