@@ -108,7 +108,7 @@ static int fs_code_is_sandbox(const char *name)
     return name && strnEQ(name, sandbox, len) && (name[len] == '\0' || name[len] == ':');
 }
 
-int fs_code_is_script_stash(HV *stash)
+static int fs_code_is_script_stash(HV *stash)
 {
     return stash && fs_code_is_sandbox(HvNAME_get(stash));
 }

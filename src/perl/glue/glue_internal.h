@@ -76,7 +76,6 @@ int fs_signals_changed(pTHX);
 int fs_code_stale(pTHX);
 int fs_code_is_workers(pTHX_ CV *cv);
 void fs_code_touch(void);
-int fs_code_is_script_stash(HV *stash);
 void fs_code_touch_unless_script(HV *stash);
 
 /* Makes `cv` (or nothing) the sub of `gv`, refcounts kept; 1 if it changed
